@@ -1,0 +1,135 @@
+package onnxio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// MaxFileBytes bounds the size of a model file that Load reads (2 GiB is the
+// protobuf limit; external data is read separately).
+const MaxFileBytes = 2<<30 - 1
+
+// Load reads the ONNX model at path, loads any external tensor data from
+// files next to it, and checks that the graph is well formed.
+func Load(path string) (*onnxpb.ModelProto, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("load %s: is a directory, not an ONNX file", path)
+	}
+	if st.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("load %s: file is %d bytes, over the 2 GiB protobuf limit", path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	m, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := LoadExternalData(m, filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	if err := Check(m); err != nil {
+		return nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Decode parses a serialized ModelProto. It rejects data that is not an
+// ONNX model; it does not load external data or check the graph.
+func Decode(data []byte) (*onnxpb.ModelProto, error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty file, not an ONNX model")
+	}
+	m := &onnxpb.ModelProto{}
+	if err := (proto.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("not a valid ONNX protobuf (truncated or corrupt?): %w", err)
+	}
+	if m.GetGraph() == nil || m.GetIrVersion() <= 0 {
+		return nil, errors.New("not an ONNX model: no graph or ir_version")
+	}
+	return m, nil
+}
+
+// Encode serializes the model deterministically.
+func Encode(m *onnxpb.ModelProto) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
+}
+
+// SaveOptions controls how Save writes a model.
+type SaveOptions struct {
+	// ExternalData writes large tensors to a data file next to the model.
+	ExternalData bool
+	// ExternalThreshold is the smallest tensor, in bytes, moved to the data
+	// file (default 1024).
+	ExternalThreshold int
+}
+
+// Save writes the model to path atomically: it writes a temporary file in
+// the destination folder and renames it into place. Tensors go to an
+// external data file named after the model when opts.ExternalData is set or
+// when the model would exceed the 2 GiB protobuf limit.
+func Save(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
+	if opts.ExternalData || proto.Size(m) > MaxFileBytes {
+		return saveExternal(path, m, opts)
+	}
+	data, err := Encode(m)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if err := WriteFileAtomic(path, data); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to a temporary file in path's folder, syncs
+// it, and renames it to path, so that readers never see a partial file.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
