@@ -1,0 +1,153 @@
+package kernels
+
+import "fmt"
+
+// ConvGeom is the geometry of a 2-D convolution over one NCHW image.
+// Pads follow ONNX order [top, left, bottom, right]; strides and dilations
+// are [height, width]. OH and OW are the output sizes (see OutSize).
+type ConvGeom struct {
+	C, H, W   int    // input channels, height, width
+	KH, KW    int    // kernel height and width
+	Strides   [2]int // stride along height, width (>= 1)
+	Pads      [4]int // top, left, bottom, right (>= 0)
+	Dilations [2]int // dilation along height, width (>= 1)
+	OH, OW    int    // output height and width
+}
+
+// NewConvGeom fills a ConvGeom and computes its output size. It returns an
+// error when a stride or dilation is below 1, a pad is negative or the
+// output would be empty.
+func NewConvGeom(c, h, w, kh, kw int, strides [2]int, pads [4]int, dilations [2]int) (ConvGeom, error) {
+	g := ConvGeom{C: c, H: h, W: w, KH: kh, KW: kw, Strides: strides, Pads: pads, Dilations: dilations}
+	if c < 1 || h < 1 || w < 1 || kh < 1 || kw < 1 {
+		return g, fmt.Errorf("conv geometry: sizes must be positive (C=%d H=%d W=%d K=%dx%d)", c, h, w, kh, kw)
+	}
+	for i, s := range strides {
+		if s < 1 {
+			return g, fmt.Errorf("conv geometry: stride[%d]=%d must be >= 1", i, s)
+		}
+		if dilations[i] < 1 {
+			return g, fmt.Errorf("conv geometry: dilation[%d]=%d must be >= 1", i, dilations[i])
+		}
+	}
+	for i, p := range pads {
+		if p < 0 {
+			return g, fmt.Errorf("conv geometry: pad[%d]=%d must be >= 0", i, p)
+		}
+	}
+	g.OH = (h+pads[0]+pads[2]-dilations[0]*(kh-1)-1)/strides[0] + 1
+	g.OW = (w+pads[1]+pads[3]-dilations[1]*(kw-1)-1)/strides[1] + 1
+	if g.OH < 1 || g.OW < 1 {
+		return g, fmt.Errorf("conv geometry: kernel %dx%d (dilations %v) larger than padded input %dx%d", kh, kw, dilations, h+pads[0]+pads[2], w+pads[1]+pads[3])
+	}
+	return g, nil
+}
+
+// colRange returns the output columns [lo, hi) whose input column
+// ox*stride - pad + off lies inside [0, w).
+func colRange(off, stride, pad, w, ow int) (lo, hi int) {
+	// need 0 <= ox*stride - pad + off < w
+	x0 := pad - off
+	lo = 0
+	if x0 > 0 {
+		lo = (x0 + stride - 1) / stride
+	}
+	hi = 0
+	if w+x0 > 0 {
+		hi = (w + x0 + stride - 1) / stride
+	}
+	hi = min(hi, ow)
+	lo = min(lo, hi)
+	return lo, hi
+}
+
+// Im2col writes the column matrix of one image: col has C*KH*KW rows and
+// OH*OW columns, row (c*KH+ky)*KW+kx holding in[c, oy*sh-pt+ky*dh,
+// ox*sw-pl+kx*dw] (0 where that falls into padding). in holds C*H*W values.
+// Then Conv(in, weight[Cout, C, KH, KW]) = weight (Cout x C*KH*KW) * col.
+func Im2col(g ConvGeom, in, col []float32) {
+	hw := g.OH * g.OW
+	if len(in) < g.C*g.H*g.W || len(col) < g.C*g.KH*g.KW*hw {
+		panic(fmt.Sprintf("kernels: Im2col buffers too small (in %d, col %d) for %+v", len(in), len(col), g))
+	}
+	sh, sw := g.Strides[0], g.Strides[1]
+	dh, dw := g.Dilations[0], g.Dilations[1]
+	row := 0
+	for c := 0; c < g.C; c++ {
+		plane := in[c*g.H*g.W : (c+1)*g.H*g.W]
+		for ky := 0; ky < g.KH; ky++ {
+			for kx := 0; kx < g.KW; kx++ {
+				dst := col[row*hw : (row+1)*hw]
+				row++
+				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
+				for oy := 0; oy < g.OH; oy++ {
+					d := dst[oy*g.OW : (oy+1)*g.OW]
+					iy := oy*sh - g.Pads[0] + ky*dh
+					if iy < 0 || iy >= g.H {
+						clear(d)
+						continue
+					}
+					clear(d[:xlo])
+					clear(d[xhi:])
+					src := plane[iy*g.W:]
+					ix := xlo*sw - g.Pads[1] + kx*dw
+					if sw == 1 {
+						copy(d[xlo:xhi], src[ix:ix+xhi-xlo])
+						continue
+					}
+					for ox := xlo; ox < xhi; ox++ {
+						d[ox] = src[ix]
+						ix += sw
+					}
+				}
+			}
+		}
+	}
+}
+
+// Col2im is the adjoint of Im2col: it overwrites im (C*H*W values) with the
+// sum of every col entry into the input pixel it was read from. With
+// col = weightᵀ * dOut this is the input gradient of a convolution.
+func Col2im(g ConvGeom, col, im []float32) {
+	hw := g.OH * g.OW
+	if len(im) < g.C*g.H*g.W || len(col) < g.C*g.KH*g.KW*hw {
+		panic(fmt.Sprintf("kernels: Col2im buffers too small (col %d, im %d) for %+v", len(col), len(im), g))
+	}
+	clear(im[:g.C*g.H*g.W])
+	sh, sw := g.Strides[0], g.Strides[1]
+	dh, dw := g.Dilations[0], g.Dilations[1]
+	row := 0
+	for c := 0; c < g.C; c++ {
+		plane := im[c*g.H*g.W : (c+1)*g.H*g.W]
+		for ky := 0; ky < g.KH; ky++ {
+			for kx := 0; kx < g.KW; kx++ {
+				src := col[row*hw : (row+1)*hw]
+				row++
+				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
+				if xlo >= xhi {
+					continue
+				}
+				for oy := 0; oy < g.OH; oy++ {
+					iy := oy*sh - g.Pads[0] + ky*dh
+					if iy < 0 || iy >= g.H {
+						continue
+					}
+					s := src[oy*g.OW+xlo : oy*g.OW+xhi]
+					d := plane[iy*g.W:]
+					ix := xlo*sw - g.Pads[1] + kx*dw
+					if sw == 1 {
+						d = d[ix : ix+len(s)]
+						for j, v := range s {
+							d[j] += v
+						}
+						continue
+					}
+					for _, v := range s {
+						d[ix] += v
+						ix += sw
+					}
+				}
+			}
+		}
+	}
+}

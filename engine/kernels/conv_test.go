@@ -1,0 +1,229 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveConv is a float64 reference grouped convolution of n NCHW images
+// (groups = 1 or C); weight is [cout, C/groups, KH, KW].
+func naiveConv(g ConvGeom, n, cout, groups int, in, weight, bias []float32) []float64 {
+	cpg := g.C / groups
+	opg := cout / groups
+	out := make([]float64, n*cout*g.OH*g.OW)
+	for img := 0; img < n; img++ {
+		for co := 0; co < cout; co++ {
+			grp := co / opg
+			for oy := 0; oy < g.OH; oy++ {
+				for ox := 0; ox < g.OW; ox++ {
+					var s float64
+					if bias != nil {
+						s = float64(bias[co])
+					}
+					for ci := 0; ci < cpg; ci++ {
+						c := grp*cpg + ci
+						for ky := 0; ky < g.KH; ky++ {
+							iy := oy*g.Strides[0] - g.Pads[0] + ky*g.Dilations[0]
+							if iy < 0 || iy >= g.H {
+								continue
+							}
+							for kx := 0; kx < g.KW; kx++ {
+								ix := ox*g.Strides[1] - g.Pads[1] + kx*g.Dilations[1]
+								if ix < 0 || ix >= g.W {
+									continue
+								}
+								s += float64(in[((img*g.C+c)*g.H+iy)*g.W+ix]) * float64(weight[((co*cpg+ci)*g.KH+ky)*g.KW+kx])
+							}
+						}
+					}
+					out[((img*cout+co)*g.OH+oy)*g.OW+ox] = s
+				}
+			}
+		}
+	}
+	return out
+}
+
+var convGeoms = []struct {
+	c, h, w, kh, kw int
+	s               [2]int
+	p               [4]int
+	d               [2]int
+}{
+	{3, 8, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{4, 7, 9, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 10, 6, 3, 2, [2]int{1, 2}, [4]int{0, 1, 2, 0}, [2]int{2, 1}},
+	{5, 5, 5, 5, 5, [2]int{1, 1}, [4]int{2, 2, 2, 2}, [2]int{1, 1}},
+	{3, 9, 11, 3, 3, [2]int{3, 2}, [4]int{0, 0, 0, 0}, [2]int{2, 2}},
+	{16, 14, 14, 3, 3, [2]int{2, 2}, [4]int{0, 0, 1, 1}, [2]int{1, 1}},
+	{8, 33, 40, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{6, 1, 1, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 4, 4, 1, 1, [2]int{1, 1}, [4]int{0, 0, 0, 0}, [2]int{1, 1}},
+	{4, 12, 13, 7, 3, [2]int{2, 1}, [4]int{3, 1, 3, 1}, [2]int{1, 3}},
+}
+
+func closeTo(got float32, want, scale float64) bool {
+	return math.Abs(float64(got)-want) <= 1e-5*(scale+math.Abs(want))
+}
+
+func TestIm2colConv(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, cg := range convGeoms {
+		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const cout = 5
+		in := randSlice(r, cg.c*cg.h*cg.w)
+		w := randSlice(r, cout*cg.c*cg.kh*cg.kw)
+		kdim, hw := cg.c*cg.kh*cg.kw, g.OH*g.OW
+		col := randSlice(r, kdim*hw) // garbage must be overwritten
+		Im2col(g, in, col)
+		out := make([]float32, cout*hw)
+		Sgemm(false, false, cout, hw, kdim, 1, w, kdim, col, hw, 0, out, hw)
+		want := naiveConv(g, 1, cout, 1, in, w, nil)
+		for i := range want {
+			if !closeTo(out[i], want[i], float64(kdim)) {
+				t.Fatalf("%+v: out[%d] = %g, want %g", cg, i, out[i], want[i])
+			}
+		}
+	}
+}
+
+// TestCol2imAdjoint checks <Col2im(y), x> == <y, Im2col(x)> for random x, y.
+func TestCol2imAdjoint(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, cg := range convGeoms {
+		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randSlice(r, cg.c*cg.h*cg.w)
+		y := randSlice(r, cg.c*cg.kh*cg.kw*g.OH*g.OW)
+		col := make([]float32, len(y))
+		Im2col(g, x, col)
+		im := randSlice(r, len(x)) // garbage must be overwritten
+		Col2im(g, y, im)
+		var lhs, rhs, mag float64
+		for i := range x {
+			lhs += float64(im[i]) * float64(x[i])
+			mag += math.Abs(float64(im[i]) * float64(x[i]))
+		}
+		for i := range y {
+			rhs += float64(y[i]) * float64(col[i])
+		}
+		if math.Abs(lhs-rhs) > 1e-5*mag {
+			t.Fatalf("%+v: <col2im(y),x> = %g, <y,im2col(x)> = %g", cg, lhs, rhs)
+		}
+	}
+}
+
+func TestDepthwiseConv2D(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, threads := range []int{1, 2} {
+		ctx := NewContext(threads)
+		for _, cg := range convGeoms {
+			g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 3
+			in := randSlice(r, n*cg.c*cg.h*cg.w)
+			w := randSlice(r, cg.c*cg.kh*cg.kw)
+			bias := randSlice(r, cg.c)
+			for _, b := range [][]float32{nil, bias} {
+				out := randSlice(r, n*cg.c*g.OH*g.OW)
+				DepthwiseConv2D(ctx, g, n, in, w, b, out)
+				want := naiveConv(g, n, cg.c, cg.c, in, w, b)
+				for i := range want {
+					if !closeTo(out[i], want[i], float64(cg.kh*cg.kw)) {
+						t.Fatalf("%+v bias=%v: out[%d] = %g, want %g", cg, b != nil, i, out[i], want[i])
+					}
+				}
+			}
+		}
+		ctx.Close()
+	}
+}
+
+// TestDepthwiseConv2DBackward compares the gradients with the float64
+// derivatives of L = sum(dout * conv(in, w) + bias), built from the naive
+// convolution: dL/dw[c,k] = conv with a unit weight, dL/din = adjoint.
+func TestDepthwiseConv2DBackward(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	ctx := NewContext(2)
+	defer ctx.Close()
+	for _, cg := range convGeoms {
+		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 2
+		ksz := cg.kh * cg.kw
+		in := randSlice(r, n*cg.c*cg.h*cg.w)
+		w := randSlice(r, cg.c*ksz)
+		dout := randSlice(r, n*cg.c*g.OH*g.OW)
+		din := randSlice(r, len(in))
+		dw := randSlice(r, len(w))
+		db := randSlice(r, cg.c)
+		DepthwiseConv2DBackward(ctx, g, n, in, w, dout, din, dw, db)
+		// The convolution is linear in w and in in: the gradient entry for a
+		// unit basis vector e is sum(dout * conv(e)).
+		loss := func(in, w []float32) float64 {
+			o := naiveConv(g, n, cg.c, cg.c, in, w, nil)
+			var s float64
+			for i, v := range o {
+				s += v * float64(dout[i])
+			}
+			return s
+		}
+		unit := make([]float32, len(w))
+		for i := range w {
+			unit[i] = 1
+			want := loss(in, unit)
+			unit[i] = 0
+			if !closeTo(dw[i], want, float64(n*g.OH*g.OW)) {
+				t.Fatalf("%+v: dweight[%d] = %g, want %g", cg, i, dw[i], want)
+			}
+		}
+		unitIn := make([]float32, len(in))
+		for i := 0; i < len(in); i += 1 + len(in)/97 {
+			unitIn[i] = 1
+			want := loss(unitIn, w)
+			unitIn[i] = 0
+			if !closeTo(din[i], want, float64(ksz)) {
+				t.Fatalf("%+v: din[%d] = %g, want %g", cg, i, din[i], want)
+			}
+		}
+		for c := 0; c < cg.c; c++ {
+			var want float64
+			for img := 0; img < n; img++ {
+				for _, v := range dout[(img*cg.c+c)*g.OH*g.OW : (img*cg.c+c+1)*g.OH*g.OW] {
+					want += float64(v)
+				}
+			}
+			if !closeTo(db[c], want, float64(n*g.OH*g.OW)) {
+				t.Fatalf("%+v: dbias[%d] = %g, want %g", cg, c, db[c], want)
+			}
+		}
+	}
+}
+
+func TestNewConvGeomErrors(t *testing.T) {
+	for _, tc := range []struct {
+		s [2]int
+		p [4]int
+		d [2]int
+		k int
+	}{
+		{[2]int{0, 1}, [4]int{}, [2]int{1, 1}, 3},
+		{[2]int{1, 1}, [4]int{-1, 0, 0, 0}, [2]int{1, 1}, 3},
+		{[2]int{1, 1}, [4]int{}, [2]int{1, 0}, 3},
+		{[2]int{1, 1}, [4]int{}, [2]int{1, 1}, 9},
+	} {
+		if _, err := NewConvGeom(2, 5, 5, tc.k, tc.k, tc.s, tc.p, tc.d); err == nil {
+			t.Errorf("NewConvGeom(%+v) gave no error", tc)
+		}
+	}
+}

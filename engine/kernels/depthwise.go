@@ -1,0 +1,238 @@
+package kernels
+
+import "fmt"
+
+// dwTask runs the forward depthwise convolution over planes (image, channel).
+type dwTask struct {
+	g                     ConvGeom
+	in, weight, bias, out []float32
+}
+
+// dwBackTask runs the depthwise backward pass over channels.
+type dwBackTask struct {
+	g                   ConvGeom
+	n                   int
+	in, weight, dout    []float32
+	din, dweight, dbias []float32
+}
+
+// singleContext is used by kernels called with a nil Context.
+func orSingle(ctx *Context) *Context {
+	if ctx == nil {
+		return NewContext(1)
+	}
+	return ctx
+}
+
+// DepthwiseConv2D computes a depthwise convolution (ONNX Conv with
+// group = C and one output channel per group) of n NCHW images: in holds
+// n*C*H*W values, weight C*KH*KW ([C,1,KH,KW]), bias C values or nil, and out
+// receives n*C*OH*OW values. ctx may be nil (single thread).
+func DepthwiseConv2D(ctx *Context, g ConvGeom, n int, in, weight, bias, out []float32) {
+	plane, oplane := g.H*g.W, g.OH*g.OW
+	if len(in) < n*g.C*plane || len(weight) < g.C*g.KH*g.KW || len(out) < n*g.C*oplane || (bias != nil && len(bias) < g.C) {
+		panic(fmt.Sprintf("kernels: DepthwiseConv2D buffers too small (in %d, weight %d, bias %d, out %d) for n=%d %+v", len(in), len(weight), len(bias), len(out), n, g))
+	}
+	ctx = orSingle(ctx)
+	t := &ctx.dw
+	*t = dwTask{g: g, in: in, weight: weight, bias: bias, out: out}
+	threads := ctx.threads
+	if n*g.C*oplane*g.KH*g.KW < 1<<15 {
+		threads = 1
+	}
+	ctx.parallel(t, n*g.C, threads)
+	*t = dwTask{}
+}
+
+func (t *dwTask) run(lo, hi, tid int) {
+	g := &t.g
+	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
+	for pi := lo; pi < hi; pi++ {
+		c := pi % g.C
+		var b float32
+		if t.bias != nil {
+			b = t.bias[c]
+		}
+		dwPlane(g, t.in[pi*plane:(pi+1)*plane], t.weight[c*ksz:(c+1)*ksz], b, t.out[pi*oplane:(pi+1)*oplane])
+	}
+}
+
+// dwPlane convolves one plane with one KH x KW filter (general geometry).
+func dwPlane(g *ConvGeom, in, w []float32, bias float32, out []float32) {
+	sh, sw := g.Strides[0], g.Strides[1]
+	dh, dw := g.Dilations[0], g.Dilations[1]
+	for oy := 0; oy < g.OH; oy++ {
+		orow := out[oy*g.OW : (oy+1)*g.OW]
+		for i := range orow {
+			orow[i] = bias
+		}
+		for ky := 0; ky < g.KH; ky++ {
+			iy := oy*sh - g.Pads[0] + ky*dh
+			if iy < 0 || iy >= g.H {
+				continue
+			}
+			irow := in[iy*g.W : (iy+1)*g.W]
+			for kx := 0; kx < g.KW; kx++ {
+				wv := w[ky*g.KW+kx]
+				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
+				if xlo >= xhi {
+					continue
+				}
+				ix := xlo*sw - g.Pads[1] + kx*dw
+				o := orow[xlo:xhi]
+				if sw == 1 {
+					s := irow[ix : ix+len(o)]
+					for j, v := range s {
+						o[j] += wv * v
+					}
+					continue
+				}
+				for j := range o {
+					o[j] += wv * irow[ix]
+					ix += sw
+				}
+			}
+		}
+	}
+}
+
+// DepthwiseConv2DBackward computes the gradients of DepthwiseConv2D given
+// dout (n*C*OH*OW values): din (n*C*H*W) w.r.t. the input, dweight (C*KH*KW)
+// and dbias (C). Each of din, dweight and dbias may be nil to skip it; the
+// ones given are overwritten (not accumulated). in is needed only for
+// dweight and weight only for din. ctx may be nil (single thread).
+func DepthwiseConv2DBackward(ctx *Context, g ConvGeom, n int, in, weight, dout, din, dweight, dbias []float32) {
+	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
+	if len(dout) < n*g.C*oplane ||
+		(din != nil && (len(din) < n*g.C*plane || len(weight) < g.C*ksz)) ||
+		(dweight != nil && (len(dweight) < g.C*ksz || len(in) < n*g.C*plane)) ||
+		(dbias != nil && len(dbias) < g.C) {
+		panic(fmt.Sprintf("kernels: DepthwiseConv2DBackward buffers too small for n=%d %+v", n, g))
+	}
+	ctx = orSingle(ctx)
+	t := &ctx.dwb
+	*t = dwBackTask{g: g, n: n, in: in, weight: weight, dout: dout, din: din, dweight: dweight, dbias: dbias}
+	threads := ctx.threads
+	if n*g.C*oplane*ksz < 1<<15 {
+		threads = 1
+	}
+	ctx.parallel(t, g.C, threads)
+	*t = dwBackTask{}
+}
+
+func (t *dwBackTask) run(lo, hi, tid int) {
+	g := &t.g
+	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
+	for c := lo; c < hi; c++ {
+		if t.dbias != nil {
+			var s float32
+			for img := 0; img < t.n; img++ {
+				for _, v := range t.dout[(img*g.C+c)*oplane : (img*g.C+c+1)*oplane] {
+					s += v
+				}
+			}
+			t.dbias[c] = s
+		}
+		if t.dweight != nil {
+			dw := t.dweight[c*ksz : (c+1)*ksz]
+			clear(dw)
+			for img := 0; img < t.n; img++ {
+				pi := img*g.C + c
+				dwWeightPlane(g, t.in[pi*plane:(pi+1)*plane], t.dout[pi*oplane:(pi+1)*oplane], dw)
+			}
+		}
+		if t.din != nil {
+			w := t.weight[c*ksz : (c+1)*ksz]
+			for img := 0; img < t.n; img++ {
+				pi := img*g.C + c
+				dwInputPlane(g, w, t.dout[pi*oplane:(pi+1)*oplane], t.din[pi*plane:(pi+1)*plane])
+			}
+		}
+	}
+}
+
+// dwWeightPlane adds the weight gradient of one plane into dw.
+func dwWeightPlane(g *ConvGeom, in, dout, dw []float32) {
+	sh, sw := g.Strides[0], g.Strides[1]
+	dh, dwl := g.Dilations[0], g.Dilations[1]
+	for ky := 0; ky < g.KH; ky++ {
+		for kx := 0; kx < g.KW; kx++ {
+			xlo, xhi := colRange(kx*dwl, sw, g.Pads[1], g.W, g.OW)
+			if xlo >= xhi {
+				continue
+			}
+			var s float32
+			for oy := 0; oy < g.OH; oy++ {
+				iy := oy*sh - g.Pads[0] + ky*dh
+				if iy < 0 || iy >= g.H {
+					continue
+				}
+				irow := in[iy*g.W : (iy+1)*g.W]
+				o := dout[oy*g.OW+xlo : oy*g.OW+xhi]
+				ix := xlo*sw - g.Pads[1] + kx*dwl
+				if sw == 1 {
+					s += dot(o, irow[ix:ix+len(o)])
+					continue
+				}
+				for _, v := range o {
+					s += v * irow[ix]
+					ix += sw
+				}
+			}
+			dw[ky*g.KW+kx] += s
+		}
+	}
+}
+
+// dwInputPlane overwrites din (one plane) with the input gradient.
+func dwInputPlane(g *ConvGeom, w, dout, din []float32) {
+	clear(din)
+	sh, sw := g.Strides[0], g.Strides[1]
+	dh, dwl := g.Dilations[0], g.Dilations[1]
+	for oy := 0; oy < g.OH; oy++ {
+		orow := dout[oy*g.OW : (oy+1)*g.OW]
+		for ky := 0; ky < g.KH; ky++ {
+			iy := oy*sh - g.Pads[0] + ky*dh
+			if iy < 0 || iy >= g.H {
+				continue
+			}
+			irow := din[iy*g.W : (iy+1)*g.W]
+			for kx := 0; kx < g.KW; kx++ {
+				wv := w[ky*g.KW+kx]
+				xlo, xhi := colRange(kx*dwl, sw, g.Pads[1], g.W, g.OW)
+				if xlo >= xhi {
+					continue
+				}
+				ix := xlo*sw - g.Pads[1] + kx*dwl
+				o := orow[xlo:xhi]
+				if sw == 1 {
+					d := irow[ix : ix+len(o)]
+					for j, v := range o {
+						d[j] += wv * v
+					}
+					continue
+				}
+				for _, v := range o {
+					irow[ix] += wv * v
+					ix += sw
+				}
+			}
+		}
+	}
+}
+
+func dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
