@@ -1,0 +1,173 @@
+// Package testutil holds helpers shared by lprconv's tests: locating the
+// repository, its fixtures and cached models, and the optional external
+// references (ONNX Runtime, Python's onnx checker).
+//
+// Optional references are skipped with a message in a developer's run and are
+// fatal when the environment variable CI is set (as .ci/run does), so that a
+// CI run can never pass by skipping.
+package testutil
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lprconv/lprconv/internal/ortrun/libpath"
+)
+
+// InCI reports whether the environment variable CI is set to a non-empty
+// value other than "0" or "false".
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "0" && v != "false"
+}
+
+// missing skips the test, or fails it in CI, with msg.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s (CI is set, so this is an error rather than a skip)", msg)
+	}
+	t.Skipf("%s; skipping (set CI=1 to make this fatal)", msg)
+}
+
+// RequireORT returns the path of the ONNX Runtime shared library, skipping
+// the test when it is not installed (failing it when CI is set).
+func RequireORT(t testing.TB) string {
+	t.Helper()
+	p, err := libpath.Find()
+	if err != nil {
+		missing(t, err.Error())
+	}
+	return p
+}
+
+// Python is the interpreter that has Debian's python3-onnx; the python3 on
+// PATH may be a different one.
+const Python = "/usr/bin/python3"
+
+var pythonONNX struct {
+	once sync.Once
+	err  error
+}
+
+// PythonONNX reports whether /usr/bin/python3 can import onnx (checked once
+// per test binary), with the reason when it cannot.
+func PythonONNX() error {
+	pythonONNX.once.Do(func() {
+		out, err := exec.Command(Python, "-c", "import onnx").CombinedOutput()
+		if err != nil {
+			pythonONNX.err = errors.New(Python + " cannot import onnx (install Debian's python3-onnx): " + strings.TrimSpace(string(out)) + " " + err.Error())
+		}
+	})
+	return pythonONNX.err
+}
+
+// RequirePythonONNX skips the test when /usr/bin/python3 cannot import onnx
+// (fails it when CI is set).
+func RequirePythonONNX(t testing.TB) {
+	t.Helper()
+	if err := PythonONNX(); err != nil {
+		missing(t, err.Error())
+	}
+}
+
+// checkScript loads the model (with external data from its folder) and runs
+// the full ONNX checker, including shape inference.
+const checkScript = "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
+
+// CheckONNX runs ONNX's own checker (onnx.checker.check_model with
+// full_check) on the model at path and fails the test with the checker's
+// message when it rejects the model.
+func CheckONNX(t testing.TB, path string) {
+	t.Helper()
+	RequirePythonONNX(t)
+	out, err := exec.Command(Python, "-c", checkScript, path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("onnx.checker rejects %s: %v\n%s", path, err, out)
+	}
+}
+
+// RepoRoot returns the repository root: the nearest folder above the
+// working directory that holds go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("repository root: %v", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("repository root: no go.mod above %s", dir)
+		}
+	}
+}
+
+// Fixture returns the path of testdata/models/<name> and fails the test when
+// the file is missing (fixtures are committed, so a missing one is a bug).
+func Fixture(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(t), "testdata", "models", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("fixture %s: %v (fixtures live in testdata/models; regenerate them with the scripts in testdata/gen)", name, err)
+	}
+	return p
+}
+
+// Fixtures returns the paths of every testdata/models/*.onnx file, sorted.
+func Fixtures(t testing.TB) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(RepoRoot(t), "testdata", "models", "*.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
+}
+
+// CacheDir returns ${XDG_CACHE_HOME:-$HOME/.cache}/lprconv, where .ci/run
+// keeps downloaded and generated files that do not belong in the
+// repository.
+func CacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "lprconv")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "/root"
+	}
+	return filepath.Join(home, ".cache", "lprconv")
+}
+
+// ImageNetDirs returns the folders searched for ImageNet-shaped models, in
+// order: CacheDir()/imagenet, then /root/.cache/lprconv/imagenet.
+func ImageNetDirs() []string {
+	dirs := []string{filepath.Join(CacheDir(), "imagenet")}
+	if d := "/root/.cache/lprconv/imagenet"; d != dirs[0] {
+		dirs = append(dirs, d)
+	}
+	return dirs
+}
+
+// ImageNetModel returns the path of the ImageNet-shaped model name (e.g.
+// "mobilenetv1.onnx") generated by testdata/gen/export_imagenet.py into the
+// cache. When it is missing the test is skipped (fails when CI is set; .ci/run
+// generates the models).
+func ImageNetModel(t testing.TB, name string) string {
+	t.Helper()
+	dirs := ImageNetDirs()
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	missing(t, "ImageNet-shaped model "+name+" not found in "+strings.Join(dirs, " or ")+"; generate it with `bash .ci/run` or `/usr/bin/python3 testdata/gen/export_imagenet.py --out "+dirs[0]+"`")
+	return ""
+}
