@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -147,7 +146,7 @@ func (d *IDX) setShape(h idxHeader) error {
 		return fmt.Errorf("read IDX %s: image size %dx%d is empty or too large", d.path, d.h, d.w)
 	}
 	if int64(d.n)*int64(d.h)*int64(d.w) > maxIDXBytes {
-		return fmt.Errorf("read IDX %s: %d images of %dx%d exceed the %d byte limit", d.path, d.n, d.h, d.w, int64(maxIDXBytes))
+		return fmt.Errorf("read IDX %s: %d images of %dx%d are too large (over %d bytes)", d.path, d.n, d.h, d.w, int64(maxIDXBytes))
 	}
 	return nil
 }
@@ -170,24 +169,24 @@ func readGzip(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	total := int64(buf.Len())
 	size := int64(1)
 	for _, v := range hdr.dims {
 		size *= int64(v)
 		if size > maxIDXBytes {
-			return nil, fmt.Errorf("read IDX %s: header dimensions %v exceed the %d byte limit", path, hdr.dims, int64(maxIDXBytes))
+			return nil, fmt.Errorf("read IDX %s: header dimensions %v are too large (over %d bytes)", path, hdr.dims, int64(maxIDXBytes))
 		}
 	}
-	out := make([]byte, total+size)
-	copy(out, buf.Bytes())
-	n, err := io.ReadFull(zr, out[total:])
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	// Grow the buffer as data arrives, so that a header that promises more
+	// than the file holds cannot cause a large allocation.
+	buf.Grow(int(min(size, 256<<20)))
+	n, err := io.Copy(&buf, io.LimitReader(zr, size))
+	if err != nil {
 		return nil, fmt.Errorf("read IDX %s: %w", path, err)
 	}
-	if int64(n) < size {
+	if n < size {
 		return nil, fmt.Errorf("read IDX %s: %d data bytes after decompression, header %v needs %d; the file is truncated", path, n, hdr.dims, size)
 	}
-	return out, nil
+	return buf.Bytes(), nil
 }
 
 // readIDXLabels reads a whole IDX labels file (1 dimension of unsigned bytes).
