@@ -1,0 +1,60 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable writes s as aligned columns for a terminal: the original
+// model first, then one line per configuration. Missing values show as
+// "n/a".
+func WriteTable(w io.Writer, s *Sweep) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	budget := hasBudget(s.Rows)
+	head := []string{"CONFIG", "RESIDUAL", "RATIO"}
+	if budget {
+		head = append(head, "BUDGET")
+	}
+	head = append(head, "PARAMS", "MACS", "FILE", "AGREE", "COSINE",
+		"ACC-BEFORE", "ACC-AFTER", "LATENCY-MS", "LAT-RATIO")
+	lines := [][]string{head}
+
+	b := s.Original
+	orig := []string{"original", "-", "-"}
+	if budget {
+		orig = append(orig, "-")
+	}
+	orig = append(orig, groupDigits(b.Params), groupDigits(b.MACs), groupDigits(b.FileBytes),
+		"-", "-", percentOpt(b.Accuracy), "-", fixedOpt(b.LatencyMs, 3), "-")
+	lines = append(lines, orig)
+
+	for _, r := range s.Rows {
+		cells := []string{r.Config, r.Residual, ratioCell(r.RankRatio)}
+		if budget {
+			cells = append(cells, r.Budget)
+		}
+		cells = append(cells,
+			withRatio(r.Params, r.ParamsRatio),
+			withRatio(r.MACs, r.MACsRatio),
+			withRatio(r.FileBytes, r.FileRatio),
+			fixed(100*r.Agreement, 2)+"%",
+			fixed(r.Cosine, 4),
+			percentOpt(r.AccBefore),
+			percentOpt(r.AccAfter),
+			fixedOpt(r.LatencyMs, 3),
+			fixedOpt(r.LatencyRatio, 3),
+		)
+		lines = append(lines, cells)
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(tw, strings.Join(l, "\t")); err != nil {
+			return fmt.Errorf("write table: %w", err)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
