@@ -43,7 +43,13 @@ func OpenFolder(root string) (*Folder, error) {
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		if e.IsDir() {
+		isDir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			if fi, err := os.Stat(filepath.Join(root, name)); err == nil {
+				isDir = fi.IsDir()
+			}
+		}
+		if isDir {
 			dirs = append(dirs, name)
 		} else if isImageName(name) {
 			direct = append(direct, name)
@@ -123,11 +129,13 @@ func classLabels(root string, dirs []string) ([]int, []string, error) {
 // listImages returns the image files under dir, recursively, in sorted order.
 func listImages(dir string) ([]string, error) {
 	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	// The trailing separator makes a symbolic link to a folder be followed.
+	start := dir + string(filepath.Separator)
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), ".") && p != dir {
+		if strings.HasPrefix(d.Name(), ".") && p != start {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

@@ -239,3 +239,24 @@ func TestCorruptImageNamesFile(t *testing.T) {
 		t.Fatalf("loader err = %v, want one naming bb.png", err)
 	}
 }
+
+func TestFolderFollowsLinkedClassFolders(t *testing.T) {
+	real := t.TempDir()
+	writePNG(t, filepath.Join(real, "x.png"), grayImage(1, 1, func(int, int) uint8 { return 5 }))
+	root := t.TempDir()
+	writePNG(t, filepath.Join(root, "0_a", "y.png"), grayImage(1, 1, func(int, int) uint8 { return 6 }))
+	if err := os.Symlink(real, filepath.Join(root, "1_b")); err != nil {
+		t.Skipf("symlinks not supported: %v", err)
+	}
+	src, err := Open(root, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Len() != 2 {
+		t.Fatalf("Len = %d, want 2 (one image in a linked folder)", src.Len())
+	}
+	s, err := src.Sample(1)
+	if err != nil || s.Label != 1 || s.Path != filepath.Join(root, "1_b", "x.png") || s.Pix[0] != 5./255 {
+		t.Fatalf("sample 1 = %+v, %v", s, err)
+	}
+}

@@ -217,8 +217,9 @@ func (p Preprocess) normalize(dst []float32) {
 		if m == 0 && s == 1 {
 			continue
 		}
-		for i, v := range dst[ch*plane : (ch+1)*plane] {
-			dst[ch*plane+i] = (v - m) / s
+		pl := dst[ch*plane : (ch+1)*plane]
+		for i := range pl {
+			pl[i] = (pl[i] - m) / s
 		}
 	}
 }
