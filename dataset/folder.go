@@ -15,9 +15,10 @@ import (
 	"strings"
 )
 
-// maxImagePixels bounds the size of one decoded image (a 16384x16384 RGB
-// image), so that a hostile header cannot make the decoder allocate without bound.
-const maxImagePixels = 1 << 28
+// maxImagePixels bounds the pixels of one image (8192x8192) and the values
+// of one preprocessed sample, so that a hostile header cannot make the
+// decoder allocate without bound.
+const maxImagePixels = 1 << 26
 
 // Folder is a Source over PNG and JPEG files in a directory, read lazily.
 type Folder struct {

@@ -11,9 +11,11 @@ type Fit int
 
 const (
 	// FitResize stretches the image to the target size with bilinear
-	// interpolation (half-pixel centres, no antialiasing).
+	// interpolation (half-pixel centres, no antialiasing: the same as
+	// PyTorch's interpolate with align_corners=False).
 	FitResize Fit = iota
-	// FitCenterCrop cuts the centre of the image at the target size; an
+	// FitCenterCrop cuts the centre of the image at the target size (top
+	// and left offsets floor((in-out)/2)); an
 	// image smaller than the target in either dimension is first enlarged
 	// bilinearly, keeping its aspect ratio, until it covers the target.
 	FitCenterCrop

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -190,5 +191,24 @@ func TestPreprocessChannelMismatch(t *testing.T) {
 	err = (Preprocess{Channels: 1, Height: 2, Width: 2}).Apply(Sample{Channels: 1, Height: 1, Width: 1, Pix: []float32{1}}, make([]float32, 3))
 	if err == nil {
 		t.Fatal("short destination: no error")
+	}
+}
+
+// TestBilinearMatchesPyTorch compares a non-integer downscale with values
+// printed by PyTorch 1.13:
+//
+//	x = torch.arange(35, dtype=torch.float32).reshape(1, 1, 5, 7)**1.5/10
+//	F.interpolate(x, size=(3, 4), mode='bilinear', align_corners=False)
+func TestBilinearMatchesPyTorch(t *testing.T) {
+	want := []float32{0.693681419, 1.12755442, 1.70581329, 2.38799953, 5.45250273, 6.47615957, 7.55831861, 8.6958847, 13.3724051, 14.7305851, 16.1335297, 17.5797958}
+	in := seq(35, func(i int) float32 { return float32(math.Pow(float64(i), 1.5)) / 10 })
+	got := make([]float32, 12)
+	if err := (Preprocess{Channels: 1, Height: 3, Width: 4}).Apply(Sample{Channels: 1, Height: 5, Width: 7, Pix: in}, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if !approx(got[i], want[i], 2e-6*want[i]) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
 	}
 }
