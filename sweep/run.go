@@ -1,0 +1,223 @@
+// Package sweep runs rank sweeps: it compresses a model once per
+// configuration (residual kind x rank ratio), measures every result against
+// the original, records each finished configuration so that an interrupted
+// sweep resumes where it stopped, and writes the tables and plots of the
+// report package. The work of one configuration is done by an Evaluator;
+// Pipeline is the one built from lprconv's stages.
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lprconv/lprconv/report"
+)
+
+// Original is what an Evaluator measured on the original model.
+type Original struct {
+	Baseline report.Baseline
+	// Spectra are the singular values of every candidate layer.
+	Spectra []report.LayerSpectrum
+	// Notes explain missing measurements (no labelled data, no ONNX
+	// Runtime, no fine-tuning) and are shown in the report.
+	Notes []string
+}
+
+// Evaluator does the work of a sweep: it measures the original model and
+// compresses and measures one configuration at a time. Evaluate may be
+// called from several goroutines at once, after Original has returned.
+type Evaluator interface {
+	// Original measures the original model.
+	Original(ctx context.Context) (Original, error)
+	// Evaluate compresses the original model with cfg, saves the result to
+	// modelPath and returns its measurements. Run fills in the row's
+	// Config, Residual, RankRatio and Model fields.
+	Evaluate(ctx context.Context, cfg Config, modelPath string) (report.Row, error)
+	// Fingerprint identifies everything besides the configuration that
+	// affects results (model contents, data, settings). A configuration
+	// recorded under another fingerprint is recomputed.
+	Fingerprint() string
+}
+
+// Options configure Run.
+type Options struct {
+	// Model is the path of the original model; compressed models are
+	// named after it.
+	Model string
+	// Out is the output folder; it is created when missing.
+	Out string
+	// Configs are the configurations to run, in report order.
+	Configs []Config
+	// Jobs is how many configurations run at once (at least 1).
+	Jobs int
+	// Progress receives one line per event; nil discards them.
+	Progress io.Writer
+	// Meta is copied into the report.
+	Meta report.Meta
+}
+
+// Result is the outcome of Run.
+type Result struct {
+	// Sweep is the full result, as written to the report files.
+	Sweep *report.Sweep
+	// Ran and Skipped count the configurations computed in this run and
+	// those taken from the state of an earlier run.
+	Ran, Skipped int
+	// Files are the report files written (Markdown, CSV, JSON, plots).
+	Files []string
+}
+
+// Run measures the original model, then runs every configuration that is
+// not already recorded as finished in opts.Out, at most opts.Jobs at a
+// time, recording each one as soon as it finishes. It then writes the
+// report files. On the first error it stops starting configurations, waits
+// for those running, and returns the error; finished configurations stay
+// recorded for the next run.
+func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
+	if len(opts.Configs) == 0 {
+		return nil, errors.New("sweep: no configurations to run")
+	}
+	jobs := opts.Jobs
+	if jobs < 1 {
+		jobs = 1
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("create output folder: %w", err)
+	}
+	log := newLogger(opts.Progress)
+
+	log.printf("sweep: measuring the original model %s", opts.Model)
+	orig, err := ev.Original(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("measure original model %s: %w", opts.Model, err)
+	}
+	fingerprint := ev.Fingerprint()
+
+	rows := make([]report.Row, len(opts.Configs))
+	var todo []int
+	skipped := 0
+	for i, cfg := range opts.Configs {
+		modelPath := filepath.Join(opts.Out, cfg.ModelFile(opts.Model))
+		row, ok, reason := loadState(opts.Out, cfg, fingerprint, modelPath)
+		if ok {
+			row.Model = modelPath
+			rows[i] = row
+			skipped++
+			log.printf("sweep: %s finished in an earlier run, skipped", cfg.Name())
+			continue
+		}
+		if reason != "" {
+			log.printf("sweep: %s will be recomputed: %s", cfg.Name(), reason)
+		}
+		todo = append(todo, i)
+	}
+	log.printf("sweep: %d configurations to run, %d already finished, %d at a time", len(todo), skipped, jobs)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		done     int
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, jobs)
+	for _, i := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cfg := opts.Configs[i]
+			mu.Lock()
+			log.printf("sweep: %s running (%d of %d remaining)", cfg.Name(), len(todo)-done, len(todo))
+			mu.Unlock()
+			start := time.Now()
+			row, err := runOne(ctx, opts, ev, cfg, fingerprint)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				cancel()
+				return
+			}
+			rows[i] = row
+			done++
+			log.printf("sweep: %s finished in %s (%d of %d done, %d remaining)", cfg.Name(),
+				time.Since(start).Round(time.Millisecond), done, len(todo), len(todo)-done)
+		}(i)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sweep interrupted: %w", err)
+	}
+
+	meta := opts.Meta
+	meta.Notes = append(append([]string(nil), meta.Notes...), orig.Notes...)
+	if skipped > 0 {
+		meta.Notes = append(meta.Notes, fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir))
+	}
+	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
+	files, err := report.WriteAll(opts.Out, s)
+	if err != nil {
+		return nil, err
+	}
+	log.printf("sweep: wrote %d report files to %s", len(files), opts.Out)
+	return &Result{Sweep: s, Ran: len(todo), Skipped: skipped, Files: files}, nil
+}
+
+// runOne evaluates one configuration and records it.
+func runOne(ctx context.Context, opts Options, ev Evaluator, cfg Config, fingerprint string) (report.Row, error) {
+	if err := ctx.Err(); err != nil {
+		return report.Row{}, err
+	}
+	modelPath := filepath.Join(opts.Out, cfg.ModelFile(opts.Model))
+	row, err := ev.Evaluate(ctx, cfg, modelPath)
+	if err != nil {
+		return report.Row{}, fmt.Errorf("configuration %s: %w", cfg.Name(), err)
+	}
+	row.Config = cfg.Name()
+	row.Residual = cfg.Residual
+	row.RankRatio = cfg.Ratio
+	row.Model = modelPath
+	if err := saveState(opts.Out, cfg, fingerprint, row); err != nil {
+		return report.Row{}, err
+	}
+	return row, nil
+}
+
+// logger writes whole progress lines from several goroutines.
+type logger struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newLogger(w io.Writer) *logger {
+	if w == nil {
+		w = io.Discard
+	}
+	return &logger{w: w}
+}
+
+func (l *logger) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, format+"\n", args...)
+}
