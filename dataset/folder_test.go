@@ -1,8 +1,12 @@
 package dataset
 
 import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/color"
+	"image/png"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -228,15 +232,36 @@ func TestCorruptImageNamesFile(t *testing.T) {
 			t.Errorf("sample %s: %v", path, err)
 		}
 	}
-	// The Loader reports it too.
-	l, err := NewLoader(src, nil, Preprocess{Channels: 1, Height: 2, Width: 2}, LoaderOptions{BatchSize: 8})
-	if err != nil {
+	// The Loader reports it too, in every mode.
+	for _, o := range []LoaderOptions{{BatchSize: 8}, {BatchSize: 8, Workers: 3}, {BatchSize: 8, Prefetch: 2}} {
+		l, err := NewLoader(src, nil, Preprocess{Channels: 1, Height: 2, Width: 2}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = l.Next(make([]float32, l.BatchLen()), make([]int, 8))
+		if err == nil || !strings.Contains(err.Error(), "bb.png") {
+			t.Errorf("loader %+v: err = %v, want one naming bb.png", o, err)
+		}
+		l.Close()
+	}
+}
+
+func TestHugeImageHeaderRefused(t *testing.T) {
+	// A valid PNG whose IHDR claims 100000x100000 pixels.
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, grayImage(1, 1, func(int, int) uint8 { return 0 })); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	_, err = l.Next(make([]float32, l.BatchLen()), make([]int, 8))
-	if err == nil || !strings.Contains(err.Error(), "bb.png") {
-		t.Fatalf("loader err = %v, want one naming bb.png", err)
+	b := buf.Bytes()
+	// Signature (8), chunk length (4), "IHDR" (4), width and height.
+	binary.BigEndian.PutUint32(b[16:], 100000)
+	binary.BigEndian.PutUint32(b[20:], 100000)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	p := writeFile(t, filepath.Join(t.TempDir(), "huge.png"), b)
+	var s Sample
+	err := decodeImageFile(p, &s)
+	if err == nil || !strings.Contains(err.Error(), "too large") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("err = %v, want a size error naming the file", err)
 	}
 }
 
