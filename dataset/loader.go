@@ -277,15 +277,15 @@ func newPool(src Source, pre Preprocess, workers int) *pool {
 	if workers > 1 {
 		p.jobs = make(chan job, workers)
 		for range workers {
-			go p.run()
+			go p.run(p.jobs)
 		}
 	}
 	return p
 }
 
-func (p *pool) run() {
+func (p *pool) run(jobs <-chan job) {
 	var w worker
-	for j := range p.jobs {
+	for j := range jobs {
 		if err := p.one(&w, j.k); err != nil {
 			p.mu.Lock()
 			if p.err == nil {
