@@ -60,6 +60,9 @@ type Options struct {
 	Progress io.Writer
 	// Meta is copied into the report.
 	Meta report.Meta
+	// Latency, when set, measures the original and every compressed model
+	// after all configurations have finished (see NewLatencyMeter).
+	Latency LatencyMeter
 }
 
 // Result is the outcome of Run.
@@ -175,6 +178,16 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		meta.Notes = append(meta.Notes, fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir))
 	}
 	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
+	if opts.Latency != nil {
+		if err := measureLatencies(opts.Latency, opts.Model, s, log); err != nil {
+			log.printf("sweep: %v", err)
+			s.Meta.Notes = append(s.Meta.Notes, "Latency was not measured: "+err.Error())
+			s.Original.LatencyMs = nil
+			for i := range s.Rows {
+				s.Rows[i].LatencyMs, s.Rows[i].LatencyRatio = nil, nil
+			}
+		}
+	}
 	files, err := report.WriteAll(opts.Out, s)
 	if err != nil {
 		return nil, err

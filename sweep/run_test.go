@@ -329,3 +329,51 @@ func TestConfigNames(t *testing.T) {
 		t.Error("unsafe residual name accepted")
 	}
 }
+
+func TestRunMeasuresLatencyAfterConfigs(t *testing.T) {
+	out := t.TempDir()
+	cfgs := testConfigs(t)[:2]
+	m := fakeMeter{"net.onnx": 4}
+	for i, c := range cfgs {
+		m[filepath.Join(out, c.ModelFile("net.onnx"))] = float64(i + 1)
+	}
+	opts := Options{Model: "net.onnx", Out: out, Configs: cfgs, Jobs: 2, Latency: m}
+	res, err := Run(context.Background(), opts, &fakeEvaluator{fingerprint: "fp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := res.Sweep.Original.LatencyMs; l == nil || *l != 4 {
+		t.Fatalf("original latency = %v, want 4", l)
+	}
+	for i, r := range res.Sweep.Rows {
+		if r.LatencyMs == nil || *r.LatencyMs != float64(i+1) || *r.LatencyRatio != float64(i+1)/4 {
+			t.Errorf("row %s latency %v ratio %v", r.Config, r.LatencyMs, r.LatencyRatio)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, report.PlotLatencyMACs)); err != nil {
+		t.Errorf("latency plot missing: %v", err)
+	}
+	// Latency is not part of the recorded state: a resumed run measures
+	// every model again next to the original.
+	data, err := os.ReadFile(statePath(out, cfgs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"latency_ms": null`) {
+		t.Errorf("state records a latency:\n%s", data)
+	}
+
+	// A failing meter leaves latency out and says why.
+	delete(m, "net.onnx")
+	res, err = Run(context.Background(), opts, &fakeEvaluator{fingerprint: "fp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sweep.Original.LatencyMs != nil || res.Sweep.Rows[0].LatencyMs != nil {
+		t.Error("latency kept after the meter failed")
+	}
+	notes := strings.Join(res.Sweep.Meta.Notes, "\n")
+	if !strings.Contains(notes, "Latency was not measured") {
+		t.Errorf("notes do not explain missing latency: %q", notes)
+	}
+}
