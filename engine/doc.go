@@ -1,0 +1,84 @@
+// Package engine executes ONNX graphs in float32 on the CPU, in pure Go.
+//
+// # Compile and run
+//
+// Compile turns a ModelProto into a Program for fixed input shapes:
+//
+//	p, err := engine.Compile(model, engine.Options{InputShapes: map[string][]int{"input": {64, 3, 224, 224}}})
+//	out, err := p.Run(map[string]*engine.Tensor{"input": x})
+//
+// Compile rejects, with an error naming the operator, node name and index,
+// every node whose operator, attribute, opset form or element type is not
+// supported (see SupportedOps), so that Run never meets an unsupported op.
+// It infers every shape, folds constant subgraphs (Constant, Shape, and any
+// node whose inputs are all constant, e.g. Shape→Gather→Unsqueeze→Concat
+// feeding a Reshape) into constants, and plans buffers: float activations
+// live in one arena, and each is placed at an offset that no other
+// activation alive at the same time uses, so a buffer is reused as soon as
+// no later node reads it. PeakActivationBytes reports the arena size. View
+// ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) share their
+// input's storage. Run allocates only the copies of its outputs; Forward
+// followed by Value allocates nothing.
+//
+// Model wraps a ModelProto and compiles (and caches) one Program per set of
+// input shapes, for callers whose batch size changes.
+//
+// # Tensors
+//
+// A Tensor is a row-major array with a Shape and a DType. Float32 data lives
+// in F; Int64, Int32 and Bool data live in I (as int64).
+//
+// # Ops
+//
+// Every node compiles to a value implementing Op:
+//
+//	type Op interface {
+//		Forward(c *Ctx, in, out []*Tensor) error
+//	}
+//
+// An op's builder (registry.go maps operator types to builders) validates
+// attributes and input shapes at Compile time, computes output shapes, and
+// precomputes everything that depends only on shapes (GEMM sizes, window
+// geometry, broadcast strides). Forward must write every output element
+// (buffers are reused, so outputs hold stale data) and must not allocate.
+// Ops that need temporary memory implement Scratcher; view ops implement
+// Aliaser. The exported op types (ConvOp, BatchNormOp, PoolOp, GemmOp,
+// MatMulOp, UnaryOp, BinaryOp, ...) expose their compiled geometry.
+//
+// # Training: parameters, tape and backward
+//
+// Backward passes are added op by op, in separate files (backward_*.go), by
+// giving an op type a Backward method:
+//
+//	type Backwarder interface {
+//		Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error
+//	}
+//
+// Backward receives the op's forward inputs and outputs as they were after
+// Forward, the gradients dOut of its outputs (nil where none flows), and
+// must ADD the gradient of each input into dIn[i] (nil where not wanted).
+// The driver zeroes gradient buffers before the pass, so fan-out (a value
+// read by several ops) accumulates naturally.
+//
+// The tape is the Program itself: compile with Options.KeepForBackward and
+// the planner gives every activation its own buffer, so after Forward every
+// step's In and Out tensors (Program.Steps) still hold the values of that
+// pass; a backward driver walks Steps in reverse, calling Backward where
+// gradients flow. Options.Trainable names initializers that stay parameters:
+// they are never constant-folded (nodes reading them run at every Forward),
+// and Program.Param returns their storage, which the optimizer may update in
+// place between passes.
+//
+// # Observing activations
+//
+// Options.Outputs names extra values (any node output or graph input) that
+// the planner keeps alive; Run returns them next to the graph outputs and
+// Value reads them after Forward. The fine-tuning package uses this to
+// collect the inputs of the layers it factorizes.
+//
+// # Threads
+//
+// Options.Threads (default runtime.NumCPU()) threads run the GEMM and
+// depthwise kernels of package engine/kernels. A Program serializes calls
+// to Run and Forward; compile one Program per goroutine for parallel use.
+package engine

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// Model holds an ONNX model and compiles one Program per set of input
+// shapes on demand, so that callers can change the batch size freely.
+type Model struct {
+	proto *onnxpb.ModelProto
+	opts  Options
+	mu    sync.Mutex
+	progs map[string]*Program
+}
+
+// maxCachedPrograms bounds the per-shape cache; the oldest entries are not
+// tracked, so the cache is simply cleared when full.
+const maxCachedPrograms = 8
+
+// NewModel checks that m compiles with opts (its default input shapes) and
+// returns a Model that recompiles for other input shapes as needed.
+func NewModel(m *onnxpb.ModelProto, opts Options) (*Model, error) {
+	md := &Model{proto: m, opts: opts, progs: map[string]*Program{}}
+	p, err := Compile(m, opts)
+	if err != nil {
+		return nil, err
+	}
+	md.progs[shapeKey(p.inputShapes())] = p
+	return md, nil
+}
+
+func (p *Program) inputShapes() map[string][]int {
+	s := map[string][]int{}
+	for _, v := range p.inputs {
+		s[v.name] = v.shape
+	}
+	return s
+}
+
+func shapeKey(shapes map[string][]int) string {
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&sb, "%s:%v;", n, shapes[n])
+	}
+	return sb.String()
+}
+
+// Program returns the program compiled for the given input shapes.
+func (md *Model) Program(shapes map[string][]int) (*Program, error) {
+	key := shapeKey(shapes)
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if p := md.progs[key]; p != nil {
+		return p, nil
+	}
+	opts := md.opts
+	opts.InputShapes = shapes
+	p, err := Compile(md.proto, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(md.progs) >= maxCachedPrograms {
+		for k, old := range md.progs {
+			old.Close()
+			delete(md.progs, k)
+		}
+	}
+	md.progs[key] = p
+	return p, nil
+}
+
+// Run runs the model on inputs, compiling a program for their shapes the
+// first time they are seen.
+func (md *Model) Run(inputs map[string]*Tensor) (map[string]*Tensor, error) {
+	shapes := make(map[string][]int, len(inputs))
+	for n, t := range inputs {
+		shapes[n] = t.Shape
+	}
+	p, err := md.Program(shapes)
+	if err != nil {
+		return nil, err
+	}
+	return p.Run(inputs)
+}
+
+// Close releases the threads of every cached program.
+func (md *Model) Close() {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	for k, p := range md.progs {
+		p.Close()
+		delete(md.progs, k)
+	}
+}

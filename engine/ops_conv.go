@@ -1,0 +1,466 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lprconv/lprconv/engine/kernels"
+)
+
+// spatial describes the padding of one spatial axis of a convolution or
+// pooling window.
+type spatialAttrs struct {
+	kernel, strides, dilations []int
+	padBegin, padEnd           []int
+}
+
+// windowAttrs reads kernel_shape, strides, dilations, pads and auto_pad for
+// nsp spatial axes of input spatial sizes in.
+func windowAttrs(b *nodeBuild, in []int, kernel []int, ceil bool) (spatialAttrs, []int, error) {
+	nsp := len(in)
+	s := spatialAttrs{kernel: kernel, strides: make([]int, nsp), dilations: make([]int, nsp), padBegin: make([]int, nsp), padEnd: make([]int, nsp)}
+	get := func(name string, dst []int, def int) error {
+		v := b.attrInts(name)
+		if v == nil {
+			for i := range dst {
+				dst[i] = def
+			}
+			return nil
+		}
+		if len(v) != len(dst) {
+			return fmt.Errorf("attribute %s has %d values; want %d", name, len(v), len(dst))
+		}
+		for i, x := range v {
+			if x < 1 {
+				return fmt.Errorf("attribute %s = %v: values must be >= 1", name, v)
+			}
+			dst[i] = int(x)
+		}
+		return nil
+	}
+	if err := get("strides", s.strides, 1); err != nil {
+		return s, nil, err
+	}
+	if err := get("dilations", s.dilations, 1); err != nil {
+		return s, nil, err
+	}
+	out := make([]int, nsp)
+	autoPad := b.attrString("auto_pad", "NOTSET")
+	switch autoPad {
+	case "NOTSET", "":
+		if pads := b.attrInts("pads"); pads != nil {
+			if len(pads) != 2*nsp {
+				return s, nil, fmt.Errorf("attribute pads has %d values; want %d", len(pads), 2*nsp)
+			}
+			for i := 0; i < nsp; i++ {
+				s.padBegin[i], s.padEnd[i] = int(pads[i]), int(pads[i+nsp])
+				if s.padBegin[i] < 0 || s.padEnd[i] < 0 {
+					return s, nil, fmt.Errorf("negative pads %v", pads)
+				}
+			}
+		}
+	case "VALID":
+	case "SAME_UPPER", "SAME_LOWER":
+		for i := 0; i < nsp; i++ {
+			o := (in[i] + s.strides[i] - 1) / s.strides[i]
+			total := max(0, (o-1)*s.strides[i]+(kernel[i]-1)*s.dilations[i]+1-in[i])
+			if autoPad == "SAME_UPPER" {
+				s.padBegin[i] = total / 2
+			} else {
+				s.padBegin[i] = total - total/2
+			}
+			s.padEnd[i] = total - s.padBegin[i]
+		}
+	default:
+		return s, nil, fmt.Errorf("auto_pad %q is not supported", autoPad)
+	}
+	for i := 0; i < nsp; i++ {
+		span := in[i] + s.padBegin[i] + s.padEnd[i] - (kernel[i]-1)*s.dilations[i] - 1
+		if span < 0 {
+			return s, nil, fmt.Errorf("window %v (dilations %v) is larger than the padded input %v", kernel, s.dilations, in)
+		}
+		o := span/s.strides[i] + 1
+		if ceil && span%s.strides[i] != 0 {
+			o++
+			// the last window must start inside the input or the begin pad
+			if (o-1)*s.strides[i] >= in[i]+s.padBegin[i] {
+				o--
+			}
+		}
+		out[i] = o
+	}
+	return s, out, nil
+}
+
+// geom2D maps 1-D or 2-D window attributes to a kernels.ConvGeom (1-D
+// becomes height 1).
+func geom2D(c int, in []int, s spatialAttrs, out []int) kernels.ConvGeom {
+	if len(in) == 1 {
+		return kernels.ConvGeom{C: c, H: 1, W: in[0], KH: 1, KW: s.kernel[0],
+			Strides: [2]int{1, s.strides[0]}, Pads: [4]int{0, s.padBegin[0], 0, s.padEnd[0]},
+			Dilations: [2]int{1, s.dilations[0]}, OH: 1, OW: out[0]}
+	}
+	return kernels.ConvGeom{C: c, H: in[0], W: in[1], KH: s.kernel[0], KW: s.kernel[1],
+		Strides:   [2]int{s.strides[0], s.strides[1]},
+		Pads:      [4]int{s.padBegin[0], s.padBegin[1], s.padEnd[0], s.padEnd[1]},
+		Dilations: [2]int{s.dilations[0], s.dilations[1]}, OH: out[0], OW: out[1]}
+}
+
+type convKind int
+
+const (
+	convGeneral   convKind = iota // im2col + GEMM per image and group
+	convPointwise                 // 1x1, stride 1, no padding: one GEMM per image
+	convDepthwise                 // group == C == M: direct depthwise kernel
+)
+
+// ConvOp is a compiled Conv node (NCHW, 1-D or 2-D).
+type ConvOp struct {
+	N, C, M, Group int
+	Geom           kernels.ConvGeom // per group: Geom.C is C/Group
+	Kind           convKind
+}
+
+func buildConv(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := b.need(1)
+	if err != nil {
+		return nil, err
+	}
+	if !x.dtype.IsFloat() || !w.dtype.IsFloat() {
+		return nil, fmt.Errorf("Conv supports float tensors only")
+	}
+	rank := len(x.shape)
+	if rank != 3 && rank != 4 {
+		return nil, fmt.Errorf("Conv with %d spatial dims is not supported (1-D and 2-D are)", rank-2)
+	}
+	if len(w.shape) != rank {
+		return nil, fmt.Errorf("weight has shape %v; input has rank %d", w.shape, rank)
+	}
+	group := int(b.attrInt("group", 1))
+	n, c, m := x.shape[0], x.shape[1], w.shape[0]
+	if group < 1 || c%group != 0 || m%group != 0 || w.shape[1]*group != c {
+		return nil, fmt.Errorf("group %d does not fit input channels %d and weight %v", group, c, w.shape)
+	}
+	kernel := w.shape[2:]
+	if ks := b.attrInts("kernel_shape"); ks != nil {
+		if len(ks) != len(kernel) {
+			return nil, fmt.Errorf("kernel_shape %v does not match weight %v", ks, w.shape)
+		}
+		for i := range ks {
+			if int(ks[i]) != kernel[i] {
+				return nil, fmt.Errorf("kernel_shape %v does not match weight %v", ks, w.shape)
+			}
+		}
+	}
+	if bias := b.input(2); bias != nil && (len(bias.shape) != 1 || bias.shape[0] != m) {
+		return nil, fmt.Errorf("bias has shape %v; want [%d]", bias.shape, m)
+	}
+	s, out, err := windowAttrs(b, x.shape[2:], kernel, false)
+	if err != nil {
+		return nil, err
+	}
+	op := &ConvOp{N: n, C: c, M: m, Group: group, Geom: geom2D(c/group, x.shape[2:], s, out)}
+	g := op.Geom
+	switch {
+	case g.KH == 1 && g.KW == 1 && g.Strides == [2]int{1, 1} && g.Pads == [4]int{}:
+		op.Kind = convPointwise
+	case group == c && m == c:
+		op.Kind = convDepthwise
+		op.Geom.C = c
+	}
+	b.setOut(0, append([]int{n, m}, out...), Float32)
+	return op, nil
+}
+
+// ScratchFloats returns the im2col buffer size of a general convolution.
+func (op *ConvOp) ScratchFloats() int {
+	if op.Kind != convGeneral {
+		return 0
+	}
+	g := op.Geom
+	return g.C * g.KH * g.KW * g.OH * g.OW
+}
+
+// Forward computes Y = conv(X, W) + B.
+func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
+	x, w, y := in[0].F, in[1].F, out[0].F
+	var bias []float32
+	if len(in) > 2 && in[2] != nil {
+		bias = in[2].F
+	}
+	g := op.Geom
+	ohw, hw := g.OH*g.OW, g.H*g.W
+	if op.Kind == convDepthwise {
+		kernels.DepthwiseConv2D(c.K, g, op.N, x, w, bias, y)
+		return nil
+	}
+	var beta float32
+	if bias != nil {
+		beta = 1
+		for i := 0; i < op.N; i++ {
+			for ch, bv := range bias {
+				row := y[(i*op.M+ch)*ohw : (i*op.M+ch+1)*ohw]
+				for j := range row {
+					row[j] = bv
+				}
+			}
+		}
+	}
+	cg, mg := op.C/op.Group, op.M/op.Group
+	kk := cg * g.KH * g.KW
+	if op.Kind == convPointwise && op.Group == 1 {
+		c.K.SgemmBatched(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, beta, y, hw, op.M*hw, op.N)
+		return nil
+	}
+	var col []float32
+	if op.Kind == convGeneral {
+		col = c.Scratch(kk * ohw)
+	}
+	for i := 0; i < op.N; i++ {
+		for gi := 0; gi < op.Group; gi++ {
+			xg := x[(i*op.C+gi*cg)*hw : (i*op.C+(gi+1)*cg)*hw]
+			yg := y[(i*op.M+gi*mg)*ohw : (i*op.M+(gi+1)*mg)*ohw]
+			wg := w[gi*mg*kk : (gi+1)*mg*kk]
+			src := xg
+			if op.Kind == convGeneral {
+				im2col(g, xg, col)
+				src = col
+			}
+			c.K.Sgemm(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, beta, yg, ohw)
+		}
+	}
+	return nil
+}
+
+// BatchNormOp is an inference-mode BatchNormalization over axis 1.
+type BatchNormOp struct {
+	N, C, Inner int
+	Eps         float32
+	scale, sh   []float32
+}
+
+func buildBatchNorm(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	if !x.dtype.IsFloat() || len(x.shape) < 2 {
+		return nil, fmt.Errorf("input must be a float tensor of rank >= 2, got %s %v", x.dtype, x.shape)
+	}
+	if b.attrInt("training_mode", 0) != 0 {
+		return nil, fmt.Errorf("training_mode=1 is not supported (inference only)")
+	}
+	if b.has("spatial") && b.attrInt("spatial", 1) != 1 {
+		return nil, fmt.Errorf("spatial=0 is not supported")
+	}
+	if b.has("is_test") && b.attrInt("is_test", 0) != 1 {
+		return nil, fmt.Errorf("is_test=0 (training) is not supported")
+	}
+	if len(b.node.Output) > 1 {
+		for _, o := range b.node.Output[1:] {
+			if o != "" {
+				return nil, fmt.Errorf("running mean/var outputs are training-mode outputs; not supported")
+			}
+		}
+	}
+	c := x.shape[1]
+	for i := 1; i <= 4; i++ {
+		v, err := b.need(i)
+		if err != nil {
+			return nil, err
+		}
+		if !v.dtype.IsFloat() || len(v.shape) != 1 || v.shape[0] != c {
+			return nil, fmt.Errorf("input %d has shape %v; want [%d]", i, v.shape, c)
+		}
+	}
+	op := &BatchNormOp{N: x.shape[0], C: c, Inner: sizeOf(x.shape[2:]), Eps: b.attrFloat("epsilon", 1e-5),
+		scale: make([]float32, c), sh: make([]float32, c)}
+	b.setOut(0, x.shape, Float32)
+	for i := 1; i < len(b.outs); i++ {
+		b.setOut(i, []int{c}, Float32)
+	}
+	return op, nil
+}
+
+// Forward computes Y = (X - mean) * scale / sqrt(var + eps) + B.
+func (op *BatchNormOp) Forward(c *Ctx, in, out []*Tensor) error {
+	gamma, beta, mean, vr := in[1].F, in[2].F, in[3].F, in[4].F
+	for ch := 0; ch < op.C; ch++ {
+		a := gamma[ch] / float32(math.Sqrt(float64(vr[ch]+op.Eps)))
+		op.scale[ch] = a
+		op.sh[ch] = beta[ch] - mean[ch]*a
+	}
+	x, y := in[0].F, out[0].F
+	for i := 0; i < op.N; i++ {
+		for ch := 0; ch < op.C; ch++ {
+			a, s := op.scale[ch], op.sh[ch]
+			base := (i*op.C + ch) * op.Inner
+			xr, yr := x[base:base+op.Inner], y[base:base+op.Inner]
+			for j, v := range xr {
+				yr[j] = v*a + s
+			}
+		}
+	}
+	return nil
+}
+
+// PoolOp is a compiled MaxPool, AveragePool or global pooling node.
+type PoolOp struct {
+	Max             bool
+	CountIncludePad bool
+	Planes          int
+	Geom            kernels.ConvGeom
+}
+
+func buildPool(isMax bool) func(b *nodeBuild) (Op, error) {
+	return func(b *nodeBuild) (Op, error) {
+		x, err := b.need(0)
+		if err != nil {
+			return nil, err
+		}
+		if !x.dtype.IsFloat() {
+			return nil, fmt.Errorf("pooling supports float tensors only")
+		}
+		rank := len(x.shape)
+		if rank != 3 && rank != 4 {
+			return nil, fmt.Errorf("pooling with %d spatial dims is not supported (1-D and 2-D are)", rank-2)
+		}
+		if len(b.outs) > 1 && b.node.Output[1] != "" {
+			return nil, fmt.Errorf("the Indices output is not supported")
+		}
+		if b.attrInt("storage_order", 0) != 0 {
+			return nil, fmt.Errorf("storage_order=1 is not supported")
+		}
+		ks := b.attrInts("kernel_shape")
+		if len(ks) != rank-2 {
+			return nil, fmt.Errorf("kernel_shape %v does not match input rank %d", ks, rank)
+		}
+		kernel := make([]int, len(ks))
+		for i, k := range ks {
+			if k < 1 {
+				return nil, fmt.Errorf("kernel_shape %v must be positive", ks)
+			}
+			kernel[i] = int(k)
+		}
+		if !isMax && b.has("dilations") {
+			for _, d := range b.attrInts("dilations") {
+				if d != 1 {
+					return nil, fmt.Errorf("AveragePool dilations are not supported")
+				}
+			}
+		}
+		s, out, err := windowAttrs(b, x.shape[2:], kernel, b.attrInt("ceil_mode", 0) != 0)
+		if err != nil {
+			return nil, err
+		}
+		op := &PoolOp{Max: isMax, CountIncludePad: b.attrInt("count_include_pad", 0) != 0,
+			Planes: x.shape[0] * x.shape[1], Geom: geom2D(1, x.shape[2:], s, out)}
+		b.setOut(0, append([]int{x.shape[0], x.shape[1]}, out...), Float32)
+		return op, nil
+	}
+}
+
+// Forward pools every plane.
+func (op *PoolOp) Forward(c *Ctx, in, out []*Tensor) error {
+	g := op.Geom
+	hw, ohw := g.H*g.W, g.OH*g.OW
+	x, y := in[0].F, out[0].F
+	sh, sw, dh, dw := g.Strides[0], g.Strides[1], g.Dilations[0], g.Dilations[1]
+	for p := 0; p < op.Planes; p++ {
+		xp, yp := x[p*hw:(p+1)*hw], y[p*ohw:(p+1)*ohw]
+		for oy := 0; oy < g.OH; oy++ {
+			y0 := oy*sh - g.Pads[0]
+			for ox := 0; ox < g.OW; ox++ {
+				x0 := ox*sw - g.Pads[1]
+				if op.Max {
+					m := float32(math.Inf(-1))
+					for ky := 0; ky < g.KH; ky++ {
+						iy := y0 + ky*dh
+						if iy < 0 || iy >= g.H {
+							continue
+						}
+						row := xp[iy*g.W : (iy+1)*g.W]
+						for kx := 0; kx < g.KW; kx++ {
+							ix := x0 + kx*dw
+							if ix >= 0 && ix < g.W && row[ix] > m {
+								m = row[ix]
+							}
+						}
+					}
+					yp[oy*g.OW+ox] = m
+					continue
+				}
+				ylo, yhi := max(y0, 0), min(y0+g.KH, g.H)
+				xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
+				var s float32
+				for iy := ylo; iy < yhi; iy++ {
+					for _, v := range xp[iy*g.W+xlo : iy*g.W+xhi] {
+						s += v
+					}
+				}
+				var cnt int
+				if op.CountIncludePad {
+					// the window clipped to the padded input
+					cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
+				} else {
+					cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
+				}
+				if cnt > 0 {
+					s /= float32(cnt)
+				}
+				yp[oy*g.OW+ox] = s
+			}
+		}
+	}
+	return nil
+}
+
+// GlobalPoolOp averages (or takes the max of) every plane.
+type GlobalPoolOp struct {
+	Max           bool
+	Planes, Inner int
+}
+
+func buildGlobalPool(isMax bool) func(b *nodeBuild) (Op, error) {
+	return func(b *nodeBuild) (Op, error) {
+		x, err := b.need(0)
+		if err != nil {
+			return nil, err
+		}
+		if !x.dtype.IsFloat() || len(x.shape) < 2 {
+			return nil, fmt.Errorf("input must be a float tensor of rank >= 2")
+		}
+		shape := append([]int(nil), x.shape...)
+		for i := 2; i < len(shape); i++ {
+			shape[i] = 1
+		}
+		b.setOut(0, shape, Float32)
+		return &GlobalPoolOp{Max: isMax, Planes: x.shape[0] * x.shape[1], Inner: sizeOf(x.shape[2:])}, nil
+	}
+}
+
+// Forward reduces every plane to one value.
+func (op *GlobalPoolOp) Forward(c *Ctx, in, out []*Tensor) error {
+	x, y := in[0].F, out[0].F
+	for p := 0; p < op.Planes; p++ {
+		row := x[p*op.Inner : (p+1)*op.Inner]
+		if op.Max {
+			m := float32(math.Inf(-1))
+			for _, v := range row {
+				m = max(m, v)
+			}
+			y[p] = m
+			continue
+		}
+		var s float32
+		for _, v := range row {
+			s += v
+		}
+		y[p] = s / float32(op.Inner)
+	}
+	return nil
+}

@@ -1,0 +1,821 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// ViewOp is a view of its input with another shape (Reshape, Flatten,
+// Squeeze, Unsqueeze, Identity, Dropout in inference). The planner makes
+// output 0 share the input's storage; Forward copies only when it does not
+// (and fills Dropout's optional mask with true).
+type ViewOp struct{}
+
+// AliasInput returns 0: the output views input 0.
+func (ViewOp) AliasInput() int { return 0 }
+
+// Forward copies when the planner could not alias, and fills a mask output.
+func (ViewOp) Forward(c *Ctx, in, out []*Tensor) error {
+	x, y := in[0], out[0]
+	if x.DType.IsFloat() {
+		if len(y.F) > 0 && &y.F[0] != &x.F[0] {
+			copy(y.F, x.F)
+		}
+	} else if len(y.I) > 0 && &y.I[0] != &x.I[0] {
+		copy(y.I, x.I)
+	}
+	if len(out) > 1 && out[1] != nil {
+		for i := range out[1].I {
+			out[1].I[i] = 1
+		}
+	}
+	return nil
+}
+
+func buildIdentity(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	b.setOut(0, x.shape, x.dtype)
+	return ViewOp{}, nil
+}
+
+func buildDropout(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	if b.has("is_test") && b.attrInt("is_test", 0) == 0 {
+		return nil, fmt.Errorf("is_test=0 (training) is not supported")
+	}
+	if tm := b.input(2); tm != nil {
+		v, err := b.constInts(2, "training_mode")
+		if err != nil {
+			return nil, err
+		}
+		if len(v) > 0 && v[0] != 0 {
+			return nil, fmt.Errorf("training_mode=true is not supported (inference only)")
+		}
+	}
+	b.setOut(0, x.shape, x.dtype)
+	if len(b.outs) > 1 {
+		dt := Bool
+		if b.opset < 10 {
+			dt = x.dtype
+			if x.dtype.IsFloat() {
+				return nil, fmt.Errorf("mask output with float type (opset < 10) is not supported")
+			}
+		}
+		b.setOut(1, x.shape, dt)
+	}
+	return ViewOp{}, nil
+}
+
+func buildReshape(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	var spec []int64
+	if b.opset < 5 || b.has("shape") {
+		spec = b.attrInts("shape")
+	} else {
+		if spec, err = b.constInts(1, "shape"); err != nil {
+			return nil, err
+		}
+		if b.input(1) == nil {
+			return nil, fmt.Errorf("shape input is required")
+		}
+	}
+	allowZero := b.attrInt("allowzero", 0) != 0
+	shape := make([]int, len(spec))
+	infer := -1
+	known := 1
+	for i, d := range spec {
+		switch {
+		case d == -1:
+			if infer >= 0 {
+				return nil, fmt.Errorf("shape %v has more than one -1", spec)
+			}
+			infer = i
+			continue
+		case d == 0 && !allowZero:
+			if i >= len(x.shape) {
+				return nil, fmt.Errorf("shape %v copies dim %d of input %v, which has no such dim", spec, i, x.shape)
+			}
+			shape[i] = x.shape[i]
+		case d < 0:
+			return nil, fmt.Errorf("shape %v has negative dim %d", spec, d)
+		default:
+			shape[i] = int(d)
+		}
+		known *= shape[i]
+	}
+	total := sizeOf(x.shape)
+	if infer >= 0 {
+		if known == 0 || total%known != 0 {
+			return nil, fmt.Errorf("cannot reshape %v to %v", x.shape, spec)
+		}
+		shape[infer] = total / known
+	}
+	if sizeOf(shape) != total {
+		return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", x.shape, total, shape)
+	}
+	b.setOut(0, shape, x.dtype)
+	return ViewOp{}, nil
+}
+
+func buildFlatten(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(x.shape)
+	axis := int(b.attrInt("axis", 1))
+	if axis < 0 {
+		axis += rank
+	}
+	if axis < 0 || axis > rank {
+		return nil, fmt.Errorf("axis %d out of range for rank %d", b.attrInt("axis", 1), rank)
+	}
+	b.setOut(0, []int{sizeOf(x.shape[:axis]), sizeOf(x.shape[axis:])}, x.dtype)
+	return ViewOp{}, nil
+}
+
+// axesArg reads axes from the attribute (older opsets) or input 1.
+func axesArg(b *nodeBuild, inputForm bool) ([]int64, bool, error) {
+	if inputForm {
+		if b.has("axes") {
+			return nil, false, fmt.Errorf("axes attribute is not allowed at opset %d (it is an input)", b.opset)
+		}
+		if b.input(1) == nil {
+			return nil, false, nil
+		}
+		v, err := b.constInts(1, "axes")
+		return v, true, err
+	}
+	if b.has("axes") {
+		return b.attrInts("axes"), true, nil
+	}
+	return nil, false, nil
+}
+
+func buildSqueeze(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	axes, given, err := axesArg(b, b.opset >= 13)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(x.shape)
+	drop := make([]bool, rank)
+	if !given {
+		for i, d := range x.shape {
+			drop[i] = d == 1
+		}
+	}
+	for _, a := range axes {
+		ax, err := normAxis(a, rank)
+		if err != nil {
+			return nil, err
+		}
+		if x.shape[ax] != 1 {
+			return nil, fmt.Errorf("cannot squeeze axis %d of shape %v", a, x.shape)
+		}
+		drop[ax] = true
+	}
+	shape := []int{}
+	for i, d := range x.shape {
+		if !drop[i] {
+			shape = append(shape, d)
+		}
+	}
+	b.setOut(0, shape, x.dtype)
+	return ViewOp{}, nil
+}
+
+func buildUnsqueeze(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	axes, given, err := axesArg(b, b.opset >= 13)
+	if err != nil {
+		return nil, err
+	}
+	if !given {
+		return nil, fmt.Errorf("axes are required")
+	}
+	rank := len(x.shape) + len(axes)
+	ins := make([]bool, rank)
+	for _, a := range axes {
+		ax, err := normAxis(a, rank)
+		if err != nil {
+			return nil, err
+		}
+		if ins[ax] {
+			return nil, fmt.Errorf("axes %v repeat an axis", axes)
+		}
+		ins[ax] = true
+	}
+	shape := make([]int, rank)
+	j := 0
+	for i := range shape {
+		if ins[i] {
+			shape[i] = 1
+		} else {
+			shape[i] = x.shape[j]
+			j++
+		}
+	}
+	b.setOut(0, shape, x.dtype)
+	return ViewOp{}, nil
+}
+
+// TransposeOp permutes the axes of a tensor.
+type TransposeOp struct {
+	outShape []int
+	inStride []int // input stride of each output axis
+	cnt      []int
+}
+
+func buildTranspose(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(x.shape)
+	perm := b.attrInts("perm")
+	if perm == nil {
+		for i := rank - 1; i >= 0; i-- {
+			perm = append(perm, int64(i))
+		}
+	}
+	if len(perm) != rank {
+		return nil, fmt.Errorf("perm %v does not match rank %d", perm, rank)
+	}
+	seen := make([]bool, rank)
+	st := stridesOf(x.shape)
+	op := &TransposeOp{outShape: make([]int, rank), inStride: make([]int, rank), cnt: make([]int, rank)}
+	for i, p := range perm {
+		if p < 0 || int(p) >= rank || seen[p] {
+			return nil, fmt.Errorf("perm %v is not a permutation", perm)
+		}
+		seen[p] = true
+		op.outShape[i] = x.shape[p]
+		op.inStride[i] = st[p]
+	}
+	b.setOut(0, op.outShape, x.dtype)
+	return op, nil
+}
+
+// Forward permutes.
+func (op *TransposeOp) Forward(c *Ctx, in, out []*Tensor) error {
+	if out[0].DType.IsFloat() {
+		permute(op, in[0].F, out[0].F)
+	} else {
+		permute(op, in[0].I, out[0].I)
+	}
+	return nil
+}
+
+func permute[T float32 | int64](op *TransposeOp, x, y []T) {
+	rank := len(op.outShape)
+	if rank == 0 || len(y) == 0 {
+		copy(y, x)
+		return
+	}
+	cnt := op.cnt
+	clear(cnt)
+	last, ls := op.outShape[rank-1], op.inStride[rank-1]
+	xo := 0
+	for yo := 0; yo < len(y); yo += last {
+		row := y[yo : yo+last]
+		if ls == 1 {
+			copy(row, x[xo:xo+last])
+		} else {
+			k := xo
+			for j := range row {
+				row[j] = x[k]
+				k += ls
+			}
+		}
+		for d := rank - 2; d >= 0; d-- {
+			cnt[d]++
+			xo += op.inStride[d]
+			if cnt[d] < op.outShape[d] {
+				break
+			}
+			xo -= op.inStride[d] * op.outShape[d]
+			cnt[d] = 0
+		}
+	}
+}
+
+// ConcatOp joins tensors along an axis.
+type ConcatOp struct {
+	Outer int
+	Sizes []int // per input: its axis length times the inner size
+}
+
+func buildConcat(b *nodeBuild) (Op, error) {
+	if b.nIn() == 0 {
+		return nil, fmt.Errorf("Concat needs at least one input")
+	}
+	first, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(first.shape)
+	if !b.has("axis") {
+		return nil, fmt.Errorf("attribute axis is required")
+	}
+	axis, err := normAxis(b.attrInt("axis", 0), rank)
+	if err != nil {
+		return nil, err
+	}
+	shape := append([]int(nil), first.shape...)
+	shape[axis] = 0
+	op := &ConcatOp{Outer: sizeOf(first.shape[:axis])}
+	inner := sizeOf(first.shape[axis+1:])
+	for i := range b.in {
+		v, err := b.need(i)
+		if err != nil {
+			return nil, err
+		}
+		if v.dtype != first.dtype || len(v.shape) != rank {
+			return nil, fmt.Errorf("input %d is %s %v; input 0 is %s %v", i, v.dtype, v.shape, first.dtype, first.shape)
+		}
+		for d := range v.shape {
+			if d != axis && v.shape[d] != first.shape[d] {
+				return nil, fmt.Errorf("input %d has shape %v; input 0 has %v", i, v.shape, first.shape)
+			}
+		}
+		shape[axis] += v.shape[axis]
+		op.Sizes = append(op.Sizes, v.shape[axis]*inner)
+	}
+	b.setOut(0, shape, first.dtype)
+	return op, nil
+}
+
+// Forward concatenates.
+func (op *ConcatOp) Forward(c *Ctx, in, out []*Tensor) error {
+	if out[0].DType.IsFloat() {
+		concat(op, in, out[0].F, func(t *Tensor) []float32 { return t.F })
+	} else {
+		concat(op, in, out[0].I, func(t *Tensor) []int64 { return t.I })
+	}
+	return nil
+}
+
+func concat[T float32 | int64](op *ConcatOp, in []*Tensor, y []T, get func(*Tensor) []T) {
+	total := 0
+	for _, s := range op.Sizes {
+		total += s
+	}
+	for o := 0; o < op.Outer; o++ {
+		off := o * total
+		for i, s := range op.Sizes {
+			copy(y[off:off+s], get(in[i])[o*s:(o+1)*s])
+			off += s
+		}
+	}
+}
+
+// SplitOp splits a tensor along an axis.
+type SplitOp struct {
+	Outer int
+	Sizes []int // per output: its axis length times the inner size
+}
+
+func buildSplit(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	rank := len(x.shape)
+	axis, err := normAxis(b.attrInt("axis", 0), rank)
+	if err != nil {
+		return nil, err
+	}
+	var split []int64
+	if b.opset >= 13 {
+		if b.has("split") {
+			return nil, fmt.Errorf("split attribute is not allowed at opset %d (it is an input)", b.opset)
+		}
+		if split, err = b.constInts(1, "split"); err != nil {
+			return nil, err
+		}
+	} else {
+		split = b.attrInts("split")
+	}
+	nout := len(b.outs)
+	d := x.shape[axis]
+	if split == nil {
+		if b.has("num_outputs") {
+			n := int(b.attrInt("num_outputs", 0))
+			if n != nout || n < 1 {
+				return nil, fmt.Errorf("num_outputs %d but %d outputs", n, nout)
+			}
+			chunk := (d + n - 1) / n
+			for i := 0; i < n; i++ {
+				split = append(split, int64(max(0, min(chunk, d-i*chunk))))
+			}
+		} else {
+			if nout == 0 || d%nout != 0 {
+				return nil, fmt.Errorf("cannot split dim %d into %d equal parts", d, nout)
+			}
+			for i := 0; i < nout; i++ {
+				split = append(split, int64(d/nout))
+			}
+		}
+	}
+	if len(split) != nout {
+		return nil, fmt.Errorf("split %v has %d entries for %d outputs", split, len(split), nout)
+	}
+	sum := int64(0)
+	for _, s := range split {
+		if s < 0 {
+			return nil, fmt.Errorf("split %v has a negative size", split)
+		}
+		sum += s
+	}
+	if sum != int64(d) {
+		return nil, fmt.Errorf("split %v does not sum to dim %d", split, d)
+	}
+	op := &SplitOp{Outer: sizeOf(x.shape[:axis])}
+	inner := sizeOf(x.shape[axis+1:])
+	for i, s := range split {
+		shape := append([]int(nil), x.shape...)
+		shape[axis] = int(s)
+		b.setOut(i, shape, x.dtype)
+		op.Sizes = append(op.Sizes, int(s)*inner)
+	}
+	return op, nil
+}
+
+// Forward splits.
+func (op *SplitOp) Forward(c *Ctx, in, out []*Tensor) error {
+	total := 0
+	for _, s := range op.Sizes {
+		total += s
+	}
+	for o := 0; o < op.Outer; o++ {
+		off := o * total
+		for i, s := range op.Sizes {
+			if in[0].DType.IsFloat() {
+				copy(out[i].F[o*s:(o+1)*s], in[0].F[off:off+s])
+			} else {
+				copy(out[i].I[o*s:(o+1)*s], in[0].I[off:off+s])
+			}
+			off += s
+		}
+	}
+	return nil
+}
+
+// SliceOp copies a strided box of its input.
+type SliceOp struct {
+	outShape []int
+	start    int   // input offset of the first element
+	stride   []int // input stride per output axis (step * input stride)
+	cnt      []int
+}
+
+func buildSlice(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	var starts, ends, axes, steps []int64
+	if b.opset < 10 {
+		starts, ends, axes = b.attrInts("starts"), b.attrInts("ends"), b.attrInts("axes")
+	} else {
+		if b.has("starts") || b.has("ends") || b.has("axes") {
+			return nil, fmt.Errorf("starts/ends/axes attributes are not allowed at opset %d (they are inputs)", b.opset)
+		}
+		if starts, err = b.constInts(1, "starts"); err != nil {
+			return nil, err
+		}
+		if ends, err = b.constInts(2, "ends"); err != nil {
+			return nil, err
+		}
+		if axes, err = b.constInts(3, "axes"); err != nil {
+			return nil, err
+		}
+		if steps, err = b.constInts(4, "steps"); err != nil {
+			return nil, err
+		}
+	}
+	if len(starts) != len(ends) {
+		return nil, fmt.Errorf("starts %v and ends %v differ in length", starts, ends)
+	}
+	rank := len(x.shape)
+	if axes == nil {
+		for i := range starts {
+			axes = append(axes, int64(i))
+		}
+	}
+	if len(axes) != len(starts) || (steps != nil && len(steps) != len(starts)) {
+		return nil, fmt.Errorf("starts, ends, axes and steps differ in length")
+	}
+	begin := make([]int, rank)
+	step := make([]int, rank)
+	shape := append([]int(nil), x.shape...)
+	for i := range step {
+		step[i] = 1
+	}
+	seen := make([]bool, rank)
+	for i := range starts {
+		ax, err := normAxis(axes[i], rank)
+		if err != nil {
+			return nil, err
+		}
+		if seen[ax] {
+			return nil, fmt.Errorf("axes %v repeat an axis", axes)
+		}
+		seen[ax] = true
+		st := int64(1)
+		if steps != nil {
+			st = steps[i]
+		}
+		if st == 0 {
+			return nil, fmt.Errorf("steps must not be 0")
+		}
+		d := int64(x.shape[ax])
+		s, e := starts[i], ends[i]
+		if s < 0 {
+			s += d
+		}
+		if e < 0 {
+			e += d
+		}
+		var n int64
+		if st > 0 {
+			s = min(max(s, 0), d)
+			e = min(max(e, 0), d)
+			if e > s {
+				n = (e - s + st - 1) / st
+			}
+		} else {
+			s = min(max(s, 0), d-1)
+			e = min(max(e, -1), d-1)
+			if s > e {
+				n = (s - e - st - 1) / (-st)
+			}
+		}
+		begin[ax], step[ax], shape[ax] = int(s), clampInt64(st), int(n)
+	}
+	op := &SliceOp{outShape: shape, stride: make([]int, rank), cnt: make([]int, rank)}
+	xs := stridesOf(x.shape)
+	for i := range shape {
+		if shape[i] > 0 {
+			op.start += begin[i] * xs[i]
+		}
+		op.stride[i] = step[i] * xs[i]
+	}
+	b.setOut(0, shape, x.dtype)
+	return op, nil
+}
+
+// Forward copies the slice.
+func (op *SliceOp) Forward(c *Ctx, in, out []*Tensor) error {
+	if out[0].DType.IsFloat() {
+		gatherStrided(op.outShape, op.stride, op.cnt, op.start, in[0].F, out[0].F)
+	} else {
+		gatherStrided(op.outShape, op.stride, op.cnt, op.start, in[0].I, out[0].I)
+	}
+	return nil
+}
+
+// gatherStrided copies y[i0..] = x[start + sum i_d*stride_d] in output order.
+func gatherStrided[T float32 | int64](shape, stride, cnt []int, start int, x, y []T) {
+	rank := len(shape)
+	if len(y) == 0 {
+		return
+	}
+	if rank == 0 {
+		y[0] = x[start]
+		return
+	}
+	clear(cnt)
+	last, ls := shape[rank-1], stride[rank-1]
+	xo := start
+	for yo := 0; yo < len(y); yo += last {
+		row := y[yo : yo+last]
+		if ls == 1 {
+			copy(row, x[xo:xo+last])
+		} else {
+			k := xo
+			for j := range row {
+				row[j] = x[k]
+				k += ls
+			}
+		}
+		for d := rank - 2; d >= 0; d-- {
+			cnt[d]++
+			xo += stride[d]
+			if cnt[d] < shape[d] {
+				break
+			}
+			xo -= stride[d] * shape[d]
+			cnt[d] = 0
+		}
+	}
+}
+
+func buildShape(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	rank := int64(len(x.shape))
+	start, end := b.attrInt("start", 0), b.attrInt("end", rank)
+	if start < 0 {
+		start += rank
+	}
+	if end < 0 {
+		end += rank
+	}
+	start, end = min(max(start, 0), rank), min(max(end, 0), rank)
+	dims := []int64{}
+	for i := start; i < end; i++ {
+		dims = append(dims, int64(x.shape[i]))
+	}
+	b.setConst(0, NewTensorI(dims, len(dims)))
+	return nil, nil
+}
+
+// GatherOp picks slices along an axis by index.
+type GatherOp struct {
+	Outer, AxisLen, Inner int
+}
+
+func buildGather(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := b.need(1)
+	if err != nil {
+		return nil, err
+	}
+	if idx.dtype.IsFloat() || idx.dtype == Bool {
+		return nil, fmt.Errorf("indices must be int32 or int64, got %s", idx.dtype)
+	}
+	axis, err := normAxis(b.attrInt("axis", 0), len(x.shape))
+	if err != nil {
+		return nil, err
+	}
+	shape := append(append(append([]int{}, x.shape[:axis]...), idx.shape...), x.shape[axis+1:]...)
+	b.setOut(0, shape, x.dtype)
+	return &GatherOp{Outer: sizeOf(x.shape[:axis]), AxisLen: x.shape[axis], Inner: sizeOf(x.shape[axis+1:])}, nil
+}
+
+// Forward gathers; an index out of range is a run-time error.
+func (op *GatherOp) Forward(c *Ctx, in, out []*Tensor) error {
+	idx := in[1].I
+	for _, i := range idx {
+		if i < -int64(op.AxisLen) || i >= int64(op.AxisLen) {
+			return fmt.Errorf("index %d out of range [-%d, %d)", i, op.AxisLen, op.AxisLen)
+		}
+	}
+	if out[0].DType.IsFloat() {
+		gather(op, idx, in[0].F, out[0].F)
+	} else {
+		gather(op, idx, in[0].I, out[0].I)
+	}
+	return nil
+}
+
+func gather[T float32 | int64](op *GatherOp, idx []int64, x, y []T) {
+	n := op.Inner
+	yo := 0
+	for o := 0; o < op.Outer; o++ {
+		base := o * op.AxisLen * n
+		for _, i := range idx {
+			if i < 0 {
+				i += int64(op.AxisLen)
+			}
+			copy(y[yo:yo+n], x[base+int(i)*n:base+int(i)*n+n])
+			yo += n
+		}
+	}
+}
+
+// CastOp converts between element types.
+type CastOp struct{ To DType }
+
+func buildCast(b *nodeBuild) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
+	}
+	if !b.has("to") {
+		return nil, fmt.Errorf("attribute to is required")
+	}
+	if b.attr("to").Type == onnxpb.AttributeProto_STRING {
+		return nil, fmt.Errorf("string form of attribute to is not supported")
+	}
+	to, err := dtypeFromONNX(int32(b.attrInt("to", 0)))
+	if err != nil {
+		return nil, fmt.Errorf("cast to: %w", err)
+	}
+	b.setOut(0, x.shape, to)
+	return &CastOp{To: to}, nil
+}
+
+// Forward converts.
+func (op *CastOp) Forward(c *Ctx, in, out []*Tensor) error {
+	x, y := in[0], out[0]
+	switch {
+	case x.DType.IsFloat() && op.To.IsFloat():
+		copy(y.F, x.F)
+	case x.DType.IsFloat():
+		for i, v := range x.F {
+			y.I[i] = castFloat(v, op.To)
+		}
+	case op.To.IsFloat():
+		for i, v := range x.I {
+			y.F[i] = float32(v)
+		}
+	default:
+		for i, v := range x.I {
+			y.I[i] = castInt(v, op.To)
+		}
+	}
+	return nil
+}
+
+func castFloat(v float32, to DType) int64 {
+	switch to {
+	case Bool:
+		if v != 0 {
+			return 1
+		}
+		return 0
+	case Int32:
+		if v != v || v >= math.MaxInt32+1.0 || v < math.MinInt32 {
+			return math.MinInt32
+		}
+		return int64(int32(v))
+	}
+	if v != v || v >= 9.223372e18 || v < -9.223372e18 {
+		return math.MinInt64
+	}
+	return int64(v)
+}
+
+func castInt(v int64, to DType) int64 {
+	switch to {
+	case Bool:
+		if v != 0 {
+			return 1
+		}
+		return 0
+	case Int32:
+		return int64(int32(v))
+	}
+	return v
+}
+
+func buildConstant(b *nodeBuild) (Op, error) {
+	if len(b.attrs) != 1 {
+		names := make([]string, 0, len(b.attrs))
+		for n := range b.attrs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("Constant needs exactly one value attribute, has %v", names)
+	}
+	var t *Tensor
+	switch {
+	case b.has("value"):
+		tp := b.attr("value").T
+		if tp == nil {
+			return nil, fmt.Errorf("attribute value holds no tensor")
+		}
+		var err error
+		if t, err = TensorFromProto(tp); err != nil {
+			return nil, err
+		}
+	case b.has("value_float"):
+		t = &Tensor{Shape: []int{}, F: []float32{b.attrFloat("value_float", 0)}}
+	case b.has("value_floats"):
+		f := append([]float32{}, b.attr("value_floats").Floats...)
+		t = &Tensor{Shape: []int{len(f)}, F: f}
+	case b.has("value_int"):
+		t = &Tensor{Shape: []int{}, DType: Int64, I: []int64{b.attrInt("value_int", 0)}}
+	case b.has("value_ints"):
+		v := append([]int64{}, b.attrInts("value_ints")...)
+		t = &Tensor{Shape: []int{len(v)}, DType: Int64, I: v}
+	}
+	b.setConst(0, t)
+	return nil, nil
+}
