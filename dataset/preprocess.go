@@ -3,6 +3,7 @@ package dataset
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -260,4 +261,19 @@ func resizeBilinear(src []float32, ih, iw int, dst []float32, oh, ow int, sc *sc
 			out[x] = a + wy*(b-a)
 		}
 	}
+}
+
+// ParseFloatList parses comma-separated numbers such as "0.5" or
+// "0.485,0.456,0.406", the form of mean and std flags.
+func ParseFloatList(s string) ([]float32, error) {
+	var out []float32
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		v, err := strconv.ParseFloat(part, 32)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%q is not a list of numbers like 0.485,0.456,0.406: bad value %q", s, part)
+		}
+		out = append(out, float32(v))
+	}
+	return out, nil
 }

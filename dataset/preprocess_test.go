@@ -212,3 +212,15 @@ func TestBilinearMatchesPyTorch(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFloatList(t *testing.T) {
+	got, err := ParseFloatList(" 0.485, 0.456 ,0.406")
+	if err != nil || !reflect.DeepEqual(got, []float32{0.485, 0.456, 0.406}) {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "1,,2", "a", "NaN", "1e99"} {
+		if _, err := ParseFloatList(bad); err == nil {
+			t.Errorf("ParseFloatList(%q): no error", bad)
+		}
+	}
+}
