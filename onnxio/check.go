@@ -6,40 +6,215 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// Check verifies the structure of the main graph: every tensor's dims are
-// valid and agree with its data, every node input is defined before use,
-// and the nodes are in topological order.
+// Check verifies the structure of a model before anything uses it:
+//
+//   - every stored tensor (initializers, sparse initializers, Constant and
+//     other attribute tensors, in subgraphs, training graphs and functions
+//     too) has valid dims, a known data type, and data of exactly the length
+//     its dims need (lengths only; values are not decoded);
+//   - the main graph's inputs and outputs have names, no initializer name
+//     repeats, and no value is produced twice (by two nodes, or by a node and
+//     an input or initializer);
+//   - every node input of the main graph is defined by an earlier node, a
+//     graph input or an initializer (this catches undefined values, nodes out
+//     of topological order and cycles), and every graph output is produced.
+//
+// Errors name the tensor, node or value at fault.
 func Check(m *onnxpb.ModelProto) error {
 	g := m.GetGraph()
 	if g == nil {
 		return fmt.Errorf("model has no graph")
 	}
-	for _, t := range Initializers(m) {
-		if _, err := NumElements(t); err != nil {
-			return fmt.Errorf("%s: %w", tensorLabel(t), err)
+	for _, lt := range allTensors(m) {
+		if err := checkTensorData(lt.t); err != nil {
+			return fmt.Errorf("%s: %w", lt.where, err)
+		}
+	}
+
+	// Where each value comes from: "" is the absent optional value.
+	source := map[string]string{}
+	for i, v := range g.Input {
+		if v.GetName() == "" {
+			return fmt.Errorf("graph input %d has no name", i)
+		}
+		if prev, ok := source[v.GetName()]; ok {
+			return fmt.Errorf("graph input %d: name %q is already used by %s", i, v.GetName(), prev)
+		}
+		source[v.GetName()] = fmt.Sprintf("graph input %d", i)
+	}
+	seenInit := map[string]bool{}
+	for i, t := range g.Initializer {
+		name := t.GetName()
+		if name == "" {
+			return fmt.Errorf("initializer %d has no name", i)
+		}
+		if seenInit[name] {
+			return fmt.Errorf("initializer %q appears twice", name)
+		}
+		seenInit[name] = true
+		// An initializer may share its name with a graph input (it then
+		// gives the input's default value).
+		if _, ok := source[name]; !ok {
+			source[name] = fmt.Sprintf("initializer %q", name)
+		}
+	}
+	for i, t := range g.SparseInitializer {
+		name := t.GetValues().GetName()
+		if name == "" {
+			return fmt.Errorf("sparse initializer %d has no name", i)
+		}
+		if prev, ok := source[name]; ok && !isInput(g, name) {
+			return fmt.Errorf("sparse initializer %q: name is already used by %s", name, prev)
+		}
+		source[name] = fmt.Sprintf("sparse initializer %q", name)
+	}
+	producer := map[string]int{}
+	for i, n := range g.Node {
+		for _, out := range n.Output {
+			if out == "" {
+				continue
+			}
+			if j, ok := producer[out]; ok {
+				return fmt.Errorf("%s: output %q is already produced by %s (a value may be defined only once)", nodeLabel(i, n), out, nodeLabel(j, g.Node[j]))
+			}
+			if prev, ok := source[out]; ok {
+				return fmt.Errorf("%s: output %q is already defined by %s (a value may be defined only once)", nodeLabel(i, n), out, prev)
+			}
+			producer[out] = i
 		}
 	}
 	defined := map[string]bool{"": true}
-	for _, t := range g.Initializer {
-		defined[t.GetName()] = true
-	}
-	for _, v := range g.Input {
-		defined[v.GetName()] = true
+	for name := range source {
+		defined[name] = true
 	}
 	for i, n := range g.Node {
 		for _, in := range n.Input {
-			if !defined[in] {
-				return fmt.Errorf("node %d (%s %q): input %q is not defined by any earlier node, input or initializer (undefined value or cycle)", i, n.GetOpType(), n.GetName(), in)
+			if defined[in] {
+				continue
 			}
+			if j, ok := producer[in]; ok {
+				if j == i {
+					return fmt.Errorf("%s: input %q is its own output (cycle)", nodeLabel(i, n), in)
+				}
+				return fmt.Errorf("%s: input %q is produced only later, by %s (nodes out of topological order, or a cycle)", nodeLabel(i, n), in, nodeLabel(j, g.Node[j]))
+			}
+			return fmt.Errorf("%s: input %q is not defined by any node, graph input or initializer (undefined value)", nodeLabel(i, n), in)
 		}
 		for _, out := range n.Output {
 			defined[out] = true
 		}
 	}
-	for _, v := range g.Output {
+	for i, v := range g.Output {
+		if v.GetName() == "" {
+			return fmt.Errorf("graph output %d has no name", i)
+		}
 		if !defined[v.GetName()] {
-			return fmt.Errorf("graph output %q is not produced by any node", v.GetName())
+			return fmt.Errorf("graph output %q is not produced by any node, graph input or initializer", v.GetName())
 		}
 	}
 	return nil
+}
+
+func isInput(g *onnxpb.GraphProto, name string) bool {
+	for _, v := range g.Input {
+		if v.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func nodeLabel(i int, n *onnxpb.NodeProto) string {
+	if n.GetName() != "" {
+		return fmt.Sprintf("node %d (%s %q)", i, n.GetOpType(), n.GetName())
+	}
+	return fmt.Sprintf("node %d (%s)", i, n.GetOpType())
+}
+
+// locatedTensor is a stored tensor with a description of where it sits in
+// the model, for error messages.
+type locatedTensor struct {
+	t     *onnxpb.TensorProto
+	where string
+}
+
+// allTensors returns every TensorProto stored in the model: initializers,
+// sparse initializers' values and indices, tensors in node attributes
+// (Constant values and others), recursively through subgraphs, training
+// graphs and model-local functions.
+func allTensors(m *onnxpb.ModelProto) []locatedTensor {
+	var out []locatedTensor
+	var walkGraph func(g *onnxpb.GraphProto, prefix string)
+	add := func(t *onnxpb.TensorProto, where string) {
+		if t != nil {
+			out = append(out, locatedTensor{t, where})
+		}
+	}
+	addSparse := func(s *onnxpb.SparseTensorProto, where string) {
+		if s != nil {
+			add(s.Values, where+" values")
+			add(s.Indices, where+" indices")
+		}
+	}
+	walkNodes := func(nodes []*onnxpb.NodeProto, prefix string) {
+		for i, n := range nodes {
+			for _, a := range n.Attribute {
+				where := fmt.Sprintf("%s%s attribute %q", prefix, nodeLabel(i, n), a.GetName())
+				if a.T != nil {
+					add(a.T, where+tensorSuffix(a.T))
+				}
+				for j, t := range a.Tensors {
+					add(t, fmt.Sprintf("%s[%d]%s", where, j, tensorSuffix(t)))
+				}
+				addSparse(a.SparseTensor, where)
+				for j, s := range a.SparseTensors {
+					addSparse(s, fmt.Sprintf("%s[%d]", where, j))
+				}
+				if a.G != nil {
+					walkGraph(a.G, where+": ")
+				}
+				for j, sg := range a.Graphs {
+					walkGraph(sg, fmt.Sprintf("%s[%d]: ", where, j))
+				}
+			}
+		}
+	}
+	walkGraph = func(g *onnxpb.GraphProto, prefix string) {
+		for _, t := range g.Initializer {
+			add(t, prefix+"initializer "+quoteName(t.GetName()))
+		}
+		for i, s := range g.SparseInitializer {
+			addSparse(s, fmt.Sprintf("%ssparse initializer %d", prefix, i))
+		}
+		walkNodes(g.Node, prefix)
+	}
+	if m.GetGraph() != nil {
+		walkGraph(m.Graph, "")
+	}
+	for i, ti := range m.TrainingInfo {
+		if ti.Initialization != nil {
+			walkGraph(ti.Initialization, fmt.Sprintf("training_info %d initialization: ", i))
+		}
+		if ti.Algorithm != nil {
+			walkGraph(ti.Algorithm, fmt.Sprintf("training_info %d algorithm: ", i))
+		}
+	}
+	for _, f := range m.Functions {
+		walkNodes(f.Node, fmt.Sprintf("function %q: ", f.GetName()))
+	}
+	return out
+}
+
+func quoteName(s string) string {
+	if s == "" {
+		return "(unnamed)"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func tensorSuffix(t *onnxpb.TensorProto) string {
+	if t.GetName() == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (tensor %q)", t.GetName())
 }

@@ -1,24 +1,370 @@
 package onnxio
 
 import (
+	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// LoadExternalData reads every tensor whose data_location is EXTERNAL from
-// files under dir and stores the bytes in raw_data.
+// DefaultExternalThreshold is the smallest tensor, in bytes, that Save moves
+// to the external data file when SaveOptions.ExternalThreshold is zero.
+const DefaultExternalThreshold = 1024
+
+// Offsets in the external data file are aligned to pageAlign for tensors of
+// at least pageAlignMin bytes (so that runtimes can map them) and to
+// smallAlign otherwise.
+const (
+	pageAlign    = 4096
+	pageAlignMin = 64 << 10
+	smallAlign   = 64
+)
+
+// ExternalDataName returns the name of the data file that Save writes next
+// to the model at path: the model's file name plus ".data".
+func ExternalDataName(path string) string {
+	return filepath.Base(path) + ".data"
+}
+
+// externalRef is a parsed external_data list.
+type externalRef struct {
+	location  string
+	offset    int64
+	length    int64
+	hasLength bool
+}
+
+func parseExternal(t *onnxpb.TensorProto) (externalRef, error) {
+	var r externalRef
+	hasLocation := false
+	for _, kv := range t.ExternalData {
+		switch kv.GetKey() {
+		case "location":
+			r.location = kv.GetValue()
+			hasLocation = true
+		case "offset", "length":
+			v, err := strconv.ParseInt(kv.GetValue(), 10, 64)
+			if err != nil || v < 0 {
+				return r, fmt.Errorf("%s %q is not a non-negative integer", kv.GetKey(), kv.GetValue())
+			}
+			if kv.GetKey() == "offset" {
+				r.offset = v
+			} else {
+				r.length, r.hasLength = v, true
+			}
+		}
+		// Other keys (checksum, basepath) do not change where the data is.
+	}
+	if !hasLocation || r.location == "" {
+		return r, errors.New("external_data has no location entry")
+	}
+	return r, nil
+}
+
+// resolveLocation returns the real path of an external data file, refusing
+// locations that are absolute, that climb out of the model's folder, or
+// whose symlinks lead out of it.
+func resolveLocation(dir, location string) (string, error) {
+	loc := filepath.FromSlash(location)
+	if filepath.IsAbs(loc) || filepath.IsAbs(location) {
+		return "", fmt.Errorf("location %q is an absolute path; external data must lie in the model's folder", location)
+	}
+	if !filepath.IsLocal(loc) {
+		return "", fmt.Errorf("location %q leaves the model's folder", location)
+	}
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("model folder: %w", err)
+	}
+	p := filepath.Join(dir, loc)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("data file %s does not exist", p)
+		}
+		return "", fmt.Errorf("data file %s: %w", p, err)
+	}
+	rel, err := filepath.Rel(root, real)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("location %q resolves through a symlink to %s, outside the model's folder", location, real)
+	}
+	return real, nil
+}
+
+// externalFile is an open external data file.
+type externalFile struct {
+	f    *os.File
+	path string
+	size int64
+}
+
+// LoadExternalData reads the data of every tensor whose data_location is
+// EXTERNAL from the file its external_data names, relative to dir (the
+// model's folder), stores it in raw_data and marks the tensor as inline.
+// It refuses locations outside dir, missing files, ranges outside the file,
+// and lengths that disagree with the tensor's dims; the total loaded is
+// bounded by the size of the files referenced.
 func LoadExternalData(m *onnxpb.ModelProto, dir string) error {
-	for _, t := range Initializers(m) {
-		if External(t) {
-			return fmt.Errorf("%s: external data is not supported yet", tensorLabel(t))
+	files := map[string]*externalFile{}
+	defer func() {
+		for _, ef := range files {
+			ef.f.Close()
+		}
+	}()
+	var budget, loaded int64
+	for _, lt := range allTensors(m) {
+		t := lt.t
+		if !External(t) {
+			continue
+		}
+		if err := loadExternal(t, dir, files, &budget, &loaded); err != nil {
+			return fmt.Errorf("%s: external data: %w", lt.where, err)
 		}
 	}
 	return nil
 }
 
+func loadExternal(t *onnxpb.TensorProto, dir string, files map[string]*externalFile, budget, loaded *int64) error {
+	ref, err := parseExternal(t)
+	if err != nil {
+		return err
+	}
+	n, err := NumElements(t)
+	if err != nil {
+		return err
+	}
+	want, err := RawSize(DataType(t.GetDataType()), n)
+	if err != nil {
+		return err
+	}
+	if ref.hasLength && ref.length != want {
+		return fmt.Errorf("length %d disagrees with dims %v of %s (%d bytes)", ref.length, t.GetDims(), DataType(t.GetDataType()), want)
+	}
+	real, err := resolveLocation(dir, ref.location)
+	if err != nil {
+		return err
+	}
+	ef, ok := files[real]
+	if !ok {
+		f, err := os.Open(real)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if !st.Mode().IsRegular() {
+			f.Close()
+			return fmt.Errorf("data file %s is not a regular file", real)
+		}
+		ef = &externalFile{f: f, path: real, size: st.Size()}
+		files[real] = ef
+		*budget += st.Size()
+	}
+	if ref.offset > ef.size || want > ef.size-ref.offset {
+		return fmt.Errorf("offset %d + length %d lies outside data file %s (%d bytes)", ref.offset, want, ef.path, ef.size)
+	}
+	if *loaded+want > *budget {
+		return fmt.Errorf("tensors reference %d bytes or more in total, more than their data files hold (%d bytes): overlapping ranges", *loaded+want, *budget)
+	}
+	buf := make([]byte, want)
+	if _, err := ef.f.ReadAt(buf, ref.offset); err != nil {
+		return fmt.Errorf("read %d bytes at offset %d of %s: %w", want, ref.offset, ef.path, err)
+	}
+	*loaded += want
+	t.RawData = buf
+	t.ExternalData = nil
+	t.DataLocation = onnxpb.TensorProto_DEFAULT
+	return nil
+}
+
+// rawBytes returns the tensor's data in raw_data layout (little-endian),
+// encoding typed fields when raw_data is empty. ok is false for tensors
+// that have no fixed-size binary form (STRING, 4-bit types in typed fields).
+// The tensor's data length must already have been checked.
+func rawBytes(t *onnxpb.TensorProto) (raw []byte, ok bool) {
+	if len(t.RawData) > 0 {
+		return t.RawData, true
+	}
+	le := binary.LittleEndian
+	dt := DataType(t.GetDataType())
+	switch {
+	case dt == Float || dt == onnxpb.TensorProto_COMPLEX64:
+		raw = make([]byte, 4*len(t.FloatData))
+		for i, v := range t.FloatData {
+			le.PutUint32(raw[4*i:], math.Float32bits(v))
+		}
+	case dt == Double || dt == onnxpb.TensorProto_COMPLEX128:
+		raw = make([]byte, 8*len(t.DoubleData))
+		for i, v := range t.DoubleData {
+			le.PutUint64(raw[8*i:], math.Float64bits(v))
+		}
+	case dt == Int64:
+		raw = make([]byte, 8*len(t.Int64Data))
+		for i, v := range t.Int64Data {
+			le.PutUint64(raw[8*i:], uint64(v))
+		}
+	case dt == onnxpb.TensorProto_UINT64:
+		raw = make([]byte, 8*len(t.Uint64Data))
+		for i, v := range t.Uint64Data {
+			le.PutUint64(raw[8*i:], v)
+		}
+	case dt == onnxpb.TensorProto_UINT32:
+		raw = make([]byte, 4*len(t.Uint64Data))
+		for i, v := range t.Uint64Data {
+			le.PutUint32(raw[4*i:], uint32(v))
+		}
+	case dt == Int32:
+		raw = make([]byte, 4*len(t.Int32Data))
+		for i, v := range t.Int32Data {
+			le.PutUint32(raw[4*i:], uint32(v))
+		}
+	case dt == onnxpb.TensorProto_INT16 || dt == onnxpb.TensorProto_UINT16 || dt == Float16 || dt == onnxpb.TensorProto_BFLOAT16:
+		raw = make([]byte, 2*len(t.Int32Data))
+		for i, v := range t.Int32Data {
+			le.PutUint16(raw[2*i:], uint16(v))
+		}
+	case dt == Int8 || dt == Uint8 || dt == Bool || (dt >= float8First && dt <= float8Last):
+		raw = make([]byte, len(t.Int32Data))
+		for i, v := range t.Int32Data {
+			raw[i] = byte(v)
+		}
+	default:
+		return nil, false
+	}
+	return raw, true
+}
+
+// extChunk is one tensor placed in the external data file.
+type extChunk struct {
+	t      *onnxpb.TensorProto
+	data   []byte
+	offset int64
+}
+
+// saveExternal writes a copy of m whose tensors of at least the threshold
+// size live in one data file next to path; m itself is not changed.
 func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
-	return fmt.Errorf("save %s: external data output is not supported yet", path)
+	threshold := opts.ExternalThreshold
+	if threshold <= 0 {
+		threshold = DefaultExternalThreshold
+	}
+	out := proto.Clone(m).(*onnxpb.ModelProto)
+	dataName := ExternalDataName(path)
+	var chunks []extChunk
+	var end int64
+	for _, lt := range allTensors(out) {
+		t := lt.t
+		if External(t) {
+			return fmt.Errorf("save %s: %s: external data was never loaded", path, lt.where)
+		}
+		if err := checkTensorData(t); err != nil {
+			return fmt.Errorf("save %s: %s: %w", path, lt.where, err)
+		}
+		raw, ok := rawBytes(t)
+		if !ok || len(raw) < threshold {
+			continue
+		}
+		align := int64(smallAlign)
+		if len(raw) >= pageAlignMin {
+			align = pageAlign
+		}
+		off := (end + align - 1) / align * align
+		chunks = append(chunks, extChunk{t: t, data: raw, offset: off})
+		end = off + int64(len(raw))
+	}
+	for _, c := range chunks {
+		t := c.t
+		t.RawData, t.FloatData, t.DoubleData, t.Int32Data, t.Int64Data, t.Uint64Data = nil, nil, nil, nil, nil, nil
+		t.DataLocation = onnxpb.TensorProto_EXTERNAL
+		t.ExternalData = []*onnxpb.StringStringEntryProto{
+			{Key: "location", Value: dataName},
+			{Key: "offset", Value: strconv.FormatInt(c.offset, 10)},
+			{Key: "length", Value: strconv.Itoa(len(c.data))},
+		}
+	}
+	model, err := Encode(out)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	if len(model) > MaxFileBytes {
+		return fmt.Errorf("save %s: the model is %d bytes even with tensors of %d bytes or more in %s, over the 2 GiB protobuf limit; lower the external data threshold", path, len(model), threshold, dataName)
+	}
+	if len(chunks) > 0 {
+		dataPath := filepath.Join(filepath.Dir(path), dataName)
+		err := writeAtomic(dataPath, func(w io.Writer) error {
+			var pos int64
+			var zeros [pageAlign]byte
+			for _, c := range chunks {
+				if _, err := w.Write(zeros[:c.offset-pos]); err != nil {
+					return err
+				}
+				if _, err := w.Write(c.data); err != nil {
+					return err
+				}
+				pos = c.offset + int64(len(c.data))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("save %s: external data %s: %w", path, dataPath, err)
+		}
+	}
+	if err := WriteFileAtomic(path, model); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeAtomic streams a file through write into a temporary file in path's
+// folder, syncs it and renames it to path.
+func writeAtomic(path string, write func(w io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := write(bw); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return nil
 }
 
 // Initializers returns every tensor stored in the model: graph initializers,

@@ -59,10 +59,13 @@ func Decode(data []byte) (*onnxpb.ModelProto, error) {
 	}
 	m := &onnxpb.ModelProto{}
 	if err := (proto.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("not a valid ONNX protobuf (truncated or corrupt?): %w", err)
+		return nil, fmt.Errorf("not an ONNX model, or a truncated or corrupt one (%d bytes): %w", len(data), err)
 	}
-	if m.GetGraph() == nil || m.GetIrVersion() <= 0 {
-		return nil, errors.New("not an ONNX model: no graph or ir_version")
+	if m.GetIrVersion() <= 0 {
+		return nil, fmt.Errorf("not an ONNX model: no ir_version (%d bytes that parse as protobuf but lack the ModelProto fields)", len(data))
+	}
+	if m.GetGraph() == nil {
+		return nil, fmt.Errorf("not an ONNX model: ir_version %d but no graph", m.GetIrVersion())
 	}
 	return m, nil
 }
@@ -77,14 +80,17 @@ type SaveOptions struct {
 	// ExternalData writes large tensors to a data file next to the model.
 	ExternalData bool
 	// ExternalThreshold is the smallest tensor, in bytes, moved to the data
-	// file (default 1024).
+	// file (0 means DefaultExternalThreshold).
 	ExternalThreshold int
 }
 
 // Save writes the model to path atomically: it writes a temporary file in
-// the destination folder and renames it into place. Tensors go to an
-// external data file named after the model when opts.ExternalData is set or
-// when the model would exceed the 2 GiB protobuf limit.
+// the destination folder and renames it into place. Tensors of at least
+// opts.ExternalThreshold bytes go to one external data file next to the
+// model, ExternalDataName(path) (also written atomically, before the model,
+// with offsets aligned to 64 bytes, or 4096 for tensors of 64 KiB and
+// more), when opts.ExternalData is set or when the model would exceed the
+// 2 GiB protobuf limit. The model passed in is never modified.
 func Save(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
 	if opts.ExternalData || proto.Size(m) > MaxFileBytes {
 		return saveExternal(path, m, opts)
@@ -102,34 +108,8 @@ func Save(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
 // WriteFileAtomic writes data to a temporary file in path's folder, syncs
 // it, and renames it to path, so that readers never see a partial file.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	return writeAtomic(path, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	})
 }

@@ -148,11 +148,11 @@ func Float32s(t *onnxpb.TensorProto) ([]float32, error) {
 		if dt == onnxpb.TensorProto_BFLOAT16 {
 			conv = BFloat16ToFloat32
 		}
-		out := make([]float32, n)
 		if hasRaw {
 			if err := checkRaw(t, n); err != nil {
 				return nil, err
 			}
+			out := make([]float32, n)
 			for i := range out {
 				out[i] = conv(binary.LittleEndian.Uint16(raw[2*i:]))
 			}
@@ -162,6 +162,7 @@ func Float32s(t *onnxpb.TensorProto) ([]float32, error) {
 		if err := checkCount(t, len(t.Int32Data), n); err != nil {
 			return nil, err
 		}
+		out := make([]float32, n)
 		for i, v := range t.Int32Data {
 			out[i] = conv(uint16(v))
 		}
@@ -182,7 +183,6 @@ func Int64s(t *onnxpb.TensorProto) ([]int64, error) {
 	}
 	dt := DataType(t.GetDataType())
 	raw := t.GetRawData()
-	out := make([]int64, n)
 	if len(raw) > 0 {
 		if elemSize(dt) == 0 {
 			return nil, fmt.Errorf("%s: data type %s is not an integer type", tensorLabel(t), dt)
@@ -190,6 +190,7 @@ func Int64s(t *onnxpb.TensorProto) ([]int64, error) {
 		if err := checkRaw(t, n); err != nil {
 			return nil, err
 		}
+		out := make([]int64, n)
 		for i := range out {
 			switch dt {
 			case Int64:
@@ -212,16 +213,19 @@ func Int64s(t *onnxpb.TensorProto) ([]int64, error) {
 		}
 		return out, nil
 	}
+	var out []int64
 	switch dt {
 	case Int64:
 		if err := checkCount(t, len(t.Int64Data), n); err != nil {
 			return nil, err
 		}
+		out = make([]int64, n)
 		copy(out, t.Int64Data)
 	case onnxpb.TensorProto_UINT64:
 		if err := checkCount(t, len(t.Uint64Data), n); err != nil {
 			return nil, err
 		}
+		out = make([]int64, n)
 		for i, v := range t.Uint64Data {
 			out[i] = int64(v)
 		}
@@ -229,6 +233,7 @@ func Int64s(t *onnxpb.TensorProto) ([]int64, error) {
 		if err := checkCount(t, len(t.Int32Data), n); err != nil {
 			return nil, err
 		}
+		out = make([]int64, n)
 		for i, v := range t.Int32Data {
 			out[i] = int64(v)
 		}

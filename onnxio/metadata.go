@@ -1,0 +1,40 @@
+package onnxio
+
+import "github.com/lprconv/lprconv/onnxio/onnxpb"
+
+// SetMetadata sets the model-level metadata_props entry key to value: it
+// replaces the value of the first entry with that key (removing any later
+// duplicates) or appends a new entry, keeping the order of the others.
+func SetMetadata(m *onnxpb.ModelProto, key, value string) {
+	found := false
+	kept := m.MetadataProps[:0]
+	for _, kv := range m.MetadataProps {
+		if kv.GetKey() != key {
+			kept = append(kept, kv)
+			continue
+		}
+		if !found {
+			kv.Value = value
+			kept = append(kept, kv)
+			found = true
+		}
+	}
+	for i := len(kept); i < len(m.MetadataProps); i++ {
+		m.MetadataProps[i] = nil
+	}
+	m.MetadataProps = kept
+	if !found {
+		m.MetadataProps = append(m.MetadataProps, &onnxpb.StringStringEntryProto{Key: key, Value: value})
+	}
+}
+
+// Metadata returns the value of the model-level metadata_props entry key
+// and whether it is present.
+func Metadata(m *onnxpb.ModelProto, key string) (string, bool) {
+	for _, kv := range m.GetMetadataProps() {
+		if kv.GetKey() == key {
+			return kv.GetValue(), true
+		}
+	}
+	return "", false
+}
