@@ -1,0 +1,11 @@
+// Package convert finds the low-rank pointwise residual (LPR) candidates of
+// an ONNX model, plans their ranks, and rewrites the graph.
+//
+// It reads a model statically and never runs it: shapes come from static
+// shape inference (InferShapes), which also evaluates the small integer
+// shape subgraphs that exporters emit. Inspect summarizes layers,
+// parameters and MACs; FindCandidates lists the square pointwise
+// convolutions; FoldBatchNorm folds a BatchNormalization into the
+// convolution before it; Plan picks ranks and factors with package svd;
+// Apply writes the LPR subgraphs.
+package convert
