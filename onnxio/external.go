@@ -247,6 +247,15 @@ func rawBytes(t *onnxpb.TensorProto) (raw []byte, ok bool) {
 	return raw, true
 }
 
+// keepInline reports whether a tensor stays in the model file whatever the
+// threshold: small integer tensors (Reshape shapes, Slice bounds, axes) are
+// read by runtimes while they build the graph, and ONNX Runtime refuses to
+// load them from external data.
+func keepInline(t *onnxpb.TensorProto, size int) bool {
+	dt := DataType(t.GetDataType())
+	return (dt == Int64 || dt == Int32) && size < DefaultExternalThreshold
+}
+
 // extChunk is one tensor placed in the external data file.
 type extChunk struct {
 	t      *onnxpb.TensorProto
@@ -256,7 +265,7 @@ type extChunk struct {
 
 // saveExternal writes a copy of m whose tensors of at least the threshold
 // size live in one data file next to path; m itself is not changed.
-func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
+func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int) error {
 	threshold := opts.ExternalThreshold
 	if threshold <= 0 {
 		threshold = DefaultExternalThreshold
@@ -274,7 +283,7 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
 			return fmt.Errorf("save %s: %s: %w", path, lt.where, err)
 		}
 		raw, ok := rawBytes(t)
-		if !ok || len(raw) < threshold {
+		if !ok || len(raw) < threshold || keepInline(t, len(raw)) {
 			continue
 		}
 		align := int64(smallAlign)
@@ -299,7 +308,7 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if len(model) > MaxFileBytes {
+	if len(model) > limit {
 		return fmt.Errorf("save %s: the model is %d bytes even with tensors of %d bytes or more in %s, over the 2 GiB protobuf limit; lower the external data threshold", path, len(model), threshold, dataName)
 	}
 	if len(chunks) > 0 {

@@ -80,7 +80,9 @@ type SaveOptions struct {
 	// ExternalData writes large tensors to a data file next to the model.
 	ExternalData bool
 	// ExternalThreshold is the smallest tensor, in bytes, moved to the data
-	// file (0 means DefaultExternalThreshold).
+	// file (0 means DefaultExternalThreshold). INT64 and INT32 tensors under
+	// DefaultExternalThreshold always stay inline: runtimes need shape-like
+	// constants while building the graph.
 	ExternalThreshold int
 }
 
@@ -92,8 +94,14 @@ type SaveOptions struct {
 // more), when opts.ExternalData is set or when the model would exceed the
 // 2 GiB protobuf limit. The model passed in is never modified.
 func Save(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
-	if opts.ExternalData || proto.Size(m) > MaxFileBytes {
-		return saveExternal(path, m, opts)
+	return save(path, m, opts, MaxFileBytes)
+}
+
+// save is Save with the size, in bytes, over which a model is written with
+// external data.
+func save(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int) error {
+	if opts.ExternalData || proto.Size(m) > limit {
+		return saveExternal(path, m, opts, limit)
 	}
 	data, err := Encode(m)
 	if err != nil {

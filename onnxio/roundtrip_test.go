@@ -90,7 +90,7 @@ func rawForm(t *testing.T, m *onnxpb.ModelProto, threshold int) *onnxpb.ModelPro
 	c := proto.Clone(m).(*onnxpb.ModelProto)
 	for _, lt := range allTensors(c) {
 		raw, ok := rawBytes(lt.t)
-		if !ok || len(raw) < threshold {
+		if !ok || len(raw) < threshold || keepInline(lt.t, len(raw)) {
 			continue
 		}
 		lt.t.RawData = raw
