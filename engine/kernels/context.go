@@ -25,6 +25,7 @@ type workItem struct {
 // unreachable.
 type Context struct {
 	threads int
+	kern    *kernelSpec // GEMM micro-kernel
 	work    chan workItem
 	wg      sync.WaitGroup
 	closed  bool
@@ -53,7 +54,7 @@ func NewContext(threads int) *Context {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	c := &Context{threads: threads, scratch: make([]threadScratch, threads)}
+	c := &Context{threads: threads, kern: bestKernel, scratch: make([]threadScratch, threads)}
 	if threads > 1 {
 		work := make(chan workItem, threads)
 		c.work = work

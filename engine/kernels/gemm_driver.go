@@ -1,13 +1,23 @@
 package kernels
 
-// kernelSpec describes one GEMM micro-kernel and its cache blocking.
+// microKernel computes the mr x nr tile C = alpha*A*B + beta*C, where B is
+// a packed panel (nr values per k step, kc steps) and A is read as the
+// kernel's mode says: a packed panel (mr values per k step, lda unused),
+// rows of a row-major A (row i at a[i*lda:]) or columns of a transposed A
+// (element (i, p) at a[p*lda+i]). C (row stride ldc) is not read when beta
+// is 0.
+type microKernel func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32)
+
+// kernelSpec describes one GEMM micro-kernel family and its cache blocking.
 type kernelSpec struct {
 	name       string
 	mr, nr     int // register tile: mr rows by nr columns of C
 	kc, mc, nc int // cache blocks along k, m and n
-	// full computes the mr x nr tile sum_p a[p*mr+i] * b[p*nr+j] from packed
-	// panels and stores it into c (row stride ldc), or adds it when acc.
-	full func(kc int, a, b, c []float32, ldc int, acc bool)
+	packed     microKernel
+	rows, cols microKernel // A read in place; nil when not available
+	// directMaxN is the widest block of C for which A is read in place
+	// instead of packed (A is reused only ceil(n/nr) times there).
+	directMaxN int
 }
 
 // parallelMinFlops is the smallest GEMM (2mnk) worth splitting over threads.
@@ -27,7 +37,7 @@ func (ctx *Context) runGemm(g *gemmArgs, ba batchArgs) {
 	t.ctx = ctx
 	t.args = *g
 	t.batched = ba
-	spec := &activeKernel
+	spec := ctx.kern
 	flops := 2 * g.m * g.n * g.k * ba.count
 	threads := ctx.threads
 	if flops < parallelMinFlops {
@@ -58,14 +68,14 @@ func (t *gemmTask) run(lo, hi, tid int) {
 			g.a = t.args.a[bi*ba.strideA:]
 			g.b = t.args.b[bi*ba.strideB:]
 			g.c = t.args.c[bi*ba.strideC:]
-			gemmBlock(s, &g, 0, g.m, 0, g.n)
+			gemmBlock(t.ctx.kern, s, &g, 0, g.m, 0, g.n)
 		}
 		return
 	}
 	if t.splitN {
-		gemmBlock(s, &g, 0, g.m, lo*t.unit, min(hi*t.unit, g.n))
+		gemmBlock(t.ctx.kern, s, &g, 0, g.m, lo*t.unit, min(hi*t.unit, g.n))
 	} else {
-		gemmBlock(s, &g, lo*t.unit, min(hi*t.unit, g.m), 0, g.n)
+		gemmBlock(t.ctx.kern, s, &g, lo*t.unit, min(hi*t.unit, g.m), 0, g.n)
 	}
 }
 
@@ -89,50 +99,51 @@ func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
 
 // gemmBlock computes rows [i0, i1) and columns [j0, j1) of C with packing
 // buffers from s.
-func gemmBlock(s *threadScratch, g *gemmArgs, i0, i1, j0, j1 int) {
-	spec := &activeKernel
+func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 int) {
 	mr, nr := spec.mr, spec.nr
-	if g.beta != 0 && g.beta != 1 {
-		scaleMatrix(g.c[i0*g.ldc+j0:], i1-i0, j1-j0, g.ldc, g.beta)
-	}
+	direct := spec.rows != nil && j1-j0 <= spec.directMaxN && g.kb == g.k
 	kcMax := min(spec.kc, g.k)
 	mcMax := min(spec.mc, roundUp(i1-i0, mr))
 	ncMax := min(spec.nc, roundUp(j1-j0, nr))
 	s.packA = grow(s.packA, mcMax*kcMax)
 	s.packB = grow(s.packB, ncMax*kcMax)
 	s.tile = grow(s.tile, mr*nr)
+	alpha := g.alpha
 	for jc := j0; jc < j1; jc += spec.nc {
 		nc := min(spec.nc, j1-jc)
 		for pc := 0; pc < g.k; pc += spec.kc {
 			kc := min(spec.kc, g.k-pc)
 			packB(s.packB, g, pc, kc, jc, nc, nr)
-			acc := pc > 0 || g.beta != 0
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
 			for ic := i0; ic < i1; ic += spec.mc {
 				mc := min(spec.mc, i1-ic)
-				packA(s.packA, g, ic, mc, pc, kc, mr)
+				packA(s.packA, g, ic, mc, pc, kc, mr, direct)
 				for jr := 0; jr < nc; jr += nr {
 					cols := min(nr, nc-jr)
 					bp := s.packB[jr*kc : jr*kc+nr*kc]
+					jg := jc + jr // column of the (batched) C
+					bi, j := jg/g.nb, jg%g.nb
+					inItem := j+cols <= g.nb
 					for ir := 0; ir < mc; ir += mr {
 						rows := min(mr, mc-ir)
-						ap := s.packA[ir*kc : ir*kc+mr*kc]
-						coff := (ic+ir)*g.ldc + jc + jr
-						if rows == mr && cols == nr {
-							spec.full(kc, ap, bp, g.c[coff:], g.ldc, acc)
-							continue
-						}
-						spec.full(kc, ap, bp, s.tile, nr, false)
-						for i := 0; i < rows; i++ {
-							dst := g.c[coff+i*g.ldc : coff+i*g.ldc+cols]
-							src := s.tile[i*nr : i*nr+cols]
-							if acc {
-								for j, v := range src {
-									dst[j] += v
-								}
+						kern, a, lda := spec.packed, s.packA[ir*kc:], 0
+						if direct && rows == mr {
+							lda = g.lda
+							if g.transA {
+								kern, a = spec.cols, g.a[pc*g.lda+ic+ir:]
 							} else {
-								copy(dst, src)
+								kern, a = spec.rows, g.a[(ic+ir)*g.lda+pc:]
 							}
 						}
+						if rows == mr && cols == nr && inItem {
+							kern(kc, a, lda, bp, g.c[bi*g.sc+(ic+ir)*g.ldc+j:], g.ldc, alpha, beta)
+							continue
+						}
+						kern(kc, a, lda, bp, s.tile, nr, 1, 0)
+						writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta)
 					}
 				}
 			}
@@ -140,35 +151,73 @@ func gemmBlock(s *threadScratch, g *gemmArgs, i0, i1, j0, j1 int) {
 	}
 }
 
+// writeTile stores C = alpha*T + beta*C for a rows x cols tile T (row
+// stride ldt) whose top-left corner is at row i0, batched column jg of C.
+func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta float32) {
+	rows := len(tile) / ldt
+	for off := 0; off < cols; {
+		bi, j := (jg+off)/g.nb, (jg+off)%g.nb
+		seg := min(cols-off, g.nb-j)
+		base := bi*g.sc + i0*g.ldc + j
+		for i := 0; i < rows; i++ {
+			dst := g.c[base+i*g.ldc : base+i*g.ldc+seg]
+			src := tile[i*ldt+off : i*ldt+off+seg]
+			switch beta {
+			case 0:
+				for x, v := range src {
+					dst[x] = alpha * v
+				}
+			case 1:
+				for x, v := range src {
+					dst[x] += alpha * v
+				}
+			default:
+				for x, v := range src {
+					dst[x] = alpha*v + beta*dst[x]
+				}
+			}
+		}
+		off += seg
+	}
+}
+
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
-// packA copies alpha*op(A)[ic:ic+mc, pc:pc+kc] into panels of mr rows, each
-// stored k-major (mr values per k step), zero-padding the last panel.
-func packA(dst []float32, g *gemmArgs, ic, mc, pc, kc, mr int) {
-	alpha := g.alpha
-	for ir := 0; ir < mc; ir += mr {
+// packA copies op(A)[ic:ic+mc, pc:pc+kc] into panels of mr rows, each
+// stored k-major (mr values per k step), zero-padding the last panel. With
+// onlyPartial it packs only a last panel shorter than mr rows (the others
+// are read in place).
+func packA(dst []float32, g *gemmArgs, ic, mc, pc, kc, mr int, onlyPartial bool) {
+	start := 0
+	if onlyPartial {
+		start = mc / mr * mr
+	}
+	for ir := start; ir < mc; ir += mr {
 		rows := min(mr, mc-ir)
 		panel := dst[ir*kc : ir*kc+mr*kc]
 		if rows < mr {
 			clear(panel)
 		}
-		if g.transA {
-			for p := 0; p < kc; p++ {
-				src := g.a[(pc+p)*g.lda+ic+ir:]
-				src = src[:rows]
-				d := panel[p*mr : p*mr+rows]
-				for i, v := range src {
-					d[i] = alpha * v
+		for p0 := 0; p0 < kc; { // segments of one batch item along k
+			bi, pp := (pc+p0)/g.kb, (pc+p0)%g.kb
+			seg := min(kc-p0, g.kb-pp)
+			a := g.a[bi*g.sa:]
+			if g.transA {
+				for p := 0; p < seg; p++ {
+					src := a[(pp+p)*g.lda+ic+ir:]
+					copy(panel[(p0+p)*mr:(p0+p)*mr+rows], src[:rows])
+				}
+			} else {
+				for i := 0; i < rows; i++ {
+					src := a[(ic+ir+i)*g.lda+pp:]
+					src = src[:seg]
+					d := panel[p0*mr+i:]
+					for p, v := range src {
+						d[p*mr] = v
+					}
 				}
 			}
-			continue
-		}
-		for i := 0; i < rows; i++ {
-			src := g.a[(ic+ir+i)*g.lda+pc:]
-			src = src[:kc]
-			for p, v := range src {
-				panel[p*mr+i] = alpha * v
-			}
+			p0 += seg
 		}
 	}
 }
@@ -182,19 +231,30 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
 		if cols < nr {
 			clear(panel)
 		}
-		if !g.transB {
-			for p := 0; p < kc; p++ {
-				src := g.b[(pc+p)*g.ldb+jc+jr:]
-				copy(panel[p*nr:p*nr+cols], src[:cols])
+		for j0 := 0; j0 < cols; { // segments of one batch item along n
+			bj, jj := (jc+jr+j0)/g.nb, (jc+jr+j0)%g.nb
+			jseg := min(cols-j0, g.nb-jj)
+			for p0 := 0; p0 < kc; { // segments of one batch item along k
+				bk, pp := (pc+p0)/g.kb, (pc+p0)%g.kb
+				pseg := min(kc-p0, g.kb-pp)
+				b := g.b[(bj+bk)*g.sb:] // at most one of bj, bk is nonzero
+				d := panel[p0*nr+j0:]
+				if !g.transB {
+					for p := 0; p < pseg; p++ {
+						copy(d[p*nr:p*nr+jseg], b[(pp+p)*g.ldb+jj:(pp+p)*g.ldb+jj+jseg])
+					}
+				} else {
+					for j := 0; j < jseg; j++ {
+						src := b[(jj+j)*g.ldb+pp:]
+						src = src[:pseg]
+						for p, v := range src {
+							d[p*nr+j] = v
+						}
+					}
+				}
+				p0 += pseg
 			}
-			continue
-		}
-		for j := 0; j < cols; j++ {
-			src := g.b[(jc+jr+j)*g.ldb+pc:]
-			src = src[:kc]
-			for p, v := range src {
-				panel[p*nr+j] = v
-			}
+			j0 += jseg
 		}
 	}
 }

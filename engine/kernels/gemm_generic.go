@@ -6,10 +6,10 @@ var genericKernel = kernelSpec{
 	name: "go4x16",
 	mr:   4, nr: 16,
 	kc: 256, mc: 128, nc: 2048,
-	full: microGeneric4x16,
+	packed: microGeneric4x16,
 }
 
-func microGeneric4x16(kc int, a, b, c []float32, ldc int, acc bool) {
+func microGeneric4x16(kc int, a []float32, _ int, b, c []float32, ldc int, alpha, beta float32) {
 	var t [4][16]float32
 	a = a[:kc*4]
 	b = b[:kc*16]
@@ -26,12 +26,14 @@ func microGeneric4x16(kc int, a, b, c []float32, ldc int, acc bool) {
 	}
 	for i := 0; i < 4; i++ {
 		dst := (*[16]float32)(c[i*ldc:])
-		if acc {
+		if beta == 0 {
 			for j := 0; j < 16; j++ {
-				dst[j] += t[i][j]
+				dst[j] = alpha * t[i][j]
 			}
-		} else {
-			*dst = t[i]
+			continue
+		}
+		for j := 0; j < 16; j++ {
+			dst[j] = alpha*t[i][j] + beta*dst[j]
 		}
 	}
 }

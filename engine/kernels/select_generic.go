@@ -1,4 +1,9 @@
+//go:build purego || !amd64
+
 package kernels
 
-// activeKernel is the GEMM micro-kernel chosen for this CPU (read-only).
-var activeKernel = genericKernel
+// bestKernel is the GEMM micro-kernel for this build: the portable one.
+var bestKernel = &genericKernel
+
+// kernelsAvailable lists every GEMM micro-kernel this CPU can run.
+func kernelsAvailable() []*kernelSpec { return []*kernelSpec{&genericKernel} }

@@ -2,7 +2,11 @@ package kernels
 
 import "fmt"
 
-// gemmArgs is one C = alpha*op(A)*op(B) + beta*C problem.
+// gemmArgs is one C = alpha*op(A)*op(B) + beta*C problem, possibly made of
+// a strided batch seen as one larger product: with nb < n the columns of
+// B and C are split into items of nb columns (item i at offsets i*sb and
+// i*sc), and with kb < k the depth is split into items of kb (A and B of
+// item i at offsets i*sa and i*sb), whose products are summed.
 type gemmArgs struct {
 	transA, transB bool
 	m, n, k        int
@@ -14,6 +18,8 @@ type gemmArgs struct {
 	beta           float32
 	c              []float32
 	ldc            int
+	nb, kb         int
+	sa, sb, sc     int
 }
 
 // gemmTask splits one GEMM into independent blocks of C for the pool.
@@ -21,11 +27,11 @@ type gemmTask struct {
 	ctx     *Context
 	args    gemmArgs
 	splitN  bool // split columns (else rows) of C between threads
-	unit    int  // rows or columns per work unit
+	unit    int  // rows or columns per work unit; 0: whole batch items
 	batched batchArgs
 }
 
-// batchArgs describes a strided batch of GEMMs sharing one gemmArgs shape.
+// batchArgs describes a strided batch of independent GEMMs.
 type batchArgs struct {
 	count                     int
 	strideA, strideB, strideC int
@@ -39,6 +45,7 @@ type batchArgs struct {
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	var ctx Context
 	ctx.threads = 1
+	ctx.kern = bestKernel
 	ctx.scratch = make([]threadScratch, 1)
 	ctx.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
@@ -46,31 +53,52 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // Sgemm is the package-level Sgemm run with the Context's buffers and
 // threads. It does not allocate once its buffers have grown to the problem.
 func (ctx *Context) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	g := gemmArgs{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, nb: n, kb: k}
 	checkGemm(&g, 0, 0, 0, 1)
 	ctx.runGemm(&g, batchArgs{count: 1})
 }
 
-// SgemmBatched computes count independent products
-// C_i = alpha*op(A_i)*op(B_i) + beta*C_i where A_i starts at a[i*strideA],
-// B_i at b[i*strideB] and C_i at c[i*strideC]. A stride of 0 shares one
-// matrix between all products (for example the weight of a 1x1 convolution,
-// strideA = 0, applied to every image of an NCHW batch). strideC must not be
-// 0 unless count is 1. It does not allocate once the Context's buffers have
-// grown to the problem.
+// SgemmBatched computes count products of a strided batch, where A_i
+// starts at a[i*strideA], B_i at b[i*strideB] and C_i at c[i*strideC]:
+//
+//   - strideC != 0: C_i = alpha*op(A_i)*op(B_i) + beta*C_i for every i. With
+//     strideA = 0 all products share one A (the weight of a 1x1 convolution
+//     applied to every image of an NCHW batch) and run as one wide GEMM
+//     whose columns span the batch, which is fast even for tiny images.
+//   - strideC == 0: C = alpha*sum_i op(A_i)*op(B_i) + beta*C, one GEMM of
+//     depth count*k (the weight gradient of a 1x1 convolution summed over
+//     the images of a batch).
+//
+// It does not allocate once the Context's buffers have grown to the
+// problem.
 func (ctx *Context) SgemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, count int) {
-	g := gemmArgs{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, nb: n, kb: k}
 	if count < 0 {
 		panic(fmt.Sprintf("kernels: SgemmBatched count %d < 0", count))
 	}
 	if count == 0 {
 		return
 	}
-	if strideC == 0 && count > 1 {
-		panic("kernels: SgemmBatched strideC is 0 with count > 1")
-	}
 	checkGemm(&g, strideA, strideB, strideC, count)
-	ctx.runGemm(&g, batchArgs{count: count, strideA: strideA, strideB: strideB, strideC: strideC})
+	switch {
+	case count == 1:
+		ctx.runGemm(&g, batchArgs{count: 1})
+	case strideC == 0:
+		if k == 0 || alpha == 0 || m == 0 || n == 0 {
+			ctx.runGemm(&g, batchArgs{count: 1})
+			return
+		}
+		g.k, g.sa, g.sb = count*k, strideA, strideB
+		ctx.runGemm(&g, batchArgs{count: 1})
+	case strideA == 0:
+		g.n, g.sb, g.sc = count*n, strideB, strideC
+		if n == 0 {
+			return
+		}
+		ctx.runGemm(&g, batchArgs{count: 1})
+	default:
+		ctx.runGemm(&g, batchArgs{count: count, strideA: strideA, strideB: strideB, strideC: strideC})
+	}
 }
 
 func checkGemm(g *gemmArgs, strideA, strideB, strideC, count int) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -130,13 +131,18 @@ func TestSgemm(t *testing.T) {
 	}
 }
 
-func TestContextSgemmThreads(t *testing.T) {
-	for _, threads := range []int{1, 2, 3} {
-		ctx := NewContext(threads)
-		for _, gc := range gemmCases() {
-			runGemmCase(t, gc, ctx.Sgemm)
+// TestSgemmKernels runs every micro-kernel this CPU supports (the portable
+// Go one included) on every case, with 1 to 3 threads.
+func TestSgemmKernels(t *testing.T) {
+	for _, k := range kernelsAvailable() {
+		for _, threads := range []int{1, 2, 3} {
+			ctx := NewContext(threads)
+			ctx.kern = k
+			for _, gc := range gemmCases() {
+				runGemmCase(t, gc, ctx.Sgemm)
+			}
+			ctx.Close()
 		}
-		ctx.Close()
 	}
 }
 
@@ -157,11 +163,12 @@ func TestSgemmAlphaZeroAndEmpty(t *testing.T) {
 	Sgemm(false, false, 0, 0, 0, 1, nil, 1, nil, 1, 0, nil, 1)
 }
 
+// TestSgemmBatched compares SgemmBatched with a loop of Sgemm calls for the
+// three batch modes (shared A, independent, summed into one C) on every
+// micro-kernel.
 func TestSgemmBatched(t *testing.T) {
-	ctx := NewContext(2)
-	defer ctx.Close()
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, tc := range []struct {
+	cases := []struct {
 		tA, tB  bool
 		m, n, k int
 		count   int
@@ -174,33 +181,61 @@ func TestSgemmBatched(t *testing.T) {
 		{false, true, 32, 24, 64, 4, false, 0.5},
 		{true, true, 7, 9, 11, 6, false, 0},
 		{false, false, 130, 17, 100, 2, true, 0},
-	} {
-		ar, ac := tc.m, tc.k
-		if tc.tA {
-			ar, ac = tc.k, tc.m
-		}
-		br, bc := tc.k, tc.n
-		if tc.tB {
-			br, bc = tc.n, tc.k
-		}
-		sa := ar*ac + 3
-		if tc.shareA {
-			sa = 0
-		}
-		sb, sc := br*bc+1, tc.m*tc.n+2
-		a := randSlice(r, max(sa, ar*ac)*tc.count+ar*ac)
-		b := randSlice(r, sb*tc.count)
-		c := randSlice(r, sc*tc.count)
-		want := append([]float32(nil), c...)
-		for i := 0; i < tc.count; i++ {
-			Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a[i*sa:], ac, b[i*sb:], bc, tc.beta, want[i*sc:], tc.n)
-		}
-		ctx.SgemmBatched(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a, ac, sa, b, bc, sb, tc.beta, c, tc.n, sc, tc.count)
-		for i := range c {
-			if d := math.Abs(float64(c[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
-				t.Fatalf("%+v: c[%d] = %g, want %g", tc, i, c[i], want[i])
+		{false, true, 40, 4, 50, 33, true, 2},
+		{true, true, 19, 3, 77, 9, true, 0},
+		{false, false, 64, 16, 64, 64, true, 0},
+		{false, true, 33, 40, 16, 20, false, 1},
+		{true, false, 40, 33, 9, 30, false, 0},
+	}
+	for _, kern := range kernelsAvailable() {
+		ctx := NewContext(2)
+		ctx.kern = kern
+		for _, tc := range cases {
+			for _, sum := range []bool{false, true} {
+				ar, ac := tc.m, tc.k
+				if tc.tA {
+					ar, ac = tc.k, tc.m
+				}
+				br, bc := tc.k, tc.n
+				if tc.tB {
+					br, bc = tc.n, tc.k
+				}
+				sa := ar*ac + 3
+				if tc.shareA && !sum {
+					sa = 0
+				}
+				sb, sc := br*bc+1, tc.m*tc.n+2
+				if sum {
+					sc = 0
+				}
+				a := randSlice(r, sa*tc.count+ar*ac)
+				b := randSlice(r, sb*tc.count)
+				c := randSlice(r, sc*tc.count+tc.m*tc.n)
+				if tc.beta == 0 {
+					for i := range c {
+						c[i] = float32(math.NaN())
+					}
+				}
+				want := append([]float32(nil), c...)
+				for i := 0; i < tc.count; i++ {
+					beta := tc.beta
+					if sum && i > 0 {
+						beta = 1
+					}
+					Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a[i*sa:], ac, b[i*sb:], bc, beta, want[i*sc:], tc.n)
+				}
+				ctx.SgemmBatched(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a, ac, sa, b, bc, sb, tc.beta, c, tc.n, sc, tc.count)
+				for i := range c {
+					if math.Float32bits(c[i]) == math.Float32bits(want[i]) {
+						continue
+					}
+					if d := math.Abs(float64(c[i] - want[i])); !(d <= 1e-4*(float64(tc.count)+math.Abs(float64(want[i])))) {
+						t.Fatalf("%s %+v sum=%v: c[%d] = %g, want %g", kern.name, tc, sum, i, c[i], want[i])
+					}
+				}
 			}
 		}
+		ctx.Close()
 	}
 }
 
@@ -227,6 +262,31 @@ var benchShapes = [][3]int{
 	{1024, 49, 1024}, {1000, 1, 1024}, {128, 64, 128},
 }
 
+func BenchmarkSgemmKernels(b *testing.B) {
+	for _, k := range kernelsAvailable() {
+		for _, s := range benchShapes {
+			m, n, kk := s[0], s[1], s[2]
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", k.name, m, n, kk), func(b *testing.B) {
+				ctx := NewContext(1)
+				ctx.kern = k
+				r := rand.New(rand.NewPCG(1, 2))
+				a, bb, c := randSlice(r, m*kk), randSlice(r, kk*n), make([]float32, m*n)
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.ResetTimer()
+				t0 := threadCPUTime()
+				for i := 0; i < b.N; i++ {
+					ctx.Sgemm(false, false, m, n, kk, 1, a, kk, bb, n, 0, c, n)
+				}
+				cpu := threadCPUTime() - t0
+				flops := 2 * float64(m*n*kk) * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+			})
+		}
+	}
+}
+
 func BenchmarkSgemm(b *testing.B) {
 	for _, threads := range []int{1, 2} {
 		for _, s := range benchShapes {
@@ -237,10 +297,14 @@ func BenchmarkSgemm(b *testing.B) {
 				r := rand.New(rand.NewPCG(1, 2))
 				a, bb, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
 				b.ResetTimer()
+				t0 := processCPUTime()
 				for i := 0; i < b.N; i++ {
 					ctx.Sgemm(false, false, m, n, k, 1, a, k, bb, n, 0, c, n)
 				}
-				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				cpu := processCPUTime() - t0
+				flops := 2 * float64(m*n*k) * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
 			})
 		}
 	}

@@ -1,0 +1,241 @@
+// Command asm generates the amd64 assembly of package kernels with avo.
+// Run it through `go generate` in the kernels package:
+//
+//	go run -C asm . -out ../kernels_amd64.s -stubs ../kernels_amd64_stubs.go -pkg kernels
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	cpuFeatures()
+	for _, k := range []struct {
+		name   string
+		mr, nv int
+		zmm    bool
+	}{
+		{"AVX512x12x32", 12, 2, true},
+		{"AVX512x8x32", 8, 2, true},
+		{"AVX2x6x16", 6, 2, false},
+	} {
+		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked)
+		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows)
+		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols)
+	}
+	Generate()
+}
+
+// cpuFeatures emits the CPUID and XGETBV wrappers used for feature detection.
+func cpuFeatures() {
+	TEXT("cpuid", NOSPLIT, "func(leaf, sub uint32) (eax, ebx, ecx, edx uint32)")
+	Doc("cpuid executes CPUID with EAX=leaf and ECX=sub.")
+	Load(Param("leaf"), EAX)
+	Load(Param("sub"), ECX)
+	CPUID()
+	Store(EAX, ReturnIndex(0))
+	Store(EBX, ReturnIndex(1))
+	Store(ECX, ReturnIndex(2))
+	Store(EDX, ReturnIndex(3))
+	RET()
+
+	TEXT("xgetbv0", NOSPLIT, "func() (eax, edx uint32)")
+	Doc("xgetbv0 reads the extended control register XCR0.")
+	XORL(ECX, ECX)
+	XGETBV()
+	Store(EAX, ReturnIndex(0))
+	Store(EDX, ReturnIndex(1))
+	RET()
+}
+
+// aMode says how a GEMM micro-kernel reads its A operand.
+type aMode int
+
+const (
+	aPacked aMode = iota // packed panel: mr values per k step
+	aRows                // row-major A: row i at a + i*lda, k contiguous
+	aCols                // transposed A: element (i, k) at a + k*lda + i
+)
+
+// gemmKernel emits a micro-kernel computing an mr x (nv vectors) tile
+// C = alpha*A*B + beta*C (C is not read when beta is 0) from a packed B
+// panel (nv vectors per k step) and A read as mode says; zmm selects 512-bit
+// vectors (AVX-512F) instead of 256-bit ones (AVX2+FMA).
+func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
+	lanes := 8
+	if zmm {
+		lanes = 16
+	}
+	nr := nv * lanes
+	const unroll = 4
+	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)")
+	Doc(fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
+	kc := Load(Param("kc"), GP64())
+	ap := GP64()
+	Load(Param("a"), ap)
+	bp := Load(Param("b"), GP64())
+
+	// A addressing.
+	var aAddr func(i, k int) Mem
+	var aNext func(steps int)
+	switch mode {
+	case aPacked:
+		aAddr = func(i, k int) Mem { return Mem{Base: ap, Disp: 4 * (k*mr + i)} }
+		aNext = func(steps int) { ADDQ(U32(4*steps*mr), ap) }
+	case aRows:
+		lda4 := Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda4)
+		lda12 := GP64()
+		LEAQ(Mem{Base: lda4, Index: lda4, Scale: 2}, lda12)
+		bases := []GPVirtual{ap}
+		for j := 4; j < mr; j += 4 {
+			nb := GP64()
+			LEAQ(Mem{Base: bases[len(bases)-1], Index: lda4, Scale: 4}, nb)
+			bases = append(bases, nb)
+		}
+		aAddr = func(i, k int) Mem {
+			m := Mem{Base: bases[i/4], Disp: 4 * k}
+			switch i % 4 {
+			case 1:
+				m.Index, m.Scale = lda4, 1
+			case 2:
+				m.Index, m.Scale = lda4, 2
+			case 3:
+				m.Index, m.Scale = lda12, 1
+			}
+			return m
+		}
+		aNext = func(steps int) {
+			for _, b := range bases {
+				ADDQ(U32(4*steps), b)
+			}
+		}
+	case aCols:
+		lda4 := Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda4)
+		lda12 := GP64()
+		LEAQ(Mem{Base: lda4, Index: lda4, Scale: 2}, lda12)
+		lda16 := GP64()
+		MOVQ(lda4, lda16)
+		SHLQ(Imm(2), lda16)
+		aAddr = func(i, k int) Mem {
+			m := Mem{Base: ap, Disp: 4 * i}
+			switch k {
+			case 1:
+				m.Index, m.Scale = lda4, 1
+			case 2:
+				m.Index, m.Scale = lda4, 2
+			case 3:
+				m.Index, m.Scale = lda12, 1
+			}
+			return m
+		}
+		aNext = func(steps int) {
+			if steps == unroll {
+				ADDQ(lda16, ap)
+			} else {
+				ADDQ(lda4, ap)
+			}
+		}
+	}
+
+	vec := func() VecVirtual {
+		if zmm {
+			return ZMM()
+		}
+		return YMM()
+	}
+	acc := make([][]VecVirtual, mr)
+	for i := range acc {
+		acc[i] = make([]VecVirtual, nv)
+		for v := range acc[i] {
+			acc[i][v] = vec()
+			if zmm {
+				VPXORD(acc[i][v], acc[i][v], acc[i][v])
+			} else {
+				VXORPS(acc[i][v], acc[i][v], acc[i][v])
+			}
+		}
+	}
+	bv := make([]VecVirtual, nv)
+	for v := range bv {
+		bv[v] = vec()
+	}
+	t := vec()
+	step := func(k int) {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)}, bv[v])
+		}
+		for i := 0; i < mr; i++ {
+			VBROADCASTSS(aAddr(i, k), t)
+			for v := 0; v < nv; v++ {
+				VFMADD231PS(bv[v], t, acc[i][v])
+			}
+		}
+	}
+	Label(name + "_loop")
+	CMPQ(kc, Imm(unroll))
+	JL(LabelRef(name + "_tail"))
+	for k := 0; k < unroll; k++ {
+		step(k)
+	}
+	aNext(unroll)
+	ADDQ(U32(4*unroll*nr), bp)
+	SUBQ(Imm(unroll), kc)
+	JMP(LabelRef(name + "_loop"))
+
+	Label(name + "_tail")
+	TESTQ(kc, kc)
+	JE(LabelRef(name + "_store"))
+	step(0)
+	aNext(1)
+	ADDQ(U32(4*nr), bp)
+	DECQ(kc)
+	JMP(LabelRef(name + "_tail"))
+
+	Label(name + "_store")
+	va := vec()
+	VBROADCASTSS(NewParamAddr("alpha", 48), va)
+	for i := range acc {
+		for v := range acc[i] {
+			VMULPS(va, acc[i][v], acc[i][v])
+		}
+	}
+	cp := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	betaBits := GP32()
+	MOVL(NewParamAddr("beta", 52), betaBits)
+	ANDL(U32(0x7fffffff), betaBits)
+	JE(LabelRef(name + "_overwrite"))
+	vb := vec()
+	VBROADCASTSS(NewParamAddr("beta", 52), vb)
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			m := Mem{Base: cp, Disp: 4 * v * lanes}
+			VFMADD231PS(m, vb, acc[i][v])
+			VMOVUPS(acc[i][v], m)
+		}
+		if i+1 < mr {
+			ADDQ(ldc, cp)
+		}
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_overwrite")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
+		}
+		if i+1 < mr {
+			ADDQ(ldc, cp)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,93 @@
+//go:build amd64 && !purego
+
+package kernels
+
+//go:generate go run -C asm . -out ../kernels_amd64.s -stubs ../kernels_amd64_stubs.go -pkg kernels
+
+// cpuFeatures is what the CPU and the operating system support.
+type cpuFeatures struct {
+	avx2FMA bool // AVX, AVX2 and FMA with YMM state enabled
+	avx512  bool // AVX-512 F, BW, DQ, VL with ZMM state enabled
+}
+
+// detectCPU reads the CPU features with CPUID and XGETBV.
+func detectCPU() cpuFeatures {
+	var f cpuFeatures
+	maxLeaf, _, _, _ := cpuid(0, 0)
+	if maxLeaf < 7 {
+		return f
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return f
+	}
+	xcr0, _ := xgetbv0()
+	if xcr0&0x6 != 0x6 {
+		return f
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	const avx2, avx512f, avx512dq, avx512bw, avx512vl = 1 << 5, 1 << 16, 1 << 17, 1 << 30, 1 << 31
+	f.avx2FMA = ebx7&avx2 != 0
+	const avx512all = avx512f | avx512dq | avx512bw | avx512vl
+	f.avx512 = f.avx2FMA && ebx7&avx512all == avx512all && xcr0&0xe0 == 0xe0
+	return f
+}
+
+// cpu holds the features of this machine; it is written once at start-up
+// and only read afterwards.
+var cpu = detectCPU()
+
+// asmKernel is the signature of the generated micro-kernels.
+type asmKernel func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)
+
+// asmSpec wraps three generated micro-kernels (A packed, A rows, A columns)
+// of one mr x nr tile into a kernelSpec, checking the slice bounds.
+func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel) kernelSpec {
+	return kernelSpec{
+		name: name, mr: mr, nr: nr,
+		kc: 256, mc: mc, nc: 4096,
+		directMaxN: 256,
+		packed: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1]
+			packed(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		rows: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(mr-1)*lda+kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1]
+			rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		cols: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(kc-1)*lda+mr-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1]
+			cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+	}
+}
+
+var (
+	avx512Kernel  = asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols)
+	avx512Kernel8 = asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols)
+	avx2Kernel    = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols)
+)
+
+// bestKernel is the fastest GEMM micro-kernel this CPU supports.
+var bestKernel = func() *kernelSpec {
+	switch {
+	case cpu.avx512:
+		return &avx512Kernel
+	case cpu.avx2FMA:
+		return &avx2Kernel
+	}
+	return &genericKernel
+}()
+
+// kernelsAvailable lists every GEMM micro-kernel this CPU can run.
+func kernelsAvailable() []*kernelSpec {
+	ks := []*kernelSpec{&genericKernel}
+	if cpu.avx2FMA {
+		ks = append(ks, &avx2Kernel)
+	}
+	if cpu.avx512 {
+		ks = append(ks, &avx512Kernel, &avx512Kernel8)
+	}
+	return ks
+}
