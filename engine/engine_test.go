@@ -354,3 +354,43 @@ func TestDynamicDimsNeedShapes(t *testing.T) {
 	}
 	_ = math.Inf
 }
+
+// TestConvBNReluFusion checks that folding BatchNormalization into a Conv
+// and running Relu inside it gives the unfused result.
+func TestConvBNReluFusion(t *testing.T) {
+	b := newGraph(13)
+	x := b.input("x", 2, 8, 9, 9)
+	w := b.weight(0.3, 16, 8, 3, 3)
+	y := b.node("Conv", []string{x, w}, attrInts("pads", 1, 1, 1, 1))
+	rng := rand.New(rand.NewPCG(9, 9))
+	pos := make([]float32, 16)
+	for i := range pos {
+		pos[i] = 0.5 + rng.Float32()
+	}
+	y = b.node("BatchNormalization", []string{y, b.weight(1, 16), b.weight(1, 16), b.weight(1, 16), b.initF(pos, 16)}, attrFloat("epsilon", 1e-3))
+	y = b.node("Relu", []string{y})
+	y = b.node("Conv", []string{y, b.weight(0.3, 8, 16, 1, 1), b.weight(0.1, 8)})
+	y = b.node("Clip", []string{y, b.initF([]float32{0}), b.initF([]float32{6})})
+	b.output(y)
+	m := b.model()
+	fused := mustCompile(t, m, Options{})
+	if n := len(fused.Steps()); n != 2 {
+		t.Fatalf("%d steps after fusion, want 2", n)
+	}
+	plain := mustCompile(t, m, Options{Trainable: []string{w}, KeepForBackward: true})
+	if n := len(plain.Steps()); n != 5 {
+		t.Fatalf("%d steps without fusion, want 5", n)
+	}
+	in := map[string]*Tensor{"x": randTensor(rng, 2, 8, 9, 9)}
+	a, err := fused.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := plain.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := compareTensors(a[y], want[y], 1e-5, 1e-6); msg != "" {
+		t.Fatal(msg)
+	}
+}

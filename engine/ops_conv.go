@@ -119,6 +119,8 @@ type ConvOp struct {
 	N, C, M, Group int
 	Geom           kernels.ConvGeom // per group: Geom.C is C/Group
 	Kind           convKind
+	// Act, when set, is a fused Relu or Clip applied to the output.
+	Act *UnaryOp
 }
 
 func buildConv(b *nodeBuild) (Op, error) {
@@ -196,6 +198,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	ohw, hw := g.OH*g.OW, g.H*g.W
 	if op.Kind == convDepthwise {
 		kernels.DepthwiseConv2D(c.K, g, op.N, x, w, bias, y)
+		op.activate(y)
 		return nil
 	}
 	var beta float32
@@ -214,6 +217,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	kk := cg * g.KH * g.KW
 	if op.Kind == convPointwise && op.Group == 1 {
 		c.K.SgemmBatched(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, beta, y, hw, op.M*hw, op.N)
+		op.activate(y)
 		return nil
 	}
 	var col []float32
@@ -232,8 +236,23 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 			}
 			c.K.Sgemm(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, beta, yg, ohw)
 		}
+		op.activate(y[i*op.M*ohw : (i+1)*op.M*ohw])
 	}
 	return nil
+}
+
+// activate applies the fused activation in place.
+func (op *ConvOp) activate(y []float32) {
+	if op.Act == nil {
+		return
+	}
+	lo, hi := float32(0), float32(math.Inf(1))
+	if op.Act.Kind == uClip {
+		lo, hi = op.Act.Lo, op.Act.Hi
+	}
+	for i, v := range y {
+		y[i] = min(max(v, lo), hi)
+	}
 }
 
 // BatchNormOp is an inference-mode BatchNormalization over axis 1.

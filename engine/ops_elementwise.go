@@ -62,7 +62,13 @@ func buildUnary(k unaryKind) func(b *nodeBuild) (Op, error) {
 					if !v.dtype.IsFloat() || sizeOf(v.shape) != 1 {
 						return nil, fmt.Errorf("Clip bound input %d must be a float scalar, got %s %v", i, v.dtype, v.shape)
 					}
-					op.clipInputs = true
+					if v.konst == nil {
+						op.clipInputs = true
+					} else if i == 1 {
+						op.Lo = v.konst.F[0]
+					} else {
+						op.Hi = v.konst.F[0]
+					}
 				}
 			}
 		}

@@ -275,6 +275,7 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 		}
 		p.observed = append(p.observed, v)
 	}
+	p.fuse(opts.KeepForBackward)
 	if err := p.plan(opts.KeepForBackward); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
@@ -451,7 +452,7 @@ func (p *Program) plan(keepAll bool) error {
 		if v.alias != nil {
 			r := root(v)
 			v.t = &Tensor{Shape: v.shape, DType: v.dtype, F: r.t.F, I: r.t.I}
-		} else if v.t == nil {
+		} else if v.t == nil && (v.input || v.def >= 0) {
 			return fmt.Errorf("value %q has no storage", v.name)
 		}
 	}
