@@ -2,6 +2,7 @@ package onnxio
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -96,7 +97,14 @@ func Check(m *onnxpb.ModelProto) error {
 				if j == i {
 					return fmt.Errorf("%s: input %q is its own output (cycle)", nodeLabel(i, n), in)
 				}
-				return fmt.Errorf("%s: input %q is produced only later, by %s (nodes out of topological order, or a cycle)", nodeLabel(i, n), in, nodeLabel(j, g.Node[j]))
+				if cyc := findCycle(g.Node, producer); cyc != nil {
+					labels := make([]string, len(cyc))
+					for k, c := range cyc {
+						labels[k] = nodeLabel(c, g.Node[c])
+					}
+					return fmt.Errorf("%s: input %q is produced only later, by %s; the graph has a cycle: %s", nodeLabel(i, n), in, nodeLabel(j, g.Node[j]), strings.Join(labels, " -> "))
+				}
+				return fmt.Errorf("%s: input %q is produced only later, by %s (nodes are not in topological order)", nodeLabel(i, n), in, nodeLabel(j, g.Node[j]))
 			}
 			return fmt.Errorf("%s: input %q is not defined by any node, graph input or initializer (undefined value)", nodeLabel(i, n), in)
 		}
@@ -113,6 +121,61 @@ func Check(m *onnxpb.ModelProto) error {
 		}
 	}
 	return nil
+}
+
+// findCycle returns the indices of nodes that form a cycle through their
+// data dependencies (each consumes an output of the next, the last one of
+// the first), or nil when the nodes form a DAG.
+func findCycle(nodes []*onnxpb.NodeProto, producer map[string]int) []int {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := make([]int, len(nodes))
+	var stack []int
+	var found []int
+	// Iterative depth-first search over "node i needs node j" edges, so
+	// that a long chain cannot exhaust the goroutine stack.
+	type frame struct{ node, next int }
+	for start := range nodes {
+		if state[start] != unvisited || found != nil {
+			continue
+		}
+		frames := []frame{{start, 0}}
+		state[start] = onStack
+		stack = append(stack[:0], start)
+		for len(frames) > 0 && found == nil {
+			f := &frames[len(frames)-1]
+			ins := nodes[f.node].Input
+			if f.next == len(ins) {
+				state[f.node] = done
+				frames = frames[:len(frames)-1]
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			in := ins[f.next]
+			f.next++
+			j, ok := producer[in]
+			if !ok {
+				continue
+			}
+			switch state[j] {
+			case onStack:
+				for k, s := range stack {
+					if s == j {
+						found = append([]int(nil), stack[k:]...)
+						break
+					}
+				}
+			case unvisited:
+				state[j] = onStack
+				frames = append(frames, frame{j, 0})
+				stack = append(stack, j)
+			}
+		}
+	}
+	return found
 }
 
 func isInput(g *onnxpb.GraphProto, name string) bool {
