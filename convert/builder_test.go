@@ -115,15 +115,26 @@ func tensorInfo(name string, elem onnxio.DataType, dims []int64) *onnxpb.ValueIn
 func (b *builder) model(opset int64, inDims []int64, outputs ...string) *onnxpb.ModelProto {
 	g := &onnxpb.GraphProto{Name: "test", Node: b.nodes, Initializer: b.inits,
 		Input: []*onnxpb.ValueInfoProto{tensorInfo("x", onnxio.Float, inDims)}}
-	for _, o := range outputs {
-		g.Output = append(g.Output, tensorInfo(o, onnxio.Float, nil))
-	}
 	ir := int64(7)
 	if opset <= 9 {
 		ir = 4
 	}
-	return &onnxpb.ModelProto{IrVersion: ir, ProducerName: "lprconv-test", Graph: g,
+	m := &onnxpb.ModelProto{IrVersion: ir, ProducerName: "lprconv-test", Graph: g,
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: opset}}}
+	// Declare output shapes as inferred (with the dynamic batch kept), or
+	// leave them undeclared when inference fails (error tests).
+	s, err := InferShapes(m, ShapeOptions{})
+	for _, o := range outputs {
+		var dims []int64
+		if err == nil && s.Get(o).Known {
+			dims = append([]int64{}, s.Get(o).Shape...)
+			if len(dims) > 0 && len(inDims) > 0 && inDims[0] < 0 {
+				dims[0] = -1
+			}
+		}
+		g.Output = append(g.Output, tensorInfo(o, onnxio.Float, dims))
+	}
+	return m
 }
 
 // save writes m into a temporary folder and returns its path.

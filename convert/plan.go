@@ -1,0 +1,195 @@
+package convert
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/svd"
+)
+
+// PlanOptions tunes NewPlan.
+type PlanOptions struct {
+	// Shapes sets the input shape used for MAC accounting.
+	Shapes ShapeOptions
+	// SVD tunes the factorization.
+	SVD svd.Options
+	// Workers bounds the factorizations run at once (0: GOMAXPROCS).
+	Workers int
+}
+
+// LayerPlan is the decision for one candidate layer.
+type LayerPlan struct {
+	Candidate
+	// Rank is the chosen rank (0 when the policy gave none, e.g. excluded).
+	Rank int `json:"rank"`
+	// Replace is true when the layer is rewritten; Reason says why or why
+	// not, Excluded marks layers skipped by an exclude pattern.
+	Replace  bool   `json:"replace"`
+	Excluded bool   `json:"excluded,omitempty"`
+	Reason   string `json:"reason"`
+	// Residual is the residual kind of the LPR module.
+	Residual svd.ResidualKind `json:"-"`
+	// W is the C x C weight (row-major, out x in) with any following
+	// BatchNormalization folded in, and Bias the matching bias (zeros when
+	// there is none). They are what the factors approximate.
+	W    []float32 `json:"-"`
+	Bias []float32 `json:"-"`
+	// Factors are the data-free factors of W computed by NewPlan for
+	// replaced layers. A caller may replace them (e.g. with data-aware
+	// factors from svd.FactorizeData) before Apply; Apply writes whatever
+	// is here and takes the residual from Factors.Residual.
+	Factors *svd.Factors `json:"-"`
+	// RelErr is the relative weight reconstruction error
+	// ‖W − (B A + R)‖_F / ‖W‖_F of the data-free factors.
+	RelErr float64 `json:"rel_err"`
+	// ParamsBefore counts the layer's weight, bias and folded
+	// BatchNormalization parameters; ParamsAfter those of its LPR module
+	// (equal to ParamsBefore when the layer is kept).
+	ParamsBefore int64 `json:"params_before"`
+	ParamsAfter  int64 `json:"params_after"`
+	// MACsBefore and MACsAfter count the layer's multiply-accumulates
+	// (including a folded BatchNormalization) before and after.
+	MACsBefore int64 `json:"macs_before"`
+	MACsAfter  int64 `json:"macs_after"`
+}
+
+// Plan is the set of decisions for every candidate of one model.
+type Plan struct {
+	// Residual is the residual kind NewPlan factorized with.
+	Residual svd.ResidualKind `json:"-"`
+	// Layers lists every candidate in node order, replaced or not.
+	Layers []LayerPlan `json:"layers"`
+	// ParamsBefore, MACsBefore are the whole model's totals (see Inspect);
+	// ParamsAfter, MACsAfter the totals once Apply has run.
+	ParamsBefore int64 `json:"params_before"`
+	ParamsAfter  int64 `json:"params_after"`
+	MACsBefore   int64 `json:"macs_before"`
+	MACsAfter    int64 `json:"macs_after"`
+	// Tool names the program writing the model (recorded in metadata).
+	Tool string `json:"-"`
+}
+
+// Replaced returns the number of layers the plan rewrites.
+func (p *Plan) Replaced() int {
+	n := 0
+	for _, l := range p.Layers {
+		if l.Replace {
+			n++
+		}
+	}
+	return n
+}
+
+// NewPlan finds the candidates of m, chooses each one's rank with policy,
+// and computes data-free factors with the residual kind for the layers to
+// replace. It does not modify m.
+func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, residual svd.ResidualKind, opts PlanOptions) (*Plan, error) {
+	if err := residual.Validate(); err != nil {
+		return nil, err
+	}
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	sum, err := Inspect(m, opts.Shapes)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := FindCandidates(m, opts.Shapes)
+	if err != nil {
+		return nil, err
+	}
+	ix := newGraphIndex(m.GetGraph())
+	p := &Plan{Residual: residual, ParamsBefore: sum.Params, MACsBefore: sum.MACs, ParamsAfter: sum.Params, MACsAfter: sum.MACs}
+	var jobs []svd.Job
+	var jobLayer []int
+	for _, c := range cands {
+		w, b, err := foldedWeights(ix, &c)
+		if err != nil {
+			return nil, err
+		}
+		lp := LayerPlan{Candidate: c, Residual: residual, W: w, Bias: b}
+		C := int64(c.Channels)
+		lp.ParamsBefore = C * C
+		if c.Bias != "" {
+			lp.ParamsBefore += C
+		}
+		lp.MACsBefore = C * C * c.Pixels
+		if c.BatchNorm >= 0 {
+			lp.ParamsBefore += 4 * C
+			lp.MACsBefore += C * c.Pixels
+		}
+		lp.ParamsAfter, lp.MACsAfter = lp.ParamsBefore, lp.MACsBefore
+		var spectrum []float64
+		if policy.NeedsSpectrum() {
+			spectrum, err = svd.Spectrum(w, c.Channels, c.Channels, residual, opts.SVD)
+			if err != nil {
+				return nil, fmt.Errorf("layer %q: spectrum: %w", c.Name, err)
+			}
+		}
+		r, dec, err := policy.Choose(c.Name, c.Channels, c.Channels, spectrum, residual.Params(c.Channels))
+		if err != nil {
+			return nil, err
+		}
+		lp.Rank, lp.Replace, lp.Excluded, lp.Reason = r, dec.Replace, dec.Excluded, dec.Reason
+		if lp.Replace {
+			jobs = append(jobs, svd.Job{Name: c.Name, W: w, Out: c.Channels, In: c.Channels, Rank: r, Kind: residual})
+			jobLayer = append(jobLayer, len(p.Layers))
+			lp.ParamsAfter, lp.MACsAfter = moduleCost(c, r, residual, anyNonZero(b))
+		}
+		p.ParamsAfter += lp.ParamsAfter - lp.ParamsBefore
+		p.MACsAfter += lp.MACsAfter - lp.MACsBefore
+		p.Layers = append(p.Layers, lp)
+	}
+	if len(jobs) == 0 {
+		return p, nil
+	}
+	fs, err := svd.FactorizeAll(ctx, jobs, opts.SVD, opts.Workers)
+	if err != nil {
+		return nil, err
+	}
+	for k, f := range fs {
+		l := &p.Layers[jobLayer[k]]
+		l.Factors = f
+		l.RelErr = f.RelErr
+	}
+	// The exact totals come from the rewritten graph (shared tensors such
+	// as a bias that several layers read make the per-layer sums inexact).
+	out, err := Apply(m, p)
+	if err != nil {
+		return nil, err
+	}
+	after, err := Inspect(out, opts.Shapes)
+	if err != nil {
+		return nil, fmt.Errorf("inspect the rewritten model: %w", err)
+	}
+	p.ParamsAfter, p.MACsAfter = after.Params, after.MACs
+	return p, nil
+}
+
+func anyNonZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleCost returns the parameters and MACs of an LPR module of rank r
+// with the given residual replacing candidate c.
+func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (params, macs int64) {
+	C, R, P := int64(c.Channels), int64(r), c.Pixels
+	params = 2*R*C + int64(residual.Params(c.Channels))
+	if bias {
+		params += C
+	}
+	macs = 2 * R * C * P
+	switch residual.Type {
+	case svd.Diag:
+		macs += C * P
+	case svd.Depthwise:
+		macs += C * int64(residual.K*residual.K) * P
+	}
+	return params, macs
+}
