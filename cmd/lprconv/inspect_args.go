@@ -44,7 +44,9 @@ func flagsAnywhere(cmd *cli.Command, action func(c *cli.Context, args []string) 
 					value = args[i]
 				}
 			}
-			if err := c.Set(name, value); err != nil {
+			// Set the primary name: urfave/cli reads a flag's value under
+			// its first name, and aliases hold separate copies.
+			if err := c.Set(f.Names()[0], value); err != nil {
 				return cli.Exit(fmt.Sprintf("%s: flag %s: %v", cmd.Name, a, err), 2)
 			}
 		}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/internal/ortrun"
+	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/onnxio"
+)
+
+type compressJSON struct {
+	Output   string `json:"output"`
+	Residual string `json:"residual"`
+	DryRun   bool   `json:"dry_run"`
+	Layers   []struct {
+		Name         string  `json:"name"`
+		Channels     int     `json:"channels"`
+		Rank         int     `json:"rank"`
+		Replace      bool    `json:"replace"`
+		Reason       string  `json:"reason"`
+		RelErr       float64 `json:"rel_err"`
+		ParamsBefore int64   `json:"params_before"`
+		ParamsAfter  int64   `json:"params_after"`
+	} `json:"layers"`
+	ParamsBefore    int64   `json:"params_before"`
+	ParamsAfter     int64   `json:"params_after"`
+	MACsBefore      int64   `json:"macs_before"`
+	MACsAfter       int64   `json:"macs_after"`
+	FileBytesBefore int64   `json:"file_bytes_before"`
+	FileBytesAfter  int64   `json:"file_bytes_after"`
+	ParamsRatio     float64 `json:"params_ratio"`
+}
+
+func TestCompressWritesModel(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 32)
+	out := filepath.Join(dir, "out.onnx")
+	code, stdout, stderr := runCLI("compress", in, "-o", out, "--rank", "4", "--residual", "identity", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r compressJSON
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, stdout)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 32x32 weight + 32 bias (all zero, dropped) -> 4·64
+	if len(r.Layers) != 1 || !r.Layers[0].Replace || r.Layers[0].Rank != 4 || r.Layers[0].ParamsBefore != 32*32+32 || r.Layers[0].ParamsAfter != 4*64 {
+		t.Fatalf("layers %+v", r.Layers)
+	}
+	if r.ParamsBefore != 32*32+32 || r.ParamsAfter != 4*64 || r.MACsAfter != 4*64*64 || r.FileBytesAfter != st.Size() || r.Residual != "identity" || r.Output != out {
+		t.Fatalf("totals %+v", r)
+	}
+	m, err := onnxio.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, ok, err := convert.ReadMetadata(m)
+	if err != nil || !ok || md.Residual != "identity" || len(md.Layers) != 1 || md.Layers[0].Rank != 4 || !strings.HasPrefix(md.Tool, "lprconv ") {
+		t.Fatalf("metadata %+v %v %v", md, ok, err)
+	}
+	if strings.Contains(stderr, "lprconv:") {
+		t.Errorf("stderr has an error: %s", stderr)
+	}
+}
+
+func TestCompressTable(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 16)
+	code, stdout, stderr := runCLI("compress", in, "--dry-run", "--rank-ratio", "0.5", "--multiple", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// ratio 0.5 of 16 = 8, rounded up to 9: 9·32 > 256, so the layer is kept
+	for _, want := range []string{"pw", "16", "keep: rank 9", "replaced:  0 of 1", "params:", "MACs:", "estimated; dry run"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("dry run wrote files: %v", entries)
+	}
+}
+
+func TestCompressPathSafety(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 8)
+	orig, _ := os.ReadFile(in)
+	link := filepath.Join(dir, "link.onnx")
+	if err := os.Symlink(in, link); err != nil {
+		t.Fatal(err)
+	}
+	existing := filepath.Join(dir, "existing.onnx")
+	if err := os.WriteFile(existing, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compress", in, "-o", in, "--overwrite"}, "is the input model"},
+		{[]string{"compress", in, "-o", filepath.Join(dir, ".", "pw.onnx"), "--overwrite"}, "is the input model"},
+		{[]string{"compress", link, "-o", in, "--overwrite"}, "is the input model"},
+		{[]string{"compress", in, "-o", link, "--overwrite"}, "is the input model"},
+		{[]string{"compress", in, "-o", existing}, "exists; pass --overwrite"},
+		{[]string{"compress", in, "-o", dir}, "is a directory"},
+		{[]string{"compress", in, "-o", filepath.Join(dir, "no", "x.onnx")}, "does not exist"},
+		{[]string{"compress", in}, "no output file"},
+		{[]string{"compress", in, "--dry-run", "-o", existing}, "--dry-run writes nothing"},
+		{[]string{"compress"}, "expected one input model"},
+		{[]string{"compress", in, "-o", "x.onnx", "--residual", "dw2"}, "--residual"},
+		{[]string{"compress", in, "-o", "x.onnx", "--rank", "0"}, "--rank 0"},
+		{[]string{"compress", in, "-o", "x.onnx", "--rank", "2", "--rank-ratio", "0.5"}, "exclusive"},
+		{[]string{"compress", in, "-o", "x.onnx", "--layer-rank", "pw"}, "NAME=R"},
+		{[]string{"compress", in, "-o", "x.onnx", "--exclude", "("}, "--exclude"},
+	} {
+		code, _, stderr := runCLI(tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	if got, _ := os.ReadFile(in); string(got) != string(orig) {
+		t.Fatal("input model changed")
+	}
+	if got, _ := os.ReadFile(existing); string(got) != "keep me" {
+		t.Fatal("existing output changed without --overwrite")
+	}
+	code, _, stderr := runCLI("compress", in, "-o", existing, "--overwrite", "--rank", "1")
+	if code != 0 {
+		t.Fatalf("--overwrite: exit %d: %s", code, stderr)
+	}
+	if _, err := onnxio.Load(existing); err != nil {
+		t.Fatalf("overwritten output: %v", err)
+	}
+}
+
+func TestCompressPolicyFlags(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 16)
+	for _, tc := range []struct {
+		args    []string
+		rank    int
+		replace bool
+	}{
+		{[]string{"--rank", "3"}, 3, true},
+		{[]string{}, 4, true}, // default ratio 0.25
+		{[]string{"--rank-ratio", "0.3", "--multiple", "4"}, 8, false},
+		{[]string{"--rank", "2", "--layer-rank", "pw=5"}, 5, true},
+		{[]string{"--rank", "12", "--force"}, 12, true},
+		{[]string{"--rank", "2", "--exclude", "^p{1,2}w$"}, 0, false},
+		{[]string{"--energy", "1"}, 16, false},
+	} {
+		args := append([]string{"compress", in, "--dry-run", "--json"}, tc.args...)
+		code, stdout, stderr := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr)
+		}
+		var r compressJSON
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		if l := r.Layers[0]; l.Rank != tc.rank || l.Replace != tc.replace {
+			t.Errorf("%v: rank %d replace %v (%s); want %d %v", tc.args, l.Rank, l.Replace, l.Reason, tc.rank, tc.replace)
+		}
+	}
+}
+
+func TestCompressExternalData(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 64)
+	out := filepath.Join(dir, "ext.onnx")
+	code, _, stderr := runCLI("compress", in, "-o", out, "--rank", "8", "--external-data")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(onnxio.ExternalDataName(out)); err != nil {
+		if _, err2 := os.Stat(filepath.Join(dir, onnxio.ExternalDataName(out))); err2 != nil {
+			t.Fatalf("no external data file: %v", err)
+		}
+	}
+	if _, err := onnxio.Load(out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompressFullRankRunsLikeInput checks the written file end to end in
+// ONNX Runtime: at full rank without residual it computes what IN does.
+func TestCompressFullRankRunsLikeInput(t *testing.T) {
+	testutil.RequireORT(t)
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 16)
+	out := filepath.Join(dir, "full.onnx")
+	if code, _, stderr := runCLI("compress", in, "-o", out, "--rank-ratio", "1", "--force", "--residual", "none"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rng := rand.New(rand.NewSource(1))
+	x := make([]float32, 2*16*8*8)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	feed := map[string]ortrun.Tensor{"x": {Shape: []int64{2, 16, 8, 8}, Data: x}}
+	a, err := ortrun.Run(in, feed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ortrun.Run(out, feed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d, s float64
+	for i, v := range a["out"].Data {
+		d = math.Max(d, math.Abs(float64(v-b["out"].Data[i])))
+		s = math.Max(s, math.Abs(float64(v)))
+	}
+	if d/s > 1e-4 {
+		t.Fatalf("relative max-abs error %.3g", d/s)
+	}
+	testutil.CheckONNX(t, out)
+}
