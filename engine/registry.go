@@ -1,7 +1,19 @@
 package engine
 
+import "fmt"
+
 // window lists the attributes of convolution and pooling windows.
 var windowAttrNames = []string{"kernel_shape", "strides", "dilations", "pads", "auto_pad"}
+
+// since wraps a builder of an operator introduced in opset v.
+func since(v int, build func(b *nodeBuild) (Op, error)) func(b *nodeBuild) (Op, error) {
+	return func(b *nodeBuild) (Op, error) {
+		if b.opset < v {
+			return nil, fmt.Errorf("operator %s exists from opset %d; the model imports opset %d", b.node.OpType, v, b.opset)
+		}
+		return build(b)
+	}
+}
 
 func with(base []string, more ...string) []string {
 	return append(append([]string(nil), base...), more...)
@@ -19,7 +31,7 @@ var registry = map[string]opDef{
 	"Relu":               {nil, buildUnary(uRelu)},
 	"Sigmoid":            {nil, buildUnary(uSigmoid)},
 	"HardSigmoid":        {[]string{"alpha", "beta"}, buildUnary(uHardSigmoid)},
-	"HardSwish":          {nil, buildUnary(uHardSwish)},
+	"HardSwish":          {nil, since(14, buildUnary(uHardSwish))},
 	"Clip":               {[]string{"min", "max"}, buildUnary(uClip)},
 	"LeakyRelu":          {[]string{"alpha"}, buildUnary(uLeakyRelu)},
 	"Tanh":               {nil, buildUnary(uTanh)},
