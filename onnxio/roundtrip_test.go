@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -146,6 +147,68 @@ func TestRoundTripFixtures(t *testing.T) {
 			roundTrip(t, p, SaveOptions{})
 			roundTrip(t, p, SaveOptions{ExternalData: true})
 		})
+	}
+	// The saved copies must still be valid for ONNX and compute the same
+	// outputs in ONNX Runtime.
+	t.Run("downstream", func(t *testing.T) {
+		for _, p := range paths {
+			m, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			inline := filepath.Join(dir, "inline.onnx")
+			external := filepath.Join(dir, "external.onnx")
+			if err := Save(inline, m, SaveOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := Save(external, m, SaveOptions{ExternalData: true}); err != nil {
+				t.Fatal(err)
+			}
+			testutil.CheckONNX(t, external)
+			compareInORT(t, p, inline, external)
+		}
+	})
+}
+
+// compareInORT runs the models in ONNX Runtime on the same seeded input
+// (batch 2, free dims 1) and fails unless every output is bit-identical.
+func compareInORT(t *testing.T, ref string, others ...string) {
+	t.Helper()
+	testutil.RequireORT(t)
+	ins, _, err := ortrun.InputOutputInfo(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := map[string]ortrun.Tensor{}
+	for _, in := range ins {
+		shape := append([]int64(nil), in.Shape...)
+		n := 1
+		for i, d := range shape {
+			if d < 0 {
+				shape[i] = 1
+				if i == 0 {
+					shape[i] = 2
+				}
+			}
+			n *= int(shape[i])
+		}
+		inputs[in.Name] = ortrun.Tensor{Shape: shape, Data: seq(n, 0.01)}
+	}
+	want, err := ortrun.Run(ref, inputs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range others {
+		got, err := ortrun.Run(o, inputs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, w := range want {
+			if !equalFloats(got[name].Data, w.Data) || len(w.Data) == 0 {
+				t.Errorf("%s: output %q differs from %s in ONNX Runtime", o, name, ref)
+			}
+		}
 	}
 }
 
