@@ -46,6 +46,9 @@ type threadScratch struct {
 	tile  []float32
 	buf   []float32
 	buf2  []float32
+
+	padGrad padBuffer // zero-padded plane of the 3x3 depthwise input gradient
+	zero    []float32 // always zero; stands for rows in the padding
 }
 
 // NewContext returns a Context that runs kernels on up to threads goroutines
@@ -114,4 +117,12 @@ func grow(buf []float32, n int) []float32 {
 		return make([]float32, n, n+n/4)
 	}
 	return buf[:n]
+}
+
+// zeroRow returns at least n zero values (never written to).
+func (s *threadScratch) zeroRow(n int) []float32 {
+	if len(s.zero) < n {
+		s.zero = make([]float32, n+64)
+	}
+	return s.zero
 }

@@ -4,12 +4,14 @@ import "fmt"
 
 // dwTask runs the forward depthwise convolution over planes (image, channel).
 type dwTask struct {
+	ctx                   *Context
 	g                     ConvGeom
 	in, weight, bias, out []float32
 }
 
 // dwBackTask runs the depthwise backward pass over channels.
 type dwBackTask struct {
+	ctx                 *Context
 	g                   ConvGeom
 	n                   int
 	in, weight, dout    []float32
@@ -35,7 +37,7 @@ func DepthwiseConv2D(ctx *Context, g ConvGeom, n int, in, weight, bias, out []fl
 	}
 	ctx = orSingle(ctx)
 	t := &ctx.dw
-	*t = dwTask{g: g, in: in, weight: weight, bias: bias, out: out}
+	*t = dwTask{ctx: ctx, g: g, in: in, weight: weight, bias: bias, out: out}
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < 1<<15 {
 		threads = 1
@@ -53,7 +55,10 @@ func (t *dwTask) run(lo, hi, tid int) {
 		if t.bias != nil {
 			b = t.bias[c]
 		}
-		dwPlane(g, t.in[pi*plane:(pi+1)*plane], t.weight[c*ksz:(c+1)*ksz], b, t.out[pi*oplane:(pi+1)*oplane])
+		in, w, out := t.in[pi*plane:(pi+1)*plane], t.weight[c*ksz:(c+1)*ksz], t.out[pi*oplane:(pi+1)*oplane]
+		if !dw3x3Forward(&t.ctx.scratch[tid], g, in, w, b, out) {
+			dwPlane(g, in, w, b, out)
+		}
 	}
 }
 
@@ -111,7 +116,7 @@ func DepthwiseConv2DBackward(ctx *Context, g ConvGeom, n int, in, weight, dout, 
 	}
 	ctx = orSingle(ctx)
 	t := &ctx.dwb
-	*t = dwBackTask{g: g, n: n, in: in, weight: weight, dout: dout, din: din, dweight: dweight, dbias: dbias}
+	*t = dwBackTask{ctx: ctx, g: g, n: n, in: in, weight: weight, dout: dout, din: din, dweight: dweight, dbias: dbias}
 	threads := ctx.threads
 	if n*g.C*oplane*ksz < 1<<15 {
 		threads = 1
@@ -123,6 +128,7 @@ func DepthwiseConv2DBackward(ctx *Context, g ConvGeom, n int, in, weight, dout, 
 func (t *dwBackTask) run(lo, hi, tid int) {
 	g := &t.g
 	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
+	s := &t.ctx.scratch[tid]
 	for c := lo; c < hi; c++ {
 		if t.dbias != nil {
 			var s float32
@@ -136,16 +142,36 @@ func (t *dwBackTask) run(lo, hi, tid int) {
 		if t.dweight != nil {
 			dw := t.dweight[c*ksz : (c+1)*ksz]
 			clear(dw)
+			s.buf2 = grow(s.buf2, 9*16)
+			acc := s.buf2
+			clear(acc)
+			fast := true
 			for img := 0; img < t.n; img++ {
 				pi := img*g.C + c
-				dwWeightPlane(g, t.in[pi*plane:(pi+1)*plane], t.dout[pi*oplane:(pi+1)*oplane], dw)
+				in, dout := t.in[pi*plane:(pi+1)*plane], t.dout[pi*oplane:(pi+1)*oplane]
+				if !dw3x3WeightGrad(s, g, in, dout, acc) {
+					fast = false
+					dwWeightPlane(g, in, dout, dw)
+				}
+			}
+			if fast && t.n > 0 {
+				for k := range dw {
+					var sum float32
+					for _, v := range acc[k*16 : k*16+16] {
+						sum += v
+					}
+					dw[k] = sum
+				}
 			}
 		}
 		if t.din != nil {
 			w := t.weight[c*ksz : (c+1)*ksz]
 			for img := 0; img < t.n; img++ {
 				pi := img*g.C + c
-				dwInputPlane(g, w, t.dout[pi*oplane:(pi+1)*oplane], t.din[pi*plane:(pi+1)*plane])
+				dout, din := t.dout[pi*oplane:(pi+1)*oplane], t.din[pi*plane:(pi+1)*plane]
+				if !dw3x3InputGrad(s, g, w, dout, din) {
+					dwInputPlane(g, w, dout, din)
+				}
 			}
 		}
 	}

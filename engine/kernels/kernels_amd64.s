@@ -2588,3 +2588,596 @@ gemmAVX2x6x16Cols_overwrite:
 	VMOVUPS Y11, 32(AX)
 	VZEROUPPER
 	RET
+
+DATA dwEvenIndex<>+0(SB)/4, $0x00000000
+DATA dwEvenIndex<>+4(SB)/4, $0x00000002
+DATA dwEvenIndex<>+8(SB)/4, $0x00000004
+DATA dwEvenIndex<>+12(SB)/4, $0x00000006
+DATA dwEvenIndex<>+16(SB)/4, $0x00000008
+DATA dwEvenIndex<>+20(SB)/4, $0x0000000a
+DATA dwEvenIndex<>+24(SB)/4, $0x0000000c
+DATA dwEvenIndex<>+28(SB)/4, $0x0000000e
+DATA dwEvenIndex<>+32(SB)/4, $0x00000010
+DATA dwEvenIndex<>+36(SB)/4, $0x00000012
+DATA dwEvenIndex<>+40(SB)/4, $0x00000014
+DATA dwEvenIndex<>+44(SB)/4, $0x00000016
+DATA dwEvenIndex<>+48(SB)/4, $0x00000018
+DATA dwEvenIndex<>+52(SB)/4, $0x0000001a
+DATA dwEvenIndex<>+56(SB)/4, $0x0000001c
+DATA dwEvenIndex<>+60(SB)/4, $0x0000001e
+GLOBL dwEvenIndex<>(SB), RODATA|NOPTR, $64
+
+// func dw3x3s1AVX512(out *float32, p *float32, ldp int, w *float32, bias float32, ow int, oh int)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·dw3x3s1AVX512(SB), NOSPLIT, $0-56
+	MOVQ         out+0(FP), AX
+	MOVQ         p+8(FP), CX
+	MOVQ         ldp+16(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         w+24(FP), BX
+	VBROADCASTSS (BX), Z0
+	VBROADCASTSS 4(BX), Z1
+	VBROADCASTSS 8(BX), Z2
+	VBROADCASTSS 12(BX), Z3
+	VBROADCASTSS 16(BX), Z4
+	VBROADCASTSS 20(BX), Z5
+	VBROADCASTSS 24(BX), Z6
+	VBROADCASTSS 28(BX), Z7
+	VBROADCASTSS 32(BX), Z8
+	VBROADCASTSS bias+32(FP), Z9
+	MOVQ         ow+40(FP), BX
+	MOVQ         oh+48(FP), SI
+	MOVQ         BX, DI
+	ADDQ         $0x0f, DI
+	SHRQ         $0x04, DI
+	MOVQ         BX, R8
+	ANDQ         $0x0f, R8
+	MOVL         $0x0000ffff, R9
+	TESTQ        R8, R8
+	JE           mask_full_1
+	MOVL         $0x00000001, R9
+	SHLXL        R8, R9, R9
+	DECL         R9
+
+mask_full_1:
+	KMOVW R9, K1
+	MOVQ  DX, R8
+	SHLQ  $0x02, BX
+
+dw3x3s1AVX512_row:
+	XORQ R9, R9
+	MOVQ CX, R10
+	MOVQ AX, R11
+
+dw3x3s1AVX512_col:
+	VMOVUPS     (R10), Z13
+	VFMADD213PS Z9, Z0, Z13
+	VMOVAPS     Z13, Z10
+	VMOVUPS     4(R10), Z13
+	VFMADD231PS Z13, Z1, Z10
+	VMOVUPS     8(R10), Z13
+	VFMADD231PS Z13, Z2, Z10
+	VMOVUPS     (R10)(DX*1), Z13
+	VMULPS      Z13, Z3, Z11
+	VMOVUPS     4(R10)(DX*1), Z13
+	VFMADD231PS Z13, Z4, Z11
+	VMOVUPS     8(R10)(DX*1), Z13
+	VFMADD231PS Z13, Z5, Z11
+	VMOVUPS     (R10)(DX*2), Z13
+	VMULPS      Z13, Z6, Z12
+	VMOVUPS     4(R10)(DX*2), Z13
+	VFMADD231PS Z13, Z7, Z12
+	VMOVUPS     8(R10)(DX*2), Z13
+	VFMADD231PS Z13, Z8, Z12
+	VADDPS      Z11, Z10, Z10
+	VADDPS      Z12, Z10, Z10
+	INCQ        R9
+	CMPQ        R9, DI
+	JE          dw3x3s1AVX512_last
+	VMOVUPS     Z10, (R11)
+	ADDQ        $0x00000040, R11
+	ADDQ        $0x00000040, R10
+	JMP         dw3x3s1AVX512_col
+
+dw3x3s1AVX512_last:
+	VMOVUPS Z10, K1, (R11)
+	ADDQ    BX, AX
+	ADDQ    R8, CX
+	DECQ    SI
+	JNE     dw3x3s1AVX512_row
+	VZEROUPPER
+	RET
+
+DATA dwIota<>+0(SB)/4, $0x00000000
+DATA dwIota<>+4(SB)/4, $0x00000001
+DATA dwIota<>+8(SB)/4, $0x00000002
+DATA dwIota<>+12(SB)/4, $0x00000003
+DATA dwIota<>+16(SB)/4, $0x00000004
+DATA dwIota<>+20(SB)/4, $0x00000005
+DATA dwIota<>+24(SB)/4, $0x00000006
+DATA dwIota<>+28(SB)/4, $0x00000007
+DATA dwIota<>+32(SB)/4, $0x00000008
+DATA dwIota<>+36(SB)/4, $0x00000009
+DATA dwIota<>+40(SB)/4, $0x0000000a
+DATA dwIota<>+44(SB)/4, $0x0000000b
+DATA dwIota<>+48(SB)/4, $0x0000000c
+DATA dwIota<>+52(SB)/4, $0x0000000d
+DATA dwIota<>+56(SB)/4, $0x0000000e
+DATA dwIota<>+60(SB)/4, $0x0000000f
+GLOBL dwIota<>(SB), RODATA|NOPTR, $64
+
+DATA dwConst<>+0(SB)/4, $0x00000001
+DATA dwConst<>+4(SB)/4, $0x00000002
+DATA dwConst<>+8(SB)/4, $0x00000010
+DATA dwConst<>+12(SB)/4, $0x00000011
+DATA dwConst<>+16(SB)/4, $0x00000012
+DATA dwConst<>+20(SB)/4, $0x00000020
+GLOBL dwConst<>(SB), RODATA|NOPTR, $24
+
+// func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectS1AVX512(SB), NOSPLIT, $0-88
+	MOVQ         out+0(FP), AX
+	MOVQ         w+24(FP), CX
+	VBROADCASTSS (CX), Z0
+	VBROADCASTSS 4(CX), Z1
+	VBROADCASTSS 8(CX), Z2
+	VBROADCASTSS 12(CX), Z3
+	VBROADCASTSS 16(CX), Z4
+	VBROADCASTSS 20(CX), Z5
+	VBROADCASTSS 24(CX), Z6
+	VBROADCASTSS 28(CX), Z7
+	VBROADCASTSS 32(CX), Z8
+	VBROADCASTSS bias+32(FP), Z9
+	VPBROADCASTD wd+48(FP), Z13
+	VPBROADCASTD ow+64(FP), Z14
+	VPBROADCASTD pl+80(FP), Z10
+	VMOVDQU32    dwIota<>+0(SB), Z15
+	VPSUBD       Z10, Z15, Z15
+	MOVQ         wd+48(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         pt+72(FP), DX
+	NEGQ         DX
+	XORQ         BX, BX
+	XORQ         SI, SI
+
+dw3x3DirectS1AVX512_row:
+	MOVQ      DX, R8
+	MOVQ      R8, DI
+	IMULQ     CX, DI
+	ADDQ      in+8(FP), DI
+	CMPQ      R8, h+40(FP)
+	CMOVQCC   zero+16(FP), DI
+	MOVQ      DX, R9
+	ADDQ      $0x01, R9
+	MOVQ      R9, R8
+	IMULQ     CX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+40(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      DX, R10
+	ADDQ      $0x02, R10
+	MOVQ      R10, R9
+	IMULQ     CX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+40(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      pl+80(FP), R10
+	SHLQ      $0x02, R10
+	NEGQ      R10
+	VMOVDQA32 Z15, Z16
+	VMOVDQU32 dwIota<>+0(SB), Z17
+	MOVQ      ow+64(FP), R11
+
+dw3x3DirectS1AVX512_col:
+	VPCMPUD     $0x01, Z14, Z17, K1
+	VPCMPUD     $0x01, Z13, Z16, K2
+	VPADDD.BCST dwConst<>+0(SB), Z16, Z10
+	VPCMPUD     $0x01, Z13, Z10, K3
+	VPADDD.BCST dwConst<>+4(SB), Z16, Z10
+	VPCMPUD     $0x01, Z13, Z10, K4
+	VMOVUPS.Z   (DI)(R10*1), K2, Z18
+	VMOVAPS     Z9, Z10
+	VFMADD231PS Z18, Z0, Z10
+	VMOVUPS.Z   4(DI)(R10*1), K3, Z18
+	VFMADD231PS Z18, Z1, Z10
+	VMOVUPS.Z   8(DI)(R10*1), K4, Z18
+	VFMADD231PS Z18, Z2, Z10
+	VMOVUPS.Z   (R8)(R10*1), K2, Z18
+	VMULPS      Z18, Z3, Z11
+	VMOVUPS.Z   4(R8)(R10*1), K3, Z18
+	VFMADD231PS Z18, Z4, Z11
+	VMOVUPS.Z   8(R8)(R10*1), K4, Z18
+	VFMADD231PS Z18, Z5, Z11
+	VMOVUPS.Z   (R9)(R10*1), K2, Z18
+	VMULPS      Z18, Z6, Z12
+	VMOVUPS.Z   4(R9)(R10*1), K3, Z18
+	VFMADD231PS Z18, Z7, Z12
+	VMOVUPS.Z   8(R9)(R10*1), K4, Z18
+	VFMADD231PS Z18, Z8, Z12
+	VADDPS      Z11, Z10, Z10
+	VADDPS      Z12, Z10, Z10
+	VMOVUPS     Z10, K1, (AX)(SI*1)
+	VPADDD.BCST dwConst<>+8(SB), Z16, Z16
+	VPADDD.BCST dwConst<>+8(SB), Z17, Z17
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x10, R11
+	JLE         dw3x3DirectS1AVX512_rowdone
+	ADDQ        $0x00000040, SI
+	JMP         dw3x3DirectS1AVX512_col
+
+dw3x3DirectS1AVX512_rowdone:
+	ADDQ $0x10, R11
+	LEAQ (SI)(R11*4), SI
+	ADDQ $0x01, DX
+	INCQ BX
+	CMPQ BX, oh+56(FP)
+	JL   dw3x3DirectS1AVX512_row
+	VZEROUPPER
+	RET
+
+// func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectS2AVX512(SB), NOSPLIT, $0-88
+	MOVQ         out+0(FP), AX
+	MOVQ         w+24(FP), CX
+	VBROADCASTSS (CX), Z0
+	VBROADCASTSS 4(CX), Z1
+	VBROADCASTSS 8(CX), Z2
+	VBROADCASTSS 12(CX), Z3
+	VBROADCASTSS 16(CX), Z4
+	VBROADCASTSS 20(CX), Z5
+	VBROADCASTSS 24(CX), Z6
+	VBROADCASTSS 28(CX), Z7
+	VBROADCASTSS 32(CX), Z8
+	VBROADCASTSS bias+32(FP), Z9
+	VPBROADCASTD wd+48(FP), Z13
+	VPBROADCASTD ow+64(FP), Z14
+	VPBROADCASTD pl+80(FP), Z10
+	VMOVDQU32    dwIota<>+0(SB), Z15
+	VPSUBD       Z10, Z15, Z15
+	VMOVUPS      dwEvenIndex<>+0(SB), Z16
+	MOVQ         wd+48(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         pt+72(FP), DX
+	NEGQ         DX
+	XORQ         BX, BX
+	XORQ         SI, SI
+
+dw3x3DirectS2AVX512_row:
+	MOVQ      DX, R8
+	MOVQ      R8, DI
+	IMULQ     CX, DI
+	ADDQ      in+8(FP), DI
+	CMPQ      R8, h+40(FP)
+	CMOVQCC   zero+16(FP), DI
+	MOVQ      DX, R9
+	ADDQ      $0x01, R9
+	MOVQ      R9, R8
+	IMULQ     CX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+40(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      DX, R10
+	ADDQ      $0x02, R10
+	MOVQ      R10, R9
+	IMULQ     CX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+40(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      pl+80(FP), R10
+	SHLQ      $0x02, R10
+	NEGQ      R10
+	VMOVDQA32 Z15, Z17
+	VMOVDQU32 dwIota<>+0(SB), Z18
+	MOVQ      ow+64(FP), R11
+
+dw3x3DirectS2AVX512_col:
+	VPCMPUD     $0x01, Z14, Z18, K1
+	VPCMPUD     $0x01, Z13, Z17, K2
+	VPADDD.BCST dwConst<>+8(SB), Z17, Z10
+	VPCMPUD     $0x01, Z13, Z10, K5
+	VPADDD.BCST dwConst<>+0(SB), Z17, Z10
+	VPCMPUD     $0x01, Z13, Z10, K3
+	VPADDD.BCST dwConst<>+12(SB), Z17, Z10
+	VPCMPUD     $0x01, Z13, Z10, K6
+	VPADDD.BCST dwConst<>+4(SB), Z17, Z10
+	VPCMPUD     $0x01, Z13, Z10, K4
+	VPADDD.BCST dwConst<>+16(SB), Z17, Z10
+	VPCMPUD     $0x01, Z13, Z10, K7
+	VMOVUPS.Z   (DI)(R10*1), K2, Z19
+	VMOVUPS.Z   64(DI)(R10*1), K5, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VMOVAPS     Z9, Z10
+	VFMADD231PS Z19, Z0, Z10
+	VMOVUPS.Z   4(DI)(R10*1), K3, Z19
+	VMOVUPS.Z   68(DI)(R10*1), K6, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z1, Z10
+	VMOVUPS.Z   8(DI)(R10*1), K4, Z19
+	VMOVUPS.Z   72(DI)(R10*1), K7, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z2, Z10
+	VMOVUPS.Z   (R8)(R10*1), K2, Z19
+	VMOVUPS.Z   64(R8)(R10*1), K5, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VMULPS      Z19, Z3, Z11
+	VMOVUPS.Z   4(R8)(R10*1), K3, Z19
+	VMOVUPS.Z   68(R8)(R10*1), K6, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z4, Z11
+	VMOVUPS.Z   8(R8)(R10*1), K4, Z19
+	VMOVUPS.Z   72(R8)(R10*1), K7, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z5, Z11
+	VMOVUPS.Z   (R9)(R10*1), K2, Z19
+	VMOVUPS.Z   64(R9)(R10*1), K5, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VMULPS      Z19, Z6, Z12
+	VMOVUPS.Z   4(R9)(R10*1), K3, Z19
+	VMOVUPS.Z   68(R9)(R10*1), K6, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z7, Z12
+	VMOVUPS.Z   8(R9)(R10*1), K4, Z19
+	VMOVUPS.Z   72(R9)(R10*1), K7, Z20
+	VPERMT2PS   Z20, Z16, Z19
+	VFMADD231PS Z19, Z8, Z12
+	VADDPS      Z11, Z10, Z10
+	VADDPS      Z12, Z10, Z10
+	VMOVUPS     Z10, K1, (AX)(SI*1)
+	VPADDD.BCST dwConst<>+20(SB), Z17, Z17
+	VPADDD.BCST dwConst<>+8(SB), Z18, Z18
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x10, R11
+	JLE         dw3x3DirectS2AVX512_rowdone
+	ADDQ        $0x00000040, SI
+	JMP         dw3x3DirectS2AVX512_col
+
+dw3x3DirectS2AVX512_rowdone:
+	ADDQ $0x10, R11
+	LEAQ (SI)(R11*4), SI
+	ADDQ $0x02, DX
+	INCQ BX
+	CMPQ BX, oh+56(FP)
+	JL   dw3x3DirectS2AVX512_row
+	VZEROUPPER
+	RET
+
+// func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-80
+	MOVQ         acc+0(FP), AX
+	MOVQ         dout+24(FP), CX
+	VMOVUPS      (AX), Z0
+	VMOVUPS      64(AX), Z1
+	VMOVUPS      128(AX), Z2
+	VMOVUPS      192(AX), Z3
+	VMOVUPS      256(AX), Z4
+	VMOVUPS      320(AX), Z5
+	VMOVUPS      384(AX), Z6
+	VMOVUPS      448(AX), Z7
+	VMOVUPS      512(AX), Z8
+	VPBROADCASTD wd+40(FP), Z10
+	VPBROADCASTD ow+56(FP), Z11
+	VPBROADCASTD pl+72(FP), Z9
+	VMOVDQU32    dwIota<>+0(SB), Z12
+	VPSUBD       Z9, Z12, Z12
+	MOVQ         wd+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         pt+64(FP), BX
+	NEGQ         BX
+	XORQ         SI, SI
+	XORQ         DI, DI
+
+dw3x3DirectGradS1AVX512_row:
+	MOVQ      BX, R9
+	MOVQ      R9, R8
+	IMULQ     DX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+32(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      BX, R10
+	ADDQ      $0x01, R10
+	MOVQ      R10, R9
+	IMULQ     DX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+32(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      BX, R11
+	ADDQ      $0x02, R11
+	MOVQ      R11, R10
+	IMULQ     DX, R10
+	ADDQ      in+8(FP), R10
+	CMPQ      R11, h+32(FP)
+	CMOVQCC   zero+16(FP), R10
+	MOVQ      pl+72(FP), R11
+	SHLQ      $0x02, R11
+	NEGQ      R11
+	VMOVDQA32 Z12, Z13
+	VMOVDQU32 dwIota<>+0(SB), Z14
+	MOVQ      ow+56(FP), R12
+
+dw3x3DirectGradS1AVX512_col:
+	VPCMPUD     $0x01, Z11, Z14, K1
+	VPCMPUD     $0x01, Z10, Z13, K2
+	VPADDD.BCST dwConst<>+0(SB), Z13, Z9
+	VPCMPUD     $0x01, Z10, Z9, K3
+	VPADDD.BCST dwConst<>+4(SB), Z13, Z9
+	VPCMPUD     $0x01, Z10, Z9, K4
+	VMOVUPS.Z   (CX)(DI*1), K1, Z9
+	VMOVUPS.Z   (R8)(R11*1), K2, Z15
+	VFMADD231PS Z15, Z9, K1, Z0
+	VMOVUPS.Z   4(R8)(R11*1), K3, Z15
+	VFMADD231PS Z15, Z9, K1, Z1
+	VMOVUPS.Z   8(R8)(R11*1), K4, Z15
+	VFMADD231PS Z15, Z9, K1, Z2
+	VMOVUPS.Z   (R9)(R11*1), K2, Z15
+	VFMADD231PS Z15, Z9, K1, Z3
+	VMOVUPS.Z   4(R9)(R11*1), K3, Z15
+	VFMADD231PS Z15, Z9, K1, Z4
+	VMOVUPS.Z   8(R9)(R11*1), K4, Z15
+	VFMADD231PS Z15, Z9, K1, Z5
+	VMOVUPS.Z   (R10)(R11*1), K2, Z15
+	VFMADD231PS Z15, Z9, K1, Z6
+	VMOVUPS.Z   4(R10)(R11*1), K3, Z15
+	VFMADD231PS Z15, Z9, K1, Z7
+	VMOVUPS.Z   8(R10)(R11*1), K4, Z15
+	VFMADD231PS Z15, Z9, K1, Z8
+	VPADDD.BCST dwConst<>+8(SB), Z13, Z13
+	VPADDD.BCST dwConst<>+8(SB), Z14, Z14
+	ADDQ        $0x00000040, R11
+	SUBQ        $0x10, R12
+	JLE         dw3x3DirectGradS1AVX512_rowdone
+	ADDQ        $0x00000040, DI
+	JMP         dw3x3DirectGradS1AVX512_col
+
+dw3x3DirectGradS1AVX512_rowdone:
+	ADDQ    $0x10, R12
+	LEAQ    (DI)(R12*4), DI
+	ADDQ    $0x01, BX
+	INCQ    SI
+	CMPQ    SI, oh+48(FP)
+	JL      dw3x3DirectGradS1AVX512_row
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VZEROUPPER
+	RET
+
+// func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectGradS2AVX512(SB), NOSPLIT, $0-80
+	MOVQ         acc+0(FP), AX
+	MOVQ         dout+24(FP), CX
+	VMOVUPS      (AX), Z0
+	VMOVUPS      64(AX), Z1
+	VMOVUPS      128(AX), Z2
+	VMOVUPS      192(AX), Z3
+	VMOVUPS      256(AX), Z4
+	VMOVUPS      320(AX), Z5
+	VMOVUPS      384(AX), Z6
+	VMOVUPS      448(AX), Z7
+	VMOVUPS      512(AX), Z8
+	VPBROADCASTD wd+40(FP), Z10
+	VPBROADCASTD ow+56(FP), Z11
+	VPBROADCASTD pl+72(FP), Z9
+	VMOVDQU32    dwIota<>+0(SB), Z12
+	VPSUBD       Z9, Z12, Z12
+	VMOVUPS      dwEvenIndex<>+0(SB), Z13
+	MOVQ         wd+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         pt+64(FP), BX
+	NEGQ         BX
+	XORQ         SI, SI
+	XORQ         DI, DI
+
+dw3x3DirectGradS2AVX512_row:
+	MOVQ      BX, R9
+	MOVQ      R9, R8
+	IMULQ     DX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+32(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      BX, R10
+	ADDQ      $0x01, R10
+	MOVQ      R10, R9
+	IMULQ     DX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+32(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      BX, R11
+	ADDQ      $0x02, R11
+	MOVQ      R11, R10
+	IMULQ     DX, R10
+	ADDQ      in+8(FP), R10
+	CMPQ      R11, h+32(FP)
+	CMOVQCC   zero+16(FP), R10
+	MOVQ      pl+72(FP), R11
+	SHLQ      $0x02, R11
+	NEGQ      R11
+	VMOVDQA32 Z12, Z14
+	VMOVDQU32 dwIota<>+0(SB), Z15
+	MOVQ      ow+56(FP), R12
+
+dw3x3DirectGradS2AVX512_col:
+	VPCMPUD     $0x01, Z11, Z15, K1
+	VPCMPUD     $0x01, Z10, Z14, K2
+	VPADDD.BCST dwConst<>+8(SB), Z14, Z9
+	VPCMPUD     $0x01, Z10, Z9, K5
+	VPADDD.BCST dwConst<>+0(SB), Z14, Z9
+	VPCMPUD     $0x01, Z10, Z9, K3
+	VPADDD.BCST dwConst<>+12(SB), Z14, Z9
+	VPCMPUD     $0x01, Z10, Z9, K6
+	VPADDD.BCST dwConst<>+4(SB), Z14, Z9
+	VPCMPUD     $0x01, Z10, Z9, K4
+	VPADDD.BCST dwConst<>+16(SB), Z14, Z9
+	VPCMPUD     $0x01, Z10, Z9, K7
+	VMOVUPS.Z   (CX)(DI*1), K1, Z9
+	VMOVUPS.Z   (R8)(R11*1), K2, Z16
+	VMOVUPS.Z   64(R8)(R11*1), K5, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z0
+	VMOVUPS.Z   4(R8)(R11*1), K3, Z16
+	VMOVUPS.Z   68(R8)(R11*1), K6, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z1
+	VMOVUPS.Z   8(R8)(R11*1), K4, Z16
+	VMOVUPS.Z   72(R8)(R11*1), K7, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z2
+	VMOVUPS.Z   (R9)(R11*1), K2, Z16
+	VMOVUPS.Z   64(R9)(R11*1), K5, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z3
+	VMOVUPS.Z   4(R9)(R11*1), K3, Z16
+	VMOVUPS.Z   68(R9)(R11*1), K6, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z4
+	VMOVUPS.Z   8(R9)(R11*1), K4, Z16
+	VMOVUPS.Z   72(R9)(R11*1), K7, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z5
+	VMOVUPS.Z   (R10)(R11*1), K2, Z16
+	VMOVUPS.Z   64(R10)(R11*1), K5, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z6
+	VMOVUPS.Z   4(R10)(R11*1), K3, Z16
+	VMOVUPS.Z   68(R10)(R11*1), K6, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z7
+	VMOVUPS.Z   8(R10)(R11*1), K4, Z16
+	VMOVUPS.Z   72(R10)(R11*1), K7, Z17
+	VPERMT2PS   Z17, Z13, Z16
+	VFMADD231PS Z16, Z9, K1, Z8
+	VPADDD.BCST dwConst<>+20(SB), Z14, Z14
+	VPADDD.BCST dwConst<>+8(SB), Z15, Z15
+	ADDQ        $0x00000080, R11
+	SUBQ        $0x10, R12
+	JLE         dw3x3DirectGradS2AVX512_rowdone
+	ADDQ        $0x00000040, DI
+	JMP         dw3x3DirectGradS2AVX512_col
+
+dw3x3DirectGradS2AVX512_rowdone:
+	ADDQ    $0x10, R12
+	LEAQ    (DI)(R12*4), DI
+	ADDQ    $0x02, BX
+	INCQ    SI
+	CMPQ    SI, oh+48(FP)
+	JL      dw3x3DirectGradS2AVX512_row
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VZEROUPPER
+	RET

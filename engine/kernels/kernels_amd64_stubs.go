@@ -36,3 +36,18 @@ func gemmAVX2x6x16Rows(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 
 // gemmAVX2x6x16Cols computes a 6x16 tile of C = alpha*A*B + beta*C.
 func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// dw3x3s1AVX512 computes a 3x3 stride-1 depthwise convolution of a padded plane.
+func dw3x3s1AVX512(out *float32, p *float32, ldp int, w *float32, bias float32, ow int, oh int)
+
+// dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
+func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+
+// dw3x3DirectS2AVX512 computes a 3x3 stride-2 depthwise convolution of one plane.
+func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+
+// dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
+func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+
+// dw3x3DirectGradS2AVX512 accumulates the 3x3 stride-2 depthwise weight gradient of one plane.
+func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)

@@ -7,7 +7,7 @@ package kernels
 // cpuFeatures is what the CPU and the operating system support.
 type cpuFeatures struct {
 	avx2FMA bool // AVX, AVX2 and FMA with YMM state enabled
-	avx512  bool // AVX-512 F, BW, DQ, VL with ZMM state enabled
+	avx512  bool // AVX-512 F, BW, DQ, VL (and BMI2) with ZMM state enabled
 }
 
 // detectCPU reads the CPU features with CPUID and XGETBV.
@@ -27,10 +27,11 @@ func detectCPU() cpuFeatures {
 		return f
 	}
 	_, ebx7, _, _ := cpuid(7, 0)
+	const bmi2 = 1 << 8
 	const avx2, avx512f, avx512dq, avx512bw, avx512vl = 1 << 5, 1 << 16, 1 << 17, 1 << 30, 1 << 31
 	f.avx2FMA = ebx7&avx2 != 0
 	const avx512all = avx512f | avx512dq | avx512bw | avx512vl
-	f.avx512 = f.avx2FMA && ebx7&avx512all == avx512all && xcr0&0xe0 == 0xe0
+	f.avx512 = f.avx2FMA && ebx7&avx512all == avx512all && ebx7&bmi2 != 0 && xcr0&0xe0 == 0xe0
 	return f
 }
 

@@ -28,6 +28,13 @@ func main() {
 		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows)
 		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols)
 	}
+	depthwiseData()
+	dwForward("dw3x3s1AVX512", 1)
+	directData()
+	dwDirectForward("dw3x3DirectS1AVX512", 1)
+	dwDirectForward("dw3x3DirectS2AVX512", 2)
+	dwDirectWeightGrad("dw3x3DirectGradS1AVX512", 1)
+	dwDirectWeightGrad("dw3x3DirectGradS2AVX512", 2)
 	Generate()
 }
 

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Constants of the direct (unpadded) 3x3 depthwise kernels.
+var dwIota, dwConst Mem
+
+// dwConst offsets (int32 values 1, 2, 16, 17, 18, 32).
+const (
+	cOne, cTwo, c16, c17, c18, c32 = 0, 4, 8, 12, 16, 20
+)
+
+func directData() {
+	dwIota = GLOBL("dwIota", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(i)))
+	}
+	dwConst = GLOBL("dwConst", RODATA|NOPTR)
+	for i, v := range []uint32{1, 2, 16, 17, 18, 32} {
+		DATA(4*i, U32(v))
+	}
+}
+
+// directPlane emits the shared structure of the direct 3x3 depthwise
+// kernels: a loop over output rows (selecting the three input rows, or a
+// zero row in the vertical padding) and over blocks of 16 outputs (masking
+// the loads that fall into the horizontal padding). tap is called for every
+// (ky, kx) with the 16 input values of that tap in v; block is called
+// before the taps with the store mask, and done after them.
+type directBody struct {
+	begin func(kst Register, outOff Register)          // before the taps of a block
+	tap   func(ky, kx int, v VecVirtual, kst Register) // one tap
+	end   func(kst Register, outOff Register)          // after the taps of a block
+}
+
+func directPlane(name string, s int, body directBody) {
+	inP := paramAddr("in")
+	zeroP := paramAddr("zero")
+	hP := paramAddr("h")
+	wdP := paramAddr("wd")
+	ohP := paramAddr("oh")
+	owP := paramAddr("ow")
+	ptP := paramAddr("pt")
+	plP := paramAddr("pl")
+
+	wv := ZMM()
+	VPBROADCASTD(wdP, wv)
+	owv := ZMM()
+	VPBROADCASTD(owP, owv)
+	xstart := ZMM() // iota - pl
+	plv := ZMM()
+	VPBROADCASTD(plP, plv)
+	VMOVDQU32(dwIota, xstart)
+	VPSUBD(plv, xstart, xstart)
+	var idx VecVirtual
+	if s == 2 {
+		idx = ZMM()
+		VMOVUPS(evenIndex, idx)
+	}
+	wd4 := GP64()
+	MOVQ(wdP, wd4)
+	SHLQ(Imm(2), wd4)
+	iy := GP64()
+	MOVQ(ptP, iy)
+	NEGQ(iy)
+	oy := GP64()
+	XORQ(oy, oy)
+	outOff := GP64() // byte offset of the current output block
+	XORQ(outOff, outOff)
+
+	Label(name + "_row")
+	var rows [3]GPVirtual
+	for ky := 0; ky < 3; ky++ {
+		r := GP64()
+		t := GP64()
+		MOVQ(iy, t)
+		if ky > 0 {
+			ADDQ(Imm(uint64(ky)), t)
+		}
+		MOVQ(t, r)
+		IMULQ(wd4, r)
+		ADDQ(inP, r)
+		CMPQ(t, hP)
+		CMOVQCC(zeroP, r)
+		rows[ky] = r
+	}
+	off := GP64() // byte offset of the first input value of the block
+	MOVQ(plP, off)
+	SHLQ(Imm(2), off)
+	NEGQ(off)
+	xv := ZMM()
+	VMOVDQA32(xstart, xv)
+	oxv := ZMM()
+	VMOVDQU32(dwIota, oxv)
+	x := GP64()
+	MOVQ(owP, x) // outputs left in this row
+
+	Label(name + "_col")
+	kst := K1
+	VPCMPUD(Imm(1), owv, oxv, kst)
+	klo := [3]Register{K2, K3, K4}
+	khi := [3]Register{K5, K6, K7}
+	t := ZMM()
+	for kx := 0; kx < 3; kx++ {
+		switch kx {
+		case 0:
+			VPCMPUD(Imm(1), wv, xv, klo[kx])
+		case 1:
+			VPADDD_BCST(dwConst.Offset(cOne), xv, t)
+			VPCMPUD(Imm(1), wv, t, klo[kx])
+		case 2:
+			VPADDD_BCST(dwConst.Offset(cTwo), xv, t)
+			VPCMPUD(Imm(1), wv, t, klo[kx])
+		}
+		if s == 2 {
+			VPADDD_BCST(dwConst.Offset(c16+4*kx), xv, t)
+			VPCMPUD(Imm(1), wv, t, khi[kx])
+		}
+	}
+	body.begin(kst, outOff)
+	v := ZMM()
+	v2 := ZMM()
+	for ky := 0; ky < 3; ky++ {
+		for kx := 0; kx < 3; kx++ {
+			m := Mem{Base: rows[ky], Index: off, Scale: 1, Disp: 4 * kx}
+			VMOVUPS_Z(m, klo[kx], v)
+			if s == 2 {
+				VMOVUPS_Z(m.Offset(64), khi[kx], v2)
+				VPERMT2PS(v2, idx, v)
+			}
+			body.tap(ky, kx, v, kst)
+		}
+	}
+	body.end(kst, outOff)
+	if s == 1 {
+		VPADDD_BCST(dwConst.Offset(c16), xv, xv)
+	} else {
+		VPADDD_BCST(dwConst.Offset(c32), xv, xv)
+	}
+	VPADDD_BCST(dwConst.Offset(c16), oxv, oxv)
+	ADDQ(U32(64*s), off)
+	SUBQ(Imm(16), x)
+	JLE(LabelRef(name + "_rowdone"))
+	ADDQ(U32(64), outOff)
+	JMP(LabelRef(name + "_col"))
+
+	Label(name + "_rowdone")
+	// outOff -> start of the next output row: add the outputs of the last block.
+	ADDQ(Imm(16), x)
+	LEAQ(Mem{Base: outOff, Index: x, Scale: 4}, outOff)
+	ADDQ(Imm(uint64(s)), iy)
+	INCQ(oy)
+	CMPQ(oy, ohP)
+	JL(LabelRef(name + "_row"))
+}
+
+// dwDirectForward emits out[y*ow+x] = bias + sum w[ky*3+kx] *
+// in[(s*y-pt+ky)*wd + s*x-pl+kx] over the taps inside the h x wd plane;
+// zero must point to at least wd zero values.
+func dwDirectForward(name string, s int) {
+	TEXT(name, NOSPLIT, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl int)")
+	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
+	outp := Load(Param("out"), GP64())
+	wp := Load(Param("w"), GP64())
+	var w [9]VecVirtual
+	for i := range w {
+		w[i] = ZMM()
+		VBROADCASTSS(Mem{Base: wp, Disp: 4 * i}, w[i])
+	}
+	bias := ZMM()
+	VBROADCASTSS(NewParamAddr("bias", 32), bias)
+	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
+	directPlane(name, s, directBody{
+		begin: func(kst, outOff Register) {},
+		tap: func(ky, kx int, v VecVirtual, kst Register) {
+			switch {
+			case ky == 0 && kx == 0:
+				VMOVAPS(bias, acc[0])
+				VFMADD231PS(v, w[0], acc[0])
+			case kx == 0:
+				VMULPS(v, w[ky*3], acc[ky])
+			default:
+				VFMADD231PS(v, w[ky*3+kx], acc[ky])
+			}
+		},
+		end: func(kst, outOff Register) {
+			VADDPS(acc[1], acc[0], acc[0])
+			VADDPS(acc[2], acc[0], acc[0])
+			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
+		},
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// dwDirectWeightGrad emits the lane-wise partial sums of the weight
+// gradient, acc[(ky*3+kx)*16+l] += dout[y*ow+x] * in[...] for the outputs x
+// of lane l, with the same addressing as dwDirectForward.
+func dwDirectWeightGrad(name string, s int) {
+	TEXT(name, NOSPLIT, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl int)")
+	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of one plane.", name, s))
+	accp := Load(Param("acc"), GP64())
+	dp := Load(Param("dout"), GP64())
+	var acc [9]VecVirtual
+	for i := range acc {
+		acc[i] = ZMM()
+		VMOVUPS(Mem{Base: accp, Disp: 64 * i}, acc[i])
+	}
+	d := ZMM()
+	directPlane(name, s, directBody{
+		begin: func(kst, outOff Register) {
+			VMOVUPS_Z(Mem{Base: dp, Index: outOff, Scale: 1}, kst, d)
+		},
+		tap: func(ky, kx int, v VecVirtual, kst Register) {
+			VFMADD231PS(v, d, kst, acc[ky*3+kx])
+		},
+		end: func(kst, outOff Register) {},
+	})
+	for i := range acc {
+		VMOVUPS(acc[i], Mem{Base: accp, Disp: 64 * i})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// paramAddr returns the frame address of a scalar or pointer parameter of
+// the current function.
+func paramAddr(name string) Mem {
+	b, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
+}

@@ -1,0 +1,18 @@
+//go:build purego || !amd64
+
+package kernels
+
+// dw3x3Forward has no vectorized version in this build.
+func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32) bool {
+	return false
+}
+
+// dw3x3WeightGrad has no vectorized version in this build.
+func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32) bool {
+	return false
+}
+
+// dw3x3InputGrad has no vectorized version in this build.
+func dw3x3InputGrad(s *threadScratch, g *ConvGeom, w, dout, din []float32) bool {
+	return false
+}
