@@ -2,6 +2,7 @@ package onnxio
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -189,9 +190,24 @@ func isInput(g *onnxpb.GraphProto, name string) bool {
 
 func nodeLabel(i int, n *onnxpb.NodeProto) string {
 	if n.GetName() != "" {
-		return fmt.Sprintf("node %d (%s %q)", i, n.GetOpType(), n.GetName())
+		return fmt.Sprintf("node %d (%s %q)", i, opLabel(n.GetOpType()), n.GetName())
 	}
-	return fmt.Sprintf("node %d (%s)", i, n.GetOpType())
+	return fmt.Sprintf("node %d (%s)", i, opLabel(n.GetOpType()))
+}
+
+// opLabel returns an operator type as written when it is a plain
+// identifier, and quoted (so that control characters cannot break an error
+// message) otherwise.
+func opLabel(op string) string {
+	if op == "" {
+		return `""`
+	}
+	for _, r := range op {
+		if !(r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return strconv.Quote(op)
+		}
+	}
+	return op
 }
 
 // locatedTensor is a stored tensor with a description of where it sits in

@@ -84,21 +84,31 @@ func resolveLocation(dir, location string) (string, error) {
 	}
 	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return "", fmt.Errorf("model folder: %w", err)
+		return "", fmt.Errorf("model folder: %v", cause(err))
 	}
 	p := filepath.Join(dir, loc)
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("data file %s does not exist", p)
+			return "", fmt.Errorf("data file %q does not exist", p)
 		}
-		return "", fmt.Errorf("data file %s: %w", p, err)
+		return "", fmt.Errorf("data file %q: %v", p, cause(err))
 	}
 	rel, err := filepath.Rel(root, real)
 	if err != nil || !filepath.IsLocal(rel) {
-		return "", fmt.Errorf("location %q resolves through a symlink to %s, outside the model's folder", location, real)
+		return "", fmt.Errorf("location %q resolves through a symlink to %q, outside the model's folder", location, real)
 	}
 	return real, nil
+}
+
+// cause strips the path from a *fs.PathError, whose %s form would print a
+// path taken from the model unquoted.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // externalFile is an open external data file.
@@ -158,30 +168,30 @@ func loadExternal(t *onnxpb.TensorProto, dir string, files map[string]*externalF
 	if !ok {
 		f, err := os.Open(real)
 		if err != nil {
-			return err
+			return fmt.Errorf("data file %q: %v", real, cause(err))
 		}
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
-			return err
+			return fmt.Errorf("data file %q: %v", real, cause(err))
 		}
 		if !st.Mode().IsRegular() {
 			f.Close()
-			return fmt.Errorf("data file %s is not a regular file", real)
+			return fmt.Errorf("data file %q is not a regular file", real)
 		}
 		ef = &externalFile{f: f, path: real, size: st.Size()}
 		files[real] = ef
 		*budget += st.Size()
 	}
 	if ref.offset > ef.size || want > ef.size-ref.offset {
-		return fmt.Errorf("offset %d + length %d lies outside data file %s (%d bytes)", ref.offset, want, ef.path, ef.size)
+		return fmt.Errorf("offset %d + length %d lies outside data file %q (%d bytes)", ref.offset, want, ef.path, ef.size)
 	}
 	if *loaded+want > *budget {
 		return fmt.Errorf("tensors reference %d bytes or more in total, more than their data files hold (%d bytes): overlapping ranges", *loaded+want, *budget)
 	}
 	buf := make([]byte, want)
 	if _, err := ef.f.ReadAt(buf, ref.offset); err != nil {
-		return fmt.Errorf("read %d bytes at offset %d of %s: %w", want, ref.offset, ef.path, err)
+		return fmt.Errorf("read %d bytes at offset %d of %q: %v", want, ref.offset, ef.path, cause(err))
 	}
 	*loaded += want
 	t.RawData = buf

@@ -337,6 +337,7 @@ func TestLoadExternalDataErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, want: "outside the model's folder"},
+		{name: "missing file with a newline in its name", entries: [][2]string{{"location", "a\nb.bin"}}, setup: std, want: `a\nb.bin" does not exist`},
 		{name: "missing file", entries: [][2]string{{"location", "absent.bin"}}, setup: std, want: "does not exist"},
 		{name: "data file is a folder", entries: [][2]string{{"location", "sub"}}, setup: func(t *testing.T, dir string) {
 			if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {

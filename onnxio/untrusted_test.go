@@ -117,6 +117,11 @@ func TestLoadUntrusted(t *testing.T) {
 		{"duplicate initializer", mutateModel(t, func(m *onnxpb.ModelProto) {
 			m.Graph.Initializer = append(m.Graph.Initializer, proto.Clone(m.Graph.Initializer[0]).(*onnxpb.TensorProto))
 		}), []string{`initializer "W" appears twice`}},
+		{"control characters in names", mutateModel(t, func(m *onnxpb.ModelProto) {
+			m.Graph.Node[1].OpType = "Re\nlu"
+			m.Graph.Node[1].Name = "relu\n0"
+			m.Graph.Node[1].Input[0] = "no\nwhere"
+		}), []string{`node 1 ("Re\nlu" "relu\n0")`, `"no\nwhere"`, "undefined value"}},
 		{"unnamed initializer", mutateModel(t, func(m *onnxpb.ModelProto) { w(m).Name = "" }), []string{"initializer 0 has no name"}},
 	}
 	dir := t.TempDir()
