@@ -23,6 +23,7 @@ type eigenResult struct {
 	vals  []float64      // k values, decreasing
 	vecs  blas64.General // n x k, orthonormal columns
 	basis blas64.General // n x l orthonormal Ritz basis (l >= k), for warm starts
+	ritz  []float64      // the l Ritz values of basis, decreasing
 	// rounds is the number of filter rounds used (0 for the dense path).
 	rounds int
 }
@@ -39,9 +40,9 @@ func basisSize(n, k, oversample int) int {
 
 // topEigen returns the k largest eigenpairs of the symmetric positive
 // semidefinite n x n matrix h (full storage, not modified). warm, when it is
-// an n x l matrix with orthonormal columns of the right size, starts the
-// iteration from that basis.
-func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (eigenResult, error) {
+// the result of an earlier call for a nearby matrix, starts the iteration
+// from its basis.
+func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *mixed) (eigenResult, error) {
 	n := h.Rows
 	l := basisSize(n, k, cfg.oversample)
 	if cfg.exact || n <= 64 || 2*l > n {
@@ -49,11 +50,11 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 	}
 	var ws qrWork
 	var q blas64.General
-	cold := warm == nil || warm.Rows != n || warm.Cols != l
+	cold := warm == nil || warm.basis.Rows != n || warm.basis.Cols != l
 	if cold {
 		q = randomOrthonormal(n, l, cfg.seed, &ws)
 	} else {
-		q = cloneGeneral(*warm)
+		q = cloneGeneral(warm.basis)
 	}
 	degree := cfg.degree
 	if degree <= 0 {
@@ -64,21 +65,27 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 		maxRounds = 12
 	}
 	tr := trace(h)
+	mx.forget()
 	hq := newGeneral(n, l)
 	t := newGeneral(l, l)
 	y0, y1, y2 := newGeneral(n, l), newGeneral(n, l), newGeneral(n, l)
 
-	// rayleighRitz computes h·q into hq and the Ritz pairs of span(q).
-	rayleighRitz := func() ([]float64, blas64.General, error) {
-		mul(blas.NoTrans, blas.NoTrans, 1, h, q, 0, hq)
-		mul(blas.Trans, blas.NoTrans, 1, q, hq, 0, t)
+	// rayleighRitz computes h·q into hq, the projected matrix t = qᵀ h q
+	// and its eigenvalues (the Ritz values of span(q)); tcopy keeps t for
+	// the final eigenvectors.
+	tcopy := newGeneral(l, l)
+	rayleighRitz := func() ([]float64, error) {
+		mx.mulH(1, h, q, hq)
+		mx.gemm(blas.Trans, blas.NoTrans, 1, q, hq, t)
 		for i := 0; i < l; i++ {
 			for j := i + 1; j < l; j++ {
 				v := 0.5 * (t.Data[i*l+j] + t.Data[j*l+i])
 				t.Data[i*l+j], t.Data[j*l+i] = v, v
 			}
 		}
-		return symEigen(t, true)
+		copy(tcopy.Data, t.Data)
+		vals, _, err := symEigen(t, false)
+		return vals, err
 	}
 	captured := func(theta []float64) float64 {
 		s := 0.0
@@ -98,12 +105,12 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 			y1.Data[i] = 2/b*hq.Data[i] - q.Data[i]
 		}
 		for m := 2; m <= degree; m++ {
-			mul(blas.NoTrans, blas.NoTrans, 4/b, h, y1, 0, y2)
+			mx.mulH(4/b, h, y1, y2)
 			for i := range y2.Data {
 				y2.Data[i] -= 2*y1.Data[i] + y0.Data[i]
 			}
 			y0, y1, y2 = y1, y2, y0
-			if s := maxAbs(y1); s > 1e100 {
+			if s := maxAbs(y1); s > 1e30 {
 				inv := 1 / s
 				for i := range y1.Data {
 					y1.Data[i] *= inv
@@ -116,7 +123,6 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 	}
 
 	var theta []float64
-	var z blas64.General
 	var err error
 	prev := 0.0 // captured trace before the last round
 	rounds := 0
@@ -124,7 +130,7 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 		// A random start carries no spectral information: begin with
 		// power steps, q ← orth(h^m q).
 		for m := 0; m < degree; m++ {
-			mul(blas.NoTrans, blas.NoTrans, 1, h, q, 0, hq)
+			mx.mulH(1, h, q, hq)
 			copy(q.Data, hq.Data)
 			if s := maxAbs(q); s > 0 {
 				for i := range q.Data {
@@ -135,8 +141,12 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 		orthonormalize(q, &ws)
 		rounds = 1
 	}
-	theta, z, err = rayleighRitz()
-	if err != nil {
+	if !cold && maxRounds == 1 && len(warm.ritz) == l {
+		// One cheap round from a warm start: take the damping bound from
+		// the previous Ritz values instead of a new Rayleigh–Ritz step.
+		mx.mulH(1, h, q, hq)
+		theta = warm.ritz
+	} else if theta, err = rayleighRitz(); err != nil {
 		return eigenResult{}, err
 	}
 	for {
@@ -167,15 +177,19 @@ func topEigen(h blas64.General, k int, warm *blas64.General, cfg eigenConfig) (e
 		}
 		filter(b)
 		rounds++
-		theta, z, err = rayleighRitz()
+		theta, err = rayleighRitz()
 		if err != nil {
 			return eigenResult{}, err
 		}
 	}
-	// Rotate the basis onto the Ritz vectors.
+	// Ritz vectors: rotate the basis onto the eigenvectors of qᵀ h q.
+	theta, z, err := symEigen(tcopy, true)
+	if err != nil {
+		return eigenResult{}, err
+	}
 	basis := newGeneral(n, l)
 	mul(blas.NoTrans, blas.NoTrans, 1, q, z, 0, basis)
-	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: basis, rounds: rounds}
+	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: basis, ritz: theta, rounds: rounds}
 	for i := range res.vals {
 		res.vals[i] = math.Max(theta[i], 0)
 	}
@@ -193,7 +207,7 @@ func denseTopEigen(h blas64.General, k int) (eigenResult, error) {
 	if err != nil {
 		return eigenResult{}, err
 	}
-	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: v}
+	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: v, ritz: vals}
 	for i := range res.vals {
 		res.vals[i] = math.Max(vals[i], 0)
 	}

@@ -14,7 +14,7 @@ type Options struct {
 	// MaxIter bounds the alternations of the diag residual (default 100).
 	MaxIter int
 	// Tol stops the diag alternation once an alternation lowers the squared
-	// error by less than Tol times its current value (default 1e-6).
+	// error by less than Tol times its current value (default 1e-5).
 	Tol float64
 	// EigenTol stops the subspace iteration once the estimated gap between
 	// the captured squared norm and the optimum is below EigenTol times the
@@ -31,6 +31,14 @@ type Options struct {
 	// Exact uses gonum's dense symmetric eigensolver instead of subspace
 	// iteration (slow for large matrices; a reference).
 	Exact bool
+	// Precise runs the products of the subspace iteration in float64 with
+	// gonum instead of float32 with the project's GEMM kernels (slower; the
+	// chosen subspace is the same to about float32 precision, and all other
+	// steps are float64 in both modes).
+	Precise bool
+	// Threads bounds the threads of the float32 kernels per factorization
+	// (0: GOMAXPROCS).
+	Threads int
 	// Lambda regularizes data-aware factorization: the covariance Σ is
 	// replaced by Σ + Lambda·mean(diag Σ)·I (default 1e-4; must be >= 0,
 	// use a tiny positive value to effectively disable it).
@@ -43,14 +51,14 @@ type Options struct {
 // Defaults for Options.
 const (
 	DefaultMaxIter  = 100
-	DefaultTol      = 1e-6
+	DefaultTol      = 1e-5
 	DefaultEigenTol = 1e-4
 	DefaultLambda   = 1e-4
 )
 
 func (o Options) withDefaults() (Options, error) {
-	if o.MaxIter < 0 || o.Tol < 0 || o.EigenTol < 0 || o.Oversample < 0 || o.Degree < 0 || o.Lambda < 0 || o.SpectrumRank < 0 {
-		return o, errors.New("svd options: MaxIter, Tol, EigenTol, Oversample, Degree, Lambda and SpectrumRank must not be negative")
+	if o.MaxIter < 0 || o.Tol < 0 || o.EigenTol < 0 || o.Oversample < 0 || o.Degree < 0 || o.Lambda < 0 || o.SpectrumRank < 0 || o.Threads < 0 {
+		return o, errors.New("svd options: MaxIter, Tol, EigenTol, Oversample, Degree, Lambda, SpectrumRank and Threads must not be negative")
 	}
 	if math.IsNaN(o.Tol) || math.IsNaN(o.EigenTol) || math.IsNaN(o.Lambda) || math.IsInf(o.Lambda, 0) {
 		return o, errors.New("svd options: Tol, EigenTol and Lambda must be finite numbers")
@@ -186,6 +194,7 @@ func factorize(w []float32, out, in, rank int, kind ResidualKind, cov []float64,
 		wm = transpose(wm)
 	}
 	pb := newProblem(wm, sig, rank, o)
+	defer pb.close()
 	var s solution
 	iters := 0
 	switch kind.Type {
@@ -268,10 +277,13 @@ type problem struct {
 	rank int
 	opts Options
 	cfg  eigenConfig
+	mx   *mixed
 }
 
+func (pb *problem) close() { pb.mx.close() }
+
 func newProblem(w, sig blas64.General, rank int, o Options) *problem {
-	pb := &problem{w: w, sig: sig, rank: rank, opts: o, cfg: o.eigen()}
+	pb := &problem{w: w, sig: sig, rank: rank, opts: o, cfg: o.eigen(), mx: newMixed(o.Precise, o.Threads)}
 	if sig.Rows == 0 {
 		pb.p = w
 		pb.g0 = gram(w)
@@ -330,9 +342,9 @@ type solution struct {
 	err2 float64 // objective: tr(H(d)) − Σ θ
 }
 
-func (pb *problem) solve(d []float64, warm *blas64.General, cfg eigenConfig) (solution, error) {
+func (pb *problem) solve(d []float64, warm *eigenResult, cfg eigenConfig) (solution, error) {
 	h := pb.h(d)
-	e, err := topEigen(h, pb.rank, warm, cfg)
+	e, err := topEigen(h, pb.rank, warm, cfg, pb.mx)
 	if err != nil {
 		return solution{}, err
 	}
@@ -351,7 +363,7 @@ func (pb *problem) diag() (solution, int, error) {
 	if err != nil {
 		return solution{}, 0, err
 	}
-	sID, err := pb.solve(constant(n, 1), &sNone.eig.basis, pb.cfg)
+	sID, err := pb.solve(constant(n, 1), &sNone.eig, pb.cfg)
 	if err != nil {
 		return solution{}, 0, err
 	}
@@ -363,7 +375,7 @@ func (pb *problem) diag() (solution, int, error) {
 	for i := range dw {
 		dw[i] = pb.w.Data[i*pb.w.Stride+i]
 	}
-	sW, err := pb.solve(dw, &best.eig.basis, pb.cfg)
+	sW, err := pb.solve(dw, &best.eig, pb.cfg)
 	if err != nil {
 		return solution{}, 0, err
 	}
@@ -379,7 +391,7 @@ func (pb *problem) diag() (solution, int, error) {
 	iters := 0
 	for iters < pb.opts.MaxIter {
 		dn := pb.updateD(cur)
-		sn, err := pb.solve(dn, &cur.eig.basis, warmCfg)
+		sn, err := pb.solve(dn, &cur.eig, warmCfg)
 		if err != nil {
 			return solution{}, iters, err
 		}
@@ -394,7 +406,7 @@ func (pb *problem) diag() (solution, int, error) {
 		cur = sn
 	}
 	if best.d != nil {
-		final, err := pb.solve(best.d, &best.eig.basis, pb.cfg)
+		final, err := pb.solve(best.d, &best.eig, pb.cfg)
 		if err != nil {
 			return solution{}, iters, err
 		}
@@ -416,7 +428,7 @@ func (pb *problem) updateD(s solution) []float64 {
 	n, r := pb.w.Rows, pb.rank
 	u := s.eig.vecs
 	k := newGeneral(r, n)
-	mul(blas.Trans, blas.NoTrans, 1, u, pb.w, 0, k) // Uᵀ W
+	pb.mx.gemm(blas.Trans, blas.NoTrans, 1, u, pb.w, k) // Uᵀ W
 	d := make([]float64, n)
 	old := func(j int) float64 {
 		if s.d == nil {
@@ -447,7 +459,7 @@ func (pb *problem) updateD(s solution) []float64 {
 		}
 	}
 	cs := newGeneral(r, n)
-	mul(blas.NoTrans, blas.NoTrans, 1, k, pb.sig, 0, cs)
+	pb.mx.gemm(blas.NoTrans, blas.NoTrans, 1, k, pb.sig, cs)
 	for i := 0; i < n; i++ {
 		v := pb.p.Data[i*pb.p.Stride+i]
 		for c := 0; c < r; c++ {

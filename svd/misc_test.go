@@ -89,7 +89,10 @@ func TestBadArguments(t *testing.T) {
 		{"asymmetric cov", func() error { _, err := FactorizeData(w, 16, 16, 4, KindNone, asym, Options{}); return err }, "symmetric"},
 		{"negative variance", func() error { _, err := FactorizeData(w, 16, 16, 4, KindNone, negDiag, Options{}); return err }, "negative"},
 		{"infinite cov", func() error { _, err := FactorizeData(w, 16, 16, 4, KindNone, covNaN, Options{}); return err }, "Inf"},
-		{"zero cov", func() error { _, err := FactorizeData(w, 16, 16, 4, KindNone, make([]float64, 256), Options{}); return err }, "zero"},
+		{"zero cov", func() error {
+			_, err := FactorizeData(w, 16, 16, 4, KindNone, make([]float64, 256), Options{})
+			return err
+		}, "zero"},
 		{"nil factors", func() error { _, err := OutputError(w, nil, eye); return err }, "nil"},
 		{"factors mismatch", func() error {
 			_, err := OutputError(w, &Factors{Rank: 2, In: 16, Out: 16, A: make([]float32, 3)}, eye)

@@ -1,0 +1,101 @@
+package svd
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+
+	"github.com/lprconv/lprconv/engine/kernels"
+)
+
+// mixed runs the matrix products that only steer the search of a subspace:
+// in float32 on the project's GEMM kernels (engine/kernels) by default, or in
+// float64 with gonum in precise mode. Gram matrices, orthonormalization,
+// Rayleigh–Ritz eigenproblems, the final projection C = Uᵀ M and every
+// reported error stay in float64 in both modes: a float32-level perturbation
+// of the search subspace changes the captured squared norm only to second
+// order (about 1e-14 relative), and the factors are the exact float64
+// projection onto whatever subspace was found.
+type mixed struct {
+	precise bool
+	ctx     *kernels.Context
+	a32     []float32
+	b32     []float32
+	c32     []float32
+	// hSrc and h32 cache the float32 copy of the last symmetric matrix.
+	hSrc *float64
+	h32  []float32
+}
+
+func newMixed(precise bool, threads int) *mixed {
+	m := &mixed{precise: precise}
+	if !precise {
+		m.ctx = kernels.NewContext(threads)
+	}
+	return m
+}
+
+// close releases the kernel threads.
+func (m *mixed) close() {
+	if m.ctx != nil {
+		m.ctx.Close()
+	}
+}
+
+func toF32(dst []float32, src []float64) []float32 {
+	if cap(dst) < len(src) {
+		dst = make([]float32, len(src))
+	}
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = float32(v)
+	}
+	return dst
+}
+
+// gemm sets c = alpha·op(a)·op(b) for compact matrices.
+func (m *mixed) gemm(ta, tb blas.Transpose, alpha float64, a, b, c blas64.General) {
+	if m.precise {
+		mul(ta, tb, alpha, a, b, 0, c)
+		return
+	}
+	m.a32 = toF32(m.a32, a.Data)
+	m.b32 = toF32(m.b32, b.Data)
+	m.gemm32(ta, tb, alpha, m.a32, a, m.b32, b, c)
+}
+
+// mulH sets y = alpha·H·x for the symmetric n x n matrix h; its float32
+// copy is cached while the same h is used.
+func (m *mixed) mulH(alpha float64, h, x, y blas64.General) {
+	if m.precise {
+		mul(blas.NoTrans, blas.NoTrans, alpha, h, x, 0, y)
+		return
+	}
+	if m.hSrc != &h.Data[0] || len(m.h32) != len(h.Data) {
+		m.h32 = toF32(m.h32, h.Data)
+		m.hSrc = &h.Data[0]
+	}
+	m.b32 = toF32(m.b32, x.Data)
+	m.gemm32(blas.NoTrans, blas.NoTrans, alpha, m.h32, h, m.b32, x, y)
+}
+
+// forget drops the cached float32 copy of h (call when h is modified in place).
+func (m *mixed) forget() { m.hSrc = nil }
+
+func (m *mixed) gemm32(ta, tb blas.Transpose, alpha float64, a32 []float32, a blas64.General, b32 []float32, b, c blas64.General) {
+	rows, inner := a.Rows, a.Cols
+	if ta == blas.Trans {
+		rows, inner = a.Cols, a.Rows
+	}
+	cols := b.Cols
+	if tb == blas.Trans {
+		cols = b.Rows
+	}
+	if cap(m.c32) < rows*cols {
+		m.c32 = make([]float32, rows*cols)
+	}
+	m.c32 = m.c32[:rows*cols]
+	m.ctx.Sgemm(ta == blas.Trans, tb == blas.Trans, rows, cols, inner, float32(alpha), a32, a.Cols, b32, b.Cols, 0, m.c32, cols)
+	for i, v := range m.c32 {
+		c.Data[i] = float64(v)
+	}
+}
