@@ -4,7 +4,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -35,13 +41,26 @@ func benchModel(b *testing.B, m *onnxpb.ModelProto, shape []int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if err := p.Forward(in); err != nil {
 			b.Fatal(err)
 		}
 	}
+	// CPU time per run is less sensitive than wall time to other processes
+	// competing for the cores.
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(b.N*shape[0])/b.Elapsed().Seconds(), "images/s")
 	b.ReportMetric(float64(p.PeakActivationBytes())/(1<<20), "peak-MiB")
+}
+
+// cpuTime returns the process's user+system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // fixtureOrSynthetic loads testdata/models/<file> when it exists, else
@@ -83,4 +102,73 @@ func BenchmarkMobileNetV1ImageNet(b *testing.B) {
 	m := mobileNetV1(1, 224, 1000)
 	b.Run("batch1", func(b *testing.B) { benchModel(b, m, []int{1, 3, 224, 224}) })
 	b.Run("batch8", func(b *testing.B) { benchModel(b, m, []int{8, 3, 224, 224}) })
+}
+
+// threadCPU returns the CPU time of the calling OS thread in nanoseconds.
+func threadCPU() int64 {
+	var ts syscall.Timespec
+	const clockThreadCPUTimeID = 3
+	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
+	return ts.Nano()
+}
+
+// TestProfileModels prints per-operator single-thread CPU times of a model
+// when ENGINE_PROFILE=<model path>[:batch] is set (a tuning tool, not a
+// check): thread CPU time does not count time lost to other processes.
+func TestProfileModels(t *testing.T) {
+	if os.Getenv("ENGINE_PROFILE") == "" {
+		t.Skip("set ENGINE_PROFILE=<model path>[:batch] to profile")
+	}
+	spec := os.Getenv("ENGINE_PROFILE")
+	batch := 64
+	if i := strings.LastIndex(spec, ":"); i > 0 {
+		batch, _ = strconv.Atoi(spec[i+1:])
+		spec = spec[:i]
+	}
+	m, err := onnxio.Load(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shape []int
+	for i, d := range m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim() {
+		v := int(d.GetDimValue())
+		if i == 0 {
+			v = batch
+		}
+		shape = append(shape, v)
+	}
+	name := m.Graph.Input[0].Name
+	p := mustCompile(t, m, Options{Threads: 1, InputShapes: map[string][]int{name: shape}})
+	in := map[string]*Tensor{name: randTensor(rand.New(rand.NewPCG(1, 1)), shape...)}
+	if err := p.Forward(in); err != nil {
+		t.Fatal(err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	times := make([]StepTime, len(p.steps))
+	const runs = 10
+	for r := 0; r < runs; r++ {
+		for i, st := range p.steps {
+			t0 := threadCPU()
+			if err := st.Op.Forward(p.ctx, st.In, st.Out); err != nil {
+				t.Fatal(err)
+			}
+			times[i].Time += time.Duration(threadCPU() - t0)
+		}
+	}
+	for i, st := range p.steps {
+		op := st.Node.OpType
+		if c, ok := st.Op.(*ConvOp); ok {
+			switch {
+			case c.Kind == convDepthwise:
+				op = "Conv/depthwise"
+			case c.Kind == convPointwise:
+				op = "Conv/pointwise"
+			default:
+				op = "Conv/general"
+			}
+		}
+		times[i] = StepTime{Index: st.Index, OpType: op, Name: st.Node.Name, Shape: st.Out[0].Shape, Time: times[i].Time / runs}
+	}
+	t.Log("\n" + FormatProfile(times, 12))
 }

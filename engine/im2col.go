@@ -2,16 +2,17 @@ package engine
 
 import "github.com/lprconv/lprconv/engine/kernels"
 
-// im2col unfolds the g.C input planes of in into col, one row per (channel,
-// ky, kx) and one column per output pixel; taps in the padding are 0.
-func im2col(g kernels.ConvGeom, in, col []float32) {
+// im2colLD unfolds the g.C input planes of in into col, one row per
+// (channel, ky, kx) starting ld floats apart, and one column per output
+// pixel; taps in the padding are 0.
+func im2colLD(g kernels.ConvGeom, in, col []float32, ld int) {
 	ohw := g.OH * g.OW
 	row := 0
 	for c := 0; c < g.C; c++ {
 		plane := in[c*g.H*g.W : (c+1)*g.H*g.W]
 		for ky := 0; ky < g.KH; ky++ {
 			for kx := 0; kx < g.KW; kx++ {
-				dst := col[row*ohw : (row+1)*ohw]
+				dst := col[row*ld : row*ld+ohw]
 				row++
 				// output columns whose input x lies inside [0, W)
 				off := kx*g.Dilations[1] - g.Pads[1]

@@ -51,6 +51,7 @@ type Ctx struct {
 	// Threads is the number of threads ops may use.
 	Threads int
 	scratch []float32
+	pool    *pool
 }
 
 // Scratch returns a float32 buffer of length n. Its content is undefined;

@@ -121,7 +121,49 @@ type ConvOp struct {
 	Kind           convKind
 	// Act, when set, is a fused Relu or Clip applied to the output.
 	Act *UnaryOp
+	// Chunk > 0 selects the batched path for group-1 convolutions with
+	// small output planes: Chunk images at a time are unfolded side by side
+	// into one [K, Chunk*OH*OW] matrix, multiplied by W in one GEMM, and
+	// scattered back to NCHW with bias and activation.
+	Chunk int
+	// taps lists, for small depthwise planes, every (output, input, weight)
+	// index triple of one plane; nil uses the depthwise kernel.
+	taps []dwTap
+
+	cur convRun // operands of the current Forward, for worker threads
 }
+
+// dwTap is one multiply-add of a depthwise plane: out[o] += in[i] * w[k].
+type dwTap struct{ o, i, k int32 }
+
+type convPhase int
+
+const (
+	phasePack convPhase = iota
+	phaseUnpack
+	phaseDepthwise
+)
+
+type convRun struct {
+	phase      convPhase
+	x, y, bias []float32
+	w          []float32
+	b, yp      []float32 // batched path: unfolded input and GEMM output
+	n0, cols   int
+	lo, hi     float32 // fused activation bounds
+	act        bool
+}
+
+// batchedPlaneLimit is the largest output plane (OH*OW) for which the
+// batched GEMM path is used; larger planes make per-image GEMMs efficient.
+const batchedPlaneLimit = 1024
+
+// batchedScratchLimit bounds the scratch of the batched path, in floats.
+const batchedScratchLimit = 4 << 20
+
+// smallPlaneLimit is the largest output plane for which depthwise
+// convolutions use precomputed tap lists.
+const smallPlaneLimit = 16
 
 func buildConv(b *nodeBuild) (Op, error) {
 	x, err := b.need(0)
@@ -174,17 +216,52 @@ func buildConv(b *nodeBuild) (Op, error) {
 		op.Kind = convDepthwise
 		op.Geom.C = c
 	}
+	ohw := g.OH * g.OW
+	if op.Kind == convDepthwise && ohw <= smallPlaneLimit {
+		op.taps = depthwiseTaps(op.Geom)
+	}
+	if group == 1 && n > 1 && ohw < batchedPlaneLimit && !(op.Kind == convPointwise && ohw == 1) {
+		kk := c * g.KH * g.KW
+		op.Chunk = min(n, max(1, batchedScratchLimit/((kk+m)*ohw)))
+	}
 	b.setOut(0, append([]int{n, m}, out...), Float32)
 	return op, nil
 }
 
-// ScratchFloats returns the im2col buffer size of a general convolution.
+// depthwiseTaps lists the multiply-adds of one depthwise plane of g.
+func depthwiseTaps(g kernels.ConvGeom) []dwTap {
+	var taps []dwTap
+	for oy := 0; oy < g.OH; oy++ {
+		for ox := 0; ox < g.OW; ox++ {
+			for ky := 0; ky < g.KH; ky++ {
+				iy := oy*g.Strides[0] - g.Pads[0] + ky*g.Dilations[0]
+				if iy < 0 || iy >= g.H {
+					continue
+				}
+				for kx := 0; kx < g.KW; kx++ {
+					ix := ox*g.Strides[1] - g.Pads[1] + kx*g.Dilations[1]
+					if ix < 0 || ix >= g.W {
+						continue
+					}
+					taps = append(taps, dwTap{o: int32(oy*g.OW + ox), i: int32(iy*g.W + ix), k: int32(ky*g.KW + kx)})
+				}
+			}
+		}
+	}
+	return taps
+}
+
+// ScratchFloats returns the im2col or batched-path buffer size.
 func (op *ConvOp) ScratchFloats() int {
+	g := op.Geom
+	ohw := g.OH * g.OW
+	if op.Chunk > 0 {
+		return (op.C*g.KH*g.KW + op.M) * op.Chunk * ohw
+	}
 	if op.Kind != convGeneral {
 		return 0
 	}
-	g := op.Geom
-	return g.C * g.KH * g.KW * g.OH * g.OW
+	return g.C * g.KH * g.KW * ohw
 }
 
 // Forward computes Y = conv(X, W) + B.
@@ -197,8 +274,31 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	g := op.Geom
 	ohw, hw := g.OH*g.OW, g.H*g.W
 	if op.Kind == convDepthwise {
+		if op.taps != nil {
+			op.setRun(phaseDepthwise, x, y, w, bias)
+			c.parallelFor(op.N*op.C, len(op.taps), op)
+			op.cur = convRun{}
+			return nil
+		}
 		kernels.DepthwiseConv2D(c.K, g, op.N, x, w, bias, y)
-		op.activate(y)
+		op.activate(c, y)
+		return nil
+	}
+	if op.Chunk > 0 {
+		op.forwardBatched(c, x, w, bias, y)
+		return nil
+	}
+	if op.Kind == convPointwise && ohw == 1 && op.Group == 1 {
+		// X is [N, C]: Y[N, M] = X * W^T in one GEMM
+		var beta float32
+		if bias != nil {
+			beta = 1
+			for i := 0; i < op.N; i++ {
+				copy(y[i*op.M:(i+1)*op.M], bias)
+			}
+		}
+		c.K.Sgemm(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, beta, y, op.M)
+		op.activate(c, y)
 		return nil
 	}
 	var beta float32
@@ -217,7 +317,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	kk := cg * g.KH * g.KW
 	if op.Kind == convPointwise && op.Group == 1 {
 		c.K.SgemmBatched(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, beta, y, hw, op.M*hw, op.N)
-		op.activate(y)
+		op.activate(c, y)
 		return nil
 	}
 	var col []float32
@@ -231,28 +331,121 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 			wg := w[gi*mg*kk : (gi+1)*mg*kk]
 			src := xg
 			if op.Kind == convGeneral {
-				im2col(g, xg, col)
+				im2colLD(g, xg, col, ohw)
 				src = col
 			}
 			c.K.Sgemm(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, beta, yg, ohw)
 		}
-		op.activate(y[i*op.M*ohw : (i+1)*op.M*ohw])
+		op.activate(c, y[i*op.M*ohw:(i+1)*op.M*ohw])
 	}
 	return nil
 }
 
+func (op *ConvOp) setRun(phase convPhase, x, y, w, bias []float32) {
+	op.cur = convRun{phase: phase, x: x, y: y, w: w, bias: bias, lo: float32(math.Inf(-1)), hi: float32(math.Inf(1))}
+	if op.Act != nil {
+		op.cur.act = true
+		op.cur.lo, op.cur.hi = 0, float32(math.Inf(1))
+		if op.Act.Kind == uClip {
+			op.cur.lo, op.cur.hi = op.Act.Lo, op.Act.Hi
+		}
+	}
+}
+
+// forwardBatched runs a group-1 convolution Chunk images at a time as one
+// GEMM each.
+func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32) {
+	g := op.Geom
+	ohw := g.OH * g.OW
+	kk := op.C * g.KH * g.KW
+	op.setRun(phasePack, x, y, w, bias)
+	scratch := c.Scratch(op.ScratchFloats())
+	for n0 := 0; n0 < op.N; n0 += op.Chunk {
+		nb := min(op.Chunk, op.N-n0)
+		cols := nb * ohw
+		r := &op.cur
+		r.n0, r.cols = n0, cols
+		r.b = scratch[:kk*cols]
+		r.yp = scratch[kk*cols : (kk+op.M)*cols]
+		r.phase = phasePack
+		c.parallelFor(nb, kk*ohw, op)
+		c.K.Sgemm(false, false, op.M, cols, kk, 1, w, kk, r.b, cols, 0, r.yp, cols)
+		r.phase = phaseUnpack
+		c.parallelFor(nb*op.M, ohw, op)
+	}
+	op.cur = convRun{}
+}
+
+// run does one phase of the batched or small-depthwise path over [lo, hi).
+func (op *ConvOp) run(lo, hi int) {
+	r := &op.cur
+	g := op.Geom
+	hw, ohw := g.H*g.W, g.OH*g.OW
+	switch r.phase {
+	case phasePack:
+		for i := lo; i < hi; i++ {
+			xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
+			if op.Kind == convPointwise {
+				for ch := 0; ch < op.C; ch++ {
+					copy(r.b[ch*r.cols+i*ohw:ch*r.cols+(i+1)*ohw], xi[ch*hw:(ch+1)*hw])
+				}
+			} else {
+				im2colLD(g, xi, r.b[i*ohw:], r.cols)
+			}
+		}
+	case phaseUnpack:
+		nb := r.cols / ohw
+		for j := lo; j < hi; j++ {
+			i, m := j/op.M, j%op.M
+			_ = nb
+			src := r.yp[m*r.cols+i*ohw : m*r.cols+(i+1)*ohw]
+			dst := r.y[((r.n0+i)*op.M+m)*ohw : ((r.n0+i)*op.M+m+1)*ohw]
+			var bv float32
+			if r.bias != nil {
+				bv = r.bias[m]
+			}
+			if r.act {
+				for k, v := range src {
+					dst[k] = clamp(v+bv, r.lo, r.hi)
+				}
+			} else {
+				for k, v := range src {
+					dst[k] = v + bv
+				}
+			}
+		}
+	case phaseDepthwise:
+		ksz := g.KH * g.KW
+		for p := lo; p < hi; p++ {
+			ch := p % op.C
+			xp := r.x[p*hw : (p+1)*hw]
+			yp := r.y[p*ohw : (p+1)*ohw]
+			wp := r.w[ch*ksz : (ch+1)*ksz]
+			var bv float32
+			if r.bias != nil {
+				bv = r.bias[ch]
+			}
+			for k := range yp {
+				yp[k] = bv
+			}
+			for _, t := range op.taps {
+				yp[t.o] += xp[t.i] * wp[t.k]
+			}
+			if r.act {
+				for k, v := range yp {
+					yp[k] = clamp(v, r.lo, r.hi)
+				}
+			}
+		}
+	}
+}
+
 // activate applies the fused activation in place.
-func (op *ConvOp) activate(y []float32) {
+func (op *ConvOp) activate(c *Ctx, y []float32) {
 	if op.Act == nil {
 		return
 	}
-	lo, hi := float32(0), float32(math.Inf(1))
-	if op.Act.Kind == uClip {
-		lo, hi = op.Act.Lo, op.Act.Hi
-	}
-	for i, v := range y {
-		y[i] = min(max(v, lo), hi)
-	}
+	op.Act.apply(c, y, y, op.Act.Lo, op.Act.Hi)
 }
 
 // BatchNormOp is an inference-mode BatchNormalization over axis 1.

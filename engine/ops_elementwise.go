@@ -28,6 +28,10 @@ type UnaryOp struct {
 	Alpha, Beta float32 // HardSigmoid, LeakyRelu
 	Lo, Hi      float32 // Clip bounds (attribute form or constant inputs)
 	clipInputs  bool    // Clip bounds come from inputs 1 and 2 at run time
+
+	// operands of the current apply, for the worker threads
+	x, y   []float32
+	lo, hi float32
 }
 
 func buildUnary(k unaryKind) func(b *nodeBuild) (Op, error) {
@@ -79,11 +83,36 @@ func buildUnary(k unaryKind) func(b *nodeBuild) (Op, error) {
 
 // Forward applies the function.
 func (op *UnaryOp) Forward(c *Ctx, in, out []*Tensor) error {
-	x, y := in[0].F, out[0].F
+	lo, hi := op.Lo, op.Hi
+	if op.clipInputs {
+		if len(in) > 1 && in[1] != nil {
+			lo = in[1].F[0]
+		}
+		if len(in) > 2 && in[2] != nil {
+			hi = in[2].F[0]
+		}
+	}
+	op.apply(c, in[0].F, out[0].F, lo, hi)
+	return nil
+}
+
+// apply runs the function over x into y on the context's threads; lo and
+// hi are the Clip bounds.
+func (op *UnaryOp) apply(c *Ctx, x, y []float32, lo, hi float32) {
+	op.x, op.y, op.lo, op.hi = x, y, lo, hi
+	c.parallelFor(len(x), 1, op)
+	op.x, op.y = nil, nil
+}
+
+func (op *UnaryOp) run(from, to int) {
+	x, y := op.x[from:to], op.y[from:to]
 	switch op.Kind {
 	case uRelu:
 		for i, v := range x {
-			y[i] = max(v, 0)
+			if v < 0 {
+				v = 0
+			}
+			y[i] = v
 		}
 	case uSigmoid:
 		for i, v := range x {
@@ -91,24 +120,16 @@ func (op *UnaryOp) Forward(c *Ctx, in, out []*Tensor) error {
 		}
 	case uHardSigmoid:
 		for i, v := range x {
-			y[i] = max(0, min(1, op.Alpha*v+op.Beta))
+			y[i] = clamp(op.Alpha*v+op.Beta, 0, 1)
 		}
 	case uHardSwish:
 		for i, v := range x {
-			y[i] = v * max(0, min(1, v/6+0.5))
+			y[i] = v * clamp(v/6+0.5, 0, 1)
 		}
 	case uClip:
-		lo, hi := op.Lo, op.Hi
-		if op.clipInputs {
-			if len(in) > 1 && in[1] != nil {
-				lo = in[1].F[0]
-			}
-			if len(in) > 2 && in[2] != nil {
-				hi = in[2].F[0]
-			}
-		}
+		lo, hi := op.lo, op.hi
 		for i, v := range x {
-			y[i] = min(max(v, lo), hi)
+			y[i] = clamp(v, lo, hi)
 		}
 	case uLeakyRelu:
 		for i, v := range x {
@@ -138,7 +159,17 @@ func (op *UnaryOp) Forward(c *Ctx, in, out []*Tensor) error {
 			y[i] = float32(math.Sqrt(float64(v)))
 		}
 	}
-	return nil
+}
+
+// clamp limits v to [lo, hi] (NaN passes through, as in ONNX Runtime).
+func clamp(v, lo, hi float32) float32 {
+	if v < lo {
+		return lo
+	}
+	if v > hi {
+		return hi
+	}
+	return v
 }
 
 func sigmoid(v float32) float32 {

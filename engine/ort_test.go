@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -192,6 +193,73 @@ func TestORTSynthetic(t *testing.T) {
 			for _, batch := range []int{1, 3} {
 				compareWithORT(t, path, batch)
 			}
+		})
+	}
+}
+
+// BenchmarkVsORT times the engine and ONNX Runtime (2 intra-op threads,
+// all graph optimizations) on the same models and batch sizes: the fixture
+// models at batch 64 and the ImageNet-shaped exports at batch 1 and 8.
+func BenchmarkVsORT(b *testing.B) {
+	if _, err := ortrun.LibraryPath(); err != nil {
+		b.Skip(err)
+	}
+	type cfg struct {
+		path  string
+		batch int
+	}
+	var cfgs []cfg
+	fixtures, _ := filepath.Glob(filepath.Join("..", "testdata", "models", "*.onnx"))
+	for _, p := range fixtures {
+		cfgs = append(cfgs, cfg{p, 64})
+	}
+	for _, d := range testutil.ImageNetDirs() {
+		ps, _ := filepath.Glob(filepath.Join(d, "*.onnx"))
+		for _, p := range ps {
+			cfgs = append(cfgs, cfg{p, 1}, cfg{p, 8})
+		}
+		if len(ps) > 0 {
+			break
+		}
+	}
+	if len(cfgs) == 0 {
+		b.Skip("no fixture or ImageNet-shaped models")
+	}
+	for _, c := range cfgs {
+		m, err := onnxio.Load(c.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in := m.Graph.Input[0]
+		var shape []int
+		var dims []int64
+		for i, d := range in.GetType().GetTensorType().GetShape().GetDim() {
+			v := int(d.GetDimValue())
+			if i == 0 {
+				v = c.batch
+			}
+			shape, dims = append(shape, v), append(dims, int64(v))
+		}
+		x := randTensor(rand.New(rand.NewPCG(1, 1)), shape...)
+		name := fmt.Sprintf("%s/b%d", filepath.Base(c.path), c.batch)
+		b.Run("engine/"+name, func(b *testing.B) { benchModel(b, m, shape) })
+		b.Run("ort/"+name, func(b *testing.B) {
+			sess, err := ortrun.NewSession(c.path, ortrun.Options{IntraOpThreads: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sess.Close()
+			feed := map[string]ortrun.Tensor{in.Name: {Shape: dims, Data: x.F}}
+			if _, err := sess.Run(feed, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := sess.Run(feed, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*c.batch)/b.Elapsed().Seconds(), "images/s")
 		})
 	}
 }

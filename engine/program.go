@@ -80,7 +80,8 @@ type Program struct {
 	params   map[string]*value
 	arena    []float32
 	ctx      *Ctx
-	peak     int // planned activation bytes
+	peak     int        // planned activation bytes
+	grads    *gradState // backward state (train.go), built on the first Backward
 }
 
 type opDef struct {
@@ -111,7 +112,7 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 		opset:  opset,
 		byName: map[string]*value{},
 		params: map[string]*value{},
-		ctx:    &Ctx{K: kernels.NewContext(threads), Threads: threads},
+		ctx:    &Ctx{K: kernels.NewContext(threads), Threads: threads, pool: newPool(threads)},
 	}
 	g := m.Graph
 	trainable := map[string]bool{}
@@ -632,7 +633,10 @@ func (p *Program) InputDType(name string) DType {
 func (p *Program) PeakActivationBytes() int { return p.peak }
 
 // Close releases the program's worker threads.
-func (p *Program) Close() { p.ctx.K.Close() }
+func (p *Program) Close() {
+	p.ctx.K.Close()
+	p.ctx.pool.close()
+}
 
 // String summarizes the program.
 func (p *Program) String() string {
