@@ -1,0 +1,352 @@
+package engine
+
+import (
+	"math"
+
+	"github.com/lprconv/lprconv/engine/kernels"
+)
+
+// gradF returns the float storage of gradient slot i, or nil when no
+// gradient is wanted there.
+func gradF(d []*Tensor, i int) []float32 {
+	if i < len(d) && d[i] != nil {
+		return d[i].F
+	}
+	return nil
+}
+
+// addTo adds src into dst element-wise.
+func addTo(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] += v
+	}
+}
+
+// maxColFloats bounds the im2col buffer of a batched convolution weight
+// gradient; larger batches are processed in chunks of images.
+const maxColFloats = 1 << 22
+
+// Backward adds the gradients of a convolution: the input gradient
+// Wᵀ·dY folded back by Col2im (no im2col for 1x1 kernels, the depthwise
+// kernel for depthwise convolutions), the weight gradient dY·colᵀ summed
+// over the batch, and the bias gradient (dY summed per channel). A fused
+// Relu or Clip is undone first by masking dY where the output sits at a
+// bound.
+func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	if dOut[0] == nil {
+		return nil
+	}
+	dx, dw, db := gradF(dIn, 0), gradF(dIn, 1), gradF(dIn, 2)
+	if dx == nil && dw == nil && db == nil {
+		return nil
+	}
+	x, w := in[0].F, in[1].F
+	g := op.Geom
+	ohw, hw := g.OH*g.OW, g.H*g.W
+	cg, mg := op.C/op.Group, op.M/op.Group
+	kk := cg * g.KH * g.KW
+
+	// scratch layout: [masked dY][kind-specific buffers]
+	nDy := 0
+	if op.Act != nil {
+		nDy = len(dOut[0].F)
+	}
+	chunk := 0 // images per im2col batch (general convolutions)
+	need := 0
+	switch {
+	case op.Kind == convDepthwise:
+		if dx != nil {
+			need += len(x)
+		}
+		if dw != nil {
+			need += len(w)
+		}
+	case op.Kind == convGeneral:
+		chunk = max(1, min(op.N, maxColFloats/max(kk*ohw, 1)))
+		if op.Group > 1 {
+			chunk = 1
+		}
+		need = chunk * kk * ohw
+		if dx != nil {
+			need = max(need, kk*ohw) + cg*hw
+		}
+	}
+	scratch := c.Scratch(nDy + need)
+	dy := dOut[0].F
+	if op.Act != nil {
+		dy = scratch[:nDy]
+		op.maskActivation(out[0].F, dOut[0].F, dy)
+	}
+	buf := scratch[nDy:]
+
+	if db != nil {
+		for i := 0; i < op.N; i++ {
+			for ch := 0; ch < op.M; ch++ {
+				var s float32
+				for _, v := range dy[(i*op.M+ch)*ohw : (i*op.M+ch+1)*ohw] {
+					s += v
+				}
+				db[ch] += s
+			}
+		}
+	}
+	switch {
+	case op.Kind == convDepthwise:
+		var tdx, tdw []float32
+		if dx != nil {
+			tdx = buf[:len(x)]
+			buf = buf[len(x):]
+		}
+		if dw != nil {
+			tdw = buf[:len(w)]
+		}
+		if dx == nil && dw == nil {
+			return nil
+		}
+		kernels.DepthwiseConv2DBackward(c.K, g, op.N, x, w, dy, tdx, tdw, nil)
+		if dx != nil {
+			addTo(dx, tdx)
+		}
+		if dw != nil {
+			addTo(dw, tdw)
+		}
+	case op.Kind == convPointwise && op.Group == 1:
+		if dw != nil {
+			c.K.SgemmBatched(false, true, op.M, op.C, hw, 1, dy, hw, op.M*hw, x, hw, op.C*hw, 1, dw, op.C, 0, op.N)
+		}
+		if dx != nil {
+			c.K.SgemmBatched(true, false, op.C, hw, op.M, 1, w, op.C, 0, dy, hw, op.M*hw, 1, dx, hw, op.C*hw, op.N)
+		}
+	case op.Kind == convPointwise: // grouped 1x1: one GEMM per image and group
+		for i := 0; i < op.N; i++ {
+			for gi := 0; gi < op.Group; gi++ {
+				xo, yo, wo := (i*op.C+gi*cg)*hw, (i*op.M+gi*mg)*ohw, gi*mg*kk
+				if dw != nil {
+					c.K.Sgemm(false, true, mg, cg, hw, 1, dy[yo:], hw, x[xo:], hw, 1, dw[wo:], cg)
+				}
+				if dx != nil {
+					c.K.Sgemm(true, false, cg, hw, mg, 1, w[wo:], cg, dy[yo:], hw, 1, dx[xo:], hw)
+				}
+			}
+		}
+	case op.Group == 1:
+		op.generalBackward(c, x, w, dy, dx, dw, buf, chunk)
+	default:
+		col := buf[:kk*ohw]
+		tmp := buf[kk*ohw:]
+		for i := 0; i < op.N; i++ {
+			for gi := 0; gi < op.Group; gi++ {
+				xo, yo, wo := (i*op.C+gi*cg)*hw, (i*op.M+gi*mg)*ohw, gi*mg*kk
+				if dw != nil {
+					kernels.Im2col(g, x[xo:xo+cg*hw], col)
+					c.K.Sgemm(false, true, mg, kk, ohw, 1, dy[yo:], ohw, col, ohw, 1, dw[wo:], kk)
+				}
+				if dx != nil {
+					c.K.Sgemm(true, false, kk, ohw, mg, 1, w[wo:], kk, dy[yo:], ohw, 0, col, ohw)
+					kernels.Col2im(g, col, tmp[:cg*hw])
+					addTo(dx[xo:xo+cg*hw], tmp[:cg*hw])
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// generalBackward handles an ungrouped convolution through im2col, chunk
+// images at a time: the weight gradient is one GEMM of depth
+// chunk*OH*OW per chunk, and the input gradient one wide GEMM Wᵀ·dY per
+// chunk followed by Col2im per image.
+func (op *ConvOp) generalBackward(c *Ctx, x, w, dy, dx, dw, buf []float32, chunk int) {
+	g := op.Geom
+	ohw, hw := g.OH*g.OW, g.H*g.W
+	kk := op.C * g.KH * g.KW
+	col := buf[:chunk*kk*ohw]
+	var tmp []float32
+	if dx != nil {
+		tmp = buf[max(chunk*kk*ohw, kk*ohw):][:op.C*hw]
+	}
+	for i0 := 0; i0 < op.N; i0 += chunk {
+		n := min(chunk, op.N-i0)
+		dyc := dy[i0*op.M*ohw:]
+		if dw != nil {
+			for i := 0; i < n; i++ {
+				kernels.Im2col(g, x[(i0+i)*op.C*hw:(i0+i+1)*op.C*hw], col[i*kk*ohw:(i+1)*kk*ohw])
+			}
+			c.K.SgemmBatched(false, true, op.M, kk, ohw, 1, dyc, ohw, op.M*ohw, col, ohw, kk*ohw, 1, dw, kk, 0, n)
+		}
+		if dx != nil {
+			c.K.SgemmBatched(true, false, kk, ohw, op.M, 1, w, kk, 0, dyc, ohw, op.M*ohw, 0, col, ohw, kk*ohw, n)
+			for i := 0; i < n; i++ {
+				kernels.Col2im(g, col[i*kk*ohw:(i+1)*kk*ohw], tmp)
+				addTo(dx[(i0+i)*op.C*hw:(i0+i+1)*op.C*hw], tmp)
+			}
+		}
+	}
+}
+
+// maskActivation writes into dst the gradient dy of a fused activation's
+// output y, zero where the activation clamped (Relu: y <= 0; Clip: y at a
+// bound it reached by clamping).
+func (op *ConvOp) maskActivation(y, dy, dst []float32) {
+	if op.Act.Kind == uRelu {
+		for i, v := range y {
+			if v > 0 {
+				dst[i] = dy[i]
+			} else {
+				dst[i] = 0
+			}
+		}
+		return
+	}
+	lo, hi := op.Act.Lo, op.Act.Hi
+	for i, v := range y {
+		if v > lo && v < hi {
+			dst[i] = dy[i]
+		} else {
+			dst[i] = 0
+		}
+	}
+}
+
+// Backward adds the gradients of inference-mode batch normalization
+// y = (x - mean)·gamma/sqrt(var+eps) + beta with respect to x, gamma, beta,
+// mean and var (statistics are inputs, not batch statistics).
+func (op *BatchNormOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	if dOut[0] == nil {
+		return nil
+	}
+	dx := gradF(dIn, 0)
+	dgamma, dbeta, dmean, dvar := gradF(dIn, 1), gradF(dIn, 2), gradF(dIn, 3), gradF(dIn, 4)
+	x, dy := in[0].F, dOut[0].F
+	gamma, mean, vr := in[1].F, in[3].F, in[4].F
+	for ch := 0; ch < op.C; ch++ {
+		inv := 1 / math.Sqrt(float64(vr[ch]+op.Eps))
+		a := float32(float64(gamma[ch]) * inv)
+		m := mean[ch]
+		var sdy, sdyx float64 // sum dy, sum dy*(x-mean)
+		for i := 0; i < op.N; i++ {
+			base := (i*op.C + ch) * op.Inner
+			xr, gr := x[base:base+op.Inner], dy[base:base+op.Inner]
+			if dx != nil {
+				dr := dx[base : base+op.Inner]
+				for j, g := range gr {
+					dr[j] += g * a
+				}
+			}
+			if dgamma != nil || dbeta != nil || dmean != nil || dvar != nil {
+				var s, sx float32
+				for j, g := range gr {
+					s += g
+					sx += g * (xr[j] - m)
+				}
+				sdy += float64(s)
+				sdyx += float64(sx)
+			}
+		}
+		if dgamma != nil {
+			dgamma[ch] += float32(sdyx * inv)
+		}
+		if dbeta != nil {
+			dbeta[ch] += float32(sdy)
+		}
+		if dmean != nil {
+			dmean[ch] -= float32(sdy) * a
+		}
+		if dvar != nil {
+			dvar[ch] += float32(-0.5 * sdyx * float64(gamma[ch]) * inv * inv * inv)
+		}
+	}
+	return nil
+}
+
+// Backward adds the pooling gradient: MaxPool routes each output's
+// gradient to the first maximal input of its window (as Forward picks it),
+// AveragePool spreads it evenly over the inputs its window averaged.
+func (op *PoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	dx := gradF(dIn, 0)
+	if dOut[0] == nil || dx == nil {
+		return nil
+	}
+	g := op.Geom
+	hw, ohw := g.H*g.W, g.OH*g.OW
+	x, dy := in[0].F, dOut[0].F
+	sh, sw, dh, dwl := g.Strides[0], g.Strides[1], g.Dilations[0], g.Dilations[1]
+	for p := 0; p < op.Planes; p++ {
+		xp, dxp, dyp := x[p*hw:(p+1)*hw], dx[p*hw:(p+1)*hw], dy[p*ohw:(p+1)*ohw]
+		for oy := 0; oy < g.OH; oy++ {
+			y0 := oy*sh - g.Pads[0]
+			for ox := 0; ox < g.OW; ox++ {
+				x0 := ox*sw - g.Pads[1]
+				gv := dyp[oy*g.OW+ox]
+				if op.Max {
+					m, at := float32(math.Inf(-1)), -1
+					for ky := 0; ky < g.KH; ky++ {
+						iy := y0 + ky*dh
+						if iy < 0 || iy >= g.H {
+							continue
+						}
+						for kx := 0; kx < g.KW; kx++ {
+							ix := x0 + kx*dwl
+							if ix >= 0 && ix < g.W && xp[iy*g.W+ix] > m {
+								m, at = xp[iy*g.W+ix], iy*g.W+ix
+							}
+						}
+					}
+					if at >= 0 {
+						dxp[at] += gv
+					}
+					continue
+				}
+				ylo, yhi := max(y0, 0), min(y0+g.KH, g.H)
+				xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
+				var cnt int
+				if op.CountIncludePad {
+					cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
+				} else {
+					cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
+				}
+				if cnt > 0 {
+					gv /= float32(cnt)
+				}
+				for iy := ylo; iy < yhi; iy++ {
+					row := dxp[iy*g.W+xlo : iy*g.W+max(xhi, xlo)]
+					for j := range row {
+						row[j] += gv
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Backward adds the global pooling gradient: the mean's gradient spread
+// over each plane, or the max's routed to the plane's first maximum.
+func (op *GlobalPoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	dx := gradF(dIn, 0)
+	if dOut[0] == nil || dx == nil {
+		return nil
+	}
+	x, dy := in[0].F, dOut[0].F
+	for p := 0; p < op.Planes; p++ {
+		row := dx[p*op.Inner : (p+1)*op.Inner]
+		if op.Max {
+			m, at := float32(math.Inf(-1)), -1
+			for j, v := range x[p*op.Inner : (p+1)*op.Inner] {
+				if v > m {
+					m, at = v, j
+				}
+			}
+			if at >= 0 {
+				row[at] += dy[p]
+			}
+			continue
+		}
+		gv := dy[p] / float32(op.Inner)
+		for j := range row {
+			row[j] += gv
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package engine
+
+import "fmt"
+
+// Backward adds dY·f'(x) into the input gradient. Relu passes the
+// gradient where x > 0, Clip where lo <= x <= hi (the bounds get none);
+// the smooth functions use their output where that is cheaper.
+func (op *UnaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	dx := gradF(dIn, 0)
+	if dOut[0] == nil || dx == nil {
+		return nil
+	}
+	x, y, dy := in[0].F, out[0].F, dOut[0].F
+	dx = dx[:len(dy)]
+	switch op.Kind {
+	case uRelu:
+		for i, v := range x {
+			if v > 0 {
+				dx[i] += dy[i]
+			}
+		}
+	case uClip:
+		lo, hi := op.Lo, op.Hi
+		if op.clipInputs {
+			if len(in) > 1 && in[1] != nil {
+				lo = in[1].F[0]
+			}
+			if len(in) > 2 && in[2] != nil {
+				hi = in[2].F[0]
+			}
+		}
+		for i, v := range x {
+			if v >= lo && v <= hi {
+				dx[i] += dy[i]
+			}
+		}
+	case uSigmoid:
+		for i, s := range y {
+			dx[i] += dy[i] * s * (1 - s)
+		}
+	case uHardSigmoid:
+		for i, v := range x {
+			if t := op.Alpha*v + op.Beta; t > 0 && t < 1 {
+				dx[i] += dy[i] * op.Alpha
+			}
+		}
+	case uHardSwish:
+		for i, v := range x {
+			switch {
+			case v >= 3:
+				dx[i] += dy[i]
+			case v > -3:
+				dx[i] += dy[i] * (v/3 + 0.5)
+			}
+		}
+	case uLeakyRelu:
+		for i, v := range x {
+			if v < 0 {
+				dx[i] += dy[i] * op.Alpha
+			} else {
+				dx[i] += dy[i]
+			}
+		}
+	case uTanh:
+		for i, t := range y {
+			dx[i] += dy[i] * (1 - t*t)
+		}
+	case uExp:
+		for i, e := range y {
+			dx[i] += dy[i] * e
+		}
+	case uNeg:
+		for i, g := range dy {
+			dx[i] -= g
+		}
+	case uAbs:
+		for i, v := range x {
+			if v > 0 {
+				dx[i] += dy[i]
+			} else if v < 0 {
+				dx[i] -= dy[i]
+			}
+		}
+	case uSqrt:
+		for i, s := range y {
+			dx[i] += dy[i] * 0.5 / s
+		}
+	case uIdentityCopy:
+		addTo(dx, dy)
+	default:
+		return fmt.Errorf("no backward for unary kind %d", op.Kind)
+	}
+	return nil
+}
+
+// Backward adds the gradients of an element-wise Add, Sub, Mul or Div,
+// summed over the axes along which an operand was broadcast.
+func (op *BinaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	da, db := gradF(dIn, 0), gradF(dIn, 1)
+	if dOut[0] == nil || (da == nil && db == nil) || !out[0].DType.IsFloat() {
+		return nil
+	}
+	bc := op.bc
+	a, b, y, dy := in[0].F, in[1].F, out[0].F, dOut[0].F
+	clear(bc.idx)
+	oa, ob, oy := 0, 0, 0
+	n := bc.inner
+	for r := 0; r < bc.outer; r++ {
+		dyr := dy[oy : oy+n]
+		if da != nil {
+			binaryGradA(op.Kind, b[ob:], dyr, da[oa:], bc.innerA, bc.innerB)
+		}
+		if db != nil {
+			binaryGradB(op.Kind, a[oa:], b[ob:], y[oy:oy+n], dyr, db[ob:], bc.innerA, bc.innerB)
+		}
+		oy += n
+		for d := len(bc.dims) - 1; d >= 0; d-- {
+			bc.idx[d]++
+			oa += bc.sa[d]
+			ob += bc.sb[d]
+			if bc.idx[d] < bc.dims[d] {
+				break
+			}
+			oa -= bc.sa[d] * bc.dims[d]
+			ob -= bc.sb[d] * bc.dims[d]
+			bc.idx[d] = 0
+		}
+	}
+	return nil
+}
+
+// binaryGradA adds the gradient of the first operand along one output row
+// (sa, sb: operand strides along the row, 0 or 1).
+func binaryGradA(k binKind, b, dy, da []float32, sa, sb int) {
+	if sa == 1 {
+		da = da[:len(dy)]
+		switch {
+		case k == bAdd || k == bSub:
+			addTo(da, dy)
+		case k == bMul && sb == 1:
+			for i, g := range dy {
+				da[i] += g * b[i]
+			}
+		case k == bMul:
+			s := b[0]
+			for i, g := range dy {
+				da[i] += g * s
+			}
+		case sb == 1: // Div
+			for i, g := range dy {
+				da[i] += g / b[i]
+			}
+		default:
+			s := b[0]
+			for i, g := range dy {
+				da[i] += g / s
+			}
+		}
+		return
+	}
+	var s float32
+	switch {
+	case k == bAdd || k == bSub:
+		for _, g := range dy {
+			s += g
+		}
+	case k == bMul && sb == 1:
+		for i, g := range dy {
+			s += g * b[i]
+		}
+	case k == bMul:
+		for _, g := range dy {
+			s += g
+		}
+		s *= b[0]
+	case sb == 1:
+		for i, g := range dy {
+			s += g / b[i]
+		}
+	default:
+		for _, g := range dy {
+			s += g
+		}
+		s /= b[0]
+	}
+	da[0] += s
+}
+
+// binaryGradB adds the gradient of the second operand along one output
+// row; for Div it uses dy/db = -y/b.
+func binaryGradB(k binKind, a, b, y, dy, db []float32, sa, sb int) {
+	at := func(x []float32, s, i int) float32 { return x[s*i] }
+	if sb == 1 {
+		db = db[:len(dy)]
+		switch k {
+		case bAdd:
+			addTo(db, dy)
+		case bSub:
+			for i, g := range dy {
+				db[i] -= g
+			}
+		case bMul:
+			if sa == 1 {
+				for i, g := range dy {
+					db[i] += g * a[i]
+				}
+			} else {
+				s := a[0]
+				for i, g := range dy {
+					db[i] += g * s
+				}
+			}
+		case bDiv:
+			for i, g := range dy {
+				db[i] -= g * y[i] / b[i]
+			}
+		}
+		return
+	}
+	var s float32
+	switch k {
+	case bAdd:
+		for _, g := range dy {
+			s += g
+		}
+	case bSub:
+		for _, g := range dy {
+			s -= g
+		}
+	case bMul:
+		for i, g := range dy {
+			s += g * at(a, sa, i)
+		}
+	case bDiv:
+		for i, g := range dy {
+			s -= g * y[i]
+		}
+		s /= b[0]
+	}
+	db[0] += s
+}
