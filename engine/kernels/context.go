@@ -34,9 +34,10 @@ type Context struct {
 	// per-thread scratch for GEMM packing and other kernels
 	scratch []threadScratch
 
-	gemm gemmTask
-	dw   dwTask
-	dwb  dwBackTask
+	gemm  gemmTask
+	gemv1 gemvTask
+	dw    dwTask
+	dwb   dwBackTask
 }
 
 // threadScratch is the private working memory of one thread.

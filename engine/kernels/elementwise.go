@@ -26,20 +26,13 @@ func ReluBackward(dx, dy, x []float32) {
 }
 
 // AddInPlace adds x into dst element-wise (len(dst) >= len(x)).
-func AddInPlace(dst, x []float32) {
-	dst = dst[:len(x)]
-	for i, v := range x {
-		dst[i] += v
-	}
-}
+func AddInPlace(dst, x []float32) { vecAxpy(1, x, dst) }
 
 // Axpy computes y += alpha*x (len(y) >= len(x)).
-func Axpy(alpha float32, x, y []float32) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += alpha * v
-	}
-}
+func Axpy(alpha float32, x, y []float32) { vecAxpy(alpha, x, y) }
+
+// Dot returns the dot product of x and y[:len(x)].
+func Dot(x, y []float32) float32 { return vecDot(x, y) }
 
 // AddChannelBias adds bias[c] to every value of channel c of n NCHW images
 // of hw pixels each held in x.

@@ -33,6 +33,9 @@ func (ctx *Context) runGemm(g *gemmArgs, ba batchArgs) {
 		}
 		return
 	}
+	if ba.count == 1 && ctx.gemv(g) {
+		return
+	}
 	t := &ctx.gemm
 	t.ctx = ctx
 	t.args = *g

@@ -11,43 +11,81 @@ func cpuid(leaf uint32, sub uint32) (eax uint32, ebx uint32, ecx uint32, edx uin
 func xgetbv0() (eax uint32, edx uint32)
 
 // gemmAVX512x12x32Packed computes a 12x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x12x32Packed(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX512x12x32Rows computes a 12x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x12x32Rows(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX512x12x32Cols computes a 12x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x12x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX512x8x32Packed computes a 8x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x8x32Packed(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX512x8x32Rows computes a 8x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x8x32Rows(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX512x8x32Cols computes a 8x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX512x8x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX2x6x16Packed computes a 6x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX2x6x16Packed(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX2x6x16Rows computes a 6x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX2x6x16Rows(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // gemmAVX2x6x16Cols computes a 6x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
 func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
 // dw3x3s1AVX512 computes a 3x3 stride-1 depthwise convolution of a padded plane.
+//
+//go:noescape
 func dw3x3s1AVX512(out *float32, p *float32, ldp int, w *float32, bias float32, ow int, oh int)
 
+// dotAVX2 returns the dot product of the n values at x and y.
+//
+//go:noescape
+func dotAVX2(x *float32, y *float32, n int) float32
+
+// axpyAVX2 adds alpha times the n values at x to the n values at y.
+//
+//go:noescape
+func axpyAVX2(alpha float32, x *float32, y *float32, n int)
+
 // dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
+//
+//go:noescape
 func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
 
 // dw3x3DirectS2AVX512 computes a 3x3 stride-2 depthwise convolution of one plane.
+//
+//go:noescape
 func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
 
 // dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
+//
+//go:noescape
 func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
 
 // dw3x3DirectGradS2AVX512 accumulates the 3x3 stride-2 depthwise weight gradient of one plane.
+//
+//go:noescape
 func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)

@@ -92,3 +92,28 @@ func kernelsAvailable() []*kernelSpec {
 	}
 	return ks
 }
+
+// vecDot returns sum x[i]*y[i] (len(y) >= len(x)).
+func vecDot(x, y []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	if !cpu.avx2FMA {
+		return dotGeneric(x, y)
+	}
+	_ = y[len(x)-1]
+	return dotAVX2(&x[0], &y[0], len(x))
+}
+
+// vecAxpy computes y += alpha*x (len(y) >= len(x)).
+func vecAxpy(alpha float32, x, y []float32) {
+	if len(x) == 0 {
+		return
+	}
+	if !cpu.avx2FMA {
+		axpyGeneric(alpha, x, y)
+		return
+	}
+	_ = y[len(x)-1]
+	axpyAVX2(alpha, &x[0], &y[0], len(x))
+}

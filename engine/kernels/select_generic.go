@@ -7,3 +7,9 @@ var bestKernel = &genericKernel
 
 // kernelsAvailable lists every GEMM micro-kernel this CPU can run.
 func kernelsAvailable() []*kernelSpec { return []*kernelSpec{&genericKernel} }
+
+// vecDot returns sum x[i]*y[i] (len(y) >= len(x)).
+func vecDot(x, y []float32) float32 { return dotGeneric(x, y) }
+
+// vecAxpy computes y += alpha*x (len(y) >= len(x)).
+func vecAxpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }

@@ -82,9 +82,12 @@ func gemmCases() []gemmCase {
 	return cs
 }
 
-// runGemmCase builds random operands for gc, runs f on them and compares C
-// with the float64 reference.
-func runGemmCase(t *testing.T, gc gemmCase, f func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)) {
+// gemmFunc is the signature shared by Sgemm and Context.Sgemm.
+type gemmFunc func(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// runGemmCase builds random operands for gc, runs every f on them and
+// compares C with the float64 reference, computed once.
+func runGemmCase(t *testing.T, gc gemmCase, names []string, fs []gemmFunc) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(uint64(gc.m*1000003+gc.n*1009+gc.k), 7))
 	ar, ac := gc.m, gc.k
@@ -98,51 +101,52 @@ func runGemmCase(t *testing.T, gc gemmCase, f func(tA, tB bool, m, n, k int, alp
 	lda, ldb, ldc := ac+gc.pad, bc+gc.pad+1, gc.n+gc.pad
 	a := randSlice(r, ar*lda)
 	b := randSlice(r, br*ldb)
-	c := randSlice(r, gc.m*ldc)
+	c0 := randSlice(r, gc.m*ldc)
 	if gc.beta == 0 {
-		for i := range c {
-			c[i] = float32(math.NaN())
+		for i := range c0 {
+			c0[i] = float32(math.NaN())
 		}
 	}
-	want, mag := refGemm(gc.tA, gc.tB, gc.m, gc.n, gc.k, gc.alpha, a, lda, b, ldb, gc.beta, c, ldc)
-	orig := append([]float32(nil), c...)
-	f(gc.tA, gc.tB, gc.m, gc.n, gc.k, gc.alpha, a, lda, b, ldb, gc.beta, c, ldc)
-	for i := 0; i < gc.m; i++ {
-		for j := 0; j < ldc; j++ {
-			got := c[i*ldc+j]
-			if j >= gc.n {
-				if math.Float32bits(got) != math.Float32bits(orig[i*ldc+j]) {
-					t.Fatalf("%+v: C[%d,%d] outside the matrix changed", gc, i, j)
+	want, mag := refGemm(gc.tA, gc.tB, gc.m, gc.n, gc.k, gc.alpha, a, lda, b, ldb, gc.beta, c0, ldc)
+	c := make([]float32, len(c0))
+	for fi, f := range fs {
+		copy(c, c0)
+		f(gc.tA, gc.tB, gc.m, gc.n, gc.k, gc.alpha, a, lda, b, ldb, gc.beta, c, ldc)
+		for i := 0; i < gc.m; i++ {
+			for j := 0; j < ldc; j++ {
+				got := c[i*ldc+j]
+				if j >= gc.n {
+					if math.Float32bits(got) != math.Float32bits(c0[i*ldc+j]) {
+						t.Fatalf("%s %+v: C[%d,%d] outside the matrix changed", names[fi], gc, i, j)
+					}
+					continue
 				}
-				continue
-			}
-			w := want[i*gc.n+j]
-			tol := 1e-5*mag[i*gc.n+j]*math.Sqrt(float64(gc.k)+1) + 1e-30
-			if d := math.Abs(float64(got) - w); !(d <= tol) {
-				t.Fatalf("%+v: C[%d,%d] = %g, want %g (tol %g)", gc, i, j, got, w, tol)
+				w := want[i*gc.n+j]
+				tol := 1e-5*mag[i*gc.n+j]*math.Sqrt(float64(gc.k)+1) + 1e-30
+				if d := math.Abs(float64(got) - w); !(d <= tol) {
+					t.Fatalf("%s %+v: C[%d,%d] = %g, want %g (tol %g)", names[fi], gc, i, j, got, w, tol)
+				}
 			}
 		}
 	}
 }
 
+// TestSgemm runs Sgemm and every micro-kernel this CPU supports (the
+// portable Go one included) with 1 to 3 threads on every case.
 func TestSgemm(t *testing.T) {
-	for _, gc := range gemmCases() {
-		runGemmCase(t, gc, Sgemm)
-	}
-}
-
-// TestSgemmKernels runs every micro-kernel this CPU supports (the portable
-// Go one included) on every case, with 1 to 3 threads.
-func TestSgemmKernels(t *testing.T) {
+	names := []string{"Sgemm"}
+	fs := []gemmFunc{Sgemm}
 	for _, k := range kernelsAvailable() {
 		for _, threads := range []int{1, 2, 3} {
 			ctx := NewContext(threads)
+			defer ctx.Close()
 			ctx.kern = k
-			for _, gc := range gemmCases() {
-				runGemmCase(t, gc, ctx.Sgemm)
-			}
-			ctx.Close()
+			names = append(names, fmt.Sprintf("%s/t%d", k.name, threads))
+			fs = append(fs, ctx.Sgemm)
 		}
+	}
+	for _, gc := range gemmCases() {
+		runGemmCase(t, gc, names, fs)
 	}
 }
 
@@ -239,18 +243,33 @@ func TestSgemmBatched(t *testing.T) {
 	}
 }
 
-func TestSgemmNoAllocs(t *testing.T) {
+// TestNoAllocs checks that steady-state kernel calls through a Context
+// allocate nothing.
+func TestNoAllocs(t *testing.T) {
 	ctx := NewContext(2)
 	defer ctx.Close()
 	const m, n, k = 128, 196, 128
-	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
-	ctx.Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
-	allocs := testing.AllocsPerRun(10, func() {
+	a, b, c := make([]float32, m*k), make([]float32, 1000*k), make([]float32, 1000*m)
+	g, err := NewConvGeom(16, 14, 14, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, w, bias := make([]float32, 4*16*14*14), make([]float32, 16*9), make([]float32, 16)
+	out := make([]float32, 4*16*g.OH*g.OW)
+	din, dw := make([]float32, len(in)), make([]float32, len(w))
+	run := func() {
 		ctx.Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+		ctx.Sgemm(true, true, m, n, k, 1, a, m, b, k, 0.5, c, n)
+		ctx.Sgemm(false, true, 1, 1000, k, 1, a, k, b, k, 0, c, 1000)
+		ctx.Sgemm(true, false, m, 1, k, 1, a, m, b, 1, 1, c, 1)
 		ctx.SgemmBatched(false, false, m, 49, k, 1, a, k, 0, b, 49, k*49, 0, c, 49, m*49, 4)
-	})
-	if allocs != 0 {
-		t.Fatalf("steady-state Context.Sgemm allocates %v times per call", allocs)
+		ctx.SgemmBatched(false, true, 16, 16, 49, 1, a, 49, 16*49, b, 49, 16*49, 0, c, 16, 0, 4)
+		DepthwiseConv2D(ctx, g, 4, in, w, bias, out)
+		DepthwiseConv2DBackward(ctx, g, 4, in, w, out, din, dw, bias)
+	}
+	run()
+	if allocs := testing.AllocsPerRun(10, run); allocs != 0 {
+		t.Fatalf("steady-state kernel calls allocate %v times per run", allocs)
 	}
 }
 

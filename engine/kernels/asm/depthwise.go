@@ -64,6 +64,7 @@ func loadTap(base Mem, kx, s int, idx, dst VecVirtual) {
 // y < oh, x < ow. p must be readable 16*s+2 values past s*ow on each row.
 func dwForward(name string, s int) {
 	TEXT(name, NOSPLIT, "func(out, p *float32, ldp int, w *float32, bias float32, ow, oh int)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of a padded plane.", name, s))
 	outp := Load(Param("out"), GP64())
 	pp := Load(Param("p"), GP64())
@@ -152,6 +153,7 @@ func dwForward(name string, s int) {
 // acc[(ky*3+kx)*16 : +16] (the caller reduces the 16 lanes).
 func dwWeightGrad(name string, s int) {
 	TEXT(name, NOSPLIT, "func(acc, p *float32, ldp int, dout *float32, ow, oh int)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of a padded plane.", name, s))
 	accp := Load(Param("acc"), GP64())
 	pp := Load(Param("p"), GP64())

@@ -165,6 +165,7 @@ func directPlane(name string, s int, body directBody) {
 // zero must point to at least wd zero values.
 func dwDirectForward(name string, s int) {
 	TEXT(name, NOSPLIT, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl int)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
 	outp := Load(Param("out"), GP64())
 	wp := Load(Param("w"), GP64())
@@ -204,6 +205,7 @@ func dwDirectForward(name string, s int) {
 // of lane l, with the same addressing as dwDirectForward.
 func dwDirectWeightGrad(name string, s int) {
 	TEXT(name, NOSPLIT, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl int)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of one plane.", name, s))
 	accp := Load(Param("acc"), GP64())
 	dp := Load(Param("dout"), GP64())

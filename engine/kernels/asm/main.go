@@ -30,6 +30,8 @@ func main() {
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
+	dotKernel()
+	axpyKernel()
 	directData()
 	dwDirectForward("dw3x3DirectS1AVX512", 1)
 	dwDirectForward("dw3x3DirectS2AVX512", 2)
@@ -81,6 +83,7 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
 	nr := nv * lanes
 	const unroll = 4
 	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
 	kc := Load(Param("kc"), GP64())
 	ap := GP64()
