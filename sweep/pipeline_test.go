@@ -1,0 +1,314 @@
+package sweep
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/svd"
+)
+
+// fixtureOptions returns pipeline options for the MobileNetV1 fixture with
+// the test PNGs as labelled set (mean and std from testdata/README.md).
+func fixtureOptions(t *testing.T) PipelineOptions {
+	t.Helper()
+	root := testutil.RepoRoot(t)
+	return PipelineOptions{
+		Model:            testutil.Fixture(t, "mobilenetv1.onnx"),
+		Eval:             filepath.Join(root, "testdata", "images", "test"),
+		Mean:             []float32{0.2860},
+		Std:              []float32{0.3530},
+		BatchSize:        50,
+		Threads:          2,
+		Seed:             1,
+		SpectrumResidual: svd.KindDiag,
+		Tool:             "lprconv test",
+	}
+}
+
+// predictions runs the model file at path on the fixture's test images in
+// the engine and returns its top-1 classes and the labels.
+func predictions(t *testing.T, path string, o PipelineOptions) (pred, labels []int) {
+	t.Helper()
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := engine.NewModel(m, engine.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	src, err := dataset.Open(o.Eval, dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	pre := dataset.Preprocess{Channels: 3, Height: 32, Width: 32, Mean: o.Mean, Std: o.Std}
+	x := make([]float32, pre.Size())
+	for i := 0; i < src.Len(); i++ {
+		s, err := src.Sample(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pre.Apply(s, x); err != nil {
+			t.Fatal(err)
+		}
+		out, err := md.Run(map[string]*engine.Tensor{"input": engine.NewTensorF(x, 1, 3, 32, 32)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pred = append(pred, argmax(out["logits"].F))
+		labels = append(labels, s.Label)
+	}
+	return pred, labels
+}
+
+func TestPipelineOnFixture(t *testing.T) {
+	o := fixtureOptions(t)
+	p, err := NewPipeline(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	orig, err := p.Original(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The original: sizes as convert and the file system count them, and
+	// the top-1 accuracy that testdata/models/fixtures.json records for the
+	// 500 test PNGs (92.6%, measured in PyTorch).
+	m, err := onnxio.Load(o.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := convert.Inspect(m, convert.ShapeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(o.Model)
+	b := orig.Baseline
+	if b.Params != sum.Params || b.MACs != sum.MACs || b.FileBytes != st.Size() {
+		t.Errorf("baseline %d params %d MACs %d bytes, want %d %d %d", b.Params, b.MACs, b.FileBytes, sum.Params, sum.MACs, st.Size())
+	}
+	if b.Accuracy == nil || math.Abs(*b.Accuracy-0.926) > 0.0021 {
+		t.Errorf("original accuracy %v, want 0.926 (fixtures.json) within one image", b.Accuracy)
+	}
+	if len(orig.Spectra) != sum.Candidates || len(orig.Spectra) == 0 {
+		t.Fatalf("%d spectra for %d candidates", len(orig.Spectra), sum.Candidates)
+	}
+	for _, s := range orig.Spectra {
+		if len(s.Singular) != s.C {
+			t.Errorf("%s: %d singular values for C=%d", s.Name, len(s.Singular), s.C)
+		}
+		for i := 1; i < len(s.Singular); i++ {
+			if s.Singular[i] > s.Singular[i-1]*(1+1e-9) || s.Singular[i] < 0 {
+				t.Errorf("%s: singular values not decreasing and non-negative at %d", s.Name, i)
+				break
+			}
+		}
+	}
+	origPred, labels := predictions(t, o.Model, o)
+
+	dir := t.TempDir()
+	for _, cfg := range []Config{{"diag", 0.25}, {"identity", 0.125}, {"none", 1}} {
+		t.Run(cfg.Name(), func(t *testing.T) {
+			path := filepath.Join(dir, cfg.ModelFile(o.Model))
+			row, err := p.Evaluate(ctx, cfg, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cm, err := onnxio.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, err := convert.Inspect(cm, convert.ShapeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := os.Stat(path)
+			if row.Params != cs.Params || row.MACs != cs.MACs || row.FileBytes != st.Size() {
+				t.Errorf("row %d params %d MACs %d bytes; file has %d %d %d", row.Params, row.MACs, row.FileBytes, cs.Params, cs.MACs, st.Size())
+			}
+			if row.ParamsRatio != float64(row.Params)/float64(b.Params) || row.FileRatio != float64(row.FileBytes)/float64(b.FileBytes) {
+				t.Errorf("ratios %v %v do not match the counts", row.ParamsRatio, row.FileRatio)
+			}
+			// Replaced layers have rank ceil(ratio*C); at ratio 1 nothing
+			// is smaller, so nothing is replaced and outputs are identical.
+			for _, l := range row.Layers {
+				if want := int(math.Ceil(cfg.Ratio * float64(l.C))); l.Rank != want {
+					t.Errorf("%s: rank %d, want %d", l.Name, l.Rank, want)
+				}
+			}
+			if cfg.Ratio == 1 {
+				if len(row.Layers) != 0 || row.Agreement != 1 || math.Abs(row.Cosine-1) > 1e-9 || row.ParamsRatio != 1 {
+					t.Errorf("ratio 1: %d layers, agreement %v, cosine %v, params ratio %v; want the original", len(row.Layers), row.Agreement, row.Cosine, row.ParamsRatio)
+				}
+			} else if len(row.Layers) == 0 || row.ParamsRatio >= 1 {
+				t.Errorf("%d layers replaced, params ratio %v", len(row.Layers), row.ParamsRatio)
+			}
+			// Agreement and accuracy recomputed independently from the
+			// saved file, one image at a time.
+			pred, _ := predictions(t, path, o)
+			agree, hits := 0, 0
+			for i := range pred {
+				if pred[i] == origPred[i] {
+					agree++
+				}
+				if pred[i] == labels[i] {
+					hits++
+				}
+			}
+			if want := float64(agree) / float64(len(pred)); row.Agreement != want {
+				t.Errorf("agreement %v, recomputed %v", row.Agreement, want)
+			}
+			if want := float64(hits) / float64(len(pred)); row.AccBefore == nil || *row.AccBefore != want {
+				t.Errorf("accuracy %v, recomputed %v", row.AccBefore, want)
+			}
+			if row.Cosine <= 0 || row.Cosine > 1+1e-12 {
+				t.Errorf("cosine %v out of range", row.Cosine)
+			}
+		})
+	}
+}
+
+func TestPipelineFingerprintAndInputs(t *testing.T) {
+	o := fixtureOptions(t)
+	o.Eval = ""
+	o.Random = 8
+	a, err := NewPipeline(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, ok := a.fidelityIn.(*randomBatches); !ok || a.fidelityIn.count() != 8 {
+		t.Errorf("fidelity inputs %T with %d samples, want 8 random", a.fidelityIn, a.fidelityIn.count())
+	}
+	b, err := NewPipeline(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Error("same options give different fingerprints")
+	}
+	for name, change := range map[string]func(*PipelineOptions){
+		"seed":    func(o *PipelineOptions) { o.Seed = 2 },
+		"random":  func(o *PipelineOptions) { o.Random = 9 },
+		"mean":    func(o *PipelineOptions) { o.Mean = []float32{0.5} },
+		"version": func(o *PipelineOptions) { o.Version = "x" },
+		"model":   func(o *PipelineOptions) { o.Model = testutil.Fixture(t, "mobilenetv1_bn.onnx") },
+	} {
+		c := o
+		change(&c)
+		p, err := NewPipeline(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Fingerprint() == a.Fingerprint() {
+			t.Errorf("changing %s keeps the fingerprint", name)
+		}
+		p.Close()
+	}
+	// Threads do not change results, so they do not change the fingerprint.
+	c := o
+	c.Threads = 1
+	p, err := NewPipeline(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Fingerprint() != a.Fingerprint() {
+		t.Error("thread count changes the fingerprint")
+	}
+	p.Close()
+
+	// Unlabelled --eval data is refused.
+	unl := t.TempDir()
+	src := filepath.Join(testutil.RepoRoot(t), "testdata", "images", "test", "0_tshirt")
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries[:3] {
+		data, _ := os.ReadFile(filepath.Join(src, e.Name()))
+		os.WriteFile(filepath.Join(unl, e.Name()), data, 0o644)
+	}
+	c = o
+	c.Eval = unl
+	if p, err := NewPipeline(c); err == nil {
+		p.Close()
+		t.Error("unlabelled --eval accepted")
+	}
+}
+
+func TestRandomBatchesIndependentOfBatchSize(t *testing.T) {
+	collect := func(batch int) []float32 {
+		var all []float32
+		r := &randomBatches{n: 7, size: 5, batch: batch, seed: 3}
+		if err := r.each(context.Background(), func(x []float32, labels []int, n int) error {
+			if len(x) != n*5 || len(labels) != n {
+				t.Fatalf("batch of %d has %d values", n, len(x))
+			}
+			all = append(all, x...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	a, b := collect(1), collect(3)
+	if len(a) != 35 {
+		t.Fatalf("%d values, want 35", len(a))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("value %d differs between batch sizes", i)
+		}
+	}
+}
+
+func TestFidelityMetrics(t *testing.T) {
+	a := []float32{1, 2, 3}
+	for _, c := range []struct {
+		b    []float32
+		want float64
+	}{
+		{[]float32{2, 4, 6}, 1},
+		{[]float32{-1, -2, -3}, -1},
+		{[]float32{3, 0, -1}, 0},
+		{[]float32{0, 0, 0}, 0},
+	} {
+		if got := cosine(a, c.b); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("cosine(%v, %v) = %v, want %v", a, c.b, got, c.want)
+		}
+	}
+	if cosine([]float32{0, 0}, []float32{0, 0}) != 1 {
+		t.Error("two zero vectors should be identical")
+	}
+	if argmax([]float32{1, 5, 5, 2}) != 1 || argmax(nil) != -1 {
+		t.Error("argmax")
+	}
+	var f fidelity
+	f.add([]float32{0, 1}, []float32{0, 2})  // agree, cos 1
+	f.add([]float32{1, 0}, []float32{0, 1})  // disagree, cos 0
+	f.add([]float32{1, 0}, []float32{1, -1}) // agree, cos 1/sqrt2
+	if f.agreement() != 2.0/3 || math.Abs(f.meanCosine()-(1+math.Sqrt(0.5))/3) > 1e-12 {
+		t.Errorf("agreement %v cosine %v", f.agreement(), f.meanCosine())
+	}
+	var acc accuracy
+	acc.add([]float32{0, 1}, 1)
+	acc.add([]float32{0, 1}, 0)
+	acc.add([]float32{0, 1}, -1)
+	if v := acc.value(); v == nil || *v != 0.5 {
+		t.Errorf("accuracy %v, want 0.5", v)
+	}
+	if (&accuracy{}).value() != nil {
+		t.Error("accuracy without labels should be nil")
+	}
+}
