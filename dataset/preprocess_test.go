@@ -224,3 +224,33 @@ func TestParseFloatList(t *testing.T) {
 		}
 	}
 }
+
+func TestFitPad(t *testing.T) {
+	// A 2x3 image padded into 4x4: offsets (1, 0); then cut into 1x2.
+	s := Sample{Channels: 1, Height: 2, Width: 3, Pix: []float32{1, 2, 3, 4, 5, 6}}
+	for _, tc := range []struct {
+		h, w int
+		want []float32
+	}{
+		{4, 4, []float32{0, 0, 0, 0, 1, 2, 3, 0, 4, 5, 6, 0, 0, 0, 0, 0}},
+		{1, 2, []float32{1, 2}},
+		{2, 5, []float32{0, 1, 2, 3, 0, 0, 4, 5, 6, 0}},
+	} {
+		p := Preprocess{Channels: 1, Height: tc.h, Width: tc.w, Fit: FitPad}
+		dst := make([]float32, tc.h*tc.w)
+		for i := range dst {
+			dst[i] = -7 // stale data must be overwritten
+		}
+		if err := p.Apply(s, dst); err != nil {
+			t.Fatal(err)
+		}
+		for i := range dst {
+			if dst[i] != tc.want[i] {
+				t.Fatalf("%dx%d: got %v, want %v", tc.h, tc.w, dst, tc.want)
+			}
+		}
+	}
+	if f, err := ParseFit("pad"); err != nil || f != FitPad || f.String() != "pad" {
+		t.Fatalf("ParseFit(pad) = %v, %v", f, err)
+	}
+}

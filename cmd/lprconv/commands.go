@@ -7,5 +7,7 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		inspectCommand(),
 		compressCommand(),
+		evalCommand(),
+		compareCommand(),
 	}
 }

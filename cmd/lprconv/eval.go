@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// evalReport is the result of lprconv eval.
+type evalReport struct {
+	Model        string   `json:"model"`
+	Data         string   `json:"data"`
+	Samples      int      `json:"samples"`
+	Labelled     int      `json:"labelled"`
+	Top1         *float64 `json:"top1"`
+	Top5         *float64 `json:"top5"`
+	ImagesPerSec float64  `json:"images_per_second"`
+	Batch        int      `json:"batch"`
+	ModelSeconds float64  `json:"model_seconds"`
+	Classes      int      `json:"classes"`
+}
+
+func evalCommand() *cli.Command {
+	flags := append(dataFlags("image folder (class per sub-folder), IDX folder or file, or NPY file to evaluate on (required)"),
+		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
+	)
+	return flagsAnywhere(&cli.Command{
+		Name:      "eval",
+		Usage:     "measure a model's top-1/top-5 accuracy and throughput on labelled images",
+		ArgsUsage: "MODEL --data DIR",
+		Description: `Runs MODEL with lprconv's own engine over a data set and prints top-1 and
+top-5 accuracy (when labels exist) and throughput in images per second.
+Images are converted to the model's input shape (gray replicated to its
+channels, resized or centre-cropped), scaled to [0,1] and normalized with
+--mean/--std or --preset.
+
+Examples:
+   lprconv eval testdata/models/mobilenetv1.onnx --data testdata/images/test --mean 0.286 --std 0.353
+   lprconv eval model.onnx --data /usr/share/datasets/fashion-mnist --split test --mean 0.286 --std 0.353 --json
+   lprconv eval resnet.onnx --data val/ --preset imagenet --fit crop --batch 32`,
+		Flags: flags,
+	}, func(c *cli.Context, args []string) error {
+		if len(args) != 1 {
+			return cli.Exit("eval: expected one MODEL argument (see lprconv eval --help)", 2)
+		}
+		if c.String("data") == "" {
+			return cli.Exit("eval: --data is required: an image folder, IDX or NPY path", 2)
+		}
+		m, err := onnxio.Load(args[0])
+		if err != nil {
+			return err
+		}
+		rep, err := runEval(c, []*onnxpb.ModelProto{m})
+		if err != nil {
+			return fmt.Errorf("eval %s: %w", args[0], err)
+		}
+		r := rep.Models[0]
+		out := evalReport{Model: args[0], Data: c.String("data"), Samples: r.Accuracy.N, Labelled: r.Accuracy.Labelled,
+			Top1: percent(r.Accuracy.Top1Rate()), Top5: percent(r.Accuracy.Top5Rate()),
+			ImagesPerSec: r.ImagesPerSecond(), Batch: c.Int("batch"), ModelSeconds: r.Seconds, Classes: rep.Classes}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, out)
+		}
+		return printEval(c.App.Writer, out)
+	})
+}
+
+// runEval opens the data named by the flags and runs models over it.
+func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, error) {
+	in, err := evaluate.ModelInput(models[0])
+	if err != nil {
+		return nil, err
+	}
+	batch := c.Int("batch")
+	if batch <= 0 {
+		return nil, fmt.Errorf("--batch %d: must be at least 1", batch)
+	}
+	opts := evaluate.Options{Batch: batch, Threads: c.Int("threads")}
+	if n := c.Int("random"); c.String("data") == "" && n > 0 {
+		return evaluate.Run(c.Context, models, evaluate.NewRandomBatches(n, in.Channels*in.Height*in.Width, c.Int64("seed")), opts)
+	}
+	spec, err := dataSpecFrom(c, in)
+	if err != nil {
+		return nil, err
+	}
+	src, loader, err := spec.open(batch)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	defer loader.Close()
+	prog := newProgress(c.App.ErrWriter, "eval", "images", loader.Len())
+	opts.Progress = func(done int) { prog.update(done, "") }
+	defer prog.finish()
+	return evaluate.Run(c.Context, models, loader, opts)
+}
+
+// percent turns a rate into a percentage, or nil when it is undefined.
+func percent(r float64) *float64 {
+	if math.IsNaN(r) {
+		return nil
+	}
+	v := 100 * r
+	return &v
+}
+
+func fmtPercent(p *float64) string {
+	if p == nil {
+		return "n/a (no labels)"
+	}
+	return fmt.Sprintf("%.2f%%", *p)
+}
+
+func printEval(w io.Writer, r evalReport) error {
+	_, err := fmt.Fprintf(w, "model       %s\ndata        %s (%d samples, %d labelled)\ntop-1       %s\ntop-5       %s\nthroughput  %.1f images/s (batch %d)\n",
+		r.Model, r.Data, r.Samples, r.Labelled, fmtPercent(r.Top1), fmtPercent(r.Top5), r.ImagesPerSec, r.Batch)
+	return err
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

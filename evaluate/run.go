@@ -1,0 +1,229 @@
+package evaluate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"time"
+
+	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// Input describes a model's image input and logits output.
+type Input struct {
+	// Name is the graph input fed with images, Output the graph output
+	// read as logits.
+	Name, Output string
+	// Channels, Height and Width are the image shape the model expects.
+	Channels, Height, Width int
+}
+
+// ModelInput finds the image input of m: the one graph input that is not an
+// initializer, of rank 4 (N,C,H,W) with fixed C, H and W, and the first graph
+// output.
+func ModelInput(m *onnxpb.ModelProto) (Input, error) {
+	g := m.GetGraph()
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	var ins []*onnxpb.ValueInfoProto
+	for _, v := range g.GetInput() {
+		if !inits[v.GetName()] {
+			ins = append(ins, v)
+		}
+	}
+	if len(ins) != 1 {
+		return Input{}, fmt.Errorf("model has %d graph inputs; evaluation needs exactly one image input", len(ins))
+	}
+	if len(g.GetOutput()) == 0 {
+		return Input{}, errors.New("model has no graph output")
+	}
+	v := ins[0]
+	dims := v.GetType().GetTensorType().GetShape().GetDim()
+	if len(dims) != 4 {
+		return Input{}, fmt.Errorf("input %q has rank %d; an image input is N,C,H,W", v.GetName(), len(dims))
+	}
+	var chw [3]int
+	for i := range chw {
+		d := dims[i+1]
+		if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok || d.GetDimValue() <= 0 {
+			return Input{}, fmt.Errorf("input %q: dimension %d is not fixed; an image input needs fixed C, H and W", v.GetName(), i+1)
+		}
+		chw[i] = int(d.GetDimValue())
+	}
+	return Input{Name: v.GetName(), Output: g.GetOutput()[0].GetName(), Channels: chw[0], Height: chw[1], Width: chw[2]}, nil
+}
+
+// Batches yields batches of NCHW float32 images with labels (-1 where
+// unknown); Next returns io.EOF after the last batch. dataset.Loader is one.
+type Batches interface {
+	Next(dst []float32, labels []int) (int, error)
+}
+
+// Options control Run.
+type Options struct {
+	// Batch is the largest batch size (default 64).
+	Batch int
+	// Threads is passed to the engine (0: all cores).
+	Threads int
+	// Limit stops after this many samples (0: all).
+	Limit int
+	// Progress, when set, is called after every batch with the samples
+	// done so far.
+	Progress func(done int)
+}
+
+// ModelResult is what Run measured for one model.
+type ModelResult struct {
+	Accuracy Accuracy `json:"accuracy"`
+	// Seconds is the time spent running the model, excluding data loading.
+	Seconds float64 `json:"seconds"`
+}
+
+// ImagesPerSecond returns the model's throughput.
+func (r ModelResult) ImagesPerSecond() float64 {
+	if r.Seconds == 0 {
+		return 0
+	}
+	return float64(r.Accuracy.N) / r.Seconds
+}
+
+// Result is the outcome of Run.
+type Result struct {
+	// Models holds one entry per model, in the order given.
+	Models []ModelResult
+	// Fidelity[k] compares model k+1 with model 0.
+	Fidelity []Fidelity
+	// Classes is the number of logits per sample.
+	Classes int
+}
+
+// Run feeds every batch of src to each model and measures accuracy (where
+// labels exist), throughput, and the fidelity of models[1:] to models[0].
+// All models must share the image input shape of models[0].
+func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Options) (*Result, error) {
+	if len(models) == 0 {
+		return nil, errors.New("evaluate: no model")
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 64
+	}
+	in, err := ModelInput(models[0])
+	if err != nil {
+		return nil, err
+	}
+	inputs := make([]Input, len(models))
+	engines := make([]*engine.Model, len(models))
+	defer func() {
+		for _, e := range engines {
+			if e != nil {
+				e.Close()
+			}
+		}
+	}()
+	for i, m := range models {
+		if inputs[i], err = ModelInput(m); err != nil {
+			return nil, fmt.Errorf("model %d: %w", i+1, err)
+		}
+		if inputs[i].Channels != in.Channels || inputs[i].Height != in.Height || inputs[i].Width != in.Width {
+			return nil, fmt.Errorf("model %d takes %dx%dx%d images, model 1 takes %dx%dx%d", i+1,
+				inputs[i].Channels, inputs[i].Height, inputs[i].Width, in.Channels, in.Height, in.Width)
+		}
+		if engines[i], err = engine.NewModel(m, engine.Options{Threads: opts.Threads}); err != nil {
+			return nil, fmt.Errorf("model %d: %w", i+1, err)
+		}
+	}
+	size := in.Channels * in.Height * in.Width
+	x := make([]float32, opts.Batch*size)
+	labels := make([]int, opts.Batch)
+	res := &Result{Models: make([]ModelResult, len(models)), Fidelity: make([]Fidelity, len(models)-1)}
+	logits := make([][]float32, len(models))
+	done := 0
+	for opts.Limit <= 0 || done < opts.Limit {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n, err := src.Next(x, labels)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		if opts.Limit > 0 && done+n > opts.Limit {
+			n = opts.Limit - done
+		}
+		batch := engine.NewTensorF(x[:n*size], n, in.Channels, in.Height, in.Width)
+		for i, e := range engines {
+			start := time.Now()
+			out, err := e.Run(map[string]*engine.Tensor{inputs[i].Name: batch})
+			res.Models[i].Seconds += time.Since(start).Seconds()
+			if err != nil {
+				return nil, fmt.Errorf("model %d: %w", i+1, err)
+			}
+			t := out[inputs[i].Output]
+			if t == nil || len(t.F) == 0 || len(t.F)%n != 0 {
+				return nil, fmt.Errorf("model %d: output %q is not a float tensor of %d rows", i+1, inputs[i].Output, n)
+			}
+			classes := len(t.F) / n
+			if res.Classes == 0 {
+				res.Classes = classes
+			} else if classes != res.Classes {
+				return nil, fmt.Errorf("model %d gives %d logits per sample, model 1 gives %d", i+1, classes, res.Classes)
+			}
+			logits[i] = t.F
+			if err := res.Models[i].Accuracy.Add(t.F, classes, labels[:n]); err != nil {
+				return nil, fmt.Errorf("model %d: %w", i+1, err)
+			}
+		}
+		for k := 1; k < len(models); k++ {
+			if err := res.Fidelity[k-1].Add(logits[0], logits[k], res.Classes); err != nil {
+				return nil, err
+			}
+		}
+		done += n
+		if opts.Progress != nil {
+			opts.Progress(done)
+		}
+	}
+	if done == 0 {
+		return nil, errors.New("evaluate: the data holds no samples")
+	}
+	return res, nil
+}
+
+// RandomBatches yields count samples of standard-normal noise, deterministic
+// for a seed, without labels.
+type RandomBatches struct {
+	rng  *rand.Rand
+	left int
+	chw  int
+}
+
+// NewRandomBatches returns count random samples of the given C*H*W size.
+func NewRandomBatches(count, sampleSize int, seed int64) *RandomBatches {
+	return &RandomBatches{rng: rand.New(rand.NewSource(seed)), left: count, chw: sampleSize}
+}
+
+// Next fills dst with as many samples as fit (up to len(labels)).
+func (r *RandomBatches) Next(dst []float32, labels []int) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	n := min(len(labels), len(dst)/r.chw, r.left)
+	for i := range dst[:n*r.chw] {
+		dst[i] = float32(r.rng.NormFloat64())
+	}
+	for i := range labels[:n] {
+		labels[i] = -1
+	}
+	r.left -= n
+	return n, nil
+}
