@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sort"
 	"sync"
 )
 
@@ -50,8 +51,16 @@ func FactorizeAll(ctx context.Context, jobs []Job, opts Options, workers int) ([
 			}
 		}()
 	}
+	// Start the largest jobs first so that the workers finish together.
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return len(jobs[order[a]].W) > len(jobs[order[b]].W)
+	})
 feed:
-	for i := range jobs {
+	for _, i := range order {
 		select {
 		case next <- i:
 		case <-ctx.Done():

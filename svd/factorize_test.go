@@ -81,6 +81,10 @@ func TestEckartYoung(t *testing.T) {
 		{"wide 150x300 r30", 150, 300, withSpectrum(g, 150, 300, expSpectrum(150, 0.3)), 30, KindNone, Options{}},
 		{"tall 300x150 r30", 300, 150, withSpectrum(g, 300, 150, expSpectrum(150, 0.3)), 30, KindNone, Options{}},
 		{"exact solver", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindNone, Options{Exact: true}},
+		{"precise products", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindNone, Options{Precise: true}},
+		{"precise identity", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindIdentity, Options{Precise: true}},
+		{"degree 2 oversample 40", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindNone, Options{Degree: 2, Oversample: 40}},
+		{"larger 512 r128", 512, 512, withSpectrum(g, 512, 512, expSpectrum(512, 0.46)), 128, KindNone, Options{}},
 		{"rank 1", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 1, KindNone, Options{}},
 	}
 	for _, c := range cases {
