@@ -406,3 +406,97 @@ func TestConvBNReluFusion(t *testing.T) {
 		t.Fatal(msg)
 	}
 }
+
+// TestBroadcastBinary checks Add/Sub/Mul/Div with numpy broadcasting
+// against a direct index computation, on float and int64 tensors, with one
+// and two threads.
+func TestBroadcastBinary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	shapes := [][2][]int{
+		{{4, 5}, {4, 5}},
+		{{2, 3, 4, 5}, {1, 3, 1, 1}},
+		{{2, 3, 4, 5}, {5}},
+		{{3, 1, 5}, {1, 4, 1}},
+		{{1}, {2, 3}},
+		{{}, {3, 2}},
+		{{8, 32, 16, 16}, {8, 32, 1, 1}},
+		{{2, 1, 3, 1, 2, 1, 2, 1, 2, 3}, {1, 2, 1, 2, 1, 2, 1, 2, 1, 3}},
+		{{0, 3}, {1, 3}},
+	}
+	ops := []string{"Add", "Sub", "Mul", "Div"}
+	for _, sh := range shapes {
+		for _, opName := range ops {
+			for _, isInt := range []bool{false, true} {
+				b := newGraph(13)
+				dt := onnxpb.TensorProto_FLOAT
+				if isInt {
+					dt = onnxpb.TensorProto_INT64
+				}
+				b.g.Input = append(b.g.Input, valueInfo("a", dt, sh[0]), valueInfo("b", dt, sh[1]))
+				y := b.node(opName, []string{"a", "b"})
+				b.output(y)
+				mk := func(shape []int) *Tensor {
+					t := randTensor(rng, shape...)
+					if isInt {
+						t = &Tensor{Shape: t.Shape, DType: Int64, I: make([]int64, len(t.F))}
+						for i := range t.I {
+							t.I[i] = rng.Int64N(19) - 9
+							if t.I[i] == 0 {
+								t.I[i] = 3
+							}
+						}
+					}
+					return t
+				}
+				a, bb := mk(sh[0]), mk(sh[1])
+				out, _ := broadcastShape(sh[0], sh[1])
+				want := &Tensor{Shape: out, DType: a.DType}
+				n := sizeOf(out)
+				if isInt {
+					want.I = make([]int64, n)
+				} else {
+					want.F = make([]float32, n)
+				}
+				sa, sb := bcastStrides(sh[0], out), bcastStrides(sh[1], out)
+				for i := 0; i < n; i++ {
+					ia, ib, r := 0, 0, i
+					for d := len(out) - 1; d >= 0; d-- {
+						k := r % out[d]
+						r /= out[d]
+						ia += k * sa[d]
+						ib += k * sb[d]
+					}
+					if isInt {
+						x, z := a.I[ia], bb.I[ib]
+						want.I[i] = arith(opName, x, z)
+					} else {
+						x, z := a.F[ia], bb.F[ib]
+						want.F[i] = arith(opName, x, z)
+					}
+				}
+				for _, threads := range []int{1, 2} {
+					p := mustCompile(t, b.model(), Options{Threads: threads})
+					got, err := p.Run(map[string]*Tensor{"a": a, "b": bb})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if msg := compareTensors(got[y], want, 0, 0); msg != "" {
+						t.Fatalf("%s %v %v int=%v threads %d: %s", opName, sh[0], sh[1], isInt, threads, msg)
+					}
+				}
+			}
+		}
+	}
+}
+
+func arith[T float32 | int64](op string, x, z T) T {
+	switch op {
+	case "Add":
+		return x + z
+	case "Sub":
+		return x - z
+	case "Mul":
+		return x * z
+	}
+	return x / z
+}

@@ -526,6 +526,7 @@ type PoolOp struct {
 	CountIncludePad bool
 	Planes          int
 	Geom            kernels.ConvGeom
+	x, y            []float32 // operands of the current Forward
 }
 
 func buildPool(isMax bool) func(b *nodeBuild) (Op, error) {
@@ -576,59 +577,159 @@ func buildPool(isMax bool) func(b *nodeBuild) (Op, error) {
 	}
 }
 
-// Forward pools every plane.
+// Forward pools every plane, splitting planes over threads.
 func (op *PoolOp) Forward(c *Ctx, in, out []*Tensor) error {
+	op.x, op.y = in[0].F, out[0].F
+	g := op.Geom
+	c.parallelFor(op.Planes, g.OH*g.OW*g.KH*g.KW, op)
+	op.x, op.y = nil, nil
+	return nil
+}
+
+// run pools planes [lo, hi).
+func (op *PoolOp) run(lo, hi int) {
 	g := op.Geom
 	hw, ohw := g.H*g.W, g.OH*g.OW
-	x, y := in[0].F, out[0].F
-	sh, sw, dh, dw := g.Strides[0], g.Strides[1], g.Dilations[0], g.Dilations[1]
-	for p := 0; p < op.Planes; p++ {
-		xp, yp := x[p*hw:(p+1)*hw], y[p*ohw:(p+1)*ohw]
+	// output columns whose window lies entirely inside the input
+	ilo, ihi := validRange(-g.Pads[1], g.Strides[1], g.W-(g.KW-1)*g.Dilations[1], g.OW)
+	for p := lo; p < hi; p++ {
+		xp, yp := op.x[p*hw:(p+1)*hw], op.y[p*ohw:(p+1)*ohw]
 		for oy := 0; oy < g.OH; oy++ {
-			y0 := oy*sh - g.Pads[0]
+			yrow := yp[oy*g.OW : (oy+1)*g.OW]
+			y0 := oy*g.Strides[0] - g.Pads[0]
 			for ox := 0; ox < g.OW; ox++ {
-				x0 := ox*sw - g.Pads[1]
-				if op.Max {
-					m := float32(math.Inf(-1))
-					for ky := 0; ky < g.KH; ky++ {
-						iy := y0 + ky*dh
-						if iy < 0 || iy >= g.H {
-							continue
-						}
-						row := xp[iy*g.W : (iy+1)*g.W]
-						for kx := 0; kx < g.KW; kx++ {
-							ix := x0 + kx*dw
-							if ix >= 0 && ix < g.W && row[ix] > m {
-								m = row[ix]
-							}
-						}
-					}
-					yp[oy*g.OW+ox] = m
+				if ox == ilo && ilo < ihi {
+					op.interior(xp, yrow, y0, ilo, ihi)
+					ox = ihi - 1
 					continue
 				}
-				ylo, yhi := max(y0, 0), min(y0+g.KH, g.H)
-				xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
-				var s float32
-				for iy := ylo; iy < yhi; iy++ {
-					for _, v := range xp[iy*g.W+xlo : iy*g.W+xhi] {
-						s += v
-					}
-				}
-				var cnt int
-				if op.CountIncludePad {
-					// the window clipped to the padded input
-					cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
-				} else {
-					cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
-				}
-				if cnt > 0 {
-					s /= float32(cnt)
-				}
-				yp[oy*g.OW+ox] = s
+				yrow[ox] = op.window(xp, y0, ox*g.Strides[1]-g.Pads[1])
 			}
 		}
 	}
-	return nil
+}
+
+// window pools one window with top-left corner (y0, x0), skipping taps in
+// the padding.
+func (op *PoolOp) window(xp []float32, y0, x0 int) float32 {
+	g := &op.Geom
+	dh, dw := g.Dilations[0], g.Dilations[1]
+	if op.Max {
+		m := float32(math.Inf(-1))
+		for ky := 0; ky < g.KH; ky++ {
+			iy := y0 + ky*dh
+			if iy < 0 || iy >= g.H {
+				continue
+			}
+			row := xp[iy*g.W : (iy+1)*g.W]
+			for kx := 0; kx < g.KW; kx++ {
+				ix := x0 + kx*dw
+				if ix >= 0 && ix < g.W && row[ix] > m {
+					m = row[ix]
+				}
+			}
+		}
+		return m
+	}
+	ylo, yhi := max(y0, 0), min(y0+g.KH, g.H)
+	xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
+	var s float32
+	for iy := ylo; iy < yhi; iy++ {
+		for _, v := range xp[iy*g.W+xlo : iy*g.W+xhi] {
+			s += v
+		}
+	}
+	var cnt int
+	if op.CountIncludePad {
+		// the window clipped to the padded input
+		cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
+	} else {
+		cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
+	}
+	if cnt > 0 {
+		s /= float32(cnt)
+	}
+	return s
+}
+
+// interior pools output columns [lo, hi) of one row, whose windows lie
+// horizontally inside the input: only the rows need checking.
+func (op *PoolOp) interior(xp, yrow []float32, y0, lo, hi int) {
+	g := &op.Geom
+	sw, dh, dw := g.Strides[1], g.Dilations[0], g.Dilations[1]
+	kylo, kyhi := 0, g.KH
+	for kylo < g.KH && y0+kylo*dh < 0 {
+		kylo++
+	}
+	for kyhi > kylo && y0+(kyhi-1)*dh >= g.H {
+		kyhi--
+	}
+	out := yrow[lo:hi]
+	x0 := lo*sw - g.Pads[1]
+	if op.Max {
+		if kyhi-kylo <= 8 {
+			// keep each output's running max in a register
+			var rows [8][]float32
+			nr := 0
+			for ky := kylo; ky < kyhi; ky++ {
+				rows[nr] = xp[(y0+ky*dh)*g.W : (y0+ky*dh+1)*g.W]
+				nr++
+			}
+			span := (g.KW-1)*dw + 1
+			for i := range out {
+				xs := x0 + i*sw
+				m := float32(math.Inf(-1))
+				for _, row := range rows[:nr] {
+					win := row[xs : xs+span]
+					for kx := 0; kx < len(win); kx += dw {
+						if v := win[kx]; v > m {
+							m = v
+						}
+					}
+				}
+				out[i] = m
+			}
+			return
+		}
+		for i := range out {
+			out[i] = float32(math.Inf(-1))
+		}
+		for ky := kylo; ky < kyhi; ky++ {
+			row := xp[(y0+ky*dh)*g.W : (y0+ky*dh+1)*g.W]
+			for kx := 0; kx < g.KW; kx++ {
+				ix := x0 + kx*dw
+				for i := range out {
+					if v := row[ix]; v > out[i] {
+						out[i] = v
+					}
+					ix += sw
+				}
+			}
+		}
+		return
+	}
+	clear(out)
+	for ky := kylo; ky < kyhi; ky++ {
+		row := xp[(y0+ky*dh)*g.W : (y0+ky*dh+1)*g.W]
+		for kx := 0; kx < g.KW; kx++ {
+			ix := x0 + kx*dw
+			for i := range out {
+				out[i] += row[ix]
+				ix += sw
+			}
+		}
+	}
+	rows := kyhi - kylo
+	cnt := rows * g.KW
+	if op.CountIncludePad {
+		cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * g.KW
+	}
+	if cnt > 0 {
+		inv := float32(cnt)
+		for i := range out {
+			out[i] /= inv
+		}
+	}
 }
 
 // GlobalPoolOp averages (or takes the max of) every plane.

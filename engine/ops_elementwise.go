@@ -279,8 +279,9 @@ func newBroadcast(a, b, out []int) *broadcast {
 // BinaryOp is Add, Sub, Mul or Div with numpy broadcasting, on float or
 // integer tensors.
 type BinaryOp struct {
-	Kind binKind
-	bc   *broadcast
+	Kind    binKind
+	bc      *broadcast
+	a, b, y []float32 // operands of the current Forward
 }
 
 func buildBinary(k binKind) func(b *nodeBuild) (Op, error) {
@@ -310,36 +311,77 @@ func buildBinary(k binKind) func(b *nodeBuild) (Op, error) {
 	}
 }
 
-// Forward computes the element-wise result.
+// Forward computes the element-wise result; float work is split over
+// threads by output rows (or within the single row).
 func (op *BinaryOp) Forward(c *Ctx, in, out []*Tensor) error {
-	if out[0].DType.IsFloat() {
-		binaryLoop(op.bc, op.Kind, in[0].F, in[1].F, out[0].F)
-	} else {
-		binaryLoop(op.bc, op.Kind, in[0].I, in[1].I, out[0].I)
+	bc := op.bc
+	if !out[0].DType.IsFloat() {
+		binaryRows(bc, op.Kind, in[0].I, in[1].I, out[0].I, 0, bc.outer, bc.idx)
+		return nil
 	}
+	op.a, op.b, op.y = in[0].F, in[1].F, out[0].F
+	if bc.outer == 1 {
+		c.parallelFor(bc.inner, 1, op)
+	} else if len(bc.dims) <= maxBroadcastDims {
+		c.parallelFor(bc.outer, bc.inner, op)
+	} else {
+		binaryRows(bc, op.Kind, op.a, op.b, op.y, 0, bc.outer, bc.idx)
+	}
+	op.a, op.b, op.y = nil, nil, nil
 	return nil
 }
 
-func binaryLoop[T float32 | int64](bc *broadcast, k binKind, a, b, y []T) {
-	for i := range bc.idx {
-		bc.idx[i] = 0
+// maxBroadcastDims is the most collapsed outer dims that worker threads
+// handle with an odometer on the stack.
+const maxBroadcastDims = 8
+
+// run computes output rows [lo, hi), or elements [lo, hi) of the single row.
+func (op *BinaryOp) run(lo, hi int) {
+	bc := op.bc
+	if bc.outer == 1 {
+		a, b := op.a, op.b
+		if bc.innerA == 1 {
+			a = a[lo:]
+		}
+		if bc.innerB == 1 {
+			b = b[lo:]
+		}
+		binaryRow(op.Kind, a, b, op.y[lo:hi], bc.innerA, bc.innerB)
+		return
 	}
-	oa, ob, oy := 0, 0, 0
+	var idx [maxBroadcastDims]int
+	binaryRows(bc, op.Kind, op.a, op.b, op.y, lo, hi, idx[:len(bc.dims)])
+}
+
+// binaryRows computes output rows [lo, hi) using idx as the odometer.
+func binaryRows[T float32 | int64](bc *broadcast, k binKind, a, b, y []T, lo, hi int, idx []int) {
+	if hi <= lo || bc.inner == 0 {
+		return
+	}
+	oa, ob := 0, 0
+	r := lo
+	for d := len(bc.dims) - 1; d >= 0; d-- {
+		idx[d] = r % bc.dims[d]
+		r /= bc.dims[d]
+		oa += idx[d] * bc.sa[d]
+		ob += idx[d] * bc.sb[d]
+	}
 	n := bc.inner
-	for r := 0; r < bc.outer; r++ {
+	oy := lo * n
+	for r := lo; r < hi; r++ {
 		binaryRow(k, a[oa:], b[ob:], y[oy:oy+n], bc.innerA, bc.innerB)
 		oy += n
 		// advance the odometer over the outer dims
 		for d := len(bc.dims) - 1; d >= 0; d-- {
-			bc.idx[d]++
+			idx[d]++
 			oa += bc.sa[d]
 			ob += bc.sb[d]
-			if bc.idx[d] < bc.dims[d] {
+			if idx[d] < bc.dims[d] {
 				break
 			}
 			oa -= bc.sa[d] * bc.dims[d]
 			ob -= bc.sb[d] * bc.dims[d]
-			bc.idx[d] = 0
+			idx[d] = 0
 		}
 	}
 }
