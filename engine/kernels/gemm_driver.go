@@ -243,15 +243,23 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
 				b := g.b[(bj+bk)*g.sb:] // at most one of bj, bk is nonzero
 				d := panel[p0*nr+j0:]
 				if !g.transB {
+					if jseg == nr && packCopyFast(d, b[pp*g.ldb+jj:], g.ldb, pseg, nr) {
+						p0 += pseg
+						continue
+					}
 					for p := 0; p < pseg; p++ {
 						copy(d[p*nr:p*nr+jseg], b[(pp+p)*g.ldb+jj:(pp+p)*g.ldb+jj+jseg])
 					}
 				} else {
+					done := 0
+					if jseg == nr {
+						done = packTransFast(d, b[jj*g.ldb+pp:], g.ldb, pseg, nr)
+					}
 					for j := 0; j < jseg; j++ {
 						src := b[(jj+j)*g.ldb+pp:]
-						src = src[:pseg]
+						src = src[done:pseg]
 						for p, v := range src {
-							d[p*nr+j] = v
+							d[(done+p)*nr+j] = v
 						}
 					}
 				}

@@ -2688,6 +2688,138 @@ dw3x3s1AVX512_last:
 	VZEROUPPER
 	RET
 
+// func packCopy32AVX(dst *float32, src *float32, ldb int, kc int)
+// Requires: AVX
+TEXT ·packCopy32AVX(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ldb+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kc+24(FP), BX
+
+packCopy32AVX_loop:
+	TESTQ   BX, BX
+	JE      packCopy32AVX_done
+	VMOVUPS (CX), Y0
+	VMOVUPS 32(CX), Y1
+	VMOVUPS 64(CX), Y2
+	VMOVUPS 96(CX), Y3
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	ADDQ    DX, CX
+	ADDQ    $0x00000080, AX
+	DECQ    BX
+	JMP     packCopy32AVX_loop
+
+packCopy32AVX_done:
+	VZEROUPPER
+	RET
+
+// func packCopy16AVX(dst *float32, src *float32, ldb int, kc int)
+// Requires: AVX
+TEXT ·packCopy16AVX(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ldb+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kc+24(FP), BX
+
+packCopy16AVX_loop:
+	TESTQ   BX, BX
+	JE      packCopy16AVX_done
+	VMOVUPS (CX), Y0
+	VMOVUPS 32(CX), Y1
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	ADDQ    DX, CX
+	ADDQ    $0x00000040, AX
+	DECQ    BX
+	JMP     packCopy16AVX_loop
+
+packCopy16AVX_done:
+	VZEROUPPER
+	RET
+
+// func packTrans8AVX(dst *float32, src *float32, ldb int, nr int, groups int, blocks int)
+// Requires: AVX
+TEXT ·packTrans8AVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ldb+16(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ nr+24(FP), SI
+	SHLQ $0x02, SI
+	MOVQ groups+32(FP), DI
+
+packTrans8AVX_group:
+	MOVQ blocks+40(FP), R8
+	MOVQ CX, R9
+	LEAQ (CX)(DX*4), R10
+	MOVQ AX, R11
+
+packTrans8AVX_block:
+	VMOVUPS    (R9), Y0
+	VMOVUPS    (R9)(DX*1), Y1
+	VMOVUPS    (R9)(DX*2), Y2
+	VMOVUPS    (R9)(BX*1), Y3
+	VMOVUPS    (R10), Y4
+	VMOVUPS    (R10)(DX*1), Y5
+	VMOVUPS    (R10)(DX*2), Y6
+	VMOVUPS    (R10)(BX*1), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y1
+	VSHUFPS    $0x44, Y2, Y0, Y8
+	VSHUFPS    $0xee, Y2, Y0, Y0
+	VSHUFPS    $0x44, Y5, Y3, Y2
+	VSHUFPS    $0xee, Y5, Y3, Y3
+	VSHUFPS    $0x44, Y6, Y4, Y5
+	VSHUFPS    $0xee, Y6, Y4, Y4
+	VPERM2F128 $0x20, Y2, Y7, Y6
+	VMOVUPS    Y6, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x20, Y3, Y1, Y6
+	VMOVUPS    Y6, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x20, Y5, Y8, Y6
+	VMOVUPS    Y6, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x20, Y4, Y0, Y6
+	VMOVUPS    Y6, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x31, Y2, Y7, Y2
+	VMOVUPS    Y2, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x31, Y3, Y1, Y1
+	VMOVUPS    Y1, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x31, Y5, Y8, Y1
+	VMOVUPS    Y1, (R11)
+	ADDQ       SI, R11
+	VPERM2F128 $0x31, Y4, Y0, Y0
+	VMOVUPS    Y0, (R11)
+	ADDQ       $0x00000020, R9
+	ADDQ       $0x00000020, R10
+	LEAQ       (R11)(SI*1), R11
+	DECQ       R8
+	JNE        packTrans8AVX_block
+	LEAQ       (CX)(DX*8), CX
+	ADDQ       $0x00000020, AX
+	DECQ       DI
+	JNE        packTrans8AVX_group
+	VZEROUPPER
+	RET
+
 // func dotAVX2(x *float32, y *float32, n int) float32
 // Requires: AVX, FMA3, SSE
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28

@@ -60,6 +60,21 @@ func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 //go:noescape
 func dw3x3s1AVX512(out *float32, p *float32, ldp int, w *float32, bias float32, ow int, oh int)
 
+// packCopy32AVX copies kc rows of 32 values (row stride ldb) into a packed panel.
+//
+//go:noescape
+func packCopy32AVX(dst *float32, src *float32, ldb int, kc int)
+
+// packCopy16AVX copies kc rows of 16 values (row stride ldb) into a packed panel.
+//
+//go:noescape
+func packCopy16AVX(dst *float32, src *float32, ldb int, kc int)
+
+// packTrans8AVX packs 8*groups columns and 8*blocks rows of a transposed B panel.
+//
+//go:noescape
+func packTrans8AVX(dst *float32, src *float32, ldb int, nr int, groups int, blocks int)
+
 // dotAVX2 returns the dot product of the n values at x and y.
 //
 //go:noescape

@@ -74,7 +74,7 @@ var (
 var bestKernel = func() *kernelSpec {
 	switch {
 	case cpu.avx512:
-		return &avx512Kernel
+		return &avx512Kernel8
 	case cpu.avx2FMA:
 		return &avx2Kernel
 	}
@@ -88,7 +88,7 @@ func kernelsAvailable() []*kernelSpec {
 		ks = append(ks, &avx2Kernel)
 	}
 	if cpu.avx512 {
-		ks = append(ks, &avx512Kernel, &avx512Kernel8)
+		ks = append(ks, &avx512Kernel8, &avx512Kernel)
 	}
 	return ks
 }
@@ -116,4 +116,32 @@ func vecAxpy(alpha float32, x, y []float32) {
 	}
 	_ = y[len(x)-1]
 	axpyAVX2(alpha, &x[0], &y[0], len(x))
+}
+
+// packCopyFast packs kc rows of nr values of a row-major B (row stride
+// ldb) into dst; it reports false when no vector packer fits.
+func packCopyFast(dst, src []float32, ldb, kc, nr int) bool {
+	if !cpu.avx2FMA || kc == 0 || (nr != 32 && nr != 16) {
+		return false
+	}
+	_, _ = dst[kc*nr-1], src[(kc-1)*ldb+nr-1]
+	if nr == 32 {
+		packCopy32AVX(&dst[0], &src[0], ldb, kc)
+	} else {
+		packCopy16AVX(&dst[0], &src[0], ldb, kc)
+	}
+	return true
+}
+
+// packTransFast packs the first kc/8*8 rows of an nr-column panel of a
+// transposed B (element (p, j) at src[j*ldb+p]) into dst and returns how
+// many rows it packed.
+func packTransFast(dst, src []float32, ldb, kc, nr int) int {
+	blocks := kc / 8
+	if !cpu.avx2FMA || blocks == 0 || nr%8 != 0 {
+		return 0
+	}
+	_, _ = dst[(blocks*8-1)*nr+nr-1], src[(nr-1)*ldb+blocks*8-1]
+	packTrans8AVX(&dst[0], &src[0], ldb, nr, nr/8, blocks)
+	return blocks * 8
 }

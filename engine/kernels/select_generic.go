@@ -13,3 +13,9 @@ func vecDot(x, y []float32) float32 { return dotGeneric(x, y) }
 
 // vecAxpy computes y += alpha*x (len(y) >= len(x)).
 func vecAxpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }
+
+// packCopyFast has no vector version in this build.
+func packCopyFast(dst, src []float32, ldb, kc, nr int) bool { return false }
+
+// packTransFast has no vector version in this build.
+func packTransFast(dst, src []float32, ldb, kc, nr int) int { return 0 }

@@ -30,6 +30,9 @@ func main() {
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
+	packCopy(32)
+	packCopy(16)
+	packTrans()
 	dotKernel()
 	axpyKernel()
 	directData()
