@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Backward adds dY·f'(x) into the input gradient. Relu passes the
 // gradient where x > 0, Clip where lo <= x <= hi (the bounds get none);
@@ -14,11 +17,7 @@ func (op *UnaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	dx = dx[:len(dy)]
 	switch op.Kind {
 	case uRelu:
-		for i, v := range x {
-			if v > 0 {
-				dx[i] += dy[i]
-			}
-		}
+		reluBackward(dx, dy, y)
 	case uClip:
 		lo, hi := op.Lo, op.Hi
 		if op.clipInputs {
@@ -238,4 +237,16 @@ func binaryGradB(k binKind, a, b, y, dy, db []float32, sa, sb int) {
 		s /= b[0]
 	}
 	db[0] += s
+}
+
+// reluBackward adds dy where the Relu output y is positive, without
+// branches: y >= +0, so its bits are nonzero exactly where y > 0, and
+// bits|-bits then has the sign bit set.
+func reluBackward(dx, dy, y []float32) {
+	dx, dy = dx[:len(y)], dy[:len(y)]
+	for i, v := range y {
+		b := math.Float32bits(v)
+		m := uint32(int32(b|-b) >> 31)
+		dx[i] += math.Float32frombits(math.Float32bits(dy[i]) & m)
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"sort"
 	"testing"
 
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -903,4 +906,184 @@ func TestBackwardDoesNotAllocate(t *testing.T) {
 	if allocs := testing.AllocsPerRun(3, step); allocs != 0 {
 		t.Fatalf("Forward+Backward allocates %v times per step", allocs)
 	}
+}
+
+// shuffleGraph builds a small ShuffleNetV2-like network as torchvision
+// exports it: Conv 3x3 s2 + BN + Relu, MaxPool 3x3 s2 p1, one unit
+// (channel split, 1x1 + BN + Relu, depthwise 3x3 + BN, 1x1 + BN + Relu,
+// Concat, channel shuffle by Reshape/Transpose/Reshape), ReduceMean over
+// H and W, Gemm. Every initializer but the BN statistics is returned as
+// trainable.
+func shuffleGraph(opset int64) (*onnxpb.ModelProto, []string) {
+	b := newGraph(opset)
+	b.rng = rand.New(rand.NewPCG(9, 10))
+	var tr []string
+	convBN := func(x string, cin, cout, k, stride, group int, relu bool) string {
+		w := b.weight(float32(1.5/math.Sqrt(float64(cin/group*k*k))), cout, cin/group, k, k)
+		p := int64(k / 2)
+		y := b.node("Conv", []string{x, w}, attrInts("kernel_shape", int64(k), int64(k)),
+			attrInts("strides", int64(stride), int64(stride)), attrInts("pads", p, p, p, p), attrInt("group", int64(group)))
+		g, be, mu := b.weight(0.3, cout), b.weight(0.2, cout), b.weight(0.2, cout)
+		for i, init := range b.g.Initializer {
+			if init.Name == g {
+				t, _ := TensorFromProto(init)
+				for j := range t.F {
+					t.F[j] += 1
+				}
+				b.g.Initializer[i] = t.ToProto(g)
+			}
+		}
+		vr := b.initF(genPositive(b.rng, cout), cout)
+		y = b.node("BatchNormalization", []string{y, g, be, mu, vr})
+		tr = append(tr, w, g, be)
+		if relu {
+			y = b.node("Relu", []string{y})
+		}
+		return y
+	}
+	x := b.input("input", 2, 3, 12, 12)
+	x = convBN(x, 3, 8, 3, 2, 1, true)
+	x = b.node("MaxPool", []string{x}, attrInts("kernel_shape", 3, 3), attrInts("strides", 2, 2), attrInts("pads", 1, 1, 1, 1))
+	var halves []string
+	if opset >= 13 {
+		halves = b.multiNode("Split", []string{x, b.initI([]int64{4, 4}, 2)}, 2, attrInt("axis", 1))
+	} else {
+		halves = b.multiNode("Split", []string{x}, 2, attrInt("axis", 1), attrInts("split", 4, 4))
+	}
+	y := convBN(halves[1], 4, 4, 1, 1, 1, true)
+	y = convBN(y, 4, 4, 3, 1, 4, false)
+	y = convBN(y, 4, 4, 1, 1, 1, true)
+	y = b.node("Concat", []string{halves[0], y}, attrInt("axis", 1))
+	shape1, shape2 := b.initI([]int64{2, 2, 4, 3, 3}, 5), b.initI([]int64{2, -1, 3, 3}, 4)
+	y = b.node("Reshape", []string{y, shape1})
+	y = b.node("Transpose", []string{y}, attrInts("perm", 0, 2, 1, 3, 4))
+	y = b.node("Reshape", []string{y, shape2})
+	y = b.node("ReduceMean", []string{y}, attrInts("axes", 2, 3), attrInt("keepdims", 0))
+	fw, fb := b.weight(0.5, 5, 8), b.weight(0.1, 5)
+	b.output(b.node("Gemm", []string{y, fw, fb}, attrInt("transB", 1)))
+	return b.model(), append(tr, fw, fb)
+}
+
+func TestBackwardShuffleNetGraph(t *testing.T) {
+	for _, opset := range []int64{9, 13} {
+		t.Run(fmt.Sprintf("opset %d", opset), func(t *testing.T) {
+			m, tr := shuffleGraph(opset)
+			res := gradCheck(t, m, nil, tr, 4, true)
+			worst := 0.0
+			for _, r := range res {
+				worst = max(worst, r.relNorm, r.rel)
+			}
+			t.Logf("%d tensors, worst relative error %.1e", len(res), worst)
+		})
+	}
+}
+
+// TestBackwardFixtures checks the gradients of the exported fixtures
+// (testdata/models/*.onnx, every float initializer trainable, and the
+// input) on sampled elements: in each tensor the element with the largest
+// gradient and two random ones, against the closest of central and
+// one-sided finite differences with steps 1e-4, 1e-3 and 1e-2 (the loss
+// is piecewise linear along each coordinate), relative to the larger of
+// |fd| and the tensor's RMS gradient.
+func TestBackwardFixtures(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "models", "*.onnx"))
+	if len(paths) == 0 {
+		t.Skip("no fixtures in testdata/models")
+	}
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			m, err := onnxio.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fixtureGradCheck(t, m, 2e-2)
+		})
+	}
+}
+
+func fixtureGradCheck(t *testing.T, m *onnxpb.ModelProto, tol float64) {
+	// BN statistics stay constant: fine-tuning does not train them, and
+	// 1/sqrt(var+eps) is far from linear over a step when var is tiny
+	stats := map[string]bool{}
+	for _, n := range m.Graph.Node {
+		if n.OpType == "BatchNormalization" && len(n.Input) == 5 {
+			stats[n.Input[3]], stats[n.Input[4]] = true, true
+		}
+	}
+	var tr []string
+	for _, init := range m.Graph.Initializer {
+		if init.DataType == int32(onnxpb.TensorProto_FLOAT) && !stats[init.Name] {
+			tr = append(tr, init.Name)
+		}
+	}
+	p := mustCompile(t, m, Options{Threads: 2, Trainable: tr, KeepForBackward: true})
+	name := p.InputNames()[0]
+	shape := append([]int{2}, p.InputShape(name)[1:]...)
+	p = mustCompile(t, m, Options{Threads: 2, Trainable: tr, KeepForBackward: true, InputShapes: map[string][]int{name: shape}})
+	rng := rand.New(rand.NewPCG(21, 22))
+	in := map[string]*Tensor{name: randTensor(rng, shape...)}
+	if err := p.RequireInputGrad(name); err != nil {
+		t.Fatal(err)
+	}
+	r := map[string]*Tensor{}
+	for _, o := range p.OutputNames() {
+		r[o] = randTensor(rng, p.Shape(o)...)
+	}
+	bwLoss(t, p, in, r)
+	if err := p.Backward(r); err != nil {
+		t.Fatal(err)
+	}
+	names := append([]string{name}, p.ParamNames()...)
+	sort.Strings(names[1:])
+	l0 := bwLoss(t, p, in, r)
+	checked, worst := 0, 0.0
+	for _, n := range names {
+		data := in[name].F
+		if n != name {
+			data = p.Param(n).F
+		}
+		g := append([]float32(nil), p.Grad(n)...)
+		var ss float64
+		top := 0
+		for i, v := range g {
+			ss += float64(v) * float64(v)
+			if math.Abs(float64(v)) > math.Abs(float64(g[top])) {
+				top = i
+			}
+		}
+		rms := math.Sqrt(ss / float64(len(g)))
+		if rms == 0 {
+			continue // e.g. a BN variance whose channel is dead after Relu
+		}
+		for _, i := range []int{top, rng.IntN(len(g)), rng.IntN(len(g))} {
+			v := data[i]
+			at := func(x float32) float64 {
+				data[i] = x
+				l := bwLoss(t, p, in, r)
+				data[i] = v
+				return l
+			}
+			best := math.Inf(1)
+			var bestFD float64
+			// small steps for tensors that move many activations
+			// across Relu kinks at once (biases of early layers), large
+			// ones for tiny gradients
+			for _, eps := range []float32{1e-4, fdEps, fdEpsPiecewise} {
+				hp, hm := float64(v+eps)-float64(v), float64(v)-float64(v-eps)
+				lp, lm := at(v+eps), at(v-eps)
+				for _, d := range []float64{(lp - lm) / (hp + hm), (lp - l0) / hp, (l0 - lm) / hm} {
+					if e := math.Abs(d - float64(g[i])); e < best {
+						best, bestFD = e, d
+					}
+				}
+			}
+			rel := best / max(math.Abs(bestFD), rms)
+			worst = max(worst, rel)
+			checked++
+			if rel > tol {
+				t.Errorf("%s[%d]: gradient %v, finite difference %v (relative error %.1e, tensor RMS gradient %.2e)", n, i, g[i], bestFD, rel, rms)
+			}
+		}
+	}
+	t.Logf("%d elements of %d tensors checked, worst relative error %.1e", checked, len(names), worst)
 }

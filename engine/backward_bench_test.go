@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// benchTrainStep measures a training step (Forward then Backward with
+// every initializer trainable) on m at the given input shape, next to the
+// forward pass alone of the same program.
+func benchTrainStep(b *testing.B, m *onnxpb.ModelProto, shape []int) {
+	var tr []string
+	for _, init := range m.Graph.Initializer {
+		if init.DataType == int32(onnxpb.TensorProto_FLOAT) {
+			tr = append(tr, init.Name)
+		}
+	}
+	inits := map[string]bool{}
+	for _, t := range m.Graph.Initializer {
+		inits[t.Name] = true
+	}
+	name := ""
+	for _, in := range m.Graph.Input {
+		if !inits[in.Name] {
+			name = in.Name
+			break
+		}
+	}
+	p, err := Compile(m, Options{Trainable: tr, KeepForBackward: true, InputShapes: map[string][]int{name: shape}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := map[string]*Tensor{name: randTensor(rng, shape...)}
+	seeds := map[string]*Tensor{}
+	for _, o := range p.OutputNames() {
+		seeds[o] = randTensor(rng, p.Shape(o)...)
+	}
+	run := func(b *testing.B, backward bool) {
+		step := func() {
+			if err := p.Forward(in); err != nil {
+				b.Fatal(err)
+			}
+			if backward {
+				if err := p.Backward(seeds); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		step()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			step()
+		}
+		b.ReportMetric(float64(b.N*shape[0])/b.Elapsed().Seconds(), "images/s")
+	}
+	b.Run("forward", func(b *testing.B) { run(b, false) })
+	b.Run("step", func(b *testing.B) {
+		run(b, true)
+		b.ReportMetric(float64(p.GradArenaBytes())/(1<<20), "grad-MiB")
+	})
+}
+
+// BenchmarkTrainStepMobileNetV1 runs forward+backward of the
+// Fashion-MNIST MobileNetV1 fixture (all weights trainable) at batch 64.
+func BenchmarkTrainStepMobileNetV1(b *testing.B) {
+	m := fixtureOrSynthetic(b, "mobilenetv1.onnx", func() *onnxpb.ModelProto { return mobileNetV1(0.25, 32, 10) })
+	benchTrainStep(b, m, []int{64, 3, 32, 32})
+}
+
+// BenchmarkTrainStepMobileNetV1BN is the same with BatchNormalization
+// kept (BN scale and shift trainable too).
+func BenchmarkTrainStepMobileNetV1BN(b *testing.B) {
+	m := fixtureOrSynthetic(b, "mobilenetv1_bn.onnx", func() *onnxpb.ModelProto { return mobileNetV1(0.25, 32, 10) })
+	benchTrainStep(b, m, []int{64, 3, 32, 32})
+}
