@@ -140,3 +140,24 @@ func TestFactorizeDataIdentityCov(t *testing.T) {
 		}
 	}
 }
+
+// TestFactorizeDataRectangular checks non-square weights against the
+// weighted optimum.
+func TestFactorizeDataRectangular(t *testing.T) {
+	g := rand.New(rand.NewPCG(23, 1))
+	for _, c := range []struct{ out, in, r int }{{48, 96, 12}, {96, 48, 12}} {
+		w := gaussian(g, c.out*c.in, 0.1)
+		cov := correlatedCov(g, c.in, 500)
+		f, err := FactorizeData(w, c.out, c.in, c.r, KindNone, cov, Options{Lambda: 1e-12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := weightedOptimum(t, toDense(w, c.out, c.in), toDense(w, c.out, c.in), cov, c.r)
+		if math.Abs(f.OutErr-opt) > 1e-4 {
+			t.Errorf("%dx%d: output error %.7f, weighted optimum %.7f", c.out, c.in, f.OutErr, opt)
+		}
+		if len(f.A) != c.r*c.in || len(f.B) != c.out*c.r {
+			t.Errorf("%dx%d: factor sizes %d %d", c.out, c.in, len(f.A), len(f.B))
+		}
+	}
+}

@@ -6,9 +6,10 @@
 //
 // Weights arrive as row-major float32 slices (the layout of an ONNX
 // [C_out, C_in, 1, 1] initializer). Arithmetic is float64 on gonum, except
-// the block products that steer the subspace search, which run in float32 on
-// the project's GEMM kernels (engine/kernels) unless Options.Precise is set;
-// the factors are always the float64 projection onto the subspace found.
+// the block products that steer the subspace search, which run in float32
+// (gonum's blas32, or a faster GEMM given as Options.Sgemm) unless
+// Options.Precise is set; the factors are always the float64 projection onto
+// the subspace found.
 //
 // The truncated SVD is computed from the Gram matrix M Mᵀ (or Mᵀ M, the smaller
 // one) by Chebyshev-filtered subspace iteration with a Rayleigh–Ritz step,

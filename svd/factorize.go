@@ -31,14 +31,15 @@ type Options struct {
 	// Exact uses gonum's dense symmetric eigensolver instead of subspace
 	// iteration (slow for large matrices; a reference).
 	Exact bool
-	// Precise runs the products of the subspace iteration in float64 with
-	// gonum instead of float32 with the project's GEMM kernels (slower; the
-	// chosen subspace is the same to about float32 precision, and all other
-	// steps are float64 in both modes).
+	// Precise runs the products that steer the subspace iteration in
+	// float64 with gonum instead of float32 (slower; the subspace found is
+	// the same to about float32 precision, and every other step, including
+	// the factors and errors, is float64 in both modes).
 	Precise bool
-	// Threads bounds the threads of the float32 kernels per factorization
-	// (0: GOMAXPROCS).
-	Threads int
+	// Sgemm runs the float32 products (default GonumSgemm, pure Go). A
+	// faster kernel, such as the engine's, can be plugged in here; it must
+	// be safe for concurrent use.
+	Sgemm Sgemm
 	// Lambda regularizes data-aware factorization: the covariance Σ is
 	// replaced by Σ + Lambda·mean(diag Σ)·I (default 1e-4; must be >= 0,
 	// use a tiny positive value to effectively disable it).
@@ -57,8 +58,8 @@ const (
 )
 
 func (o Options) withDefaults() (Options, error) {
-	if o.MaxIter < 0 || o.Tol < 0 || o.EigenTol < 0 || o.Oversample < 0 || o.Degree < 0 || o.Lambda < 0 || o.SpectrumRank < 0 || o.Threads < 0 {
-		return o, errors.New("svd options: MaxIter, Tol, EigenTol, Oversample, Degree, Lambda, SpectrumRank and Threads must not be negative")
+	if o.MaxIter < 0 || o.Tol < 0 || o.EigenTol < 0 || o.Oversample < 0 || o.Degree < 0 || o.Lambda < 0 || o.SpectrumRank < 0 {
+		return o, errors.New("svd options: MaxIter, Tol, EigenTol, Oversample, Degree, Lambda and SpectrumRank must not be negative")
 	}
 	if math.IsNaN(o.Tol) || math.IsNaN(o.EigenTol) || math.IsNaN(o.Lambda) || math.IsInf(o.Lambda, 0) {
 		return o, errors.New("svd options: Tol, EigenTol and Lambda must be finite numbers")
@@ -194,7 +195,6 @@ func factorize(w []float32, out, in, rank int, kind ResidualKind, cov []float64,
 		wm = transpose(wm)
 	}
 	pb := newProblem(wm, sig, rank, o)
-	defer pb.close()
 	var s solution
 	iters := 0
 	switch kind.Type {
@@ -280,10 +280,8 @@ type problem struct {
 	mx   *mixed
 }
 
-func (pb *problem) close() { pb.mx.close() }
-
 func newProblem(w, sig blas64.General, rank int, o Options) *problem {
-	pb := &problem{w: w, sig: sig, rank: rank, opts: o, cfg: o.eigen(), mx: newMixed(o.Precise, o.Threads)}
+	pb := &problem{w: w, sig: sig, rank: rank, opts: o, cfg: o.eigen(), mx: newMixed(o.Precise, o.Sgemm)}
 	if sig.Rows == 0 {
 		pb.p = w
 		pb.g0 = gram(w)
@@ -414,10 +412,46 @@ func (pb *problem) diag() (solution, int, error) {
 			best = final
 		}
 	}
+	// The objective values above come from Ritz values of float32-level
+	// products; where candidates are that close, decide by exact errors so
+	// that diag is never worse than none or identity.
+	margin := 1e-6 * trace(pb.g0)
+	for _, c := range []*solution{&sNone, &sID} {
+		if c.err2 < best.err2+margin {
+			if pb.exactErr2(*c) < pb.exactErr2(best) {
+				best = *c
+			}
+		}
+	}
 	if best.d == nil {
 		best.d = make([]float64, n)
 	}
 	return best, iters, nil
+}
+
+// exactErr2 returns the objective of a solution computed in float64 from
+// the projection C = Uᵀ (W − D): tr(H(d)) − Σ_k (C Σ Cᵀ)_kk.
+func (pb *problem) exactErr2(s solution) float64 {
+	n, r := pb.w.Rows, pb.rank
+	m := pb.w
+	if s.d != nil {
+		m = cloneGeneral(pb.w)
+		for i := 0; i < n; i++ {
+			m.Data[i*m.Stride+i] -= s.d[i]
+		}
+	}
+	c := newGeneral(r, m.Cols)
+	mul(blas.Trans, blas.NoTrans, 1, s.eig.vecs, m, 0, c)
+	capt := frob2(c)
+	if pb.sig.Rows != 0 {
+		cs := newGeneral(r, m.Cols)
+		mul(blas.NoTrans, blas.NoTrans, 1, c, pb.sig, 0, cs)
+		capt = 0
+		for i, v := range cs.Data {
+			capt += v * c.Data[i]
+		}
+	}
+	return trace(pb.h(s.d)) - capt
 }
 
 // updateD returns the residual that minimizes the objective for the current

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -204,5 +205,35 @@ func TestFactorizeAll(t *testing.T) {
 	cancel()
 	if _, err := FactorizeAll(ctx, jobs, Options{}, 2); err == nil {
 		t.Error("cancelled context: no error")
+	}
+}
+
+// TestCustomSgemm checks that Options.Sgemm is used and gives the same
+// factorization quality as the default.
+func TestCustomSgemm(t *testing.T) {
+	n, r := 200, 50
+	s := expSpectrum(n, 0.46)
+	w := withSpectrum(newRand(44), n, n, s)
+	var calls atomic.Int64
+	counting := func(transA, transB bool, m, nn, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+		calls.Add(1)
+		GonumSgemm(transA, transB, m, nn, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	}
+	f, err := Factorize(w, n, n, r, KindNone, Options{Sgemm: counting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() == 0 {
+		t.Error("custom Sgemm not called")
+	}
+	if opt := eckartYoung(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
+		t.Errorf("RelErr %.7f, optimum %.7f", f.RelErr, opt)
+	}
+	calls.Store(0)
+	if _, err := Factorize(w, n, n, r, KindNone, Options{Sgemm: counting, Precise: true}); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 0 {
+		t.Error("precise mode used the float32 Sgemm")
 	}
 }

@@ -2,14 +2,35 @@ package svd
 
 import (
 	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/blas/blas64"
-
-	"github.com/lprconv/lprconv/engine/kernels"
 )
 
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major float32
+// matrices, where op(X) is X or Xᵀ, op(A) is m x k, op(B) is k x n, and lda,
+// ldb, ldc are the row strides of A, B and C as stored. An Sgemm given in
+// Options must be safe for concurrent use.
+type Sgemm func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// GonumSgemm is the default Sgemm, gonum's pure-Go blas32.Gemm.
+func GonumSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := blas.NoTrans, blas.NoTrans
+	ar, ac, br, bc := m, k, k, n
+	if transA {
+		ta, ar, ac = blas.Trans, k, m
+	}
+	if transB {
+		tb, br, bc = blas.Trans, n, k
+	}
+	blas32.Gemm(ta, tb, alpha,
+		blas32.General{Rows: ar, Cols: ac, Stride: lda, Data: a},
+		blas32.General{Rows: br, Cols: bc, Stride: ldb, Data: b},
+		beta, blas32.General{Rows: m, Cols: n, Stride: ldc, Data: c})
+}
+
 // mixed runs the matrix products that only steer the search of a subspace:
-// in float32 on the project's GEMM kernels (engine/kernels) by default, or in
-// float64 with gonum in precise mode. Gram matrices, orthonormalization,
+// in float32 with an Sgemm (gonum's by default; callers can plug in a faster
+// kernel through Options.Sgemm), or in float64 with gonum in precise mode. Gram matrices, orthonormalization,
 // Rayleigh–Ritz eigenproblems, the final projection C = Uᵀ M and every
 // reported error stay in float64 in both modes: a float32-level perturbation
 // of the search subspace changes the captured squared norm only to second
@@ -17,7 +38,7 @@ import (
 // projection onto whatever subspace was found.
 type mixed struct {
 	precise bool
-	ctx     *kernels.Context
+	sgemm   Sgemm
 	a32     []float32
 	b32     []float32
 	c32     []float32
@@ -26,19 +47,11 @@ type mixed struct {
 	h32  []float32
 }
 
-func newMixed(precise bool, threads int) *mixed {
-	m := &mixed{precise: precise}
-	if !precise {
-		m.ctx = kernels.NewContext(threads)
+func newMixed(precise bool, sgemm Sgemm) *mixed {
+	if sgemm == nil {
+		sgemm = GonumSgemm
 	}
-	return m
-}
-
-// close releases the kernel threads.
-func (m *mixed) close() {
-	if m.ctx != nil {
-		m.ctx.Close()
-	}
+	return &mixed{precise: precise, sgemm: sgemm}
 }
 
 func toF32(dst []float32, src []float64) []float32 {
@@ -94,7 +107,7 @@ func (m *mixed) gemm32(ta, tb blas.Transpose, alpha float64, a32 []float32, a bl
 		m.c32 = make([]float32, rows*cols)
 	}
 	m.c32 = m.c32[:rows*cols]
-	m.ctx.Sgemm(ta == blas.Trans, tb == blas.Trans, rows, cols, inner, float32(alpha), a32, a.Cols, b32, b.Cols, 0, m.c32, cols)
+	m.sgemm(ta == blas.Trans, tb == blas.Trans, rows, cols, inner, float32(alpha), a32, a.Cols, b32, b.Cols, 0, m.c32, cols)
 	for i, v := range m.c32 {
 		c.Data[i] = float64(v)
 	}

@@ -43,7 +43,6 @@ func Spectrum(w []float32, out, in int, kind ResidualKind, opts Options) ([]floa
 		}
 		pb := newProblem(cloneGeneral(m), blas64.General{}, r, o)
 		s, _, err := pb.diag()
-		pb.close()
 		if err != nil {
 			return nil, fmt.Errorf("spectrum: %w", err)
 		}

@@ -12,9 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lprconv/lprconv/engine/kernels"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -25,9 +27,19 @@ func main() {
 	kindName := flag.String("kind", "none", "residual kind")
 	workers := flag.Int("workers", 2, "layers factorized concurrently")
 	precise := flag.Bool("precise", false, "float64 products in the subspace iteration")
+	sgemm := flag.String("sgemm", "engine", "float32 GEMM for the subspace iteration: engine (engine/kernels) or gonum")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the factorization to this file")
 	flag.Parse()
-	if err := run(*dir, *kindName, *workers, svd.Options{Precise: *precise}, *prof); err != nil {
+	opts := svd.Options{Precise: *precise}
+	switch *sgemm {
+	case "engine":
+		opts.Sgemm = engineSgemm()
+	case "gonum":
+	default:
+		fmt.Fprintf(os.Stderr, "svdbench: unknown -sgemm %q (want engine or gonum)\n", *sgemm)
+		os.Exit(2)
+	}
+	if err := run(*dir, *kindName, *workers, opts, *prof); err != nil {
 		fmt.Fprintln(os.Stderr, "svdbench:", err)
 		os.Exit(1)
 	}
@@ -137,4 +149,15 @@ func cpuSeconds() float64 {
 		return math.NaN()
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// engineSgemm returns an svd.Sgemm on the engine's GEMM kernels, safe for
+// concurrent use: each call borrows a kernel Context from a pool.
+func engineSgemm() svd.Sgemm {
+	pool := sync.Pool{New: func() any { return kernels.NewContext(0) }}
+	return func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+		ctx := pool.Get().(*kernels.Context)
+		ctx.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		pool.Put(ctx)
+	}
 }
