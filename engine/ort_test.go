@@ -20,7 +20,7 @@ const ortTolerance = 1e-4
 // compareWithORT runs the model at path in the engine and in ONNX Runtime
 // on the same seeded random inputs at the given batch size and checks every
 // output's relative max-abs error. It returns the worst error.
-func compareWithORT(t *testing.T, path string, batch int) float64 {
+func compareWithORT(t *testing.T, path string, batch int, opts Options) float64 {
 	t.Helper()
 	m, err := onnxio.Load(path)
 	if err != nil {
@@ -55,7 +55,17 @@ func compareWithORT(t *testing.T, path string, batch int) float64 {
 		shapes[in.Name], inputs[in.Name] = shape, x
 		ortIn[in.Name] = ortrun.Tensor{Shape: dims, Data: x.F}
 	}
-	p, err := Compile(m, Options{InputShapes: shapes})
+	opts.InputShapes = shapes
+	if opts.Trainable != nil {
+		// every float initializer trainable: nothing folds or fuses
+		opts.Trainable = nil
+		for _, tp := range m.Graph.Initializer {
+			if tp.GetDataType() == int32(onnxpb.TensorProto_FLOAT) {
+				opts.Trainable = append(opts.Trainable, tp.Name)
+			}
+		}
+	}
+	p, err := Compile(m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +96,8 @@ func compareWithORT(t *testing.T, path string, batch int) float64 {
 		}
 		rel := maxDiff / max(maxRef, 1e-30)
 		worst = max(worst, rel)
-		t.Logf("%s batch %d output %q %v: max|diff| %.3g, max|ORT| %.3g, relative %.3g, peak activations %.2f MiB",
-			filepath.Base(path), batch, o.Name, g.Shape, maxDiff, maxRef, rel, float64(p.PeakActivationBytes())/(1<<20))
+		t.Logf("%s batch %d (trainable %v) output %q %v: max|diff| %.3g, max|ORT| %.3g, relative %.3g, peak activations %.2f MiB",
+			filepath.Base(path), batch, len(opts.Trainable) > 0, o.Name, g.Shape, maxDiff, maxRef, rel, float64(p.PeakActivationBytes())/(1<<20))
 		if rel > ortTolerance || math.IsNaN(rel) {
 			t.Errorf("%s output %q: relative max-abs error %.3g > %g", path, o.Name, rel, ortTolerance)
 		}
@@ -106,9 +116,11 @@ func TestORTFixtures(t *testing.T) {
 	}
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			for _, batch := range []int{1, 5} {
-				compareWithORT(t, path, batch)
+			for _, batch := range []int{1, 64} {
+				compareWithORT(t, path, batch, Options{})
 			}
+			// the training configuration: parameters not folded, no fusion
+			compareWithORT(t, path, 3, Options{Trainable: []string{}, KeepForBackward: true})
 		})
 	}
 }
@@ -129,7 +141,7 @@ func TestORTImageNet(t *testing.T) {
 		t.Skipf("no ImageNet-shaped models in %v", testutil.ImageNetDirs())
 	}
 	for _, path := range paths {
-		t.Run(filepath.Base(path), func(t *testing.T) { compareWithORT(t, path, 2) })
+		t.Run(filepath.Base(path), func(t *testing.T) { compareWithORT(t, path, 2, Options{}) })
 	}
 }
 
@@ -191,8 +203,9 @@ func TestORTSynthetic(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, batch := range []int{1, 3} {
-				compareWithORT(t, path, batch)
+				compareWithORT(t, path, batch, Options{})
 			}
+			compareWithORT(t, path, 2, Options{Trainable: []string{}, KeepForBackward: true, Threads: 1})
 		})
 	}
 }
