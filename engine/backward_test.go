@@ -545,6 +545,19 @@ func TestBackwardShapeOps(t *testing.T) {
 			b.output(b.node("Transpose", []string{b.input("x", 2, 3, 4)}))
 			return nil
 		}},
+		{name: "Cast float to float", build: func(b *graphBuilder) []string {
+			x := b.input("x", 2, 3)
+			b.output(b.node("Cast", []string{x}, attrInt("to", int64(onnxpb.TensorProto_FLOAT))))
+			return nil
+		}},
+		{name: "shared weight", build: func(b *graphBuilder) []string {
+			x := b.input("x", 3, 3, 4, 4)
+			w := b.weight(0.5, 3, 3, 1, 1)
+			y := b.node("Conv", []string{x, w})
+			y = b.node("Conv", []string{y, w})
+			b.output(b.node("Mul", []string{y, w}))
+			return []string{w}
+		}},
 		{name: "Gather float", build: func(b *graphBuilder) []string {
 			x := b.input("x", 4, 3)
 			b.output(b.node("Gather", []string{x, b.initI([]int64{3, 0, 3, -1}, 2, 2)}, attrInt("axis", 0)))

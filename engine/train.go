@@ -6,6 +6,27 @@ import (
 	"sort"
 )
 
+// Every op type that Compile can produce has a backward pass.
+var (
+	_ Backwarder = (*ConvOp)(nil)
+	_ Backwarder = (*BatchNormOp)(nil)
+	_ Backwarder = (*PoolOp)(nil)
+	_ Backwarder = (*GlobalPoolOp)(nil)
+	_ Backwarder = (*UnaryOp)(nil)
+	_ Backwarder = (*BinaryOp)(nil)
+	_ Backwarder = (*GemmOp)(nil)
+	_ Backwarder = (*MatMulOp)(nil)
+	_ Backwarder = (*SoftmaxOp)(nil)
+	_ Backwarder = (*ReduceOp)(nil)
+	_ Backwarder = ViewOp{}
+	_ Backwarder = (*TransposeOp)(nil)
+	_ Backwarder = (*ConcatOp)(nil)
+	_ Backwarder = (*SplitOp)(nil)
+	_ Backwarder = (*SliceOp)(nil)
+	_ Backwarder = (*GatherOp)(nil)
+	_ Backwarder = (*CastOp)(nil)
+)
+
 // gradState is the backward state of a Program: which values receive a
 // gradient, where each gradient lives, and the per-step argument slices
 // handed to Backwarder.Backward. It is built on the first Backward (or
