@@ -12,12 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/lprconv/lprconv/engine/kernels"
 	"github.com/lprconv/lprconv/svd"
+	"github.com/lprconv/lprconv/svd/enginegemm"
 )
 
 var sizes = []int{128, 256, 512, 512, 512, 512, 512, 1024}
@@ -33,7 +32,7 @@ func main() {
 	opts := svd.Options{Precise: *precise}
 	switch *sgemm {
 	case "engine":
-		opts.Sgemm = engineSgemm()
+		opts.Sgemm = enginegemm.New(0)
 	case "gonum":
 	default:
 		fmt.Fprintf(os.Stderr, "svdbench: unknown -sgemm %q (want engine or gonum)\n", *sgemm)
@@ -149,15 +148,4 @@ func cpuSeconds() float64 {
 		return math.NaN()
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}
-
-// engineSgemm returns an svd.Sgemm on the engine's GEMM kernels, safe for
-// concurrent use: each call borrows a kernel Context from a pool.
-func engineSgemm() svd.Sgemm {
-	pool := sync.Pool{New: func() any { return kernels.NewContext(0) }}
-	return func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-		ctx := pool.Get().(*kernels.Context)
-		ctx.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		pool.Put(ctx)
-	}
 }
