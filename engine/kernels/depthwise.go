@@ -7,6 +7,8 @@ type dwTask struct {
 	ctx                   *Context
 	g                     ConvGeom
 	in, weight, bias, out []float32
+	clip                  bool // clamp the output to [lo, hi]
+	lo, hi                float32
 }
 
 // dwBackTask runs the depthwise backward pass over channels.
@@ -31,13 +33,24 @@ func orSingle(ctx *Context) *Context {
 // n*C*H*W values, weight C*KH*KW ([C,1,KH,KW]), bias C values or nil, and out
 // receives n*C*OH*OW values. ctx may be nil (single thread).
 func DepthwiseConv2D(ctx *Context, g ConvGeom, n int, in, weight, bias, out []float32) {
+	DepthwiseConv2DEx(ctx, g, n, in, weight, out, Epilogue{RowBias: bias})
+}
+
+// DepthwiseConv2DEx is DepthwiseConv2D with a fused epilogue: ep.RowBias
+// is the per-channel bias (or nil) and ep.Clip clamps the output (ReLU,
+// ReLU6); ep.ColBias must be nil.
+func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float32, ep Epilogue) {
+	bias := ep.RowBias
+	if ep.ColBias != nil {
+		panic("kernels: DepthwiseConv2DEx does not take a column bias")
+	}
 	plane, oplane := g.H*g.W, g.OH*g.OW
 	if len(in) < n*g.C*plane || len(weight) < g.C*g.KH*g.KW || len(out) < n*g.C*oplane || (bias != nil && len(bias) < g.C) {
 		panic(fmt.Sprintf("kernels: DepthwiseConv2D buffers too small (in %d, weight %d, bias %d, out %d) for n=%d %+v", len(in), len(weight), len(bias), len(out), n, g))
 	}
 	ctx = orSingle(ctx)
 	t := &ctx.dw
-	*t = dwTask{ctx: ctx, g: g, in: in, weight: weight, bias: bias, out: out}
+	*t = dwTask{ctx: ctx, g: g, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < 1<<15 {
 		threads = 1
@@ -58,6 +71,9 @@ func (t *dwTask) run(lo, hi, tid int) {
 		in, w, out := t.in[pi*plane:(pi+1)*plane], t.weight[c*ksz:(c+1)*ksz], t.out[pi*oplane:(pi+1)*oplane]
 		if !dw3x3Forward(&t.ctx.scratch[tid], g, in, w, b, out) {
 			dwPlane(g, in, w, b, out)
+		}
+		if t.clip {
+			biasActTile(out, oplane, 1, oplane, nil, nil, t.lo, t.hi)
 		}
 	}
 }

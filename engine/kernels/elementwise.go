@@ -1,15 +1,47 @@
 package kernels
 
-// Relu writes max(x, 0) into dst (len(dst) >= len(x)).
+import "math"
+
+// Relu writes max(x, 0) into dst (len(dst) >= len(x)); NaN stays NaN.
 func Relu(dst, x []float32) {
+	if len(x) == 0 {
+		return
+	}
 	dst = dst[:len(x)]
-	for i, v := range x {
-		dst[i] = max(v, 0)
+	if &dst[0] != &x[0] {
+		copy(dst, x)
+	}
+	ReluInPlace(dst)
+}
+
+// ReluInPlace replaces every x[i] with max(x[i], 0); NaN stays NaN.
+func ReluInPlace(x []float32) {
+	ClipInPlace(x, 0, float32(math.Inf(1)))
+}
+
+// ClipInPlace clamps every x[i] to [lo, hi] (Relu6 is lo=0, hi=6); NaN
+// stays NaN.
+func ClipInPlace(x []float32, lo, hi float32) {
+	for len(x) > 0 {
+		n := min(len(x), 1<<20)
+		biasActTile(x, n, 1, n, nil, nil, lo, hi)
+		x = x[n:]
 	}
 }
 
-// ReluInPlace replaces every x[i] with max(x[i], 0).
-func ReluInPlace(x []float32) { Relu(x, x) }
+// ApplyEpilogue applies ep in place to n NCHW images of c channels and hw
+// pixels held in x: RowBias has one value per channel, ColBias one per
+// pixel (see Epilogue).
+func ApplyEpilogue(x []float32, n, c, hw int, ep Epilogue) {
+	if !ep.active() || n == 0 || c == 0 || hw == 0 {
+		return
+	}
+	ep.check(c, hw)
+	_ = x[n*c*hw-1]
+	for img := 0; img < n; img++ {
+		ep.applyTile(x[img*c*hw:], hw, c, hw, 0, 0)
+	}
+}
 
 // ReluBackward writes dy where x > 0 and 0 elsewhere into dx, where x is
 // the Relu input (or output: both have the same sign pattern for x > 0).
@@ -37,15 +69,7 @@ func Dot(x, y []float32) float32 { return vecDot(x, y) }
 // AddChannelBias adds bias[c] to every value of channel c of n NCHW images
 // of hw pixels each held in x.
 func AddChannelBias(x []float32, n, c, hw int, bias []float32) {
-	bias = bias[:c]
-	for img := 0; img < n; img++ {
-		for ch, b := range bias {
-			row := x[(img*c+ch)*hw : (img*c+ch+1)*hw]
-			for i := range row {
-				row[i] += b
-			}
-		}
-	}
+	ApplyEpilogue(x, n, c, hw, Epilogue{RowBias: bias[:c]})
 }
 
 // SumChannels overwrites dbias[c] with the sum of channel c over n NCHW

@@ -28,8 +28,17 @@ func (ctx *Context) runGemm(g *gemmArgs, ba batchArgs) {
 		return
 	}
 	if g.k == 0 || g.alpha == 0 {
-		for bi := 0; bi < ba.count; bi++ {
-			scaleMatrix(g.c[bi*ba.strideC:], g.m, g.n, g.ldc, g.beta)
+		// C = beta*C; for a batch seen as one GEMM, item by item.
+		items, nb := ba.count, g.n
+		sc := ba.strideC
+		if g.nb < g.n {
+			items, nb, sc = g.n/g.nb, g.nb, g.sc
+		}
+		for bi := 0; bi < items; bi++ {
+			scaleMatrix(g.c[bi*sc:], g.m, nb, g.ldc, g.beta)
+			if g.hasEp {
+				g.ep.applyTile(g.c[bi*sc:], g.ldc, g.m, nb, 0, 0)
+			}
 		}
 		return
 	}
@@ -141,12 +150,17 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 								kern, a = spec.rows, g.a[(ic+ir)*g.lda+pc:]
 							}
 						}
+						last := g.hasEp && pc+kc == g.k
 						if rows == mr && cols == nr && inItem {
-							kern(kc, a, lda, bp, g.c[bi*g.sc+(ic+ir)*g.ldc+j:], g.ldc, alpha, beta)
+							cp := g.c[bi*g.sc+(ic+ir)*g.ldc+j:]
+							kern(kc, a, lda, bp, cp, g.ldc, alpha, beta)
+							if last {
+								g.ep.applyTile(cp, g.ldc, mr, nr, ic+ir, j)
+							}
 							continue
 						}
 						kern(kc, a, lda, bp, s.tile, nr, 1, 0)
-						writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta)
+						writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta, last)
 					}
 				}
 			}
@@ -155,8 +169,9 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 }
 
 // writeTile stores C = alpha*T + beta*C for a rows x cols tile T (row
-// stride ldt) whose top-left corner is at row i0, batched column jg of C.
-func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta float32) {
+// stride ldt) whose top-left corner is at row i0, batched column jg of C,
+// and applies the epilogue when last.
+func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta float32, last bool) {
 	rows := len(tile) / ldt
 	for off := 0; off < cols; {
 		bi, j := (jg+off)/g.nb, (jg+off)%g.nb
@@ -179,6 +194,9 @@ func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta f
 					dst[x] = alpha*v + beta*dst[x]
 				}
 			}
+		}
+		if last {
+			g.ep.applyTile(g.c[base:], g.ldc, rows, seg, i0, j)
 		}
 		off += seg
 	}

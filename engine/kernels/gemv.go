@@ -91,15 +91,22 @@ func (t *gemvTask) run(lo, hi, tid int) {
 		for i := lo; i < hi; i++ {
 			store(i, vecDot(mat[i*ld:i*ld+g.k], t.x))
 		}
-		return
+	} else {
+		y := t.y[lo:hi]
+		clear(y)
+		for p, xv := range t.x {
+			vecAxpy(xv, mat[p*ld+lo:p*ld+hi], y)
+		}
+		for i, v := range y {
+			store(lo+i, v)
+		}
 	}
-	y := t.y[lo:hi]
-	clear(y)
-	for p, xv := range t.x {
-		vecAxpy(xv, mat[p*ld+lo:p*ld+hi], y)
-	}
-	for i, v := range y {
-		store(lo+i, v)
+	if g.hasEp && hi > lo {
+		if t.col {
+			g.ep.applyTile(g.c[lo*g.ldc:], g.ldc, hi-lo, 1, lo, 0)
+		} else {
+			g.ep.applyTile(g.c[lo:], g.ldc, 1, hi-lo, 0, lo)
+		}
 	}
 }
 

@@ -2820,6 +2820,95 @@ packTrans8AVX_block:
 	VZEROUPPER
 	RET
 
+// func biasActTileAVX512(c *float32, ldc int, rows int, cols int, rowBias *float32, colBias *float32, flags int, lo float32, hi float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·biasActTileAVX512(SB), NOSPLIT, $0-64
+	MOVQ         c+0(FP), AX
+	MOVQ         ldc+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         rows+16(FP), DX
+	MOVQ         cols+24(FP), BX
+	MOVQ         rowBias+32(FP), SI
+	MOVQ         flags+48(FP), DI
+	VBROADCASTSS lo+56(FP), Z0
+	VBROADCASTSS hi+60(FP), Z1
+	MOVQ         BX, R8
+	ANDQ         $0x0f, R8
+	MOVL         $0x00000001, R9
+	SHLXL        R8, R9, R9
+	DECL         R9
+	KMOVW        R9, K1
+	SHRQ         $0x04, BX
+
+biasActTileAVX512_row:
+	VPXORD       Z2, Z2, Z2
+	TESTQ        $0x00000001, DI
+	JE           biasActTileAVX512_norb
+	VBROADCASTSS (SI), Z2
+	ADDQ         $0x04, SI
+
+biasActTileAVX512_norb:
+	MOVQ  colBias+40(FP), R9
+	MOVQ  AX, R10
+	MOVQ  BX, R11
+	TESTQ $0x00000002, DI
+	JE    biasActTileAVX512_nocb
+
+biasActTileAVX512_cbloop:
+	TESTQ   R11, R11
+	JE      biasActTileAVX512_cbtail
+	VMOVUPS (R10), Z3
+	VADDPS  Z2, Z3, Z3
+	VADDPS  (R9), Z3, Z3
+	VMAXPS  Z3, Z0, Z3
+	VMINPS  Z3, Z1, Z3
+	VMOVUPS Z3, (R10)
+	ADDQ    $0x00000040, R10
+	ADDQ    $0x00000040, R9
+	DECQ    R11
+	JMP     biasActTileAVX512_cbloop
+
+biasActTileAVX512_cbtail:
+	TESTQ     R8, R8
+	JE        biasActTileAVX512_next
+	VMOVUPS.Z (R10), K1, Z3
+	VADDPS    Z2, Z3, Z3
+	VMOVUPS.Z (R9), K1, Z4
+	VADDPS    Z4, Z3, Z3
+	VMAXPS    Z3, Z0, Z3
+	VMINPS    Z3, Z1, Z3
+	VMOVUPS   Z3, K1, (R10)
+	JMP       biasActTileAVX512_next
+
+biasActTileAVX512_nocb:
+biasActTileAVX512_loop:
+	TESTQ   R11, R11
+	JE      biasActTileAVX512_tail
+	VMOVUPS (R10), Z3
+	VADDPS  Z2, Z3, Z3
+	VMAXPS  Z3, Z0, Z3
+	VMINPS  Z3, Z1, Z3
+	VMOVUPS Z3, (R10)
+	ADDQ    $0x00000040, R10
+	DECQ    R11
+	JMP     biasActTileAVX512_loop
+
+biasActTileAVX512_tail:
+	TESTQ     R8, R8
+	JE        biasActTileAVX512_next
+	VMOVUPS.Z (R10), K1, Z3
+	VADDPS    Z2, Z3, Z3
+	VMAXPS    Z3, Z0, Z3
+	VMINPS    Z3, Z1, Z3
+	VMOVUPS   Z3, K1, (R10)
+
+biasActTileAVX512_next:
+	ADDQ CX, AX
+	DECQ DX
+	JNE  biasActTileAVX512_row
+	VZEROUPPER
+	RET
+
 // func dotAVX2(x *float32, y *float32, n int) float32
 // Requires: AVX, FMA3, SSE
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28

@@ -75,6 +75,11 @@ func packCopy16AVX(dst *float32, src *float32, ldb int, kc int)
 //go:noescape
 func packTrans8AVX(dst *float32, src *float32, ldb int, nr int, groups int, blocks int)
 
+// biasActTileAVX512 adds row and column biases to a tile of C and clamps it to [lo, hi].
+//
+//go:noescape
+func biasActTileAVX512(c *float32, ldc int, rows int, cols int, rowBias *float32, colBias *float32, flags int, lo float32, hi float32)
+
 // dotAVX2 returns the dot product of the n values at x and y.
 //
 //go:noescape

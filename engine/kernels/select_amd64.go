@@ -145,3 +145,23 @@ func packTransFast(dst, src []float32, ldb, kc, nr int) int {
 	packTrans8AVX(&dst[0], &src[0], ldb, nr, nr/8, blocks)
 	return blocks * 8
 }
+
+// biasActTile applies a fused epilogue to a tile (see Epilogue).
+func biasActTile(c []float32, ldc, rows, cols int, rowBias, colBias []float32, lo, hi float32) {
+	if !cpu.avx512 || rows == 0 || cols == 0 {
+		biasActTileGeneric(c, ldc, rows, cols, rowBias, colBias, lo, hi)
+		return
+	}
+	_ = c[(rows-1)*ldc+cols-1]
+	flags := 0
+	var rb, cb *float32
+	if rowBias != nil {
+		_ = rowBias[rows-1]
+		rb, flags = &rowBias[0], flags|1
+	}
+	if colBias != nil {
+		_ = colBias[cols-1]
+		cb, flags = &colBias[0], flags|2
+	}
+	biasActTileAVX512(&c[0], ldc, rows, cols, rb, cb, flags, lo, hi)
+}

@@ -20,6 +20,8 @@ type gemmArgs struct {
 	ldc            int
 	nb, kb         int
 	sa, sb, sc     int
+	ep             Epilogue // applied to C after the product when hasEp
+	hasEp          bool
 }
 
 // gemmTask splits one GEMM into independent blocks of C for the pool.
@@ -53,9 +55,23 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // Sgemm is the package-level Sgemm run with the Context's buffers and
 // threads. It does not allocate once its buffers have grown to the problem.
 func (ctx *Context) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ctx.SgemmEx(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Epilogue{})
+}
+
+// SgemmEx is Context.Sgemm followed by the fused epilogue ep (biases and
+// clamping, see Epilogue), applied to each tile of C while it is in cache.
+func (ctx *Context) SgemmEx(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep Epilogue) {
 	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, nb: n, kb: k}
 	checkGemm(&g, 0, 0, 0, 1)
+	g.setEpilogue(ep)
 	ctx.runGemm(&g, batchArgs{count: 1})
+}
+
+func (g *gemmArgs) setEpilogue(ep Epilogue) {
+	if ep.active() {
+		ep.check(g.m, g.n)
+		g.ep, g.hasEp = ep, true
+	}
 }
 
 // SgemmBatched computes count products of a strided batch, where A_i
@@ -72,6 +88,12 @@ func (ctx *Context) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []f
 // It does not allocate once the Context's buffers have grown to the
 // problem.
 func (ctx *Context) SgemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, count int) {
+	ctx.SgemmBatchedEx(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, count, Epilogue{})
+}
+
+// SgemmBatchedEx is SgemmBatched followed by the fused epilogue ep on every
+// C_i (ColBias has n values, RowBias m).
+func (ctx *Context) SgemmBatchedEx(transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int, count int, ep Epilogue) {
 	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, nb: n, kb: k}
 	if count < 0 {
 		panic(fmt.Sprintf("kernels: SgemmBatched count %d < 0", count))
@@ -80,6 +102,7 @@ func (ctx *Context) SgemmBatched(transA, transB bool, m, n, k int, alpha float32
 		return
 	}
 	checkGemm(&g, strideA, strideB, strideC, count)
+	g.setEpilogue(ep)
 	switch {
 	case count == 1:
 		ctx.runGemm(&g, batchArgs{count: 1})

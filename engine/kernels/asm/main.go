@@ -33,6 +33,7 @@ func main() {
 	packCopy(32)
 	packCopy(16)
 	packTrans()
+	biasActTile()
 	dotKernel()
 	axpyKernel()
 	directData()
