@@ -85,6 +85,8 @@ func TestEckartYoung(t *testing.T) {
 		{"precise identity", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindIdentity, Options{Precise: true}},
 		{"degree 2 oversample 40", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 50, KindNone, Options{Degree: 2, Oversample: 40}},
 		{"larger 512 r128", 512, 512, withSpectrum(g, 512, 512, expSpectrum(512, 0.46)), 128, KindNone, Options{}},
+		{"half rank", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 100, KindNone, Options{}},
+		{"three quarter rank", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 150, KindNone, Options{}},
 		{"rank 1", 200, 200, withSpectrum(g, 200, 200, expSpectrum(200, 0.46)), 1, KindNone, Options{}},
 	}
 	for _, c := range cases {

@@ -25,6 +25,7 @@ func main() {
 	dir := flag.String("dir", "", "folder written by gen_and_torch.py gen")
 	kindName := flag.String("kind", "none", "residual kind")
 	workers := flag.Int("workers", 2, "layers factorized concurrently")
+	ratio := flag.Float64("ratio", 0.25, "rank as a fraction of C (rounded up)")
 	precise := flag.Bool("precise", false, "float64 products in the subspace iteration")
 	sgemm := flag.String("sgemm", "engine", "float32 GEMM for the subspace iteration: engine (engine/kernels) or gonum")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the factorization to this file")
@@ -38,13 +39,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "svdbench: unknown -sgemm %q (want engine or gonum)\n", *sgemm)
 		os.Exit(2)
 	}
-	if err := run(*dir, *kindName, *workers, opts, *prof); err != nil {
+	if err := run(*dir, *kindName, *workers, *ratio, opts, *prof); err != nil {
 		fmt.Fprintln(os.Stderr, "svdbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, kindName string, workers int, opts svd.Options, prof string) error {
+func run(dir, kindName string, workers int, ratio float64, opts svd.Options, prof string) error {
+	if !(ratio > 0 && ratio <= 1) {
+		return fmt.Errorf("ratio %v must be in (0, 1]", ratio)
+	}
 	kind, err := svd.ParseResidual(kindName)
 	if err != nil {
 		return err
@@ -60,7 +64,7 @@ func run(dir, kindName string, workers int, opts svd.Options, prof string) error
 		if err != nil {
 			return err
 		}
-		jobs = append(jobs, svd.Job{Name: fmt.Sprintf("pw%d", i), W: w, Out: c, In: c, Rank: (c + 3) / 4, Kind: kind})
+		jobs = append(jobs, svd.Job{Name: fmt.Sprintf("pw%d", i), W: w, Out: c, In: c, Rank: int(math.Ceil(ratio * float64(c))), Kind: kind})
 		spectra = append(spectra, s)
 	}
 	if prof != "" {
