@@ -180,6 +180,27 @@ func (l *Loader) Next(dst []float32, labels []int) (int, error) {
 	return hi - lo, nil
 }
 
+// Seek positions the loader at batch b of epoch e (both from 0), as if it
+// had read every batch before it: a resumed training run continues the same
+// sample order without reading the skipped samples.
+func (l *Loader) Seek(e, b int) error {
+	if l.pool == nil {
+		return errors.New("loader: Seek after Close")
+	}
+	if e < 0 || b < 0 || b > l.Batches() {
+		return fmt.Errorf("loader: cannot seek to batch %d of epoch %d (%d batches per epoch)", b, e, l.Batches())
+	}
+	l.stopPrefetch()
+	l.epoch = e
+	l.order = l.epochOrder(e)
+	l.pos = b * l.opts.BatchSize
+	l.ended = false
+	if l.opts.Prefetch > 0 {
+		l.startPrefetch()
+	}
+	return nil
+}
+
 // startPrefetch starts the goroutine that prepares the current epoch's batches.
 func (l *Loader) startPrefetch() {
 	l.stopPrefetch()
@@ -192,11 +213,11 @@ func (l *Loader) startPrefetch() {
 	l.ready = make(chan batch, l.opts.Prefetch)
 	l.stop = make(chan struct{})
 	l.done = make(chan struct{})
-	order, ready, stop, done := l.order, l.ready, l.stop, l.done
+	order, ready, stop, done, start := l.order, l.ready, l.stop, l.done, l.pos
 	go func() {
 		defer close(done)
 		defer close(ready)
-		for pos := 0; ; {
+		for pos := start; ; {
 			lo, hi, ok := l.batchRange(order, pos)
 			if !ok {
 				return

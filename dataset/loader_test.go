@@ -199,3 +199,29 @@ func TestLoaderNoSteadyStateAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestLoaderSeek checks that seeking to (epoch, batch) continues exactly the
+// order a loader that read every earlier batch would follow.
+func TestLoaderSeek(t *testing.T) {
+	src := openIndexNPY(t, 23)
+	for _, prefetch := range []int{0, 2} {
+		opts := LoaderOptions{BatchSize: 5, Shuffle: true, Reshuffle: true, Seed: 3, Prefetch: prefetch}
+		ref := newTestLoader(t, src, nil, opts)
+		epochSamples(t, ref)
+		e1 := epochSamples(t, ref)
+		l := newTestLoader(t, src, nil, opts)
+		if err := l.Seek(1, 2); err != nil {
+			t.Fatal(err)
+		}
+		got := epochSamples(t, l)
+		if !reflect.DeepEqual(got, e1[10:]) {
+			t.Fatalf("prefetch %d: after Seek(1, 2) got %v, want %v", prefetch, got, e1[10:])
+		}
+		if l.Epoch() != 1 {
+			t.Fatalf("Epoch() = %d after Seek(1, 2)", l.Epoch())
+		}
+		if err := l.Seek(0, 99); err == nil {
+			t.Fatal("Seek past the end accepted")
+		}
+	}
+}
