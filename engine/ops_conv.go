@@ -220,7 +220,7 @@ func buildConv(b *nodeBuild) (Op, error) {
 	if op.Kind == convDepthwise && ohw <= smallPlaneLimit {
 		op.taps = depthwiseTaps(op.Geom)
 	}
-	if group == 1 && n > 1 && ohw < batchedPlaneLimit && !(op.Kind == convPointwise && ohw == 1) {
+	if group == 1 && n > 1 && ohw < batchedPlaneLimit && op.Kind == convGeneral {
 		kk := c * g.KH * g.KW
 		op.Chunk = min(n, max(1, batchedScratchLimit/((kk+m)*ohw)))
 	}
@@ -280,8 +280,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 			op.cur = convRun{}
 			return nil
 		}
-		kernels.DepthwiseConv2D(c.K, g, op.N, x, w, bias, y)
-		op.activate(c, y)
+		kernels.DepthwiseConv2DEx(c.K, g, op.N, x, w, y, op.epilogue(bias, nil))
 		return nil
 	}
 	if op.Chunk > 0 {
@@ -289,37 +288,16 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 		return nil
 	}
 	if op.Kind == convPointwise && ohw == 1 && op.Group == 1 {
-		// X is [N, C]: Y[N, M] = X * W^T in one GEMM
-		var beta float32
-		if bias != nil {
-			beta = 1
-			for i := 0; i < op.N; i++ {
-				copy(y[i*op.M:(i+1)*op.M], bias)
-			}
-		}
-		c.K.Sgemm(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, beta, y, op.M)
-		op.activate(c, y)
+		// X is [N, C]: Y[N, M] = X * W^T in one GEMM, bias per column
+		c.K.SgemmEx(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, 0, y, op.M, op.epilogue(nil, bias))
 		return nil
 	}
-	var beta float32
-	if bias != nil {
-		beta = 1
-		for i := 0; i < op.N; i++ {
-			for ch, bv := range bias {
-				row := y[(i*op.M+ch)*ohw : (i*op.M+ch+1)*ohw]
-				for j := range row {
-					row[j] = bv
-				}
-			}
-		}
+	if op.Kind == convPointwise && op.Group == 1 {
+		c.K.SgemmBatchedEx(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, 0, y, hw, op.M*hw, op.N, op.epilogue(bias, nil))
+		return nil
 	}
 	cg, mg := op.C/op.Group, op.M/op.Group
 	kk := cg * g.KH * g.KW
-	if op.Kind == convPointwise && op.Group == 1 {
-		c.K.SgemmBatched(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, beta, y, hw, op.M*hw, op.N)
-		op.activate(c, y)
-		return nil
-	}
 	var col []float32
 	if op.Kind == convGeneral {
 		col = c.Scratch(kk * ohw)
@@ -334,11 +312,27 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 				im2colLD(g, xg, col, ohw)
 				src = col
 			}
-			c.K.Sgemm(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, beta, yg, ohw)
+			var gb []float32
+			if bias != nil {
+				gb = bias[gi*mg : (gi+1)*mg]
+			}
+			c.K.SgemmEx(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, 0, yg, ohw, op.epilogue(gb, nil))
 		}
-		op.activate(c, y[i*op.M*ohw:(i+1)*op.M*ohw])
 	}
 	return nil
+}
+
+// epilogue returns the kernels' fused bias and activation for this
+// convolution.
+func (op *ConvOp) epilogue(rowBias, colBias []float32) kernels.Epilogue {
+	ep := kernels.Epilogue{RowBias: rowBias, ColBias: colBias}
+	if op.Act != nil {
+		ep.Clip, ep.Min, ep.Max = true, 0, float32(math.Inf(1))
+		if op.Act.Kind == uClip {
+			ep.Min, ep.Max = op.Act.Lo, op.Act.Hi
+		}
+	}
+	return ep
 }
 
 func (op *ConvOp) setRun(phase convPhase, x, y, w, bias []float32) {
@@ -369,7 +363,7 @@ func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32) {
 		r.yp = scratch[kk*cols : (kk+op.M)*cols]
 		r.phase = phasePack
 		c.parallelFor(nb, kk*ohw, op)
-		c.K.Sgemm(false, false, op.M, cols, kk, 1, w, kk, r.b, cols, 0, r.yp, cols)
+		c.K.SgemmEx(false, false, op.M, cols, kk, 1, w, kk, r.b, cols, 0, r.yp, cols, op.epilogue(bias, nil))
 		r.phase = phaseUnpack
 		c.parallelFor(nb*op.M, ohw, op)
 	}
@@ -394,25 +388,10 @@ func (op *ConvOp) run(lo, hi int) {
 			}
 		}
 	case phaseUnpack:
-		nb := r.cols / ohw
 		for j := lo; j < hi; j++ {
 			i, m := j/op.M, j%op.M
-			_ = nb
 			src := r.yp[m*r.cols+i*ohw : m*r.cols+(i+1)*ohw]
-			dst := r.y[((r.n0+i)*op.M+m)*ohw : ((r.n0+i)*op.M+m+1)*ohw]
-			var bv float32
-			if r.bias != nil {
-				bv = r.bias[m]
-			}
-			if r.act {
-				for k, v := range src {
-					dst[k] = clamp(v+bv, r.lo, r.hi)
-				}
-			} else {
-				for k, v := range src {
-					dst[k] = v + bv
-				}
-			}
+			copy(r.y[((r.n0+i)*op.M+m)*ohw:((r.n0+i)*op.M+m+1)*ohw], src)
 		}
 	case phaseDepthwise:
 		ksz := g.KH * g.KW
@@ -438,14 +417,6 @@ func (op *ConvOp) run(lo, hi int) {
 			}
 		}
 	}
-}
-
-// activate applies the fused activation in place.
-func (op *ConvOp) activate(c *Ctx, y []float32) {
-	if op.Act == nil {
-		return
-	}
-	op.Act.apply(c, y, y, op.Act.Lo, op.Act.Hi)
 }
 
 // BatchNormOp is an inference-mode BatchNormalization over axis 1.
