@@ -87,7 +87,7 @@ func WriteMarkdown(w io.Writer, s *Sweep) error {
 	if budget {
 		head = append(head, "budget")
 	}
-	head = append(head, "params", "MACs", "file bytes", "agreement", "cosine",
+	head = append(head, "layers", "params", "MACs", "file bytes", "agreement", "cosine",
 		"acc before", "acc after", "latency (ms)", "latency ratio")
 	o.mdHeader(head...)
 	for _, r := range s.Rows {
@@ -96,6 +96,7 @@ func WriteMarkdown(w io.Writer, s *Sweep) error {
 			cells = append(cells, r.Budget)
 		}
 		cells = append(cells,
+			strconv.Itoa(len(r.Layers)),
 			withRatio(r.Params, r.ParamsRatio),
 			withRatio(r.MACs, r.MACsRatio),
 			withRatio(r.FileBytes, r.FileRatio),

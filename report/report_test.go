@@ -185,10 +185,10 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"# LPR rank sweep: mobilenetv1.onnx",
 		"| 3,212,345 | 47,000,000 | 12,900,000 | 81.25% | 1.250 |",
-		"| config | residual | rank ratio | budget | params | MACs | file bytes | agreement | cosine | acc before | acc after | latency (ms) | latency ratio |",
-		"| diag_r1-2 | diag | 1/2 |  | 2,500,000 (0.778x) | 40,000,000 (0.851x) | 10,000,000 (0.775x) | 96.88% | 0.9987 | 75.00% | 80.00% | 1.100 | 0.880 |",
+		"| config | residual | rank ratio | budget | layers | params | MACs | file bytes | agreement | cosine | acc before | acc after | latency (ms) | latency ratio |",
+		"| diag_r1-2 | diag | 1/2 |  | 2 | 2,500,000 (0.778x) | 40,000,000 (0.851x) | 10,000,000 (0.775x) | 96.88% | 0.9987 | 75.00% | 80.00% | 1.100 | 0.880 |",
 		"| diag_r1-4 | diag | 1/4 |",
-		`| none\|budget | none | - | params=0.7 | 2,248,641 (0.700x) | 38,000,000 (0.809x) | 9,000,000 (0.698x) | 50.00% | 0.7500 | n/a | n/a | n/a | n/a |`,
+		`| none\|budget | none | - | params=0.7 | 1 | 2,248,641 (0.700x) | 38,000,000 (0.809x) | 9,000,000 (0.698x) | 50.00% | 0.7500 | n/a | n/a | n/a | n/a |`,
 		"| layer | C | diag_r1-2 | diag_r1-4 | none\\|budget |",
 		"| conv_pw_7 | 128 | 64 | 32 | - |",
 		"| conv_pw_8 | 256 | 128 | 64 | 16 |",
@@ -259,6 +259,7 @@ func TestWriteTableAligned(t *testing.T) {
 		header string
 		cells  []string
 	}{
+		{"LAYERS", []string{"-", "2", "2", "1"}},
 		{"PARAMS", []string{"3,212,345", "2,500,000 (0.778x)", "2,000,000 (0.623x)", "2,248,641 (0.700x)"}},
 		{"AGREE", []string{"-", "96.88%", "90.62%", "50.00%"}},
 		{"LATENCY-MS", []string{"1.250", "1.100", "1.000", "n/a"}},

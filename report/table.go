@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -17,7 +18,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 	if budget {
 		head = append(head, "BUDGET")
 	}
-	head = append(head, "PARAMS", "MACS", "FILE", "AGREE", "COSINE",
+	head = append(head, "LAYERS", "PARAMS", "MACS", "FILE", "AGREE", "COSINE",
 		"ACC-BEFORE", "ACC-AFTER", "LATENCY-MS", "LAT-RATIO")
 	lines := [][]string{head}
 
@@ -26,7 +27,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 	if budget {
 		orig = append(orig, "-")
 	}
-	orig = append(orig, groupDigits(b.Params), groupDigits(b.MACs), groupDigits(b.FileBytes),
+	orig = append(orig, "-", groupDigits(b.Params), groupDigits(b.MACs), groupDigits(b.FileBytes),
 		"-", "-", percentOpt(b.Accuracy), "-", fixedOpt(b.LatencyMs, 3), "-")
 	lines = append(lines, orig)
 
@@ -36,6 +37,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 			cells = append(cells, r.Budget)
 		}
 		cells = append(cells,
+			strconv.Itoa(len(r.Layers)),
 			withRatio(r.Params, r.ParamsRatio),
 			withRatio(r.MACs, r.MACsRatio),
 			withRatio(r.FileBytes, r.FileRatio),

@@ -8,33 +8,38 @@ import (
 	"github.com/lprconv/lprconv/internal/ortrun"
 )
 
-// NewLatencyMeter returns a meter that runs models in ONNX Runtime (all
-// graph optimizations, opts.Threads intra-op threads) on a fixed
-// pseudo-random input at batch size 1.
+// NewLatencyMeter returns a meter that loads models into ONNX Runtime
+// (all graph optimizations, opts.Threads intra-op threads) and runs them
+// on a fixed pseudo-random input at batch size 1.
 func NewLatencyMeter(opts LatencyOptions) (LatencyMeter, error) {
 	if err := ortrun.Init(); err != nil {
 		return nil, fmt.Errorf("latency unavailable: %w", err)
 	}
-	return ortMeter{opts: opts.withDefaults()}, nil
+	return ortMeter{threads: opts.withDefaults().Threads}, nil
 }
 
-// ortMeter measures latency in ONNX Runtime.
-type ortMeter struct {
-	opts LatencyOptions
+// ortMeter loads models into ONNX Runtime.
+type ortMeter struct{ threads int }
+
+// ortRunner is one model loaded into ONNX Runtime with its input.
+type ortRunner struct {
+	sess    *ortrun.Session
+	inputs  map[string]ortrun.Tensor
+	outputs []string
 }
 
-// Measure loads the model, builds one input tensor per model input (symbolic
-// dimensions set to 1) and returns the median time of opts.Runs runs.
-func (m ortMeter) Measure(path string) (float64, error) {
-	sess, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: m.opts.Threads})
+// Open loads the model and builds one input tensor per model input, with
+// symbolic dimensions set to 1.
+func (m ortMeter) Open(path string) (LatencyRunner, error) {
+	sess, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: m.threads})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer sess.Close()
-	inputs := map[string]ortrun.Tensor{}
+	r := &ortRunner{sess: sess, inputs: map[string]ortrun.Tensor{}}
 	for k, in := range sess.Inputs() {
 		if in.DataType != "float" {
-			return 0, fmt.Errorf("input %s of %s has type %s; latency is measured only for float inputs", in.Name, path, in.DataType)
+			sess.Close()
+			return nil, fmt.Errorf("input %s of %s has type %s; latency is measured only for float inputs", in.Name, path, in.DataType)
 		}
 		shape := make([]int64, len(in.Shape))
 		n := 1
@@ -45,18 +50,19 @@ func (m ortMeter) Measure(path string) (float64, error) {
 			shape[i] = d
 			n *= int(d)
 		}
-		inputs[in.Name] = ortrun.Tensor{Shape: shape, Data: latencyInput(n, uint32(k))}
+		r.inputs[in.Name] = ortrun.Tensor{Shape: shape, Data: latencyInput(n, uint32(k))}
 	}
-	var outputs []string
 	for _, o := range sess.Outputs() {
-		outputs = append(outputs, o.Name)
+		r.outputs = append(r.outputs, o.Name)
 	}
-	ms, err := medianLatency(func() error {
-		_, err := sess.Run(inputs, outputs)
-		return err
-	}, m.opts.Warmup, m.opts.Runs)
-	if err != nil {
-		return 0, fmt.Errorf("run %s in ONNX Runtime: %w", path, err)
-	}
-	return ms, nil
+	return r, nil
 }
+
+// Run performs one inference.
+func (r *ortRunner) Run() error {
+	_, err := r.sess.Run(r.inputs, r.outputs)
+	return err
+}
+
+// Close releases the session.
+func (r *ortRunner) Close() error { return r.sess.Close() }

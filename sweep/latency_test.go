@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lprconv/lprconv/report"
 )
@@ -25,26 +26,6 @@ func TestMedian(t *testing.T) {
 	}
 	if !math.IsNaN(median(nil)) {
 		t.Error("median of nothing should be NaN")
-	}
-}
-
-func TestMedianLatencyCallsAndErrors(t *testing.T) {
-	calls := 0
-	ms, err := medianLatency(func() error { calls++; return nil }, 3, 7)
-	if err != nil || calls != 10 || ms < 0 || math.IsNaN(ms) {
-		t.Errorf("got %v ms, err %v, %d calls; want 10 calls", ms, err, calls)
-	}
-	boom := errors.New("boom")
-	calls = 0
-	_, err = medianLatency(func() error {
-		calls++
-		if calls == 5 {
-			return boom
-		}
-		return nil
-	}, 3, 7)
-	if !errors.Is(err, boom) || calls != 5 {
-		t.Errorf("err %v after %d calls, want boom after 5", err, calls)
 	}
 }
 
@@ -69,21 +50,80 @@ func TestLatencyInput(t *testing.T) {
 	}
 }
 
-// fakeMeter returns a fixed latency per path.
-type fakeMeter map[string]float64
+// fakeClock is a clock that only runners advance.
+type fakeClock struct{ t time.Time }
 
-func (f fakeMeter) Measure(path string) (float64, error) {
-	ms, ok := f[path]
-	if !ok {
-		return 0, errors.New("no such model")
+func (c *fakeClock) now() time.Time { return c.t }
+
+// fakeRunner takes a fixed time per run on a fake clock, optionally
+// failing at one run.
+type fakeRunner struct {
+	clock  *fakeClock
+	d      time.Duration
+	runs   int
+	failAt int
+	closed bool
+}
+
+func (r *fakeRunner) Run() error {
+	r.runs++
+	if r.runs == r.failAt {
+		return errors.New("boom")
 	}
-	return ms, nil
+	r.clock.t = r.clock.t.Add(r.d)
+	return nil
+}
+
+func (r *fakeRunner) Close() error { r.closed = true; return nil }
+
+// fakeMeter opens fake runners with a fixed run time per path.
+type fakeMeter struct {
+	clock   *fakeClock
+	d       map[string]time.Duration
+	runners []*fakeRunner
+}
+
+func (f *fakeMeter) Open(path string) (LatencyRunner, error) {
+	d, ok := f.d[path]
+	if !ok {
+		return nil, errors.New("no such model")
+	}
+	r := &fakeRunner{clock: f.clock, d: d}
+	f.runners = append(f.runners, r)
+	return r, nil
+}
+
+func TestTimeRunners(t *testing.T) {
+	clock := &fakeClock{}
+	fast := &fakeRunner{clock: clock, d: 100 * time.Microsecond}
+	slow := &fakeRunner{clock: clock, d: 50 * time.Millisecond}
+	o := LatencyOptions{Warmup: 2, Runs: 20, Rounds: 4, MinTime: 100 * time.Millisecond}
+	ms, err := timeRunners([]LatencyRunner{fast, slow}, o, clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms[0] != 0.1 || ms[1] != 50 {
+		t.Errorf("medians %v, want [0.1 50]", ms)
+	}
+	// The fast model needs 1000 runs to reach MinTime (250 per round); the
+	// slow one gets the minimum of 20 (5 per round); plus the warmups.
+	if fast.runs != 2+1000 || slow.runs != 2+20 {
+		t.Errorf("runs %d and %d, want 1002 and 22", fast.runs, slow.runs)
+	}
+	bad := &fakeRunner{clock: clock, d: time.Millisecond, failAt: 7}
+	_, err = timeRunners([]LatencyRunner{fast, bad}, o, clock.now)
+	var re runnerErr
+	if !errors.As(err, &re) || re.i != 1 {
+		t.Errorf("err = %v, want runner 1's error", err)
+	}
 }
 
 func TestMeasureLatencies(t *testing.T) {
+	clock := &fakeClock{}
+	m := &fakeMeter{clock: clock, d: map[string]time.Duration{"orig.onnx": 2 * time.Millisecond, "a.onnx": 1500 * time.Microsecond, "b.onnx": 3 * time.Millisecond}}
 	s := &report.Sweep{Rows: []report.Row{{Config: "a", Model: "a.onnx"}, {Config: "b", Model: "b.onnx"}}}
-	m := fakeMeter{"orig.onnx": 2, "a.onnx": 1.5, "b.onnx": 3}
-	if err := measureLatencies(m, "orig.onnx", s, newLogger(nil)); err != nil {
+	o := LatencyOptions{Warmup: 1, Runs: 3, Rounds: 3, MinTime: time.Millisecond, clock: clock.now}
+	if err := measureLatencies(m, o, "orig.onnx", s, newLogger(nil)); err != nil {
 		t.Fatal(err)
 	}
 	if *s.Original.LatencyMs != 2 {
@@ -95,8 +135,13 @@ func TestMeasureLatencies(t *testing.T) {
 			t.Errorf("row %d latency %v ratio %v, want %v", i, *r.LatencyMs, *r.LatencyRatio, want)
 		}
 	}
-	delete(m, "b.onnx")
-	err := measureLatencies(m, "orig.onnx", s, newLogger(nil))
+	for _, r := range m.runners {
+		if !r.closed {
+			t.Error("runner left open")
+		}
+	}
+	delete(m.d, "b.onnx")
+	err := measureLatencies(m, o, "orig.onnx", s, newLogger(nil))
 	if err == nil || !strings.Contains(err.Error(), "b.onnx") {
 		t.Errorf("err = %v, want the failing model named", err)
 	}

@@ -260,18 +260,15 @@ func (p *Pipeline) Original(ctx context.Context) (Original, error) {
 	}
 	defer md.Close()
 	p.ref = p.ref[:0]
-	err = p.run(ctx, md, p.fidelityIn, func(out []float32, _ int) {
+	var acc accuracy
+	err = p.runBoth(ctx, md, func(out []float32, _ int) {
 		p.outLen = len(out)
 		p.ref = append(p.ref, out...)
-	})
+	}, acc.add)
 	if err != nil {
 		return Original{}, err
 	}
 	if p.evalIn != nil {
-		var acc accuracy
-		if err := p.run(ctx, md, p.evalIn, acc.add); err != nil {
-			return Original{}, err
-		}
 		p.origAcc = acc.value()
 		o.Baseline.Accuracy = p.origAcc
 	}
@@ -381,13 +378,14 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 // measure fills the fidelity and accuracy of a compressed model.
 func (p *Pipeline) measure(ctx context.Context, md *engine.Model, row *report.Row) error {
 	var fid fidelity
+	var acc accuracy
 	i := 0
-	err := p.run(ctx, md, p.fidelityIn, func(out []float32, _ int) {
+	err := p.runBoth(ctx, md, func(out []float32, _ int) {
 		if len(out) == p.outLen && (i+1)*p.outLen <= len(p.ref) {
 			fid.add(p.ref[i*p.outLen:(i+1)*p.outLen], out)
 		}
 		i++
-	})
+	}, acc.add)
 	if err != nil {
 		return err
 	}
@@ -396,11 +394,26 @@ func (p *Pipeline) measure(ctx context.Context, md *engine.Model, row *report.Ro
 	}
 	row.Agreement, row.Cosine = fid.agreement(), fid.meanCosine()
 	if p.evalIn != nil {
-		var acc accuracy
-		if err := p.run(ctx, md, p.evalIn, acc.add); err != nil {
-			return err
-		}
 		row.AccBefore = acc.value()
+	}
+	return nil
+}
+
+// runBoth runs md on the fidelity inputs, calling fid per sample, and on
+// the labelled set, calling eval per sample; when both are the same data
+// set it reads it once.
+func (p *Pipeline) runBoth(ctx context.Context, md *engine.Model, fid, eval func(out []float32, label int)) error {
+	if p.evalIn != nil && p.evalIn == p.fidelityIn {
+		return p.run(ctx, md, p.evalIn, func(out []float32, label int) {
+			fid(out, label)
+			eval(out, label)
+		})
+	}
+	if err := p.run(ctx, md, p.fidelityIn, fid); err != nil {
+		return err
+	}
+	if p.evalIn != nil {
+		return p.run(ctx, md, p.evalIn, eval)
 	}
 	return nil
 }

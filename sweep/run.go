@@ -61,8 +61,10 @@ type Options struct {
 	// Meta is copied into the report.
 	Meta report.Meta
 	// Latency, when set, measures the original and every compressed model
-	// after all configurations have finished (see NewLatencyMeter).
-	Latency LatencyMeter
+	// after all configurations have finished (see NewLatencyMeter), as
+	// LatencyOptions say.
+	Latency        LatencyMeter
+	LatencyOptions LatencyOptions
 }
 
 // Result is the outcome of Run.
@@ -179,7 +181,7 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	}
 	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
 	if opts.Latency != nil {
-		if err := measureLatencies(opts.Latency, opts.Model, s, log); err != nil {
+		if err := measureLatencies(opts.Latency, opts.LatencyOptions, opts.Model, s, log); err != nil {
 			log.printf("sweep: %v", err)
 			s.Meta.Notes = append(s.Meta.Notes, "Latency was not measured: "+err.Error())
 			s.Original.LatencyMs = nil

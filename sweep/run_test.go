@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lprconv/lprconv/report"
 )
@@ -333,11 +334,13 @@ func TestConfigNames(t *testing.T) {
 func TestRunMeasuresLatencyAfterConfigs(t *testing.T) {
 	out := t.TempDir()
 	cfgs := testConfigs(t)[:2]
-	m := fakeMeter{"net.onnx": 4}
+	clock := &fakeClock{}
+	m := &fakeMeter{clock: clock, d: map[string]time.Duration{"net.onnx": 4 * time.Millisecond}}
 	for i, c := range cfgs {
-		m[filepath.Join(out, c.ModelFile("net.onnx"))] = float64(i + 1)
+		m.d[filepath.Join(out, c.ModelFile("net.onnx"))] = time.Duration(i+1) * time.Millisecond
 	}
-	opts := Options{Model: "net.onnx", Out: out, Configs: cfgs, Jobs: 2, Latency: m}
+	opts := Options{Model: "net.onnx", Out: out, Configs: cfgs, Jobs: 2, Latency: m,
+		LatencyOptions: LatencyOptions{Warmup: 1, Runs: 3, Rounds: 1, MinTime: time.Millisecond, clock: clock.now}}
 	res, err := Run(context.Background(), opts, &fakeEvaluator{fingerprint: "fp"})
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +367,7 @@ func TestRunMeasuresLatencyAfterConfigs(t *testing.T) {
 	}
 
 	// A failing meter leaves latency out and says why.
-	delete(m, "net.onnx")
+	delete(m.d, "net.onnx")
 	res, err = Run(context.Background(), opts, &fakeEvaluator{fingerprint: "fp"})
 	if err != nil {
 		t.Fatal(err)

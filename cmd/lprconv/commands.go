@@ -9,5 +9,6 @@ func commands() []*cli.Command {
 		compressCommand(),
 		evalCommand(),
 		compareCommand(),
+		sweepCommand(),
 	}
 }

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/report"
+)
+
+// sweepFixtureArgs sweeps the MobileNetV1 fixture at two ratios, measuring
+// accuracy (and fidelity) on the 500 test PNGs.
+func sweepFixtureArgs(t *testing.T, out string, extra ...string) []string {
+	t.Helper()
+	root := testutil.RepoRoot(t)
+	args := []string{"sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out,
+		"--rank-ratios", "1/4,0.125", "--eval", filepath.Join(root, "testdata", "images", "test"),
+		"--mean", "0.2860", "--std", "0.3530", "--batch-size", "100", "--threads", "2", "--no-latency"}
+	return append(args, extra...)
+}
+
+func readSweepJSON(t *testing.T, path string) *report.Sweep {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := report.ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func modTime(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ModTime().UnixNano()
+}
+
+func TestSweepFixtureResumesAndParallel(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sweep")
+	code, stdout, stderr := runCLI(sweepFixtureArgs(t, out, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	s, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatalf("stdout is not the sweep JSON: %v\n%s", err, stdout)
+	}
+	wantConfigs := []string{"diag_r0.25", "diag_r0.125"}
+	var got []string
+	for _, r := range s.Rows {
+		got = append(got, r.Config)
+	}
+	if !reflect.DeepEqual(got, wantConfigs) {
+		t.Fatalf("configurations %v, want %v", got, wantConfigs)
+	}
+	models := []string{"mobilenetv1_diag_r0.25.onnx", "mobilenetv1_diag_r0.125.onnx"}
+	for _, name := range append([]string{"report.md", "results.csv", "results.json",
+		report.PlotAccuracyParams, report.PlotAccuracyMACs, report.PlotSpectra,
+		"state/diag_r0.25.json", "state/diag_r0.125.json"}, models...) {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+	// The original's accuracy on the test PNGs is the 92.6% recorded in
+	// testdata/models/fixtures.json; compressed rows have accuracy, fewer
+	// parameters and no latency (--no-latency).
+	if a := s.Original.Accuracy; a == nil || *a < 0.924 || *a > 0.928 {
+		t.Errorf("original accuracy %v, want 0.926", a)
+	}
+	for i, r := range s.Rows {
+		if r.AccBefore == nil || r.AccAfter != nil || r.LatencyMs != nil {
+			t.Errorf("row %s: acc before %v after %v latency %v", r.Config, r.AccBefore, r.AccAfter, r.LatencyMs)
+		}
+		if r.ParamsRatio >= 1 || len(r.Layers) == 0 || r.Agreement < 0 || r.Agreement > 1 {
+			t.Errorf("row %s: params ratio %v, %d layers, agreement %v", r.Config, r.ParamsRatio, len(r.Layers), r.Agreement)
+		}
+		if r.Model != filepath.Join(out, models[i]) {
+			t.Errorf("row %s: model %s", r.Config, r.Model)
+		}
+	}
+	if s.Rows[1].Params >= s.Rows[0].Params {
+		t.Errorf("rank 1/8 has %d params, rank 1/4 %d", s.Rows[1].Params, s.Rows[0].Params)
+	}
+	// results.json is what stdout showed; results.csv has the same rows.
+	if file := readSweepJSON(t, filepath.Join(out, "results.json")); !reflect.DeepEqual(file, s) {
+		t.Error("results.json differs from the JSON printed")
+	}
+	f, err := os.Open(filepath.Join(out, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(recs) != 3 || recs[1][0] != wantConfigs[0] || recs[2][0] != wantConfigs[1] {
+		t.Errorf("results.csv: %v %v", recs, err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"| diag_r0.25 | diag | 1/4 |", "![accuracy vs parameters](" + report.PlotAccuracyParams + ")", "Latency was not measured (--no-latency)."} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if !strings.Contains(stderr, "diag_r0.125 running") || !strings.Contains(stderr, "0 remaining") {
+		t.Errorf("no progress lines on stderr:\n%s", stderr)
+	}
+
+	// A second run skips both configurations: nothing is rewritten.
+	before := map[string]int64{}
+	for _, name := range append(models, "state/diag_r0.25.json", "state/diag_r0.125.json") {
+		before[name] = modTime(t, filepath.Join(out, name))
+	}
+	code, stdout, stderr = runCLI(sweepFixtureArgs(t, out)...)
+	if code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "0 configurations run, 2 taken from an earlier run") {
+		t.Errorf("second run did not skip:\n%s", stdout)
+	}
+	if strings.Count(stderr, "finished in an earlier run, skipped") != 2 || strings.Contains(stderr, "running") {
+		t.Errorf("second run progress:\n%s", stderr)
+	}
+	for name, mt := range before {
+		if modTime(t, filepath.Join(out, name)) != mt {
+			t.Errorf("%s was rewritten by the second run", name)
+		}
+	}
+	again := readSweepJSON(t, filepath.Join(out, "results.json"))
+	if !reflect.DeepEqual(again.Rows, s.Rows) {
+		t.Error("resumed rows differ from the first run's")
+	}
+
+	// --jobs 2 gives the same results as --jobs 1.
+	out2 := filepath.Join(t.TempDir(), "sweep2")
+	code, _, stderr = runCLI(sweepFixtureArgs(t, out2, "--jobs", "2")...)
+	if code != 0 {
+		t.Fatalf("--jobs 2: exit %d: %s", code, stderr)
+	}
+	par := readSweepJSON(t, filepath.Join(out2, "results.json"))
+	for i := range par.Rows {
+		par.Rows[i].Model = filepath.Join(out, filepath.Base(par.Rows[i].Model))
+	}
+	if !reflect.DeepEqual(par.Rows, s.Rows) || !reflect.DeepEqual(par.Original, s.Original) {
+		t.Errorf("--jobs 2 rows differ:\n%+v\nwant\n%+v", par.Rows, s.Rows)
+	}
+}
+
+func TestSweepUsageErrors(t *testing.T) {
+	model := testutil.Fixture(t, "mobilenetv1.onnx")
+	out := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sweep", model}, "--out"},
+		{[]string{"sweep", "--out", out}, "one MODEL"},
+		{[]string{"sweep", model, "--out", out, "--rank-ratios", "1/4,2"}, "at most 1"},
+		{[]string{"sweep", model, "--out", out, "--rank-ratios", "a"}, "fraction"},
+		{[]string{"sweep", model, "--out", out, "--residuals", "diag,square"}, "unknown residual"},
+		{[]string{"sweep", model, "--out", out, "--residuals", "diag,diag"}, "twice"},
+		{[]string{"sweep", model, "--out", out, "--jobs", "-1"}, "--jobs"},
+		{[]string{"sweep", model, "--out", out, "--mean", "x"}, "--mean"},
+		{[]string{"sweep", model, "--out", out, "--preset", "cifar"}, "--preset"},
+		{[]string{"sweep", model, "--out", out, "--data", out, "--random", "4"}, "not both"},
+	} {
+		code, _, stderr := runCLI(c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+	code, _, stderr := runCLI("sweep", filepath.Join(out, "missing.onnx"), "--out", out)
+	if code == 0 || !strings.Contains(stderr, "missing.onnx") {
+		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+}
