@@ -171,6 +171,36 @@ func TestRoundTripFixtures(t *testing.T) {
 	})
 }
 
+// TestRoundTripImageNet round-trips the ImageNet-shaped exports (tens of
+// MB, hundreds of nodes) inline and with external data, and checks the
+// external copies with onnx.checker and ONNX Runtime.
+func TestRoundTripImageNet(t *testing.T) {
+	for _, name := range []string{"mobilenetv1_1.0.onnx", "shufflenetv2_x1.0.onnx"} {
+		t.Run(name, func(t *testing.T) {
+			p := testutil.ImageNetModel(t, name)
+			roundTrip(t, p, SaveOptions{})
+			roundTrip(t, p, SaveOptions{ExternalData: true})
+			m, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			external := filepath.Join(t.TempDir(), name)
+			if err := Save(external, m, SaveOptions{ExternalData: true}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(external)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() > 1<<20 {
+				t.Errorf("model file with external data has %d bytes; want the weights in the data file", st.Size())
+			}
+			testutil.CheckONNX(t, external)
+			compareInORT(t, p, external)
+		})
+	}
+}
+
 // compareInORT runs the models in ONNX Runtime on the same seeded input
 // (batch 2, free dims 1) and fails unless every output is bit-identical.
 func compareInORT(t *testing.T, ref string, others ...string) {
