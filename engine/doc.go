@@ -21,7 +21,18 @@
 // followed by Value allocates nothing.
 //
 // Model wraps a ModelProto and compiles (and caches) one Program per set of
-// input shapes, for callers whose batch size changes.
+// input shapes, for callers whose batch size changes. Options.ConstantInputs
+// freezes graph inputs to given values (for example a shape fed as an
+// input), so that what depends on them folds at Compile.
+//
+// Compile also fuses, exactly: a BatchNormalization after a Conv with
+// constant weights is folded into the Conv's weight and bias, and (unless
+// KeepForBackward is set) a Relu or Clip after a Conv runs inside it, in
+// the GEMM or depthwise kernel's epilogue.
+//
+// A panic inside an op (a bug) is returned as an error naming the node; bad
+// models are rejected at Compile. ProfileSteps measures the time of every
+// step.
 //
 // # Tensors
 //

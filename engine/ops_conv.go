@@ -190,6 +190,14 @@ func buildConv(b *nodeBuild) (Op, error) {
 		return nil, fmt.Errorf("group %d does not fit input channels %d and weight %v", group, c, w.shape)
 	}
 	kernel := w.shape[2:]
+	for _, k := range kernel {
+		if k < 1 {
+			return nil, fmt.Errorf("weight %v has an empty kernel", w.shape)
+		}
+	}
+	if n < 1 || c < 1 || m < 1 {
+		return nil, fmt.Errorf("empty input %v or weight %v is not supported", x.shape, w.shape)
+	}
 	if ks := b.attrInts("kernel_shape"); ks != nil {
 		if len(ks) != len(kernel) {
 			return nil, fmt.Errorf("kernel_shape %v does not match weight %v", ks, w.shape)

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/lprconv/lprconv/engine/kernels"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -217,7 +218,7 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 			b.in = append(b.in, v)
 		}
 		b.outs = make([]outSpec, len(node.Output))
-		op, err := def.build(b)
+		op, err := safeBuild(def.build, b)
 		if err != nil {
 			return nil, fmt.Errorf("compile: %s: %w", label, err)
 		}
@@ -283,6 +284,36 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 	return p, nil
 }
 
+// safeBuild runs an op builder, turning a panic (a bug on malformed input)
+// into an error.
+func safeBuild(build func(*nodeBuild) (Op, error), b *nodeBuild) (op Op, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			op, err = nil, fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	op, err = build(b)
+	if err == nil {
+		for i, o := range b.outs {
+			if !o.set {
+				continue
+			}
+			if _, e := onnxio.ShapeSize(toInt64s(o.shape)); e != nil {
+				return nil, fmt.Errorf("output %d: %w", i, e)
+			}
+		}
+	}
+	return op, err
+}
+
+func toInt64s(v []int) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}
+
 // inputShape resolves the static shape of a graph input.
 func inputShape(in *onnxpb.ValueInfoProto, override map[string][]int) ([]int, DType, error) {
 	tt := in.GetType().GetTensorType()
@@ -308,6 +339,9 @@ func inputShape(in *onnxpb.ValueInfoProto, override map[string][]int) ([]int, DT
 				}
 			}
 		}
+		if _, err := onnxio.ShapeSize(toInt64s(s)); err != nil {
+			return nil, 0, fmt.Errorf("graph input %q: InputShapes %v: %w", in.Name, s, err)
+		}
 		return append([]int(nil), s...), dt, nil
 	}
 	if tt.GetShape() == nil {
@@ -330,7 +364,12 @@ func inputShape(in *onnxpb.ValueInfoProto, override map[string][]int) ([]int, DT
 
 // fold runs a step whose inputs are all constant and stores its outputs as
 // constants.
-func (p *Program) fold(st *Step) error {
+func (p *Program) fold(st *Step) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+		}
+	}()
 	st.In = make([]*Tensor, len(st.in))
 	for i, v := range st.in {
 		if v != nil {
@@ -442,6 +481,9 @@ func (p *Program) plan(keepAll bool) error {
 		v.offset = off
 		placed = append(placed, v)
 		total = max(total, off+n)
+	}
+	if total > onnxio.MaxElements {
+		return fmt.Errorf("activations need %d floats at once, over the %d limit; use a smaller batch", total, int64(onnxio.MaxElements))
 	}
 	p.arena = make([]float32, total)
 	p.peak = 4 * total
