@@ -21,6 +21,24 @@ type LatencyMeter interface {
 	Open(path string) (LatencyRunner, error)
 }
 
+// LatencyMeterFunc adapts a function to LatencyMeter.
+type LatencyMeterFunc func(path string) (LatencyRunner, error)
+
+// Open calls f.
+func (f LatencyMeterFunc) Open(path string) (LatencyRunner, error) { return f(path) }
+
+// ORTMeter adapts an ONNX Runtime meter (package sweep/ortlatency, whose
+// Open returns a concrete runner type) to LatencyMeter.
+func ORTMeter[R LatencyRunner](m interface{ Open(string) (R, error) }) LatencyMeter {
+	return LatencyMeterFunc(func(path string) (LatencyRunner, error) {
+		r, err := m.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	})
+}
+
 // LatencyRunner runs one loaded model.
 type LatencyRunner interface {
 	// Run performs one inference.
@@ -189,16 +207,4 @@ func median(xs []float64) float64 {
 		return xs[n/2]
 	}
 	return (xs[n/2-1] + xs[n/2]) / 2
-}
-
-// latencyInput returns n deterministic values in [-1, 1) for a timing
-// input (a linear congruential sequence seeded by stream).
-func latencyInput(n int, stream uint32) []float32 {
-	out := make([]float32, n)
-	x := 2463534242 + stream*2654435761
-	for i := range out {
-		x = x*1664525 + 1013904223
-		out[i] = float32(x>>8)/float32(1<<23) - 1
-	}
-	return out
 }

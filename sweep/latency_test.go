@@ -29,27 +29,6 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-func TestLatencyInput(t *testing.T) {
-	a, b := latencyInput(1000, 0), latencyInput(1000, 0)
-	c := latencyInput(1000, 1)
-	same, lo, hi := true, float32(1), float32(-1)
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatal("latencyInput is not deterministic")
-		}
-		if a[i] != c[i] {
-			same = false
-		}
-		lo, hi = min(lo, a[i]), max(hi, a[i])
-	}
-	if same {
-		t.Error("streams 0 and 1 give the same input")
-	}
-	if lo < -1 || hi >= 1 || lo > -0.9 || hi < 0.9 {
-		t.Errorf("values span [%v, %v], want about [-1, 1)", lo, hi)
-	}
-}
-
 // fakeClock is a clock that only runners advance.
 type fakeClock struct{ t time.Time }
 
