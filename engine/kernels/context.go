@@ -38,6 +38,11 @@ type Context struct {
 	gemv1 gemvTask
 	dw    dwTask
 	dwb   dwBackTask
+
+	dwSmall1 dwSmallTask
+	dwW16    []float32 // interleaved depthwise weights of dwSmall1 / dwTiny1
+	dwTiny1  dwTinyTask
+	dwIdx    [9 * 16]int32 // lane permutations of dwTiny1
 }
 
 // threadScratch is the private working memory of one thread.
@@ -49,6 +54,7 @@ type threadScratch struct {
 	buf2  []float32
 
 	padGrad padBuffer // zero-padded plane of the 3x3 depthwise input gradient
+	padC16  padBuffer // zero-padded 16-channel interleaved plane (narrow 3x3 depthwise)
 	zero    []float32 // always zero; stands for rows in the padding
 }
 

@@ -49,6 +49,10 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 		panic(fmt.Sprintf("kernels: DepthwiseConv2D buffers too small (in %d, weight %d, bias %d, out %d) for n=%d %+v", len(in), len(weight), len(bias), len(out), n, g))
 	}
 	ctx = orSingle(ctx)
+	lo, hi := ep.bounds()
+	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) || ctx.dwSmall(&g, n, in, weight, bias, out, lo, hi) {
+		return
+	}
 	t := &ctx.dw
 	*t = dwTask{ctx: ctx, g: g, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
 	threads := ctx.threads

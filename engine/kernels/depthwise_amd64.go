@@ -52,3 +52,170 @@ func dw3x3InputGrad(s *threadScratch, g *ConvGeom, w, dout, din []float32) bool 
 	dw3x3s1AVX512(&din[0], &p[0], d.ldp, &flipped[0], 0, g.W, g.H)
 	return true
 }
+
+// dwSmallFits reports whether the 3x3 depthwise forward pass of g is
+// faster vectorized over channels than along rows (narrow outputs).
+func dwSmallFits(g *ConvGeom) bool {
+	return g.OW <= 4 || (g.Strides[0] == 2 && g.OW <= 8)
+}
+
+// dwSmallTask runs the channel-interleaved 3x3 depthwise forward pass over
+// units of (image, group of 16 channels).
+type dwSmallTask struct {
+	ctx     *Context
+	g       ConvGeom
+	groups  int
+	in, out []float32
+	weight  []float32 // per group: 9x16 interleaved weights, then 16 biases
+	lo, hi  float32
+}
+
+// dwSmall runs the forward pass over channels for narrow planes and reports
+// whether it did.
+func (ctx *Context) dwSmall(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+	if !cpu.avx512 || !dw3x3Geom(g) || !dwSmallFits(g) {
+		return false
+	}
+	t := &ctx.dwSmall1
+	groups := (g.C + 15) / 16
+	// Interleave the weights (9x16 per group) and biases (16 per group) once.
+	ctx.dwW16 = grow(ctx.dwW16, groups*10*16)
+	wb := ctx.dwW16
+	clear(wb)
+	for c := 0; c < g.C; c++ {
+		grp, ch := c/16, c%16
+		w16 := wb[grp*160 : grp*160+144]
+		for k, v := range weight[c*9 : c*9+9] {
+			w16[k*16+ch] = v
+		}
+		if bias != nil {
+			wb[grp*160+144+ch] = bias[c]
+		}
+	}
+	*t = dwSmallTask{ctx: ctx, g: *g, groups: groups, in: in, weight: wb, out: out, lo: lo, hi: hi}
+	threads := ctx.threads
+	if n*g.C*g.OH*g.OW*9 < 1<<15 {
+		threads = 1
+	}
+	ctx.parallel(t, n*groups, threads)
+	*t = dwSmallTask{}
+	return true
+}
+
+func (t *dwSmallTask) run(lo, hi, tid int) {
+	g := &t.g
+	s := &t.ctx.scratch[tid]
+	sd := g.Strides[0]
+	hp, wp := (g.OH-1)*sd+3, (g.OW-1)*sd+3
+	d := dwPadded{rows: hp, ldp: wp * 16}
+	p := s.padC16.get(g, d)
+	plane, oplane := g.H*g.W, g.OH*g.OW
+	s.buf = grow(s.buf, oplane*16)
+	o16 := s.buf[:oplane*16]
+	rows := min(g.H, hp-g.Pads[0])
+	cols := min(g.W, wp-g.Pads[1])
+	for u := lo; u < hi; u++ {
+		img, c0 := u/t.groups, (u%t.groups)*16
+		nch := min(16, g.C-c0)
+		w16 := t.weight[(c0/16)*160 : (c0/16)*160+144]
+		b16 := t.weight[(c0/16)*160+144 : (c0/16)*160+160]
+		for ch := 0; ch < nch; ch++ {
+			c := c0 + ch
+			src := t.in[(img*g.C+c)*plane : (img*g.C+c+1)*plane]
+			for iy := 0; iy < rows; iy++ {
+				dst := p[((iy+g.Pads[0])*wp+g.Pads[1])*16+ch:]
+				row := src[iy*g.W : iy*g.W+cols]
+				for ix, v := range row {
+					dst[ix*16] = v
+				}
+			}
+		}
+		dwC16AVX512(&o16[0], &p[0], &w16[0], &b16[0], wp, g.OH, g.OW, sd, t.lo, t.hi)
+		for ch := 0; ch < nch; ch++ {
+			dst := t.out[(img*g.C+c0+ch)*oplane : (img*g.C+c0+ch+1)*oplane]
+			for i := range dst {
+				dst[i] = o16[i*16+ch]
+			}
+		}
+	}
+}
+
+// dwTinyTask runs the 3x3 depthwise forward pass for planes of at most 16
+// values over ranges of images.
+type dwTinyTask struct {
+	g                     ConvGeom
+	in, out               []float32
+	wv                    []float32
+	idx                   *[9 * 16]int32
+	groups, inStep, outSt int
+	masks                 uint64
+	lo, hi                float32
+}
+
+// dwTiny runs the forward pass for planes of at most 16 values, several
+// channels per vector, and reports whether it did.
+func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+	plane, ohow := g.H*g.W, g.OH*g.OW
+	if !cpu.avx512 || !dw3x3Geom(g) || plane > 16 || ohow > 16 {
+		return false
+	}
+	per := min(16/plane, 16/ohow) // channels per vector
+	groups := (g.C + per - 1) / per
+	last := g.C - (groups-1)*per
+	idx := &ctx.dwIdx
+	for k := 0; k < 9; k++ {
+		ky, kx := k/3, k%3
+		for j := 0; j < 16; j++ {
+			idx[k*16+j] = 16 // selects zero
+			if j >= per*ohow {
+				continue
+			}
+			p, o := j/ohow, j%ohow
+			iy := (o/g.OW)*g.Strides[0] - g.Pads[0] + ky
+			ix := (o%g.OW)*g.Strides[1] - g.Pads[1] + kx
+			if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+				idx[k*16+j] = int32(p*plane + iy*g.W + ix)
+			}
+		}
+	}
+	ctx.dwW16 = grow(ctx.dwW16, groups*160)
+	wv := ctx.dwW16
+	clear(wv)
+	for c := 0; c < g.C; c++ {
+		grp, p := c/per, c%per
+		v := wv[grp*160 : grp*160+160]
+		for o := 0; o < ohow; o++ {
+			j := p*ohow + o
+			if bias != nil {
+				v[j] = bias[c]
+			}
+			for k := 0; k < 9; k++ {
+				v[(1+k)*16+j] = weight[c*9+k]
+			}
+		}
+	}
+	mask := func(bits int) uint64 { return 1<<bits - 1 }
+	t := &ctx.dwTiny1
+	*t = dwTinyTask{g: *g, in: in, out: out, wv: wv, idx: idx, groups: groups,
+		inStep: per * plane, outSt: per * ohow,
+		masks: mask(per*plane) | mask(last*plane)<<16 | mask(per*ohow)<<32 | mask(last*ohow)<<48,
+		lo:    lo, hi: hi}
+	threads := ctx.threads
+	if n*g.C*ohow*9 < 1<<15 {
+		threads = 1
+	}
+	ctx.parallel(t, n, threads)
+	*t = dwTinyTask{}
+	return true
+}
+
+func (t *dwTinyTask) run(lo, hi, tid int) {
+	if hi <= lo {
+		return
+	}
+	g := &t.g
+	in := t.in[lo*g.C*g.H*g.W : hi*g.C*g.H*g.W]
+	out := t.out[lo*g.C*g.OH*g.OW : hi*g.C*g.OH*g.OW]
+	_ = t.wv[t.groups*160-1]
+	dwTinyAVX512(&out[0], &in[0], &t.wv[0], &t.idx[0], hi-lo, t.groups, t.inStep, t.outSt, t.masks, t.lo, t.hi)
+}

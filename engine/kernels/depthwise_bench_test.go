@@ -70,3 +70,38 @@ func BenchmarkDepthwiseBackward(b *testing.B) {
 		})
 	}
 }
+
+// dwFixtureLayers are the depthwise layers of the 32x32 MobileNetV1-0.25
+// fixture: channels, input size, stride (run at batch 64).
+var dwFixtureLayers = [][3]int{
+	{8, 16, 1}, {16, 16, 2}, {32, 8, 1}, {32, 8, 2}, {64, 4, 1},
+	{64, 4, 2}, {128, 2, 1}, {128, 2, 2}, {256, 1, 1},
+}
+
+func BenchmarkDepthwiseFixture(b *testing.B) {
+	const n = 64
+	for _, l := range dwFixtureLayers {
+		c, hw, s := l[0], l[1], l[2]
+		b.Run(fmt.Sprintf("t1/c%d_%dx%d_s%d", c, hw, hw, s), func(b *testing.B) {
+			g, err := NewConvGeom(c, hw, hw, 3, 3, [2]int{s, s}, [4]int{1, 1, 1, 1}, [2]int{1, 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := NewContext(1)
+			r := rand.New(rand.NewPCG(1, 2))
+			in, w, bias := randSlice(r, n*c*hw*hw), randSlice(r, c*9), randSlice(r, c)
+			out := make([]float32, n*c*g.OH*g.OW)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ResetTimer()
+			t0 := processCPUTime()
+			for i := 0; i < b.N; i++ {
+				DepthwiseConv2D(ctx, g, n, in, w, bias, out)
+			}
+			cpu := processCPUTime() - t0
+			flops := 2 * 9 * float64(n*c*g.OH*g.OW) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+		})
+	}
+}

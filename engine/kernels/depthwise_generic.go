@@ -16,3 +16,19 @@ func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32) boo
 func dw3x3InputGrad(s *threadScratch, g *ConvGeom, w, dout, din []float32) bool {
 	return false
 }
+
+// dwSmallTask has no use in this build.
+type dwSmallTask struct{}
+
+// dwSmall has no vectorized version in this build.
+func (ctx *Context) dwSmall(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+	return false
+}
+
+// dwTinyTask has no use in this build.
+type dwTinyTask struct{}
+
+// dwTiny has no vectorized version in this build.
+func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+	return false
+}

@@ -3026,6 +3026,167 @@ axpy_done:
 	VZEROUPPER
 	RET
 
+// func dwC16AVX512(out *float32, p *float32, w *float32, bias *float32, wp int, oh int, ow int, s int, lo float32, hi float32)
+// Requires: AVX, AVX512F
+TEXT ·dwC16AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), AX
+	MOVQ         p+8(FP), CX
+	MOVQ         w+16(FP), DX
+	VMOVUPS      (DX), Z0
+	VMOVUPS      64(DX), Z1
+	VMOVUPS      128(DX), Z2
+	VMOVUPS      192(DX), Z3
+	VMOVUPS      256(DX), Z4
+	VMOVUPS      320(DX), Z5
+	VMOVUPS      384(DX), Z6
+	VMOVUPS      448(DX), Z7
+	VMOVUPS      512(DX), Z8
+	MOVQ         bias+24(FP), DX
+	VMOVUPS      (DX), Z9
+	VBROADCASTSS lo+64(FP), Z10
+	VBROADCASTSS hi+68(FP), Z11
+	MOVQ         wp+32(FP), DX
+	SHLQ         $0x06, DX
+	MOVQ         s+56(FP), BX
+	MOVQ         BX, SI
+	SHLQ         $0x06, SI
+	MOVQ         DX, DI
+	IMULQ        BX, DI
+	MOVQ         oh+40(FP), BX
+
+dwC16AVX512_row:
+	MOVQ ow+48(FP), R8
+	MOVQ CX, R9
+
+dwC16AVX512_col:
+	VMOVAPS     Z9, Z12
+	VFMADD231PS (R9), Z0, Z12
+	VFMADD231PS 64(R9), Z1, Z12
+	VFMADD231PS 128(R9), Z2, Z12
+	VMULPS      (R9)(DX*1), Z3, Z13
+	VFMADD231PS 64(R9)(DX*1), Z4, Z13
+	VFMADD231PS 128(R9)(DX*1), Z5, Z13
+	VMULPS      (R9)(DX*2), Z6, Z14
+	VFMADD231PS 64(R9)(DX*2), Z7, Z14
+	VFMADD231PS 128(R9)(DX*2), Z8, Z14
+	VADDPS      Z13, Z12, Z12
+	VADDPS      Z14, Z12, Z12
+	VMAXPS      Z12, Z10, Z12
+	VMINPS      Z12, Z11, Z12
+	VMOVUPS     Z12, (AX)
+	ADDQ        $0x00000040, AX
+	ADDQ        SI, R9
+	DECQ        R8
+	JNE         dwC16AVX512_col
+	ADDQ        DI, CX
+	DECQ        BX
+	JNE         dwC16AVX512_row
+	VZEROUPPER
+	RET
+
+// func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64, lo float32, hi float32)
+// Requires: AVX, AVX512F, POPCNT
+TEXT ·dwTinyAVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         idx+24(FP), DX
+	VMOVDQU32    (DX), Z0
+	VMOVDQU32    64(DX), Z1
+	VMOVDQU32    128(DX), Z2
+	VMOVDQU32    192(DX), Z3
+	VMOVDQU32    256(DX), Z4
+	VMOVDQU32    320(DX), Z5
+	VMOVDQU32    384(DX), Z6
+	VMOVDQU32    448(DX), Z7
+	VMOVDQU32    512(DX), Z8
+	VPXORD       Z9, Z9, Z9
+	VBROADCASTSS lo+72(FP), Z10
+	VBROADCASTSS hi+76(FP), Z11
+	MOVQ         masks+64(FP), DX
+	KMOVW        DX, K1
+	SHRQ         $0x10, DX
+	KMOVW        DX, K2
+	SHRQ         $0x10, DX
+	KMOVW        DX, K3
+	SHRQ         $0x10, DX
+	KMOVW        DX, K4
+	MOVQ         inStep+48(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         outStep+56(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         n+32(FP), SI
+
+dwTinyAVX512_image:
+	MOVQ wv+16(FP), DI
+	MOVQ groups+40(FP), R8
+
+dwTinyAVX512_group:
+	CMPQ      R8, $0x01
+	JE        dwTinyAVX512_lastload
+	VMOVUPS.Z (CX), K1, Z12
+	JMP       dwTinyAVX512_taps
+
+dwTinyAVX512_lastload:
+	VMOVUPS.Z (CX), K2, Z12
+
+dwTinyAVX512_taps:
+	VMOVUPS     (DI), Z13
+	VMOVAPS     Z12, Z14
+	VPERMT2PS   Z9, Z0, Z14
+	VFMADD231PS 64(DI), Z14, Z13
+	VMOVAPS     Z12, Z14
+	VPERMT2PS   Z9, Z1, Z14
+	VMULPS      128(DI), Z14, Z14
+	VMOVAPS     Z12, Z15
+	VPERMT2PS   Z9, Z2, Z15
+	VMULPS      192(DI), Z15, Z15
+	VMOVAPS     Z12, Z16
+	VPERMT2PS   Z9, Z3, Z16
+	VFMADD231PS 256(DI), Z16, Z13
+	VMOVAPS     Z12, Z16
+	VPERMT2PS   Z9, Z4, Z16
+	VFMADD231PS 320(DI), Z16, Z14
+	VMOVAPS     Z12, Z16
+	VPERMT2PS   Z9, Z5, Z16
+	VFMADD231PS 384(DI), Z16, Z15
+	VMOVAPS     Z12, Z16
+	VPERMT2PS   Z9, Z6, Z16
+	VFMADD231PS 448(DI), Z16, Z13
+	VMOVAPS     Z12, Z16
+	VPERMT2PS   Z9, Z7, Z16
+	VFMADD231PS 512(DI), Z16, Z14
+	VMOVAPS     Z12, Z12
+	VPERMT2PS   Z9, Z8, Z12
+	VFMADD231PS 576(DI), Z12, Z15
+	VADDPS      Z14, Z13, Z13
+	VADDPS      Z15, Z13, Z13
+	VMAXPS      Z13, Z10, Z13
+	VMINPS      Z13, Z11, Z13
+	CMPQ        R8, $0x01
+	JE          dwTinyAVX512_laststore
+	VMOVUPS     Z13, K3, (AX)
+	ADDQ        DX, CX
+	ADDQ        BX, AX
+	ADDQ        $0x00000280, DI
+	DECQ        R8
+	JMP         dwTinyAVX512_group
+
+dwTinyAVX512_laststore:
+	VMOVUPS Z13, K4, (AX)
+	MOVQ    masks+64(FP), DI
+	MOVQ    DI, R8
+	SHRQ    $0x10, R8
+	ANDQ    $0x0000ffff, R8
+	POPCNTQ R8, R8
+	LEAQ    (CX)(R8*4), CX
+	SHRQ    $0x30, DI
+	POPCNTQ DI, DI
+	LEAQ    (AX)(DI*4), AX
+	DECQ    SI
+	JNE     dwTinyAVX512_image
+	VZEROUPPER
+	RET
+
 DATA dwIota<>+0(SB)/4, $0x00000000
 DATA dwIota<>+4(SB)/4, $0x00000001
 DATA dwIota<>+8(SB)/4, $0x00000002

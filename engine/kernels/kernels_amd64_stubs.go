@@ -90,6 +90,16 @@ func dotAVX2(x *float32, y *float32, n int) float32
 //go:noescape
 func axpyAVX2(alpha float32, x *float32, y *float32, n int)
 
+// dwC16AVX512 computes a 3x3 depthwise convolution of 16 interleaved channels.
+//
+//go:noescape
+func dwC16AVX512(out *float32, p *float32, w *float32, bias *float32, wp int, oh int, ow int, s int, lo float32, hi float32)
+
+// dwTinyAVX512 computes a 3x3 depthwise convolution of planes of at most 16 values.
+//
+//go:noescape
+func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64, lo float32, hi float32)
+
 // dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
 //
 //go:noescape

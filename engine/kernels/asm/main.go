@@ -36,6 +36,8 @@ func main() {
 	biasActTile()
 	dotKernel()
 	axpyKernel()
+	dwC16()
+	dwTiny()
 	directData()
 	dwDirectForward("dw3x3DirectS1AVX512", 1)
 	dwDirectForward("dw3x3DirectS2AVX512", 2)
