@@ -124,6 +124,7 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	}
 	log.printf("sweep: %d configurations to run, %d already finished, %d at a time", len(todo), skipped, jobs)
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -167,11 +168,12 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		}(i)
 	}
 	wg.Wait()
+	if err := parent.Err(); err != nil {
+		return nil, fmt.Errorf("sweep interrupted with %d of %d configurations finished (they are recorded in %s; run the same command again to resume): %w",
+			skipped+done, len(opts.Configs), filepath.Join(opts.Out, StateDir), err)
+	}
 	if firstErr != nil {
 		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("sweep interrupted: %w", err)
 	}
 
 	meta := opts.Meta

@@ -270,8 +270,8 @@ func TestRunCancelled(t *testing.T) {
 		once.Do(cancel)
 	}()
 	_, err := Run(ctx, Options{Model: "net.onnx", Out: t.TempDir(), Configs: testConfigs(t), Jobs: 2}, ev)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "run the same command again to resume") {
+		t.Fatalf("err = %v, want context.Canceled with a hint to resume", err)
 	}
 	if n := ev.calls.Load(); n > 2 {
 		t.Errorf("%d configurations started after cancellation", n)

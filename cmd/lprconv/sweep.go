@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -53,7 +57,7 @@ Examples:
 			&cli.StringFlag{Name: "std", Usage: "per-channel std dividing the pixels (`LIST`)"},
 			&cli.StringFlag{Name: "fit", Value: "resize", Usage: "fit images to the model input: resize or center-crop"},
 			&cli.IntFlag{Name: "jobs", Value: 1, Usage: "run `N` configurations at once"},
-			&cli.IntFlag{Name: "threads", Usage: "threads per model evaluation (default: all CPUs)"},
+			&cli.IntFlag{Name: "threads", Usage: "threads per model evaluation (default: CPUs / --jobs)"},
 			&cli.IntFlag{Name: "batch-size", Value: 32, Usage: "evaluate `N` samples at once"},
 			&cli.IntFlag{Name: "multiple", Usage: "round ranks up to a multiple of `M`"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
@@ -118,10 +122,15 @@ func runSweep(c *cli.Context, args []string) error {
 		return usage("--fit: %v", err)
 	}
 
+	jobs, threads := max(1, c.Int("jobs")), c.Int("threads")
+	if threads == 0 {
+		// Results do not depend on the thread count; share the CPUs.
+		threads = max(1, runtime.NumCPU()/jobs)
+	}
 	p, err := sweep.NewPipeline(sweep.PipelineOptions{
 		Model: model, Data: c.String("data"), Samples: c.Int("samples"), Random: c.Int("random"),
 		Eval: c.String("eval"), Mean: mean, Std: std, Fit: fit,
-		BatchSize: c.Int("batch-size"), Threads: c.Int("threads"), Seed: c.Uint64("seed"),
+		BatchSize: c.Int("batch-size"), Threads: threads, Seed: c.Uint64("seed"),
 		Multiple: c.Int("multiple"), SpectrumResidual: kinds[0],
 		Tool: "lprconv " + version, Version: version,
 	})
@@ -140,8 +149,12 @@ func runSweep(c *cli.Context, args []string) error {
 		meta.Notes = append(meta.Notes, err.Error()+".")
 		meter = nil
 	}
-	res, err := sweep.Run(c.Context, sweep.Options{
-		Model: model, Out: out, Configs: configs, Jobs: max(1, c.Int("jobs")),
+	// On an interrupt, running configurations stop and finished ones stay
+	// recorded, so that the next run resumes.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := sweep.Run(ctx, sweep.Options{
+		Model: model, Out: out, Configs: configs, Jobs: jobs,
 		Progress: c.App.ErrWriter, Meta: meta, Latency: meter, LatencyOptions: latency,
 	}, p)
 	if err != nil {
