@@ -46,6 +46,8 @@ func TestSgemmEpilogue(t *testing.T) {
 		{false, false, 40, 7, 24, 9, true, false, 0},
 		{false, true, 24, 30, 7, 5, false, true, 0},
 		{true, false, 17, 20, 9, 3, false, false, 1},
+		{false, false, 30, 1, 20, 6, true, false, 0},
+		{true, true, 30, 1, 20, 70, true, false, 1},
 	}
 	eps := func(m, n int) []Epilogue {
 		rb, cb := randSlice(r, m), randSlice(r, n)

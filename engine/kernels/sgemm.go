@@ -113,6 +113,16 @@ func (ctx *Context) SgemmBatchedEx(transA, transB bool, m, n, k int, alpha float
 		}
 		g.k, g.sa, g.sb = count*k, strideA, strideB
 		ctx.runGemm(&g, batchArgs{count: 1})
+	case strideA == 0 && n == 1 && ldc == 1 && (transB || ldb == 1) &&
+		strideB >= max(k, 1) && strideC >= max(m, 1) && !(g.hasEp && g.ep.ColBias != nil):
+		// Every C_i is one column: together they are the rows of
+		// Cᵀ (count x m) = [B_0 ... B_count-1]ᵀ op(A)ᵀ, one plain GEMM
+		// (whose column bias is the row bias of the C_i).
+		t := gemmArgs{transA: false, transB: !transA, m: count, n: m, k: k, alpha: alpha,
+			a: b, lda: strideB, b: a, ldb: lda, beta: beta, c: c, ldc: strideC, nb: m, kb: k,
+			ep: g.ep, hasEp: g.hasEp}
+		t.ep.RowBias, t.ep.ColBias = nil, g.ep.RowBias
+		ctx.runGemm(&t, batchArgs{count: 1})
 	case strideA == 0:
 		g.n, g.sb, g.sc = count*n, strideB, strideC
 		if n == 0 {

@@ -190,6 +190,8 @@ func TestSgemmBatched(t *testing.T) {
 		{false, false, 64, 16, 64, 64, true, 0},
 		{false, true, 33, 40, 16, 20, false, 1},
 		{true, false, 40, 33, 9, 30, false, 0},
+		{true, true, 50, 1, 40, 70, true, 0.5},
+		{false, true, 7, 1, 3, 9, true, 0},
 	}
 	for _, kern := range kernelsAvailable() {
 		ctx := NewContext(2)
