@@ -60,7 +60,7 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 	}
 	degree := cfg.degree
 	if degree <= 0 {
-		degree = 4
+		degree = 5
 	}
 	maxRounds := cfg.maxRounds
 	if maxRounds <= 0 {

@@ -24,7 +24,7 @@ type Options struct {
 	// Oversample is the number of basis vectors kept beyond the rank
 	// (default max(16, rank/8)).
 	Oversample int
-	// Degree is the Chebyshev filter degree per subspace round (default 4).
+	// Degree is the Chebyshev filter degree per subspace round (default 5).
 	Degree int
 	// Seed seeds the random start of the subspace iteration.
 	Seed uint64

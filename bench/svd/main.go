@@ -26,11 +26,12 @@ func main() {
 	kindName := flag.String("kind", "none", "residual kind")
 	workers := flag.Int("workers", 2, "layers factorized concurrently")
 	ratio := flag.Float64("ratio", 0.25, "rank as a fraction of C (rounded up)")
+	degree := flag.Int("degree", 0, "Chebyshev filter degree (0: the package default)")
 	precise := flag.Bool("precise", false, "float64 products in the subspace iteration")
 	sgemm := flag.String("sgemm", "engine", "float32 GEMM for the subspace iteration: engine (engine/kernels) or gonum")
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the factorization to this file")
 	flag.Parse()
-	opts := svd.Options{Precise: *precise}
+	opts := svd.Options{Precise: *precise, Degree: *degree}
 	switch *sgemm {
 	case "engine":
 		opts.Sgemm = enginegemm.New(0)
