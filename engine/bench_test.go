@@ -19,6 +19,12 @@ import (
 // benchModel runs Forward on m at the given input shape, reporting
 // images per second and allocations.
 func benchModel(b *testing.B, m *onnxpb.ModelProto, shape []int) {
+	benchModelThreads(b, m, shape, 0)
+}
+
+// benchModelThreads is benchModel on the given number of threads (0: the
+// default).
+func benchModelThreads(b *testing.B, m *onnxpb.ModelProto, shape []int, threads int) {
 	name := ""
 	inits := map[string]bool{}
 	for _, t := range m.Graph.Initializer {
@@ -30,7 +36,7 @@ func benchModel(b *testing.B, m *onnxpb.ModelProto, shape []int) {
 			break
 		}
 	}
-	p, err := Compile(m, Options{InputShapes: map[string][]int{name: shape}})
+	p, err := Compile(m, Options{Threads: threads, InputShapes: map[string][]int{name: shape}})
 	if err != nil {
 		b.Fatal(err)
 	}
