@@ -55,8 +55,8 @@ func ReadMetadata(m *onnxpb.ModelProto) (*Metadata, bool, error) {
 //	t = Conv1x1(a; B, bias)        node <name>/lpr_b, r -> C
 //	y = t                          residual none
 //	y = Add(t, x)                  identity            (<name>/lpr_add)
-//	y = Add(t, Mul(x, d))          diag, d: [1,C,1,1]  (<name>/lpr_res)
-//	y = Add(t, DepthwiseConv(x))   dwK, group C, pads K/2
+//	y = Add(t, Conv1x1(x; d))      diag: group C, d as [C,1,1,1] (<name>/lpr_res)
+//	y = Add(t, DepthwiseConv(x))   dwK: group C, KxK, pads K/2
 //
 // The module writes the tensor the Conv (or the BatchNormalization folded
 // into it) wrote, so the rest of the graph is unchanged. Inputs, outputs,
@@ -208,10 +208,15 @@ func lprModule(names nameSet, l *LayerPlan, bias []float32) ([]*onnxpb.NodeProto
 	case svd.None:
 		return nodes, inits
 	case svd.Diag:
-		dName, dW := names.fresh(base+"/lpr_res"), names.fresh(base+"/lpr_res.scale")
+		// A per-channel scale written as a group-C 1x1 Conv rather than a
+		// Mul by [1,C,1,1]: ONNX Runtime runs the Conv in its blocked
+		// layout and fuses the Add into it, while Mul + Add stay two
+		// passes over memory (bench/compress measured Mul at 1.3-1.5x the
+		// original's latency, the Conv at 0.87x).
+		dName, dW := names.fresh(base+"/lpr_res"), names.fresh(base+"/lpr_res.weight")
 		res = names.fresh(base + "/lpr_res_out")
-		inits = append(inits, onnxio.NewFloat32(dW, []int64{1, C, 1, 1}, f.Diag))
-		nodes = append(nodes, &onnxpb.NodeProto{OpType: "Mul", Name: dName, Input: []string{l.Input, dW}, Output: []string{res}})
+		inits = append(inits, onnxio.NewFloat32(dW, []int64{C, 1, 1, 1}, f.Diag))
+		nodes = append(nodes, &onnxpb.NodeProto{OpType: "Conv", Name: dName, Input: []string{l.Input, dW}, Output: []string{res}, Attribute: convAttrs(1, C)})
 	case svd.Depthwise:
 		K := int64(f.Residual.K)
 		dName, dW := names.fresh(base+"/lpr_res"), names.fresh(base+"/lpr_res.weight")

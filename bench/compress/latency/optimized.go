@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/lprconv/lprconv/internal/ortrun"
+	"github.com/lprconv/lprconv/onnxio"
+)
+
+// optimizedOps loads the model at path in ONNX Runtime (all graph
+// optimizations, one thread), has it write the optimized graph to dst, and
+// returns a summary of the node types in that graph ("domain:op count").
+func optimizedOps(path, dst string) (string, error) {
+	if err := ortrun.Init(); err != nil {
+		return "", err
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return "", err
+	}
+	defer so.Destroy()
+	if err := so.SetIntraOpNumThreads(1); err != nil {
+		return "", err
+	}
+	if err := so.SetOptimizedModelFilePath(dst); err != nil {
+		return "", err
+	}
+	ins, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return "", err
+	}
+	var in, out []string
+	for _, v := range ins {
+		in = append(in, v.Name)
+	}
+	for _, v := range outs {
+		out = append(out, v.Name)
+	}
+	s, err := ort.NewDynamicAdvancedSession(path, in, out, so)
+	if err != nil {
+		return "", err
+	}
+	s.Destroy()
+	m, err := onnxio.Load(dst)
+	if err != nil {
+		return "", fmt.Errorf("load optimized graph: %w", err)
+	}
+	counts := map[string]int{}
+	for _, n := range m.Graph.Node {
+		op := n.OpType
+		if n.Domain != "" {
+			op = strings.TrimPrefix(n.Domain, "com.microsoft.") + ":" + op
+		}
+		if op == "nchwc:Conv" {
+			for _, a := range n.Attribute {
+				if a.Name == "activation" {
+					op += "+" + string(a.S)
+				}
+			}
+			if len(n.Input) > 3 && n.Input[3] != "" {
+				op += "+Sum"
+			}
+		}
+		counts[op]++
+	}
+	var keys []string
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, ", "), nil
+}
