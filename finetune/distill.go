@@ -1,0 +1,486 @@
+package finetune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// TrainSet chooses which tensors of the student learn.
+type TrainSet int
+
+const (
+	// TrainLPR trains only the tensors of the LPR modules (the initializers
+	// of nodes whose names contain "/lpr_").
+	TrainLPR TrainSet = iota
+	// TrainAll trains every float initializer of the student.
+	TrainAll
+)
+
+// ParseTrainSet parses "lpr" or "all".
+func ParseTrainSet(s string) (TrainSet, error) {
+	switch strings.ToLower(s) {
+	case "lpr":
+		return TrainLPR, nil
+	case "all":
+		return TrainAll, nil
+	}
+	return 0, fmt.Errorf("unknown trainable set %q (want lpr or all)", s)
+}
+
+// String returns the flag spelling.
+func (s TrainSet) String() string {
+	if s == TrainAll {
+		return "all"
+	}
+	return "lpr"
+}
+
+// TrainableTensors lists the student's initializers that set trains, in
+// graph order.
+func TrainableTensors(m *onnxpb.ModelProto, set TrainSet) []string {
+	g := m.GetGraph()
+	isInit := map[string]*onnxpb.TensorProto{}
+	for _, t := range g.GetInitializer() {
+		isInit[t.GetName()] = t
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, n := range g.GetNode() {
+		if set == TrainLPR && !strings.Contains(n.GetName(), "/lpr_") {
+			continue
+		}
+		for _, in := range n.GetInput() {
+			t := isInit[in]
+			if t == nil || seen[in] || onnxio.DataType(t.GetDataType()) != onnxio.Float || len(t.GetDims()) == 0 {
+				continue
+			}
+			if set == TrainAll && !trainableOp(n.GetOpType()) {
+				continue
+			}
+			seen[in] = true
+			names = append(names, in)
+		}
+	}
+	return names
+}
+
+// trainableOp reports whether the float initializers of an op are weights
+// (rather than, say, shape or clip constants).
+func trainableOp(op string) bool {
+	switch op {
+	case "Conv", "Gemm", "MatMul", "BatchNormalization", "Add", "Mul", "Sub":
+		return true
+	}
+	return false
+}
+
+// Options configure Distill.
+type Options struct {
+	// Epochs or Steps bound the run (Steps wins when both are set).
+	Epochs, Steps int
+	// StepsPerEpoch is the number of batches the train source yields per
+	// epoch (needed for Epochs, the schedule and resuming).
+	StepsPerEpoch int
+	// Batch is the batch size of the train source.
+	Batch int
+	// LR is the peak learning rate; WarmupSteps ramps up to it linearly
+	// (default 5% of the run); the rate then decays to MinLRRatio·LR along
+	// a cosine.
+	LR          float64
+	WarmupSteps int
+	MinLRRatio  float64
+	Optimizer   OptimizerConfig
+	Loss        Loss
+	Train       TrainSet
+	// Threads for the engine (0: all cores).
+	Threads int
+	// CheckpointDir, when set, holds a checkpoint written every
+	// CheckpointEvery steps (default 200), at the end of each epoch, and
+	// when ctx is cancelled; a run finding a matching checkpoint there
+	// resumes from it.
+	CheckpointDir   string
+	CheckpointEvery int
+	// DivergeFactor stops the run when the loss exceeds this multiple of
+	// its running mean (default 50), or is NaN or infinite.
+	DivergeFactor float64
+	// Progress, when set, is called after every step.
+	Progress func(Status)
+	// Fingerprint identifies the run's inputs (model, data, options) so
+	// that a checkpoint of another run is never resumed.
+	Fingerprint string
+}
+
+// Status is the state of a run, given to Options.Progress.
+type Status struct {
+	Step, Total, Epoch int
+	Loss, LR           float64
+	// Resumed is set on the first status of a resumed run.
+	Resumed bool
+}
+
+// Data is what Distill trains and validates on.
+type Data struct {
+	// Train yields training batches (io.EOF ends an epoch); its order
+	// should be seeded so that resuming repeats it.
+	Train Batches
+	// Seek, when set, positions Train at a batch of an epoch when a run
+	// resumes (dataset.Loader.Seek).
+	Seek func(epoch, batch int) error
+	// Val, when set, yields the held-out validation set, one pass per
+	// epoch; the best student by agreement with the teacher is kept.
+	Val Batches
+}
+
+// EpochResult is the validation measured after one epoch.
+type EpochResult struct {
+	Epoch     int      `json:"epoch"`
+	Step      int      `json:"step"`
+	Loss      float64  `json:"train_loss"`
+	Agreement float64  `json:"val_agreement"`
+	Top1      *float64 `json:"val_top1,omitempty"`
+}
+
+// Report summarizes a run.
+type Report struct {
+	Steps      int           `json:"steps"`
+	Trainable  []string      `json:"trainable"`
+	Params     int           `json:"trainable_params"`
+	Epochs     []EpochResult `json:"epochs,omitempty"`
+	BestEpoch  int           `json:"best_epoch"`
+	FinalLoss  float64       `json:"final_loss"`
+	Seconds    float64       `json:"seconds"`
+	ImagesPerS float64       `json:"images_per_second"`
+	Resumed    bool          `json:"resumed"`
+}
+
+// ErrDiverged is wrapped by the error Distill returns when the loss
+// becomes NaN, infinite or explodes.
+var ErrDiverged = errors.New("loss diverged")
+
+// Distill trains the student's tensors chosen by opts.Train to match the
+// teacher on data, and returns a copy of the student with the learned
+// values. Neither input model is modified.
+func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data, opts Options) (*onnxpb.ModelProto, *Report, error) {
+	in, err := evaluate.ModelInput(student)
+	if err != nil {
+		return nil, nil, fmt.Errorf("distill: %w", err)
+	}
+	tin, err := evaluate.ModelInput(teacher)
+	if err != nil {
+		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
+	}
+	if opts.Batch <= 0 {
+		return nil, nil, fmt.Errorf("distill: batch %d must be positive", opts.Batch)
+	}
+	total := opts.Steps
+	if total <= 0 {
+		if opts.Epochs <= 0 || opts.StepsPerEpoch <= 0 {
+			return nil, nil, errors.New("distill: give a number of steps, or epochs and steps per epoch")
+		}
+		total = opts.Epochs * opts.StepsPerEpoch
+	}
+	if opts.LR <= 0 || math.IsNaN(opts.LR) {
+		return nil, nil, fmt.Errorf("distill: learning rate %v must be positive", opts.LR)
+	}
+	names := TrainableTensors(student, opts.Train)
+	if len(names) == 0 {
+		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train", opts.Train)
+	}
+	shape := []int{opts.Batch, in.Channels, in.Height, in.Width}
+	sp, err := engine.Compile(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("distill: student: %w", err)
+	}
+	defer sp.Close()
+	tp, err := engine.Compile(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
+	}
+	defer tp.Close()
+
+	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, names: names, total: total,
+		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+	for _, n := range names {
+		r.rep.Params += len(sp.Param(n).F)
+	}
+	warm := opts.WarmupSteps
+	if warm <= 0 {
+		warm = total / 20
+	}
+	r.sched = Schedule{Peak: opts.LR, Warmup: warm, Total: total, MinRatio: opts.MinLRRatio}
+	if err := r.run(ctx, data); err != nil {
+		return nil, r.rep, err
+	}
+	if r.best != nil {
+		for i, n := range names {
+			copy(sp.Param(n).F, r.best[i])
+		}
+	}
+	out := proto.Clone(student).(*onnxpb.ModelProto)
+	byName := map[string]int{}
+	for i, t := range out.Graph.Initializer {
+		byName[t.GetName()] = i
+	}
+	for _, n := range names {
+		i := byName[n]
+		old := out.Graph.Initializer[i]
+		out.Graph.Initializer[i] = onnxio.NewFloat32(n, old.GetDims(), sp.Param(n).F)
+	}
+	return out, r.rep, nil
+}
+
+// trainer is the state of one Distill run.
+type trainer struct {
+	opts    Options
+	in, tin evaluate.Input
+	sp, tp  *engine.Program
+	names   []string
+	total   int
+	opt     *optimizer
+	sched   Schedule
+	rep     *Report
+	// best holds the parameters of the best validated epoch.
+	best     [][]float32
+	bestAgr  float64
+	step     int
+	lossMean float64
+}
+
+func (r *trainer) run(ctx context.Context, data Data) error {
+	o := r.opts
+	size := r.in.Channels * r.in.Height * r.in.Width
+	x := make([]float32, o.Batch*size)
+	labels := make([]int, o.Batch)
+	outName := r.in.Output
+	var grad *engine.Tensor
+	start := time.Now()
+	seenImages := 0
+	ck := checkpointer{dir: o.CheckpointDir, fingerprint: o.Fingerprint}
+	every := o.CheckpointEvery
+	if every <= 0 {
+		every = 200
+	}
+	resumed := false
+	if ck.dir != "" {
+		ok, err := ck.load(r)
+		if err != nil {
+			return err
+		}
+		if ok {
+			resumed = true
+			r.rep.Resumed = true
+			if data.Seek != nil && o.StepsPerEpoch > 0 {
+				if err := data.Seek(r.step/o.StepsPerEpoch, r.step%o.StepsPerEpoch); err != nil {
+					return fmt.Errorf("distill: resume: %w", err)
+				}
+			}
+		}
+	}
+	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
+	stepInEpoch := 0
+	if o.StepsPerEpoch > 0 {
+		stepInEpoch = r.step % o.StepsPerEpoch
+	}
+	for r.step < r.total {
+		if err := ctx.Err(); err != nil {
+			if ck.dir != "" {
+				if serr := ck.save(r); serr != nil {
+					return errors.Join(err, serr)
+				}
+			}
+			return err
+		}
+		n, err := data.Train.Next(x, labels)
+		if errors.Is(err, io.EOF) {
+			if stepInEpoch == 0 {
+				return fmt.Errorf("distill: the training data yields no batch of %d; lower --batch", o.Batch)
+			}
+			if err := r.endEpoch(ctx, data.Val, &ck); err != nil {
+				return err
+			}
+			stepInEpoch = 0
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("distill: %w", err)
+		}
+		if n < o.Batch {
+			continue // a short last batch is dropped; the epoch ends next
+		}
+		batch := engine.NewTensorF(x, inShape...)
+		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
+			return fmt.Errorf("distill: teacher: %w", err)
+		}
+		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+			return fmt.Errorf("distill: student: %w", err)
+		}
+		s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
+		if grad == nil {
+			grad = engine.NewTensor(s.Shape...)
+		}
+		classes := len(s.F) / o.Batch
+		loss, err := o.Loss.Eval(s.F, t.F, labels, classes, grad.F)
+		if err != nil {
+			return fmt.Errorf("distill: %w", err)
+		}
+		if err := r.checkLoss(loss, &ck); err != nil {
+			return err
+		}
+		// The loss of this step vouches for the update before it.
+		if err := ck.flush(); err != nil {
+			return err
+		}
+		if err := r.sp.Backward(map[string]*engine.Tensor{outName: grad}); err != nil {
+			return fmt.Errorf("distill: backward: %w", err)
+		}
+		lr := r.sched.At(r.step)
+		r.opt.begin()
+		for _, name := range r.names {
+			r.opt.update(name, r.sp.Param(name).F, r.sp.Grad(name), lr)
+		}
+		r.step++
+		stepInEpoch++
+		seenImages += o.Batch
+		r.rep.FinalLoss = loss
+		if o.Progress != nil {
+			epoch := 0
+			if o.StepsPerEpoch > 0 {
+				epoch = (r.step - 1) / o.StepsPerEpoch
+			}
+			o.Progress(Status{Step: r.step, Total: r.total, Epoch: epoch, Loss: r.lossMean, LR: lr, Resumed: resumed})
+			resumed = false
+		}
+		if ck.dir != "" && r.step%every == 0 {
+			if err := ck.hold(r); err != nil {
+				return err
+			}
+		}
+	}
+	if stepInEpoch > 0 && data.Val != nil {
+		if err := r.validate(ctx, data.Val); err != nil {
+			return err
+		}
+	}
+	r.rep.Steps = r.step
+	r.rep.Seconds = time.Since(start).Seconds()
+	if r.rep.Seconds > 0 {
+		r.rep.ImagesPerS = float64(seenImages) / r.rep.Seconds
+	}
+	if ck.dir != "" {
+		if err := ck.save(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLoss stops the run on a NaN, infinite or exploding loss, keeping
+// the last good checkpoint.
+func (r *trainer) checkLoss(loss float64, ck *checkpointer) error {
+	f := r.opts.DivergeFactor
+	if f <= 0 {
+		f = 50
+	}
+	bad := math.IsNaN(loss) || math.IsInf(loss, 0)
+	if !bad && r.step > 0 && r.lossMean > 0 && loss > f*r.lossMean && loss > 1e-3 {
+		bad = true
+	}
+	if bad {
+		msg := fmt.Sprintf("at step %d (loss %g, running mean %g); lower --lr", r.step+1, loss, r.lossMean)
+		if ck.saved {
+			msg += "; the last good checkpoint is kept in " + ck.dir
+		}
+		return fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+	}
+	if r.step == 0 || r.lossMean == 0 {
+		r.lossMean = loss
+	} else {
+		r.lossMean = 0.95*r.lossMean + 0.05*loss
+	}
+	return nil
+}
+
+func (r *trainer) endEpoch(ctx context.Context, val Batches, ck *checkpointer) error {
+	if val != nil {
+		if err := r.validate(ctx, val); err != nil {
+			return err
+		}
+	}
+	if ck.dir != "" {
+		return ck.save(r)
+	}
+	return nil
+}
+
+// validate measures agreement with the teacher (and accuracy where labels
+// exist) on one pass of val, keeping the best parameters.
+func (r *trainer) validate(ctx context.Context, val Batches) error {
+	o := r.opts
+	size := r.in.Channels * r.in.Height * r.in.Width
+	x := make([]float32, o.Batch*size)
+	labels := make([]int, o.Batch)
+	var fid evaluate.Fidelity
+	var acc evaluate.Accuracy
+	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := val.Next(x, labels)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("distill: validation: %w", err)
+		}
+		clear(x[n*size:]) // pad a short batch
+		batch := engine.NewTensorF(x, inShape...)
+		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
+			return err
+		}
+		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+			return err
+		}
+		s, t := r.sp.Value(r.in.Output), r.tp.Value(r.tin.Output)
+		classes := len(s.F) / o.Batch
+		if err := fid.Add(t.F[:n*classes], s.F[:n*classes], classes); err != nil {
+			return err
+		}
+		if err := acc.Add(s.F[:n*classes], classes, labels[:n]); err != nil {
+			return err
+		}
+	}
+	epoch := len(r.rep.Epochs)
+	if o.StepsPerEpoch > 0 {
+		epoch = (r.step - 1) / o.StepsPerEpoch
+	}
+	er := EpochResult{Epoch: epoch, Step: r.step, Loss: r.lossMean, Agreement: fid.Agreement()}
+	if acc.Labelled > 0 {
+		v := 100 * acc.Top1Rate()
+		er.Top1 = &v
+	}
+	r.rep.Epochs = append(r.rep.Epochs, er)
+	if r.best == nil || er.Agreement > r.bestAgr {
+		r.bestAgr = er.Agreement
+		r.rep.BestEpoch = len(r.rep.Epochs) - 1
+		if r.best == nil {
+			r.best = make([][]float32, len(r.names))
+		}
+		for i, n := range r.names {
+			r.best[i] = append(r.best[i][:0], r.sp.Param(n).F...)
+		}
+	}
+	return nil
+}

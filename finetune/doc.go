@@ -1,0 +1,14 @@
+// Package finetune recovers the accuracy of a compressed model by
+// distillation from the original: the original model is the teacher, the
+// LPR model the student, and only the student's chosen tensors learn.
+//
+// It owns the distillation losses (KL divergence at a temperature, plus
+// cross-entropy when labels exist, or MSE on logits), the optimizers (Adam
+// with decoupled weight decay, SGD with momentum and Nesterov), the
+// learning-rate schedule (linear warm-up then cosine decay), the choice of
+// trainable tensors, checkpoints that make long runs resumable, and the
+// data-aware initialization that fits LPR factors to each layer's
+// calibration activations (Calibrate, then svd.FactorizeData). Models run
+// through package engine; batches come from any Batches source, such as a
+// dataset.Loader. It never parses ONNX bytes.
+package finetune
