@@ -1160,3 +1160,69 @@ func TestBackwardThreadsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestConvBackwardChunkedBatch checks a general convolution large enough
+// that its weight gradient is computed in chunks of images: the batch's
+// gradients must be the sums (weights) and the concatenation (input) of
+// the per-image ones.
+func TestConvBackwardChunkedBatch(t *testing.T) {
+	const n, c, m, hw = 3, 16, 4, 128
+	if c*9*hw*hw*2 <= maxColFloats {
+		t.Fatalf("geometry too small to need chunks")
+	}
+	build := func(batch int) (*onnxpb.ModelProto, string, string) {
+		b := newGraph(13)
+		x := b.input("x", batch, c, hw, hw)
+		w, bias := b.weight(0.2, m, c, 3, 3), b.weight(0.2, m)
+		b.output(b.node("Conv", []string{x, w, bias}, attrInts("pads", 1, 1, 1, 1)))
+		return b.model(), w, bias
+	}
+	rng := rand.New(rand.NewPCG(41, 42))
+	x := randTensor(rng, n, c, hw, hw)
+	seed := randTensor(rng, n, m, hw, hw)
+	grads := func(batch, img int) (dx, dw, db []float32) {
+		mdl, w, bias := build(batch)
+		p := mustCompile(t, mdl, Options{Threads: 2, Trainable: []string{w, bias}, KeepForBackward: true})
+		if err := p.RequireInputGrad("x"); err != nil {
+			t.Fatal(err)
+		}
+		xs, ss := x, seed
+		if batch == 1 {
+			xs = NewTensorF(x.F[img*c*hw*hw:(img+1)*c*hw*hw], 1, c, hw, hw)
+			ss = NewTensorF(seed.F[img*m*hw*hw:(img+1)*m*hw*hw], 1, m, hw, hw)
+		}
+		if err := p.Forward(map[string]*Tensor{"x": xs}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Backward(map[string]*Tensor{p.OutputNames()[0]: ss}); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), p.Grad("x")...), append([]float32(nil), p.Grad(w)...), append([]float32(nil), p.Grad(bias)...)
+	}
+	dx, dw, db := grads(n, 0)
+	sw, sb := make([]float64, len(dw)), make([]float64, len(db))
+	for img := 0; img < n; img++ {
+		ix, iw, ib := grads(1, img)
+		for i, v := range ix {
+			if d := math.Abs(float64(v - dx[img*len(ix)+i])); d > 1e-5*(1+math.Abs(float64(v))) {
+				t.Fatalf("image %d: dX[%d] = %v in the batch, %v alone", img, i, dx[img*len(ix)+i], v)
+			}
+		}
+		for i, v := range iw {
+			sw[i] += float64(v)
+		}
+		for i, v := range ib {
+			sb[i] += float64(v)
+		}
+	}
+	for i, v := range dw {
+		if d := math.Abs(float64(v) - sw[i]); d > 1e-4*(1+math.Abs(sw[i])) {
+			t.Fatalf("dW[%d] = %v for the batch, per-image sum %v", i, v, sw[i])
+		}
+	}
+	for i, v := range db {
+		if d := math.Abs(float64(v) - sb[i]); d > 1e-4*(1+math.Abs(sb[i])) {
+			t.Fatalf("dB[%d] = %v for the batch, per-image sum %v", i, v, sb[i])
+		}
+	}
+}
