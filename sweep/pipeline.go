@@ -13,6 +13,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/report"
@@ -260,16 +261,19 @@ func (p *Pipeline) Original(ctx context.Context) (Original, error) {
 	}
 	defer md.Close()
 	p.ref = p.ref[:0]
-	var acc accuracy
-	err = p.runBoth(ctx, md, func(out []float32, _ int) {
-		p.outLen = len(out)
+	var acc evaluate.Accuracy
+	err = p.runBoth(ctx, md, func(out []float32, _ []int, n int) error {
+		p.outLen = len(out) / n
 		p.ref = append(p.ref, out...)
-	}, acc.add)
+		return nil
+	}, func(out []float32, labels []int, n int) error {
+		return acc.Add(out, len(out)/n, labels)
+	})
 	if err != nil {
 		return Original{}, err
 	}
 	if p.evalIn != nil {
-		p.origAcc = acc.value()
+		p.origAcc = top1(acc)
 		o.Baseline.Accuracy = p.origAcc
 	}
 	o.Notes = append(o.Notes, "Fidelity (top-1 agreement and mean cosine similarity of the outputs against the original) is measured on "+p.fidelityIn.describe()+
@@ -309,9 +313,9 @@ func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, error) 
 
 func (p *Pipeline) svdOptions() svd.Options { return svd.Options{Seed: p.opts.Seed} }
 
-// run runs md on every batch of in and calls fn with each sample's output
-// and label.
-func (p *Pipeline) run(ctx context.Context, md *engine.Model, in batches, fn func(out []float32, label int)) error {
+// run runs md on every batch of in and calls fn with the batch's outputs
+// (n rows), labels and size.
+func (p *Pipeline) run(ctx context.Context, md *engine.Model, in batches, fn func(out []float32, labels []int, n int) error) error {
 	return in.each(ctx, func(x []float32, labels []int, n int) error {
 		t := engine.NewTensorF(x, n, p.chw[0], p.chw[1], p.chw[2])
 		res, err := md.Run(map[string]*engine.Tensor{p.input: t})
@@ -322,11 +326,7 @@ func (p *Pipeline) run(ctx context.Context, md *engine.Model, in batches, fn fun
 		if y == nil || len(y.F) == 0 || len(y.F)%n != 0 {
 			return fmt.Errorf("output %q: unexpected result for a batch of %d", p.output, n)
 		}
-		k := len(y.F) / n
-		for i := 0; i < n; i++ {
-			fn(y.F[i*k:(i+1)*k], labels[i])
-		}
-		return nil
+		return fn(y.F, labels, n)
 	})
 }
 
@@ -377,36 +377,51 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 
 // measure fills the fidelity and accuracy of a compressed model.
 func (p *Pipeline) measure(ctx context.Context, md *engine.Model, row *report.Row) error {
-	var fid fidelity
-	var acc accuracy
-	i := 0
-	err := p.runBoth(ctx, md, func(out []float32, _ int) {
-		if len(out) == p.outLen && (i+1)*p.outLen <= len(p.ref) {
-			fid.add(p.ref[i*p.outLen:(i+1)*p.outLen], out)
+	var fid evaluate.Fidelity
+	var acc evaluate.Accuracy
+	done := 0
+	err := p.runBoth(ctx, md, func(out []float32, _ []int, n int) error {
+		if len(out) != n*p.outLen || (done+n)*p.outLen > len(p.ref) {
+			return fmt.Errorf("fidelity: the compressed model gives %d outputs per sample, the original %d", len(out)/n, p.outLen)
 		}
-		i++
-	}, acc.add)
+		err := fid.Add(p.ref[done*p.outLen:(done+n)*p.outLen], out, p.outLen)
+		done += n
+		return err
+	}, func(out []float32, labels []int, n int) error {
+		return acc.Add(out, len(out)/n, labels)
+	})
 	if err != nil {
 		return err
 	}
-	if fid.n != p.fidelityIn.count() {
-		return fmt.Errorf("fidelity: compared %d of %d samples (output size changed?)", fid.n, p.fidelityIn.count())
+	if fid.N != p.fidelityIn.count() {
+		return fmt.Errorf("fidelity: compared %d of %d samples", fid.N, p.fidelityIn.count())
 	}
-	row.Agreement, row.Cosine = fid.agreement(), fid.meanCosine()
+	row.Agreement, row.Cosine = fid.Agreement(), fid.Cosine()
 	if p.evalIn != nil {
-		row.AccBefore = acc.value()
+		row.AccBefore = top1(acc)
 	}
 	return nil
 }
 
-// runBoth runs md on the fidelity inputs, calling fid per sample, and on
-// the labelled set, calling eval per sample; when both are the same data
+// top1 returns the top-1 accuracy, or nil when no sample was labelled.
+func top1(a evaluate.Accuracy) *float64 {
+	if a.Labelled == 0 {
+		return nil
+	}
+	v := a.Top1Rate()
+	return &v
+}
+
+// runBoth runs md on the fidelity inputs, calling fid per batch, and on
+// the labelled set, calling eval per batch; when both are the same data
 // set it reads it once.
-func (p *Pipeline) runBoth(ctx context.Context, md *engine.Model, fid, eval func(out []float32, label int)) error {
+func (p *Pipeline) runBoth(ctx context.Context, md *engine.Model, fid, eval func(out []float32, labels []int, n int) error) error {
 	if p.evalIn != nil && p.evalIn == p.fidelityIn {
-		return p.run(ctx, md, p.evalIn, func(out []float32, label int) {
-			fid(out, label)
-			eval(out, label)
+		return p.run(ctx, md, p.evalIn, func(out []float32, labels []int, n int) error {
+			if err := fid(out, labels, n); err != nil {
+				return err
+			}
+			return eval(out, labels, n)
 		})
 	}
 	if err := p.run(ctx, md, p.fidelityIn, fid); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/svd"
@@ -65,7 +66,7 @@ func predictions(t *testing.T, path string, o PipelineOptions) (pred, labels []i
 		if err != nil {
 			t.Fatal(err)
 		}
-		pred = append(pred, argmax(out["logits"].F))
+		pred = append(pred, evaluate.ArgMax(out["logits"].F))
 		labels = append(labels, s.Label)
 	}
 	return pred, labels
@@ -270,45 +271,5 @@ func TestRandomBatchesIndependentOfBatchSize(t *testing.T) {
 		if a[i] != b[i] {
 			t.Fatalf("value %d differs between batch sizes", i)
 		}
-	}
-}
-
-func TestFidelityMetrics(t *testing.T) {
-	a := []float32{1, 2, 3}
-	for _, c := range []struct {
-		b    []float32
-		want float64
-	}{
-		{[]float32{2, 4, 6}, 1},
-		{[]float32{-1, -2, -3}, -1},
-		{[]float32{3, 0, -1}, 0},
-		{[]float32{0, 0, 0}, 0},
-	} {
-		if got := cosine(a, c.b); math.Abs(got-c.want) > 1e-12 {
-			t.Errorf("cosine(%v, %v) = %v, want %v", a, c.b, got, c.want)
-		}
-	}
-	if cosine([]float32{0, 0}, []float32{0, 0}) != 1 {
-		t.Error("two zero vectors should be identical")
-	}
-	if argmax([]float32{1, 5, 5, 2}) != 1 || argmax(nil) != -1 {
-		t.Error("argmax")
-	}
-	var f fidelity
-	f.add([]float32{0, 1}, []float32{0, 2})  // agree, cos 1
-	f.add([]float32{1, 0}, []float32{0, 1})  // disagree, cos 0
-	f.add([]float32{1, 0}, []float32{1, -1}) // agree, cos 1/sqrt2
-	if f.agreement() != 2.0/3 || math.Abs(f.meanCosine()-(1+math.Sqrt(0.5))/3) > 1e-12 {
-		t.Errorf("agreement %v cosine %v", f.agreement(), f.meanCosine())
-	}
-	var acc accuracy
-	acc.add([]float32{0, 1}, 1)
-	acc.add([]float32{0, 1}, 0)
-	acc.add([]float32{0, 1}, -1)
-	if v := acc.value(); v == nil || *v != 0.5 {
-		t.Errorf("accuracy %v, want 0.5", v)
-	}
-	if (&accuracy{}).value() != nil {
-		t.Error("accuracy without labels should be nil")
 	}
 }
