@@ -39,10 +39,11 @@ type Context struct {
 	dw    dwTask
 	dwb   dwBackTask
 
-	dwSmall1 dwSmallTask
-	dwW16    []float32 // interleaved depthwise weights of dwSmall1 / dwTiny1
-	dwTiny1  dwTinyTask
-	dwIdx    [9 * 16]int32 // lane permutations of dwTiny1
+	dwSmall1    dwSmallTask
+	dwW16       []float32 // interleaved depthwise weights of dwSmall1 / dwTiny1
+	dwTiny1     dwTinyTask
+	dwTinyGrad1 dwTinyGradTask
+	dwIdx       [9 * 16]int32 // lane permutations of dwTiny1
 }
 
 // threadScratch is the private working memory of one thread.

@@ -135,6 +135,12 @@ func DepthwiseConv2DBackward(ctx *Context, g ConvGeom, n int, in, weight, dout, 
 		panic(fmt.Sprintf("kernels: DepthwiseConv2DBackward buffers too small for n=%d %+v", n, g))
 	}
 	ctx = orSingle(ctx)
+	if (din != nil || dweight != nil) && ctx.dwTinyBackward(&g, n, in, weight, dout, din, dweight) {
+		din, dweight = nil, nil
+		if dbias == nil {
+			return
+		}
+	}
 	t := &ctx.dwb
 	*t = dwBackTask{ctx: ctx, g: g, n: n, in: in, weight: weight, dout: dout, din: din, dweight: dweight, dbias: dbias}
 	threads := ctx.threads

@@ -2,6 +2,8 @@
 
 package kernels
 
+import "math"
+
 // dw3x3Forward convolves one plane with the AVX-512 3x3 kernels; it
 // reports false when the CPU or the geometry is not supported.
 func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32) bool {
@@ -140,11 +142,11 @@ func (t *dwSmallTask) run(lo, hi, tid int) {
 	}
 }
 
-// dwTinyTask runs the 3x3 depthwise forward pass for planes of at most 16
-// values over ranges of images.
+// dwTinyTask runs dwTinyAVX512 (3x3 depthwise forward pass or input
+// gradient for planes of at most 16 values) over ranges of images.
 type dwTinyTask struct {
-	g                     ConvGeom
 	in, out               []float32
+	inImg, outImg         int // values per image of in and out
 	wv                    []float32
 	idx                   *[9 * 16]int32
 	groups, inStep, outSt int
@@ -152,40 +154,69 @@ type dwTinyTask struct {
 	lo, hi                float32
 }
 
-// dwTiny runs the forward pass for planes of at most 16 values, several
-// channels per vector, and reports whether it did.
-func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+// dwTinyLayout returns how many channels share a vector (per), the number
+// of channel groups and the channels of the last group, or ok false when
+// the planes of g are too large.
+func dwTinyLayout(g *ConvGeom) (per, groups, last int, ok bool) {
 	plane, ohow := g.H*g.W, g.OH*g.OW
 	if !cpu.avx512 || !dw3x3Geom(g) || plane > 16 || ohow > 16 {
-		return false
+		return 0, 0, 0, false
 	}
-	per := min(16/plane, 16/ohow) // channels per vector
-	groups := (g.C + per - 1) / per
-	last := g.C - (groups-1)*per
-	idx := &ctx.dwIdx
+	per = min(16/plane, 16/ohow)
+	groups = (g.C + per - 1) / per
+	return per, groups, g.C - (groups-1)*per, true
+}
+
+// dwTinyIndex fills idx with the lane permutations of the 9 taps: for the
+// forward pass, output lane j reads input lane idx[k*16+j]; with inverse,
+// input lane i receives output lane idx[k*16+i]. 16 selects zero.
+func dwTinyIndex(g *ConvGeom, per int, idx *[9 * 16]int32, inverse bool) {
+	plane, ohow := g.H*g.W, g.OH*g.OW
+	sh, sw := g.Strides[0], g.Strides[1]
 	for k := 0; k < 9; k++ {
 		ky, kx := k/3, k%3
 		for j := 0; j < 16; j++ {
-			idx[k*16+j] = 16 // selects zero
-			if j >= per*ohow {
+			idx[k*16+j] = 16
+			if !inverse {
+				if j >= per*ohow {
+					continue
+				}
+				p, o := j/ohow, j%ohow
+				iy := (o/g.OW)*sh - g.Pads[0] + ky
+				ix := (o%g.OW)*sw - g.Pads[1] + kx
+				if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+					idx[k*16+j] = int32(p*plane + iy*g.W + ix)
+				}
 				continue
 			}
-			p, o := j/ohow, j%ohow
-			iy := (o/g.OW)*g.Strides[0] - g.Pads[0] + ky
-			ix := (o%g.OW)*g.Strides[1] - g.Pads[1] + kx
-			if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
-				idx[k*16+j] = int32(p*plane + iy*g.W + ix)
+			if j >= per*plane {
+				continue
+			}
+			p, i := j/plane, j%plane
+			ny, nx := i/g.W+g.Pads[0]-ky, i%g.W+g.Pads[1]-kx
+			if ny < 0 || nx < 0 || ny%sh != 0 || nx%sw != 0 {
+				continue
+			}
+			oy, ox := ny/sh, nx/sw
+			if oy < g.OH && ox < g.OW {
+				idx[k*16+j] = int32(p*ohow + oy*g.OW + ox)
 			}
 		}
 	}
+}
+
+// dwTinyWeights lays out, per channel group, a bias vector and the 9 tap
+// vectors with the value of the channel of each lane (lanes per channel:
+// lanesPer), into ctx.dwW16.
+func (ctx *Context) dwTinyWeights(g *ConvGeom, per, groups, lanesPer int, weight, bias []float32) []float32 {
 	ctx.dwW16 = grow(ctx.dwW16, groups*160)
 	wv := ctx.dwW16
 	clear(wv)
 	for c := 0; c < g.C; c++ {
 		grp, p := c/per, c%per
 		v := wv[grp*160 : grp*160+160]
-		for o := 0; o < ohow; o++ {
-			j := p*ohow + o
+		for o := 0; o < lanesPer; o++ {
+			j := p*lanesPer + o
 			if bias != nil {
 				v[j] = bias[c]
 			}
@@ -194,11 +225,25 @@ func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, 
 			}
 		}
 	}
-	mask := func(bits int) uint64 { return 1<<bits - 1 }
+	return wv
+}
+
+func laneMask(bits int) uint64 { return 1<<bits - 1 }
+
+// dwTiny runs the forward pass for planes of at most 16 values, several
+// channels per vector, and reports whether it did.
+func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
+	per, groups, last, ok := dwTinyLayout(g)
+	if !ok {
+		return false
+	}
+	plane, ohow := g.H*g.W, g.OH*g.OW
+	dwTinyIndex(g, per, &ctx.dwIdx, false)
+	wv := ctx.dwTinyWeights(g, per, groups, ohow, weight, bias)
 	t := &ctx.dwTiny1
-	*t = dwTinyTask{g: *g, in: in, out: out, wv: wv, idx: idx, groups: groups,
+	*t = dwTinyTask{in: in, out: out, inImg: g.C * plane, outImg: g.C * ohow, wv: wv, idx: &ctx.dwIdx, groups: groups,
 		inStep: per * plane, outSt: per * ohow,
-		masks: mask(per*plane) | mask(last*plane)<<16 | mask(per*ohow)<<32 | mask(last*ohow)<<48,
+		masks: laneMask(per*plane) | laneMask(last*plane)<<16 | laneMask(per*ohow)<<32 | laneMask(last*ohow)<<48,
 		lo:    lo, hi: hi}
 	threads := ctx.threads
 	if n*g.C*ohow*9 < 1<<15 {
@@ -213,9 +258,83 @@ func (t *dwTinyTask) run(lo, hi, tid int) {
 	if hi <= lo {
 		return
 	}
-	g := &t.g
-	in := t.in[lo*g.C*g.H*g.W : hi*g.C*g.H*g.W]
-	out := t.out[lo*g.C*g.OH*g.OW : hi*g.C*g.OH*g.OW]
+	in := t.in[lo*t.inImg : hi*t.inImg]
+	out := t.out[lo*t.outImg : hi*t.outImg]
 	_ = t.wv[t.groups*160-1]
 	dwTinyAVX512(&out[0], &in[0], &t.wv[0], &t.idx[0], hi-lo, t.groups, t.inStep, t.outSt, t.masks, t.lo, t.hi)
+}
+
+// dwTinyGradTask accumulates the weight gradient of tiny planes over
+// ranges of images into per-thread lane sums.
+type dwTinyGradTask struct {
+	ctx                   *Context
+	in, dout              []float32
+	inImg, outImg         int
+	idx                   *[9 * 16]int32
+	groups, inStep, outSt int
+	masks                 uint64
+}
+
+func (t *dwTinyGradTask) run(lo, hi, tid int) {
+	if hi <= lo {
+		return
+	}
+	acc := t.ctx.scratch[tid].buf2[:t.groups*144]
+	in := t.in[lo*t.inImg : hi*t.inImg]
+	dout := t.dout[lo*t.outImg : hi*t.outImg]
+	dwTinyGradAVX512(&acc[0], &in[0], &dout[0], &t.idx[0], hi-lo, t.groups, t.inStep, t.outSt, t.masks)
+}
+
+// dwTinyBackward computes din and dweight (either may be nil) of a 3x3
+// depthwise convolution of planes of at most 16 values, and reports
+// whether it did.
+func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dweight []float32) bool {
+	per, groups, last, ok := dwTinyLayout(g)
+	if !ok || n == 0 {
+		return false
+	}
+	plane, ohow := g.H*g.W, g.OH*g.OW
+	threads := ctx.threads
+	if n*g.C*ohow*9 < 1<<15 {
+		threads = 1
+	}
+	if din != nil {
+		dwTinyIndex(g, per, &ctx.dwIdx, true)
+		wv := ctx.dwTinyWeights(g, per, groups, plane, weight, nil)
+		t := &ctx.dwTiny1
+		*t = dwTinyTask{in: dout, out: din, inImg: g.C * ohow, outImg: g.C * plane, wv: wv, idx: &ctx.dwIdx, groups: groups,
+			inStep: per * ohow, outSt: per * plane,
+			masks: laneMask(per*ohow) | laneMask(last*ohow)<<16 | laneMask(per*plane)<<32 | laneMask(last*plane)<<48,
+			lo:    float32(math.Inf(-1)), hi: float32(math.Inf(1))}
+		ctx.parallel(t, n, threads)
+		*t = dwTinyTask{}
+	}
+	if dweight != nil {
+		dwTinyIndex(g, per, &ctx.dwIdx, false)
+		for i := range ctx.scratch {
+			s := &ctx.scratch[i]
+			s.buf2 = grow(s.buf2, groups*144)
+			clear(s.buf2)
+		}
+		t := &ctx.dwTinyGrad1
+		*t = dwTinyGradTask{ctx: ctx, in: in, dout: dout, inImg: g.C * plane, outImg: g.C * ohow, idx: &ctx.dwIdx,
+			groups: groups, inStep: per * plane, outSt: per * ohow,
+			masks: laneMask(per*plane) | laneMask(last*plane)<<16 | laneMask(per*ohow)<<32 | laneMask(last*ohow)<<48}
+		ctx.parallel(t, n, threads)
+		*t = dwTinyGradTask{}
+		for c := 0; c < g.C; c++ {
+			grp, p := c/per, c%per
+			for k := 0; k < 9; k++ {
+				var sum float32
+				for i := range ctx.scratch {
+					lanes := ctx.scratch[i].buf2[grp*144+k*16+p*ohow : grp*144+k*16+(p+1)*ohow]
+					for _, v := range lanes {
+						sum += v
+					}
+				}
+				dweight[c*9+k] = sum
+			}
+		}
+	}
+	return true
 }

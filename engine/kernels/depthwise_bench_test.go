@@ -105,3 +105,31 @@ func BenchmarkDepthwiseFixture(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkDepthwiseFixtureBackward(b *testing.B) {
+	const n = 64
+	for _, l := range dwFixtureLayers {
+		c, hw, s := l[0], l[1], l[2]
+		b.Run(fmt.Sprintf("t1/c%d_%dx%d_s%d", c, hw, hw, s), func(b *testing.B) {
+			g, err := NewConvGeom(c, hw, hw, 3, 3, [2]int{s, s}, [4]int{1, 1, 1, 1}, [2]int{1, 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := NewContext(1)
+			r := rand.New(rand.NewPCG(1, 2))
+			in, w, dout := randSlice(r, n*c*hw*hw), randSlice(r, c*9), randSlice(r, n*c*g.OH*g.OW)
+			din, dw, db := make([]float32, len(in)), make([]float32, len(w)), make([]float32, c)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ResetTimer()
+			t0 := processCPUTime()
+			for i := 0; i < b.N; i++ {
+				DepthwiseConv2DBackward(ctx, g, n, in, w, dout, din, dw, db)
+			}
+			cpu := processCPUTime() - t0
+			flops := 2 * 2 * 9 * float64(n*c*g.OH*g.OW) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+		})
+	}
+}

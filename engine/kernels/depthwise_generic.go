@@ -32,3 +32,11 @@ type dwTinyTask struct{}
 func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
 	return false
 }
+
+// dwTinyGradTask has no use in this build.
+type dwTinyGradTask struct{}
+
+// dwTinyBackward has no vectorized version in this build.
+func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dweight []float32) bool {
+	return false
+}

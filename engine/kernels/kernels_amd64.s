@@ -3187,6 +3187,116 @@ dwTinyAVX512_laststore:
 	VZEROUPPER
 	RET
 
+// func dwTinyGradAVX512(acc *float32, in *float32, dout *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64)
+// Requires: AVX, AVX512F, POPCNT
+TEXT ·dwTinyGradAVX512(SB), NOSPLIT, $0-72
+	MOVQ      dout+16(FP), AX
+	MOVQ      in+8(FP), CX
+	MOVQ      idx+24(FP), DX
+	VMOVDQU32 (DX), Z0
+	VMOVDQU32 64(DX), Z1
+	VMOVDQU32 128(DX), Z2
+	VMOVDQU32 192(DX), Z3
+	VMOVDQU32 256(DX), Z4
+	VMOVDQU32 320(DX), Z5
+	VMOVDQU32 384(DX), Z6
+	VMOVDQU32 448(DX), Z7
+	VMOVDQU32 512(DX), Z8
+	VPXORD    Z9, Z9, Z9
+	MOVQ      masks+64(FP), DX
+	KMOVW     DX, K1
+	SHRQ      $0x10, DX
+	KMOVW     DX, K2
+	SHRQ      $0x10, DX
+	KMOVW     DX, K3
+	SHRQ      $0x10, DX
+	KMOVW     DX, K4
+	MOVQ      inStep+48(FP), DX
+	SHLQ      $0x02, DX
+	MOVQ      outStep+56(FP), BX
+	SHLQ      $0x02, BX
+	MOVQ      n+32(FP), SI
+
+dwTinyGradAVX512_image:
+	MOVQ acc+0(FP), DI
+	MOVQ groups+40(FP), R8
+
+dwTinyGradAVX512_group:
+	CMPQ      R8, $0x01
+	JE        dwTinyGradAVX512_lastload
+	VMOVUPS.Z (CX), K1, Z10
+	VMOVUPS.Z (AX), K3, Z11
+	ADDQ      DX, CX
+	ADDQ      BX, AX
+	JMP       dwTinyGradAVX512_taps
+
+dwTinyGradAVX512_lastload:
+	VMOVUPS.Z (CX), K2, Z10
+	VMOVUPS.Z (AX), K4, Z11
+	MOVQ      masks+64(FP), R9
+	MOVQ      R9, R10
+	SHRQ      $0x10, R10
+	ANDQ      $0x0000ffff, R10
+	POPCNTQ   R10, R10
+	LEAQ      (CX)(R10*4), CX
+	SHRQ      $0x30, R9
+	POPCNTQ   R9, R9
+	LEAQ      (AX)(R9*4), AX
+
+dwTinyGradAVX512_taps:
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z0, Z12
+	VMOVUPS     (DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, (DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z1, Z12
+	VMOVUPS     64(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 64(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z2, Z12
+	VMOVUPS     128(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 128(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z3, Z12
+	VMOVUPS     192(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 192(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z4, Z12
+	VMOVUPS     256(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 256(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z5, Z12
+	VMOVUPS     320(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 320(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z6, Z12
+	VMOVUPS     384(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 384(DI)
+	VMOVAPS     Z10, Z12
+	VPERMT2PS   Z9, Z7, Z12
+	VMOVUPS     448(DI), Z13
+	VFMADD231PS Z11, Z12, Z13
+	VMOVUPS     Z13, 448(DI)
+	VMOVAPS     Z10, Z10
+	VPERMT2PS   Z9, Z8, Z10
+	VMOVUPS     512(DI), Z12
+	VFMADD231PS Z11, Z10, Z12
+	VMOVUPS     Z12, 512(DI)
+	ADDQ        $0x00000240, DI
+	DECQ        R8
+	JNE         dwTinyGradAVX512_group
+	DECQ        SI
+	JNE         dwTinyGradAVX512_image
+	VZEROUPPER
+	RET
+
 DATA dwIota<>+0(SB)/4, $0x00000000
 DATA dwIota<>+4(SB)/4, $0x00000001
 DATA dwIota<>+8(SB)/4, $0x00000002

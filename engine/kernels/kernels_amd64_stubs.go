@@ -100,6 +100,11 @@ func dwC16AVX512(out *float32, p *float32, w *float32, bias *float32, wp int, oh
 //go:noescape
 func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64, lo float32, hi float32)
 
+// dwTinyGradAVX512 accumulates the 3x3 depthwise weight gradient of planes of at most 16 values.
+//
+//go:noescape
+func dwTinyGradAVX512(acc *float32, in *float32, dout *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64)
+
 // dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
 //
 //go:noescape

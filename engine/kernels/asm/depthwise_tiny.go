@@ -101,3 +101,82 @@ func dwTiny() {
 	VZEROUPPER()
 	RET()
 }
+
+// dwTinyGrad emits the weight-gradient partial sums of dwTiny: for each
+// image and channel group g, acc[g][k][j] += in[idx[k][j]] * dout[j] with
+// the same window layout as dwTiny (the caller reduces the lanes of each
+// channel).
+func dwTinyGrad() {
+	name := "dwTinyGradAVX512"
+	TEXT(name, NOSPLIT, "func(acc, in, dout *float32, idx *int32, n, groups, inStep, outStep int, masks uint64)")
+	Pragma("noescape")
+	Doc(name + " accumulates the 3x3 depthwise weight gradient of planes of at most 16 values.")
+	outp := Load(Param("dout"), GP64())
+	inp := Load(Param("in"), GP64())
+	idxp := Load(Param("idx"), GP64())
+	var idx [9]VecVirtual
+	for k := range idx {
+		idx[k] = ZMM()
+		VMOVDQU32(Mem{Base: idxp, Disp: 64 * k}, idx[k])
+	}
+	zero := ZMM()
+	VPXORD(zero, zero, zero)
+	m := GP64()
+	Load(Param("masks"), m)
+	KMOVW(m.As32(), K1)
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K2)
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K3)
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K4)
+	inStep := Load(Param("inStep"), GP64())
+	SHLQ(Imm(2), inStep)
+	outStep := Load(Param("outStep"), GP64())
+	SHLQ(Imm(2), outStep)
+	n := Load(Param("n"), GP64())
+
+	Label(name + "_image")
+	ap := Load(Param("acc"), GP64())
+	g := Load(Param("groups"), GP64())
+	Label(name + "_group")
+	x, d := ZMM(), ZMM()
+	CMPQ(g, Imm(1))
+	JE(LabelRef(name + "_lastload"))
+	VMOVUPS_Z(Mem{Base: inp}, K1, x)
+	VMOVUPS_Z(Mem{Base: outp}, K3, d)
+	ADDQ(inStep, inp)
+	ADDQ(outStep, outp)
+	JMP(LabelRef(name + "_taps"))
+	Label(name + "_lastload")
+	VMOVUPS_Z(Mem{Base: inp}, K2, x)
+	VMOVUPS_Z(Mem{Base: outp}, K4, d)
+	li := GP64()
+	Load(Param("masks"), li)
+	lo := GP64()
+	MOVQ(li, lo)
+	SHRQ(Imm(16), lo)
+	ANDQ(U32(0xffff), lo)
+	POPCNTQ(lo, lo)
+	LEAQ(Mem{Base: inp, Index: lo, Scale: 4}, inp)
+	SHRQ(Imm(48), li)
+	POPCNTQ(li, li)
+	LEAQ(Mem{Base: outp, Index: li, Scale: 4}, outp)
+	Label(name + "_taps")
+	for k := 0; k < 9; k++ {
+		t := ZMM()
+		VMOVAPS(x, t)
+		VPERMT2PS(zero, idx[k], t)
+		a := ZMM()
+		VMOVUPS(Mem{Base: ap, Disp: 64 * k}, a)
+		VFMADD231PS(d, t, a)
+		VMOVUPS(a, Mem{Base: ap, Disp: 64 * k})
+	}
+	ADDQ(U32(9*64), ap)
+	DECQ(g)
+	JNE(LabelRef(name + "_group"))
+	DECQ(n)
+	JNE(LabelRef(name + "_image"))
+	VZEROUPPER()
+	RET()
+}

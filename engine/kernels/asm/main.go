@@ -38,6 +38,7 @@ func main() {
 	axpyKernel()
 	dwC16()
 	dwTiny()
+	dwTinyGrad()
 	directData()
 	dwDirectForward("dw3x3DirectS1AVX512", 1)
 	dwDirectForward("dw3x3DirectS2AVX512", 2)
