@@ -118,6 +118,26 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 		if dx != nil {
 			c.K.SgemmBatched(true, false, op.C, hw, op.M, 1, w, op.C, 0, dy, hw, op.M*hw, 1, dx, hw, op.C*hw, op.N)
 		}
+	case op.Kind == convPointwise && cg == 1 && mg == 1: // per-channel scale (diag residual)
+		for i := 0; i < op.N; i++ {
+			for ch := 0; ch < op.C; ch++ {
+				o := (i*op.C + ch) * hw
+				xr, gr := x[o:o+hw], dy[o:o+hw]
+				if dw != nil {
+					var s float32
+					for j, g := range gr {
+						s += g * xr[j]
+					}
+					dw[ch] += s
+				}
+				if dx != nil {
+					wv, dr := w[ch], dx[o:o+hw]
+					for j, g := range gr {
+						dr[j] += wv * g
+					}
+				}
+			}
+		}
 	case op.Kind == convPointwise: // grouped 1x1: one GEMM per image and group
 		for i := 0; i < op.N; i++ {
 			for gi := 0; gi < op.Group; gi++ {

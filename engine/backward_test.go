@@ -280,6 +280,7 @@ func TestBackwardConv(t *testing.T) {
 		{name: "depthwise multiplier2", build: conv([]int{2, 3, 5, 5}, 6, 3, k3, attrInts("pads", 1, 1, 1, 1), attrInt("group", 3))},
 		{name: "pointwise", build: conv([]int{3, 5, 4, 3}, 6, 1, []int{1, 1})},
 		{name: "pointwise groups2", build: conv([]int{2, 4, 3, 3}, 6, 2, []int{1, 1}, attrInt("group", 2))},
+		{name: "pointwise per-channel (group=C)", build: conv([]int{2, 4, 3, 3}, 4, 4, []int{1, 1}, attrInt("group", 4))},
 		{name: "1x1 stride2", build: conv([]int{2, 3, 5, 5}, 4, 1, []int{1, 1}, attrInts("strides", 2, 2))},
 		{name: "1-D", build: conv([]int{2, 3, 9}, 4, 1, []int{3}, attrInts("pads", 1, 2), attrInts("strides", 2))},
 		{name: "no bias", build: func(b *graphBuilder) []string {
@@ -588,6 +589,10 @@ func lprGraph(residual string, withBN bool, n, c, r, hw int) (*onnxpb.ModelProto
 		d := b.weight(0.5, 1, c, 1, 1)
 		res = b.node("Mul", []string{x, d})
 		tr = append(tr, d)
+	case "diagconv": // the diag residual as convert writes it: a grouped 1x1 Conv
+		d := b.weight(0.5, c, 1, 1, 1)
+		res = b.node("Conv", []string{x, d}, attrInt("group", int64(c)))
+		tr = append(tr, d)
 	case "dw3x3":
 		d := b.weight(0.3, c, 1, 3, 3)
 		res = b.node("Conv", []string{x, d}, attrInts("pads", 1, 1, 1, 1), attrInt("group", int64(c)))
@@ -616,7 +621,7 @@ func TestBackwardLPRGraph(t *testing.T) {
 		bn   bool
 		conv bool // train the first (depthwise) convolution too
 	}{
-		{"identity", false, false}, {"diag", false, false}, {"dw3x3", false, true},
+		{"identity", false, false}, {"diag", false, false}, {"diagconv", false, false}, {"dw3x3", false, true},
 		{"none", true, false}, {"diag", true, true},
 	} {
 		t.Run(fmt.Sprintf("%s bn=%v", tc.res, tc.bn), func(t *testing.T) {
