@@ -237,3 +237,24 @@ func TestCustomSgemm(t *testing.T) {
 		t.Error("precise mode used the float32 Sgemm")
 	}
 }
+
+// TestExtremeScales checks weights far outside float32's comfortable range
+// for Gram products (the float32 search scales its operands).
+func TestExtremeScales(t *testing.T) {
+	n, r := 200, 50
+	s := expSpectrum(n, 0.46)
+	base := withSpectrum(newRand(45), n, n, s)
+	for _, scale := range []float32{1e25, 1e-25} {
+		w := make([]float32, len(base))
+		for i, v := range base {
+			w[i] = v * scale
+		}
+		f, err := Factorize(w, n, n, r, KindNone, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opt := eckartYoung(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
+			t.Errorf("scale %g: RelErr %.7f, optimum %.7f", scale, f.RelErr, opt)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package svd
 
 import (
+	"math"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/blas/blas64"
@@ -43,8 +45,9 @@ type mixed struct {
 	b32     []float32
 	c32     []float32
 	// hSrc and h32 cache the float32 copy of the last symmetric matrix.
-	hSrc *float64
-	h32  []float32
+	hSrc   *float64
+	h32    []float32
+	hScale float64
 }
 
 func newMixed(precise bool, sgemm Sgemm) *mixed {
@@ -54,26 +57,16 @@ func newMixed(precise bool, sgemm Sgemm) *mixed {
 	return &mixed{precise: precise, sgemm: sgemm}
 }
 
-func toF32(dst []float32, src []float64) []float32 {
-	if cap(dst) < len(src) {
-		dst = make([]float32, len(src))
-	}
-	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] = float32(v)
-	}
-	return dst
-}
-
 // gemm sets c = alpha·op(a)·op(b) for compact matrices.
 func (m *mixed) gemm(ta, tb blas.Transpose, alpha float64, a, b, c blas64.General) {
 	if m.precise {
 		mul(ta, tb, alpha, a, b, 0, c)
 		return
 	}
-	m.a32 = toF32(m.a32, a.Data)
-	m.b32 = toF32(m.b32, b.Data)
-	m.gemm32(ta, tb, alpha, m.a32, a, m.b32, b, c)
+	var sa, sb float64
+	m.a32, sa = toF32Scaled(m.a32, a.Data)
+	m.b32, sb = toF32Scaled(m.b32, b.Data)
+	m.gemm32(ta, tb, alpha*sa*sb, m.a32, a, m.b32, b, c)
 }
 
 // mulH sets y = alpha·H·x for the symmetric n x n matrix h; its float32
@@ -84,16 +77,40 @@ func (m *mixed) mulH(alpha float64, h, x, y blas64.General) {
 		return
 	}
 	if m.hSrc != &h.Data[0] || len(m.h32) != len(h.Data) {
-		m.h32 = toF32(m.h32, h.Data)
+		m.h32, m.hScale = toF32Scaled(m.h32, h.Data)
 		m.hSrc = &h.Data[0]
 	}
-	m.b32 = toF32(m.b32, x.Data)
-	m.gemm32(blas.NoTrans, blas.NoTrans, alpha, m.h32, h, m.b32, x, y)
+	var sx float64
+	m.b32, sx = toF32Scaled(m.b32, x.Data)
+	m.gemm32(blas.NoTrans, blas.NoTrans, alpha*m.hScale*sx, m.h32, h, m.b32, x, y)
 }
 
 // forget drops the cached float32 copy of h (call when h is modified in place).
 func (m *mixed) forget() { m.hSrc = nil }
 
+// toF32Scaled converts src/s to float32 with s the largest magnitude in src
+// (1 for a zero src), so that any finite float64 data fits float32's range.
+func toF32Scaled(dst []float32, src []float64) ([]float32, float64) {
+	s := 0.0
+	for _, v := range src {
+		s = math.Max(s, math.Abs(v))
+	}
+	if s == 0 {
+		s = 1
+	}
+	if cap(dst) < len(src) {
+		dst = make([]float32, len(src))
+	}
+	dst = dst[:len(src)]
+	inv := 1 / s
+	for i, v := range src {
+		dst[i] = float32(v * inv)
+	}
+	return dst, s
+}
+
+// gemm32 sets c = alpha·op(a32)·op(b32), with the scale alpha applied in
+// float64 (it may exceed float32's range).
 func (m *mixed) gemm32(ta, tb blas.Transpose, alpha float64, a32 []float32, a blas64.General, b32 []float32, b, c blas64.General) {
 	rows, inner := a.Rows, a.Cols
 	if ta == blas.Trans {
@@ -107,8 +124,8 @@ func (m *mixed) gemm32(ta, tb blas.Transpose, alpha float64, a32 []float32, a bl
 		m.c32 = make([]float32, rows*cols)
 	}
 	m.c32 = m.c32[:rows*cols]
-	m.sgemm(ta == blas.Trans, tb == blas.Trans, rows, cols, inner, float32(alpha), a32, a.Cols, b32, b.Cols, 0, m.c32, cols)
+	m.sgemm(ta == blas.Trans, tb == blas.Trans, rows, cols, inner, 1, a32, a.Cols, b32, b.Cols, 0, m.c32, cols)
 	for i, v := range m.c32 {
-		c.Data[i] = float64(v)
+		c.Data[i] = alpha * float64(v)
 	}
 }
