@@ -22,6 +22,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mobilenetv1 import MobileNetV1  # noqa: E402
+from torch_onnx_eval import max_abs_diff  # noqa: E402
 
 MODELS = {
     "mobilenetv1_1.0.onnx": lambda: MobileNetV1(width=1.0, num_classes=1000),
@@ -65,12 +66,16 @@ def main():
             dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
         m = onnx.load(tmp)
         onnx.checker.check_model(m)
+        x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed))
+        diff = max_abs_diff(m, model, x)
+        if diff > 1e-3:
+            raise SystemExit(f"{fname}: ONNX differs from PyTorch by {diff}")
         os.replace(tmp, path)
         params = sum(t.numel() for t in model.state_dict().values()
                      if t.dtype.is_floating_point)
         counts = dict(sorted(Counter(n.op_type for n in m.graph.node).items()))
         print(f"{fname}: {os.path.getsize(path)} bytes, {params} params, "
-              f"ops {counts}", flush=True)
+              f"max |onnx-torch| {diff:.2e} (batch 2), ops {counts}", flush=True)
 
 
 if __name__ == "__main__":

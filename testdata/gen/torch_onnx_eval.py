@@ -56,6 +56,15 @@ def run(model, feeds):
                              eps=at.get("epsilon", 1e-5))
         elif op == "Relu":
             y = F.relu(x[0])
+        elif op == "Clip":
+            lo = at.get("min", x[1] if len(x) > 1 and x[1] is not None else None)
+            hi = at.get("max", x[2] if len(x) > 2 and x[2] is not None else None)
+            y = torch.clamp(x[0], None if lo is None else float(lo),
+                            None if hi is None else float(hi))
+        elif op == "HardSigmoid":
+            y = torch.clamp(at.get("alpha", 0.2) * x[0] + at.get("beta", 0.5), 0, 1)
+        elif op == "HardSwish":
+            y = x[0] * torch.clamp(x[0] / 6 + 0.5, 0, 1)
         elif op == "MaxPool":
             y = F.max_pool2d(x[0], at["kernel_shape"], at.get("strides", 1),
                              _pads2d(at))
