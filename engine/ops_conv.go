@@ -126,22 +126,15 @@ type ConvOp struct {
 	// into one [K, Chunk*OH*OW] matrix, multiplied by W in one GEMM, and
 	// scattered back to NCHW with bias and activation.
 	Chunk int
-	// taps lists, for small depthwise planes, every (output, input, weight)
-	// index triple of one plane; nil uses the depthwise kernel.
-	taps []dwTap
 
 	cur convRun // operands of the current Forward, for worker threads
 }
-
-// dwTap is one multiply-add of a depthwise plane: out[o] += in[i] * w[k].
-type dwTap struct{ o, i, k int32 }
 
 type convPhase int
 
 const (
 	phasePack convPhase = iota
 	phaseUnpack
-	phaseDepthwise
 )
 
 type convRun struct {
@@ -150,8 +143,6 @@ type convRun struct {
 	w          []float32
 	b, yp      []float32 // batched path: unfolded input and GEMM output
 	n0, cols   int
-	lo, hi     float32 // fused activation bounds
-	act        bool
 }
 
 // batchedPlaneLimit is the largest output plane (OH*OW) for which the
@@ -160,10 +151,6 @@ const batchedPlaneLimit = 1024
 
 // batchedScratchLimit bounds the scratch of the batched path, in floats.
 const batchedScratchLimit = 4 << 20
-
-// smallPlaneLimit is the largest output plane for which depthwise
-// convolutions use precomputed tap lists.
-const smallPlaneLimit = 16
 
 func buildConv(b *nodeBuild) (Op, error) {
 	x, err := b.need(0)
@@ -225,38 +212,12 @@ func buildConv(b *nodeBuild) (Op, error) {
 		op.Geom.C = c
 	}
 	ohw := g.OH * g.OW
-	if op.Kind == convDepthwise && ohw <= smallPlaneLimit {
-		op.taps = depthwiseTaps(op.Geom)
-	}
 	if group == 1 && n > 1 && ohw < batchedPlaneLimit && op.Kind == convGeneral {
 		kk := c * g.KH * g.KW
 		op.Chunk = min(n, max(1, batchedScratchLimit/((kk+m)*ohw)))
 	}
 	b.setOut(0, append([]int{n, m}, out...), Float32)
 	return op, nil
-}
-
-// depthwiseTaps lists the multiply-adds of one depthwise plane of g.
-func depthwiseTaps(g kernels.ConvGeom) []dwTap {
-	var taps []dwTap
-	for oy := 0; oy < g.OH; oy++ {
-		for ox := 0; ox < g.OW; ox++ {
-			for ky := 0; ky < g.KH; ky++ {
-				iy := oy*g.Strides[0] - g.Pads[0] + ky*g.Dilations[0]
-				if iy < 0 || iy >= g.H {
-					continue
-				}
-				for kx := 0; kx < g.KW; kx++ {
-					ix := ox*g.Strides[1] - g.Pads[1] + kx*g.Dilations[1]
-					if ix < 0 || ix >= g.W {
-						continue
-					}
-					taps = append(taps, dwTap{o: int32(oy*g.OW + ox), i: int32(iy*g.W + ix), k: int32(ky*g.KW + kx)})
-				}
-			}
-		}
-	}
-	return taps
 }
 
 // ScratchFloats returns the im2col or batched-path buffer size.
@@ -282,12 +243,6 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	g := op.Geom
 	ohw, hw := g.OH*g.OW, g.H*g.W
 	if op.Kind == convDepthwise {
-		if op.taps != nil {
-			op.setRun(phaseDepthwise, x, y, w, bias)
-			c.parallelFor(op.N*op.C, len(op.taps), op)
-			op.cur = convRun{}
-			return nil
-		}
 		kernels.DepthwiseConv2DEx(c.K, g, op.N, x, w, y, op.epilogue(bias, nil))
 		return nil
 	}
@@ -344,14 +299,7 @@ func (op *ConvOp) epilogue(rowBias, colBias []float32) kernels.Epilogue {
 }
 
 func (op *ConvOp) setRun(phase convPhase, x, y, w, bias []float32) {
-	op.cur = convRun{phase: phase, x: x, y: y, w: w, bias: bias, lo: float32(math.Inf(-1)), hi: float32(math.Inf(1))}
-	if op.Act != nil {
-		op.cur.act = true
-		op.cur.lo, op.cur.hi = 0, float32(math.Inf(1))
-		if op.Act.Kind == uClip {
-			op.cur.lo, op.cur.hi = op.Act.Lo, op.Act.Hi
-		}
-	}
+	op.cur = convRun{phase: phase, x: x, y: y, w: w, bias: bias}
 }
 
 // forwardBatched runs a group-1 convolution Chunk images at a time as one
@@ -378,7 +326,8 @@ func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32) {
 	op.cur = convRun{}
 }
 
-// run does one phase of the batched or small-depthwise path over [lo, hi).
+// run does one phase of the batched path over [lo, hi): images to unfold,
+// or (image, channel) rows to scatter back.
 func (op *ConvOp) run(lo, hi int) {
 	r := &op.cur
 	g := op.Geom
@@ -400,29 +349,6 @@ func (op *ConvOp) run(lo, hi int) {
 			i, m := j/op.M, j%op.M
 			src := r.yp[m*r.cols+i*ohw : m*r.cols+(i+1)*ohw]
 			copy(r.y[((r.n0+i)*op.M+m)*ohw:((r.n0+i)*op.M+m+1)*ohw], src)
-		}
-	case phaseDepthwise:
-		ksz := g.KH * g.KW
-		for p := lo; p < hi; p++ {
-			ch := p % op.C
-			xp := r.x[p*hw : (p+1)*hw]
-			yp := r.y[p*ohw : (p+1)*ohw]
-			wp := r.w[ch*ksz : (ch+1)*ksz]
-			var bv float32
-			if r.bias != nil {
-				bv = r.bias[ch]
-			}
-			for k := range yp {
-				yp[k] = bv
-			}
-			for _, t := range op.taps {
-				yp[t.o] += xp[t.i] * wp[t.k]
-			}
-			if r.act {
-				for k, v := range yp {
-					yp[k] = clamp(v, r.lo, r.hi)
-				}
-			}
 		}
 	}
 }

@@ -42,10 +42,10 @@ func compareWithORT(t *testing.T, path string, batch int, opts Options) float64 
 		}
 		var shape []int
 		var dims []int64
-		for i, d := range in.GetType().GetTensorType().GetShape().GetDim() {
+		for _, d := range in.GetType().GetTensorType().GetShape().GetDim() {
 			v := int(d.GetDimValue())
-			if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok || (i == 0 && v != batch && batch > 0) {
-				v = batch
+			if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok {
+				v = batch // dynamic dims take the batch size; fixed ones stay
 			}
 			shape = append(shape, v)
 			dims = append(dims, int64(v))
