@@ -1,5 +1,7 @@
 package kernels
 
+import "math"
+
 // microKernel computes the mr x nr tile C = alpha*A*B + beta*C, where B is
 // a packed panel (nr values per k step, kc steps) and A is read as the
 // kernel's mode says: a packed panel (mr values per k step, lda unused),
@@ -173,19 +175,30 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 // and applies the epilogue when last.
 func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta float32, last bool) {
 	rows := len(tile) / ldt
+	if ldt == 32 && alpha == 1 && beta == 0 && !last && g.nb < cols {
+		var offs [32]int32
+		if base, maxOff, ok := batchOffsets(&offs, jg, cols, g.nb, g.sc); ok &&
+			scatterTileFast(g.c[base+i0*g.ldc:], &offs, maxOff, tile, g.ldc, rows, cols) {
+			return
+		}
+	}
+	bi, j := jg/g.nb, jg%g.nb
 	for off := 0; off < cols; {
-		bi, j := (jg+off)/g.nb, (jg+off)%g.nb
 		seg := min(cols-off, g.nb-j)
 		base := bi*g.sc + i0*g.ldc + j
 		for i := 0; i < rows; i++ {
 			dst := g.c[base+i*g.ldc : base+i*g.ldc+seg]
 			src := tile[i*ldt+off : i*ldt+off+seg]
-			switch beta {
-			case 0:
+			switch {
+			case beta == 0 && alpha == 1:
+				for x, v := range src {
+					dst[x] = v
+				}
+			case beta == 0:
 				for x, v := range src {
 					dst[x] = alpha * v
 				}
-			case 1:
+			case beta == 1:
 				for x, v := range src {
 					dst[x] += alpha * v
 				}
@@ -199,6 +212,7 @@ func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta f
 			g.ep.applyTile(g.c[base:], g.ldc, rows, seg, i0, j)
 		}
 		off += seg
+		bi, j = bi+1, 0
 	}
 }
 
@@ -252,6 +266,13 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
 		if cols < nr {
 			clear(panel)
 		}
+		if nr == 32 && cols == 32 && g.nb < 32 && !g.transB && g.kb == g.k {
+			var offs [32]int32
+			if base, maxOff, ok := batchOffsets(&offs, jc+jr, 32, g.nb, g.sb); ok &&
+				packGatherFast(panel, g.b[base+pc*g.ldb:], &offs, maxOff, g.ldb, kc) {
+				continue
+			}
+		}
 		for j0 := 0; j0 < cols; { // segments of one batch item along n
 			bj, jj := (jc+jr+j0)/g.nb, (jc+jr+j0)%g.nb
 			jseg := min(cols-j0, g.nb-jj)
@@ -265,8 +286,19 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
 						p0 += pseg
 						continue
 					}
-					for p := 0; p < pseg; p++ {
-						copy(d[p*nr:p*nr+jseg], b[(pp+p)*g.ldb+jj:(pp+p)*g.ldb+jj+jseg])
+					src := b[pp*g.ldb+jj:]
+					if jseg >= 16 {
+						for p := 0; p < pseg; p++ {
+							copy(d[p*nr:p*nr+jseg], src[p*g.ldb:p*g.ldb+jseg])
+						}
+					} else { // short segments: a loop beats a memmove call
+						for p := 0; p < pseg; p++ {
+							sp := src[p*g.ldb : p*g.ldb+jseg]
+							dp := d[p*nr : p*nr+jseg]
+							for x, v := range sp {
+								dp[x] = v
+							}
+						}
 					}
 				} else {
 					done := 0
@@ -286,4 +318,29 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
 			j0 += jseg
 		}
 	}
+}
+
+// batchOffsets fills offs with the offsets of the cols (<= 32) batched
+// columns starting at jg (items of nb columns, stride stride) relative to
+// the first one's item (0 past cols), and returns the first item's offset
+// and the largest offset; ok is false when an offset does not fit in int32.
+func batchOffsets(offs *[32]int32, jg, cols, nb, stride int) (base, maxOff int, ok bool) {
+	*offs = [32]int32{}
+	bi, j := jg/nb, jg%nb
+	base = bi * stride
+	off := j
+	for x := range offs[:cols] {
+		if off > math.MaxInt32 {
+			return 0, 0, false
+		}
+		offs[x] = int32(off)
+		maxOff = off
+		j++
+		off++
+		if j == nb {
+			j = 0
+			off += stride - nb
+		}
+	}
+	return base, maxOff, true
 }

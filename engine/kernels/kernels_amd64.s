@@ -2820,6 +2820,62 @@ packTrans8AVX_block:
 	VZEROUPPER
 	RET
 
+// func packGather32AVX512(dst *float32, src *float32, offs *int32, ldb int, kc int)
+// Requires: AVX, AVX512F
+TEXT ·packGather32AVX512(SB), NOSPLIT, $0-40
+	MOVQ      dst+0(FP), AX
+	MOVQ      src+8(FP), CX
+	MOVQ      offs+16(FP), DX
+	VMOVDQU32 (DX), Z0
+	VMOVDQU32 64(DX), Z1
+	MOVQ      ldb+24(FP), DX
+	SHLQ      $0x02, DX
+	MOVQ      kc+32(FP), BX
+
+packGather32AVX512_loop:
+	KXNORW     K1, K1, K1
+	KXNORW     K2, K2, K2
+	VGATHERDPS (CX)(Z0*4), K1, Z2
+	VGATHERDPS (CX)(Z1*4), K2, Z3
+	VMOVUPS    Z2, (AX)
+	VMOVUPS    Z3, 64(AX)
+	ADDQ       DX, CX
+	ADDQ       $0x00000080, AX
+	DECQ       BX
+	JNE        packGather32AVX512_loop
+	VZEROUPPER
+	RET
+
+// func scatterTile32AVX512(c *float32, offs *int32, tile *float32, ldc int, rows int, mask uint32)
+// Requires: AVX, AVX512F
+TEXT ·scatterTile32AVX512(SB), NOSPLIT, $0-44
+	MOVQ      c+0(FP), AX
+	MOVQ      offs+8(FP), CX
+	VMOVDQU32 (CX), Z0
+	VMOVDQU32 64(CX), Z1
+	MOVQ      tile+16(FP), CX
+	MOVQ      ldc+24(FP), DX
+	SHLQ      $0x02, DX
+	MOVQ      rows+32(FP), BX
+	MOVL      mask+40(FP), SI
+	MOVL      SI, DI
+	ANDL      $0x0000ffff, DI
+	SHRL      $0x10, SI
+
+scatterTile32AVX512_loop:
+	VMOVUPS     (CX), Z2
+	VMOVUPS     64(CX), Z3
+	KMOVW       DI, K1
+	KMOVW       SI, K2
+	VSCATTERDPS Z2, K1, (AX)(Z0*4)
+	VSCATTERDPS Z3, K2, (AX)(Z1*4)
+	ADDQ        $0x00000080, CX
+	ADDQ        DX, AX
+	DECQ        BX
+	JNE         scatterTile32AVX512_loop
+	VZEROUPPER
+	RET
+
 // func biasActTileAVX512(c *float32, ldc int, rows int, cols int, rowBias *float32, colBias *float32, flags int, lo float32, hi float32)
 // Requires: AVX, AVX512F, BMI2
 TEXT ·biasActTileAVX512(SB), NOSPLIT, $0-64

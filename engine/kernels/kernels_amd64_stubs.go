@@ -75,6 +75,16 @@ func packCopy16AVX(dst *float32, src *float32, ldb int, kc int)
 //go:noescape
 func packTrans8AVX(dst *float32, src *float32, ldb int, nr int, groups int, blocks int)
 
+// packGather32AVX512 packs kc rows of 32 columns found at offsets offs of each row.
+//
+//go:noescape
+func packGather32AVX512(dst *float32, src *float32, offs *int32, ldb int, kc int)
+
+// scatterTile32AVX512 stores rows of a 32-column tile to columns found at offsets offs.
+//
+//go:noescape
+func scatterTile32AVX512(c *float32, offs *int32, tile *float32, ldc int, rows int, mask uint32)
+
 // biasActTileAVX512 adds row and column biases to a tile of C and clamps it to [lo, hi].
 //
 //go:noescape

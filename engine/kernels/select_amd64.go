@@ -165,3 +165,27 @@ func biasActTile(c []float32, ldc, rows, cols int, rowBias, colBias []float32, l
 	}
 	biasActTileAVX512(&c[0], ldc, rows, cols, rb, cb, flags, lo, hi)
 }
+
+// packGatherFast packs kc rows of a 32-column panel whose columns are at
+// offsets offs (at most maxOff) from src, rows ldb apart; it reports false
+// when it cannot.
+func packGatherFast(dst, src []float32, offs *[32]int32, maxOff, ldb, kc int) bool {
+	if !cpu.avx512 || kc == 0 {
+		return false
+	}
+	_, _ = dst[kc*32-1], src[(kc-1)*ldb+maxOff]
+	packGather32AVX512(&dst[0], &src[0], &offs[0], ldb, kc)
+	return true
+}
+
+// scatterTileFast stores rows x cols of a 32-column tile to c at column
+// offsets offs (at most maxOff), rows ldc apart; it reports false when it
+// cannot.
+func scatterTileFast(c []float32, offs *[32]int32, maxOff int, tile []float32, ldc, rows, cols int) bool {
+	if !cpu.avx512 || rows == 0 {
+		return false
+	}
+	_, _ = c[(rows-1)*ldc+maxOff], tile[rows*32-1]
+	scatterTile32AVX512(&c[0], &offs[0], &tile[0], ldc, rows, uint32(1<<cols-1))
+	return true
+}

@@ -24,3 +24,11 @@ func packTransFast(dst, src []float32, ldb, kc, nr int) int { return 0 }
 func biasActTile(c []float32, ldc, rows, cols int, rowBias, colBias []float32, lo, hi float32) {
 	biasActTileGeneric(c, ldc, rows, cols, rowBias, colBias, lo, hi)
 }
+
+// packGatherFast has no vector version in this build.
+func packGatherFast(dst, src []float32, offs *[32]int32, maxOff, ldb, kc int) bool { return false }
+
+// scatterTileFast has no vector version in this build.
+func scatterTileFast(c []float32, offs *[32]int32, maxOff int, tile []float32, ldc, rows, cols int) bool {
+	return false
+}

@@ -192,12 +192,20 @@ func TestSgemmBatched(t *testing.T) {
 		{true, false, 40, 33, 9, 30, false, 0},
 		{true, true, 50, 1, 40, 70, true, 0.5},
 		{false, true, 7, 1, 3, 9, true, 0},
+		{false, false, 24, 4, 40, 37, true, 0},
+		{true, false, 17, 16, 33, 5, true, 0},
+		{false, false, 8, 7, 300, 11, true, 0},
+		{false, false, 30, 3, 20, 23, true, 1},
 	}
 	for _, kern := range kernelsAvailable() {
 		ctx := NewContext(2)
 		ctx.kern = kern
 		for _, tc := range cases {
-			for _, sum := range []bool{false, true} {
+			for _, mode := range []struct {
+				sum   bool
+				alpha float32 // 1 exercises the unscaled store paths
+			}{{false, 1}, {false, 1.5}, {true, 1}, {true, 1.5}} {
+				sum, alpha := mode.sum, mode.alpha
 				ar, ac := tc.m, tc.k
 				if tc.tA {
 					ar, ac = tc.k, tc.m
@@ -228,9 +236,9 @@ func TestSgemmBatched(t *testing.T) {
 					if sum && i > 0 {
 						beta = 1
 					}
-					Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a[i*sa:], ac, b[i*sb:], bc, beta, want[i*sc:], tc.n)
+					Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, alpha, a[i*sa:], ac, b[i*sb:], bc, beta, want[i*sc:], tc.n)
 				}
-				ctx.SgemmBatched(tc.tA, tc.tB, tc.m, tc.n, tc.k, 1.5, a, ac, sa, b, bc, sb, tc.beta, c, tc.n, sc, tc.count)
+				ctx.SgemmBatched(tc.tA, tc.tB, tc.m, tc.n, tc.k, alpha, a, ac, sa, b, bc, sb, tc.beta, c, tc.n, sc, tc.count)
 				for i := range c {
 					if math.Float32bits(c[i]) == math.Float32bits(want[i]) {
 						continue

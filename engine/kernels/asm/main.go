@@ -33,6 +33,8 @@ func main() {
 	packCopy(32)
 	packCopy(16)
 	packTrans()
+	packGather()
+	scatterTile()
 	biasActTile()
 	dotKernel()
 	axpyKernel()

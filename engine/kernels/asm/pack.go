@@ -131,3 +131,75 @@ func packTrans() {
 	VZEROUPPER()
 	RET()
 }
+
+// packGather emits a B-panel packer for 32 columns at arbitrary offsets
+// (a batch whose items are narrower than the panel): dst[p*32 + j] =
+// src[p*ldb + offs[j]] for p < kc (AVX-512 gathers).
+func packGather() {
+	name := "packGather32AVX512"
+	TEXT(name, NOSPLIT, "func(dst, src *float32, offs *int32, ldb, kc int)")
+	Pragma("noescape")
+	Doc(name + " packs kc rows of 32 columns found at offsets offs of each row.")
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	op := Load(Param("offs"), GP64())
+	o0, o1 := ZMM(), ZMM()
+	VMOVDQU32(Mem{Base: op}, o0)
+	VMOVDQU32(Mem{Base: op, Disp: 64}, o1)
+	ldb := Load(Param("ldb"), GP64())
+	SHLQ(Imm(2), ldb)
+	kc := Load(Param("kc"), GP64())
+	Label(name + "_loop")
+	v0, v1 := ZMM(), ZMM()
+	KXNORW(K1, K1, K1)
+	KXNORW(K2, K2, K2)
+	VGATHERDPS(Mem{Base: src, Index: o0, Scale: 4}, K1, v0)
+	VGATHERDPS(Mem{Base: src, Index: o1, Scale: 4}, K2, v1)
+	VMOVUPS(v0, Mem{Base: dst})
+	VMOVUPS(v1, Mem{Base: dst, Disp: 64})
+	ADDQ(ldb, src)
+	ADDQ(U32(128), dst)
+	DECQ(kc)
+	JNE(LabelRef(name + "_loop"))
+	VZEROUPPER()
+	RET()
+}
+
+// scatterTile emits the store of an 8x32 tile to columns at arbitrary
+// offsets: c[i*ldc + offs[j]] = tile[i*32 + j] for i < rows and the
+// columns j set in mask (AVX-512 scatters).
+func scatterTile() {
+	name := "scatterTile32AVX512"
+	TEXT(name, NOSPLIT, "func(c *float32, offs *int32, tile *float32, ldc, rows int, mask uint32)")
+	Pragma("noescape")
+	Doc(name + " stores rows of a 32-column tile to columns found at offsets offs.")
+	cp := Load(Param("c"), GP64())
+	op := Load(Param("offs"), GP64())
+	o0, o1 := ZMM(), ZMM()
+	VMOVDQU32(Mem{Base: op}, o0)
+	VMOVDQU32(Mem{Base: op, Disp: 64}, o1)
+	tp := Load(Param("tile"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	rows := Load(Param("rows"), GP64())
+	m := Load(Param("mask"), GP32())
+	lo, hi := GP32(), GP32()
+	MOVL(m, lo)
+	ANDL(U32(0xffff), lo)
+	MOVL(m, hi)
+	SHRL(Imm(16), hi)
+	Label(name + "_loop")
+	v0, v1 := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: tp}, v0)
+	VMOVUPS(Mem{Base: tp, Disp: 64}, v1)
+	KMOVW(lo, K1)
+	KMOVW(hi, K2)
+	VSCATTERDPS(v0, K1, Mem{Base: cp, Index: o0, Scale: 4})
+	VSCATTERDPS(v1, K2, Mem{Base: cp, Index: o1, Scale: 4})
+	ADDQ(U32(128), tp)
+	ADDQ(ldc, cp)
+	DECQ(rows)
+	JNE(LabelRef(name + "_loop"))
+	VZEROUPPER()
+	RET()
+}
