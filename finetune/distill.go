@@ -126,7 +126,8 @@ type Options struct {
 type Status struct {
 	Step, Total, Epoch int
 	Loss, LR           float64
-	// Resumed is set on the first status of a resumed run.
+	// Resumed is set on the status given once when a run resumes from a
+	// checkpoint (Step is then the number of steps already done).
 	Resumed bool
 }
 
@@ -272,15 +273,16 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 	if every <= 0 {
 		every = 200
 	}
-	resumed := false
 	if ck.dir != "" {
 		ok, err := ck.load(r)
 		if err != nil {
 			return err
 		}
 		if ok {
-			resumed = true
 			r.rep.Resumed = true
+			if o.Progress != nil {
+				o.Progress(Status{Step: r.step, Total: r.total, Loss: r.lossMean, Resumed: true})
+			}
 			if data.Seek != nil && o.StepsPerEpoch > 0 {
 				if err := data.Seek(r.step/o.StepsPerEpoch, r.step%o.StepsPerEpoch); err != nil {
 					return fmt.Errorf("distill: resume: %w", err)
@@ -359,8 +361,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			if o.StepsPerEpoch > 0 {
 				epoch = (r.step - 1) / o.StepsPerEpoch
 			}
-			o.Progress(Status{Step: r.step, Total: r.total, Epoch: epoch, Loss: r.lossMean, LR: lr, Resumed: resumed})
-			resumed = false
+			o.Progress(Status{Step: r.step, Total: r.total, Epoch: epoch, Loss: r.lossMean, LR: lr})
 		}
 		if ck.dir != "" && r.step%every == 0 {
 			if err := ck.hold(r); err != nil {

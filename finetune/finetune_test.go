@@ -212,8 +212,8 @@ func TestCheckpointResumeMatchesUninterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resumedAt != 8 {
-		t.Errorf("resumed run's first step is %d, want 8", resumedAt)
+	if resumedAt != 7 {
+		t.Errorf("resumed at step %d, want 7", resumedAt)
 	}
 	names := TrainableTensors(student, TrainLPR)
 	for _, n := range names {

@@ -43,8 +43,8 @@ type compressOptions struct {
 	Log io.Writer
 	// AfterPlan hooks run once the data-free plan exists and may replace
 	// factors (data-aware initialization); AfterApply hooks run on the
-	// rewritten model before it is written (fine-tuning). Extensions of
-	// compress (see compressExtension) append to them.
+	// rewritten model before it is written (fine-tuning, added by
+	// configureFinetune).
 	AfterPlan  []func(ctx context.Context, r *compressResult) error
 	AfterApply []func(ctx context.Context, r *compressResult) error
 }
@@ -73,23 +73,13 @@ type compressResult struct {
 	ParamsRatio     float64             `json:"params_ratio"`
 	MACsRatio       float64             `json:"macs_ratio"`
 	FileRatio       float64             `json:"file_ratio"`
-	// Notes are extra lines extensions want printed (e.g. fine-tuning
+	// FineTune reports data-aware initialization and distillation when
+	// compress ran with --data.
+	FineTune *finetuneSummary `json:"finetune,omitempty"`
+	// Notes are extra lines to print after the totals (e.g. fine-tuning
 	// results).
 	Notes []string `json:"notes,omitempty"`
 }
-
-// compressExtension adds flags and pipeline stages to compress from
-// another file (fine-tuning adds --data and friends this way): Flags are
-// appended to the command's flags, and Configure reads them and appends
-// hooks to the options.
-type compressExtension struct {
-	Flags     []cli.Flag
-	Configure func(c *cli.Context, opts *compressOptions) error
-}
-
-// compressExtensions is filled by init functions of the files that extend
-// compress; it is not changed after program start.
-var compressExtensions []compressExtension
 
 // compressModel runs the data-free pipeline: check the paths, load, plan,
 // (AfterPlan hooks), rewrite, (AfterApply hooks), write.
@@ -286,9 +276,7 @@ func compressCommand() *cli.Command {
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
 	}
-	for _, e := range compressExtensions {
-		flags = append(flags, e.Flags...)
-	}
+	flags = append(flags, finetuneFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compress",
 		Usage:     "replace square pointwise convolutions with low-rank LPR modules",
@@ -323,12 +311,8 @@ Examples:
 		if err != nil {
 			return err
 		}
-		for _, e := range compressExtensions {
-			if e.Configure != nil {
-				if err := e.Configure(c, &opts); err != nil {
-					return err
-				}
-			}
+		if err := configureFinetune(c, &opts); err != nil {
+			return err
 		}
 		r, err := compressModel(c.Context, opts)
 		if err != nil {

@@ -10,11 +10,17 @@ import (
 )
 
 // dataFlags are the flags that choose and preprocess a data set; eval,
-// compare, compress (fine-tuning) and sweep share them.
+// compare, compress (fine-tuning) and sweep share them. An IDX folder's
+// test split is read by default.
 func dataFlags(dataUsage string) []cli.Flag {
+	return dataFlagsSplit(dataUsage, "test")
+}
+
+// dataFlagsSplit is dataFlags with another default IDX split.
+func dataFlagsSplit(dataUsage, split string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "data", Usage: dataUsage},
-		&cli.StringFlag{Name: "split", Value: "test", Usage: "`SPLIT` of an IDX folder holding both: train or test"},
+		&cli.StringFlag{Name: "split", Value: split, Usage: "`SPLIT` of an IDX folder holding both: train or test"},
 		&cli.StringFlag{Name: "labels", Usage: "labels `FILE` for NPY images (NPY int array or one integer per line)"},
 		&cli.StringFlag{Name: "mean", Usage: "per-channel `MEAN` subtracted after scaling pixels to [0,1]: one value or one per channel, comma-separated"},
 		&cli.StringFlag{Name: "std", Usage: "per-channel `STD` divided by after subtracting the mean"},

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const fixtureTrain = "../../testdata/images/train"
+
+func TestCompressFineTune(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "ft.onnx")
+	ck := filepath.Join(dir, "ck")
+	code, stdout, stderr := runCLI("compress", fixtureModel, "-o", out, "--data", fixtureTrain, "--mean", "0.286", "--std", "0.353",
+		"--limit", "300", "--steps", "12", "--batch", "25", "--calib", "100", "--checkpoint", ck, "--checkpoint-every", "5", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r compressResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("bad JSON: %v\n%s", err, stdout)
+	}
+	ft := r.FineTune
+	if ft == nil || ft.Report == nil || ft.Report.Steps != 12 || ft.TrainImages != 270 || ft.ValImages != 30 || len(ft.Layers) != 8 || ft.Init != "data" {
+		t.Fatalf("fine-tune summary %+v", ft)
+	}
+	for _, l := range ft.Layers {
+		if l.Kept == "data" && l.DataAwareErr > l.DataFreeErr {
+			t.Errorf("layer %s kept worse data-aware factors", l.Name)
+		}
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(ck, "checkpoint.lprc")); err != nil {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	// The fine-tuned model follows the original more closely than the
+	// data-free conversion does.
+	free := filepath.Join(dir, "free.onnx")
+	if code, _, stderr := runCLI("compress", fixtureModel, "-o", free); code != 0 {
+		t.Fatal(stderr)
+	}
+	agreement := func(p string) float64 {
+		code, stdout, stderr := runCLI("compare", fixtureModel, p, "--data", fixtureImages, "--mean", "0.286", "--std", "0.353", "--json")
+		if code != 0 {
+			t.Fatal(stderr)
+		}
+		var c compareReport
+		if err := json.Unmarshal([]byte(stdout), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Agreement
+	}
+	if a, b := agreement(free), agreement(out); b < a+0.05 {
+		t.Errorf("agreement with the original: data-free %.3f, fine-tuned %.3f", a, b)
+	}
+	// Rerunning the same command resumes from the finished checkpoint.
+	code, _, stderr = runCLI("compress", fixtureModel, "-o", out, "--overwrite", "--data", fixtureTrain, "--mean", "0.286", "--std", "0.353",
+		"--limit", "300", "--steps", "12", "--batch", "25", "--calib", "100", "--checkpoint", ck, "--checkpoint-every", "5")
+	if code != 0 || !strings.Contains(stderr, "resuming from the checkpoint") {
+		t.Fatalf("rerun: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func TestCompressFineTuneErrors(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "x.onnx")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--epochs", "2"}, "--epochs needs --data"},
+		{[]string{"--data", fixtureTrain, "--loss", "hinge"}, "--loss"},
+		{[]string{"--data", fixtureTrain, "--optimizer", "rmsprop"}, "--optimizer"},
+		{[]string{"--data", fixtureTrain, "--train", "some"}, "--train"},
+		{[]string{"--data", fixtureTrain, "--init", "random"}, "--init"},
+		{[]string{"--data", fixtureTrain, "--val-fraction", "1"}, "--val-fraction"},
+		{[]string{"--data", fixtureTrain, "--lr", "-1"}, "--lr"},
+		{[]string{"--data", filepath.Join(dir, "nothing")}, "nothing"},
+		{[]string{"--data", fixtureTrain, "--limit", "10", "--batch", "64"}, "fewer than one batch"},
+	} {
+		args := append([]string{"compress", fixtureModel, "-o", out}, tc.args...)
+		code, _, stderr := runCLI(args...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want an error mentioning %q", tc.args, code, stderr, tc.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%v: output written despite the error", tc.args)
+		}
+	}
+}
