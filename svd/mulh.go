@@ -1,8 +1,6 @@
 package svd
 
 import (
-	"math"
-
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/blas/blas64"
@@ -88,25 +86,32 @@ func (m *mixed) mulH(alpha float64, h, x, y blas64.General) {
 // forget drops the cached float32 copy of h (call when h is modified in place).
 func (m *mixed) forget() { m.hSrc = nil }
 
-// toF32Scaled converts src/s to float32 with s the largest magnitude in src
-// (1 for a zero src), so that any finite float64 data fits float32's range.
+// toF32Scaled converts src/s to float32 and returns s: 1 when src fits
+// float32 comfortably (one pass), otherwise its largest magnitude, so that
+// any finite float64 data keeps float32's relative precision.
 func toF32Scaled(dst []float32, src []float64) ([]float32, float64) {
-	s := 0.0
-	for _, v := range src {
-		s = math.Max(s, math.Abs(v))
-	}
-	if s == 0 {
-		s = 1
-	}
 	if cap(dst) < len(src) {
 		dst = make([]float32, len(src))
 	}
 	dst = dst[:len(src)]
-	inv := 1 / s
+	lo, hi := 0.0, 0.0
+	for i, v := range src {
+		dst[i] = float32(v)
+		if v > hi {
+			hi = v
+		} else if v < lo {
+			lo = v
+		}
+	}
+	big := max(hi, -lo)
+	if big == 0 || (big < 1e30 && big > 1e-30) {
+		return dst, 1
+	}
+	inv := 1 / big
 	for i, v := range src {
 		dst[i] = float32(v * inv)
 	}
-	return dst, s
+	return dst, big
 }
 
 // gemm32 sets c = alpha·op(a32)·op(b32), with the scale alpha applied in
