@@ -231,52 +231,18 @@ func (op *ConvOp) maskActivation(y, dy, dst []float32) {
 
 // Backward adds the gradients of inference-mode batch normalization
 // y = (x - mean)·gamma/sqrt(var+eps) + beta with respect to x, gamma, beta,
-// mean and var (statistics are inputs, not batch statistics).
+// mean and var (statistics are inputs, not batch statistics), channels
+// split over the program's threads.
 func (op *BatchNormOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	if dOut[0] == nil {
 		return nil
 	}
-	dx := gradF(dIn, 0)
-	dgamma, dbeta, dmean, dvar := gradF(dIn, 1), gradF(dIn, 2), gradF(dIn, 3), gradF(dIn, 4)
-	x, dy := in[0].F, dOut[0].F
-	gamma, mean, vr := in[1].F, in[3].F, in[4].F
-	for ch := 0; ch < op.C; ch++ {
-		inv := 1 / math.Sqrt(float64(vr[ch]+op.Eps))
-		a := float32(float64(gamma[ch]) * inv)
-		m := mean[ch]
-		var sdy, sdyx float64 // sum dy, sum dy*(x-mean)
-		for i := 0; i < op.N; i++ {
-			base := (i*op.C + ch) * op.Inner
-			xr, gr := x[base:base+op.Inner], dy[base:base+op.Inner]
-			if dx != nil {
-				dr := dx[base : base+op.Inner]
-				for j, g := range gr {
-					dr[j] += g * a
-				}
-			}
-			if dgamma != nil || dbeta != nil || dmean != nil || dvar != nil {
-				var s, sx float32
-				for j, g := range gr {
-					s += g
-					sx += g * (xr[j] - m)
-				}
-				sdy += float64(s)
-				sdyx += float64(sx)
-			}
-		}
-		if dgamma != nil {
-			dgamma[ch] += float32(sdyx * inv)
-		}
-		if dbeta != nil {
-			dbeta[ch] += float32(sdy)
-		}
-		if dmean != nil {
-			dmean[ch] -= float32(sdy) * a
-		}
-		if dvar != nil {
-			dvar[ch] += float32(-0.5 * sdyx * float64(gamma[ch]) * inv * inv * inv)
-		}
-	}
+	w := &c.bw
+	*w = bwWork{loop: bwBatchNorm, bn: op, dx: gradF(dIn, 0), dy: dOut[0].F, y: in[0].F,
+		params: [5][]float32{in[1].F, in[3].F, in[4].F, gradF(dIn, 1), gradF(dIn, 2)},
+		dstat:  [2][]float32{gradF(dIn, 3), gradF(dIn, 4)}}
+	c.parallelFor(op.C, op.N*op.Inner, w)
+	*w = bwWork{}
 	return nil
 }
 

@@ -17,7 +17,7 @@ func (op *UnaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	dx = dx[:len(dy)]
 	switch op.Kind {
 	case uRelu:
-		reluBackward(dx, dy, y)
+		parallelRelu(c, dx, dy, y)
 	case uClip:
 		lo, hi := op.Lo, op.Hi
 		if op.clipInputs {

@@ -52,6 +52,7 @@ type Ctx struct {
 	Threads int
 	scratch []float32
 	pool    *pool
+	bw      bwWork // element-wise backward loops on the pool (backward_parallel.go)
 }
 
 // Scratch returns a float32 buffer of length n. Its content is undefined;
