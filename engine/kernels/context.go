@@ -39,6 +39,10 @@ type Context struct {
 	dw    dwTask
 	dwb   dwBackTask
 
+	imcol1   imcolTask
+	col      []float32 // Conv2D column buffer
+	colLimit int       // column buffer budget in values (0: colBudget)
+
 	dwSmall1    dwSmallTask
 	dwW16       []float32 // interleaved depthwise weights of dwSmall1 / dwTiny1
 	dwTiny1     dwTinyTask

@@ -276,6 +276,9 @@ func TestNoAllocs(t *testing.T) {
 		ctx.SgemmBatched(false, true, 16, 16, 49, 1, a, 49, 16*49, b, 49, 16*49, 0, c, 16, 0, 4)
 		DepthwiseConv2D(ctx, g, 4, in, w, bias, out)
 		DepthwiseConv2DBackward(ctx, g, 4, in, w, out, din, dw, bias)
+		ctx.Conv2D(g, 4, 8, in, a, out, ReluEpilogue(bias, nil))
+		ctx.Conv2DBackward(g, 4, 8, in, a, out, din, b, bias)
+		ReluInPlace(c)
 	}
 	run()
 	if allocs := testing.AllocsPerRun(10, run); allocs != 0 {
