@@ -171,13 +171,11 @@ func (t *dwBackTask) run(lo, hi, tid int) {
 			s.buf2 = grow(s.buf2, 9*16)
 			acc := s.buf2
 			clear(acc)
-			fast := true
-			for img := 0; img < t.n; img++ {
-				pi := img*g.C + c
-				in, dout := t.in[pi*plane:(pi+1)*plane], t.dout[pi*oplane:(pi+1)*oplane]
-				if !dw3x3WeightGrad(s, g, in, dout, acc) {
-					fast = false
-					dwWeightPlane(g, in, dout, dw)
+			fast := dw3x3WeightGrad(s, g, t.in[c*plane:], t.dout[c*oplane:], acc, t.n, g.C*plane, g.C*oplane)
+			if !fast {
+				for img := 0; img < t.n; img++ {
+					pi := img*g.C + c
+					dwWeightPlane(g, t.in[pi*plane:(pi+1)*plane], t.dout[pi*oplane:(pi+1)*oplane], dw)
 				}
 			}
 			if fast && t.n > 0 {

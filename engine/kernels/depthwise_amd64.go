@@ -20,18 +20,22 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, 
 	return true
 }
 
-// dw3x3WeightGrad adds the lane-wise weight-gradient partial sums of one
-// plane into acc (9*16 values); it reports false when not supported.
-func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32) bool {
+// dw3x3WeightGrad adds the lane-wise weight-gradient partial sums of count
+// planes (in and dout planes inStride and outStride values apart) into acc
+// (9*16 values); it reports false when not supported.
+func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32, count, inStride, outStride int) bool {
 	if !cpu.avx512 || !dw3x3Geom(g) {
 		return false
 	}
+	if count == 0 {
+		return true
+	}
 	zero := s.zeroRow(g.W)
-	_, _, _ = acc[9*16-1], dout[g.OH*g.OW-1], in[g.H*g.W-1]
+	_, _, _ = acc[9*16-1], dout[(count-1)*outStride+g.OH*g.OW-1], in[(count-1)*inStride+g.H*g.W-1]
 	if g.Strides[0] == 1 {
-		dw3x3DirectGradS1AVX512(&acc[0], &in[0], &zero[0], &dout[0], g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1])
+		dw3x3DirectGradS1AVX512(&acc[0], &in[0], &zero[0], &dout[0], g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	} else {
-		dw3x3DirectGradS2AVX512(&acc[0], &in[0], &zero[0], &dout[0], g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1])
+		dw3x3DirectGradS2AVX512(&acc[0], &in[0], &zero[0], &dout[0], g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	}
 	return true
 }

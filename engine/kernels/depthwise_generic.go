@@ -8,7 +8,7 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, 
 }
 
 // dw3x3WeightGrad has no vectorized version in this build.
-func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32) bool {
+func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32, count, inStride, outStride int) bool {
 	return false
 }
 

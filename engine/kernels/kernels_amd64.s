@@ -3608,9 +3608,9 @@ dw3x3DirectS2AVX512_rowdone:
 	VZEROUPPER
 	RET
 
-// func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+// func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
-TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-80
+TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-104
 	MOVQ         acc+0(FP), AX
 	MOVQ         dout+24(FP), CX
 	VMOVUPS      (AX), Z0
@@ -3629,10 +3629,12 @@ TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-80
 	VPSUBD       Z9, Z12, Z12
 	MOVQ         wd+40(FP), DX
 	SHLQ         $0x02, DX
-	MOVQ         pt+64(FP), BX
-	NEGQ         BX
-	XORQ         SI, SI
-	XORQ         DI, DI
+
+dw3x3DirectGradS1AVX512_image:
+	MOVQ pt+64(FP), BX
+	NEGQ BX
+	XORQ SI, SI
+	XORQ DI, DI
 
 dw3x3DirectGradS1AVX512_row:
 	MOVQ      BX, R9
@@ -3703,6 +3705,14 @@ dw3x3DirectGradS1AVX512_rowdone:
 	INCQ    SI
 	CMPQ    SI, oh+48(FP)
 	JL      dw3x3DirectGradS1AVX512_row
+	MOVQ    inStride+88(FP), BX
+	SHLQ    $0x02, BX
+	ADDQ    BX, in+8(FP)
+	MOVQ    outStride+96(FP), BX
+	SHLQ    $0x02, BX
+	ADDQ    BX, CX
+	DECQ    count+80(FP)
+	JNE     dw3x3DirectGradS1AVX512_image
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
@@ -3715,9 +3725,9 @@ dw3x3DirectGradS1AVX512_rowdone:
 	VZEROUPPER
 	RET
 
-// func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+// func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
-TEXT ·dw3x3DirectGradS2AVX512(SB), NOSPLIT, $0-80
+TEXT ·dw3x3DirectGradS2AVX512(SB), NOSPLIT, $0-104
 	MOVQ         acc+0(FP), AX
 	MOVQ         dout+24(FP), CX
 	VMOVUPS      (AX), Z0
@@ -3737,10 +3747,12 @@ TEXT ·dw3x3DirectGradS2AVX512(SB), NOSPLIT, $0-80
 	VMOVUPS      dwEvenIndex<>+0(SB), Z13
 	MOVQ         wd+40(FP), DX
 	SHLQ         $0x02, DX
-	MOVQ         pt+64(FP), BX
-	NEGQ         BX
-	XORQ         SI, SI
-	XORQ         DI, DI
+
+dw3x3DirectGradS2AVX512_image:
+	MOVQ pt+64(FP), BX
+	NEGQ BX
+	XORQ SI, SI
+	XORQ DI, DI
 
 dw3x3DirectGradS2AVX512_row:
 	MOVQ      BX, R9
@@ -3835,6 +3847,14 @@ dw3x3DirectGradS2AVX512_rowdone:
 	INCQ    SI
 	CMPQ    SI, oh+48(FP)
 	JL      dw3x3DirectGradS2AVX512_row
+	MOVQ    inStride+88(FP), BX
+	SHLQ    $0x02, BX
+	ADDQ    BX, in+8(FP)
+	MOVQ    outStride+96(FP), BX
+	SHLQ    $0x02, BX
+	ADDQ    BX, CX
+	DECQ    count+80(FP)
+	JNE     dw3x3DirectGradS2AVX512_image
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)

@@ -128,9 +128,9 @@ func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, b
 // dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
 //
 //go:noescape
-func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 
 // dw3x3DirectGradS2AVX512 accumulates the 3x3 stride-2 depthwise weight gradient of one plane.
 //
 //go:noescape
-func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int)
+func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)

@@ -37,6 +37,9 @@ type directBody struct {
 	begin func(kst Register, outOff Register)          // before the taps of a block
 	tap   func(ky, kx int, v VecVirtual, kst Register) // one tap
 	end   func(kst Register, outOff Register)          // after the taps of a block
+	// nextImage, when set, loops over count images (parameters count and
+	// inStride, in values): it advances the body's own pointers.
+	nextImage func()
 }
 
 func directPlane(name string, s int, body directBody) {
@@ -67,11 +70,12 @@ func directPlane(name string, s int, body directBody) {
 	MOVQ(wdP, wd4)
 	SHLQ(Imm(2), wd4)
 	iy := GP64()
+	oy := GP64()
+	outOff := GP64() // byte offset of the current output block
+	Label(name + "_image")
 	MOVQ(ptP, iy)
 	NEGQ(iy)
-	oy := GP64()
 	XORQ(oy, oy)
-	outOff := GP64() // byte offset of the current output block
 	XORQ(outOff, outOff)
 
 	Label(name + "_row")
@@ -158,6 +162,16 @@ func directPlane(name string, s int, body directBody) {
 	INCQ(oy)
 	CMPQ(oy, ohP)
 	JL(LabelRef(name + "_row"))
+	if body.nextImage != nil {
+		// The argument slot "in" belongs to this frame: advance it.
+		st := GP64()
+		MOVQ(paramAddr("inStride"), st)
+		SHLQ(Imm(2), st)
+		ADDQ(st, inP)
+		body.nextImage()
+		DECQ(paramAddr("count"))
+		JNE(LabelRef(name + "_image"))
+	}
 }
 
 // dwDirectForward emits out[y*ow+x] = bias + sum w[ky*3+kx] *
@@ -202,9 +216,10 @@ func dwDirectForward(name string, s int) {
 
 // dwDirectWeightGrad emits the lane-wise partial sums of the weight
 // gradient, acc[(ky*3+kx)*16+l] += dout[y*ow+x] * in[...] for the outputs x
-// of lane l, with the same addressing as dwDirectForward.
+// of lane l, with the same addressing as dwDirectForward, over count planes
+// inStride and outStride values apart.
 func dwDirectWeightGrad(name string, s int) {
-	TEXT(name, NOSPLIT, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl int)")
+	TEXT(name, NOSPLIT, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of one plane.", name, s))
 	accp := Load(Param("acc"), GP64())
@@ -223,6 +238,12 @@ func dwDirectWeightGrad(name string, s int) {
 			VFMADD231PS(v, d, kst, acc[ky*3+kx])
 		},
 		end: func(kst, outOff Register) {},
+		nextImage: func() {
+			st := GP64()
+			MOVQ(paramAddr("outStride"), st)
+			SHLQ(Imm(2), st)
+			ADDQ(st, dp)
+		},
 	})
 	for i := range acc {
 		VMOVUPS(acc[i], Mem{Base: accp, Disp: 64 * i})
