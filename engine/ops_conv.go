@@ -528,9 +528,8 @@ func (op *PoolOp) window(xp []float32, y0, x0 int) float32 {
 			}
 			row := xp[iy*g.W : (iy+1)*g.W]
 			for kx := 0; kx < g.KW; kx++ {
-				ix := x0 + kx*dw
-				if ix >= 0 && ix < g.W && row[ix] > m {
-					m = row[ix]
+				if ix := x0 + kx*dw; ix >= 0 && ix < g.W {
+					m = max(m, row[ix])
 				}
 			}
 		}
@@ -581,15 +580,25 @@ func (op *PoolOp) interior(xp, yrow []float32, y0, lo, hi int) {
 				nr++
 			}
 			span := (g.KW-1)*dw + 1
+			if g.KW == 3 && dw == 1 {
+				for i := range out {
+					xs := x0 + i*sw
+					m := float32(math.Inf(-1))
+					for _, row := range rows[:nr] {
+						w := row[xs : xs+3]
+						m = max(m, w[0], w[1], w[2]) // branch-free
+					}
+					out[i] = m
+				}
+				return
+			}
 			for i := range out {
 				xs := x0 + i*sw
 				m := float32(math.Inf(-1))
 				for _, row := range rows[:nr] {
 					win := row[xs : xs+span]
 					for kx := 0; kx < len(win); kx += dw {
-						if v := win[kx]; v > m {
-							m = v
-						}
+						m = max(m, win[kx])
 					}
 				}
 				out[i] = m
@@ -604,9 +613,7 @@ func (op *PoolOp) interior(xp, yrow []float32, y0, lo, hi int) {
 			for kx := 0; kx < g.KW; kx++ {
 				ix := x0 + kx*dw
 				for i := range out {
-					if v := row[ix]; v > out[i] {
-						out[i] = v
-					}
+					out[i] = max(out[i], row[ix])
 					ix += sw
 				}
 			}

@@ -109,10 +109,7 @@ func (op *UnaryOp) run(from, to int) {
 	switch op.Kind {
 	case uRelu:
 		for i, v := range x {
-			if v < 0 {
-				v = 0
-			}
-			y[i] = v
+			y[i] = max(v, 0) // branch-free: signs are unpredictable
 		}
 	case uSigmoid:
 		for i, v := range x {
@@ -132,11 +129,9 @@ func (op *UnaryOp) run(from, to int) {
 			y[i] = clamp(v, lo, hi)
 		}
 	case uLeakyRelu:
+		a := op.Alpha
 		for i, v := range x {
-			if v < 0 {
-				v *= op.Alpha
-			}
-			y[i] = v
+			y[i] = max(v, 0) + a*min(v, 0)
 		}
 	case uTanh:
 		for i, v := range x {
@@ -161,15 +156,10 @@ func (op *UnaryOp) run(from, to int) {
 	}
 }
 
-// clamp limits v to [lo, hi] (NaN passes through, as in ONNX Runtime).
+// clamp limits v to [lo, hi]; NaN stays NaN. It compiles to branch-free
+// code, which matters because the comparisons are unpredictable.
 func clamp(v, lo, hi float32) float32 {
-	if v < lo {
-		return lo
-	}
-	if v > hi {
-		return hi
-	}
-	return v
+	return min(max(v, lo), hi)
 }
 
 func sigmoid(v float32) float32 {

@@ -341,7 +341,12 @@ func buildReduce(mean bool) func(b *nodeBuild) (Op, error) {
 			outShape = append(outShape, d)
 		}
 		op.outIdx = bcastStrides(keptShape, x.shape)
-		op.cnt = make([]int, max(rank-1, 0))
+		if sizeOf(x.shape) > 0 {
+			// walk the fewest, longest rows
+			cs, strides := collapseDims(x.shape, op.outIdx)
+			op.inShape, op.outIdx = cs, strides[0]
+		}
+		op.cnt = make([]int, max(len(op.inShape)-1, 0))
 		if outShape == nil {
 			outShape = []int{}
 		}

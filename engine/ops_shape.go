@@ -272,6 +272,9 @@ func buildTranspose(b *nodeBuild) (Op, error) {
 		op.inStride[i] = st[p]
 	}
 	b.setOut(0, op.outShape, x.dtype)
+	// iterate over the fewest, longest rows
+	shape, strides := collapseDims(op.outShape, op.inStride)
+	op.outShape, op.inStride, op.cnt = shape, strides[0], make([]int, len(shape))
 	return op, nil
 }
 
@@ -581,6 +584,11 @@ func buildSlice(b *nodeBuild) (Op, error) {
 		op.stride[i] = step[i] * xs[i]
 	}
 	b.setOut(0, shape, x.dtype)
+	if sizeOf(shape) > 0 {
+		// iterate over the fewest, longest rows
+		cs, strides := collapseDims(shape, op.stride)
+		op.outShape, op.stride, op.cnt = cs, strides[0], make([]int, len(cs))
+	}
 	return op, nil
 }
 

@@ -200,3 +200,43 @@ func sameShape(a, b []int) bool {
 	}
 	return true
 }
+
+// collapseDims simplifies a strided walk over shape: it drops dims of size
+// 1 and merges dim i into dim i+1 wherever every stride array is
+// contiguous across them (s[i] == s[i+1]*shape[i+1]). The walk visits the
+// same elements in the same order. At least one dim is returned.
+func collapseDims(shape []int, strides ...[]int) ([]int, [][]int) {
+	var outShape []int
+	outStrides := make([][]int, len(strides))
+	for i, d := range shape {
+		if d == 1 {
+			continue
+		}
+		if k := len(outShape) - 1; k >= 0 {
+			merge := true
+			for j, st := range strides {
+				if outStrides[j][k] != st[i]*d {
+					merge = false
+				}
+			}
+			if merge {
+				outShape[k] *= d
+				for j, st := range strides {
+					outStrides[j][k] = st[i]
+				}
+				continue
+			}
+		}
+		outShape = append(outShape, d)
+		for j, st := range strides {
+			outStrides[j] = append(outStrides[j], st[i])
+		}
+	}
+	if len(outShape) == 0 {
+		outShape = []int{1}
+		for j := range outStrides {
+			outStrides[j] = []int{0}
+		}
+	}
+	return outShape, outStrides
+}
