@@ -19,6 +19,8 @@ type Input struct {
 	Name, Output string
 	// Channels, Height and Width are the image shape the model expects.
 	Channels, Height, Width int
+	// Batch is the input's fixed batch size, or 0 when it is dynamic.
+	Batch int
 }
 
 // ModelInput finds the image input of m: the one graph input that is not an
@@ -55,7 +57,11 @@ func ModelInput(m *onnxpb.ModelProto) (Input, error) {
 		}
 		chw[i] = int(d.GetDimValue())
 	}
-	return Input{Name: v.GetName(), Output: g.GetOutput()[0].GetName(), Channels: chw[0], Height: chw[1], Width: chw[2]}, nil
+	in := Input{Name: v.GetName(), Output: g.GetOutput()[0].GetName(), Channels: chw[0], Height: chw[1], Width: chw[2]}
+	if d := dims[0]; d.GetDimValue() > 0 {
+		in.Batch = int(d.GetDimValue())
+	}
+	return in, nil
 }
 
 // Batches yields batches of NCHW float32 images with labels (-1 where
@@ -142,6 +148,7 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 	labels := make([]int, opts.Batch)
 	res := &Result{Models: make([]ModelResult, len(models)), Fidelity: make([]Fidelity, len(models)-1)}
 	logits := make([][]float32, len(models))
+	var pad []float32
 	done := 0
 	for opts.Limit <= 0 || done < opts.Limit {
 		if err := ctx.Err(); err != nil {
@@ -160,26 +167,24 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 		if opts.Limit > 0 && done+n > opts.Limit {
 			n = opts.Limit - done
 		}
-		batch := engine.NewTensorF(x[:n*size], n, in.Channels, in.Height, in.Width)
 		for i, e := range engines {
 			start := time.Now()
-			out, err := e.Run(map[string]*engine.Tensor{inputs[i].Name: batch})
+			out, err := runBatch(e, inputs[i], x[:n*size], n, &pad)
 			res.Models[i].Seconds += time.Since(start).Seconds()
 			if err != nil {
 				return nil, fmt.Errorf("model %d: %w", i+1, err)
 			}
-			t := out[inputs[i].Output]
-			if t == nil || len(t.F) == 0 || len(t.F)%n != 0 {
+			if len(out) == 0 || len(out)%n != 0 {
 				return nil, fmt.Errorf("model %d: output %q is not a float tensor of %d rows", i+1, inputs[i].Output, n)
 			}
-			classes := len(t.F) / n
+			classes := len(out) / n
 			if res.Classes == 0 {
 				res.Classes = classes
 			} else if classes != res.Classes {
 				return nil, fmt.Errorf("model %d gives %d logits per sample, model 1 gives %d", i+1, classes, res.Classes)
 			}
-			logits[i] = t.F
-			if err := res.Models[i].Accuracy.Add(t.F, classes, labels[:n]); err != nil {
+			logits[i] = out
+			if err := res.Models[i].Accuracy.Add(out, classes, labels[:n]); err != nil {
 				return nil, fmt.Errorf("model %d: %w", i+1, err)
 			}
 		}
@@ -197,6 +202,40 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 		return nil, errors.New("evaluate: the data holds no samples")
 	}
 	return res, nil
+}
+
+// runBatch runs one model on n samples and returns its logits. A model
+// with a fixed batch size runs on consecutive chunks of that size, the last
+// one padded with zeros (pad is scratch space reused across calls).
+func runBatch(e *engine.Model, in Input, x []float32, n int, pad *[]float32) ([]float32, error) {
+	size := in.Channels * in.Height * in.Width
+	fb := in.Batch
+	if fb <= 0 {
+		fb = n
+	}
+	var logits []float32
+	for off := 0; off < n; off += fb {
+		m := min(fb, n-off)
+		chunk := x[off*size : (off+m)*size]
+		if m < fb {
+			*pad = append((*pad)[:0], chunk...)
+			*pad = append(*pad, make([]float32, (fb-m)*size)...)
+			chunk = *pad
+		}
+		out, err := e.Run(map[string]*engine.Tensor{in.Name: engine.NewTensorF(chunk, fb, in.Channels, in.Height, in.Width)})
+		if err != nil {
+			return nil, err
+		}
+		t := out[in.Output]
+		if t == nil || len(t.F) == 0 || len(t.F)%fb != 0 {
+			return nil, fmt.Errorf("output %q is not a float tensor of %d rows", in.Output, fb)
+		}
+		if fb == n {
+			return t.F, nil
+		}
+		logits = append(logits, t.F[:m*len(t.F)/fb]...)
+	}
+	return logits, nil
 }
 
 // RandomBatches yields count samples of standard-normal noise, deterministic

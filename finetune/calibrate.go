@@ -39,6 +39,9 @@ func Calibrate(ctx context.Context, teacher *onnxpb.ModelProto, values []string,
 	if batch <= 0 {
 		return nil, fmt.Errorf("calibrate: batch %d must be positive", batch)
 	}
+	if in.Batch > 0 && in.Batch != batch {
+		return nil, fmt.Errorf("calibrate: input %q has a fixed batch size of %d; calibrate with batch %d or export the model with a dynamic batch", in.Name, in.Batch, in.Batch)
+	}
 	md, err := engine.NewModel(teacher, engine.Options{Threads: threads, Outputs: values})
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)

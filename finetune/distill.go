@@ -185,6 +185,9 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	if opts.Batch <= 0 {
 		return nil, nil, fmt.Errorf("distill: batch %d must be positive", opts.Batch)
 	}
+	if in.Batch > 0 && in.Batch != opts.Batch {
+		return nil, nil, fmt.Errorf("distill: input %q has a fixed batch size of %d; train with batch %d or export the model with a dynamic batch", in.Name, in.Batch, in.Batch)
+	}
 	total := opts.Steps
 	if total <= 0 {
 		if opts.Epochs <= 0 || opts.StepsPerEpoch <= 0 {

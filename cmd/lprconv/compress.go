@@ -19,6 +19,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
+	"github.com/lprconv/lprconv/svd/enginegemm"
 )
 
 // defaultResidual is the residual kind compress uses unless --residual says
@@ -335,7 +336,7 @@ func compressOptionsFrom(c *cli.Context, in string) (compressOptions, error) {
 	opts := compressOptions{
 		In: in, Out: c.String("output"), Overwrite: c.Bool("overwrite"), DryRun: c.Bool("dry-run"),
 		ExternalData: c.Bool("external-data"), Workers: c.Int("workers"), Log: c.App.ErrWriter,
-		SVD: svd.Options{Seed: c.Uint64("seed")},
+		SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)},
 	}
 	if opts.DryRun && opts.Out != "" {
 		return opts, usage("--dry-run writes nothing; drop -o or --dry-run")
