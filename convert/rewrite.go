@@ -75,6 +75,7 @@ func Apply(m *onnxpb.ModelProto, p *Plan) (*onnxpb.ModelProto, error) {
 	}
 	ix := newGraphIndex(g)
 	names := newNameSet(g)
+	hints := newShapeHints(m)
 	replace := map[int][]*onnxpb.NodeProto{}
 	drop := map[int]bool{}
 	md := Metadata{Format: 1, Tool: p.Tool, Residual: p.Residual.String(), Layers: []MetadataLayer{}}
@@ -95,6 +96,7 @@ func Apply(m *onnxpb.ModelProto, p *Plan) (*onnxpb.ModelProto, error) {
 		}
 		nodes, inits := lprModule(names, l, bias)
 		g.Initializer = append(g.Initializer, inits...)
+		hints.addModuleHints(g, l, nodes)
 		replace[l.Node] = nodes
 		if l.BatchNorm >= 0 {
 			drop[l.BatchNorm] = true

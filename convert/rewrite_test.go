@@ -465,3 +465,42 @@ func onnxEncode(t *testing.T, m *onnxpb.ModelProto) string {
 	}
 	return string(b)
 }
+
+// TestApplyDeclaresModuleShapes checks the value_info that Apply adds for
+// the LPR tensors: the dynamic batch keeps its name, the rank and the
+// spatial dims are filled in.
+func TestApplyDeclaresModuleShapes(t *testing.T) {
+	m := lprNet(8, 13)
+	p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 3}, svd.KindDiag, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Apply(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vi := map[string]string{}
+	for _, v := range out.Graph.ValueInfo {
+		var dims []string
+		for _, d := range v.GetType().GetTensorType().GetShape().GetDim() {
+			if d.GetDimParam() != "" {
+				dims = append(dims, d.GetDimParam())
+			} else {
+				dims = append(dims, fmt.Sprint(d.GetDimValue()))
+			}
+		}
+		vi[v.Name] = strings.Join(dims, ",")
+	}
+	for _, l := range p.Layers {
+		for name, want := range map[string]string{
+			l.Name + "/lpr_a_out":   "N,3,6,6",
+			l.Name + "/lpr_b_out":   "N,8,6,6",
+			l.Name + "/lpr_res_out": "N,8,6,6",
+			l.Input:                 "N,8,6,6",
+		} {
+			if vi[name] != want {
+				t.Errorf("value_info %s = %q, want %q", name, vi[name], want)
+			}
+		}
+	}
+}
