@@ -2,8 +2,10 @@ package engine
 
 import (
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -76,5 +78,17 @@ func BenchmarkTrainStepMobileNetV1(b *testing.B) {
 // kept (BN scale and shift trainable too).
 func BenchmarkTrainStepMobileNetV1BN(b *testing.B) {
 	m := fixtureOrSynthetic(b, "mobilenetv1_bn.onnx", func() *onnxpb.ModelProto { return mobileNetV1(0.25, 32, 10) })
+	benchTrainStep(b, m, []int{64, 3, 32, 32})
+}
+
+// BenchmarkTrainStepShuffleNetV2 runs forward+backward of the
+// Fashion-MNIST ShuffleNetV2 fixture (all weights trainable) at batch 64
+// (skipped while the fixture is absent).
+func BenchmarkTrainStepShuffleNetV2(b *testing.B) {
+	path := filepath.Join("..", "testdata", "models", "shufflenetv2.onnx")
+	m, err := onnxio.Load(path)
+	if err != nil {
+		b.Skipf("fixture absent: %v", err)
+	}
 	benchTrainStep(b, m, []int{64, 3, 32, 32})
 }

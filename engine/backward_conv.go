@@ -62,6 +62,9 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 		if dw != nil {
 			need += len(w)
 		}
+		if db != nil {
+			need += op.C
+		}
 	case op.Kind == convGeneral:
 		chunk = max(1, min(op.N, maxColFloats/max(kk*ohw, 1)))
 		if op.Group > 1 {
@@ -80,36 +83,36 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	}
 	buf := scratch[nDy:]
 
-	if db != nil {
+	if db != nil && op.Kind != convDepthwise {
 		for i := 0; i < op.N; i++ {
 			for ch := 0; ch < op.M; ch++ {
-				var s float32
-				for _, v := range dy[(i*op.M+ch)*ohw : (i*op.M+ch+1)*ohw] {
-					s += v
-				}
-				db[ch] += s
+				db[ch] += sum4(dy[(i*op.M+ch)*ohw : (i*op.M+ch+1)*ohw])
 			}
 		}
 	}
 	switch {
 	case op.Kind == convDepthwise:
-		var tdx, tdw []float32
+		var tdx, tdw, tdb []float32
 		if dx != nil {
 			tdx = buf[:len(x)]
 			buf = buf[len(x):]
 		}
 		if dw != nil {
 			tdw = buf[:len(w)]
+			buf = buf[len(w):]
 		}
-		if dx == nil && dw == nil {
-			return nil
+		if db != nil {
+			tdb = buf[:op.C]
 		}
-		kernels.DepthwiseConv2DBackward(c.K, g, op.N, x, w, dy, tdx, tdw, nil)
+		kernels.DepthwiseConv2DBackward(c.K, g, op.N, x, w, dy, tdx, tdw, tdb)
 		if dx != nil {
 			addTo(dx, tdx)
 		}
 		if dw != nil {
 			addTo(dw, tdw)
+		}
+		if db != nil {
+			addTo(db, tdb)
 		}
 	case op.Kind == convPointwise && op.Group == 1:
 		if dw != nil {
@@ -171,6 +174,23 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 		}
 	}
 	return nil
+}
+
+// sum4 returns the sum of x with four independent accumulators.
+func sum4(x []float32) float32 {
+	var s0, s1, s2, s3 float32
+	j := 0
+	for ; j+4 <= len(x); j += 4 {
+		q := x[j : j+4 : j+4]
+		s0 += q[0]
+		s1 += q[1]
+		s2 += q[2]
+		s3 += q[3]
+	}
+	for ; j < len(x); j++ {
+		s0 += x[j]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // generalBackward handles an ungrouped convolution through im2col, chunk
@@ -238,7 +258,7 @@ func (op *BatchNormOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 		return nil
 	}
 	w := &c.bw
-	*w = bwWork{loop: bwBatchNorm, bn: op, dx: gradF(dIn, 0), dy: dOut[0].F, y: in[0].F,
+	*w = bwWork{loop: bwBatchNorm, bn: op, dx: gradF(dIn, 0), dy: dOut[0].F, x: in[0].F,
 		params: [5][]float32{in[1].F, in[3].F, in[4].F, gradF(dIn, 1), gradF(dIn, 2)},
 		dstat:  [2][]float32{gradF(dIn, 3), gradF(dIn, 4)}}
 	c.parallelFor(op.C, op.N*op.Inner, w)
@@ -249,22 +269,51 @@ func (op *BatchNormOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 // Backward adds the pooling gradient: MaxPool routes each output's
 // gradient to the first maximal input of its window (as Forward picks it),
 // AveragePool spreads it evenly over the inputs its window averaged.
+// Planes are split over the program's threads.
 func (op *PoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	dx := gradF(dIn, 0)
 	if dOut[0] == nil || dx == nil {
 		return nil
 	}
+	w := &c.bw
+	*w = bwWork{loop: bwPool, pool: op, dx: dx, dy: dOut[0].F, x: in[0].F, y: out[0].F}
+	c.parallelFor(op.Planes, op.Geom.OH*op.Geom.OW*op.Geom.KH*op.Geom.KW, w)
+	*w = bwWork{}
+	return nil
+}
+
+// poolBackward adds the gradients of planes [lo, hi) into dx, given the
+// input x and output y of Forward.
+func (op *PoolOp) poolBackward(x, y, dy, dx []float32, lo, hi int) {
 	g := op.Geom
 	hw, ohw := g.H*g.W, g.OH*g.OW
-	x, dy := in[0].F, dOut[0].F
 	sh, sw, dh, dwl := g.Strides[0], g.Strides[1], g.Dilations[0], g.Dilations[1]
-	for p := 0; p < op.Planes; p++ {
-		xp, dxp, dyp := x[p*hw:(p+1)*hw], dx[p*hw:(p+1)*hw], dy[p*ohw:(p+1)*ohw]
+	for p := lo; p < hi; p++ {
+		xp, dxp, yp, dyp := x[p*hw:(p+1)*hw], dx[p*hw:(p+1)*hw], y[p*ohw:(p+1)*ohw], dy[p*ohw:(p+1)*ohw]
 		for oy := 0; oy < g.OH; oy++ {
 			y0 := oy*sh - g.Pads[0]
 			for ox := 0; ox < g.OW; ox++ {
 				x0 := ox*sw - g.Pads[1]
 				gv := dyp[oy*g.OW+ox]
+				if op.Max && dh == 1 && dwl == 1 {
+					// the first input equal to the window's maximum (the
+					// output), which is the one Forward kept
+					m, at := yp[oy*g.OW+ox], -1
+					xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
+				scan:
+					for iy := max(y0, 0); iy < min(y0+g.KH, g.H); iy++ {
+						for j, v := range xp[iy*g.W+xlo : iy*g.W+max(xhi, xlo)] {
+							if v == m {
+								at = iy*g.W + xlo + j
+								break scan
+							}
+						}
+					}
+					if at >= 0 && !math.IsInf(float64(m), -1) {
+						dxp[at] += gv
+					}
+					continue
+				}
 				if op.Max {
 					m, at := float32(math.Inf(-1)), -1
 					for ky := 0; ky < g.KH; ky++ {
@@ -272,10 +321,11 @@ func (op *PoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 						if iy < 0 || iy >= g.H {
 							continue
 						}
+						row := xp[iy*g.W : (iy+1)*g.W]
 						for kx := 0; kx < g.KW; kx++ {
 							ix := x0 + kx*dwl
-							if ix >= 0 && ix < g.W && xp[iy*g.W+ix] > m {
-								m, at = xp[iy*g.W+ix], iy*g.W+ix
+							if ix >= 0 && ix < g.W && row[ix] > m {
+								m, at = row[ix], iy*g.W+ix
 							}
 						}
 					}
@@ -304,7 +354,6 @@ func (op *PoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Backward adds the global pooling gradient: the mean's gradient spread

@@ -8,6 +8,7 @@ type bwLoop int
 const (
 	bwRelu bwLoop = iota
 	bwBatchNorm
+	bwPool
 )
 
 // bwWork is the state of an element-wise backward loop split over the
@@ -15,20 +16,25 @@ const (
 // handing it to the worker pool does not allocate; ops run one at a time,
 // so one is enough.
 type bwWork struct {
-	loop      bwLoop
-	dx, dy, y []float32 // Relu: y is the output; BatchNorm: y is x
-	bn        *BatchNormOp
-	params    [5][]float32 // BatchNorm: gamma, mean, var, and the gradients dgamma, dbeta
-	dstat     [2][]float32 // BatchNorm: dmean, dvar
+	loop   bwLoop
+	dx, dy []float32
+	x, y   []float32 // the op's input and output, as each loop needs
+	bn     *BatchNormOp
+	params [5][]float32 // BatchNorm: gamma, mean, var, and the gradients dgamma, dbeta
+	dstat  [2][]float32 // BatchNorm: dmean, dvar
+	pool   *PoolOp
 }
 
-// run processes elements (Relu) or channels (BatchNorm) [lo, hi).
+// run processes elements (Relu), channels (BatchNorm) or planes
+// (pooling) [lo, hi).
 func (w *bwWork) run(lo, hi int) {
 	switch w.loop {
 	case bwRelu:
 		reluBackward(w.dx[lo:hi], w.dy[lo:hi], w.y[lo:hi])
 	case bwBatchNorm:
 		w.batchNorm(lo, hi)
+	case bwPool:
+		w.pool.poolBackward(w.x, w.y, w.dy, w.dx, lo, hi)
 	}
 }
 
@@ -42,7 +48,7 @@ func parallelRelu(c *Ctx, dx, dy, y []float32) {
 
 // batchNorm runs the BatchNormalization backward of channels [lo, hi).
 func (w *bwWork) batchNorm(lo, hi int) {
-	op, x, dy, dx := w.bn, w.y, w.dy, w.dx
+	op, x, dy, dx := w.bn, w.x, w.dy, w.dx
 	gamma, mean, vr, dgamma, dbeta := w.params[0], w.params[1], w.params[2], w.params[3], w.params[4]
 	dmean, dvar := w.dstat[0], w.dstat[1]
 	stats := dgamma != nil || dbeta != nil || dmean != nil || dvar != nil
