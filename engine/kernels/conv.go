@@ -70,6 +70,9 @@ func Im2col(g ConvGeom, in, col []float32) {
 	if len(in) < g.C*g.H*g.W || len(col) < g.C*g.KH*g.KW*hw {
 		panic(fmt.Sprintf("kernels: Im2col buffers too small (in %d, col %d) for %+v", len(in), len(col), g))
 	}
+	if im2colFast(&g, in, col) {
+		return
+	}
 	sh, sw := g.Strides[0], g.Strides[1]
 	dh, dw := g.Dilations[0], g.Dilations[1]
 	row := 0
@@ -93,6 +96,10 @@ func Im2col(g ConvGeom, in, col []float32) {
 					ix := xlo*sw - g.Pads[1] + kx*dw
 					if sw == 1 {
 						copy(d[xlo:xhi], src[ix:ix+xhi-xlo])
+						continue
+					}
+					if sw == 2 {
+						gatherStride2(d[xlo:xhi], src[ix:g.W])
 						continue
 					}
 					for ox := xlo; ox < xhi; ox++ {

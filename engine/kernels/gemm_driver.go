@@ -17,6 +17,9 @@ type kernelSpec struct {
 	kc, mc, nc int // cache blocks along k, m and n
 	packed     microKernel
 	rows, cols microKernel // A read in place; nil when not available
+	// bRows reads A packed and B in place from a row-major B (row p at
+	// b[p*ldb:]); nil when not available.
+	bRows func(kc int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
 	// directMaxN is the widest block of C for which A is read in place
 	// instead of packed (A is reused only ceil(n/nr) times there).
 	directMaxN int
@@ -115,7 +118,10 @@ func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
 // buffers from s.
 func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 int) {
 	mr, nr := spec.mr, spec.nr
-	direct := spec.rows != nil && j1-j0 <= spec.directMaxN && g.kb == g.k
+	// With few row panels a packed B panel is used once or twice: read B in
+	// place instead (panels of full width inside one batch item).
+	directB := spec.bRows != nil && !g.transB && g.kb == g.k && i1-i0 <= 2*mr
+	direct := !directB && spec.rows != nil && j1-j0 <= spec.directMaxN && g.kb == g.k
 	kcMax := min(spec.kc, g.k)
 	mcMax := min(spec.mc, roundUp(i1-i0, mr))
 	ncMax := min(spec.nc, roundUp(j1-j0, nr))
@@ -127,7 +133,7 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 		nc := min(spec.nc, j1-jc)
 		for pc := 0; pc < g.k; pc += spec.kc {
 			kc := min(spec.kc, g.k-pc)
-			packB(s.packB, g, pc, kc, jc, nc, nr)
+			packB(s.packB, g, pc, kc, jc, nc, nr, directB)
 			beta := g.beta
 			if pc > 0 {
 				beta = 1
@@ -153,6 +159,20 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 							}
 						}
 						last := g.hasEp && pc+kc == g.k
+						if directB && cols == nr && inItem {
+							bsl := g.b[bi*g.sb+pc*g.ldb+j:]
+							if rows == mr {
+								cp := g.c[bi*g.sc+(ic+ir)*g.ldc+j:]
+								spec.bRows(kc, s.packA[ir*kc:], bsl, g.ldb, cp, g.ldc, alpha, beta)
+								if last {
+									g.ep.applyTile(cp, g.ldc, mr, nr, ic+ir, j)
+								}
+							} else {
+								spec.bRows(kc, s.packA[ir*kc:], bsl, g.ldb, s.tile, nr, 1, 0)
+								writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta, last)
+							}
+							continue
+						}
 						if rows == mr && cols == nr && inItem {
 							cp := g.c[bi*g.sc+(ic+ir)*g.ldc+j:]
 							kern(kc, a, lda, bp, cp, g.ldc, alpha, beta)
@@ -258,10 +278,15 @@ func packA(dst []float32, g *gemmArgs, ic, mc, pc, kc, mr int, onlyPartial bool)
 }
 
 // packB copies op(B)[pc:pc+kc, jc:jc+nc] into panels of nr columns, each
-// stored k-major (nr values per k step), zero-padding the last panel.
-func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int) {
+// stored k-major (nr values per k step), zero-padding the last panel. With
+// skipInPlace it skips the full panels inside one batch item, which the
+// bRows kernel reads in place.
+func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int, skipInPlace bool) {
 	for jr := 0; jr < nc; jr += nr {
 		cols := min(nr, nc-jr)
+		if skipInPlace && cols == nr && (jc+jr)%g.nb+nr <= g.nb {
+			continue // read in place by the bRows kernel
+		}
 		panel := dst[jr*kc : jr*kc+nr*kc]
 		if cols < nr {
 			clear(panel)

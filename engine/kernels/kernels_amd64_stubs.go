@@ -25,6 +25,11 @@ func gemmAVX512x12x32Rows(kc int, a *float32, lda int, b *float32, c *float32, l
 //go:noescape
 func gemmAVX512x12x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x12x32BRows computes a 12x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x32BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
 // gemmAVX512x8x32Packed computes a 8x32 tile of C = alpha*A*B + beta*C.
 //
 //go:noescape
@@ -40,6 +45,11 @@ func gemmAVX512x8x32Rows(kc int, a *float32, lda int, b *float32, c *float32, ld
 //go:noescape
 func gemmAVX512x8x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x8x32BRows computes a 8x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x32BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
 // gemmAVX2x6x16Packed computes a 6x16 tile of C = alpha*A*B + beta*C.
 //
 //go:noescape
@@ -54,6 +64,11 @@ func gemmAVX2x6x16Rows(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 //
 //go:noescape
 func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX2x6x16BRows computes a 6x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX2x6x16BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
 
 // dw3x3s1AVX512 computes a 3x3 stride-1 depthwise convolution of a padded plane.
 //
@@ -90,6 +105,11 @@ func scatterTile32AVX512(c *float32, offs *int32, tile *float32, ldc int, rows i
 //go:noescape
 func biasActTileAVX512(c *float32, ldc int, rows int, cols int, rowBias *float32, colBias *float32, flags int, lo float32, hi float32)
 
+// gatherStride2AVX512 copies every second value of src into dst.
+//
+//go:noescape
+func gatherStride2AVX512(dst *float32, src *float32, n int)
+
 // dotAVX2 returns the dot product of the n values at x and y.
 //
 //go:noescape
@@ -114,6 +134,16 @@ func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, gro
 //
 //go:noescape
 func dwTinyGradAVX512(acc *float32, in *float32, dout *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64)
+
+// im2colS1AVX512 writes one im2col row of a stride-1 convolution.
+//
+//go:noescape
+func im2colS1AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int)
+
+// im2colS2AVX512 writes one im2col row of a stride-2 convolution.
+//
+//go:noescape
+func im2colS2AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int)
 
 // dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
 //

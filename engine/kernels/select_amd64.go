@@ -42,10 +42,18 @@ var cpu = detectCPU()
 // asmKernel is the signature of the generated micro-kernels.
 type asmKernel func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)
 
+// asmKernelB is the signature of the generated micro-kernels that read B
+// in place (row stride ldb).
+type asmKernelB func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
 // asmSpec wraps three generated micro-kernels (A packed, A rows, A columns)
 // of one mr x nr tile into a kernelSpec, checking the slice bounds.
-func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel) kernelSpec {
+func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows asmKernelB) kernelSpec {
 	return kernelSpec{
+		bRows: func(kc int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[mr*kc-1], b[(kc-1)*ldb+nr-1], c[(mr-1)*ldc+nr-1]
+			bRows(kc, &a[0], 0, &b[0], ldb, &c[0], ldc, alpha, beta)
+		},
 		name: name, mr: mr, nr: nr,
 		kc: 256, mc: mc, nc: 4096,
 		directMaxN: 256,
@@ -65,9 +73,9 @@ func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel) kernelSp
 }
 
 var (
-	avx512Kernel  = asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols)
-	avx512Kernel8 = asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols)
-	avx2Kernel    = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols)
+	avx512Kernel  = asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows)
+	avx512Kernel8 = asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows)
+	avx2Kernel    = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
 )
 
 // bestKernel is the fastest GEMM micro-kernel this CPU supports.
@@ -187,5 +195,63 @@ func scatterTileFast(c []float32, offs *[32]int32, maxOff int, tile []float32, l
 	}
 	_, _ = c[(rows-1)*ldc+maxOff], tile[rows*32-1]
 	scatterTile32AVX512(&c[0], &offs[0], &tile[0], ldc, rows, uint32(1<<cols-1))
+	return true
+}
+
+// gatherStride2 copies src[2*i] into dst[i] for i < len(dst)
+// (len(src) >= 2*len(dst)-1).
+func gatherStride2(dst, src []float32) {
+	n := len(dst)
+	if n == 0 {
+		return
+	}
+	_ = src[2*n-2]
+	if !cpu.avx512 {
+		for i := range dst {
+			dst[i] = src[2*i]
+		}
+		return
+	}
+	// Full blocks read 32 values; stop them before the end of src.
+	full := 0
+	if len(src) >= 32 {
+		full = min(n, (len(src)-32)/32*16+16) / 16 * 16
+	}
+	if full > 0 {
+		gatherStride2AVX512(&dst[0], &src[0], full)
+	}
+	if full < n {
+		gatherStride2AVX512(&dst[full], &src[2*full], n-full)
+	}
+}
+
+// zeroRow4K stands for input rows in the padding of the vectorized
+// im2col; it is never written.
+var zeroRow4K [4096]float32
+
+// im2colFast writes the column matrix of one image (see Im2col) with the
+// AVX-512 kernels for strides 1 and 2; it reports false when it cannot.
+func im2colFast(g *ConvGeom, in, col []float32) bool {
+	s := g.Strides[0]
+	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K) {
+		return false
+	}
+	hw := g.OH * g.OW
+	_, _ = in[g.C*g.H*g.W-1], col[g.C*g.KH*g.KW*hw-1]
+	row := 0
+	for c := 0; c < g.C; c++ {
+		plane := &in[c*g.H*g.W]
+		for ky := 0; ky < g.KH; ky++ {
+			for kx := 0; kx < g.KW; kx++ {
+				pt, pl := g.Pads[0]-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
+				if s == 1 {
+					im2colS1AVX512(&col[row*hw], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+				} else {
+					im2colS2AVX512(&col[row*hw], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+				}
+				row++
+			}
+		}
+	}
 	return true
 }

@@ -32,3 +32,13 @@ func packGatherFast(dst, src []float32, offs *[32]int32, maxOff, ldb, kc int) bo
 func scatterTileFast(c []float32, offs *[32]int32, maxOff int, tile []float32, ldc, rows, cols int) bool {
 	return false
 }
+
+// gatherStride2 copies src[2*i] into dst[i] for i < len(dst).
+func gatherStride2(dst, src []float32) {
+	for i := range dst {
+		dst[i] = src[2*i]
+	}
+}
+
+// im2colFast has no vector version in this build.
+func im2colFast(g *ConvGeom, in, col []float32) bool { return false }

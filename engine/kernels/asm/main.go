@@ -24,9 +24,10 @@ func main() {
 		{"AVX512x8x32", 8, 2, true},
 		{"AVX2x6x16", 6, 2, false},
 	} {
-		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked)
-		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows)
-		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols)
+		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false)
+		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false)
+		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false)
+		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true)
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
@@ -36,12 +37,15 @@ func main() {
 	packGather()
 	scatterTile()
 	biasActTile()
+	stride2Kernel()
 	dotKernel()
 	axpyKernel()
 	dwC16()
 	dwTiny()
 	dwTinyGrad()
 	directData()
+	im2colTap(1)
+	im2colTap(2)
 	dwDirectForward("dw3x3DirectS1AVX512", 1)
 	dwDirectForward("dw3x3DirectS2AVX512", 2)
 	dwDirectWeightGrad("dw3x3DirectGradS1AVX512", 1)
@@ -84,14 +88,21 @@ const (
 // C = alpha*A*B + beta*C (C is not read when beta is 0) from a packed B
 // panel (nv vectors per k step) and A read as mode says; zmm selects 512-bit
 // vectors (AVX-512F) instead of 256-bit ones (AVX2+FMA).
-func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
+//
+// With bRows, B is read in place from a row-major matrix (row p at
+// b + p*ldb) instead of a packed panel; the signature then has ldb after b.
+func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	lanes := 8
 	if zmm {
 		lanes = 16
 	}
 	nr := nv * lanes
 	const unroll = 4
-	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)")
+	if bRows {
+		TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)")
+	} else {
+		TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)")
+	}
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
 	kc := Load(Param("kc"), GP64())
@@ -186,9 +197,36 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
 		bv[v] = vec()
 	}
 	t := vec()
+	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)} }
+	bNext := func(steps int) { ADDQ(U32(4*steps*nr), bp) }
+	if bRows {
+		ldb4 := Load(Param("ldb"), GP64())
+		SHLQ(Imm(2), ldb4)
+		ldb12 := GP64()
+		LEAQ(Mem{Base: ldb4, Index: ldb4, Scale: 2}, ldb12)
+		bAddr = func(k, v int) Mem {
+			m := Mem{Base: bp, Disp: 4 * v * lanes}
+			switch k {
+			case 1:
+				m.Index, m.Scale = ldb4, 1
+			case 2:
+				m.Index, m.Scale = ldb4, 2
+			case 3:
+				m.Index, m.Scale = ldb12, 1
+			}
+			return m
+		}
+		bNext = func(steps int) {
+			if steps == unroll {
+				LEAQ(Mem{Base: bp, Index: ldb4, Scale: 4}, bp)
+			} else {
+				ADDQ(ldb4, bp)
+			}
+		}
+	}
 	step := func(k int) {
 		for v := 0; v < nv; v++ {
-			VMOVUPS(Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)}, bv[v])
+			VMOVUPS(bAddr(k, v), bv[v])
 		}
 		for i := 0; i < mr; i++ {
 			VBROADCASTSS(aAddr(i, k), t)
@@ -204,7 +242,7 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
 		step(k)
 	}
 	aNext(unroll)
-	ADDQ(U32(4*unroll*nr), bp)
+	bNext(unroll)
 	SUBQ(Imm(unroll), kc)
 	JMP(LabelRef(name + "_loop"))
 
@@ -213,13 +251,13 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
 	JE(LabelRef(name + "_store"))
 	step(0)
 	aNext(1)
-	ADDQ(U32(4*nr), bp)
+	bNext(1)
 	DECQ(kc)
 	JMP(LabelRef(name + "_tail"))
 
 	Label(name + "_store")
 	va := vec()
-	VBROADCASTSS(NewParamAddr("alpha", 48), va)
+	VBROADCASTSS(paramAddr("alpha"), va)
 	for i := range acc {
 		for v := range acc[i] {
 			VMULPS(va, acc[i][v], acc[i][v])
@@ -229,11 +267,11 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode) {
 	ldc := Load(Param("ldc"), GP64())
 	SHLQ(Imm(2), ldc)
 	betaBits := GP32()
-	MOVL(NewParamAddr("beta", 52), betaBits)
+	MOVL(paramAddr("beta"), betaBits)
 	ANDL(U32(0x7fffffff), betaBits)
 	JE(LabelRef(name + "_overwrite"))
 	vb := vec()
-	VBROADCASTSS(NewParamAddr("beta", 52), vb)
+	VBROADCASTSS(paramAddr("beta"), vb)
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			m := Mem{Base: cp, Disp: 4 * v * lanes}
