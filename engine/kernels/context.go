@@ -43,8 +43,7 @@ type Context struct {
 	col      []float32 // Conv2D column buffer
 	colLimit int       // column buffer budget in values (0: colBudget)
 
-	dwSmall1    dwSmallTask
-	dwW16       []float32 // interleaved depthwise weights of dwSmall1 / dwTiny1
+	dwW16       []float32 // interleaved depthwise weights of dwTiny1
 	dwTiny1     dwTinyTask
 	dwTinyGrad1 dwTinyGradTask
 	dwIdx       [9 * 16]int32 // lane permutations of dwTiny1
@@ -59,7 +58,6 @@ type threadScratch struct {
 	buf2  []float32
 
 	padGrad padBuffer // zero-padded plane of the 3x3 depthwise input gradient
-	padC16  padBuffer // zero-padded 16-channel interleaved plane (narrow 3x3 depthwise)
 	zero    []float32 // always zero; stands for rows in the padding
 }
 

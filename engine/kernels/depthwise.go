@@ -6,6 +6,7 @@ import "fmt"
 type dwTask struct {
 	ctx                   *Context
 	g                     ConvGeom
+	n                     int // images
 	in, weight, bias, out []float32
 	clip                  bool // clamp the output to [lo, hi]
 	lo, hi                float32
@@ -50,11 +51,11 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	}
 	ctx = orSingle(ctx)
 	lo, hi := ep.bounds()
-	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) || ctx.dwSmall(&g, n, in, weight, bias, out, lo, hi) {
+	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) {
 		return
 	}
 	t := &ctx.dw
-	*t = dwTask{ctx: ctx, g: g, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
+	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < 1<<15 {
 		threads = 1
@@ -63,22 +64,34 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	*t = dwTask{}
 }
 
+// run processes units [lo, hi) in channel-major order (unit u is image
+// u%n of channel u/n), so that each run of one channel's images is one
+// kernel call.
 func (t *dwTask) run(lo, hi, tid int) {
 	g := &t.g
 	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
-	for pi := lo; pi < hi; pi++ {
-		c := pi % g.C
+	for u := lo; u < hi; {
+		c, img := u/t.n, u%t.n
+		cnt := min(hi-u, t.n-img) // images of channel c in this chunk
 		var b float32
 		if t.bias != nil {
 			b = t.bias[c]
 		}
-		in, w, out := t.in[pi*plane:(pi+1)*plane], t.weight[c*ksz:(c+1)*ksz], t.out[pi*oplane:(pi+1)*oplane]
-		if !dw3x3Forward(&t.ctx.scratch[tid], g, in, w, b, out) {
-			dwPlane(g, in, w, b, out)
+		w := t.weight[c*ksz : (c+1)*ksz]
+		pi := img*g.C + c
+		if !dw3x3Forward(&t.ctx.scratch[tid], g, t.in[pi*plane:], w, b, t.out[pi*oplane:], cnt, g.C*plane, g.C*oplane) {
+			for i := 0; i < cnt; i++ {
+				p := pi + i*g.C
+				dwPlane(g, t.in[p*plane:(p+1)*plane], w, b, t.out[p*oplane:(p+1)*oplane])
+			}
 		}
 		if t.clip {
-			biasActTile(out, oplane, 1, oplane, nil, nil, t.lo, t.hi)
+			for i := 0; i < cnt; i++ {
+				p := pi + i*g.C
+				biasActTile(t.out[p*oplane:(p+1)*oplane], oplane, 1, oplane, nil, nil, t.lo, t.hi)
+			}
 		}
+		u += cnt
 	}
 }
 

@@ -4,18 +4,22 @@ package kernels
 
 import "math"
 
-// dw3x3Forward convolves one plane with the AVX-512 3x3 kernels; it
+// dw3x3Forward convolves count planes of one channel (in and out planes
+// inStride and outStride values apart) with the AVX-512 3x3 kernels; it
 // reports false when the CPU or the geometry is not supported.
-func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32) bool {
+func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32, count, inStride, outStride int) bool {
 	if !cpu.avx512 || !dw3x3Geom(g) {
 		return false
 	}
+	if count == 0 {
+		return true
+	}
 	zero := s.zeroRow(g.W)
-	_, _, _ = w[8], out[g.OH*g.OW-1], in[g.H*g.W-1]
+	_, _, _ = w[8], out[(count-1)*outStride+g.OH*g.OW-1], in[(count-1)*inStride+g.H*g.W-1]
 	if g.Strides[0] == 1 {
-		dw3x3DirectS1AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1])
+		dw3x3DirectS1AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	} else {
-		dw3x3DirectS2AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1])
+		dw3x3DirectS2AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	}
 	return true
 }
@@ -57,93 +61,6 @@ func dw3x3InputGrad(s *threadScratch, g *ConvGeom, w, dout, din []float32) bool 
 	_ = din[g.H*g.W-1]
 	dw3x3s1AVX512(&din[0], &p[0], d.ldp, &flipped[0], 0, g.W, g.H)
 	return true
-}
-
-// dwSmallFits reports whether the 3x3 depthwise forward pass of g is
-// faster vectorized over channels than along rows (narrow outputs).
-func dwSmallFits(g *ConvGeom) bool {
-	return g.OW <= 4 || (g.Strides[0] == 2 && g.OW <= 8)
-}
-
-// dwSmallTask runs the channel-interleaved 3x3 depthwise forward pass over
-// units of (image, group of 16 channels).
-type dwSmallTask struct {
-	ctx     *Context
-	g       ConvGeom
-	groups  int
-	in, out []float32
-	weight  []float32 // per group: 9x16 interleaved weights, then 16 biases
-	lo, hi  float32
-}
-
-// dwSmall runs the forward pass over channels for narrow planes and reports
-// whether it did.
-func (ctx *Context) dwSmall(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
-	if !cpu.avx512 || !dw3x3Geom(g) || !dwSmallFits(g) {
-		return false
-	}
-	t := &ctx.dwSmall1
-	groups := (g.C + 15) / 16
-	// Interleave the weights (9x16 per group) and biases (16 per group) once.
-	ctx.dwW16 = grow(ctx.dwW16, groups*10*16)
-	wb := ctx.dwW16
-	clear(wb)
-	for c := 0; c < g.C; c++ {
-		grp, ch := c/16, c%16
-		w16 := wb[grp*160 : grp*160+144]
-		for k, v := range weight[c*9 : c*9+9] {
-			w16[k*16+ch] = v
-		}
-		if bias != nil {
-			wb[grp*160+144+ch] = bias[c]
-		}
-	}
-	*t = dwSmallTask{ctx: ctx, g: *g, groups: groups, in: in, weight: wb, out: out, lo: lo, hi: hi}
-	threads := ctx.threads
-	if n*g.C*g.OH*g.OW*9 < 1<<15 {
-		threads = 1
-	}
-	ctx.parallel(t, n*groups, threads)
-	*t = dwSmallTask{}
-	return true
-}
-
-func (t *dwSmallTask) run(lo, hi, tid int) {
-	g := &t.g
-	s := &t.ctx.scratch[tid]
-	sd := g.Strides[0]
-	hp, wp := (g.OH-1)*sd+3, (g.OW-1)*sd+3
-	d := dwPadded{rows: hp, ldp: wp * 16}
-	p := s.padC16.get(g, d)
-	plane, oplane := g.H*g.W, g.OH*g.OW
-	s.buf = grow(s.buf, oplane*16)
-	o16 := s.buf[:oplane*16]
-	rows := min(g.H, hp-g.Pads[0])
-	cols := min(g.W, wp-g.Pads[1])
-	for u := lo; u < hi; u++ {
-		img, c0 := u/t.groups, (u%t.groups)*16
-		nch := min(16, g.C-c0)
-		w16 := t.weight[(c0/16)*160 : (c0/16)*160+144]
-		b16 := t.weight[(c0/16)*160+144 : (c0/16)*160+160]
-		for ch := 0; ch < nch; ch++ {
-			c := c0 + ch
-			src := t.in[(img*g.C+c)*plane : (img*g.C+c+1)*plane]
-			for iy := 0; iy < rows; iy++ {
-				dst := p[((iy+g.Pads[0])*wp+g.Pads[1])*16+ch:]
-				row := src[iy*g.W : iy*g.W+cols]
-				for ix, v := range row {
-					dst[ix*16] = v
-				}
-			}
-		}
-		dwC16AVX512(&o16[0], &p[0], &w16[0], &b16[0], wp, g.OH, g.OW, sd, t.lo, t.hi)
-		for ch := 0; ch < nch; ch++ {
-			dst := t.out[(img*g.C+c0+ch)*oplane : (img*g.C+c0+ch+1)*oplane]
-			for i := range dst {
-				dst[i] = o16[i*16+ch]
-			}
-		}
-	}
 }
 
 // dwTinyTask runs dwTinyAVX512 (3x3 depthwise forward pass or input

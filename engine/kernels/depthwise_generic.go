@@ -3,7 +3,7 @@
 package kernels
 
 // dw3x3Forward has no vectorized version in this build.
-func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32) bool {
+func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32, count, inStride, outStride int) bool {
 	return false
 }
 
@@ -14,14 +14,6 @@ func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32, cou
 
 // dw3x3InputGrad has no vectorized version in this build.
 func dw3x3InputGrad(s *threadScratch, g *ConvGeom, w, dout, din []float32) bool {
-	return false
-}
-
-// dwSmallTask has no use in this build.
-type dwSmallTask struct{}
-
-// dwSmall has no vectorized version in this build.
-func (ctx *Context) dwSmall(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
 	return false
 }
 

@@ -3985,64 +3985,6 @@ axpy_done:
 	VZEROUPPER
 	RET
 
-// func dwC16AVX512(out *float32, p *float32, w *float32, bias *float32, wp int, oh int, ow int, s int, lo float32, hi float32)
-// Requires: AVX, AVX512F
-TEXT ·dwC16AVX512(SB), NOSPLIT, $0-72
-	MOVQ         out+0(FP), AX
-	MOVQ         p+8(FP), CX
-	MOVQ         w+16(FP), DX
-	VMOVUPS      (DX), Z0
-	VMOVUPS      64(DX), Z1
-	VMOVUPS      128(DX), Z2
-	VMOVUPS      192(DX), Z3
-	VMOVUPS      256(DX), Z4
-	VMOVUPS      320(DX), Z5
-	VMOVUPS      384(DX), Z6
-	VMOVUPS      448(DX), Z7
-	VMOVUPS      512(DX), Z8
-	MOVQ         bias+24(FP), DX
-	VMOVUPS      (DX), Z9
-	VBROADCASTSS lo+64(FP), Z10
-	VBROADCASTSS hi+68(FP), Z11
-	MOVQ         wp+32(FP), DX
-	SHLQ         $0x06, DX
-	MOVQ         s+56(FP), BX
-	MOVQ         BX, SI
-	SHLQ         $0x06, SI
-	MOVQ         DX, DI
-	IMULQ        BX, DI
-	MOVQ         oh+40(FP), BX
-
-dwC16AVX512_row:
-	MOVQ ow+48(FP), R8
-	MOVQ CX, R9
-
-dwC16AVX512_col:
-	VMOVAPS     Z9, Z12
-	VFMADD231PS (R9), Z0, Z12
-	VFMADD231PS 64(R9), Z1, Z12
-	VFMADD231PS 128(R9), Z2, Z12
-	VMULPS      (R9)(DX*1), Z3, Z13
-	VFMADD231PS 64(R9)(DX*1), Z4, Z13
-	VFMADD231PS 128(R9)(DX*1), Z5, Z13
-	VMULPS      (R9)(DX*2), Z6, Z14
-	VFMADD231PS 64(R9)(DX*2), Z7, Z14
-	VFMADD231PS 128(R9)(DX*2), Z8, Z14
-	VADDPS      Z13, Z12, Z12
-	VADDPS      Z14, Z12, Z12
-	VMAXPS      Z12, Z10, Z12
-	VMINPS      Z12, Z11, Z12
-	VMOVUPS     Z12, (AX)
-	ADDQ        $0x00000040, AX
-	ADDQ        SI, R9
-	DECQ        R8
-	JNE         dwC16AVX512_col
-	ADDQ        DI, CX
-	DECQ        BX
-	JNE         dwC16AVX512_row
-	VZEROUPPER
-	RET
-
 // func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64, lo float32, hi float32)
 // Requires: AVX, AVX512F, POPCNT
 TEXT ·dwTinyAVX512(SB), NOSPLIT, $0-80
@@ -4379,9 +4321,9 @@ im2colS2AVX512_col:
 	VZEROUPPER
 	RET
 
-// func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+// func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
-TEXT ·dw3x3DirectS1AVX512(SB), NOSPLIT, $0-88
+TEXT ·dw3x3DirectS1AVX512(SB), NOSPLIT, $0-112
 	MOVQ         out+0(FP), AX
 	MOVQ         w+24(FP), CX
 	VBROADCASTSS (CX), Z0
@@ -4401,10 +4343,12 @@ TEXT ·dw3x3DirectS1AVX512(SB), NOSPLIT, $0-88
 	VPSUBD       Z10, Z15, Z15
 	MOVQ         wd+48(FP), CX
 	SHLQ         $0x02, CX
-	MOVQ         pt+72(FP), DX
-	NEGQ         DX
-	XORQ         BX, BX
-	XORQ         SI, SI
+
+dw3x3DirectS1AVX512_image:
+	MOVQ pt+72(FP), DX
+	NEGQ DX
+	XORQ BX, BX
+	XORQ SI, SI
 
 dw3x3DirectS1AVX512_row:
 	MOVQ      DX, R8
@@ -4478,12 +4422,20 @@ dw3x3DirectS1AVX512_rowdone:
 	INCQ BX
 	CMPQ BX, oh+56(FP)
 	JL   dw3x3DirectS1AVX512_row
+	MOVQ inStride+96(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, in+8(FP)
+	MOVQ outStride+104(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, AX
+	DECQ count+88(FP)
+	JNE  dw3x3DirectS1AVX512_image
 	VZEROUPPER
 	RET
 
-// func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+// func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
-TEXT ·dw3x3DirectS2AVX512(SB), NOSPLIT, $0-88
+TEXT ·dw3x3DirectS2AVX512(SB), NOSPLIT, $0-112
 	MOVQ         out+0(FP), AX
 	MOVQ         w+24(FP), CX
 	VBROADCASTSS (CX), Z0
@@ -4504,10 +4456,12 @@ TEXT ·dw3x3DirectS2AVX512(SB), NOSPLIT, $0-88
 	VMOVUPS      dwEvenIndex<>+0(SB), Z16
 	MOVQ         wd+48(FP), CX
 	SHLQ         $0x02, CX
-	MOVQ         pt+72(FP), DX
-	NEGQ         DX
-	XORQ         BX, BX
-	XORQ         SI, SI
+
+dw3x3DirectS2AVX512_image:
+	MOVQ pt+72(FP), DX
+	NEGQ DX
+	XORQ BX, BX
+	XORQ SI, SI
 
 dw3x3DirectS2AVX512_row:
 	MOVQ      DX, R8
@@ -4605,6 +4559,14 @@ dw3x3DirectS2AVX512_rowdone:
 	INCQ BX
 	CMPQ BX, oh+56(FP)
 	JL   dw3x3DirectS2AVX512_row
+	MOVQ inStride+96(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, in+8(FP)
+	MOVQ outStride+104(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, AX
+	DECQ count+88(FP)
+	JNE  dw3x3DirectS2AVX512_image
 	VZEROUPPER
 	RET
 

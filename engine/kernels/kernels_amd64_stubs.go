@@ -120,11 +120,6 @@ func dotAVX2(x *float32, y *float32, n int) float32
 //go:noescape
 func axpyAVX2(alpha float32, x *float32, y *float32, n int)
 
-// dwC16AVX512 computes a 3x3 depthwise convolution of 16 interleaved channels.
-//
-//go:noescape
-func dwC16AVX512(out *float32, p *float32, w *float32, bias *float32, wp int, oh int, ow int, s int, lo float32, hi float32)
-
 // dwTinyAVX512 computes a 3x3 depthwise convolution of planes of at most 16 values.
 //
 //go:noescape
@@ -148,12 +143,12 @@ func im2colS2AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh 
 // dw3x3DirectS1AVX512 computes a 3x3 stride-1 depthwise convolution of one plane.
 //
 //go:noescape
-func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 
 // dw3x3DirectS2AVX512 computes a 3x3 stride-2 depthwise convolution of one plane.
 //
 //go:noescape
-func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int)
+func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 
 // dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
 //

@@ -175,10 +175,11 @@ func directPlane(name string, s int, body directBody) {
 }
 
 // dwDirectForward emits out[y*ow+x] = bias + sum w[ky*3+kx] *
-// in[(s*y-pt+ky)*wd + s*x-pl+kx] over the taps inside the h x wd plane;
-// zero must point to at least wd zero values.
+// in[(s*y-pt+ky)*wd + s*x-pl+kx] over the taps inside the h x wd plane,
+// for count planes inStride and outStride values apart (one channel of
+// several images); zero must point to at least wd zero values.
 func dwDirectForward(name string, s int) {
-	TEXT(name, NOSPLIT, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl int)")
+	TEXT(name, NOSPLIT, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
 	outp := Load(Param("out"), GP64())
@@ -208,6 +209,12 @@ func dwDirectForward(name string, s int) {
 			VADDPS(acc[1], acc[0], acc[0])
 			VADDPS(acc[2], acc[0], acc[0])
 			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
+		},
+		nextImage: func() {
+			st := GP64()
+			MOVQ(paramAddr("outStride"), st)
+			SHLQ(Imm(2), st)
+			ADDQ(st, outp)
 		},
 	})
 	VZEROUPPER()

@@ -40,7 +40,6 @@ func main() {
 	stride2Kernel()
 	dotKernel()
 	axpyKernel()
-	dwC16()
 	dwTiny()
 	dwTinyGrad()
 	directData()
