@@ -34,9 +34,18 @@ const maxColFloats = 1 << 22
 // Relu or Clip is undone first by masking dY where the output sits at a
 // bound.
 func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that the input gradient can be written outright.
+func (op *ConvOp) overwrites(i int) bool { return i == 0 }
+
+// backwardFresh is Backward that writes dIn[0] outright when fresh[0].
+func (op *ConvOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	if dOut[0] == nil {
 		return nil
 	}
+	overwriteX := isFresh(fresh, 0)
 	dx, dw, db := gradF(dIn, 0), gradF(dIn, 1), gradF(dIn, 2)
 	if dx == nil && dw == nil && db == nil {
 		return nil
@@ -56,7 +65,7 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	need := 0
 	switch {
 	case op.Kind == convDepthwise:
-		if dx != nil {
+		if dx != nil && !overwriteX {
 			need += len(x)
 		}
 		if dw != nil {
@@ -93,7 +102,9 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	switch {
 	case op.Kind == convDepthwise:
 		var tdx, tdw, tdb []float32
-		if dx != nil {
+		if dx != nil && overwriteX {
+			tdx = dx
+		} else if dx != nil {
 			tdx = buf[:len(x)]
 			buf = buf[len(x):]
 		}
@@ -105,7 +116,7 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 			tdb = buf[:op.C]
 		}
 		kernels.DepthwiseConv2DBackward(c.K, g, op.N, x, w, dy, tdx, tdw, tdb)
-		if dx != nil {
+		if dx != nil && !overwriteX {
 			addTo(dx, tdx)
 		}
 		if dw != nil {
@@ -119,7 +130,7 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 			c.K.SgemmBatched(false, true, op.M, op.C, hw, 1, dy, hw, op.M*hw, x, hw, op.C*hw, 1, dw, op.C, 0, op.N)
 		}
 		if dx != nil {
-			c.K.SgemmBatched(true, false, op.C, hw, op.M, 1, w, op.C, 0, dy, hw, op.M*hw, 1, dx, hw, op.C*hw, op.N)
+			c.K.SgemmBatched(true, false, op.C, hw, op.M, 1, w, op.C, 0, dy, hw, op.M*hw, betaFor(overwriteX), dx, hw, op.C*hw, op.N)
 		}
 	case op.Kind == convPointwise && cg == 1 && mg == 1: // per-channel scale (diag residual)
 		for i := 0; i < op.N; i++ {
@@ -133,7 +144,12 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 					}
 					dw[ch] += s
 				}
-				if dx != nil {
+				if dx != nil && overwriteX {
+					wv, dr := w[ch], dx[o:o+hw]
+					for j, g := range gr {
+						dr[j] = wv * g
+					}
+				} else if dx != nil {
 					wv, dr := w[ch], dx[o:o+hw]
 					for j, g := range gr {
 						dr[j] += wv * g
@@ -149,12 +165,12 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 					c.K.Sgemm(false, true, mg, cg, hw, 1, dy[yo:], hw, x[xo:], hw, 1, dw[wo:], cg)
 				}
 				if dx != nil {
-					c.K.Sgemm(true, false, cg, hw, mg, 1, w[wo:], cg, dy[yo:], hw, 1, dx[xo:], hw)
+					c.K.Sgemm(true, false, cg, hw, mg, 1, w[wo:], cg, dy[yo:], hw, betaFor(overwriteX), dx[xo:], hw)
 				}
 			}
 		}
 	case op.Group == 1:
-		op.generalBackward(c, x, w, dy, dx, dw, buf, chunk)
+		op.generalBackward(c, x, w, dy, dx, dw, buf, chunk, overwriteX)
 	default:
 		col := buf[:kk*ohw]
 		tmp := buf[kk*ohw:]
@@ -167,13 +183,26 @@ func (op *ConvOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 				}
 				if dx != nil {
 					c.K.Sgemm(true, false, kk, ohw, mg, 1, w[wo:], kk, dy[yo:], ohw, 0, col, ohw)
-					kernels.Col2im(g, col, tmp[:cg*hw])
-					addTo(dx[xo:xo+cg*hw], tmp[:cg*hw])
+					if overwriteX {
+						kernels.Col2im(g, col, dx[xo:xo+cg*hw])
+					} else {
+						kernels.Col2im(g, col, tmp[:cg*hw])
+						addTo(dx[xo:xo+cg*hw], tmp[:cg*hw])
+					}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// betaFor is the GEMM beta that overwrites (0) or accumulates into (1)
+// the output.
+func betaFor(overwrite bool) float32 {
+	if overwrite {
+		return 0
+	}
+	return 1
 }
 
 // sum4 returns the sum of x with four independent accumulators.
@@ -197,7 +226,7 @@ func sum4(x []float32) float32 {
 // images at a time: the weight gradient is one GEMM of depth
 // chunk*OH*OW per chunk, and the input gradient one wide GEMM Wᵀ·dY per
 // chunk followed by Col2im per image.
-func (op *ConvOp) generalBackward(c *Ctx, x, w, dy, dx, dw, buf []float32, chunk int) {
+func (op *ConvOp) generalBackward(c *Ctx, x, w, dy, dx, dw, buf []float32, chunk int, overwriteX bool) {
 	g := op.Geom
 	ohw, hw := g.OH*g.OW, g.H*g.W
 	kk := op.C * g.KH * g.KW
@@ -218,8 +247,13 @@ func (op *ConvOp) generalBackward(c *Ctx, x, w, dy, dx, dw, buf []float32, chunk
 		if dx != nil {
 			c.K.SgemmBatched(true, false, kk, ohw, op.M, 1, w, kk, 0, dyc, ohw, op.M*ohw, 0, col, ohw, kk*ohw, n)
 			for i := 0; i < n; i++ {
+				dxi := dx[(i0+i)*op.C*hw : (i0+i+1)*op.C*hw]
+				if overwriteX {
+					kernels.Col2im(g, col[i*kk*ohw:(i+1)*kk*ohw], dxi)
+					continue
+				}
 				kernels.Col2im(g, col[i*kk*ohw:(i+1)*kk*ohw], tmp)
-				addTo(dx[(i0+i)*op.C*hw:(i0+i+1)*op.C*hw], tmp)
+				addTo(dxi, tmp)
 			}
 		}
 	}
@@ -254,11 +288,19 @@ func (op *ConvOp) maskActivation(y, dy, dst []float32) {
 // mean and var (statistics are inputs, not batch statistics), channels
 // split over the program's threads.
 func (op *BatchNormOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that the input gradient can be written outright.
+func (op *BatchNormOp) overwrites(i int) bool { return i == 0 }
+
+// backwardFresh is Backward that writes dIn[0] outright when fresh[0].
+func (op *BatchNormOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	if dOut[0] == nil {
 		return nil
 	}
 	w := &c.bw
-	*w = bwWork{loop: bwBatchNorm, bn: op, dx: gradF(dIn, 0), dy: dOut[0].F, x: in[0].F,
+	*w = bwWork{loop: bwBatchNorm, bn: op, dx: gradF(dIn, 0), dy: dOut[0].F, x: in[0].F, overwrite: isFresh(fresh, 0),
 		params: [5][]float32{in[1].F, in[3].F, in[4].F, gradF(dIn, 1), gradF(dIn, 2)},
 		dstat:  [2][]float32{gradF(dIn, 3), gradF(dIn, 4)}}
 	c.parallelFor(op.C, op.N*op.Inner, w)
@@ -359,9 +401,20 @@ func (op *PoolOp) poolBackward(x, y, dy, dx []float32, lo, hi int) {
 // Backward adds the global pooling gradient: the mean's gradient spread
 // over each plane, or the max's routed to the plane's first maximum.
 func (op *GlobalPoolOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that the input gradient can be written outright.
+func (op *GlobalPoolOp) overwrites(i int) bool { return i == 0 }
+
+// backwardFresh is Backward that writes dIn[0] outright when fresh[0].
+func (op *GlobalPoolOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	dx := gradF(dIn, 0)
 	if dOut[0] == nil || dx == nil {
 		return nil
+	}
+	if isFresh(fresh, 0) {
+		clear(dx)
 	}
 	x, dy := in[0].F, dOut[0].F
 	for p := 0; p < op.Planes; p++ {

@@ -9,15 +9,29 @@ import (
 // gradient where x > 0, Clip where lo <= x <= hi (the bounds get none);
 // the smooth functions use their output where that is cheaper.
 func (op *UnaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that the input gradient can be written outright.
+func (op *UnaryOp) overwrites(i int) bool { return i == 0 }
+
+// backwardFresh is Backward that writes dIn[0] outright when fresh[0]
+// (Relu directly, the other functions after zeroing it).
+func (op *UnaryOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	dx := gradF(dIn, 0)
 	if dOut[0] == nil || dx == nil {
 		return nil
 	}
 	x, y, dy := in[0].F, out[0].F, dOut[0].F
 	dx = dx[:len(dy)]
+	if op.Kind == uRelu {
+		parallelRelu(c, dx, dy, y, isFresh(fresh, 0))
+		return nil
+	}
+	if isFresh(fresh, 0) {
+		clear(dx)
+	}
 	switch op.Kind {
-	case uRelu:
-		parallelRelu(c, dx, dy, y)
 	case uClip:
 		lo, hi := op.Lo, op.Hi
 		if op.clipInputs {
@@ -95,12 +109,30 @@ func (op *UnaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 // Backward adds the gradients of an element-wise Add, Sub, Mul or Div,
 // summed over the axes along which an operand was broadcast.
 func (op *BinaryOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports whether operand i's gradient can be written outright:
+// when neither operand is broadcast.
+func (op *BinaryOp) overwrites(i int) bool { return op.bc.sameSize }
+
+// backwardFresh is Backward that writes dIn[i] outright when fresh[i].
+func (op *BinaryOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	da, db := gradF(dIn, 0), gradF(dIn, 1)
 	if dOut[0] == nil || (da == nil && db == nil) || !out[0].DType.IsFloat() {
 		return nil
 	}
 	bc := op.bc
 	a, b, y, dy := in[0].F, in[1].F, out[0].F, dOut[0].F
+	if bc.sameSize {
+		if da != nil {
+			binarySame(op.Kind, false, a, b, y, dy, da, isFresh(fresh, 0))
+		}
+		if db != nil {
+			binarySame(op.Kind, true, a, b, y, dy, db, isFresh(fresh, 1))
+		}
+		return nil
+	}
 	clear(bc.idx)
 	oa, ob, oy := 0, 0, 0
 	n := bc.inner
@@ -239,6 +271,17 @@ func binaryGradB(k binKind, a, b, y, dy, db []float32, sa, sb int) {
 	db[0] += s
 }
 
+// reluMask writes dy where the Relu output y is positive and 0 elsewhere
+// (see reluBackward).
+func reluMask(dx, dy, y []float32) {
+	dx, dy = dx[:len(y)], dy[:len(y)]
+	for i, v := range y {
+		b := math.Float32bits(v)
+		m := uint32(int32(b|-b) >> 31)
+		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & m)
+	}
+}
+
 // reluBackward adds dy where the Relu output y is positive, without
 // branches: y >= +0, so its bits are nonzero exactly where y > 0, and
 // bits|-bits then has the sign bit set.
@@ -248,5 +291,56 @@ func reluBackward(dx, dy, y []float32) {
 		b := math.Float32bits(v)
 		m := uint32(int32(b|-b) >> 31)
 		dx[i] += math.Float32frombits(math.Float32bits(dy[i]) & m)
+	}
+}
+
+// binarySame writes (set) or adds the gradient of the first (or, with
+// second, the second) operand of an element-wise op whose operands have
+// the output's shape.
+func binarySame(k binKind, second bool, a, b, y, dy, d []float32, set bool) {
+	n := len(dy)
+	a, b, y, d = a[:n], b[:n], y[:n], d[:n]
+	switch {
+	case k == bAdd || (k == bSub && !second):
+		if set {
+			copy(d, dy)
+		} else {
+			addTo(d, dy)
+		}
+	case k == bSub && set:
+		for i, g := range dy {
+			d[i] = -g
+		}
+	case k == bSub:
+		for i, g := range dy {
+			d[i] -= g
+		}
+	case k == bMul:
+		o := b
+		if second {
+			o = a
+		}
+		if set {
+			for i, g := range dy {
+				d[i] = g * o[i]
+			}
+		} else {
+			for i, g := range dy {
+				d[i] += g * o[i]
+			}
+		}
+	default: // Div: d/da = 1/b, d/db = -y/b
+		if set {
+			clear(d)
+		}
+		if second {
+			for i, g := range dy {
+				d[i] -= g * y[i] / b[i]
+			}
+		} else {
+			for i, g := range dy {
+				d[i] += g / b[i]
+			}
+		}
 	}
 }

@@ -16,13 +16,14 @@ const (
 // handing it to the worker pool does not allocate; ops run one at a time,
 // so one is enough.
 type bwWork struct {
-	loop   bwLoop
-	dx, dy []float32
-	x, y   []float32 // the op's input and output, as each loop needs
-	bn     *BatchNormOp
-	params [5][]float32 // BatchNorm: gamma, mean, var, and the gradients dgamma, dbeta
-	dstat  [2][]float32 // BatchNorm: dmean, dvar
-	pool   *PoolOp
+	loop      bwLoop
+	dx, dy    []float32
+	x, y      []float32 // the op's input and output, as each loop needs
+	bn        *BatchNormOp
+	params    [5][]float32 // BatchNorm: gamma, mean, var, and the gradients dgamma, dbeta
+	dstat     [2][]float32 // BatchNorm: dmean, dvar
+	pool      *PoolOp
+	overwrite bool // write dx outright instead of adding to it
 }
 
 // run processes elements (Relu), channels (BatchNorm) or planes
@@ -30,7 +31,11 @@ type bwWork struct {
 func (w *bwWork) run(lo, hi int) {
 	switch w.loop {
 	case bwRelu:
-		reluBackward(w.dx[lo:hi], w.dy[lo:hi], w.y[lo:hi])
+		if w.overwrite {
+			reluMask(w.dx[lo:hi], w.dy[lo:hi], w.y[lo:hi])
+		} else {
+			reluBackward(w.dx[lo:hi], w.dy[lo:hi], w.y[lo:hi])
+		}
 	case bwBatchNorm:
 		w.batchNorm(lo, hi)
 	case bwPool:
@@ -38,10 +43,11 @@ func (w *bwWork) run(lo, hi int) {
 	}
 }
 
-// parallelRelu adds dy where y > 0 into dx on the program's threads.
-func parallelRelu(c *Ctx, dx, dy, y []float32) {
+// parallelRelu adds (or, with overwrite, writes) dy where y > 0 into dx
+// on the program's threads.
+func parallelRelu(c *Ctx, dx, dy, y []float32, overwrite bool) {
 	w := &c.bw
-	*w = bwWork{loop: bwRelu, dx: dx, dy: dy, y: y}
+	*w = bwWork{loop: bwRelu, dx: dx, dy: dy, y: y, overwrite: overwrite}
 	c.parallelFor(len(y), 1, w)
 	*w = bwWork{}
 }
@@ -60,7 +66,12 @@ func (w *bwWork) batchNorm(lo, hi int) {
 		for i := 0; i < op.N; i++ {
 			base := (i*op.C + ch) * op.Inner
 			xr, gr := x[base:base+op.Inner], dy[base:base+op.Inner]
-			if dx != nil {
+			if dx != nil && w.overwrite {
+				dr := dx[base : base+op.Inner]
+				for j, g := range gr {
+					dr[j] = g * a
+				}
+			} else if dx != nil {
 				dr := dx[base : base+op.Inner]
 				for j, g := range gr {
 					dr[j] += g * a

@@ -16,23 +16,41 @@ func (ViewOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 
 // Backward scatters the output gradient back through the permutation.
 func (op *TransposeOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that the input gradient can be written outright (a
+// permutation writes every element once).
+func (op *TransposeOp) overwrites(i int) bool { return i == 0 }
+
+// backwardFresh is Backward that writes dIn[0] outright when fresh[0].
+func (op *TransposeOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	dx := gradF(dIn, 0)
 	if dOut[0] == nil || dx == nil {
 		return nil
 	}
-	scatterAdd(op.outShape, op.inStride, op.cnt, 0, dOut[0].F, dx)
+	scatter(op.outShape, op.inStride, op.cnt, 0, dOut[0].F, dx, isFresh(fresh, 0))
 	return nil
 }
 
 // scatterAdd is the adjoint of gatherStrided: x[start + Σ i_d·stride_d] +=
 // y[i] for every output index i in order.
 func scatterAdd(shape, stride, cnt []int, start int, y, x []float32) {
+	scatter(shape, stride, cnt, start, y, x, false)
+}
+
+// scatter is scatterAdd, or with set an assignment instead of a sum.
+func scatter(shape, stride, cnt []int, start int, y, x []float32, set bool) {
 	rank := len(shape)
 	if len(y) == 0 {
 		return
 	}
 	if rank == 0 {
-		x[start] += y[0]
+		if set {
+			x[start] = y[0]
+		} else {
+			x[start] += y[0]
+		}
 		return
 	}
 	clear(cnt)
@@ -41,9 +59,16 @@ func scatterAdd(shape, stride, cnt []int, start int, y, x []float32) {
 	for yo := 0; yo < len(y); yo += last {
 		row := y[yo : yo+last]
 		k := xo
-		for _, v := range row {
-			x[k] += v
-			k += ls
+		if set {
+			for _, v := range row {
+				x[k] = v
+				k += ls
+			}
+		} else {
+			for _, v := range row {
+				x[k] += v
+				k += ls
+			}
 		}
 		for d := rank - 2; d >= 0; d-- {
 			cnt[d]++
@@ -59,6 +84,14 @@ func scatterAdd(shape, stride, cnt []int, start int, y, x []float32) {
 
 // Backward hands each input its block of the output gradient.
 func (op *ConcatOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
+	return op.backwardFresh(c, in, out, dOut, dIn, nil)
+}
+
+// overwrites reports that every input gradient can be written outright.
+func (op *ConcatOp) overwrites(i int) bool { return true }
+
+// backwardFresh is Backward that copies into dIn[i] when fresh[i].
+func (op *ConcatOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error {
 	if dOut[0] == nil || !dOut[0].DType.IsFloat() {
 		return nil
 	}
@@ -70,7 +103,9 @@ func (op *ConcatOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 	for o := 0; o < op.Outer; o++ {
 		off := o * total
 		for i, s := range op.Sizes {
-			if d := gradF(dIn, i); d != nil {
+			if d := gradF(dIn, i); d != nil && isFresh(fresh, i) {
+				copy(d[o*s:(o+1)*s], dy[off:off+s])
+			} else if d != nil {
 				addTo(d[o*s:(o+1)*s], dy[off:off+s])
 			}
 			off += s

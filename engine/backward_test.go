@@ -239,7 +239,12 @@ func runBwCases(t *testing.T, cases []bwCase) {
 			b := newGraph(opset)
 			b.rng = rand.New(rand.NewPCG(uint64(i)+1, 7))
 			trainable := c.build(b)
-			res := gradCheck(t, b.model(), c.gen, trainable, uint64(i)+11, false)
+			m := b.model()
+			res := gradCheck(t, m, c.gen, trainable, uint64(i)+11, false)
+			// the same with the inputs first copied into activations, whose
+			// gradients the op under test writes outright (graph inputs
+			// have their own, pre-zeroed gradient buffers)
+			res = append(res, gradCheck(t, withInputCopies(m), c.gen, trainable, uint64(i)+11, false)...)
 			worst := 0.0
 			for _, r := range res {
 				worst = max(worst, r.relNorm, r.rel)
@@ -247,6 +252,30 @@ func runBwCases(t *testing.T, cases []bwCase) {
 			t.Logf("%d tensors, worst relative error %.1e", len(res), worst)
 		})
 	}
+}
+
+// withInputCopies returns a copy of m in which every graph input first
+// goes through a Mul by the scalar 1 and the nodes read that product.
+func withInputCopies(m *onnxpb.ModelProto) *onnxpb.ModelProto {
+	g := &onnxpb.GraphProto{Name: m.Graph.Name, Input: m.Graph.Input, Output: m.Graph.Output,
+		Initializer: append([]*onnxpb.TensorProto{onnxio.NewFloat32("bw_one", nil, []float32{1})}, m.Graph.Initializer...)}
+	rename := map[string]string{}
+	for _, in := range m.Graph.Input {
+		cp := in.Name + "_copy"
+		rename[in.Name] = cp
+		g.Node = append(g.Node, &onnxpb.NodeProto{Name: cp, OpType: "Mul", Input: []string{in.Name, "bw_one"}, Output: []string{cp}})
+	}
+	for _, n := range m.Graph.Node {
+		nn := &onnxpb.NodeProto{Name: n.Name, OpType: n.OpType, Output: n.Output, Attribute: n.Attribute}
+		for _, x := range n.Input {
+			if r, ok := rename[x]; ok {
+				x = r
+			}
+			nn.Input = append(nn.Input, x)
+		}
+		g.Node = append(g.Node, nn)
+	}
+	return &onnxpb.ModelProto{IrVersion: m.IrVersion, OpsetImport: m.OpsetImport, Graph: g}
 }
 
 // conv adds a Conv node with the given attributes and a trainable weight

@@ -27,6 +27,19 @@ var (
 	_ Backwarder = (*CastOp)(nil)
 )
 
+// overwriter is implemented by ops whose backward can write some input
+// gradients outright instead of adding to them. When an input's gradient
+// has not been written yet in the pass, the driver then skips zeroing it
+// and sets fresh[i]; the op must write every element of such a dIn[i].
+type overwriter interface {
+	// overwrites reports whether input i's gradient can be written outright.
+	overwrites(i int) bool
+	backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []bool) error
+}
+
+// isFresh reports whether dIn[i] must be overwritten (see overwriter).
+func isFresh(fresh []bool, i int) bool { return i < len(fresh) && fresh[i] }
+
 // gradState is the backward state of a Program: which values receive a
 // gradient, where each gradient lives, and the per-step argument slices
 // handed to Backwarder.Backward. It is built on the first Backward (or
@@ -43,7 +56,8 @@ type gradState struct {
 	active  []bool // by step: some input receives a gradient
 	dIn     [][]*Tensor
 	dOut    [][]*Tensor
-	seeds   []bool // by value id: graph output or observed value
+	fresh   [][]bool // by step and input: dIn written outright (overwriter)
+	seeds   []bool   // by value id: graph output or observed value
 }
 
 // RequireInputGrad asks later Backward passes to also compute the gradients
@@ -269,9 +283,11 @@ func (p *Program) buildGrads() error {
 	}
 	gs.dIn = make([][]*Tensor, len(p.steps))
 	gs.dOut = make([][]*Tensor, len(p.steps))
+	gs.fresh = make([][]bool, len(p.steps))
 	for si, st := range p.steps {
 		gs.dIn[si] = make([]*Tensor, len(st.in))
 		gs.dOut[si] = make([]*Tensor, len(st.out))
+		gs.fresh[si] = make([]bool, len(st.in))
 	}
 	gs.built = true
 	return nil
@@ -298,6 +314,23 @@ func (gs *gradState) touch(id int) *Tensor {
 		gs.touched[r] = true
 	}
 	return gs.grad[id]
+}
+
+// soleUser reports whether no other input or output of st shares the
+// gradient storage of input i, so that the op may overwrite it.
+func (gs *gradState) soleUser(st *Step, i int) bool {
+	r := gs.root[st.in[i].id]
+	for j, v := range st.in {
+		if j != i && v != nil && gs.grad[v.id] != nil && gs.root[v.id] == r {
+			return false
+		}
+	}
+	for _, v := range st.out {
+		if gs.grad[v.id] != nil && gs.root[v.id] == r {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Program) backward(dOutputs map[string]*Tensor) (err error) {
@@ -358,15 +391,28 @@ func (p *Program) backward(dOutputs map[string]*Tensor) (err error) {
 		if !ok {
 			return fmt.Errorf("backward: node %d (%s %q): the operator has no backward pass", st.Index, st.Node.OpType, st.Node.Name)
 		}
-		dIn := gs.dIn[si]
+		ow, canOverwrite := st.Op.(overwriter)
+		dIn, fresh := gs.dIn[si], gs.fresh[si]
 		for i, v := range st.in {
-			dIn[i] = nil
-			if v != nil && gs.grad[v.id] != nil {
-				dIn[i] = gs.touch(v.id)
+			dIn[i], fresh[i] = nil, false
+			if v == nil || gs.grad[v.id] == nil {
+				continue
 			}
+			if r := gs.root[v.id]; canOverwrite && !gs.touched[r] && ow.overwrites(i) && gs.soleUser(st, i) {
+				gs.touched[r], fresh[i] = true, true
+				dIn[i] = gs.grad[v.id]
+				continue
+			}
+			dIn[i] = gs.touch(v.id)
 		}
 		cur = si
-		if err := bw.Backward(p.ctx, st.In, st.Out, dOut, dIn); err != nil {
+		var err error
+		if canOverwrite {
+			err = ow.backwardFresh(p.ctx, st.In, st.Out, dOut, dIn, fresh)
+		} else {
+			err = bw.Backward(p.ctx, st.In, st.Out, dOut, dIn)
+		}
+		if err != nil {
 			return fmt.Errorf("backward: node %d (%s %q): %w", st.Index, st.Node.OpType, st.Node.Name, err)
 		}
 		cur = -1
