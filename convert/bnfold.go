@@ -10,21 +10,21 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// foldedWeights returns the candidate's C x C weight (row-major, out x in)
-// and its bias (length C, zeros when the Conv has none), with the
+// foldedWeights returns the candidate's C_out x C_in weight (row-major,
+// out x in) and its bias (length C_out, zeros when the Conv has none), with the
 // BatchNormalization that follows it folded in when there is one:
 //
 //	s = gamma / sqrt(var + eps),  W' = diag(s) W,  b' = s (b - mean) + beta
 //
 // computed in float64 and rounded once to float32.
 func foldedWeights(ix *graphIndex, c *Candidate) (w, b []float32, err error) {
-	n := c.Channels
+	n, nin := c.Channels, c.InputChannels()
 	w, _, _, err = ix.constFloats(c.Weight)
 	if err != nil {
 		return nil, nil, fmt.Errorf("layer %q: weight %q: %w", c.Name, c.Weight, err)
 	}
-	if len(w) != n*n {
-		return nil, nil, fmt.Errorf("layer %q: weight %q has %d values, want %d", c.Name, c.Weight, len(w), n*n)
+	if len(w) != n*nin {
+		return nil, nil, fmt.Errorf("layer %q: weight %q has %d values, want %d", c.Name, c.Weight, len(w), n*nin)
 	}
 	b = make([]float32, n)
 	if c.Bias != "" {
@@ -53,11 +53,11 @@ func foldedWeights(ix *graphIndex, c *Candidate) (w, b []float32, err error) {
 		p[i] = v
 	}
 	eps := float64(attrFloat(bn, "epsilon", 1e-5))
-	fw := make([]float32, n*n)
+	fw := make([]float32, n*nin)
 	for o := 0; o < n; o++ {
 		s := float64(p[0][o]) / math.Sqrt(float64(p[3][o])+eps)
-		for i := 0; i < n; i++ {
-			fw[o*n+i] = float32(float64(w[o*n+i]) * s)
+		for i := 0; i < nin; i++ {
+			fw[o*nin+i] = float32(float64(w[o*nin+i]) * s)
 		}
 		b[o] = float32((float64(b[o])-float64(p[2][o]))*s + float64(p[1][o]))
 	}

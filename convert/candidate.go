@@ -19,8 +19,11 @@ type Candidate struct {
 	// Output is the tensor the LPR module must produce: the Conv's output,
 	// or the output of the BatchNormalization folded into it.
 	Output string `json:"output"`
-	// Channels is C (C_in == C_out).
+	// Channels is C_out, which equals C_in for square candidates.
 	Channels int `json:"channels"`
+	// InChannels is C_in of a non-square candidate (found only when asked
+	// for, see CandidateOptions); 0 for square ones. Use InputChannels.
+	InChannels int `json:"in_channels,omitempty"`
 	// Weight and Bias name the Conv's weight and bias inputs (Bias is ""
 	// when the Conv has none).
 	Weight string `json:"weight"`
@@ -64,6 +67,12 @@ func BreakEvenRank(c, residualParams int) int {
 // says why not when it is not. Only Conv nodes with 1x1 kernels get a
 // reason; others return "".
 func candidateCheck(ix *graphIndex, i int) (*Candidate, string) {
+	return candidateCheckOpts(ix, i, CandidateOptions{})
+}
+
+// candidateCheckOpts is candidateCheck that also accepts C_in != C_out
+// when opts.NonSquare is set.
+func candidateCheckOpts(ix *graphIndex, i int, opts CandidateOptions) (*Candidate, string) {
 	n := ix.g.GetNode()[i]
 	if n.GetOpType() != "Conv" || !isDefaultDomain(n) {
 		return nil, ""
@@ -99,7 +108,7 @@ func candidateCheck(ix *graphIndex, i int) (*Candidate, string) {
 			}
 		}
 	}
-	if dims[0] != dims[1] {
+	if dims[0] != dims[1] && !opts.NonSquare {
 		return nil, fmt.Sprintf("C_in %d != C_out %d", dims[1], dims[0])
 	}
 	if ix.inputs[input(n, 1)] {
@@ -114,6 +123,9 @@ func candidateCheck(ix *graphIndex, i int) (*Candidate, string) {
 		Weight:    input(n, 1),
 		Bias:      input(n, 2),
 		BatchNorm: -1,
+	}
+	if dims[0] != dims[1] {
+		c.InChannels = int(dims[1])
 	}
 	if c.Bias != "" {
 		b, ok := ix.constTensor(c.Bias)
@@ -165,6 +177,12 @@ func foldableBN(ix *graphIndex, conv *onnxpb.NodeProto) int {
 // as many input as output channels, and a constant weight initializer.
 // Pixels is filled from static shape inference with opts.
 func FindCandidates(m *onnxpb.ModelProto, opts ShapeOptions) ([]Candidate, error) {
+	return FindCandidatesWith(m, opts, CandidateOptions{})
+}
+
+// FindCandidatesWith is FindCandidates with candidate options (e.g.
+// non-square 1x1 convolutions).
+func FindCandidatesWith(m *onnxpb.ModelProto, opts ShapeOptions, copts CandidateOptions) ([]Candidate, error) {
 	g := m.GetGraph()
 	if g == nil {
 		return nil, fmt.Errorf("model has no graph")
@@ -176,7 +194,7 @@ func FindCandidates(m *onnxpb.ModelProto, opts ShapeOptions) ([]Candidate, error
 	ix := newGraphIndex(g)
 	var out []Candidate
 	for i := range g.GetNode() {
-		c, _ := candidateCheck(ix, i)
+		c, _ := candidateCheckOpts(ix, i, copts)
 		if c == nil {
 			continue
 		}

@@ -36,6 +36,10 @@ type Layer struct {
 	BreakEvenRank int  `json:"break_even_rank,omitempty"`
 	// NotCandidate says why a 1x1 Conv is not a candidate.
 	NotCandidate string `json:"not_candidate,omitempty"`
+	// NonSquareBreakEvenRank is set on 1x1 Convs that qualify only as
+	// non-square candidates (C_in != C_out, see CandidateOptions): the
+	// largest rank r with r*(C_in+C_out) < C_in*C_out.
+	NonSquareBreakEvenRank int `json:"nonsquare_break_even_rank,omitempty"`
 	// FoldsBatchNorm is set on candidates followed by a foldable
 	// BatchNormalization.
 	FoldsBatchNorm bool `json:"folds_batchnorm,omitempty"`
@@ -197,6 +201,9 @@ func layerOf(ix *graphIndex, shapes *Shapes, i int) (*Layer, error) {
 			l.FoldsBatchNorm = c.BatchNorm >= 0
 		}
 		l.NotCandidate = why
+		if c == nil {
+			l.NonSquareBreakEvenRank = nonSquareBreakEven(ix, i)
+		}
 	case "Gemm":
 		a, b := shapes.Get(input(n, 0)), shapes.Get(input(n, 1))
 		l.Params = constParams(ix, n)

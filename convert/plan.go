@@ -16,6 +16,9 @@ type PlanOptions struct {
 	SVD svd.Options
 	// Workers bounds the factorizations run at once (0: GOMAXPROCS).
 	Workers int
+	// Candidates selects the candidate layers (e.g. NonSquare 1x1
+	// convolutions, which are factorized with residual none).
+	Candidates CandidateOptions
 }
 
 // LayerPlan is the decision for one candidate layer.
@@ -95,7 +98,7 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 	if err != nil {
 		return nil, err
 	}
-	cands, err := FindCandidates(m, opts.Shapes)
+	cands, err := FindCandidatesWith(m, opts.Shapes, opts.Candidates)
 	if err != nil {
 		return nil, err
 	}
@@ -108,13 +111,14 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 		if err != nil {
 			return nil, err
 		}
-		lp := LayerPlan{Candidate: c, Residual: residual, W: w, Bias: b}
-		C := int64(c.Channels)
-		lp.ParamsBefore = C * C
+		kind := layerResidual(residual, c)
+		lp := LayerPlan{Candidate: c, Residual: kind, W: w, Bias: b}
+		C, in := int64(c.Channels), c.InputChannels()
+		lp.ParamsBefore = C * int64(in)
 		if c.Bias != "" {
 			lp.ParamsBefore += C
 		}
-		lp.MACsBefore = C * C * c.Pixels
+		lp.MACsBefore = C * int64(in) * c.Pixels
 		if c.BatchNorm >= 0 {
 			lp.ParamsBefore += 4 * C
 			lp.MACsBefore += C * c.Pixels
@@ -122,20 +126,20 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 		lp.ParamsAfter, lp.MACsAfter = lp.ParamsBefore, lp.MACsBefore
 		var spectrum []float64
 		if policy.NeedsSpectrum() {
-			spectrum, err = svd.Spectrum(w, c.Channels, c.Channels, residual, opts.SVD)
+			spectrum, err = svd.Spectrum(w, c.Channels, in, kind, opts.SVD)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q: spectrum: %w", c.Name, err)
 			}
 		}
-		r, dec, err := policy.Choose(c.Name, c.Channels, c.Channels, spectrum, residual.Params(c.Channels))
+		r, dec, err := policy.Choose(c.Name, c.Channels, in, spectrum, kind.Params(c.Channels))
 		if err != nil {
 			return nil, err
 		}
 		lp.Rank, lp.Replace, lp.Excluded, lp.Reason = r, dec.Replace, dec.Excluded, dec.Reason
 		if lp.Replace {
-			jobs = append(jobs, svd.Job{Name: c.Name, W: w, Out: c.Channels, In: c.Channels, Rank: r, Kind: residual})
+			jobs = append(jobs, svd.Job{Name: c.Name, W: w, Out: c.Channels, In: in, Rank: r, Kind: kind})
 			jobLayer = append(jobLayer, len(p.Layers))
-			lp.ParamsAfter, lp.MACsAfter = moduleCost(c, r, residual, anyNonZero(b))
+			lp.ParamsAfter, lp.MACsAfter = moduleCost(c, r, kind, anyNonZero(b))
 		}
 		p.ParamsAfter += lp.ParamsAfter - lp.ParamsBefore
 		p.MACsAfter += lp.MACsAfter - lp.MACsBefore
@@ -180,11 +184,12 @@ func anyNonZero(v []float32) bool {
 // with the given residual replacing candidate c.
 func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (params, macs int64) {
 	C, R, P := int64(c.Channels), int64(r), c.Pixels
-	params = 2*R*C + int64(residual.Params(c.Channels))
+	in := int64(c.InputChannels())
+	params = R*(C+in) + int64(residual.Params(c.Channels))
 	if bias {
 		params += C
 	}
-	macs = 2 * R * C * P
+	macs = R * (C + in) * P
 	switch residual.Type {
 	case svd.Diag:
 		macs += C * P

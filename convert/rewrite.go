@@ -33,6 +33,8 @@ type MetadataLayer struct {
 	Channels int    `json:"channels"`
 	Rank     int    `json:"rank"`
 	Residual string `json:"residual"`
+	// InChannels is C_in of a non-square layer (0 when it equals Channels).
+	InChannels int `json:"in_channels,omitempty"`
 }
 
 // ReadMetadata returns the record Apply left in m, if any.
@@ -101,7 +103,7 @@ func Apply(m *onnxpb.ModelProto, p *Plan) (*onnxpb.ModelProto, error) {
 		if l.BatchNorm >= 0 {
 			drop[l.BatchNorm] = true
 		}
-		md.Layers = append(md.Layers, MetadataLayer{Name: l.Name, Channels: l.Channels, Rank: l.Factors.Rank, Residual: l.Factors.Residual.String()})
+		md.Layers = append(md.Layers, MetadataLayer{Name: l.Name, Channels: l.Channels, Rank: l.Factors.Rank, Residual: l.Factors.Residual.String(), InChannels: l.InChannels})
 	}
 	nodes := make([]*onnxpb.NodeProto, 0, len(g.Node)+3*len(replace))
 	for i, n := range g.Node {
@@ -142,18 +144,21 @@ func checkLayer(ix *graphIndex, l *LayerPlan) error {
 		return fmt.Errorf("Conv output %q differs from the planned %q", n.GetOutput()[0], l.Output)
 	}
 	f := l.Factors
-	c := l.Channels
+	c, in := l.Channels, l.InputChannels()
 	if f == nil {
 		return fmt.Errorf("no factors")
 	}
 	if err := f.Residual.Validate(); err != nil {
 		return err
 	}
-	if f.In != c || f.Out != c || f.Rank < 1 || f.Rank > c {
-		return fmt.Errorf("factors are %dx%d at rank %d, layer has C = %d", f.Out, f.In, f.Rank, c)
+	if err := checkNonSquareFactors(l); err != nil {
+		return err
 	}
-	if len(f.A) != f.Rank*c || len(f.B) != c*f.Rank {
-		return fmt.Errorf("factors A (%d values) and B (%d values) do not fit rank %d and C = %d", len(f.A), len(f.B), f.Rank, c)
+	if f.In != in || f.Out != c || f.Rank < 1 || f.Rank > min(c, in) {
+		return fmt.Errorf("factors are %dx%d at rank %d, layer has C_out = %d, C_in = %d", f.Out, f.In, f.Rank, c, in)
+	}
+	if len(f.A) != f.Rank*in || len(f.B) != c*f.Rank {
+		return fmt.Errorf("factors A (%d values) and B (%d values) do not fit rank %d, C_out = %d and C_in = %d", len(f.A), len(f.B), f.Rank, c, in)
 	}
 	switch f.Residual.Type {
 	case svd.Diag:
@@ -182,13 +187,13 @@ func convAttrs(k int64, group int64) []*onnxpb.AttributeProto {
 // lprModule builds the nodes and initializers of one LPR module.
 func lprModule(names nameSet, l *LayerPlan, bias []float32) ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) {
 	f := l.Factors
-	C, R := int64(l.Channels), int64(f.Rank)
+	C, R, Cin := int64(l.Channels), int64(f.Rank), int64(l.InputChannels())
 	base := l.Name
 	aName, bName := names.fresh(base+"/lpr_a"), names.fresh(base+"/lpr_b")
 	aW, bW := names.fresh(base+"/lpr_a.weight"), names.fresh(base+"/lpr_b.weight")
 	aOut := names.fresh(base + "/lpr_a_out")
 	inits := []*onnxpb.TensorProto{
-		onnxio.NewFloat32(aW, []int64{R, C, 1, 1}, f.A),
+		onnxio.NewFloat32(aW, []int64{R, Cin, 1, 1}, f.A),
 		onnxio.NewFloat32(bW, []int64{C, R, 1, 1}, f.B),
 	}
 	bIn := []string{aOut, bW}
