@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/report"
@@ -28,16 +31,20 @@ const DefaultRandom = 64
 type PipelineOptions struct {
 	// Model is the path of the original model.
 	Model string
-	// Data is a data set (image folder, IDX or NPY) on which fidelity to
-	// the original is measured; labels are not needed.
-	Data string
-	// Samples caps the number of samples read from Data (0: all).
-	Samples int
-	// Random is the number of random inputs that fidelity is measured on
-	// when Data is empty. When both are unset, fidelity uses Eval's images
-	// if given and DefaultRandom random inputs otherwise.
+	// Data is a data set (image folder, IDX or NPY): the training images
+	// when FineTune is set, otherwise the inputs on which fidelity to the
+	// original is measured (labels are not needed). Split and Labels are
+	// passed to dataset.Open.
+	Data, Split, Labels string
+	// Limit caps the number of samples used from Data (0: all): the first
+	// ones for fidelity, a seeded random choice for training.
+	Limit int
+	// Random is the number of random inputs that fidelity is measured on.
+	// When it is 0, fidelity uses Data (when not fine-tuning), else Eval's
+	// images, else Data's, else DefaultRandom random inputs.
 	Random int
-	// Eval is a labelled data set on which top-1 accuracy is measured.
+	// Eval is a labelled data set on which top-1 accuracy is measured (an
+	// IDX folder's test split).
 	Eval string
 	// Mean and Std normalise images (one value or one per channel); Fit
 	// fits them to the model's input size.
@@ -58,6 +65,26 @@ type PipelineOptions struct {
 	// Tool is recorded in the compressed models' metadata; Version is part
 	// of the fingerprint, so that a new release recomputes old results.
 	Tool, Version string
+	// FineTune, when set, distills every configuration from the original
+	// on Data before it is measured.
+	FineTune *FineTune
+	// Log receives progress lines of fine-tuning; nil discards them.
+	Log io.Writer
+}
+
+// FineTune configures the distillation of every configuration.
+type FineTune struct {
+	// Options are passed to finetune.Distill. Steps or Epochs, Batch, LR,
+	// WarmupSteps, MinLRRatio, Optimizer, Loss and Train are used as given;
+	// Threads, StepsPerEpoch, CheckpointDir, Fingerprint and Progress are
+	// set per configuration.
+	Options finetune.Options
+	// DataInit fits each replaced layer's factors to the activations of
+	// the first Calib training images before training (finetune.InitFromData).
+	DataInit bool
+	Calib    int
+	// Seed shuffles the training images (and chooses Limit of them).
+	Seed int64
 }
 
 // Pipeline is the Evaluator built from lprconv's stages: convert plans and
@@ -69,16 +96,20 @@ type Pipeline struct {
 	input      string
 	output     string
 	chw        [3]int
+	pre        dataset.Preprocess
 	fidelityIn batches
 	evalIn     batches
+	trainSrc   dataset.Source
+	trainIdx   []int
 	sources    []dataset.Source
-	notes      []string
 	fp         string
+	log        *logger
 
 	// Set by Original and read-only afterwards.
 	ref     []float32 // reference outputs, outLen per fidelity sample
 	outLen  int
 	origAcc *float64
+	covs    map[string]*finetune.Covariance // calibration, for DataInit
 }
 
 // NewPipeline loads the model and opens the data sets. Close releases
@@ -90,7 +121,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.NumCPU()
 	}
-	if opts.Samples < 0 || opts.Random < 0 {
+	if opts.Limit < 0 || opts.Random < 0 {
 		return nil, fmt.Errorf("sweep: sample and random input counts must not be negative")
 	}
 	if err := opts.SpectrumResidual.Validate(); err != nil {
@@ -104,7 +135,15 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", opts.Model, err)
 	}
-	p := &Pipeline{opts: opts, orig: m, fileBytes: int64(len(data))}
+	if ft := opts.FineTune; ft != nil {
+		if opts.Data == "" {
+			return nil, fmt.Errorf("sweep: fine-tuning needs training images (--data)")
+		}
+		if ft.Options.Batch <= 0 || (ft.Options.Steps <= 0 && ft.Options.Epochs <= 0) || !(ft.Options.LR > 0) {
+			return nil, fmt.Errorf("sweep: fine-tuning needs a positive batch size, learning rate, and number of steps or epochs")
+		}
+	}
+	p := &Pipeline{opts: opts, orig: m, fileBytes: int64(len(data)), log: newLogger(opts.Log)}
 	if err := p.findIO(); err != nil {
 		return nil, err
 	}
@@ -145,12 +184,14 @@ func (p *Pipeline) findIO() error {
 // openInputs opens the data sets and chooses the fidelity inputs.
 func (p *Pipeline) openInputs() error {
 	o := p.opts
-	pre := dataset.Preprocess{Channels: p.chw[0], Height: p.chw[1], Width: p.chw[2], Fit: o.Fit, Mean: o.Mean, Std: o.Std}
-	if (o.Data != "" || o.Eval != "") && pre.Validate() != nil {
-		return fmt.Errorf("sweep: %w", pre.Validate())
+	p.pre = dataset.Preprocess{Channels: p.chw[0], Height: p.chw[1], Width: p.chw[2], Fit: o.Fit, Mean: o.Mean, Std: o.Std}
+	if o.Data != "" || o.Eval != "" {
+		if err := p.pre.Validate(); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
 	}
-	open := func(path string, limit int) (*datasetBatches, error) {
-		src, err := dataset.Open(path, dataset.OpenOptions{})
+	open := func(path string, opts dataset.OpenOptions) (dataset.Source, error) {
+		src, err := dataset.Open(path, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -158,37 +199,50 @@ func (p *Pipeline) openInputs() error {
 		if src.Len() == 0 {
 			return nil, fmt.Errorf("data set %s is empty", path)
 		}
-		idx := dataset.Indices(src.Len())
-		if limit > 0 {
-			idx = dataset.First(idx, limit)
-		}
-		return &datasetBatches{src: src, idx: idx, pre: pre, batch: o.BatchSize, name: path}, nil
+		return src, nil
 	}
 	if o.Eval != "" {
-		b, err := open(o.Eval, 0)
+		src, err := open(o.Eval, dataset.OpenOptions{Split: dataset.SplitTest})
 		if err != nil {
 			return fmt.Errorf("--eval: %w", err)
 		}
-		if labelled(b.src) == 0 {
+		if labelled(src) == 0 {
 			return fmt.Errorf("--eval %s has no labels; give a folder with one sub-folder per class", o.Eval)
 		}
-		p.evalIn = b
+		p.evalIn = &datasetBatches{src: src, idx: dataset.Indices(src.Len()), pre: p.pre, batch: o.BatchSize, name: o.Eval}
 	}
-	switch {
-	case o.Data != "":
-		b, err := open(o.Data, o.Samples)
+	var data *datasetBatches
+	if o.Data != "" {
+		src, err := open(o.Data, dataset.OpenOptions{Split: o.Split, Labels: o.Labels})
 		if err != nil {
 			return fmt.Errorf("--data: %w", err)
 		}
-		p.fidelityIn = b
-	case o.Random > 0 || p.evalIn == nil:
-		n := o.Random
-		if n == 0 {
-			n = DefaultRandom
+		idx := dataset.Indices(src.Len())
+		if o.Limit > 0 {
+			idx = dataset.First(idx, o.Limit)
 		}
-		p.fidelityIn = &randomBatches{n: n, size: p.chw[0] * p.chw[1] * p.chw[2], batch: o.BatchSize, seed: o.Seed}
-	default:
+		data = &datasetBatches{src: src, idx: idx, pre: p.pre, batch: o.BatchSize, name: o.Data}
+		if ft := o.FineTune; ft != nil {
+			p.trainSrc, p.trainIdx = src, dataset.Indices(src.Len())
+			if o.Limit > 0 {
+				p.trainIdx = dataset.Random(p.trainIdx, o.Limit, ft.Seed)
+			}
+			if len(p.trainIdx) < ft.Options.Batch {
+				return fmt.Errorf("--data: %d training images are fewer than one batch of %d", len(p.trainIdx), ft.Options.Batch)
+			}
+		}
+	}
+	switch {
+	case o.Random > 0:
+		p.fidelityIn = &randomBatches{n: o.Random, size: p.pre.Size(), batch: o.BatchSize, seed: o.Seed}
+	case data != nil && o.FineTune == nil:
+		p.fidelityIn = data
+	case p.evalIn != nil:
 		p.fidelityIn = p.evalIn
+	case data != nil:
+		p.fidelityIn = data
+	default:
+		p.fidelityIn = &randomBatches{n: DefaultRandom, size: p.pre.Size(), batch: o.BatchSize, seed: o.Seed}
 	}
 	return nil
 }
@@ -214,12 +268,31 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval batches) (string
 		}
 		return fmt.Sprintf("%s [%d]", b.describe(), b.count())
 	}
+	type fineTune struct {
+		Epochs, Steps, Batch, Warmup, Calib int
+		LR, MinLR                           float64
+		Optimizer                           finetune.OptimizerConfig
+		Loss                                string
+		Temperature, CEWeight               float64
+		Train                               string
+		DataInit                            bool
+		Seed                                int64
+		Data                                string
+	}
+	var ft *fineTune
+	if f := o.FineTune; f != nil {
+		fo := f.Options
+		ft = &fineTune{fo.Epochs, fo.Steps, fo.Batch, fo.WarmupSteps, f.Calib, fo.LR, fo.MinLRRatio, fo.Optimizer,
+			fo.Loss.Kind.String(), fo.Loss.Temperature, fo.Loss.CEWeight, fo.Train.String(), f.DataInit, f.Seed,
+			fmt.Sprintf("%s split=%s labels=%s limit=%d", o.Data, o.Split, o.Labels, o.Limit)}
+	}
 	data, err := json.Marshal(struct {
 		Model, Fidelity, Eval, Version, Fit string
 		Mean, Std                           []float32
 		Seed                                uint64
 		Multiple, Batch                     int
-	}{modelHash, desc(fid), desc(eval), o.Version, o.Fit.String(), o.Mean, o.Std, o.Seed, o.Multiple, o.BatchSize})
+		FineTune                            *fineTune
+	}{modelHash, desc(fid), desc(eval), o.Version, o.Fit.String(), o.Mean, o.Std, o.Seed, o.Multiple, o.BatchSize, ft})
 	if err != nil {
 		return "", err
 	}
@@ -252,8 +325,14 @@ func (p *Pipeline) Original(ctx context.Context) (Original, error) {
 		return Original{}, fmt.Errorf("inspect: %w", err)
 	}
 	o := Original{Baseline: report.Baseline{Params: sum.Params, MACs: sum.MACs, FileBytes: p.fileBytes}}
-	if o.Spectra, err = p.spectra(ctx); err != nil {
+	var inputs []string
+	if o.Spectra, inputs, err = p.spectra(ctx); err != nil {
 		return Original{}, err
+	}
+	if ft := p.opts.FineTune; ft != nil && ft.DataInit && len(inputs) > 0 {
+		if err := p.calibrate(ctx, inputs); err != nil {
+			return Original{}, err
+		}
 	}
 	md, err := engine.NewModel(p.orig, engine.Options{Threads: p.opts.Threads})
 	if err != nil {
@@ -284,31 +363,76 @@ func (p *Pipeline) Original(ctx context.Context) (Original, error) {
 		o.Notes = append(o.Notes, fmt.Sprintf("Accuracy is top-1 on %s (%d samples).", p.evalIn.describe(), p.evalIn.count()))
 	}
 	o.Notes = append(o.Notes, fmt.Sprintf("Singular values are those of W − R for the %s residual.", p.opts.SpectrumResidual))
+	o.Notes = append(o.Notes, p.fineTuneNote())
 	return o, nil
+}
+
+// fineTuneNote says how the configurations were trained.
+func (p *Pipeline) fineTuneNote() string {
+	ft := p.opts.FineTune
+	if ft == nil {
+		return "Models are compressed data-free (SVD initialization, no fine-tuning); accuracy is that of the compressed model as written."
+	}
+	fo := ft.Options
+	length := fmt.Sprintf("%d epochs", fo.Epochs)
+	if fo.Steps > 0 {
+		length = fmt.Sprintf("%d steps", fo.Steps)
+	}
+	init := "data-free SVD factors"
+	if ft.DataInit {
+		init = fmt.Sprintf("factors fitted to the activations of %d calibration images", min(ft.Calib, len(p.trainIdx)))
+	}
+	return fmt.Sprintf("Every configuration is initialized with %s and then distilled from the original (%s loss, %s tensors, peak learning rate %g, batch %d) for %s on %d images of %s; "+
+		"\"acc before\" is the accuracy before that training, \"acc after\" after it, and fidelity is measured on the trained model.",
+		init, fo.Loss.Kind, fo.Train, fo.LR, fo.Batch, length, len(p.trainIdx), p.opts.Data)
+}
+
+// calibrate collects the covariance of every candidate's input on the
+// first Calib training images, once for all configurations.
+func (p *Pipeline) calibrate(ctx context.Context, inputs []string) error {
+	ft := p.opts.FineTune
+	n := min(max(ft.Calib, 1), len(p.trainIdx))
+	l, err := dataset.NewLoader(p.trainSrc, dataset.First(p.trainIdx, n), p.pre, dataset.LoaderOptions{BatchSize: ft.Options.Batch})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	p.log.printf("sweep: calibrating on %d images of %s", n, p.opts.Data)
+	p.covs, err = finetune.Calibrate(ctx, p.orig, inputs, l, ft.Options.Batch, n, p.opts.Threads)
+	if err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	return nil
 }
 
 // spectra returns the singular values of every candidate's factored
 // matrix for the spectrum residual.
-func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, error) {
+func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, []string, error) {
 	// A plan that excludes every layer gives each candidate's folded weight
 	// without factorizing anything.
 	keepAll := svd.Policy{Ratio: 1, Exclude: []*regexp.Regexp{regexp.MustCompile("")}}
 	plan, err := convert.NewPlan(ctx, p.orig, keepAll, p.opts.SpectrumResidual, convert.PlanOptions{SVD: p.svdOptions(), Workers: p.opts.Threads})
 	if err != nil {
-		return nil, fmt.Errorf("find candidates: %w", err)
+		return nil, nil, fmt.Errorf("find candidates: %w", err)
 	}
 	var out []report.LayerSpectrum
+	var inputs []string
+	seen := map[string]bool{}
 	for _, l := range plan.Layers {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s, err := svd.Spectrum(l.W, l.Channels, l.Channels, p.opts.SpectrumResidual, p.svdOptions())
 		if err != nil {
-			return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+			return nil, nil, fmt.Errorf("layer %q: %w", l.Name, err)
 		}
 		out = append(out, report.LayerSpectrum{Name: l.Name, C: l.Channels, Singular: s})
+		if !seen[l.Input] {
+			seen[l.Input] = true
+			inputs = append(inputs, l.Input)
+		}
 	}
-	return out, nil
+	return out, inputs, nil
 }
 
 func (p *Pipeline) svdOptions() svd.Options { return svd.Options{Seed: p.opts.Seed} }
@@ -330,8 +454,9 @@ func (p *Pipeline) run(ctx context.Context, md *engine.Model, in batches, fn fun
 	})
 }
 
-// Evaluate implements Evaluator: plan and rewrite the model with cfg, save
-// it, and measure its size, fidelity and accuracy.
+// Evaluate implements Evaluator: plan and rewrite the model with cfg,
+// fine-tune it when asked, save it, and measure its size, fidelity and
+// accuracy.
 func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (report.Row, error) {
 	kind, err := svd.ParseResidual(cfg.Residual)
 	if err != nil {
@@ -343,9 +468,27 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 		return report.Row{}, fmt.Errorf("plan: %w", err)
 	}
 	plan.Tool = p.opts.Tool
+	ft := p.opts.FineTune
+	train := ft != nil && plan.Replaced() > 0
+	if train && ft.DataInit {
+		if _, err := finetune.InitFromData(ctx, plan, p.covs, p.svdOptions()); err != nil {
+			return report.Row{}, err
+		}
+	}
 	m, err := convert.Apply(p.orig, plan)
 	if err != nil {
 		return report.Row{}, err
+	}
+	var accBefore *float64
+	if train {
+		if p.evalIn != nil {
+			if accBefore, err = p.accuracy(ctx, m); err != nil {
+				return report.Row{}, err
+			}
+		}
+		if m, err = p.distill(ctx, cfg, m, modelPath); err != nil {
+			return report.Row{}, err
+		}
 	}
 	if err := onnxio.Save(modelPath, m, onnxio.SaveOptions{}); err != nil {
 		return report.Row{}, err
@@ -372,7 +515,67 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 	if err := p.measure(ctx, md, &row); err != nil {
 		return report.Row{}, err
 	}
+	if train {
+		row.AccBefore, row.AccAfter = accBefore, row.AccBefore
+	}
 	return row, nil
+}
+
+// accuracy returns the top-1 accuracy of m on the labelled set.
+func (p *Pipeline) accuracy(ctx context.Context, m *onnxpb.ModelProto) (*float64, error) {
+	md, err := engine.NewModel(m, engine.Options{Threads: p.opts.Threads})
+	if err != nil {
+		return nil, fmt.Errorf("compile the compressed model: %w", err)
+	}
+	defer md.Close()
+	var acc evaluate.Accuracy
+	err = p.run(ctx, md, p.evalIn, func(out []float32, labels []int, n int) error {
+		return acc.Add(out, len(out)/n, labels)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return top1(acc), nil
+}
+
+// distill trains the student against the original on the training images,
+// with a checkpoint in the state folder so that an interrupted
+// configuration resumes its training.
+func (p *Pipeline) distill(ctx context.Context, cfg Config, student *onnxpb.ModelProto, modelPath string) (*onnxpb.ModelProto, error) {
+	ft := p.opts.FineTune
+	l, err := dataset.NewLoader(p.trainSrc, p.trainIdx, p.pre, dataset.LoaderOptions{BatchSize: ft.Options.Batch,
+		Shuffle: true, Reshuffle: true, Seed: ft.Seed, DropLast: true, Workers: 2, Prefetch: 2})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	o := ft.Options
+	o.Threads = p.opts.Threads
+	o.StepsPerEpoch = l.Batches()
+	o.CheckpointDir = filepath.Join(filepath.Dir(modelPath), StateDir, cfg.Name()+".ckpt")
+	o.Fingerprint = p.fp + " " + cfg.Name()
+	total := o.Steps
+	if total <= 0 {
+		total = o.Epochs * o.StepsPerEpoch
+	}
+	next := 0
+	o.Progress = func(s finetune.Status) {
+		if s.Resumed {
+			p.log.printf("sweep: %s resumes fine-tuning at step %d from %s", cfg.Name(), s.Step, o.CheckpointDir)
+		}
+		if s.Step >= next || s.Step == total {
+			p.log.printf("sweep: %s fine-tuning step %d of %d, loss %.4f", cfg.Name(), s.Step, total, s.Loss)
+			next = s.Step + max(1, total/5)
+		}
+	}
+	tuned, _, err := finetune.Distill(ctx, p.orig, student, finetune.Data{Train: l, Seek: l.Seek}, o)
+	if err != nil {
+		return nil, fmt.Errorf("fine-tune: %w", err)
+	}
+	if err := os.RemoveAll(o.CheckpointDir); err != nil {
+		return nil, fmt.Errorf("remove the finished checkpoint: %w", err)
+	}
+	return tuned, nil
 }
 
 // measure fills the fidelity and accuracy of a compressed model.

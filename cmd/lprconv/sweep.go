@@ -5,14 +5,15 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/report"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/sweep"
@@ -30,11 +31,17 @@ original, and writes to DIR: report.md, results.csv, results.json, PNG plots
 energy per layer) and each compressed model as <model>_<residual>_r<ratio>.onnx.
 
 Fidelity is the top-1 agreement and mean cosine similarity of the outputs
-against the original, on --data images, on --random N inputs, or (when
-neither is given) on the --eval images or 64 random inputs. Accuracy needs a
-labelled --eval set (one sub-folder per class). Latency is measured in ONNX
-Runtime at batch 1 (median of --latency-runs) in binaries built with
--tags ort, after all configurations, next to the original.
+against the original, on --random N inputs, else on the --data images (when
+not fine-tuning), else on the --eval images, else on 64 random inputs.
+Accuracy needs a labelled --eval set (one sub-folder per class).
+
+With --epochs or --steps, every configuration is fine-tuned on --data by
+distillation from the original (as compress --data does: data-aware factor
+initialization, then KD); the table then shows accuracy before and after.
+
+Latency is measured in ONNX Runtime at batch 1 (median over interleaved
+rounds, the original measured in the same run) in binaries built with
+-tags ort, after all configurations have finished.
 
 Finished configurations are recorded in DIR/state and skipped when the sweep
 is run again with the same model, data and settings, so an interrupted sweep
@@ -43,28 +50,36 @@ resumes where it stopped. --jobs N runs N configurations at once.
 Examples:
    lprconv sweep mobilenet.onnx --out sweep-out
    lprconv sweep mobilenet.onnx --out s --rank-ratios 1/4,1/8 --residuals diag,identity,none
-   lprconv sweep testdata/models/mobilenetv1.onnx --out s --eval testdata/images/test --mean 0.286 --std 0.353`,
-		Flags: []cli.Flag{
+   lprconv sweep testdata/models/mobilenetv1.onnx --out s --eval testdata/images/test --mean 0.286 --std 0.353
+   lprconv sweep testdata/models/mobilenetv1.onnx --out s --rank-ratios 1/4,1/8 --eval testdata/images/test \
+       --data testdata/images/train --epochs 2 --mean 0.286 --std 0.353`,
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the report, plots and models to folder `DIR`"},
 			&cli.StringFlag{Name: "rank-ratios", Value: sweep.DefaultRatios, Usage: "rank ratios r/C to try, as fractions or decimals (`LIST`)"},
 			&cli.StringFlag{Name: "residuals", Value: defaultResidual, Usage: "residual kinds to try: none, identity, diag, dwK (`LIST`)"},
-			&cli.StringFlag{Name: "data", Usage: "measure fidelity on the images in `DIR` (folder, IDX or NPY; labels not needed)"},
-			&cli.IntFlag{Name: "samples", Usage: "use at most `N` samples of --data (default: all)"},
-			&cli.StringFlag{Name: "eval", Usage: "measure top-1 accuracy on the labelled images in `DIR`"},
+			&cli.StringFlag{Name: "eval", Usage: "measure top-1 accuracy on the labelled images in `DIR` (an IDX folder's test split)"},
 			&cli.IntFlag{Name: "random", Usage: "measure fidelity on `N` random standard-normal inputs"},
-			&cli.StringFlag{Name: "preset", Usage: "normalisation preset: imagenet or none"},
-			&cli.StringFlag{Name: "mean", Usage: "per-channel mean subtracted from [0,1] pixels (`LIST`, one value or one per channel)"},
-			&cli.StringFlag{Name: "std", Usage: "per-channel std dividing the pixels (`LIST`)"},
-			&cli.StringFlag{Name: "fit", Value: "resize", Usage: "fit images to the model input: resize or center-crop"},
+		}, dataFlagsSplit("images for fidelity, or the training images when --epochs or --steps is given (image folder, IDX folder or file, NPY)", "train")...),
+			&cli.IntFlag{Name: "epochs", Usage: "fine-tune every configuration for `N` passes over --data"},
+			&cli.IntFlag{Name: "steps", Usage: "fine-tune every configuration for `N` steps instead of --epochs"},
+			&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning rate of fine-tuning (linear warm-up, then cosine decay)"},
+			&cli.StringFlag{Name: "loss", Value: "kd", Usage: "fine-tuning loss: kd, kd+ce or mse"},
+			&cli.Float64Flag{Name: "temperature", Value: defaultTemperature, Usage: "softmax temperature of the kd loss"},
+			&cli.StringFlag{Name: "optimizer", Value: "adam", Usage: "adam or sgd"},
+			&cli.Float64Flag{Name: "weight-decay", Usage: "weight decay (decoupled for adam, L2 for sgd)"},
+			&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
+			&cli.StringFlag{Name: "init", Value: "data", Usage: "factor initialization before fine-tuning: data (fit each layer's activations) or weights"},
+			&cli.IntFlag{Name: "calib", Value: defaultCalib, Usage: "calibration images for --init data"},
+			&cli.Int64Flag{Name: "data-seed", Value: 1, Usage: "seed of the training order and of --limit's choice"},
 			&cli.IntFlag{Name: "jobs", Value: 1, Usage: "run `N` configurations at once"},
-			&cli.IntFlag{Name: "threads", Usage: "threads per model evaluation (default: CPUs / --jobs)"},
-			&cli.IntFlag{Name: "batch-size", Value: 32, Usage: "evaluate `N` samples at once"},
+			&cli.IntFlag{Name: "threads", Usage: "threads per configuration (default: CPUs / --jobs)"},
+			&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for evaluation and fine-tuning"},
 			&cli.IntFlag{Name: "multiple", Usage: "round ranks up to a multiple of `M`"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
-		},
+		),
 	}
 	return flagsAnywhere(cmd, runSweep)
 }
@@ -105,34 +120,41 @@ func runSweep(c *cli.Context, args []string) error {
 	if err != nil {
 		return usage("%v", err)
 	}
-	for _, name := range []string{"jobs", "threads", "batch-size", "samples", "random", "multiple", "latency-runs"} {
+	for _, name := range []string{"jobs", "threads", "batch", "random", "multiple", "latency-runs", "epochs", "steps", "calib"} {
 		if c.Int(name) < 0 {
 			return usage("--%s %d must not be negative", name, c.Int(name))
 		}
 	}
-	if c.IsSet("data") && c.IsSet("random") {
-		return usage("give --data or --random, not both")
+	if c.Int("batch") < 1 {
+		return usage("--batch must be at least 1")
 	}
-	mean, std, err := sweepNormalisation(c)
+	m, err := onnxio.Load(model)
+	if err != nil {
+		return err
+	}
+	in, err := evaluate.ModelInput(m)
+	if err != nil {
+		return fmt.Errorf("sweep: %s: %w", model, err)
+	}
+	spec, err := dataSpecFrom(c, in)
 	if err != nil {
 		return usage("%v", err)
 	}
-	fit, err := dataset.ParseFit(c.String("fit"))
+	ft, err := sweepFineTune(c)
 	if err != nil {
-		return usage("--fit: %v", err)
+		return usage("%v", err)
 	}
-
 	jobs, threads := max(1, c.Int("jobs")), c.Int("threads")
 	if threads == 0 {
 		// Results do not depend on the thread count; share the CPUs.
 		threads = max(1, runtime.NumCPU()/jobs)
 	}
 	p, err := sweep.NewPipeline(sweep.PipelineOptions{
-		Model: model, Data: c.String("data"), Samples: c.Int("samples"), Random: c.Int("random"),
-		Eval: c.String("eval"), Mean: mean, Std: std, Fit: fit,
-		BatchSize: c.Int("batch-size"), Threads: threads, Seed: c.Uint64("seed"),
+		Model: model, Data: spec.Path, Split: spec.Split, Labels: spec.Labels, Limit: spec.Limit,
+		Random: c.Int("random"), Eval: c.String("eval"), Mean: spec.Pre.Mean, Std: spec.Pre.Std, Fit: spec.Pre.Fit,
+		BatchSize: c.Int("batch"), Threads: threads, Seed: c.Uint64("seed"),
 		Multiple: c.Int("multiple"), SpectrumResidual: kinds[0],
-		Tool: "lprconv " + version, Version: version,
+		Tool: "lprconv " + version, Version: version, FineTune: ft, Log: c.App.ErrWriter,
 	})
 	if err != nil {
 		return err
@@ -140,7 +162,6 @@ func runSweep(c *cli.Context, args []string) error {
 	defer p.Close()
 
 	meta := report.Meta{Model: model, Date: time.Now().UTC().Format(time.RFC3339), Command: sweepCommandLine(c, model)}
-	meta.Notes = append(meta.Notes, "Models are compressed data-free (SVD initialization, no fine-tuning).")
 	var meter sweep.LatencyMeter
 	latency := sweep.LatencyOptions{Runs: c.Int("latency-runs")}
 	if c.Bool("no-latency") {
@@ -170,39 +191,49 @@ func runSweep(c *cli.Context, args []string) error {
 	return nil
 }
 
-// sweepNormalisation returns the mean and std from --preset, --mean and
-// --std (the explicit lists override the preset).
-func sweepNormalisation(c *cli.Context) (mean, std []float32, err error) {
-	mean, std = []float32{0}, []float32{1}
-	if c.IsSet("preset") {
-		if mean, std, err = dataset.Preset(c.String("preset")); err != nil {
-			return nil, nil, fmt.Errorf("--preset: %w", err)
+// sweepFineTune reads the fine-tuning flags: nil unless --epochs or
+// --steps is given (which needs --data).
+func sweepFineTune(c *cli.Context) (*sweep.FineTune, error) {
+	if !c.IsSet("epochs") && !c.IsSet("steps") {
+		for _, f := range []string{"lr", "loss", "temperature", "optimizer", "weight-decay", "train", "init", "calib", "data-seed"} {
+			if c.IsSet(f) {
+				return nil, fmt.Errorf("--%s is a fine-tuning flag; give --epochs or --steps (and --data) to fine-tune", f)
+			}
 		}
+		return nil, nil
 	}
-	if c.IsSet("mean") {
-		if mean, err = sweepFloats(c.String("mean")); err != nil {
-			return nil, nil, fmt.Errorf("--mean: %w", err)
-		}
+	if c.String("data") == "" {
+		return nil, fmt.Errorf("fine-tuning (--epochs, --steps) needs training images: give --data")
 	}
-	if c.IsSet("std") {
-		if std, err = sweepFloats(c.String("std")); err != nil {
-			return nil, nil, fmt.Errorf("--std: %w", err)
-		}
+	if c.Int("epochs") < 1 && c.Int("steps") < 1 {
+		return nil, fmt.Errorf("give --epochs or --steps of at least 1")
 	}
-	return mean, std, nil
-}
-
-// sweepFloats parses a comma-separated list of numbers.
-func sweepFloats(s string) ([]float32, error) {
-	var out []float32
-	for _, part := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(part), 32)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a number list like 0.485,0.456,0.406", s)
-		}
-		out = append(out, float32(v))
+	lossKind, err := finetune.ParseLoss(c.String("loss"))
+	if err != nil {
+		return nil, fmt.Errorf("--loss: %w", err)
 	}
-	return out, nil
+	optKind, err := finetune.ParseOptimizer(c.String("optimizer"))
+	if err != nil {
+		return nil, fmt.Errorf("--optimizer: %w", err)
+	}
+	trainSet, err := finetune.ParseTrainSet(c.String("train"))
+	if err != nil {
+		return nil, fmt.Errorf("--train: %w", err)
+	}
+	init := c.String("init")
+	if init != "data" && init != "weights" {
+		return nil, fmt.Errorf("--init %q: want data or weights", init)
+	}
+	if !(c.Float64("lr") > 0) || !(c.Float64("temperature") > 0) {
+		return nil, fmt.Errorf("--lr and --temperature must be positive")
+	}
+	return &sweep.FineTune{
+		Options: finetune.Options{Epochs: c.Int("epochs"), Steps: c.Int("steps"), Batch: c.Int("batch"), LR: c.Float64("lr"),
+			Optimizer: finetune.OptimizerConfig{Kind: optKind, WeightDecay: c.Float64("weight-decay")},
+			Loss:      finetune.Loss{Kind: lossKind, Temperature: c.Float64("temperature")},
+			Train:     trainSet},
+		DataInit: init == "data", Calib: c.Int("calib"), Seed: c.Int64("data-seed"),
+	}, nil
 }
 
 // sweepCommandLine rebuilds the command line from the flags that were set,

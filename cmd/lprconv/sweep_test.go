@@ -19,7 +19,7 @@ func sweepFixtureArgs(t *testing.T, out string, extra ...string) []string {
 	root := testutil.RepoRoot(t)
 	args := []string{"sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out,
 		"--rank-ratios", "1/4,0.125", "--eval", filepath.Join(root, "testdata", "images", "test"),
-		"--mean", "0.2860", "--std", "0.3530", "--batch-size", "100", "--threads", "2", "--no-latency"}
+		"--mean", "0.2860", "--std", "0.3530", "--batch", "100", "--threads", "2", "--no-latency"}
 	return append(args, extra...)
 }
 
@@ -171,7 +171,10 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--jobs", "-1"}, "--jobs"},
 		{[]string{"sweep", model, "--out", out, "--mean", "x"}, "--mean"},
 		{[]string{"sweep", model, "--out", out, "--preset", "cifar"}, "--preset"},
-		{[]string{"sweep", model, "--out", out, "--data", out, "--random", "4"}, "not both"},
+		{[]string{"sweep", model, "--out", out, "--epochs", "1"}, "give --data"},
+		{[]string{"sweep", model, "--out", out, "--lr", "0.1"}, "fine-tuning flag"},
+		{[]string{"sweep", model, "--out", out, "--data", out, "--steps", "2", "--loss", "hinge"}, "--loss"},
+		{[]string{"sweep", model, "--out", out, "--batch", "0"}, "--batch"},
 	} {
 		code, _, stderr := runCLI(c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
@@ -181,5 +184,37 @@ func TestSweepUsageErrors(t *testing.T) {
 	code, _, stderr := runCLI("sweep", filepath.Join(out, "missing.onnx"), "--out", out)
 	if code == 0 || !strings.Contains(stderr, "missing.onnx") {
 		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestSweepFineTunes(t *testing.T) {
+	root := testutil.RepoRoot(t)
+	out := filepath.Join(t.TempDir(), "ft")
+	args := []string{"sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out, "--rank-ratios", "1/8",
+		"--eval", filepath.Join(root, "testdata", "images", "test"), "--data", filepath.Join(root, "testdata", "images", "train"),
+		"--limit", "256", "--steps", "8", "--batch", "32", "--calib", "64", "--mean", "0.2860", "--std", "0.3530",
+		"--threads", "2", "--no-latency", "--json"}
+	code, stdout, stderr := runCLI(args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	s, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Rows[0]
+	if r.AccBefore == nil || r.AccAfter == nil || *r.AccAfter <= *r.AccBefore {
+		t.Errorf("accuracy before %v after %v: fine-tuning should raise it", r.AccBefore, r.AccAfter)
+	}
+	if !strings.Contains(stderr, "fine-tuning step 8 of 8") || !strings.Contains(stderr, "calibrating on 64 images") {
+		t.Errorf("no fine-tuning progress on stderr:\n%s", stderr)
+	}
+	code, stdout, stderr = runCLI(args...)
+	if code != 0 || strings.Contains(stderr, "fine-tuning step") {
+		t.Errorf("second run: exit %d, trained again:\n%s", code, stderr)
+	}
+	again, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil || !reflect.DeepEqual(again.Rows, s.Rows) {
+		t.Errorf("second run rows differ (%v)", err)
 	}
 }
