@@ -65,12 +65,17 @@ func colRange(off, stride, pad, w, ow int) (lo, hi int) {
 // OH*OW columns, row (c*KH+ky)*KW+kx holding in[c, oy*sh-pt+ky*dh,
 // ox*sw-pl+kx*dw] (0 where that falls into padding). in holds C*H*W values.
 // Then Conv(in, weight[Cout, C, KH, KW]) = weight (Cout x C*KH*KW) * col.
-func Im2col(g ConvGeom, in, col []float32) {
+func Im2col(g ConvGeom, in, col []float32) { Im2colLD(g, in, col, g.OH*g.OW) }
+
+// Im2colLD is Im2col with the rows of col ld >= OH*OW values apart, so
+// that the columns of several images can sit side by side in one matrix.
+func Im2colLD(g ConvGeom, in, col []float32, ld int) {
 	hw := g.OH * g.OW
-	if len(in) < g.C*g.H*g.W || len(col) < g.C*g.KH*g.KW*hw {
-		panic(fmt.Sprintf("kernels: Im2col buffers too small (in %d, col %d) for %+v", len(in), len(col), g))
+	rows := g.C * g.KH * g.KW
+	if ld < hw || len(in) < g.C*g.H*g.W || len(col) < (rows-1)*ld+hw {
+		panic(fmt.Sprintf("kernels: Im2col buffers too small (in %d, col %d, ld %d) for %+v", len(in), len(col), ld, g))
 	}
-	if im2colFast(&g, in, col) {
+	if im2colFast(&g, in, col, ld) {
 		return
 	}
 	sh, sw := g.Strides[0], g.Strides[1]
@@ -80,7 +85,7 @@ func Im2col(g ConvGeom, in, col []float32) {
 		plane := in[c*g.H*g.W : (c+1)*g.H*g.W]
 		for ky := 0; ky < g.KH; ky++ {
 			for kx := 0; kx < g.KW; kx++ {
-				dst := col[row*hw : (row+1)*hw]
+				dst := col[row*ld : row*ld+hw]
 				row++
 				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
 				for oy := 0; oy < g.OH; oy++ {

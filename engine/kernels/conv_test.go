@@ -95,6 +95,22 @@ func TestIm2colConv(t *testing.T) {
 		kdim, hw := cg.c*cg.kh*cg.kw, g.OH*g.OW
 		col := randSlice(r, kdim*hw) // garbage must be overwritten
 		Im2col(g, in, col)
+		// Im2colLD writes the same rows ld apart and leaves the gaps alone.
+		ld := hw + 3
+		wide := randSlice(r, (kdim-1)*ld+hw)
+		gaps := append([]float32(nil), wide...)
+		Im2colLD(g, in, wide, ld)
+		for row := 0; row < kdim; row++ {
+			for j := 0; j < ld && row*ld+j < len(wide); j++ {
+				got := wide[row*ld+j]
+				if j < hw && got != col[row*hw+j] {
+					t.Fatalf("%+v: Im2colLD[%d,%d] = %g, Im2col gives %g", cg, row, j, got, col[row*hw+j])
+				}
+				if j >= hw && got != gaps[row*ld+j] {
+					t.Fatalf("%+v: Im2colLD wrote the gap at [%d,%d]", cg, row, j)
+				}
+			}
+		}
 		out := make([]float32, cout*hw)
 		Sgemm(false, false, cout, hw, kdim, 1, w, kdim, col, hw, 0, out, hw)
 		want := naiveConv(g, 1, cout, 1, in, w, nil)

@@ -231,13 +231,13 @@ var zeroRow4K [4096]float32
 
 // im2colFast writes the column matrix of one image (see Im2col) with the
 // AVX-512 kernels for strides 1 and 2; it reports false when it cannot.
-func im2colFast(g *ConvGeom, in, col []float32) bool {
+func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
 	s := g.Strides[0]
 	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K) {
 		return false
 	}
 	hw := g.OH * g.OW
-	_, _ = in[g.C*g.H*g.W-1], col[g.C*g.KH*g.KW*hw-1]
+	_, _ = in[g.C*g.H*g.W-1], col[(g.C*g.KH*g.KW-1)*ld+hw-1]
 	row := 0
 	for c := 0; c < g.C; c++ {
 		plane := &in[c*g.H*g.W]
@@ -245,9 +245,9 @@ func im2colFast(g *ConvGeom, in, col []float32) bool {
 			for kx := 0; kx < g.KW; kx++ {
 				pt, pl := g.Pads[0]-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
 				if s == 1 {
-					im2colS1AVX512(&col[row*hw], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
 				} else {
-					im2colS2AVX512(&col[row*hw], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
 				}
 				row++
 			}

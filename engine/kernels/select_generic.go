@@ -41,4 +41,4 @@ func gatherStride2(dst, src []float32) {
 }
 
 // im2colFast has no vector version in this build.
-func im2colFast(g *ConvGeom, in, col []float32) bool { return false }
+func im2colFast(g *ConvGeom, in, col []float32, ld int) bool { return false }
