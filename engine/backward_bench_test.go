@@ -19,6 +19,11 @@ func benchTrainStep(b *testing.B, m *onnxpb.ModelProto, shape []int) {
 			tr = append(tr, init.Name)
 		}
 	}
+	benchTrainStepOf(b, m, shape, tr)
+}
+
+// benchTrainStepOf is benchTrainStep with the given trainable tensors.
+func benchTrainStepOf(b *testing.B, m *onnxpb.ModelProto, shape []int, tr []string) {
 	inits := map[string]bool{}
 	for _, t := range m.Graph.Initializer {
 		inits[t.Name] = true
@@ -91,4 +96,28 @@ func BenchmarkTrainStepShuffleNetV2(b *testing.B) {
 		b.Skipf("fixture absent: %v", err)
 	}
 	benchTrainStep(b, m, []int{64, 3, 32, 32})
+}
+
+// BenchmarkTrainStepMobileNetV1Square trains only the weights of the
+// square 1x1 convolutions (those LPR replaces) of the MobileNetV1 fixture
+// at batch 64: the backward pass stops below the first of them.
+func BenchmarkTrainStepMobileNetV1Square(b *testing.B) {
+	m := fixtureOrSynthetic(b, "mobilenetv1.onnx", func() *onnxpb.ModelProto { return mobileNetV1(0.25, 32, 10) })
+	shapes := map[string][]int64{}
+	for _, init := range m.Graph.Initializer {
+		shapes[init.Name] = init.Dims
+	}
+	var tr []string
+	for _, n := range m.Graph.Node {
+		if n.OpType != "Conv" || len(n.Input) < 2 {
+			continue
+		}
+		if d := shapes[n.Input[1]]; len(d) == 4 && d[0] == d[1] && d[2] == 1 && d[3] == 1 {
+			tr = append(tr, n.Input[1])
+		}
+	}
+	if len(tr) == 0 {
+		b.Fatal("no square 1x1 convolution")
+	}
+	benchTrainStepOf(b, m, []int{64, 3, 32, 32}, tr)
 }
