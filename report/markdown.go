@@ -117,12 +117,15 @@ func WriteMarkdown(w io.Writer, s *Sweep) error {
 
 	if len(s.Plots) > 0 {
 		o.printf("\n## Plots\n\n")
-		for _, p := range s.Plots {
+		for i, p := range s.Plots {
 			alt, ok := plotTitles[path.Base(filepath.ToSlash(p))]
 			if !ok {
 				alt = path.Base(filepath.ToSlash(p))
 			}
-			o.printf("![%s](%s)\n\n", alt, filepath.ToSlash(p))
+			if i > 0 {
+				o.printf("\n")
+			}
+			o.printf("![%s](%s)\n", alt, filepath.ToSlash(p))
 		}
 	}
 	if len(s.Meta.Notes) > 0 {

@@ -36,8 +36,8 @@ type PipelineOptions struct {
 	// original is measured (labels are not needed). Split and Labels are
 	// passed to dataset.Open.
 	Data, Split, Labels string
-	// Limit caps the number of samples used from Data (0: all): the first
-	// ones for fidelity, a seeded random choice for training.
+	// Limit caps the number of samples used from Data (0: all), chosen at
+	// random (with Seed for fidelity, FineTune.Seed for training).
 	Limit int
 	// Random is the number of random inputs that fidelity is measured on.
 	// When it is 0, fidelity uses Data (when not fine-tuning), else Eval's
@@ -219,7 +219,9 @@ func (p *Pipeline) openInputs() error {
 		}
 		idx := dataset.Indices(src.Len())
 		if o.Limit > 0 {
-			idx = dataset.First(idx, o.Limit)
+			// A seeded random choice, so that class-sorted folders give
+			// every class a share.
+			idx = dataset.Random(idx, o.Limit, int64(o.Seed))
 		}
 		data = &datasetBatches{src: src, idx: idx, pre: p.pre, batch: o.BatchSize, name: o.Data}
 		if ft := o.FineTune; ft != nil {
