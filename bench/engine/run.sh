@@ -1,0 +1,125 @@
+#!/bin/bash
+# lprconv's engine against ONNX Runtime (inference) and PyTorch (training),
+# side by side in one run, for the default build and the purego build of
+# engine/kernels; then the memory of `lprconv eval`. Prints a summary table
+# of medians and ratios at the end.
+#
+#   bash bench/engine/run.sh [infer|train|memory|all]   (default all)
+#
+# Environment: REPS (alternating repetitions, default 7), INFER_MIN (least
+# duration of one inference repetition, default 400ms), TRAIN_MIN (default
+# 1s), BUILDS (default "default purego"), ONNXRUNTIME_LIB, IMAGENET_DIR.
+#
+# Needs: Go and gcc (cgo for internal/ortrun), the ONNX Runtime 1.24.3
+# library (see internal/ortrun), /usr/bin/python3 with torch and onnx
+# (training reference, and regenerating the ImageNet-shaped model), and
+# /usr/bin/time for peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+what=${1:-all}
+reps=${REPS:-7}
+infer_min=${INFER_MIN:-400ms}
+train_min=${TRAIN_MIN:-1s}
+builds=${BUILDS:-default purego}
+imagenet=${IMAGENET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lprconv/imagenet}
+[ -f "$imagenet/mobilenetv1_1.0.onnx" ] || [ ! -f /root/.cache/lprconv/imagenet/mobilenetv1_1.0.onnx ] || imagenet=/root/.cache/lprconv/imagenet
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+results=$tmp/results
+
+if [ ! -f "$imagenet/mobilenetv1_1.0.onnx" ]; then
+	echo "== generating the ImageNet-shaped models into $imagenet" >&2
+	/usr/bin/python3 testdata/gen/export_imagenet.py --out "$imagenet" >&2
+fi
+imagenet_model=$imagenet/mobilenetv1_1.0.onnx
+[ -f "$imagenet_model" ] || { echo "missing $imagenet_model (testdata/gen/export_imagenet.py)" >&2; exit 1; }
+
+echo "== build" >&2
+for b in $builds; do
+	tags=""
+	[ "$b" = default ] || tags="-tags $b"
+	# shellcheck disable=SC2086
+	go build $tags -o "$tmp/bench-$b" ./bench/engine
+done
+go build -o "$tmp/lprconv" ./cmd/lprconv
+"$tmp/lprconv" compress testdata/models/mobilenetv1.onnx -o "$tmp/mobilenetv1_lpr.onnx" >&2
+
+echo "# $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# go $(go env GOVERSION), reps $reps, inference repetitions >= $infer_min, training repetitions >= $train_min"
+
+if [ "$what" = infer ] || [ "$what" = all ]; then
+	for b in $builds; do
+		echo
+		echo "== inference, engine ($b build) vs ONNX Runtime"
+		"$tmp/bench-$b" infer -label "$b" -reps "$reps" -min "$infer_min" -threads 1,2 \
+			"$imagenet_model:1" testdata/models/mobilenetv1.onnx:64 testdata/models/shufflenetv2.onnx:64 \
+			"$tmp/mobilenetv1_lpr.onnx:64" | tee -a "$results"
+	done
+fi
+
+if [ "$what" = train ] || [ "$what" = all ]; then
+	for b in $builds; do
+		echo
+		echo "== training step, engine ($b build) vs PyTorch"
+		"$tmp/bench-$b" train -label "$b" -reps "$reps" -min "$train_min" -threads 2,1 \
+			-torch bench/engine/torch_train.py testdata/models/mobilenetv1.onnx | tee -a "$results"
+	done
+fi
+
+if [ "$what" = memory ] || [ "$what" = all ]; then
+	echo
+	echo "== memory: lprconv eval $imagenet_model, batch 1, 8 random 3x224x224 images (NPY)"
+	b=$(echo "$builds" | cut -d' ' -f1)
+	"$tmp/bench-$b" npy -o "$tmp/images.npy" -n 8 -shape 3,224,224
+	for th in 1 2; do
+		/usr/bin/time -v "$tmp/lprconv" eval "$imagenet_model" --data "$tmp/images.npy" --batch 1 --threads $th \
+			>"$tmp/eval.out" 2>"$tmp/eval.time"
+		rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/eval.time")
+		wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$tmp/eval.time")
+		echo "threads $th: peak RSS $rss KiB, wall $wall; $(grep throughput "$tmp/eval.out" | xargs)"
+		echo "RESULT memory threads=$th rss_kib=$rss" >>"$results"
+	done
+	"$tmp/bench-$b" peak -batch 1 "$imagenet_model" | tee -a "$results"
+	echo "model file: $(stat -c %s "$imagenet_model") bytes"
+fi
+
+echo
+echo "== summary (medians; ratio = engine / reference, higher is better for the engine)"
+echo "# same thr: the reference at the same thread count; best<=thr: the reference's best median at any thread count up to thr"
+echo "# (on an oversubscribed machine a reference can run slower with 2 threads than with 1); goal judged on best<=thr"
+echo "# cpu: reference CPU time per image / engine CPU time per image (process user+sys; at 2 threads it counts spinning)"
+awk '
+function field(k,   i, n, kv) {
+	for (i = 3; i <= NF; i++) { n = split($i, kv, "="); if (kv[1] == k) { gsub(/"/, "", kv[2]); return kv[2] } }
+	return ""
+}
+/^RESULT infer/ {
+	k = field("build") SUBSEP field("model") SUBSEP field("batch")
+	ni++; ik[ni] = k; ith[ni] = field("threads"); ieng[ni] = field("engine"); iref[ni] = field("ort")
+	ibuild[ni] = field("build"); imodel[ni] = field("model"); ibatch[ni] = field("batch"); icpu[ni] = field("cpu_ratio")
+}
+/^RESULT train/ {
+	nt++; tk[nt] = field("build") SUBSEP field("model"); tth[nt] = field("threads"); teng[nt] = field("engine")
+	tbuild[nt] = field("build"); tmodel[nt] = field("model"); tbatch[nt] = field("batch")
+	tcl[nt] = field("torch_cl"); tnc[nt] = field("torch_nchw"); tref[nt] = (tcl[nt] > tnc[nt] ? tcl[nt] : tnc[nt]); tcpu[nt] = field("cpu_ratio")
+}
+/^RESULT memory/ { mem = mem sprintf("lprconv eval peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024) }
+/^RESULT peak/ { mem = mem sprintf("engine PeakActivationBytes (%s, batch %s): %s bytes (%.2f MiB)\n", field("model"), field("batch"), field("peak_bytes"), field("peak_mib")) }
+END {
+	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %10s %8s %6s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "best<=thr", "cpu", "goal"
+	for (i = 1; i <= ni; i++) {
+		best = 0
+		for (j = 1; j <= ni; j++) if (ik[j] == ik[i] && ith[j] + 0 <= ith[i] + 0 && iref[j] + 0 > best) best = iref[j] + 0
+		r = ieng[i] / iref[i]
+		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %9.2fx %7.2fx %6s\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ieng[i] / best, icpu[i], (ieng[i] / best >= 0.5 ? "ok" : "MISS")
+	}
+	if (nt) printf "\n%-8s %-16s %5s %3s %12s %10s %10s %8s %12s %8s %6s\n", "build", "training model", "batch", "thr", "engine img/s", "torch CL", "torch NCHW", "same thr", "best<=thr", "cpu", "goal"
+	for (i = 1; i <= nt; i++) {
+		best = 0
+		for (j = 1; j <= nt; j++) if (tk[j] == tk[i] && tth[j] + 0 <= tth[i] + 0 && tref[j] + 0 > best) best = tref[j] + 0
+		r = teng[i] / tref[i]
+		printf "%-8s %-16s %5s %3s %12.1f %10.1f %10.1f %7.2fx %11.2fx %7.2fx %6s\n", tbuild[i], tmodel[i], tbatch[i], tth[i], teng[i], tcl[i], tnc[i], r, teng[i] / best, tcpu[i], (teng[i] / best >= 1 ? "ok" : "MISS")
+	}
+	if (mem != "") printf "\n%s", mem
+}
+' "$results"
