@@ -196,6 +196,10 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 func writeTile(g *gemmArgs, tile []float32, ldt, i0, jg, cols int, alpha, beta float32, last bool) {
 	rows := len(tile) / ldt
 	if ldt == 32 && alpha == 1 && beta == 0 && !last && g.nb < cols {
+		if bi, j := jg/g.nb, jg%g.nb; j == 0 && cols == 32 &&
+			segCopyFast(false, tile, g.c[bi*g.sc+i0*g.ldc:], g.sc, g.ldc, rows, g.nb) {
+			return
+		}
 		var offs [32]int32
 		if base, maxOff, ok := batchOffsets(&offs, jg, cols, g.nb, g.sc); ok &&
 			scatterTileFast(g.c[base+i0*g.ldc:], &offs, maxOff, tile, g.ldc, rows, cols) {
@@ -292,6 +296,10 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int, skipInPlace bool)
 			clear(panel)
 		}
 		if nr == 32 && cols == 32 && g.nb < 32 && !g.transB && g.kb == g.k {
+			if bi, j := (jc+jr)/g.nb, (jc+jr)%g.nb; j == 0 &&
+				segCopyFast(true, panel, g.b[bi*g.sb+pc*g.ldb:], g.sb, g.ldb, kc, g.nb) {
+				continue
+			}
 			var offs [32]int32
 			if base, maxOff, ok := batchOffsets(&offs, jc+jr, 32, g.nb, g.sb); ok &&
 				packGatherFast(panel, g.b[base+pc*g.ldb:], &offs, maxOff, g.ldb, kc) {

@@ -3698,6 +3698,168 @@ packGather32AVX512_loop:
 	VZEROUPPER
 	RET
 
+// func packSeg32(dst *float32, src *float32, stride int, ld int, rows int, seglen int)
+// Requires: AVX, AVX512F
+TEXT ·packSeg32(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ stride+16(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ ld+24(FP), SI
+	SHLQ $0x02, SI
+	MOVQ rows+32(FP), DI
+	MOVQ seglen+40(FP), R8
+	CMPQ R8, $0x04
+	JNE  packSeg32_L4_skip
+
+packSeg32_L4_loop:
+	LEAQ    (CX)(DX*4), R8
+	VMOVUPS (CX), X0
+	VMOVUPS X0, (AX)
+	VMOVUPS (CX)(DX*1), X0
+	VMOVUPS X0, 16(AX)
+	VMOVUPS (CX)(DX*2), X0
+	VMOVUPS X0, 32(AX)
+	VMOVUPS (CX)(BX*1), X0
+	VMOVUPS X0, 48(AX)
+	VMOVUPS (R8), X0
+	VMOVUPS X0, 64(AX)
+	VMOVUPS (R8)(DX*1), X0
+	VMOVUPS X0, 80(AX)
+	VMOVUPS (R8)(DX*2), X0
+	VMOVUPS X0, 96(AX)
+	VMOVUPS (R8)(BX*1), X0
+	VMOVUPS X0, 112(AX)
+	ADDQ    SI, CX
+	ADDQ    $0x00000080, AX
+	DECQ    DI
+	JNE     packSeg32_L4_loop
+	VZEROUPPER
+	RET
+
+packSeg32_L4_skip:
+	CMPQ R8, $0x08
+	JNE  packSeg32_L8_skip
+
+packSeg32_L8_loop:
+	LEAQ    (CX)(DX*4), R8
+	VMOVUPS (CX), Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS (CX)(DX*1), Y0
+	VMOVUPS Y0, 32(AX)
+	VMOVUPS (CX)(DX*2), Y0
+	VMOVUPS Y0, 64(AX)
+	VMOVUPS (CX)(BX*1), Y0
+	VMOVUPS Y0, 96(AX)
+	ADDQ    SI, CX
+	ADDQ    $0x00000080, AX
+	DECQ    DI
+	JNE     packSeg32_L8_loop
+	VZEROUPPER
+	RET
+
+packSeg32_L8_skip:
+	CMPQ R8, $0x10
+	JNE  packSeg32_L16_skip
+
+packSeg32_L16_loop:
+	LEAQ    (CX)(DX*4), BX
+	VMOVUPS (CX), Z0
+	VMOVUPS Z0, (AX)
+	VMOVUPS (CX)(DX*1), Z0
+	VMOVUPS Z0, 64(AX)
+	ADDQ    SI, CX
+	ADDQ    $0x00000080, AX
+	DECQ    DI
+	JNE     packSeg32_L16_loop
+	VZEROUPPER
+	RET
+
+packSeg32_L16_skip:
+	RET
+
+// func storeSeg32(dst *float32, src *float32, stride int, ld int, rows int, seglen int)
+// Requires: AVX, AVX512F
+TEXT ·storeSeg32(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ stride+16(FP), DX
+	SHLQ $0x02, DX
+	LEAQ (DX)(DX*2), BX
+	MOVQ ld+24(FP), SI
+	SHLQ $0x02, SI
+	MOVQ rows+32(FP), DI
+	MOVQ seglen+40(FP), R8
+	CMPQ R8, $0x04
+	JNE  storeSeg32_L4_skip
+
+storeSeg32_L4_loop:
+	LEAQ    (AX)(DX*4), R8
+	VMOVUPS (CX), X0
+	VMOVUPS X0, (AX)
+	VMOVUPS 16(CX), X0
+	VMOVUPS X0, (AX)(DX*1)
+	VMOVUPS 32(CX), X0
+	VMOVUPS X0, (AX)(DX*2)
+	VMOVUPS 48(CX), X0
+	VMOVUPS X0, (AX)(BX*1)
+	VMOVUPS 64(CX), X0
+	VMOVUPS X0, (R8)
+	VMOVUPS 80(CX), X0
+	VMOVUPS X0, (R8)(DX*1)
+	VMOVUPS 96(CX), X0
+	VMOVUPS X0, (R8)(DX*2)
+	VMOVUPS 112(CX), X0
+	VMOVUPS X0, (R8)(BX*1)
+	ADDQ    SI, AX
+	ADDQ    $0x00000080, CX
+	DECQ    DI
+	JNE     storeSeg32_L4_loop
+	VZEROUPPER
+	RET
+
+storeSeg32_L4_skip:
+	CMPQ R8, $0x08
+	JNE  storeSeg32_L8_skip
+
+storeSeg32_L8_loop:
+	LEAQ    (AX)(DX*4), R8
+	VMOVUPS (CX), Y0
+	VMOVUPS Y0, (AX)
+	VMOVUPS 32(CX), Y0
+	VMOVUPS Y0, (AX)(DX*1)
+	VMOVUPS 64(CX), Y0
+	VMOVUPS Y0, (AX)(DX*2)
+	VMOVUPS 96(CX), Y0
+	VMOVUPS Y0, (AX)(BX*1)
+	ADDQ    SI, AX
+	ADDQ    $0x00000080, CX
+	DECQ    DI
+	JNE     storeSeg32_L8_loop
+	VZEROUPPER
+	RET
+
+storeSeg32_L8_skip:
+	CMPQ R8, $0x10
+	JNE  storeSeg32_L16_skip
+
+storeSeg32_L16_loop:
+	LEAQ    (AX)(DX*4), BX
+	VMOVUPS (CX), Z0
+	VMOVUPS Z0, (AX)
+	VMOVUPS 64(CX), Z0
+	VMOVUPS Z0, (AX)(DX*1)
+	ADDQ    SI, AX
+	ADDQ    $0x00000080, CX
+	DECQ    DI
+	JNE     storeSeg32_L16_loop
+	VZEROUPPER
+	RET
+
+storeSeg32_L16_skip:
+	RET
+
 // func scatterTile32AVX512(c *float32, offs *int32, tile *float32, ldc int, rows int, mask uint32)
 // Requires: AVX, AVX512F
 TEXT ·scatterTile32AVX512(SB), NOSPLIT, $0-44

@@ -95,6 +95,16 @@ func packTrans8AVX(dst *float32, src *float32, ldb int, nr int, groups int, bloc
 //go:noescape
 func packGather32AVX512(dst *float32, src *float32, offs *int32, ldb int, kc int)
 
+// packSeg32 packs rows of a 32-column panel from batch items of seglen columns.
+//
+//go:noescape
+func packSeg32(dst *float32, src *float32, stride int, ld int, rows int, seglen int)
+
+// storeSeg32 stores rows of a 32-column tile into batch items of seglen columns.
+//
+//go:noescape
+func storeSeg32(dst *float32, src *float32, stride int, ld int, rows int, seglen int)
+
 // scatterTile32AVX512 stores rows of a 32-column tile to columns found at offsets offs.
 //
 //go:noescape

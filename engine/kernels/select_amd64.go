@@ -255,3 +255,20 @@ func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
 	}
 	return true
 }
+
+// segCopyFast copies rows between a 32-column panel or tile and 32/seglen
+// batch items of seglen (4, 8 or 16) columns, stride values apart, rows ld
+// apart on the item side; toPanel packs items into the panel, otherwise
+// the tile is stored into the items. It reports false when it cannot.
+func segCopyFast(toPanel bool, panel, items []float32, stride, ld, rows, seglen int) bool {
+	if !cpu.avx512 || rows == 0 || (seglen != 4 && seglen != 8 && seglen != 16) {
+		return false
+	}
+	_, _ = panel[rows*32-1], items[(32/seglen-1)*stride+(rows-1)*ld+seglen-1]
+	if toPanel {
+		packSeg32(&panel[0], &items[0], stride, ld, rows, seglen)
+	} else {
+		storeSeg32(&items[0], &panel[0], stride, ld, rows, seglen)
+	}
+	return true
+}

@@ -196,6 +196,9 @@ func TestSgemmBatched(t *testing.T) {
 		{true, false, 17, 16, 33, 5, true, 0},
 		{false, false, 8, 7, 300, 11, true, 0},
 		{false, false, 30, 3, 20, 23, true, 1},
+		{false, false, 19, 4, 33, 40, true, 0},
+		{false, false, 40, 8, 9, 21, true, 0},
+		{true, false, 9, 16, 70, 7, true, 0},
 	}
 	for _, kern := range kernelsAvailable() {
 		ctx := NewContext(2)

@@ -35,6 +35,8 @@ func main() {
 	packCopy(16)
 	packTrans()
 	packGather()
+	segCopy(true)
+	segCopy(false)
 	scatterTile()
 	biasActTile()
 	stride2Kernel()

@@ -203,3 +203,95 @@ func scatterTile() {
 	VZEROUPPER()
 	RET()
 }
+
+// segCopy emits copies between a 32-column panel or tile and 32/L batch
+// items of L contiguous columns each (L = 4, 8 or 16), the items stride
+// values apart:
+//
+//	pack (toPanel): dst[p*32 + s*L + x] = src[s*stride + p*ld + x]
+//	store:          dst[s*stride + p*ld + x] = src[p*32 + s*L + x]
+//
+// for p < rows, s < 32/L, x < L (AVX-512 for L = 16, AVX otherwise).
+func segCopy(toPanel bool) {
+	name := "storeSeg32"
+	if toPanel {
+		name = "packSeg32"
+	}
+	TEXT(name, NOSPLIT, "func(dst, src *float32, stride, ld, rows, seglen int)")
+	Pragma("noescape")
+	if toPanel {
+		Doc(name + " packs rows of a 32-column panel from batch items of seglen columns.")
+	} else {
+		Doc(name + " stores rows of a 32-column tile into batch items of seglen columns.")
+	}
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	st := Load(Param("stride"), GP64())
+	SHLQ(Imm(2), st)
+	st3 := GP64()
+	LEAQ(Mem{Base: st, Index: st, Scale: 2}, st3)
+	ld := Load(Param("ld"), GP64())
+	SHLQ(Imm(2), ld)
+	rows := Load(Param("rows"), GP64())
+	seglen := Load(Param("seglen"), GP64())
+	// The item side (strided) is addressed from b0 (items 0-3) and b4 = b0 +
+	// 4*stride (items 4-7).
+	item := func(b0, b4 Register, s int) Mem {
+		base := b0
+		if s >= 4 {
+			base = b4
+		}
+		m := Mem{Base: base}
+		switch s % 4 {
+		case 1:
+			m.Index, m.Scale = st, 1
+		case 2:
+			m.Index, m.Scale = st, 2
+		case 3:
+			m.Index, m.Scale = st3, 1
+		}
+		return m
+	}
+	for _, L := range []int{4, 8, 16} {
+		segs := 32 / L
+		lbl := fmt.Sprintf("%s_L%d", name, L)
+		CMPQ(seglen, Imm(uint64(L)))
+		JNE(LabelRef(lbl + "_skip"))
+		b4 := GP64()
+		itemPtr := src
+		panelPtr := dst
+		if !toPanel {
+			itemPtr, panelPtr = dst, src
+		}
+		Label(lbl + "_loop")
+		LEAQ(Mem{Base: itemPtr, Index: st, Scale: 4}, b4)
+		for s := 0; s < segs; s++ {
+			pm := Mem{Base: panelPtr, Disp: 4 * s * L}
+			im := item(itemPtr, b4, s)
+			var v Register
+			switch L {
+			case 4:
+				v = XMM()
+			case 8:
+				v = YMM()
+			default:
+				v = ZMM()
+			}
+			if toPanel {
+				VMOVUPS(im, v)
+				VMOVUPS(v, pm)
+			} else {
+				VMOVUPS(pm, v)
+				VMOVUPS(v, im)
+			}
+		}
+		ADDQ(ld, itemPtr)
+		ADDQ(U32(128), panelPtr)
+		DECQ(rows)
+		JNE(LabelRef(lbl + "_loop"))
+		VZEROUPPER()
+		RET()
+		Label(lbl + "_skip")
+	}
+	RET()
+}
