@@ -66,22 +66,25 @@ func (w *bwWork) batchNorm(lo, hi int) {
 		for i := 0; i < op.N; i++ {
 			base := (i*op.C + ch) * op.Inner
 			xr, gr := x[base:base+op.Inner], dy[base:base+op.Inner]
-			if dx != nil && w.overwrite {
+			var s, sx float32
+			switch {
+			case dx != nil && stats:
+				s, sx = bnRow(dx[base:base+op.Inner], gr, xr, a, m, w.overwrite)
+			case dx != nil && w.overwrite:
 				dr := dx[base : base+op.Inner]
 				for j, g := range gr {
 					dr[j] = g * a
 				}
-			} else if dx != nil {
+			case dx != nil:
 				dr := dx[base : base+op.Inner]
 				for j, g := range gr {
 					dr[j] += g * a
 				}
+			case stats:
+				s, sx = bnSums(gr, xr, m)
 			}
-			if stats {
-				s, sx := bnSums(gr, xr, m)
-				sdy += float64(s)
-				sdyx += float64(sx)
-			}
+			sdy += float64(s)
+			sdyx += float64(sx)
 		}
 		if dgamma != nil {
 			dgamma[ch] += float32(sdyx * inv)
@@ -96,6 +99,44 @@ func (w *bwWork) batchNorm(lo, hi int) {
 			dvar[ch] += float32(-0.5 * sdyx * float64(gamma[ch]) * inv * inv * inv)
 		}
 	}
+}
+
+// bnRow writes (set) or adds g·a into d and returns Σ g and Σ g·(x − m),
+// in one pass with four independent accumulators each.
+func bnRow(d, g, x []float32, a, m float32, set bool) (float32, float32) {
+	n := len(g)
+	d, x = d[:n], x[:n]
+	var s0, s1, s2, s3, t0, t1, t2, t3 float32
+	j := 0
+	for ; j+4 <= n; j += 4 {
+		gg, xx, dd := g[j:j+4:j+4], x[j:j+4:j+4], d[j:j+4:j+4]
+		if set {
+			dd[0], dd[1], dd[2], dd[3] = gg[0]*a, gg[1]*a, gg[2]*a, gg[3]*a
+		} else {
+			dd[0] += gg[0] * a
+			dd[1] += gg[1] * a
+			dd[2] += gg[2] * a
+			dd[3] += gg[3] * a
+		}
+		s0 += gg[0]
+		s1 += gg[1]
+		s2 += gg[2]
+		s3 += gg[3]
+		t0 += gg[0] * (xx[0] - m)
+		t1 += gg[1] * (xx[1] - m)
+		t2 += gg[2] * (xx[2] - m)
+		t3 += gg[3] * (xx[3] - m)
+	}
+	for ; j < n; j++ {
+		if set {
+			d[j] = g[j] * a
+		} else {
+			d[j] += g[j] * a
+		}
+		s0 += g[j]
+		t0 += g[j] * (x[j] - m)
+	}
+	return (s0 + s1) + (s2 + s3), (t0 + t1) + (t2 + t3)
 }
 
 // bnSums returns Σ g and Σ g·(x − m) with four independent accumulators
