@@ -267,10 +267,14 @@ func packA(dst []float32, g *gemmArgs, ic, mc, pc, kc, mr int, onlyPartial bool)
 					copy(panel[(p0+p)*mr:(p0+p)*mr+rows], src[:rows])
 				}
 			} else {
-				for i := 0; i < rows; i++ {
+				done := 0
+				if rows == mr {
+					done = packTransFast(panel[p0*mr:], a[(ic+ir)*g.lda+pp:], g.lda, seg, mr, mr)
+				}
+				for i := 0; i < rows && done < seg; i++ {
 					src := a[(ic+ir+i)*g.lda+pp:]
-					src = src[:seg]
-					d := panel[p0*mr+i:]
+					src = src[done:seg]
+					d := panel[(p0+done)*mr+i:]
 					for p, v := range src {
 						d[p*mr] = v
 					}
@@ -334,9 +338,9 @@ func packB(dst []float32, g *gemmArgs, pc, kc, jc, nc, nr int, skipInPlace bool)
 						}
 					}
 				} else {
-					done := 0
-					if jseg == nr {
-						done = packTransFast(d, b[jj*g.ldb+pp:], g.ldb, pseg, nr)
+					done := packTransFast(d, b[jj*g.ldb+pp:], g.ldb, pseg, nr, jseg/8*8)
+					if jseg%8 != 0 {
+						done = 0
 					}
 					for j := 0; j < jseg; j++ {
 						src := b[(jj+j)*g.ldb+pp:]

@@ -141,16 +141,16 @@ func packCopyFast(dst, src []float32, ldb, kc, nr int) bool {
 	return true
 }
 
-// packTransFast packs the first kc/8*8 rows of an nr-column panel of a
-// transposed B (element (p, j) at src[j*ldb+p]) into dst and returns how
-// many rows it packed.
-func packTransFast(dst, src []float32, ldb, kc, nr int) int {
+// packTransFast packs the first kc/8*8 rows of cols columns (a multiple of
+// 8) of a panel with row stride nr from a transposed source (element
+// (p, j) at src[j*ld+p]) into dst, and returns how many rows it packed.
+func packTransFast(dst, src []float32, ld, kc, nr, cols int) int {
 	blocks := kc / 8
-	if !cpu.avx2FMA || blocks == 0 || nr%8 != 0 {
+	if !cpu.avx2FMA || blocks == 0 || cols == 0 || cols%8 != 0 {
 		return 0
 	}
-	_, _ = dst[(blocks*8-1)*nr+nr-1], src[(nr-1)*ldb+blocks*8-1]
-	packTrans8AVX(&dst[0], &src[0], ldb, nr, nr/8, blocks)
+	_, _ = dst[(blocks*8-1)*nr+cols-1], src[(cols-1)*ld+blocks*8-1]
+	packTrans8AVX(&dst[0], &src[0], ld, nr, cols/8, blocks)
 	return blocks * 8
 }
 

@@ -18,7 +18,7 @@ func vecAxpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }
 func packCopyFast(dst, src []float32, ldb, kc, nr int) bool { return false }
 
 // packTransFast has no vector version in this build.
-func packTransFast(dst, src []float32, ldb, kc, nr int) int { return 0 }
+func packTransFast(dst, src []float32, ld, kc, nr, cols int) int { return 0 }
 
 // biasActTile applies a fused epilogue to a tile (see Epilogue).
 func biasActTile(c []float32, ldc, rows, cols int, rowBias, colBias []float32, lo, hi float32) {

@@ -106,6 +106,14 @@ func (ctx *Context) SgemmBatchedEx(transA, transB bool, m, n, k int, alpha float
 	switch {
 	case count == 1:
 		ctx.runGemm(&g, batchArgs{count: 1})
+	case strideC == 0 && k == 1 && (transA || lda == 1) && (!transB || ldb == 1) &&
+		strideA >= max(m, 1) && strideB >= max(n, 1):
+		// Every product is an outer product of a column and a row: their sum
+		// is [A_0 ... A_count-1] [B_0; ...; B_count-1], one GEMM of depth count.
+		t := gemmArgs{transA: true, transB: false, m: m, n: n, k: count, alpha: alpha,
+			a: a, lda: strideA, b: b, ldb: strideB, beta: beta, c: c, ldc: ldc, nb: n, kb: count,
+			ep: g.ep, hasEp: g.hasEp}
+		ctx.runGemm(&t, batchArgs{count: 1})
 	case strideC == 0:
 		if k == 0 || alpha == 0 || m == 0 || n == 0 {
 			ctx.runGemm(&g, batchArgs{count: 1})

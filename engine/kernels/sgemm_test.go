@@ -199,6 +199,8 @@ func TestSgemmBatched(t *testing.T) {
 		{false, false, 19, 4, 33, 40, true, 0},
 		{false, false, 40, 8, 9, 21, true, 0},
 		{true, false, 9, 16, 70, 7, true, 0},
+		{false, true, 20, 40, 1, 50, false, 0},
+		{true, false, 33, 7, 1, 9, false, 2},
 	}
 	for _, kern := range kernelsAvailable() {
 		ctx := NewContext(2)
