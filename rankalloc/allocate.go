@@ -1,0 +1,358 @@
+package rankalloc
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"regexp"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/svd"
+)
+
+// buckets is the resolution of the dynamic program: the savings needed
+// are counted in units of about 1/buckets of the largest possible savings.
+const buckets = 20000
+
+// LayerChoice is the allocator's decision for one candidate layer.
+type LayerChoice struct {
+	Name string `json:"name"`
+	Out  int    `json:"out_channels"`
+	In   int    `json:"in_channels"`
+	// Rank is the chosen rank, 0 when the layer is kept.
+	Rank int `json:"rank"`
+	// Fixed marks layers whose decision the user's policy made
+	// (exclusions, overrides) or that have no rank on offer.
+	Fixed bool `json:"fixed,omitempty"`
+	// Loss is the predicted loss of the layer at Rank (0 when kept).
+	Loss float64 `json:"loss"`
+	// Params and MACs are the layer's cost at Rank.
+	Params int64 `json:"params"`
+	MACs   int64 `json:"macs"`
+}
+
+// Allocation is the outcome of Allocate.
+type Allocation struct {
+	Budget Budget `json:"-"`
+	// BudgetText is Budget as ParseBudget reads it.
+	BudgetText string `json:"budget"`
+	// Metric says how the losses were measured (MetricKL, MetricWeights).
+	Metric string `json:"metric"`
+	// Before is the original model's total of the budgeted resource and
+	// Target the most the compressed model may have.
+	Before int64 `json:"before"`
+	Target int64 `json:"target"`
+	// Params and MACs are the totals of the model rewritten with the
+	// chosen ranks (counted on the rewritten graph), Fraction the
+	// budgeted one over Before.
+	Params   int64   `json:"params"`
+	MACs     int64   `json:"macs"`
+	Fraction float64 `json:"fraction"`
+	// Loss is the predicted total loss (the sum of the layers' losses).
+	Loss   float64       `json:"predicted_loss"`
+	Layers []LayerChoice `json:"layers"`
+	// Sensitivity is what the losses were interpolated from.
+	Sensitivity []Sensitivity `json:"sensitivity"`
+}
+
+// Policy returns the rank policy that makes convert.NewPlan replace
+// exactly the chosen layers at their ranks: an override per replaced
+// layer and an exact-name exclusion per kept one.
+func (a *Allocation) Policy() svd.Policy {
+	p := svd.Policy{Overrides: map[string]int{}}
+	for _, l := range a.Layers {
+		if l.Rank > 0 {
+			p.Overrides[l.Name] = l.Rank
+		} else {
+			p.Exclude = append(p.Exclude, regexp.MustCompile("^"+regexp.QuoteMeta(l.Name)+"$"))
+		}
+	}
+	if len(p.Overrides) == 0 {
+		// Nothing replaced: a base rank that every layer's exclusion
+		// overrides keeps the policy valid.
+		p.Rank = 1
+	}
+	return p
+}
+
+// Replaced returns the number of layers given a rank.
+func (a *Allocation) Replaced() int {
+	n := 0
+	for _, l := range a.Layers {
+		if l.Rank > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Run measures the sensitivities of m's candidates and allocates ranks
+// for the budget (Measure, then Allocate).
+func Run(ctx context.Context, m *onnxpb.ModelProto, budget Budget, opts Options) (*Allocation, error) {
+	if err := budget.Validate(); err != nil {
+		return nil, err
+	}
+	base, err := basePlan(ctx, m, opts)
+	if err != nil {
+		return nil, err
+	}
+	sens, err := Measure(ctx, m, base, opts)
+	if err != nil {
+		return nil, err
+	}
+	return Allocate(m, base, sens, budget, opts)
+}
+
+// option is one choice for a free layer.
+type option struct {
+	rank   int
+	cost   int64 // budgeted resource at this rank
+	saving int64 // cost before minus cost
+	loss   float64
+}
+
+// Allocate chooses ranks for the layers of base (a plan of m listing every
+// candidate, none replaced; Run makes it) from their sensitivities: the
+// model's budgeted total stays at most budget.Fraction of the original's
+// and the sum of the predicted losses is least. Layers without a
+// sensitivity keep the decision of opts.Base (override or kept). It
+// returns an error naming the smallest achievable fraction when the
+// budget cannot be met.
+func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budget Budget, opts Options) (*Allocation, error) {
+	opts = opts.withDefaults()
+	if err := budget.Validate(); err != nil {
+		return nil, err
+	}
+	byName := map[string]*Sensitivity{}
+	for i := range sens {
+		byName[sens[i].Name] = &sens[i]
+	}
+	cost := func(l *convert.LayerPlan, r int) int64 {
+		p, mac := l.CostAt(r)
+		if budget.Resource == MACs {
+			return mac
+		}
+		return p
+	}
+	before := base.ParamsBefore
+	if budget.Resource == MACs {
+		before = base.MACsBefore
+	}
+	a := &Allocation{Budget: budget, BudgetText: budget.String(), Metric: opts.Metric(), Before: before, Sensitivity: sens}
+	a.Target = int64(math.Floor(budget.Fraction * float64(before)))
+	var fixedCost int64 = before // total minus what the free layers cost before
+	var free []int               // indices into base.Layers
+	var opts2 [][]option
+	for i := range base.Layers {
+		l := &base.Layers[i]
+		ch := LayerChoice{Name: l.Name, Out: l.Channels, In: l.InputChannels()}
+		s := byName[l.Name]
+		if r, fixed := opts.fixedRank(l.Name); fixed || s == nil {
+			ch.Fixed, ch.Rank = true, r
+			if !fixed {
+				ch.Rank = 0
+			}
+			c0 := cost(l, 0)
+			fixedCost += cost(l, ch.Rank) - c0
+		} else {
+			c0 := cost(l, 0)
+			fixedCost -= c0
+			os := []option{{rank: 0, cost: c0}}
+			for _, r := range opts.offeredRanks(l) {
+				c := cost(l, r)
+				if c >= c0 {
+					continue // saves nothing of the budgeted resource
+				}
+				os = append(os, option{rank: r, cost: c, saving: c0 - c, loss: s.At(r)})
+			}
+			monotone(os)
+			free = append(free, i)
+			opts2 = append(opts2, os)
+		}
+		a.Layers = append(a.Layers, ch)
+	}
+	// The per-layer costs can miss shared tensors; correct the target by
+	// what the rewritten graph shows and solve again (at most a few times).
+	target := a.Target
+	for attempt := 0; ; attempt++ {
+		choice, loss, err := solve(opts2, before, fixedCost, target)
+		if err != nil {
+			return nil, err
+		}
+		a.Loss = loss
+		for k, i := range free {
+			o := opts2[k][choice[k]]
+			a.Layers[i].Rank, a.Layers[i].Loss = o.rank, o.loss
+		}
+		for i := range a.Layers {
+			a.Layers[i].Params, a.Layers[i].MACs = base.Layers[i].CostAt(a.Layers[i].Rank)
+		}
+		if err := a.count(m, base, opts); err != nil {
+			return nil, err
+		}
+		got := a.Params
+		if budget.Resource == MACs {
+			got = a.MACs
+		}
+		a.Fraction = float64(got) / float64(before)
+		if got <= a.Target {
+			return a, nil
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("budget %s: the chosen ranks give %d of %d %s (%.4f), over the budget; the model's shared tensors defeat the per-layer accounting", budget, got, before, budget.Resource, a.Fraction)
+		}
+		target -= got - a.Target
+	}
+}
+
+// monotone makes the losses of a layer's options non-increasing in rank
+// (a higher rank never predicts a larger loss than a lower one).
+func monotone(os []option) {
+	// os[0] is "keep" (loss 0); ranks follow in increasing order.
+	for i := len(os) - 2; i >= 1; i-- {
+		if os[i].loss < os[i+1].loss {
+			os[i].loss = os[i+1].loss
+		}
+	}
+}
+
+// solve picks one option per layer so that fixedCost plus the chosen costs
+// is at most target with the least total loss: a dynamic program over the
+// savings, counted in units rounded down (so the real savings are never
+// smaller than the counted ones). It then gives back savings that the
+// budget does not need where that lowers the loss.
+func solve(layers [][]option, before, fixedCost, target int64) ([]int, float64, error) {
+	var maxSave, keepCost int64
+	for _, os := range layers {
+		best := int64(0)
+		for _, o := range os {
+			best = max(best, o.saving)
+		}
+		maxSave += best
+		keepCost += os[0].cost
+	}
+	need := fixedCost + keepCost - target // savings required
+	if need > maxSave {
+		smallest := fixedCost + keepCost - maxSave
+		return nil, 0, &InfeasibleError{Smallest: float64(smallest) / float64(before), Target: float64(target) / float64(before)}
+	}
+	choice := make([]int, len(layers))
+	if need <= 0 {
+		return choice, 0, nil
+	}
+	unit := max(1, (maxSave+buckets-1)/buckets)
+	J := int((need + unit - 1) / unit) // counted savings needed
+	inf := math.Inf(1)
+	dp := make([]float64, J+1) // dp[j]: least loss with counted savings >= j
+	for j := 1; j <= J; j++ {
+		dp[j] = inf
+	}
+	pick := make([][]int32, len(layers))
+	next := make([]float64, J+1)
+	for k, os := range layers {
+		pick[k] = make([]int32, J+1)
+		for j := 0; j <= J; j++ {
+			next[j] = inf
+			for oi, o := range os {
+				s := int(o.saving / unit)
+				from := max(0, j-s)
+				if v := dp[from] + o.loss; v < next[j] {
+					next[j] = v
+					pick[k][j] = int32(oi)
+				}
+			}
+		}
+		dp, next = next, dp
+	}
+	if math.IsInf(dp[J], 1) {
+		// Rounding the savings down lost too much; cannot happen unless
+		// the budget sits within a few units of the smallest achievable.
+		smallest := fixedCost + keepCost - maxSave
+		return nil, 0, &InfeasibleError{Smallest: float64(smallest) / float64(before), Target: float64(target) / float64(before)}
+	}
+	j := J
+	for k := len(layers) - 1; k >= 0; k-- {
+		oi := int(pick[k][j])
+		choice[k] = oi
+		j = max(0, j-int(layers[k][oi].saving/unit))
+	}
+	// Spend leftover budget: move layers to cheaper-in-loss options
+	// (higher ranks or keeping) while the real savings still suffice.
+	saved := int64(0)
+	for k, oi := range choice {
+		saved += layers[k][oi].saving
+	}
+	for {
+		bestK, bestO, bestGain := -1, -1, 0.0
+		for k, os := range layers {
+			cur := os[choice[k]]
+			for oi, o := range os {
+				if o.saving >= cur.saving || saved-cur.saving+o.saving < need {
+					continue
+				}
+				// Any move that does not raise the loss is taken (each
+				// lowers the savings, so the loop ends), the best first.
+				if gain := cur.loss - o.loss; gain >= 0 && (bestK < 0 || gain > bestGain) {
+					bestK, bestO, bestGain = k, oi, gain
+				}
+			}
+		}
+		if bestK < 0 {
+			break
+		}
+		saved += layers[bestK][bestO].saving - layers[bestK][choice[bestK]].saving
+		choice[bestK] = bestO
+	}
+	var loss float64
+	for k, oi := range choice {
+		loss += layers[k][oi].loss
+	}
+	return choice, loss, nil
+}
+
+// InfeasibleError reports a budget below the smallest achievable fraction.
+type InfeasibleError struct {
+	// Smallest is the smallest fraction of the original that the offered
+	// ranks reach (every free layer at its cheapest rank); Target the
+	// fraction asked for.
+	Smallest, Target float64
+}
+
+func (e *InfeasibleError) Error() string {
+	return fmt.Sprintf("budget %.4g cannot be met: the smallest achievable fraction is %.4f (every layer at its smallest offered rank; lower --multiple or drop exclusions to go further)", e.Target, e.Smallest)
+}
+
+// count fills the totals from the rewritten graph: the chosen layers get
+// zero factors of the chosen shapes (values do not change the counts).
+func (a *Allocation) count(m *onnxpb.ModelProto, base *convert.Plan, opts Options) error {
+	plan := *base
+	plan.Layers = append([]convert.LayerPlan(nil), base.Layers...)
+	for i := range plan.Layers {
+		l := &plan.Layers[i]
+		r := a.Layers[i].Rank
+		if r <= 0 {
+			continue
+		}
+		out, in := l.Channels, l.InputChannels()
+		f := &svd.Factors{Rank: r, In: in, Out: out, Residual: l.Residual, A: make([]float32, r*in), B: make([]float32, out*r)}
+		switch l.Residual.Type {
+		case svd.Diag:
+			f.Diag = make([]float32, out)
+		case svd.Depthwise:
+			f.Diag = make([]float32, out)
+			f.Taps = make([]float32, out*l.Residual.K*l.Residual.K)
+		}
+		l.Replace, l.Rank, l.Factors = true, r, f
+	}
+	out, err := convert.Apply(m, &plan)
+	if err != nil {
+		return fmt.Errorf("allocation: %w", err)
+	}
+	s, err := convert.Inspect(out, opts.Plan.Shapes)
+	if err != nil {
+		return fmt.Errorf("allocation: inspect: %w", err)
+	}
+	a.Params, a.MACs = s.Params, s.MACs
+	return nil
+}
