@@ -24,7 +24,8 @@
 //   - DepthwiseConv2D(Ex) / DepthwiseConv2DBackward: group = C convolution
 //     with one filter per channel, direct (no im2col), with vectorized 3x3
 //     stride 1 and 2 paths for large, narrow and tiny planes.
-//   - Im2col and Col2im for building other convolutions.
+//   - Im2col, Im2colLD (rows ld apart, for several images side by side) and
+//     Col2im for building other convolutions.
 //
 // Element-wise: Relu, ReluInPlace, ClipInPlace, ReluBackward, AddInPlace,
 // Axpy, Dot, AddChannelBias, SumChannels, ApplyEpilogue.
