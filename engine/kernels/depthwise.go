@@ -2,6 +2,10 @@ package kernels
 
 import "fmt"
 
+// dwParallelMinMACs is the smallest depthwise convolution (in
+// multiply-adds) worth splitting over threads (about 10 µs of work).
+const dwParallelMinMACs = 1 << 17
+
 // dwTask runs the forward depthwise convolution over planes (image, channel).
 type dwTask struct {
 	ctx                   *Context
@@ -57,7 +61,7 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	t := &ctx.dw
 	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
 	threads := ctx.threads
-	if n*g.C*oplane*g.KH*g.KW < 1<<15 {
+	if n*g.C*oplane*g.KH*g.KW < dwParallelMinMACs {
 		threads = 1
 	}
 	ctx.parallel(t, n*g.C, threads)
@@ -157,7 +161,7 @@ func DepthwiseConv2DBackward(ctx *Context, g ConvGeom, n int, in, weight, dout, 
 	t := &ctx.dwb
 	*t = dwBackTask{ctx: ctx, g: g, n: n, in: in, weight: weight, dout: dout, din: din, dweight: dweight, dbias: dbias}
 	threads := ctx.threads
-	if n*g.C*oplane*ksz < 1<<15 {
+	if n*g.C*oplane*ksz < dwParallelMinMACs {
 		threads = 1
 	}
 	ctx.parallel(t, g.C, threads)

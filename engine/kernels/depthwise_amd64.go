@@ -167,7 +167,7 @@ func (ctx *Context) dwTiny(g *ConvGeom, n int, in, weight, bias, out []float32, 
 		masks: laneMask(per*plane) | laneMask(last*plane)<<16 | laneMask(per*ohow)<<32 | laneMask(last*ohow)<<48,
 		lo:    lo, hi: hi}
 	threads := ctx.threads
-	if n*g.C*ohow*9 < 1<<15 {
+	if n*g.C*ohow*9 < dwParallelMinMACs {
 		threads = 1
 	}
 	ctx.parallel(t, n, threads)
@@ -216,7 +216,7 @@ func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dw
 	}
 	plane, ohow := g.H*g.W, g.OH*g.OW
 	threads := ctx.threads
-	if n*g.C*ohow*9 < 1<<15 {
+	if n*g.C*ohow*9 < dwParallelMinMACs {
 		threads = 1
 	}
 	if din != nil {
