@@ -258,3 +258,44 @@ func TestNewConvGeomErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDepthwiseThreads checks that 2 threads give the same results as 1
+// on problems large enough to be split (tiny, narrow and wide planes).
+func TestDepthwiseThreads(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	c1, c2 := NewContext(1), NewContext(2)
+	defer c1.Close()
+	defer c2.Close()
+	for _, s := range [][4]int{{64, 2, 1, 200}, {48, 4, 2, 100}, {16, 8, 1, 64}, {8, 40, 2, 8}} {
+		c, hw, st, n := s[0], s[1], s[2], s[3]
+		g, err := NewConvGeom(c, hw, hw, 3, 3, [2]int{st, st}, [4]int{1, 1, 1, 1}, [2]int{1, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, w, b := randSlice(r, n*c*hw*hw), randSlice(r, c*9), randSlice(r, c)
+		dout := randSlice(r, n*c*g.OH*g.OW)
+		o1, o2 := make([]float32, len(dout)), make([]float32, len(dout))
+		DepthwiseConv2D(c1, g, n, in, w, b, o1)
+		DepthwiseConv2D(c2, g, n, in, w, b, o2)
+		want := naiveConv(g, n, c, c, in, w, b)
+		for i := range o1 {
+			if o1[i] != o2[i] || !closeTo(o1[i], want[i], 9) {
+				t.Fatalf("%v: out[%d] = %g (1 thread) / %g (2 threads), want %g", s, i, o1[i], o2[i], want[i])
+			}
+		}
+		di1, di2 := make([]float32, len(in)), make([]float32, len(in))
+		dw1, dw2 := make([]float32, len(w)), make([]float32, len(w))
+		DepthwiseConv2DBackward(c1, g, n, in, w, dout, di1, dw1, nil)
+		DepthwiseConv2DBackward(c2, g, n, in, w, dout, di2, dw2, nil)
+		for i := range di1 {
+			if di1[i] != di2[i] {
+				t.Fatalf("%v: din[%d] = %g (1 thread) / %g (2 threads)", s, i, di1[i], di2[i])
+			}
+		}
+		for i := range dw1 {
+			if math.Abs(float64(dw1[i]-dw2[i])) > 1e-4*(1+math.Abs(float64(dw1[i]))) {
+				t.Fatalf("%v: dweight[%d] = %g (1 thread) / %g (2 threads)", s, i, dw1[i], dw2[i])
+			}
+		}
+	}
+}
