@@ -266,16 +266,24 @@ func solve(layers [][]option, before, fixedCost, target int64) ([]int, float64, 
 		dp, next = next, dp
 	}
 	if math.IsInf(dp[J], 1) {
-		// Rounding the savings down lost too much; cannot happen unless
-		// the budget sits within a few units of the smallest achievable.
-		smallest := fixedCost + keepCost - maxSave
-		return nil, 0, &InfeasibleError{Smallest: float64(smallest) / float64(before), Target: float64(target) / float64(before)}
-	}
-	j := J
-	for k := len(layers) - 1; k >= 0; k-- {
-		oi := int(pick[k][j])
-		choice[k] = oi
-		j = max(0, j-int(layers[k][oi].saving/unit))
+		// Rounding the savings down lost too much (the budget sits within
+		// a few units of the smallest achievable): start from every layer
+		// at its largest saving, which meets the budget, and let the loop
+		// below give back what is not needed.
+		for k, os := range layers {
+			for oi, o := range os {
+				if o.saving > os[choice[k]].saving {
+					choice[k] = oi
+				}
+			}
+		}
+	} else {
+		j := J
+		for k := len(layers) - 1; k >= 0; k-- {
+			oi := int(pick[k][j])
+			choice[k] = oi
+			j = max(0, j-int(layers[k][oi].saving/unit))
+		}
 	}
 	// Spend leftover budget: move layers to cheaper-in-loss options
 	// (higher ranks or keeping) while the real savings still suffice.
