@@ -48,6 +48,11 @@ type compressOptions struct {
 	// configureFinetune).
 	AfterPlan  []func(ctx context.Context, r *compressResult) error
 	AfterApply []func(ctx context.Context, r *compressResult) error
+	// Candidates and BeforePlan come from budget.go: which layers are
+	// candidates, and hooks that run on the loaded model before planning
+	// and may change the options (--budget sets the policy).
+	Candidates convert.CandidateOptions
+	BeforePlan []func(ctx context.Context, r *compressResult, opts *compressOptions) error
 }
 
 // compressResult is what compressModel did.
@@ -107,8 +112,13 @@ func compressModel(ctx context.Context, opts compressOptions) (*compressResult, 
 	if !opts.DryRun {
 		r.Output = opts.Out
 	}
+	for _, h := range opts.BeforePlan {
+		if err := h(ctx, r, &opts); err != nil {
+			return nil, err
+		}
+	}
 	logf("planning %s (residual %s)", opts.In, opts.Residual)
-	plan, err := convert.NewPlan(ctx, m, opts.Policy, opts.Residual, convert.PlanOptions{Shapes: opts.Shapes, SVD: opts.SVD, Workers: opts.Workers})
+	plan, err := convert.NewPlan(ctx, m, opts.Policy, opts.Residual, planOptions(&opts))
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
 	}
@@ -278,6 +288,7 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
 	}
 	flags = append(flags, finetuneFlags()...)
+	flags = append(flags, budgetFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compress",
 		Usage:     "replace square pointwise convolutions with low-rank LPR modules",
@@ -294,6 +305,12 @@ file-size totals. OUT is written atomically; IN is never overwritten.
 Ranks: one of --rank, --rank-ratio (default 0.25), --energy; then
 --multiple rounds up, --layer-rank sets single layers, --exclude skips
 layers by name (see lprconv inspect for names).
+
+Budget: --budget params=F (or macs=F) picks every layer's rank instead,
+keeping the fraction F of the original's parameters (MACs) with the least
+measured loss of fidelity (on --data images, else by weight error).
+--include-nonsquare also replaces 1x1 convolutions with C_in != C_out by
+plain low-rank factors.
 
 Residuals: none (plain SVD), identity (the LPRNet paper's W ≈ I + BA),
 diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
@@ -377,6 +394,9 @@ func compressOptionsFrom(c *cli.Context, in string) (compressOptions, error) {
 		return opts, usage("%v", err)
 	}
 	opts.Policy = p
+	if err := configureBudget(c, &opts); err != nil {
+		return opts, err
+	}
 	m := (*onnxpb.ModelProto)(nil)
 	if spec := c.String("input-shape"); spec != "" {
 		if m, err = onnxio.Load(in); err != nil {
