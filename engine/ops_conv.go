@@ -121,6 +121,14 @@ type ConvOp struct {
 	Kind           convKind
 	// Act, when set, is a fused Relu or Clip applied to the output.
 	Act *UnaryOp
+	// AddRes, set by fusion on a group-1 pointwise convolution, makes the
+	// output Add(conv(X), R) + bias: R is first written into the output
+	// and the GEMM accumulates into it (beta = 1), before Act. R is the
+	// step's input 3 when Res is nil; otherwise Res (a group = C = M
+	// convolution: per-channel scale or depthwise) computes R from the
+	// step's inputs 3 (its X), 4 (its weight) and 5 (its bias, or nil).
+	AddRes bool
+	Res    *ConvOp
 	// Chunk > 0 selects the batched path for group-1 convolutions with
 	// small output planes: Chunk images at a time are unfolded side by side
 	// into one [K, Chunk*OH*OW] matrix, multiplied by W in one GEMM, and
@@ -135,6 +143,7 @@ type convPhase int
 const (
 	phasePack convPhase = iota
 	phaseUnpack
+	phaseScale // per-channel scale: 1x1 convolution with group = C = M
 )
 
 type convRun struct {
@@ -246,18 +255,34 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 		kernels.DepthwiseConv2DEx(c.K, g, op.N, x, w, y, op.epilogue(bias, nil))
 		return nil
 	}
+	if op.channelScale() {
+		op.setRun(phaseScale, x, y, w, bias)
+		c.parallelFor(op.N*op.C, hw, op)
+		op.cur = convRun{}
+		return nil
+	}
+	var beta float32
+	if op.AddRes {
+		if err := op.residual(c, in[3:], out); err != nil {
+			return err
+		}
+		beta = 1
+	}
 	if op.Chunk > 0 {
 		op.forwardBatched(c, x, w, bias, y)
 		return nil
 	}
 	if op.Kind == convPointwise && ohw == 1 && op.Group == 1 {
 		// X is [N, C]: Y[N, M] = X * W^T in one GEMM, bias per column
-		c.K.SgemmEx(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, 0, y, op.M, op.epilogue(nil, bias))
+		c.K.SgemmEx(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, beta, y, op.M, op.epilogue(nil, bias))
 		return nil
 	}
 	if op.Kind == convPointwise && op.Group == 1 {
-		c.K.SgemmBatchedEx(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, 0, y, hw, op.M*hw, op.N, op.epilogue(bias, nil))
+		c.K.SgemmBatchedEx(false, false, op.M, hw, op.C, 1, w, op.C, 0, x, hw, op.C*hw, beta, y, hw, op.M*hw, op.N, op.epilogue(bias, nil))
 		return nil
+	}
+	if op.AddRes {
+		return fmt.Errorf("internal error: residual Add fused into a convolution that is not group-1 pointwise")
 	}
 	cg, mg := op.C/op.Group, op.M/op.Group
 	kk := cg * g.KH * g.KW
@@ -283,6 +308,68 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 		}
 	}
 	return nil
+}
+
+// channelScale reports whether the convolution is a per-channel scale: 1x1,
+// stride 1, no padding, group = C = M (the diag residual of an LPR module).
+func (op *ConvOp) channelScale() bool {
+	return op.Kind == convPointwise && op.Group == op.C && op.M == op.C
+}
+
+// residual writes the fused residual R into out[0]: a copy of in[0], or
+// Res applied to in[0:3].
+func (op *ConvOp) residual(c *Ctx, in, out []*Tensor) error {
+	if op.Res != nil {
+		return op.Res.Forward(c, in, out)
+	}
+	r, y := in[0].F, out[0].F
+	if len(r) != len(y) {
+		return fmt.Errorf("internal error: fused residual has %d values; output %d", len(r), len(y))
+	}
+	copy(y, r)
+	return nil
+}
+
+// scalePlanes computes planes [lo, hi) (image*C + channel) of a per-channel
+// scale: y = w[ch]*x + bias[ch], then Act.
+func (op *ConvOp) scalePlanes(lo, hi int) {
+	r := &op.cur
+	hw := op.Geom.H * op.Geom.W
+	lo32, hi32 := float32(math.Inf(-1)), float32(math.Inf(1))
+	clip := op.Act != nil
+	if clip {
+		lo32 = 0
+		if op.Act.Kind == uClip {
+			lo32, hi32 = op.Act.Lo, op.Act.Hi
+		}
+	}
+	for j := lo; j < hi; j++ {
+		ch := j % op.C
+		a := r.w[ch]
+		var b0 float32
+		if r.bias != nil {
+			b0 = r.bias[ch]
+		}
+		xr := r.x[j*hw : (j+1)*hw]
+		yr := r.y[j*hw : (j+1)*hw]
+		yr = yr[:len(xr)]
+		if !clip {
+			for i, v := range xr {
+				yr[i] = v*a + b0
+			}
+			continue
+		}
+		for i, v := range xr {
+			t := v*a + b0
+			// NaN stays NaN: comparisons with NaN are false
+			if t < lo32 {
+				t = lo32
+			} else if t > hi32 {
+				t = hi32
+			}
+			yr[i] = t
+		}
+	}
 }
 
 // epilogue returns the kernels' fused bias and activation for this
@@ -333,6 +420,8 @@ func (op *ConvOp) run(lo, hi int) {
 	g := op.Geom
 	hw, ohw := g.H*g.W, g.OH*g.OW
 	switch r.phase {
+	case phaseScale:
+		op.scalePlanes(lo, hi)
 	case phasePack:
 		for i := lo; i < hi; i++ {
 			xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
