@@ -19,6 +19,12 @@ type PlanOptions struct {
 	// Candidates selects the candidate layers (e.g. NonSquare 1x1
 	// convolutions, which are factorized with residual none).
 	Candidates CandidateOptions
+	// ChannelAlign keeps layers whose output channel count is not a
+	// multiple of it (0 or 1: no such rule). ONNX Runtime runs
+	// convolutions over such channel counts outside its blocked (NCHWc)
+	// layout, where the LPR module's extra nodes cost more time than its
+	// fewer MACs save (bench/compress: ShuffleNetV2 x1.0's C = 58 layers).
+	ChannelAlign int
 }
 
 // LayerPlan is the decision for one candidate layer.
@@ -136,6 +142,10 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 			return nil, err
 		}
 		lp.Rank, lp.Replace, lp.Excluded, lp.Reason = r, dec.Replace, dec.Excluded, dec.Reason
+		if a := opts.ChannelAlign; lp.Replace && a > 1 && (c.Channels%a != 0 || in%a != 0) {
+			lp.Replace = false
+			lp.Reason = fmt.Sprintf("%d channels are not a multiple of %d: ONNX Runtime would run the module outside its blocked layout, slower than the original layer", c.Channels, a)
+		}
 		if lp.Replace {
 			jobs = append(jobs, svd.Job{Name: c.Name, W: w, Out: c.Channels, In: in, Rank: r, Kind: kind})
 			jobLayer = append(jobLayer, len(p.Layers))

@@ -504,3 +504,24 @@ func TestApplyDeclaresModuleShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanChannelAlign(t *testing.T) {
+	m := lprNet(12, 13) // C = 12: a multiple of 4, not of 8
+	for _, tc := range []struct {
+		align    int
+		replaced int
+	}{{0, 3}, {1, 3}, {4, 3}, {8, 0}} {
+		p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 2}, svd.KindDiag, PlanOptions{ChannelAlign: tc.align})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Replaced() != tc.replaced {
+			t.Errorf("align %d: replaced %d, want %d", tc.align, p.Replaced(), tc.replaced)
+		}
+		for _, l := range p.Layers {
+			if !l.Replace && !strings.Contains(l.Reason, "not a multiple of 8") {
+				t.Errorf("align %d: reason %q", tc.align, l.Reason)
+			}
+		}
+	}
+}

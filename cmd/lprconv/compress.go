@@ -29,6 +29,18 @@ const defaultResidual = "diag"
 // defaultRankRatio is the rank ratio used when no rank flag is given.
 const defaultRankRatio = 0.25
 
+// defaultMultiple rounds ranks up to multiples of 16, the channel block of
+// ONNX Runtime's NCHWc kernels on AVX-512: a rank off the block (r = 8 for
+// C = 32) made the layer slower than the original in bench/compress, and
+// layers too narrow for a block-aligned rank to shrink them are kept.
+const defaultMultiple = 16
+
+// defaultChannelAlign keeps layers whose channel count is not a multiple
+// of 4: ONNX Runtime runs them outside its blocked layout, where the LPR
+// module was slower than the original layer (ShuffleNetV2 x1.0's C = 58
+// layers in bench/compress).
+const defaultChannelAlign = 4
+
 // compressOptions is everything compressModel needs.
 type compressOptions struct {
 	In, Out      string
@@ -40,6 +52,9 @@ type compressOptions struct {
 	Shapes       convert.ShapeOptions
 	SVD          svd.Options
 	Workers      int
+	// ChannelAlign keeps layers whose channel count is not a multiple of
+	// it (see convert.PlanOptions.ChannelAlign).
+	ChannelAlign int
 	// Log receives progress lines (stderr); nil discards them.
 	Log io.Writer
 	// AfterPlan hooks run once the data-free plan exists and may replace
@@ -118,7 +133,9 @@ func compressModel(ctx context.Context, opts compressOptions) (*compressResult, 
 		}
 	}
 	logf("planning %s (residual %s)", opts.In, opts.Residual)
-	plan, err := convert.NewPlan(ctx, m, opts.Policy, opts.Residual, planOptions(&opts))
+	po := planOptions(&opts)
+	po.ChannelAlign = opts.ChannelAlign
+	plan, err := convert.NewPlan(ctx, m, opts.Policy, opts.Residual, po)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
 	}
@@ -274,7 +291,8 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "rank", Usage: "use rank `N` for every layer"},
 		&cli.Float64Flag{Name: "rank-ratio", Usage: fmt.Sprintf("use rank ceil(`F`·C) (default %g when no rank flag is given)", defaultRankRatio)},
 		&cli.Float64Flag{Name: "energy", Usage: "use the smallest rank keeping the fraction `E` of the squared singular values"},
-		&cli.IntFlag{Name: "multiple", Usage: "round ranks up to a multiple of `M` (16 suits ONNX Runtime's blocked kernels)"},
+		&cli.IntFlag{Name: "multiple", Value: defaultMultiple, Usage: "round ranks up to a multiple of `M` (16 matches ONNX Runtime's blocked kernels; 1 disables)"},
+		&cli.IntFlag{Name: "channel-align", Value: defaultChannelAlign, Usage: "keep layers whose channel count is not a multiple of `N` (slow in ONNX Runtime; 1 disables)"},
 		&cli.GenericFlag{Name: "layer-rank", Value: &repeatedString{}, Usage: "set the rank of one layer, `NAME=R` (repeatable)"},
 		&cli.GenericFlag{Name: "exclude", Value: &repeatedString{}, Usage: "keep layers whose name matches `REGEX` (repeatable)"},
 		&cli.BoolFlag{Name: "force", Usage: "replace layers even when the LPR module is not smaller"},
@@ -303,8 +321,13 @@ error, parameters before/after and the decision, then parameter, MAC and
 file-size totals. OUT is written atomically; IN is never overwritten.
 
 Ranks: one of --rank, --rank-ratio (default 0.25), --energy; then
---multiple rounds up, --layer-rank sets single layers, --exclude skips
-layers by name (see lprconv inspect for names).
+--multiple rounds up (default 16, so that ONNX Runtime's blocked kernels
+run the factors without layout changes; --multiple 1 keeps exact ranks),
+--layer-rank sets single layers, --exclude skips layers by name (see
+lprconv inspect for names; measure with bench/compress to find layers
+whose replacement does not pay at your batch size). Layers whose channel
+count is not a multiple of --channel-align (default 4) are kept: ONNX
+Runtime runs them outside its blocked layout, where the module is slower.
 
 Budget: --budget params=F (or macs=F) picks every layer's rank instead,
 keeping the fraction F of the original's parameters (MACs) with the least
@@ -317,7 +340,7 @@ diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
 
 Examples:
    lprconv compress mobilenet.onnx -o small.onnx
-   lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 16
+   lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 1
    lprconv compress shufflenet.onnx -o s.onnx --residual identity --exclude 'stage4'
    lprconv compress model.onnx --dry-run --energy 0.9 --json`,
 		Flags: flags,
@@ -353,7 +376,8 @@ func compressOptionsFrom(c *cli.Context, in string) (compressOptions, error) {
 	opts := compressOptions{
 		In: in, Out: c.String("output"), Overwrite: c.Bool("overwrite"), DryRun: c.Bool("dry-run"),
 		ExternalData: c.Bool("external-data"), Workers: c.Int("workers"), Log: c.App.ErrWriter,
-		SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)},
+		ChannelAlign: c.Int("channel-align"),
+		SVD:          svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)},
 	}
 	if opts.DryRun && opts.Out != "" {
 		return opts, usage("--dry-run writes nothing; drop -o or --dry-run")

@@ -42,7 +42,7 @@ func TestCompressWritesModel(t *testing.T) {
 	dir := t.TempDir()
 	in := pointwiseModel(t, dir, 32)
 	out := filepath.Join(dir, "out.onnx")
-	code, stdout, stderr := runCLI("compress", in, "-o", out, "--rank", "4", "--residual", "identity", "--json")
+	code, stdout, stderr := runCLI("compress", in, "-o", out, "--rank", "4", "--multiple", "1", "--residual", "identity", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -152,11 +152,12 @@ func TestCompressPolicyFlags(t *testing.T) {
 		rank    int
 		replace bool
 	}{
-		{[]string{"--rank", "3"}, 3, true},
-		{[]string{}, 4, true}, // default ratio 0.25
+		{[]string{"--rank", "3", "--multiple", "1"}, 3, true},
+		{[]string{"--multiple", "1"}, 4, true}, // default ratio 0.25
+		{[]string{}, 16, false},                // default multiple 16: 16·32 >= 16²
 		{[]string{"--rank-ratio", "0.3", "--multiple", "4"}, 8, false},
-		{[]string{"--rank", "2", "--layer-rank", "pw=5"}, 5, true},
-		{[]string{"--rank", "12", "--force"}, 12, true},
+		{[]string{"--rank", "2", "--layer-rank", "pw=5"}, 5, true}, // overrides are not rounded
+		{[]string{"--rank", "12", "--force", "--multiple", "1"}, 12, true},
 		{[]string{"--rank", "2", "--exclude", "^p{1,2}w$"}, 0, false},
 		{[]string{"--energy", "1"}, 16, false},
 	} {
@@ -175,11 +176,35 @@ func TestCompressPolicyFlags(t *testing.T) {
 	}
 }
 
+func TestCompressChannelAlign(t *testing.T) {
+	in := pointwiseModel(t, t.TempDir(), 18) // 18 channels: not a multiple of 4
+	for _, tc := range []struct {
+		args    []string
+		replace bool
+	}{
+		{[]string{"--rank", "2", "--multiple", "1"}, false},
+		{[]string{"--rank", "2", "--multiple", "1", "--channel-align", "1"}, true},
+		{[]string{"--rank", "2", "--multiple", "1", "--channel-align", "2"}, true},
+	} {
+		code, stdout, stderr := runCLI(append([]string{"compress", in, "--dry-run", "--json"}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr)
+		}
+		var r compressJSON
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		if l := r.Layers[0]; l.Replace != tc.replace || (!l.Replace && !strings.Contains(l.Reason, "not a multiple of 4")) {
+			t.Errorf("%v: replace %v (%s), want %v", tc.args, l.Replace, l.Reason, tc.replace)
+		}
+	}
+}
+
 func TestCompressExternalData(t *testing.T) {
 	dir := t.TempDir()
 	in := pointwiseModel(t, dir, 64)
 	out := filepath.Join(dir, "ext.onnx")
-	code, _, stderr := runCLI("compress", in, "-o", out, "--rank", "8", "--external-data")
+	code, _, stderr := runCLI("compress", in, "-o", out, "--rank", "8", "--multiple", "1", "--external-data")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -10,7 +10,10 @@
 //
 // The latency ratio is the median over rounds of t(compressed)/t(original),
 // each round running both models back to back in alternating order, so
-// that load changes on the machine affect both alike.
+// that load changes on the machine affect both alike. By default t is the
+// process CPU time of the run (-clock cpu), which leaves out the time the
+// process waits for a CPU on a shared machine; -clock wall measures
+// elapsed time.
 package main
 
 import (
@@ -44,8 +47,10 @@ func main() {
 	minRounds := flag.Int("min-rounds", 15, "at least this many rounds")
 	perLayer := flag.Bool("per-layer", false, "replace one layer at a time and print each layer's latency change")
 	showOpt := flag.Bool("show-optimized", false, "print the node types of ONNX Runtime's optimized graph of each model")
+	clock := flag.String("clock", "cpu", "cpu: process CPU time per run (robust on a busy machine); wall: elapsed time")
 	flag.Parse()
 	showOptimized = *showOpt
+	useCPUTime = *clock == "cpu"
 	if *perLayer {
 		if err := runPerLayer(*models, *ratios, *residuals, *batches, *multiple, *budget, *minRounds); err != nil {
 			fmt.Fprintln(os.Stderr, "latency:", err)
@@ -59,8 +64,12 @@ func main() {
 	}
 }
 
-// showOptimized is set from -show-optimized before any work starts.
-var showOptimized bool
+// showOptimized and useCPUTime are set from the flags before any work
+// starts.
+var (
+	showOptimized bool
+	useCPUTime    bool
+)
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 	var out []T
@@ -103,7 +112,11 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 		return err
 	}
 	if v, err := ortrun.Version(); err == nil {
-		fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations; multiple %d\n\n", v, multiple)
+		clock := "wall time"
+		if _, ok := processCPUTime(); ok && useCPUTime {
+			clock = "process CPU time"
+		}
+		fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations, %s; multiple %d\n\n", v, clock, multiple)
 	} else {
 		return err
 	}
@@ -150,6 +163,10 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 				macRatio := float64(p.MACsAfter) / float64(p.MACsBefore)
 				line := fmt.Sprintf("%s\t%s\t%g\t%d/%d\t%.3f\t", filepath.Base(path), kind, r, p.Replaced(), len(p.Layers), macRatio)
 				for _, b := range batches {
+					if fb := fixedBatch(m); fb > 0 && fb != b {
+						line += "-\t-\t-\t" // the model's batch size is fixed
+						continue
+					}
 					ratio, origMs, err := measure(path, cpath, m, b, budget, minRounds)
 					if err != nil {
 						return err
@@ -225,6 +242,10 @@ func runPerLayer(glob, ratioList, residualList, batchList string, multiple int, 
 			}
 			line := fmt.Sprintf("%s	%s	%d	%d	%d	%d	", filepath.Base(path), l.Name, l.Channels, hw, l.Rank, l.MACsBefore-l.MACsAfter)
 			for _, b := range batches {
+				if fb := fixedBatch(m); fb > 0 && fb != b {
+					line += "-\t-\t"
+					continue
+				}
 				ratio, origMs, err := measure(path, cpath, m, b, budget, minRounds)
 				if err != nil {
 					return err
@@ -256,16 +277,61 @@ func measure(orig, comp string, m *onnxpb.ModelProto, batch int64, budget time.D
 		x[i] = float32(rng.NormFloat64())
 	}
 	feed := map[string]ortrun.Tensor{in.GetName(): {Shape: shape, Data: x}}
-	sessions := make([]*ortrun.Session, 2)
-	for i, p := range []string{orig, comp} {
-		s, err := ortrun.NewSession(p, ortrun.Options{IntraOpThreads: 1})
+	var ratios, origs []float64
+	// Sessions are created afresh several times: one session's buffers can
+	// be placed so that it runs consistently faster or slower than another
+	// session of the same model, which interleaving alone does not cancel.
+	for rep := 0; rep < sessionsPerMeasure; rep++ {
+		r, o, err := measureSessions(orig, comp, feed, budget/sessionsPerMeasure, max(1, minRounds/sessionsPerMeasure), rep%2 == 1)
 		if err != nil {
 			return 0, 0, err
+		}
+		ratios = append(ratios, r...)
+		origs = append(origs, o...)
+	}
+	return median(ratios), median(origs), nil
+}
+
+// fixedBatch returns the model's batch size when its first input fixes
+// it (opset 9 exports), or 0 when the batch is dynamic.
+func fixedBatch(m *onnxpb.ModelProto) int64 {
+	dims := m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim()
+	if len(dims) == 0 {
+		return 0
+	}
+	return dims[0].GetDimValue()
+}
+
+// sessionsPerMeasure is how many fresh session pairs one measurement
+// uses.
+const sessionsPerMeasure = 4
+
+// measureSessions opens both models (the compressed one first when
+// swap is set) and returns per-round ratios t(comp)/t(orig) and the
+// original's times in milliseconds.
+func measureSessions(orig, comp string, feed map[string]ortrun.Tensor, budget time.Duration, minRounds int, swap bool) ([]float64, []float64, error) {
+	paths := []string{orig, comp}
+	sessions := make([]*ortrun.Session, 2)
+	open := []int{0, 1}
+	if swap {
+		open = []int{1, 0}
+	}
+	for _, i := range open {
+		s, err := ortrun.NewSession(paths[i], ortrun.Options{IntraOpThreads: 1})
+		if err != nil {
+			return nil, nil, err
 		}
 		defer s.Close()
 		sessions[i] = s
 	}
 	timeOne := func(s *ortrun.Session) (time.Duration, error) {
+		if useCPUTime {
+			if start, ok := processCPUTime(); ok {
+				_, err := s.Run(feed, nil)
+				end, _ := processCPUTime()
+				return end - start, err
+			}
+		}
 		start := time.Now()
 		_, err := s.Run(feed, nil)
 		return time.Since(start), err
@@ -273,7 +339,7 @@ func measure(orig, comp string, m *onnxpb.ModelProto, batch int64, budget time.D
 	for i := 0; i < 3; i++ { // warm up
 		for _, s := range sessions {
 			if _, err := timeOne(s); err != nil {
-				return 0, 0, err
+				return nil, nil, err
 			}
 		}
 	}
@@ -288,7 +354,7 @@ func measure(orig, comp string, m *onnxpb.ModelProto, batch int64, budget time.D
 		for _, i := range order {
 			d, err := timeOne(sessions[i])
 			if err != nil {
-				return 0, 0, err
+				return nil, nil, err
 			}
 			t[i] = d
 		}
@@ -298,7 +364,7 @@ func measure(orig, comp string, m *onnxpb.ModelProto, batch int64, budget time.D
 			break
 		}
 	}
-	return median(ratios), median(origs), nil
+	return ratios, origs, nil
 }
 
 func median(v []float64) float64 {
