@@ -37,9 +37,10 @@ func main() {
 	ratios := flag.String("ratios", "0.5,0.25,0.125", "rank ratios")
 	residuals := flag.String("residuals", "none,identity,diag,dw3", "residual kinds")
 	multiple := flag.Int("multiple", 0, "round ranks up to a multiple of this")
+	align := flag.Int("channel-align", 0, "keep layers whose channel count is not a multiple of this (lprconv compress defaults to 4)")
 	force := flag.Bool("force", false, "replace layers even where the module is not smaller (ratio 1/2 is at the break-even point)")
 	flag.Parse()
-	if err := run(*models, *images, *ratios, *residuals, *multiple, *force); err != nil {
+	if err := run(*models, *images, *ratios, *residuals, *multiple, *align, *force); err != nil {
 		fmt.Fprintln(os.Stderr, "accuracy:", err)
 		os.Exit(1)
 	}
@@ -103,7 +104,7 @@ func predict(path, input string, x []float32) ([]int, error) {
 	return preds, nil
 }
 
-func run(glob, images, ratioList, residualList string, multiple int, force bool) error {
+func run(glob, images, ratioList, residualList string, multiple, align int, force bool) error {
 	paths, err := filepath.Glob(glob)
 	if err != nil || len(paths) == 0 {
 		return fmt.Errorf("no models match %q", glob)
@@ -157,7 +158,7 @@ func run(glob, images, ratioList, residualList string, multiple int, force bool)
 		}
 		for _, kind := range kinds {
 			for _, r := range ratios {
-				p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: r, Multiple: multiple, Force: force}, kind, convert.PlanOptions{})
+				p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: r, Multiple: multiple, Force: force}, kind, convert.PlanOptions{ChannelAlign: align})
 				if err != nil {
 					return err
 				}

@@ -43,6 +43,7 @@ func main() {
 	batches := flag.String("batches", "1,64", "batch sizes")
 	multiple := flag.Int("multiple", 0, "round ranks up to a multiple of this")
 	exclude := flag.String("exclude", "", "regular expression of layers to keep")
+	flag.IntVar(&channelAlign, "channel-align", 0, "keep layers whose channel count is not a multiple of this (lprconv compress defaults to 4)")
 	budget := flag.Duration("time", 2*time.Second, "measuring time per model, ratio, residual and batch")
 	minRounds := flag.Int("min-rounds", 15, "at least this many rounds")
 	perLayer := flag.Bool("per-layer", false, "replace one layer at a time and print each layer's latency change")
@@ -69,6 +70,7 @@ func main() {
 var (
 	showOptimized bool
 	useCPUTime    bool
+	channelAlign  int
 )
 
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
@@ -116,7 +118,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 		if _, ok := processCPUTime(); ok && useCPUTime {
 			clock = "process CPU time"
 		}
-		fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations, %s; multiple %d\n\n", v, clock, multiple)
+		fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations, %s; multiple %d, channel-align %d\n\n", v, clock, multiple, channelAlign)
 	} else {
 		return err
 	}
@@ -139,7 +141,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 		for _, kind := range kinds {
 			for _, r := range ratios {
 				pol := svd.Policy{Ratio: r, Multiple: multiple, Exclude: excl}
-				p, err := convert.NewPlan(context.Background(), m, pol, kind, convert.PlanOptions{})
+				p, err := convert.NewPlan(context.Background(), m, pol, kind, convert.PlanOptions{ChannelAlign: channelAlign})
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
