@@ -97,6 +97,20 @@ func Run(ctx context.Context, m *onnxpb.ModelProto, budget Budget, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	// Check that the budget can be met before measuring anything: with
+	// every loss 0, Allocate fails only on an infeasible budget.
+	var zero []Sensitivity
+	for i := range base.Layers {
+		l := &base.Layers[i]
+		if _, fixed := opts.fixedRank(l.Name); !fixed {
+			if rs := opts.offeredRanks(l); len(rs) > 0 {
+				zero = append(zero, Sensitivity{Name: l.Name, Out: l.Channels, In: l.InputChannels(), Ranks: rs[:1], Loss: []float64{0}})
+			}
+		}
+	}
+	if _, err := Allocate(m, base, zero, budget, opts); err != nil {
+		return nil, err
+	}
 	sens, err := Measure(ctx, m, base, opts)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -291,5 +293,43 @@ func TestDataSensitivity(t *testing.T) {
 				t.Errorf("%s rank %d: KL %.6g substituted, %.6g rewritten", l.Name, rank, direct, rewritten)
 			}
 		}
+	}
+}
+
+// TestAllocateNonSquare allocates ranks over MobileNetV2's expand and
+// project layers (non-square candidates only) from weight errors; the
+// policy reproduces the allocation through convert.NewPlan.
+func TestAllocateNonSquare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ImageNet-shaped MobileNetV2; run without -short")
+	}
+	m, err := onnxio.Load(testutil.ImageNetModel(t, "mobilenetv2.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := weightOptions(16)
+	opts.Plan.Candidates.NonSquare = true
+	a, err := Run(context.Background(), m, Budget{Params, 0.8}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Fraction > 0.8 || a.Fraction < 0.75 || a.Replaced() == 0 {
+		t.Fatalf("fraction %.4f with %d layers replaced", a.Fraction, a.Replaced())
+	}
+	nonSquare := 0
+	for _, l := range a.Layers {
+		if l.Rank > 0 && l.In != l.Out {
+			nonSquare++
+		}
+	}
+	if nonSquare == 0 {
+		t.Errorf("no non-square layer replaced")
+	}
+	p, err := convert.NewPlan(context.Background(), m, a.Policy(), svd.KindDiag, opts.Plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ParamsAfter != a.Params || p.Replaced() != a.Replaced() {
+		t.Errorf("plan: %d params, %d replaced; allocation: %d, %d", p.ParamsAfter, p.Replaced(), a.Params, a.Replaced())
 	}
 }
