@@ -115,15 +115,11 @@ func (h *shapeHints) addModuleHints(g *onnxpb.GraphProto, l *LayerPlan, nodes []
 		}
 	}
 	add(h.info(l.Input, l.Input, 0))
-	for _, n := range nodes {
-		out := n.GetOutput()[0]
-		switch {
-		case out == l.Output:
-			add(h.info(out, l.Output, 0))
-		case n.GetName() != "" && len(nodes) > 0 && n == nodes[0]:
-			add(h.info(out, l.Output, int64(l.Factors.Rank)))
-		default:
-			add(h.info(out, l.Output, 0))
+	for i, n := range nodes {
+		channels := int64(0) // the module's output channels
+		if i == 0 {
+			channels = int64(l.Factors.Rank) // lpr_a: C -> r
 		}
+		add(h.info(n.GetOutput()[0], l.Output, channels))
 	}
 }
