@@ -4,7 +4,7 @@
 //
 //	go run ./bench/engine infer [-reps 7] [-min 400ms] [-threads 1,2] CASE...
 //	go run ./bench/engine train [-reps 7] [-min 1s] [-threads 1,2] [-torch script] MODEL
-//	go run ./bench/engine peak MODEL [-batch 1]
+//	go run ./bench/engine peak [-batch 1] MODEL
 //	go run ./bench/engine npy -o FILE [-n 4] [-shape 3,224,224]
 //
 // infer: inference throughput of the engine and of ONNX Runtime (through
@@ -12,7 +12,8 @@
 // MODEL.onnx:BATCH. For every case and thread count the two runtimes run
 // in alternation (engine, ORT, engine, ORT, ...), -reps times each; a
 // repetition runs the model for at least -min and yields images/s. The
-// medians and the ratio engine/ORT of the medians are printed.
+// medians, the ratio engine/ORT of the medians and the median of the
+// per-repetition (back-to-back) ratios are printed.
 //
 // train: one training step (forward, loss gradient, backward, SGD update of
 // every float initializer) at batch 64 in the engine and in PyTorch. The
@@ -27,6 +28,7 @@
 // npy: writes a float32 NPY file of uniform random images in [0,1], for
 // `lprconv eval --data`.
 //
+// infer and train take -cpuprofile FILE (a pprof CPU profile of the run).
 // The results are lines of a table on stdout; lines starting with
 // "RESULT" are meant for scripts (bench/engine/run.sh collects them).
 package main
@@ -44,6 +46,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +150,23 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// startProfile starts a CPU profile into path (nothing when path is empty)
+// and returns the function that stops it.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // sample is one timed repetition.
 type sample struct {
 	iters int
@@ -193,6 +213,17 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// pairedRatio returns the median over repetitions of a[i]/b[i]: a and b
+// ran back to back in each repetition, so a change of the machine's load
+// between repetitions cancels in each ratio.
+func pairedRatio(a, b []float64) float64 {
+	r := make([]float64, min(len(a), len(b)))
+	for i := range r {
+		r[i] = a[i] / b[i]
+	}
+	return median(r)
+}
+
 // spread returns (max-min)/median of v, a crude noise indicator.
 func spread(v []float64) float64 {
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -209,6 +240,7 @@ func inferMain(args []string) error {
 	minDur := fs.Duration("min", 400*time.Millisecond, "minimum duration of one repetition")
 	threadList := fs.String("threads", "1,2", "thread counts, comma-separated")
 	label := fs.String("label", "", "label of the build in the RESULT lines (default: the build tags)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -216,6 +248,11 @@ func inferMain(args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := startProfile(*profile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if *reps < 1 {
 		return fmt.Errorf("-reps %d: want at least 1", *reps)
 	}
@@ -323,8 +360,8 @@ func inferCase(path string, batch, threads, reps int, minDur time.Duration, labe
 	base := strings.TrimSuffix(filepath.Base(path), ".onnx")
 	fmt.Printf("%-28s %5d %3d %12.1f %12.1f %6.2fx %10.3f %10.3f %7.0f%% %7.0f%%\n",
 		base, batch, threads, me, mo, me/mo, median(eng.cpuPer), median(ort.cpuPer), 100*spread(eng.rates), 100*spread(ort.rates))
-	fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f cpu_ratio=%.3f peak_bytes=%d\n",
-		label, base, batch, threads, me, mo, me/mo, median(ort.cpuPer)/median(eng.cpuPer), p.PeakActivationBytes())
+	fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f peak_bytes=%d\n",
+		label, base, batch, threads, me, mo, me/mo, pairedRatio(eng.rates, ort.rates), median(ort.cpuPer)/median(eng.cpuPer), p.PeakActivationBytes())
 	return nil
 }
 
@@ -418,6 +455,7 @@ func trainMain(args []string) error {
 	script := fs.String("torch", "bench/engine/torch_train.py", "PyTorch worker script (empty: engine only)")
 	python := fs.String("python", "/usr/bin/python3", "Python interpreter with torch and onnx")
 	label := fs.String("label", "", "label of the build in the RESULT lines (default: the build tags)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -428,6 +466,11 @@ func trainMain(args []string) error {
 	if fs.NArg() != 1 {
 		return errors.New("train: give one MODEL")
 	}
+	stop, err := startProfile(*profile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if *label == "" {
 		*label = build()
 	}
@@ -585,13 +628,15 @@ func trainCase(path string, batch, threads, reps int, minDur time.Duration, lr f
 	best := max(mc, mn)
 	// CPU time per image against the faster PyTorch format's
 	ec, tc := median(eng.cpuPer), median(cl.cpuPer)
+	paired := pairedRatio(eng.rates, cl.rates)
 	if mn > mc {
 		tc = median(nchw.cpuPer)
+		paired = pairedRatio(eng.rates, nchw.rates)
 	}
 	fmt.Printf("%-16s %3d %12.1f %14.1f %16.1f %9.2fx %10.3f %10.3f %9.2fx %7.0f%% %7.0f%%\n", base, threads, me, mc, mn, me/best,
 		ec, median(cl.cpuPer), tc/ec, 100*spread(eng.rates), 100*spread(cl.rates))
-	fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f torch_cl=%.2f torch_nchw=%.2f ratio=%.3f ratio_cl=%.3f cpu_ratio=%.3f loss0=%.4f loss=%.4f\n",
-		label, base, batch, threads, me, mc, mn, me/best, me/mc, tc/ec, loss0, tr.loss)
+	fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f torch_cl=%.2f torch_nchw=%.2f ratio=%.3f paired=%.3f ratio_cl=%.3f cpu_ratio=%.3f loss0=%.4f loss=%.4f\n",
+		label, base, batch, threads, me, mc, mn, me/best, paired, me/mc, tc/ec, loss0, tr.loss)
 	return nil
 }
 
