@@ -333,3 +333,34 @@ func TestAllocateNonSquare(t *testing.T) {
 		t.Errorf("plan: %d params, %d replaced; allocation: %d, %d", p.ParamsAfter, p.Replaced(), a.Params, a.Replaced())
 	}
 }
+
+func TestOfferedRanks(t *testing.T) {
+	layer := func(out, in int, kind svd.ResidualKind) *convert.LayerPlan {
+		l := &convert.LayerPlan{Residual: kind}
+		l.Channels = out
+		if in != out {
+			l.InChannels = in
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name  string
+		l     *convert.LayerPlan
+		base  svd.Policy
+		align int
+		want  string
+	}{
+		{"diag m16", layer(64, 64, svd.KindDiag), svd.Policy{Multiple: 16}, 0, "[16]"},
+		{"align", layer(58, 58, svd.KindNone), svd.Policy{Multiple: 1}, 4, "[]"},
+		{"aligned", layer(60, 60, svd.KindNone), svd.Policy{Multiple: 16}, 4, "[16]"},
+		{"none m1", layer(8, 8, svd.KindNone), svd.Policy{}, 0, "[1 2 3]"},
+		{"force", layer(4, 4, svd.KindNone), svd.Policy{Force: true}, 0, "[1 2 3 4]"},
+		{"non-square", layer(32, 8, svd.KindNone), svd.Policy{Multiple: 1}, 0, "[1 2 3 4 5 6]"},
+	} {
+		o := Options{Base: tc.base}
+		o.Plan.ChannelAlign = tc.align
+		if got := fmt.Sprint(o.offeredRanks(tc.l)); got != tc.want {
+			t.Errorf("%s: offered %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

@@ -152,9 +152,13 @@ func (o Options) fixedRank(name string) (int, bool) {
 
 // offeredRanks lists the ranks the allocator may give layer l, in
 // increasing order: multiples of Base.Multiple up to min(C_out, C_in) whose
-// module has fewer parameters than the layer (any with Base.Force).
+// module has fewer parameters than the layer (any with Base.Force); none
+// when Plan.ChannelAlign makes convert.NewPlan keep the layer.
 func (o Options) offeredRanks(l *convert.LayerPlan) []int {
 	out, in := l.Channels, l.InputChannels()
+	if a := o.Plan.ChannelAlign; a > 1 && (out%a != 0 || in%a != 0) {
+		return nil
+	}
 	step := max(1, o.Base.Multiple)
 	res := l.Residual.Params(out)
 	var rs []int

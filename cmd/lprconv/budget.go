@@ -65,6 +65,8 @@ func configureBudget(c *cli.Context, opts *compressOptions) error {
 		for _, l := range a.Layers {
 			switch {
 			case l.Rank > 0 || userExcluded(user, l.Name):
+			case l.Fixed && o.ChannelAlign > 1 && (l.Out%o.ChannelAlign != 0 || l.In%o.ChannelAlign != 0):
+				kept[l.Name] = fmt.Sprintf("%d -> %d channels are not multiples of --channel-align %d", l.In, l.Out, o.ChannelAlign)
 			case l.Fixed:
 				kept[l.Name] = fmt.Sprintf("kept by --budget: no rank (multiple of %d) makes it smaller", max(1, user.Multiple))
 			default:
@@ -161,5 +163,5 @@ func allocateRanks(ctx context.Context, c *cli.Context, budget rankalloc.Budget,
 
 // planOptions are the convert.PlanOptions that compress plans with.
 func planOptions(o *compressOptions) convert.PlanOptions {
-	return convert.PlanOptions{Shapes: o.Shapes, SVD: o.SVD, Workers: o.Workers, Candidates: o.Candidates}
+	return convert.PlanOptions{Shapes: o.Shapes, SVD: o.SVD, Workers: o.Workers, Candidates: o.Candidates, ChannelAlign: o.ChannelAlign}
 }
