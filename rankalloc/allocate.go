@@ -88,7 +88,10 @@ func (a *Allocation) Replaced() int {
 }
 
 // Run measures the sensitivities of m's candidates and allocates ranks
-// for the budget (Measure, then Allocate).
+// for the budget (Measure, then Allocate); it fails before measuring when
+// the budget cannot be met. A caller that plans itself (a sweep over
+// budgets) passes a.Policy() to convert.NewPlan with the same residual and
+// opts.Plan.
 func Run(ctx context.Context, m *onnxpb.ModelProto, budget Budget, opts Options) (*Allocation, error) {
 	if err := budget.Validate(); err != nil {
 		return nil, err
