@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -58,6 +61,45 @@ func BenchmarkLPR(b *testing.B) {
 					benchModel(b, m, []int{batch, 3, 32, 32})
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkPointwiseSmallPlane compares the per-image and the batched
+// (Chunk) paths of a group-1 pointwise convolution on small planes, one
+// thread, as in the LPR factors of the 32x32 fixtures.
+func BenchmarkPointwiseSmallPlane(b *testing.B) {
+	for _, tc := range []struct{ n, c, m, hw int }{{64, 128, 128, 2}, {64, 32, 128, 2}, {64, 128, 32, 2}, {64, 24, 96, 2}, {64, 96, 24, 2}, {64, 12, 48, 4}, {64, 48, 12, 4}, {64, 6, 24, 8}} {
+		g := newGraph(13)
+		x := g.input("x", tc.n, tc.c, tc.hw, tc.hw)
+		y := g.node("Conv", []string{x, g.weight(0.1, tc.m, tc.c, 1, 1), g.weight(0.1, tc.m)})
+		g.output(y)
+		m := g.model()
+		for _, batched := range []bool{false, true} {
+			name := fmt.Sprintf("%dx%dx%d/hw%d/batched=%v", tc.n, tc.c, tc.m, tc.hw*tc.hw, batched)
+			b.Run(name, func(b *testing.B) {
+				p, err := Compile(m, Options{Threads: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				conv := p.steps[0].Op.(*ConvOp)
+				if !batched {
+					conv.Chunk = 0
+				} else if conv.Chunk == 0 {
+					b.Skip("batched path not selected")
+				}
+				in := map[string]*Tensor{"x": randTensor(rand.New(rand.NewPCG(1, 2)), tc.n, tc.c, tc.hw, tc.hw)}
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				t0 := threadCPU()
+				for b.Loop() {
+					if err := p.Forward(in); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(threadCPU()-t0)/1e3/float64(b.N), "cpu-us/op")
+			})
 		}
 	}
 }

@@ -134,6 +134,8 @@ func TestLPRModuleFusion(t *testing.T) {
 		{name: "dw3", n: 2, c: 8, h: 6, w: 6, r: 2, residual: "dw3", wantSteps: 2},
 		{name: "dw3 relu bias swapped", n: 3, c: 12, h: 7, w: 5, r: 3, residual: "dw3", act: "Relu", residBias: true, swap: true, wantSteps: 2},
 		{name: "dw3 1x1 plane", n: 4, c: 8, h: 1, w: 1, r: 2, residual: "dw3", act: "Clip", wantSteps: 2},
+		{name: "diag batched small plane relu", n: 3, c: 16, h: 3, w: 3, r: 4, residual: "diag", act: "Relu", residBias: true, wantSteps: 2},
+		{name: "dw3 batched small plane", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "dw3", swap: true, wantSteps: 2},
 		{name: "diag observed", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "diag", act: "Relu", observeMid: true, wantSteps: 5},
 		{name: "identity observed", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "identity", observeMid: true, wantSteps: 3},
 	}
@@ -152,6 +154,9 @@ func TestLPRModuleFusion(t *testing.T) {
 					}
 					if e := relMaxAbs(got[out].F, ref); e > lprTolerance {
 						t.Errorf("keep %v threads %d: relative max-abs error %.3g > %g", keep, threads, e, lprTolerance)
+					}
+					if conv, ok := p.Steps()[len(p.Steps())-1].Op.(*ConvOp); !keep && ok && tc.n > 1 && tc.h*tc.w <= pointwiseBatchedPlaneLimit && tc.h*tc.w > 1 && conv.Chunk == 0 {
+						t.Errorf("second factor %dx%d on %dx%d planes does not use the batched path", tc.r, tc.c, tc.h, tc.w)
 					}
 					if !keep && len(p.Steps()) != tc.wantSteps {
 						t.Errorf("fused program has %d steps; want %d", len(p.Steps()), tc.wantSteps)
