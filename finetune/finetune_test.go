@@ -297,3 +297,60 @@ func TestTrainableTensors(t *testing.T) {
 		t.Errorf("the original model has LPR tensors %v", got)
 	}
 }
+
+// TestDataAwareInitNonSquare fits the fixture's expanding 1x1 layers
+// (C_out = 2 C_in) as well as its square ones.
+func TestDataAwareInitNonSquare(t *testing.T) {
+	m, err := onnxio.Load(testdata("models", "mobilenetv1.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, _ := svd.ParseResidual("none")
+	newPlan := func() *convert.Plan {
+		plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, kind,
+			convert.PlanOptions{Candidates: convert.CandidateOptions{NonSquare: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan
+	}
+	plan := newPlan()
+	free, err := convert.Apply(m, newPlan())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonSquare := 0
+	for _, l := range plan.Layers {
+		if l.Replace && l.InputChannels() != l.Channels {
+			nonSquare++
+		}
+	}
+	if nonSquare == 0 {
+		t.Fatal("the plan replaces no non-square layer")
+	}
+	covs, err := Calibrate(context.Background(), m, CandidateInputs(plan), loader(t, "train", 100, 50, false), 50, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inits, err := InitFromData(context.Background(), plan, covs, svd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inits) != plan.Replaced() {
+		t.Fatalf("%d layers initialized, plan replaces %d", len(inits), plan.Replaced())
+	}
+	for _, li := range inits {
+		if li.Kept == "data" && li.DataAwareErr > li.DataFreeErr+1e-9 {
+			t.Errorf("%s kept worse data-aware factors", li.Name)
+		}
+	}
+	student, err := convert.Apply(m, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := agreement(t, m, free), agreement(t, m, student)
+	t.Logf("agreement with the original: data-free %.3f, data-aware %.3f", a, b)
+	if b <= a {
+		t.Errorf("data-aware initialization did not raise agreement (%.3f, data-free %.3f)", b, a)
+	}
+}

@@ -50,9 +50,10 @@ func InitFromData(ctx context.Context, plan *convert.Plan, covs map[string]*Cova
 		if !l.Replace || l.Factors == nil {
 			continue
 		}
+		in, outC := l.InputChannels(), l.Channels
 		cv := covs[l.Input]
-		if cv == nil || cv.C != l.Channels {
-			return nil, fmt.Errorf("data-aware init of %s: no calibration activations of %q with %d channels", l.Name, l.Input, l.Channels)
+		if cv == nil || cv.C != in {
+			return nil, fmt.Errorf("data-aware init of %s: no calibration activations of %q with %d channels", l.Name, l.Input, in)
 		}
 		cov := make([]float64, len(cv.Sum))
 		scale := 1 / float64(max(cv.Pixels, 1))
@@ -63,7 +64,7 @@ func InitFromData(ctx context.Context, plan *convert.Plan, covs map[string]*Cova
 		if err != nil {
 			return nil, fmt.Errorf("data-aware init of %s: %w", l.Name, err)
 		}
-		f, err := svd.FactorizeData(l.W, l.Channels, l.Channels, l.Factors.Rank, l.Factors.Residual, cov, opts)
+		f, err := svd.FactorizeData(l.W, outC, in, l.Factors.Rank, l.Factors.Residual, cov, opts)
 		if err != nil {
 			return nil, fmt.Errorf("data-aware init of %s: %w", l.Name, err)
 		}
@@ -71,7 +72,7 @@ func InitFromData(ctx context.Context, plan *convert.Plan, covs map[string]*Cova
 		if err != nil {
 			return nil, fmt.Errorf("data-aware init of %s: %w", l.Name, err)
 		}
-		li := LayerInit{Name: l.Name, Channels: l.Channels, Rank: f.Rank, DataFreeErr: free, DataAwareErr: aware, Kept: "weights"}
+		li := LayerInit{Name: l.Name, Channels: outC, Rank: f.Rank, DataFreeErr: free, DataAwareErr: aware, Kept: "weights"}
 		if aware <= free {
 			l.Factors = f
 			li.Kept = "data"

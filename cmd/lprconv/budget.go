@@ -32,10 +32,6 @@ func configureBudget(c *cli.Context, opts *compressOptions) error {
 		return cli.Exit(fmt.Sprintf("compress: "+format, a...), 2)
 	}
 	opts.Candidates.NonSquare = c.Bool("include-nonsquare")
-	if opts.Candidates.NonSquare && c.String("data") != "" && c.String("init") != "weights" {
-		// finetune.InitFromData fits square layers only so far.
-		return usage("--include-nonsquare with --data needs --init weights: data-aware initialization of non-square layers is not supported yet")
-	}
 	spec := c.String("budget")
 	if spec == "" {
 		if c.IsSet("budget-samples") {
