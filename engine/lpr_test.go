@@ -134,8 +134,11 @@ func TestLPRModuleFusion(t *testing.T) {
 		{name: "dw3", n: 2, c: 8, h: 6, w: 6, r: 2, residual: "dw3", wantSteps: 2},
 		{name: "dw3 relu bias swapped", n: 3, c: 12, h: 7, w: 5, r: 3, residual: "dw3", act: "Relu", residBias: true, swap: true, wantSteps: 2},
 		{name: "dw3 1x1 plane", n: 4, c: 8, h: 1, w: 1, r: 2, residual: "dw3", act: "Clip", wantSteps: 2},
-		{name: "diag batched small plane relu", n: 3, c: 16, h: 3, w: 3, r: 4, residual: "diag", act: "Relu", residBias: true, wantSteps: 2},
-		{name: "dw3 batched small plane", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "dw3", swap: true, wantSteps: 2},
+		{name: "diag batched small plane relu", n: 3, c: 16, h: 2, w: 2, r: 4, residual: "diag", act: "Relu", residBias: true, wantSteps: 2},
+		{name: "diag batched 1x3 plane", n: 2, c: 16, h: 1, w: 3, r: 4, residual: "diag", wantSteps: 2},
+		{name: "dw3 batched small plane", n: 2, c: 8, h: 2, w: 2, r: 2, residual: "dw3", swap: true, wantSteps: 2},
+		{name: "identity batched small plane clip", n: 4, c: 8, h: 2, w: 2, r: 3, residual: "identity", act: "Clip", wantSteps: 2},
+		{name: "diag 1x1 plane no act", n: 3, c: 8, h: 1, w: 1, r: 2, residual: "diag", residBias: true, wantSteps: 2},
 		{name: "diag observed", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "diag", act: "Relu", observeMid: true, wantSteps: 5},
 		{name: "identity observed", n: 2, c: 8, h: 4, w: 4, r: 2, residual: "identity", observeMid: true, wantSteps: 3},
 	}

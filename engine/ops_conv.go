@@ -140,6 +140,22 @@ type ConvOp struct {
 
 type convPhase int
 
+// resMode says how the batched path fills its GEMM output before
+// accumulating into it.
+type resMode int
+
+const (
+	resNone  resMode = iota // no fused residual (beta = 0)
+	resCopy                 // copy r (NCHW, M channels)
+	resScale                // d[ch]*r + db[ch] (r NCHW with M channels)
+)
+
+// resSource is the fused residual of the batched path.
+type resSource struct {
+	mode     resMode
+	r, d, db []float32
+}
+
 const (
 	phasePack convPhase = iota
 	phaseUnpack
@@ -148,7 +164,7 @@ const (
 
 type convRun struct {
 	phase      convPhase
-	accumulate bool // batched path: pack y into yp too (fused residual)
+	res        resSource // batched path: fused residual packed into yp
 	x, y, bias []float32
 	w          []float32
 	b, yp      []float32 // batched path: unfolded input and GEMM output
@@ -164,9 +180,10 @@ const batchedPlaneLimit = 1024
 // channels (C < M, e.g. the second factor of an LPR module) uses the
 // batched path: per-image GEMMs with few columns and a short inner
 // dimension run far below the kernels' peak (measured with
-// BenchmarkPointwiseSmallPlane: 1.3-1.8x faster at 2x2 and 4x4 planes;
-// slower at 8x8, and for C >= M).
-const pointwiseBatchedPlaneLimit = 16
+// BenchmarkPointwiseSmallPlane: 1.3-1.8x faster at 2x2 planes, no gain at
+// 4x4 once a fused residual must be packed too, slower at 8x8, and for
+// C >= M).
+const pointwiseBatchedPlaneLimit = 4
 
 // batchedScratchLimit bounds the scratch of the batched path, in floats.
 const batchedScratchLimit = 4 << 20
@@ -273,14 +290,28 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 		return nil
 	}
 	var beta float32
+	var res resSource
 	if op.AddRes {
-		if err := op.residual(c, in[3:], out); err != nil {
-			return err
-		}
 		beta = 1
+		switch {
+		case op.Chunk > 0 && op.Res == nil:
+			// identity: packed straight from the residual tensor
+			res = resSource{mode: resCopy, r: in[3].F}
+		case op.Chunk > 0 && op.Res.channelScale():
+			// diag: d*x + bias computed straight into the packed output
+			res = resSource{mode: resScale, r: in[3].F, d: in[4].F}
+			if len(in) > 5 && in[5] != nil {
+				res.db = in[5].F
+			}
+		default:
+			if err := op.residual(c, in[3:], out); err != nil {
+				return err
+			}
+			res = resSource{mode: resCopy, r: y}
+		}
 	}
 	if op.Chunk > 0 {
-		op.forwardBatched(c, x, w, bias, y, beta)
+		op.forwardBatched(c, x, w, bias, y, beta, res)
 		return nil
 	}
 	if op.Kind == convPointwise && ohw == 1 && op.Group == 1 {
@@ -354,8 +385,31 @@ func (op *ConvOp) scalePlanes(lo, hi int) {
 			lo32, hi32 = op.Act.Lo, op.Act.Hi
 		}
 	}
-	for j := lo; j < hi; j++ {
-		ch := j % op.C
+	if hw == 1 && !clip {
+		// one value per plane: walk the channels of each image
+		for j := lo; j < hi; {
+			ch := j % op.C
+			n := min(hi-j, op.C-ch)
+			xr, yr, wr := r.x[j:j+n], r.y[j:j+n], r.w[ch:ch+n]
+			if r.bias != nil {
+				br := r.bias[ch : ch+n]
+				for k, v := range xr {
+					yr[k] = v*wr[k] + br[k]
+				}
+			} else {
+				for k, v := range xr {
+					yr[k] = v * wr[k]
+				}
+			}
+			j += n
+		}
+		return
+	}
+	ch := lo % op.C
+	for j := lo; j < hi; j, ch = j+1, ch+1 {
+		if ch == op.C {
+			ch = 0
+		}
 		a := r.w[ch]
 		var b0 float32
 		if r.bias != nil {
@@ -402,12 +456,12 @@ func (op *ConvOp) setRun(phase convPhase, x, y, w, bias []float32) {
 
 // forwardBatched runs a group-1 convolution Chunk images at a time as one
 // GEMM each.
-func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32, beta float32) {
+func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32, beta float32, res resSource) {
 	g := op.Geom
 	ohw := g.OH * g.OW
 	kk := op.C * g.KH * g.KW
 	op.setRun(phasePack, x, y, w, bias)
-	op.cur.accumulate = beta != 0
+	op.cur.res = res
 	scratch := c.Scratch(op.ScratchFloats())
 	for n0 := 0; n0 < op.N; n0 += op.Chunk {
 		nb := min(op.Chunk, op.N-n0)
@@ -438,24 +492,62 @@ func (op *ConvOp) run(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
 			if op.Kind == convPointwise {
-				for ch := 0; ch < op.C; ch++ {
-					copy(r.b[ch*r.cols+i*ohw:ch*r.cols+(i+1)*ohw], xi[ch*hw:(ch+1)*hw])
-				}
+				planesToCols(r.b[i*ohw:], r.cols, xi, op.C, hw)
 			} else {
 				im2colLD(g, xi, r.b[i*ohw:], r.cols)
 			}
-			if r.accumulate {
-				yi := r.y[(r.n0+i)*op.M*ohw : (r.n0+i+1)*op.M*ohw]
-				for m := 0; m < op.M; m++ {
-					copy(r.yp[m*r.cols+i*ohw:m*r.cols+(i+1)*ohw], yi[m*ohw:(m+1)*ohw])
-				}
+			ri := (r.n0 + i) * op.M * ohw
+			switch r.res.mode {
+			case resCopy:
+				planesToCols(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], op.M, ohw)
+			case resScale:
+				scaledPlanesToCols(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], op.M, ohw, r.res.d, r.res.db)
 			}
 		}
 	case phaseUnpack:
 		for j := lo; j < hi; j++ {
 			i, m := j/op.M, j%op.M
 			src := r.yp[m*r.cols+i*ohw : m*r.cols+(i+1)*ohw]
-			copy(r.y[((r.n0+i)*op.M+m)*ohw:((r.n0+i)*op.M+m+1)*ohw], src)
+			dst := r.y[((r.n0+i)*op.M+m)*ohw : ((r.n0+i)*op.M+m+1)*ohw]
+			copySmall(dst, src)
+		}
+	}
+}
+
+// copySmall copies src into dst (same length); a plain loop beats a call
+// to memmove for the few values of a small output plane.
+func copySmall(dst, src []float32) {
+	if len(src) > 16 {
+		copy(dst, src)
+		return
+	}
+	dst = dst[:len(src)]
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
+// planesToCols copies planes of hw values (planes[ch*hw:]) into rows of a
+// column matrix: row ch starts at dst[ch*ld].
+func planesToCols(dst []float32, ld int, planes []float32, n, hw int) {
+	for ch := 0; ch < n; ch++ {
+		copySmall(dst[ch*ld:ch*ld+hw], planes[ch*hw:(ch+1)*hw])
+	}
+}
+
+// scaledPlanesToCols is planesToCols writing d[ch]*v + db[ch] (db may be
+// nil).
+func scaledPlanesToCols(dst []float32, ld int, planes []float32, n, hw int, d, db []float32) {
+	for ch := 0; ch < n; ch++ {
+		a := d[ch]
+		var b0 float32
+		if db != nil {
+			b0 = db[ch]
+		}
+		src := planes[ch*hw : (ch+1)*hw]
+		out := dst[ch*ld : ch*ld+hw]
+		for k, v := range src {
+			out[k] = v*a + b0
 		}
 	}
 }
