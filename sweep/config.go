@@ -5,28 +5,48 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/lprconv/lprconv/rankalloc"
 )
 
 // DefaultRatios are the rank ratios swept when none are given.
 const DefaultRatios = "1/2,1/4,1/8,1/16"
 
-// Config is one point of a sweep: a residual kind and a rank ratio.
+// Config is one point of a sweep: a residual kind and either a uniform
+// rank ratio or a budget for which per-layer ranks are allocated.
 type Config struct {
 	// Residual is the residual kind's name as the svd package writes it
 	// (identity, diag, dw3x3, none).
 	Residual string
-	// Ratio is the rank as a fraction of the channel count, in (0, 1].
+	// Ratio is the rank as a fraction of the channel count, in (0, 1];
+	// 0 when Budget chooses the ranks.
 	Ratio float64
+	// Budget, when its Fraction is set, chooses every layer's rank with
+	// rankalloc so that the model keeps that fraction of the original's
+	// parameters or MACs; Ratio is then 0.
+	Budget rankalloc.Budget
 }
 
-// Name identifies the configuration in file names, state and reports,
-// e.g. "diag_r0.25".
+// HasBudget reports whether the configuration's ranks come from a budget.
+func (c Config) HasBudget() bool { return c.Budget.Fraction > 0 }
+
+// Name identifies the configuration in file names, state and reports:
+// "diag_r0.25" for a rank ratio, "diag_b0.6" for a parameter budget and
+// "diag_bmacs0.5" for a MAC budget.
 func (c Config) Name() string {
+	if c.HasBudget() {
+		prefix := "_b"
+		if c.Budget.Resource == rankalloc.MACs {
+			prefix = "_bmacs"
+		}
+		return c.Residual + prefix + strconv.FormatFloat(c.Budget.Fraction, 'g', 4, 64)
+	}
 	return c.Residual + "_r" + strconv.FormatFloat(c.Ratio, 'g', 4, 64)
 }
 
 // ModelFile returns the file name of the compressed model for the original
-// model at modelPath: "<model>_<residual>_r<ratio>.onnx".
+// model at modelPath: "<model>_<name>.onnx", e.g.
+// "mobilenetv1_diag_r0.25.onnx" or "mobilenetv1_diag_b0.6.onnx".
 func (c Config) ModelFile(modelPath string) string {
 	base := filepath.Base(modelPath)
 	base = strings.TrimSuffix(base, filepath.Ext(base))
@@ -59,8 +79,12 @@ func ParseRatio(s string) (float64, error) {
 }
 
 // ParseRatios parses a comma-separated list of rank ratios (see
-// ParseRatio). Empty items are ignored; an empty list is an error.
+// ParseRatio). Empty items are ignored; an empty list is an error. "none"
+// stands for no ratios (a sweep over budgets only) and gives an empty list.
 func ParseRatios(s string) ([]float64, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "none") {
+		return nil, nil
+	}
 	var out []float64
 	for _, part := range strings.Split(s, ",") {
 		if strings.TrimSpace(part) == "" {
@@ -78,11 +102,30 @@ func ParseRatios(s string) ([]float64, error) {
 	return out, nil
 }
 
-// Grid returns every combination of residual and ratio, residuals outer,
-// in the order given. Two entries with the same name are an error.
-func Grid(residuals []string, ratios []float64) ([]Config, error) {
-	if len(residuals) == 0 || len(ratios) == 0 {
-		return nil, fmt.Errorf("sweep needs at least one residual and one rank ratio")
+// ParseBudgets parses a comma-separated list of budgets, each as
+// rankalloc.ParseBudget reads it ("0.6" or "params=0.6" for parameters,
+// "macs=0.5" for MACs). Empty items are ignored, so "" gives no budgets.
+func ParseBudgets(s string) ([]rankalloc.Budget, error) {
+	var out []rankalloc.Budget
+	for _, part := range strings.Split(s, ",") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		b, err := rankalloc.ParseBudget(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Grid returns every combination of residual with a rank ratio or a
+// budget: residuals outer, then the ratios, then the budgets, in the order
+// given. Two entries with the same name are an error.
+func Grid(residuals []string, ratios []float64, budgets []rankalloc.Budget) ([]Config, error) {
+	if len(residuals) == 0 || len(ratios)+len(budgets) == 0 {
+		return nil, fmt.Errorf("sweep needs at least one residual and one rank ratio or budget")
 	}
 	seen := map[string]bool{}
 	var out []Config
@@ -90,10 +133,19 @@ func Grid(residuals []string, ratios []float64) ([]Config, error) {
 		if !safeName(res) {
 			return nil, fmt.Errorf("residual %q: names may hold only letters, digits, '-' and '.'", res)
 		}
+		var cfgs []Config
 		for _, r := range ratios {
-			c := Config{Residual: res, Ratio: r}
+			cfgs = append(cfgs, Config{Residual: res, Ratio: r})
+		}
+		for _, b := range budgets {
+			if err := b.Validate(); err != nil {
+				return nil, err
+			}
+			cfgs = append(cfgs, Config{Residual: res, Budget: b})
+		}
+		for _, c := range cfgs {
 			if seen[c.Name()] {
-				return nil, fmt.Errorf("configuration %s is listed twice (check --residuals and --rank-ratios)", c.Name())
+				return nil, fmt.Errorf("configuration %s is listed twice (check --residuals, --rank-ratios and --budgets)", c.Name())
 			}
 			seen[c.Name()] = true
 			out = append(out, c)

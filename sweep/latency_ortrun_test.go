@@ -32,7 +32,7 @@ func TestRunWithORTLatency(t *testing.T) {
 	defer p.Close()
 	out := t.TempDir()
 	res, err := Run(context.Background(), Options{
-		Model: o.Model, Out: out, Configs: []Config{{"none", 0.25}, {"identity", 0.125}}, Jobs: 1,
+		Model: o.Model, Out: out, Configs: []Config{{Residual: "none", Ratio: 0.25}, {Residual: "identity", Ratio: 0.125}}, Jobs: 1,
 		Latency: ORTMeter(m), LatencyOptions: LatencyOptions{Warmup: 2, Runs: 5, Rounds: 2, MinTime: 5 * time.Millisecond},
 	}, p)
 	if err != nil {

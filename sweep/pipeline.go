@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sync"
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
@@ -19,6 +20,7 @@ import (
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/report"
 	"github.com/lprconv/lprconv/svd"
 )
@@ -57,8 +59,20 @@ type PipelineOptions struct {
 	Threads int
 	// Seed seeds the randomized SVD and the random inputs.
 	Seed uint64
-	// Multiple rounds ranks up to a multiple of it (0 or 1: no rounding).
+	// Multiple rounds ranks up to a multiple of it (0 or 1: no rounding);
+	// budgets are allocated among ranks that are multiples of it.
 	Multiple int
+	// ChannelAlign keeps layers whose channel count is not a multiple of
+	// it (see convert.PlanOptions.ChannelAlign; 0 or 1: no such rule).
+	ChannelAlign int
+	// Candidates selects the candidate layers; NonSquare adds 1x1
+	// convolutions whose input and output widths differ.
+	Candidates convert.CandidateOptions
+	// BudgetSamples is the number of Data images on which budget
+	// configurations measure per-layer sensitivity (default
+	// rankalloc.DefaultSamples); without Data the sensitivity is the
+	// weight reconstruction error.
+	BudgetSamples int
 	// SpectrumResidual is the residual kind whose factored matrix (W − R)
 	// the singular-value plots show.
 	SpectrumResidual svd.ResidualKind
@@ -110,6 +124,23 @@ type Pipeline struct {
 	outLen  int
 	origAcc *float64
 	covs    map[string]*finetune.Covariance // calibration, for DataInit
+
+	// The data set of Data, for budget sensitivities.
+	dataSrc dataset.Source
+	dataIdx []int
+
+	// Per-layer sensitivities of budget configurations, measured once per
+	// residual kind and shared by all budgets.
+	sensMu sync.Mutex
+	sens   map[svd.ResidualKind]*sensitivity
+}
+
+// sensitivity is the measurement that budgets of one residual share.
+type sensitivity struct {
+	once sync.Once
+	base *convert.Plan
+	sens []rankalloc.Sensitivity
+	err  error
 }
 
 // NewPipeline loads the model and opens the data sets. Close releases
@@ -120,6 +151,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.NumCPU()
+	}
+	if opts.BudgetSamples <= 0 {
+		opts.BudgetSamples = rankalloc.DefaultSamples
 	}
 	if opts.Limit < 0 || opts.Random < 0 {
 		return nil, fmt.Errorf("sweep: sample and random input counts must not be negative")
@@ -224,6 +258,7 @@ func (p *Pipeline) openInputs() error {
 			idx = dataset.Random(idx, o.Limit, int64(o.Seed))
 		}
 		data = &datasetBatches{src: src, idx: idx, pre: p.pre, batch: o.BatchSize, name: o.Data}
+		p.dataSrc, p.dataIdx = src, idx
 		if ft := o.FineTune; ft != nil {
 			p.trainSrc, p.trainIdx = src, dataset.Indices(src.Len())
 			if o.Limit > 0 {
@@ -294,7 +329,12 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval batches) (string
 		Seed                                uint64
 		Multiple, Batch                     int
 		FineTune                            *fineTune
-	}{modelHash, desc(fid), desc(eval), o.Version, o.Fit.String(), o.Mean, o.Std, o.Seed, o.Multiple, o.BatchSize, ft})
+		ChannelAlign                        int
+		NonSquare                           bool
+		BudgetData                          string
+	}{modelHash, desc(fid), desc(eval), o.Version, o.Fit.String(), o.Mean, o.Std, o.Seed, o.Multiple, o.BatchSize, ft,
+		o.ChannelAlign, o.Candidates.NonSquare,
+		fmt.Sprintf("%s split=%s labels=%s limit=%d samples=%d", o.Data, o.Split, o.Labels, o.Limit, o.BudgetSamples)})
 	if err != nil {
 		return "", err
 	}
@@ -413,7 +453,7 @@ func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, []strin
 	// A plan that excludes every layer gives each candidate's folded weight
 	// without factorizing anything.
 	keepAll := svd.Policy{Ratio: 1, Exclude: []*regexp.Regexp{regexp.MustCompile("")}}
-	plan, err := convert.NewPlan(ctx, p.orig, keepAll, p.opts.SpectrumResidual, convert.PlanOptions{SVD: p.svdOptions(), Workers: p.opts.Threads})
+	plan, err := convert.NewPlan(ctx, p.orig, keepAll, p.opts.SpectrumResidual, p.planOptions())
 	if err != nil {
 		return nil, nil, fmt.Errorf("find candidates: %w", err)
 	}
@@ -424,11 +464,17 @@ func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, []strin
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		s, err := svd.Spectrum(l.W, l.Channels, l.Channels, p.opts.SpectrumResidual, p.svdOptions())
+		// Non-square layers are factorized without a residual; their
+		// energy curve runs over min(C_out, C_in) singular values.
+		kind := p.opts.SpectrumResidual
+		if l.NonSquare() {
+			kind = svd.KindNone
+		}
+		s, err := svd.Spectrum(l.W, l.Channels, l.InputChannels(), kind, p.svdOptions())
 		if err != nil {
 			return nil, nil, fmt.Errorf("layer %q: %w", l.Name, err)
 		}
-		out = append(out, report.LayerSpectrum{Name: l.Name, C: l.Channels, Singular: s})
+		out = append(out, report.LayerSpectrum{Name: l.Name, C: min(l.Channels, l.InputChannels()), Singular: s})
 		if !seen[l.Input] {
 			seen[l.Input] = true
 			inputs = append(inputs, l.Input)
@@ -438,6 +484,90 @@ func (p *Pipeline) spectra(ctx context.Context) ([]report.LayerSpectrum, []strin
 }
 
 func (p *Pipeline) svdOptions() svd.Options { return svd.Options{Seed: p.opts.Seed} }
+
+// planOptions are the options every plan of the sweep is made with.
+func (p *Pipeline) planOptions() convert.PlanOptions {
+	return convert.PlanOptions{SVD: p.svdOptions(), Workers: p.opts.Threads, Candidates: p.opts.Candidates, ChannelAlign: p.opts.ChannelAlign}
+}
+
+// allocOptions are the rankalloc options of budget configurations with
+// residual kind (without Data).
+func (p *Pipeline) allocOptions(kind svd.ResidualKind) rankalloc.Options {
+	return rankalloc.Options{Base: svd.Policy{Multiple: p.opts.Multiple}, Residual: kind, Plan: p.planOptions(),
+		Samples: p.opts.BudgetSamples, Batch: p.opts.BatchSize, Threads: p.opts.Threads}
+}
+
+// budgetPolicy allocates per-layer ranks for cfg's budget and returns the
+// policy that plans them. The sensitivities are measured once per residual
+// kind (on BudgetSamples of Data's images, chosen at random with Seed,
+// when Data is given) and shared by every budget.
+func (p *Pipeline) budgetPolicy(ctx context.Context, cfg Config, kind svd.ResidualKind) (svd.Policy, error) {
+	p.sensMu.Lock()
+	if p.sens == nil {
+		p.sens = map[svd.ResidualKind]*sensitivity{}
+	}
+	s := p.sens[kind]
+	if s == nil {
+		s = &sensitivity{}
+		p.sens[kind] = s
+	}
+	p.sensMu.Unlock()
+	s.once.Do(func() { s.base, s.sens, s.err = p.measureSensitivity(ctx, kind) })
+	if s.err != nil {
+		// A cancelled measurement is tried again by the next caller.
+		if ctx.Err() != nil {
+			p.sensMu.Lock()
+			if p.sens[kind] == s {
+				delete(p.sens, kind)
+			}
+			p.sensMu.Unlock()
+		}
+		return svd.Policy{}, fmt.Errorf("budget %s: %w", cfg.Budget, s.err)
+	}
+	a, err := rankalloc.Allocate(p.orig, s.base, s.sens, cfg.Budget, p.allocOptions(kind))
+	if err != nil {
+		return svd.Policy{}, fmt.Errorf("budget %s: %w", cfg.Budget, err)
+	}
+	p.log.printf("sweep: %s: budget %s met at %.4f (%d of %d layers replaced, %s sensitivity)",
+		cfg.Name(), cfg.Budget, a.Fraction, a.Replaced(), len(a.Layers), a.Metric)
+	return a.Policy(), nil
+}
+
+// measureSensitivity plans every candidate (none replaced), as
+// rankalloc.Run does, and measures the sensitivities of its layers.
+func (p *Pipeline) measureSensitivity(ctx context.Context, kind svd.ResidualKind) (*convert.Plan, []rankalloc.Sensitivity, error) {
+	keepAll := svd.Policy{Rank: 1, Exclude: []*regexp.Regexp{regexp.MustCompile("")}}
+	o := p.allocOptions(kind)
+	base, err := convert.NewPlan(ctx, p.orig, keepAll, kind, o.Plan)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find candidates: %w", err)
+	}
+	if p.dataSrc != nil {
+		in, err := evaluate.ModelInput(p.orig)
+		if err != nil {
+			return nil, nil, err
+		}
+		batch := o.Batch
+		if in.Batch > 0 {
+			batch = in.Batch
+		}
+		// A seeded random choice, so that class-sorted folders give every
+		// class a share.
+		idx := dataset.Random(p.dataIdx, min(o.Samples, len(p.dataIdx)), int64(p.opts.Seed))
+		l, err := dataset.NewLoader(p.dataSrc, idx, p.pre, dataset.LoaderOptions{BatchSize: batch})
+		if err != nil {
+			return nil, nil, err
+		}
+		defer l.Close()
+		o.Data = l
+	}
+	p.log.printf("sweep: measuring per-layer sensitivity (%s) of the %s residual for the budgets", o.Metric(), kind)
+	sens, err := rankalloc.Measure(ctx, p.orig, base, o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("measure sensitivity: %w", err)
+	}
+	return base, sens, nil
+}
 
 // run runs md on every batch of in and calls fn with the batch's outputs
 // (n rows), labels and size.
@@ -465,7 +595,12 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 		return report.Row{}, err
 	}
 	policy := svd.Policy{Ratio: cfg.Ratio, Multiple: p.opts.Multiple}
-	plan, err := convert.NewPlan(ctx, p.orig, policy, kind, convert.PlanOptions{SVD: p.svdOptions(), Workers: p.opts.Threads})
+	if cfg.HasBudget() {
+		if policy, err = p.budgetPolicy(ctx, cfg, kind); err != nil {
+			return report.Row{}, err
+		}
+	}
+	plan, err := convert.NewPlan(ctx, p.orig, policy, kind, p.planOptions())
 	if err != nil {
 		return report.Row{}, fmt.Errorf("plan: %w", err)
 	}

@@ -123,7 +123,7 @@ func TestPipelineOnFixture(t *testing.T) {
 	origPred, labels := predictions(t, o.Model, o)
 
 	dir := t.TempDir()
-	for _, cfg := range []Config{{"diag", 0.25}, {"identity", 0.125}, {"none", 1}} {
+	for _, cfg := range []Config{{Residual: "diag", Ratio: 0.25}, {Residual: "identity", Ratio: 0.125}, {Residual: "none", Ratio: 1}} {
 		t.Run(cfg.Name(), func(t *testing.T) {
 			path := filepath.Join(dir, cfg.ModelFile(o.Model))
 			row, err := p.Evaluate(ctx, cfg, path)
@@ -314,7 +314,7 @@ func TestPipelineFineTune(t *testing.T) {
 		t.Errorf("notes do not describe the fine-tuning: %s", notes)
 	}
 	dir := t.TempDir()
-	cfg := Config{"diag", 0.125}
+	cfg := Config{Residual: "diag", Ratio: 0.125}
 	path := filepath.Join(dir, cfg.ModelFile(o.Model))
 	row, err := p.Evaluate(ctx, cfg, path)
 	if err != nil {

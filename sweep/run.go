@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -37,7 +38,7 @@ type Evaluator interface {
 	Original(ctx context.Context) (Original, error)
 	// Evaluate compresses the original model with cfg, saves the result to
 	// modelPath and returns its measurements. Run fills in the row's
-	// Config, Residual, RankRatio and Model fields.
+	// Config, Residual, RankRatio, Budget and Model fields.
 	Evaluate(ctx context.Context, cfg Config, modelPath string) (report.Row, error)
 	// Fingerprint identifies everything besides the configuration that
 	// affects results (model contents, data, settings). A configuration
@@ -181,6 +182,10 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	if skipped > 0 {
 		meta.Notes = append(meta.Notes, fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir))
 	}
+	if hasBudget(opts.Configs) {
+		rows = byResidualAndSize(opts.Configs, rows)
+		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter or MAC budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
+	}
 	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
 	if opts.Latency != nil {
 		if err := measureLatencies(opts.Latency, opts.LatencyOptions, opts.Model, s, log); err != nil {
@@ -213,11 +218,53 @@ func runOne(ctx context.Context, opts Options, ev Evaluator, cfg Config, fingerp
 	row.Config = cfg.Name()
 	row.Residual = cfg.Residual
 	row.RankRatio = cfg.Ratio
+	row.Budget = ""
+	if cfg.HasBudget() {
+		row.Budget = cfg.Budget.String()
+	}
 	row.Model = modelPath
 	if err := saveState(opts.Out, cfg, fingerprint, row); err != nil {
 		return report.Row{}, err
 	}
 	return row, nil
+}
+
+// hasBudget reports whether any configuration is planned from a budget.
+func hasBudget(cfgs []Config) bool {
+	for _, c := range cfgs {
+		if c.HasBudget() {
+			return true
+		}
+	}
+	return false
+}
+
+// byResidualAndSize orders rows (rows[i] measured for cfgs[i]) for
+// comparison: residuals in their first-listed order, and within one
+// residual by decreasing parameter ratio, ties in the listed order.
+func byResidualAndSize(cfgs []Config, rows []report.Row) []report.Row {
+	rank := map[string]int{}
+	for _, c := range cfgs {
+		if _, ok := rank[c.Residual]; !ok {
+			rank[c.Residual] = len(rank)
+		}
+	}
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		ra, rb := rank[cfgs[idx[a]].Residual], rank[cfgs[idx[b]].Residual]
+		if ra != rb {
+			return ra < rb
+		}
+		return rows[idx[a]].ParamsRatio > rows[idx[b]].ParamsRatio
+	})
+	out := make([]report.Row, len(rows))
+	for i, j := range idx {
+		out[i] = rows[j]
+	}
+	return out
 }
 
 // logger writes whole progress lines from several goroutines.

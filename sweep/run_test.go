@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -61,12 +62,16 @@ func (f *fakeEvaluator) Evaluate(ctx context.Context, cfg Config, modelPath stri
 		return report.Row{}, err
 	}
 	c := 4
-	rank := int(float64(c)*cfg.Ratio + 0.5)
+	ratio := cfg.Ratio
+	if cfg.HasBudget() {
+		ratio = cfg.Budget.Fraction / 2
+	}
+	rank := int(float64(c)*ratio + 0.5)
 	params := int64(1000 - 16 + 2*rank*c)
 	return report.Row{
 		Params: params, MACs: params * 5, FileBytes: params * 4,
 		ParamsRatio: float64(params) / 1000, MACsRatio: float64(params) / 1000, FileRatio: float64(params) / 1000,
-		Agreement: cfg.Ratio, Cosine: 0.5 + cfg.Ratio/2,
+		Agreement: ratio, Cosine: 0.5 + ratio/2,
 		Layers: []report.LayerRank{{Name: "pw1", C: c, Rank: rank}},
 	}, nil
 }
@@ -79,7 +84,7 @@ func testConfigs(t *testing.T) []Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgs, err := Grid([]string{"diag", "none"}, ratios)
+	cfgs, err := Grid([]string{"diag", "none"}, ratios, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +199,66 @@ func TestRunWritesEverythingAndResumes(t *testing.T) {
 	}
 }
 
+func TestRunBudgetRowsBesideRatioRows(t *testing.T) {
+	out := t.TempDir()
+	// The fake gives a budget b the size of ratio b/2: b0.75 falls between
+	// r0.5 and r0.25, b0.25 below r0.25.
+	cfgs, err := Grid([]string{"diag", "none"}, []float64{0.5, 0.25}, []rankalloc.Budget{{Fraction: 0.75}, {Fraction: 0.25}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Model: "net.onnx", Out: out, Configs: cfgs, Jobs: 2}
+	res, err := Run(context.Background(), opts, &fakeEvaluator{fingerprint: "fp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range res.Sweep.Rows {
+		got = append(got, r.Config)
+		wantBudget := ""
+		if strings.Contains(r.Config, "_b") {
+			wantBudget = "params=" + strings.TrimPrefix(r.Config[strings.Index(r.Config, "_b"):], "_b")
+			if r.RankRatio != 0 {
+				t.Errorf("budget row %s has rank ratio %v", r.Config, r.RankRatio)
+			}
+		}
+		if r.Budget != wantBudget {
+			t.Errorf("row %s budget %q, want %q", r.Config, r.Budget, wantBudget)
+		}
+	}
+	want := []string{"diag_r0.5", "diag_b0.75", "diag_r0.25", "diag_b0.25", "none_r0.5", "none_b0.75", "none_r0.25", "none_b0.25"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"| budget |", "| diag_b0.75 | diag | ", "| params=0.75 |", "decreasing order of parameters"} {
+		if !strings.Contains(string(md), w) {
+			t.Errorf("report.md lacks %q", w)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "net_diag_b0.75.onnx")); err != nil {
+		t.Error(err)
+	}
+	// A second run takes every row, budget rows included, from the state.
+	ev := &fakeEvaluator{fingerprint: "fp"}
+	res2, err := Run(context.Background(), opts, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Ran != 0 || res2.Skipped != len(cfgs) || ev.calls.Load() != 0 || !reflect.DeepEqual(res2.Sweep.Rows, res.Sweep.Rows) {
+		t.Errorf("second run: ran %d skipped %d calls %d, rows equal %v", res2.Ran, res2.Skipped, ev.calls.Load(), reflect.DeepEqual(res2.Sweep.Rows, res.Sweep.Rows))
+	}
+}
+
 func TestRunJobsSameResultsAndBounded(t *testing.T) {
 	var ratios []float64
 	for i := 1; i <= 6; i++ {
 		ratios = append(ratios, 1/float64(i))
 	}
-	cfgs, err := Grid([]string{"diag", "identity"}, ratios)
+	cfgs, err := Grid([]string{"diag", "identity"}, ratios, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +347,7 @@ func TestParseRatios(t *testing.T) {
 		{"0.3, 1/3 ,1", []float64{0.3, 1.0 / 3, 1}, ""},
 		{"2/8,", []float64{0.25}, ""},
 		{"", nil, "at least one"},
+		{" None ", nil, ""},
 		{"0", nil, "greater than 0"},
 		{"3/2", nil, "at most 1"},
 		{"1/0", nil, "fraction"},
@@ -312,9 +372,11 @@ func TestConfigNames(t *testing.T) {
 		cfg        Config
 		name, file string
 	}{
-		{Config{"diag", 0.25}, "diag_r0.25", "mobilenetv1_diag_r0.25.onnx"},
-		{Config{"dw3x3", 1.0 / 16}, "dw3x3_r0.0625", "mobilenetv1_dw3x3_r0.0625.onnx"},
-		{Config{"none", 1.0 / 3}, "none_r0.3333", "mobilenetv1_none_r0.3333.onnx"},
+		{Config{Residual: "diag", Ratio: 0.25}, "diag_r0.25", "mobilenetv1_diag_r0.25.onnx"},
+		{Config{Residual: "dw3x3", Ratio: 1.0 / 16}, "dw3x3_r0.0625", "mobilenetv1_dw3x3_r0.0625.onnx"},
+		{Config{Residual: "none", Ratio: 1.0 / 3}, "none_r0.3333", "mobilenetv1_none_r0.3333.onnx"},
+		{Config{Residual: "diag", Budget: rankalloc.Budget{Fraction: 0.6}}, "diag_b0.6", "mobilenetv1_diag_b0.6.onnx"},
+		{Config{Residual: "none", Budget: rankalloc.Budget{Resource: rankalloc.MACs, Fraction: 0.5}}, "none_bmacs0.5", "mobilenetv1_none_bmacs0.5.onnx"},
 	} {
 		if got := c.cfg.Name(); got != c.name {
 			t.Errorf("Name() = %q, want %q", got, c.name)
@@ -323,11 +385,54 @@ func TestConfigNames(t *testing.T) {
 			t.Errorf("ModelFile() = %q, want %q", got, c.file)
 		}
 	}
-	if _, err := Grid([]string{"diag"}, []float64{1.0 / 3, 0.33333}); err == nil || !strings.Contains(err.Error(), "twice") {
+	if _, err := Grid([]string{"diag"}, []float64{1.0 / 3, 0.33333}, nil); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names not rejected: %v", err)
 	}
-	if _, err := Grid([]string{"../x"}, []float64{0.5}); err == nil {
+	b6 := rankalloc.Budget{Fraction: 0.6}
+	if _, err := Grid([]string{"diag"}, nil, []rankalloc.Budget{b6, b6}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("duplicate budgets not rejected: %v", err)
+	}
+	if _, err := Grid([]string{"../x"}, []float64{0.5}, nil); err == nil {
 		t.Error("unsafe residual name accepted")
+	}
+	if _, err := Grid([]string{"diag"}, nil, nil); err == nil {
+		t.Error("a grid without ratios and budgets accepted")
+	}
+	// Ratios first, then budgets, per residual.
+	got, err := Grid([]string{"diag", "none"}, []float64{0.25}, []rankalloc.Budget{b6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range got {
+		names = append(names, c.Name())
+	}
+	if want := []string{"diag_r0.25", "diag_b0.6", "none_r0.25", "none_b0.6"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("Grid = %v, want %v", names, want)
+	}
+}
+
+func TestParseBudgets(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []rankalloc.Budget
+		err  string
+	}{
+		{"", nil, ""},
+		{"0.8, params=0.6,macs=1/2,", []rankalloc.Budget{{Fraction: 0.8}, {Fraction: 0.6}, {Resource: rankalloc.MACs, Fraction: 0.5}}, ""},
+		{"1.5", nil, "at most 1"},
+		{"time=0.5", nil, "params=F"},
+	} {
+		got, err := ParseBudgets(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseBudgets(%q) err = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParseBudgets(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
 	}
 }
 

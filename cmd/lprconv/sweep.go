@@ -11,9 +11,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/report"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/sweep"
@@ -25,10 +27,28 @@ func sweepCommand() *cli.Command {
 		Usage:     "compress a model at several ranks and residuals and report size, fidelity, accuracy and latency",
 		ArgsUsage: "MODEL --out DIR",
 		Description: `Compresses MODEL once per configuration (each residual in --residuals at
-each ratio in --rank-ratios), measures every compressed model against the
-original, and writes to DIR: report.md, results.csv, results.json, PNG plots
-(accuracy or fidelity vs parameters and MACs, latency vs MACs, singular-value
-energy per layer) and each compressed model as <model>_<residual>_r<ratio>.onnx.
+each ratio in --rank-ratios, and at each budget in --budgets), measures every
+compressed model against the original, and writes to DIR: report.md,
+results.csv, results.json, PNG plots (accuracy or fidelity vs parameters and
+MACs, latency vs MACs, singular-value energy per layer) and each compressed
+model as <model>_<residual>_r<ratio>.onnx or <model>_<residual>_b<fraction>.onnx.
+
+--budgets 0.8,0.6 adds one configuration per budget and residual whose
+per-layer ranks are chosen as compress --budget does: each layer's
+sensitivity is measured (on --budget-samples of the --data images, else from
+the weight reconstruction error), once per residual, and the ranks with the
+least predicted loss that keep that fraction of the original's parameters
+are planned. Items may be params=F or macs=F (a MAC budget's files end in
+_bmacs<F>.onnx). Budget rows are listed among the rank-ratio rows of their
+residual in decreasing order of parameters, so that rows of similar size
+are neighbours. --rank-ratios none sweeps budgets only.
+
+Ranks are rounded up to a multiple of --multiple (default 16, as compress:
+ONNX Runtime's blocked kernels; --multiple 1 keeps exact ranks), and layers
+whose channel count is not a multiple of --channel-align (default 4) are
+kept. --include-nonsquare also replaces 1x1 convolutions whose input and
+output widths differ (MobileNetV2's expand/project layers) by plain low-rank
+factors; the rank ratio then applies to min(C_in, C_out).
 
 Fidelity is the top-1 agreement and mean cosine similarity of the outputs
 against the original, on --random N inputs, else on the --data images (when
@@ -50,12 +70,17 @@ resumes where it stopped. --jobs N runs N configurations at once.
 Examples:
    lprconv sweep mobilenet.onnx --out sweep-out
    lprconv sweep mobilenet.onnx --out s --rank-ratios 1/4,1/8 --residuals diag,identity,none
+   lprconv sweep mobilenet.onnx --out s --rank-ratios 1/2,1/4 --budgets 0.8,0.6,macs=0.5
+   lprconv sweep mobilenetv2.onnx --out s --include-nonsquare --rank-ratios none --budgets 0.7
    lprconv sweep testdata/models/mobilenetv1.onnx --out s --eval testdata/images/test --mean 0.286 --std 0.353
    lprconv sweep testdata/models/mobilenetv1.onnx --out s --rank-ratios 1/4,1/8 --eval testdata/images/test \
        --data testdata/images/train --epochs 2 --mean 0.286 --std 0.353`,
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the report, plots and models to folder `DIR`"},
-			&cli.StringFlag{Name: "rank-ratios", Value: sweep.DefaultRatios, Usage: "rank ratios r/C to try, as fractions or decimals (`LIST`)"},
+			&cli.StringFlag{Name: "rank-ratios", Value: sweep.DefaultRatios, Usage: "rank ratios r/C to try, as fractions or decimals (`LIST`); none (or \"\") for budgets only"},
+			&cli.StringFlag{Name: "budgets", Usage: "parameter budgets to try, per-layer ranks chosen by sensitivity: fractions, or params=F / macs=F items (`LIST`, e.g. 0.8,0.6,macs=0.5)"},
+			&cli.IntFlag{Name: "budget-samples", Value: rankalloc.DefaultSamples, Usage: "--data images `N` on which --budgets measure each layer's sensitivity"},
+			&cli.BoolFlag{Name: "include-nonsquare", Usage: "also replace 1x1 convolutions whose input and output widths differ (MobileNetV2's expand/project layers) by plain low-rank factors; the rank ratio applies to min(C_in, C_out)"},
 			&cli.StringFlag{Name: "residuals", Value: defaultResidual, Usage: "residual kinds to try: none, identity, diag, dwK (`LIST`)"},
 			&cli.StringFlag{Name: "eval", Usage: "measure top-1 accuracy on the labelled images in `DIR` (an IDX folder's test split)"},
 			&cli.IntFlag{Name: "random", Usage: "measure fidelity on `N` random standard-normal inputs"},
@@ -74,7 +99,8 @@ Examples:
 			&cli.IntFlag{Name: "jobs", Value: 1, Usage: "run `N` configurations at once"},
 			&cli.IntFlag{Name: "threads", Usage: "threads per configuration (default: CPUs / --jobs)"},
 			&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for evaluation and fine-tuning"},
-			&cli.IntFlag{Name: "multiple", Usage: "round ranks up to a multiple of `M`"},
+			&cli.IntFlag{Name: "multiple", Value: defaultMultiple, Usage: "round ranks up to a multiple of `M` (16 matches ONNX Runtime's blocked kernels; 1 disables)"},
+			&cli.IntFlag{Name: "channel-align", Value: defaultChannelAlign, Usage: "keep layers whose channel count is not a multiple of `N` (slow in ONNX Runtime; 1 disables)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
@@ -96,9 +122,22 @@ func runSweep(c *cli.Context, args []string) error {
 	if out == "" {
 		return usage("no output folder; give --out DIR")
 	}
-	ratios, err := sweep.ParseRatios(c.String("rank-ratios"))
+	var ratios []float64
+	var err error
+	if s := strings.TrimSpace(c.String("rank-ratios")); s != "" {
+		if ratios, err = sweep.ParseRatios(s); err != nil {
+			return usage("--rank-ratios: %v", err)
+		}
+	}
+	budgets, err := sweep.ParseBudgets(c.String("budgets"))
 	if err != nil {
-		return usage("--rank-ratios: %v", err)
+		return usage("--budgets: %v", err)
+	}
+	if len(ratios) == 0 && len(budgets) == 0 {
+		return usage("no configurations: give --rank-ratios, --budgets or both")
+	}
+	if c.IsSet("budget-samples") && len(budgets) == 0 {
+		return usage("--budget-samples needs --budgets")
 	}
 	var residuals []string
 	var kinds []svd.ResidualKind
@@ -116,11 +155,11 @@ func runSweep(c *cli.Context, args []string) error {
 	if len(residuals) == 0 {
 		return usage("--residuals: give at least one of none, identity, diag, dwK")
 	}
-	configs, err := sweep.Grid(residuals, ratios)
+	configs, err := sweep.Grid(residuals, ratios, budgets)
 	if err != nil {
 		return usage("%v", err)
 	}
-	for _, name := range []string{"jobs", "threads", "batch", "random", "multiple", "latency-runs", "epochs", "steps", "calib"} {
+	for _, name := range []string{"jobs", "threads", "batch", "random", "multiple", "channel-align", "latency-runs", "epochs", "steps", "calib", "budget-samples"} {
 		if c.Int(name) < 0 {
 			return usage("--%s %d must not be negative", name, c.Int(name))
 		}
@@ -153,7 +192,9 @@ func runSweep(c *cli.Context, args []string) error {
 		Model: model, Data: spec.Path, Split: spec.Split, Labels: spec.Labels, Limit: spec.Limit,
 		Random: c.Int("random"), Eval: c.String("eval"), Mean: spec.Pre.Mean, Std: spec.Pre.Std, Fit: spec.Pre.Fit,
 		BatchSize: c.Int("batch"), Threads: threads, Seed: c.Uint64("seed"),
-		Multiple: c.Int("multiple"), SpectrumResidual: kinds[0],
+		Multiple: c.Int("multiple"), ChannelAlign: c.Int("channel-align"),
+		Candidates:    convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")},
+		BudgetSamples: c.Int("budget-samples"), SpectrumResidual: kinds[0],
 		Tool: "lprconv " + version, Version: version, FineTune: ft, Log: c.App.ErrWriter,
 	})
 	if err != nil {

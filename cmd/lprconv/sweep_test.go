@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -175,6 +177,12 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--lr", "0.1"}, "fine-tuning flag"},
 		{[]string{"sweep", model, "--out", out, "--data", out, "--steps", "2", "--loss", "hinge"}, "--loss"},
 		{[]string{"sweep", model, "--out", out, "--batch", "0"}, "--batch"},
+		{[]string{"sweep", model, "--out", out, "--rank-ratios", "none"}, "give --rank-ratios, --budgets or both"},
+		{[]string{"sweep", model, "--out", out, "--rank-ratios", ""}, "give --rank-ratios, --budgets or both"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "0.6,1.5"}, "--budgets"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "0.6,0.6"}, "twice"},
+		{[]string{"sweep", model, "--out", out, "--budget-samples", "8"}, "needs --budgets"},
+		{[]string{"sweep", model, "--out", out, "--channel-align", "-1"}, "--channel-align"},
 	} {
 		code, _, stderr := runCLI(c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
@@ -216,5 +224,137 @@ func TestSweepFineTunes(t *testing.T) {
 	again, err := report.ReadJSON(strings.NewReader(stdout))
 	if err != nil || !reflect.DeepEqual(again.Rows, s.Rows) {
 		t.Errorf("second run rows differ (%v)", err)
+	}
+}
+
+// TestSweepBudgetsAndRatios sweeps the MobileNetV1 fixture at one rank
+// ratio and one parameter budget: both rows, models and state files are
+// written, the budget row meets its budget, and a second run skips both.
+func TestSweepBudgetsAndRatios(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sweep")
+	args := []string{"sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out, "--rank-ratios", "1/4", "--budgets", "0.65",
+		"--random", "32", "--threads", "2", "--no-latency"}
+	code, stdout, stderr := runCLI(append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	s, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatalf("stdout is not the sweep JSON: %v\n%s", err, stdout)
+	}
+	if len(s.Rows) != 2 {
+		t.Fatalf("%d rows, want 2", len(s.Rows))
+	}
+	rows := map[string]report.Row{}
+	for _, r := range s.Rows {
+		rows[r.Config] = r
+	}
+	ratio, budget := rows["diag_r0.25"], rows["diag_b0.65"]
+	if ratio.RankRatio != 0.25 || ratio.Budget != "" || len(ratio.Layers) == 0 {
+		t.Errorf("ratio row: ratio %v budget %q, %d layers", ratio.RankRatio, ratio.Budget, len(ratio.Layers))
+	}
+	if budget.RankRatio != 0 || budget.Budget != "params=0.65" || len(budget.Layers) == 0 || budget.ParamsRatio > 0.65 {
+		t.Errorf("budget row: ratio %v budget %q, %d layers, params ratio %v (want at most 0.65)",
+			budget.RankRatio, budget.Budget, len(budget.Layers), budget.ParamsRatio)
+	}
+	// Rows of one residual are listed by decreasing size.
+	if s.Rows[0].ParamsRatio < s.Rows[1].ParamsRatio {
+		t.Errorf("rows not in decreasing order of parameters: %s %v, %s %v", s.Rows[0].Config, s.Rows[0].ParamsRatio, s.Rows[1].Config, s.Rows[1].ParamsRatio)
+	}
+	files := []string{"mobilenetv1_diag_r0.25.onnx", "mobilenetv1_diag_b0.65.onnx", "state/diag_r0.25.json", "state/diag_b0.65.json"}
+	before := map[string]int64{}
+	for _, name := range files {
+		before[name] = modTime(t, filepath.Join(out, name))
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	for _, want := range []string{"| budget |", "| diag_b0.65 | diag | ", "| params=0.65 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if !strings.Contains(stderr, "measuring per-layer sensitivity (weights)") {
+		t.Errorf("no sensitivity progress on stderr:\n%s", stderr)
+	}
+
+	code, stdout, stderr = runCLI(args...)
+	if code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "0 configurations run, 2 taken from an earlier run") || strings.Contains(stderr, "sensitivity") {
+		t.Errorf("second run did not skip:\n%s\n%s", stdout, stderr)
+	}
+	for name, mt := range before {
+		if modTime(t, filepath.Join(out, name)) != mt {
+			t.Errorf("%s was rewritten by the second run", name)
+		}
+	}
+	if again := readSweepJSON(t, filepath.Join(out, "results.json")); !reflect.DeepEqual(again.Rows, s.Rows) {
+		t.Error("resumed rows differ from the first run's")
+	}
+
+	// --rank-ratios none sweeps budgets only; MAC budgets are named bmacs.
+	out2 := filepath.Join(t.TempDir(), "budgets")
+	code, stdout, stderr = runCLI("sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out2, "--rank-ratios", "none",
+		"--budgets", "macs=0.8", "--random", "8", "--threads", "2", "--no-latency", "--json")
+	if code != 0 {
+		t.Fatalf("budgets only: exit %d: %s", code, stderr)
+	}
+	s2, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s2.Rows) != 1 || s2.Rows[0].Config != "diag_bmacs0.8" || s2.Rows[0].MACsRatio > 0.8 {
+		t.Errorf("budgets only: rows %+v", s2.Rows)
+	}
+	if _, err := os.Stat(filepath.Join(out2, "mobilenetv1_diag_bmacs0.8.onnx")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestSweepIncludeNonSquareMobileNetV2 sweeps the ImageNet-shaped
+// MobileNetV2, which has no square pointwise layer: with
+// --include-nonsquare its expand/project layers get spectra over
+// min(C_in, C_out) singular values and are replaced.
+func TestSweepIncludeNonSquareMobileNetV2(t *testing.T) {
+	in := testutil.ImageNetModel(t, "mobilenetv2.onnx")
+	m, err := onnxio.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands, err := convert.FindCandidatesWith(m, convert.ShapeOptions{}, convert.CandidateOptions{NonSquare: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minC := map[string]int{}
+	for _, c := range cands {
+		minC[c.Name] = min(c.Channels, c.InputChannels())
+	}
+	out := filepath.Join(t.TempDir(), "v2")
+	code, stdout, stderr := runCLI("sweep", in, "--out", out, "--include-nonsquare", "--rank-ratios", "1/4",
+		"--random", "2", "--batch", "2", "--threads", "2", "--no-latency", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	s, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Spectra) != len(cands) || len(cands) < 30 {
+		t.Errorf("%d spectra for %d non-square candidates", len(s.Spectra), len(cands))
+	}
+	for _, sp := range s.Spectra {
+		if sp.C != minC[sp.Name] || len(sp.Singular) != sp.C {
+			t.Errorf("%s: C=%d with %d singular values, want min(C_in, C_out) = %d", sp.Name, sp.C, len(sp.Singular), minC[sp.Name])
+		}
+	}
+	r := s.Rows[0]
+	if len(r.Layers) < len(cands)/2 || r.ParamsRatio >= 0.9 {
+		t.Errorf("%d of %d layers replaced, params ratio %v", len(r.Layers), len(cands), r.ParamsRatio)
+	}
+	for _, l := range r.Layers {
+		// ceil(min/4) rounded up to the default multiple 16.
+		if want := (minC[l.Name]/4 + 15) / 16 * 16; l.Rank != want {
+			t.Errorf("%s: rank %d, want %d", l.Name, l.Rank, want)
+		}
 	}
 }
