@@ -169,6 +169,7 @@ type convRun struct {
 	w          []float32
 	b, yp      []float32 // batched path: unfolded input and GEMM output
 	n0, cols   int
+	nb         int // images in the current chunk
 }
 
 // batchedPlaneLimit is the largest output plane (OH*OW) for which the
@@ -176,13 +177,12 @@ type convRun struct {
 const batchedPlaneLimit = 1024
 
 // pointwiseBatchedPlaneLimit is the largest output plane for which a
-// group-1 pointwise convolution over several images that widens the
-// channels (C < M, e.g. the second factor of an LPR module) uses the
-// batched path: per-image GEMMs with few columns and a short inner
-// dimension run far below the kernels' peak (measured with
-// BenchmarkPointwiseSmallPlane: 1.3-1.8x faster at 2x2 planes, no gain at
-// 4x4 once a fused residual must be packed too, slower at 8x8, and for
-// C >= M).
+// group-1 pointwise convolution over several images uses the batched path:
+// per-image GEMMs with so few columns run far below the kernels' peak.
+// Measured with BenchmarkPointwiseSmallPlane (one thread, batch 64): at
+// 2x2 planes the batched path is 1.0-1.5x faster for C >= M and 2.6-3x
+// for C < M (an LPR module's second factor); at 4x4 it ranges from 0.8x
+// to 1.15x, at 8x8 it is slower.
 const pointwiseBatchedPlaneLimit = 4
 
 // batchedScratchLimit bounds the scratch of the batched path, in floats.
@@ -248,7 +248,7 @@ func buildConv(b *nodeBuild) (Op, error) {
 		op.Geom.C = c
 	}
 	ohw := g.OH * g.OW
-	pointwiseBatched := op.Kind == convPointwise && ohw > 1 && ohw <= pointwiseBatchedPlaneLimit && c < m
+	pointwiseBatched := op.Kind == convPointwise && ohw > 1 && ohw <= pointwiseBatchedPlaneLimit
 	if group == 1 && n > 1 && ((ohw < batchedPlaneLimit && op.Kind == convGeneral) || pointwiseBatched) {
 		kk := c * g.KH * g.KW
 		op.Chunk = min(n, max(1, batchedScratchLimit/((kk+m)*ohw)))
@@ -474,7 +474,8 @@ func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32, beta float32, 
 		c.parallelFor(nb, kk*ohw, op)
 		c.K.SgemmEx(false, false, op.M, cols, kk, 1, w, kk, r.b, cols, beta, r.yp, cols, op.epilogue(bias, nil))
 		r.phase = phaseUnpack
-		c.parallelFor(nb*op.M, ohw, op)
+		r.nb = nb
+		c.parallelFor(op.M, nb*ohw, op)
 	}
 	op.cur = convRun{}
 }
@@ -492,57 +493,69 @@ func (op *ConvOp) run(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
 			if op.Kind == convPointwise {
-				planesToCols(r.b[i*ohw:], r.cols, xi, op.C, hw)
+				stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
 			} else {
 				im2colLD(g, xi, r.b[i*ohw:], r.cols)
 			}
 			ri := (r.n0 + i) * op.M * ohw
 			switch r.res.mode {
 			case resCopy:
-				planesToCols(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], op.M, ohw)
+				stridedCopy(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], ohw, ohw, op.M)
 			case resScale:
 				scaledPlanesToCols(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], op.M, ohw, r.res.d, r.res.db)
 			}
 		}
 	case phaseUnpack:
-		for j := lo; j < hi; j++ {
-			i, m := j/op.M, j%op.M
-			src := r.yp[m*r.cols+i*ohw : m*r.cols+(i+1)*ohw]
-			dst := r.y[((r.n0+i)*op.M+m)*ohw : ((r.n0+i)*op.M+m+1)*ohw]
-			copySmall(dst, src)
+		// row m of the GEMM output holds channel m of every image
+		for m := lo; m < hi; m++ {
+			stridedCopy(r.y[(r.n0*op.M+m)*ohw:], op.M*ohw, r.yp[m*r.cols:(m+1)*r.cols], ohw, ohw, r.nb)
 		}
 	}
 }
 
-// copySmall copies src into dst (same length); a plain loop beats a call
-// to memmove for the few values of a small output plane.
-func copySmall(dst, src []float32) {
-	if len(src) > 16 {
-		copy(dst, src)
+// stridedCopy copies count blocks of n values: block k from src[k*ss:] to
+// dst[k*ds:]. Small blocks (the planes of late layers) move as arrays,
+// without a call to memmove.
+func stridedCopy(dst []float32, ds int, src []float32, ss, n, count int) {
+	if count == 0 {
 		return
 	}
-	dst = dst[:len(src)]
-	for k, v := range src {
-		dst[k] = v
+	_ = dst[(count-1)*ds+n-1]
+	_ = src[(count-1)*ss+n-1]
+	switch n {
+	case 1:
+		for k := 0; k < count; k++ {
+			dst[k*ds] = src[k*ss]
+		}
+	case 2:
+		for k := 0; k < count; k++ {
+			*(*[2]float32)(dst[k*ds:]) = *(*[2]float32)(src[k*ss:])
+		}
+	case 4:
+		for k := 0; k < count; k++ {
+			*(*[4]float32)(dst[k*ds:]) = *(*[4]float32)(src[k*ss:])
+		}
+	default:
+		for k := 0; k < count; k++ {
+			copy(dst[k*ds:k*ds+n], src[k*ss:k*ss+n])
+		}
 	}
 }
 
-// planesToCols copies planes of hw values (planes[ch*hw:]) into rows of a
-// column matrix: row ch starts at dst[ch*ld].
-func planesToCols(dst []float32, ld int, planes []float32, n, hw int) {
-	for ch := 0; ch < n; ch++ {
-		copySmall(dst[ch*ld:ch*ld+hw], planes[ch*hw:(ch+1)*hw])
-	}
-}
-
-// scaledPlanesToCols is planesToCols writing d[ch]*v + db[ch] (db may be
-// nil).
+// scaledPlanesToCols copies n planes of hw values (planes[ch*hw:]) into
+// rows of a column matrix (row ch at dst[ch*ld:]) as d[ch]*v + db[ch] (db
+// may be nil).
 func scaledPlanesToCols(dst []float32, ld int, planes []float32, n, hw int, d, db []float32) {
 	for ch := 0; ch < n; ch++ {
 		a := d[ch]
 		var b0 float32
 		if db != nil {
 			b0 = db[ch]
+		}
+		if hw == 4 {
+			s, o := (*[4]float32)(planes[ch*4:]), (*[4]float32)(dst[ch*ld:])
+			o[0], o[1], o[2], o[3] = s[0]*a+b0, s[1]*a+b0, s[2]*a+b0, s[3]*a+b0
+			continue
 		}
 		src := planes[ch*hw : (ch+1)*hw]
 		out := dst[ch*ld : ch*ld+hw]
