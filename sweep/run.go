@@ -13,10 +13,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -75,6 +78,10 @@ type Result struct {
 	// Ran and Skipped count the configurations computed in this run and
 	// those taken from the state of an earlier run.
 	Ran, Skipped int
+	// Unmet names the budget configurations whose budget no offered ranks
+	// reach (rankalloc.InfeasibleError); they have no row and are
+	// explained in the report's notes.
+	Unmet []string
 	// Files are the report files written (Markdown, CSV, JSON, plots).
 	Files []string
 }
@@ -82,9 +89,12 @@ type Result struct {
 // Run measures the original model, then runs every configuration that is
 // not already recorded as finished in opts.Out, at most opts.Jobs at a
 // time, recording each one as soon as it finishes. It then writes the
-// report files. On the first error it stops starting configurations, waits
-// for those running, and returns the error; finished configurations stay
-// recorded for the next run.
+// report files. A budget that no offered ranks reach
+// (rankalloc.InfeasibleError) is not an error: that configuration gets no
+// row, a note in the report, and is listed in Result.Unmet. On the first
+// other error it stops starting configurations, waits for those running,
+// and returns the error; finished configurations stay recorded for the
+// next run.
 func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	if len(opts.Configs) == 0 {
 		return nil, errors.New("sweep: no configurations to run")
@@ -131,6 +141,7 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	var (
 		mu       sync.Mutex
 		firstErr error
+		unmet    = make([]error, len(opts.Configs))
 		done     int
 		wg       sync.WaitGroup
 	)
@@ -155,6 +166,15 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 			row, err := runOne(ctx, opts, ev, cfg, fingerprint)
 			mu.Lock()
 			defer mu.Unlock()
+			var inf *rankalloc.InfeasibleError
+			if err != nil && cfg.HasBudget() && errors.As(err, &inf) {
+				// An unreachable budget is a finding, not a failure: the
+				// other configurations go on.
+				unmet[i] = err
+				done++
+				log.printf("sweep: %s has no row: %v (%d of %d done, %d remaining)", cfg.Name(), err, done, len(todo), len(todo)-done)
+				return
+			}
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err
@@ -179,11 +199,27 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 
 	meta := opts.Meta
 	meta.Notes = append(append([]string(nil), meta.Notes...), orig.Notes...)
+	cfgs := opts.Configs
+	var unmetNames []string
+	if slices.ContainsFunc(unmet, func(e error) bool { return e != nil }) {
+		var keptCfgs []Config
+		var keptRows []report.Row
+		for i, e := range unmet {
+			if e != nil {
+				unmetNames = append(unmetNames, cfgs[i].Name())
+				why := strings.TrimPrefix(e.Error(), "configuration "+cfgs[i].Name()+": ")
+				meta.Notes = append(meta.Notes, fmt.Sprintf("%s has no row: %s.", cfgs[i].Name(), why))
+				continue
+			}
+			keptCfgs, keptRows = append(keptCfgs, cfgs[i]), append(keptRows, rows[i])
+		}
+		cfgs, rows = keptCfgs, keptRows
+	}
 	if skipped > 0 {
 		meta.Notes = append(meta.Notes, fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir))
 	}
 	if hasBudget(opts.Configs) {
-		rows = byResidualAndSize(opts.Configs, rows)
+		rows = byResidualAndSize(cfgs, rows)
 		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter or MAC budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
 	}
 	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
@@ -202,7 +238,7 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		return nil, err
 	}
 	log.printf("sweep: wrote %d report files to %s", len(files), opts.Out)
-	return &Result{Sweep: s, Ran: len(todo), Skipped: skipped, Files: files}, nil
+	return &Result{Sweep: s, Ran: len(todo), Skipped: skipped, Unmet: unmetNames, Files: files}, nil
 }
 
 // runOne evaluates one configuration and records it.

@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -24,6 +25,7 @@ import (
 type fakeEvaluator struct {
 	fingerprint string
 	fail        string // configuration name that fails
+	infeasible  string // configuration name whose budget cannot be met
 	calls       atomic.Int32
 	running     atomic.Int32
 	maxRunning  atomic.Int32
@@ -54,6 +56,9 @@ func (f *fakeEvaluator) Evaluate(ctx context.Context, cfg Config, modelPath stri
 		case <-ctx.Done():
 			return report.Row{}, ctx.Err()
 		}
+	}
+	if cfg.Name() == f.infeasible {
+		return report.Row{}, fmt.Errorf("budget %s: %w", cfg.Budget, &rankalloc.InfeasibleError{Smallest: 0.3, Target: cfg.Budget.Fraction})
 	}
 	if cfg.Name() == f.fail {
 		return report.Row{}, errors.New("factorization failed")
@@ -250,6 +255,31 @@ func TestRunBudgetRowsBesideRatioRows(t *testing.T) {
 	}
 	if res2.Ran != 0 || res2.Skipped != len(cfgs) || ev.calls.Load() != 0 || !reflect.DeepEqual(res2.Sweep.Rows, res.Sweep.Rows) {
 		t.Errorf("second run: ran %d skipped %d calls %d, rows equal %v", res2.Ran, res2.Skipped, ev.calls.Load(), reflect.DeepEqual(res2.Sweep.Rows, res.Sweep.Rows))
+	}
+
+	// A budget that cannot be met leaves out its row, says why, and lets
+	// the other configurations finish; it is tried again next time.
+	out3 := t.TempDir()
+	opts.Out = out3
+	ev3 := &fakeEvaluator{fingerprint: "fp", infeasible: "none_b0.25"}
+	res3, err := Run(context.Background(), opts, ev3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, r := range res3.Sweep.Rows {
+		got = append(got, r.Config)
+	}
+	if want := []string{"diag_r0.5", "diag_b0.75", "diag_r0.25", "diag_b0.25", "none_r0.5", "none_b0.75", "none_r0.25"}; !reflect.DeepEqual(got, want) ||
+		!reflect.DeepEqual(res3.Unmet, []string{"none_b0.25"}) {
+		t.Errorf("with an unmet budget: rows %v unmet %v", got, res3.Unmet)
+	}
+	md, _ = os.ReadFile(filepath.Join(out3, "report.md"))
+	if !strings.Contains(string(md), "none_b0.25 has no row: budget params=0.25: budget 0.25 cannot be met") {
+		t.Errorf("report.md does not explain the missing row:\n%s", md)
+	}
+	if _, err := os.Stat(statePath(out3, cfgs[7])); err == nil {
+		t.Error("an unmet budget was recorded as finished")
 	}
 }
 

@@ -39,7 +39,9 @@ sensitivity is measured (on --budget-samples of the --data images, else from
 the weight reconstruction error), once per residual, and the ranks with the
 least predicted loss that keep that fraction of the original's parameters
 are planned. Items may be params=F or macs=F (a MAC budget's files end in
-_bmacs<F>.onnx). Budget rows are listed among the rank-ratio rows of their
+_bmacs<F>.onnx). A budget that no offered ranks reach (see --multiple and
+--channel-align) gets no row and a note saying the smallest reachable
+fraction; the other configurations still run. Budget rows are listed among the rank-ratio rows of their
 residual in decreasing order of parameters, so that rows of similar size
 are neighbours. --rank-ratios none sweeps budgets only.
 
@@ -229,6 +231,9 @@ func runSweep(c *cli.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "\n%d configurations run, %d taken from an earlier run; report in %s\n", res.Ran, res.Skipped, out)
+	if len(res.Unmet) > 0 {
+		fmt.Fprintf(c.App.Writer, "budgets not met (no row; see the notes in report.md): %s\n", strings.Join(res.Unmet, ", "))
+	}
 	return nil
 }
 
