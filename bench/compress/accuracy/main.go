@@ -77,7 +77,10 @@ func predict(path, input string, x []float32) ([]int, error) {
 		return nil, err
 	}
 	defer s.Close()
-	const batch = 100
+	batch := 100
+	if d := s.Inputs()[0].Shape[0]; d > 0 {
+		batch = int(d) // the model fixes its batch size (opset 9 exports)
+	}
 	per := 3 * 32 * 32
 	n := len(x) / per
 	var preds []int
