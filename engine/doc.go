@@ -28,7 +28,16 @@
 // Compile also fuses, exactly: a BatchNormalization after a Conv with
 // constant weights is folded into the Conv's weight and bias, and (unless
 // KeepForBackward is set) a Relu or Clip after a Conv runs inside it, in
-// the GEMM or depthwise kernel's epilogue.
+// the GEMM or depthwise kernel's epilogue. Also unless KeepForBackward is
+// set, the residual Add of an LPR module (see package convert), y =
+// Add(Conv1x1(a), R) with R the module's input (identity), a per-channel
+// scale of it (a 1x1 Conv with group = C, the diag residual) or a
+// depthwise Conv of it, runs as one step: R is written into y (for the
+// scale, straight into the GEMM's packed output) and the 1x1 Conv's GEMM
+// accumulates into it (beta = 1), with the bias and a following Relu or
+// Clip in its epilogue. A 1x1 Conv with group = C = M (not fused) runs as
+// a direct per-channel scale, and group-1 1x1 Convs on planes of at most 4
+// pixels multiply all images of the batch in one GEMM.
 //
 // A panic inside an op (a bug) is returned as an error naming the node; bad
 // models are rejected at Compile. ProfileSteps measures the time of every
