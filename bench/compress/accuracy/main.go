@@ -14,10 +14,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/svd"
@@ -55,19 +54,11 @@ func loadImages(root string) ([]float32, []int, error) {
 	}
 	defer src.Close()
 	pre := dataset.Preprocess{Channels: 3, Height: 32, Width: 32, Mean: []float32{0.2860}, Std: []float32{0.3530}}
-	n := src.Len()
-	l, err := dataset.NewLoader(src, dataset.Indices(n), pre, dataset.LoaderOptions{BatchSize: n})
+	x, labels, err := dataset.ReadAll(src, pre)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read %s: %w", root, err)
 	}
-	defer l.Close()
-	x := make([]float32, l.BatchLen())
-	labels := make([]int, n)
-	got, err := l.Next(x, labels)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, err
-	}
-	return x[:got*pre.Size()], labels[:got], nil
+	return x, labels, nil
 }
 
 // predict runs the model on all images and returns the argmax per image.
@@ -93,14 +84,7 @@ func predict(path, input string, x []float32) ([]int, error) {
 		for _, t := range out {
 			k := len(t.Data) / b
 			for j := 0; j < b; j++ {
-				row := t.Data[j*k : (j+1)*k]
-				best := 0
-				for c := range row {
-					if row[c] > row[best] {
-						best = c
-					}
-				}
-				preds = append(preds, best)
+				preds = append(preds, evaluate.ArgMax(t.Data[j*k:(j+1)*k]))
 			}
 		}
 	}

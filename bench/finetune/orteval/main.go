@@ -9,13 +9,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/onnxio"
 )
@@ -52,19 +51,11 @@ func loadImages(path, split string) ([]float32, []int, error) {
 	}
 	defer src.Close()
 	pre := dataset.Preprocess{Channels: 3, Height: 32, Width: 32, Fit: dataset.FitPad, Mean: []float32{0.286}, Std: []float32{0.353}}
-	n := src.Len()
-	l, err := dataset.NewLoader(src, dataset.Indices(n), pre, dataset.LoaderOptions{BatchSize: n})
+	x, labels, err := dataset.ReadAll(src, pre)
 	if err != nil {
-		return nil, nil, err
-	}
-	defer l.Close()
-	x := make([]float32, l.BatchLen())
-	labels := make([]int, n)
-	got, err := l.Next(x, labels)
-	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return x[:got*pre.Size()], labels[:got], nil
+	return x, labels, nil
 }
 
 // top1 runs the model in ONNX Runtime on all images and returns the
@@ -83,7 +74,7 @@ func top1(path string, x []float32, labels []int, threads int) (float64, error) 
 	const batch = 100
 	per := 3 * 32 * 32
 	n := len(labels)
-	ok := 0
+	var acc evaluate.Accuracy
 	for i := 0; i < n; i += batch {
 		b := min(batch, n-i)
 		out, err := s.Run(map[string]ortrun.Tensor{input: {Shape: []int64{int64(b), 3, 32, 32}, Data: x[i*per : (i+b)*per]}}, nil)
@@ -94,20 +85,10 @@ func top1(path string, x []float32, labels []int, threads int) (float64, error) 
 			return 0, fmt.Errorf("%d outputs, want 1", len(out))
 		}
 		for _, t := range out {
-			k := len(t.Data) / b
-			for j := 0; j < b; j++ {
-				row := t.Data[j*k : (j+1)*k]
-				best := 0
-				for c := range row {
-					if row[c] > row[best] {
-						best = c
-					}
-				}
-				if best == labels[i+j] {
-					ok++
-				}
+			if err := acc.Add(t.Data, len(t.Data)/b, labels[i:i+b]); err != nil {
+				return 0, err
 			}
 		}
 	}
-	return float64(ok) / float64(n), nil
+	return acc.Top1Rate(), nil
 }
