@@ -91,23 +91,7 @@ func WriteMarkdown(w io.Writer, s *Sweep) error {
 		"acc before", "acc after", "latency (ms)", "latency ratio")
 	o.mdHeader(head...)
 	for _, r := range s.Rows {
-		cells := []string{r.Config, r.Residual, ratioCell(r.RankRatio)}
-		if budget {
-			cells = append(cells, r.Budget)
-		}
-		cells = append(cells,
-			strconv.Itoa(len(r.Layers)),
-			withRatio(r.Params, r.ParamsRatio),
-			withRatio(r.MACs, r.MACsRatio),
-			withRatio(r.FileBytes, r.FileRatio),
-			fixed(100*r.Agreement, 2)+"%",
-			fixed(r.Cosine, 4),
-			percentOpt(r.AccBefore),
-			percentOpt(r.AccAfter),
-			fixedOpt(r.LatencyMs, 3),
-			fixedOpt(r.LatencyRatio, 3),
-		)
-		o.mdRow(cells...)
+		o.mdRow(configCells(r, budget)...)
 	}
 	if len(s.Rows) == 0 {
 		o.printf("\nNo configuration finished.\n")

@@ -32,23 +32,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 	lines = append(lines, orig)
 
 	for _, r := range s.Rows {
-		cells := []string{r.Config, r.Residual, ratioCell(r.RankRatio)}
-		if budget {
-			cells = append(cells, r.Budget)
-		}
-		cells = append(cells,
-			strconv.Itoa(len(r.Layers)),
-			withRatio(r.Params, r.ParamsRatio),
-			withRatio(r.MACs, r.MACsRatio),
-			withRatio(r.FileBytes, r.FileRatio),
-			fixed(100*r.Agreement, 2)+"%",
-			fixed(r.Cosine, 4),
-			percentOpt(r.AccBefore),
-			percentOpt(r.AccAfter),
-			fixedOpt(r.LatencyMs, 3),
-			fixedOpt(r.LatencyRatio, 3),
-		)
-		lines = append(lines, cells)
+		lines = append(lines, configCells(r, budget))
 	}
 	for _, l := range lines {
 		if _, err := fmt.Fprintln(tw, strings.Join(l, "\t")); err != nil {
@@ -59,4 +43,25 @@ func WriteTable(w io.Writer, s *Sweep) error {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// configCells returns the cells of one configuration row shared by the
+// terminal and Markdown tables, with the budget column when budget is set.
+func configCells(r Row, budget bool) []string {
+	cells := []string{r.Config, r.Residual, ratioCell(r.RankRatio)}
+	if budget {
+		cells = append(cells, r.Budget)
+	}
+	return append(cells,
+		strconv.Itoa(len(r.Layers)),
+		withRatio(r.Params, r.ParamsRatio),
+		withRatio(r.MACs, r.MACsRatio),
+		withRatio(r.FileBytes, r.FileRatio),
+		fixed(100*r.Agreement, 2)+"%",
+		fixed(r.Cosine, 4),
+		percentOpt(r.AccBefore),
+		percentOpt(r.AccAfter),
+		fixedOpt(r.LatencyMs, 3),
+		fixedOpt(r.LatencyRatio, 3),
+	)
 }
