@@ -281,44 +281,11 @@ func buildTranspose(b *nodeBuild) (Op, error) {
 // Forward permutes.
 func (op *TransposeOp) Forward(c *Ctx, in, out []*Tensor) error {
 	if out[0].DType.IsFloat() {
-		permute(op, in[0].F, out[0].F)
+		gatherStrided(op.outShape, op.inStride, op.cnt, 0, in[0].F, out[0].F)
 	} else {
-		permute(op, in[0].I, out[0].I)
+		gatherStrided(op.outShape, op.inStride, op.cnt, 0, in[0].I, out[0].I)
 	}
 	return nil
-}
-
-func permute[T float32 | int64](op *TransposeOp, x, y []T) {
-	rank := len(op.outShape)
-	if rank == 0 || len(y) == 0 {
-		copy(y, x)
-		return
-	}
-	cnt := op.cnt
-	clear(cnt)
-	last, ls := op.outShape[rank-1], op.inStride[rank-1]
-	xo := 0
-	for yo := 0; yo < len(y); yo += last {
-		row := y[yo : yo+last]
-		if ls == 1 {
-			copy(row, x[xo:xo+last])
-		} else {
-			k := xo
-			for j := range row {
-				row[j] = x[k]
-				k += ls
-			}
-		}
-		for d := rank - 2; d >= 0; d-- {
-			cnt[d]++
-			xo += op.inStride[d]
-			if cnt[d] < op.outShape[d] {
-				break
-			}
-			xo -= op.inStride[d] * op.outShape[d]
-			cnt[d] = 0
-		}
-	}
 }
 
 // ConcatOp joins tensors along an axis.
