@@ -546,18 +546,24 @@ func (p *Program) Forward(inputs map[string]*Tensor) error {
 	return p.forward(inputs)
 }
 
+// stepPanic turns a panic recovered while step cur (or, with cur < 0,
+// no step yet) was running into an error that names the node and the
+// stage ("run" or "backward").
+func (p *Program) stepPanic(stage string, cur int, r any) error {
+	if cur >= 0 {
+		st := p.steps[cur]
+		return fmt.Errorf("%s: node %d (%s %q): internal error: %v", stage, st.Index, st.Node.OpType, st.Node.Name, r)
+	}
+	return fmt.Errorf("%s: internal error: %v", stage, r)
+}
+
 func (p *Program) forward(inputs map[string]*Tensor) (err error) {
 	cur := -1
 	defer func() {
 		// a kernel panic is a bug, but it must surface as an error naming
 		// the node rather than crash the caller
 		if r := recover(); r != nil {
-			if cur >= 0 {
-				st := p.steps[cur]
-				err = fmt.Errorf("run: node %d (%s %q): internal error: %v", st.Index, st.Node.OpType, st.Node.Name, r)
-			} else {
-				err = fmt.Errorf("run: internal error: %v", r)
-			}
+			err = p.stepPanic("run", cur, r)
 		}
 	}()
 	for _, v := range p.inputs {

@@ -338,12 +338,7 @@ func (p *Program) backward(dOutputs map[string]*Tensor) (err error) {
 	cur := -1
 	defer func() {
 		if r := recover(); r != nil {
-			if cur >= 0 {
-				st := p.steps[cur]
-				err = fmt.Errorf("backward: node %d (%s %q): internal error: %v", st.Index, st.Node.OpType, st.Node.Name, r)
-			} else {
-				err = fmt.Errorf("backward: internal error: %v", r)
-			}
+			err = p.stepPanic("backward", cur, r)
 		}
 	}()
 	clear(gs.touched)
