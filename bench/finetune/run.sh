@@ -13,7 +13,7 @@
 #   bench/finetune/run.sh [1k|60k] [MODEL...]
 #     1k  (default): the 1,000 committed images testdata/images/train, EPOCHS=10
 #     60k: the 60,000 Fashion-MNIST training images, EPOCHS=1
-#   env: EPOCHS, BATCH, LR, TEMP, LOSS (default: lprconv's defaults), OUTDIR,
+#   env: EPOCHS, BATCH, LR, TEMP, LOSS (default: lprconv's defaults), OUTDIR, LPRCONV (a built lprconv),
 #        EXTRA (more compress flags for both students, e.g. "--multiple 1")
 set -eu
 cd "$(dirname "$0")/../.."
@@ -26,9 +26,9 @@ case $SET in
 esac
 MODELS=${*:-"testdata/models/mobilenetv1.onnx testdata/models/shufflenetv2.onnx"}
 OUT=${OUTDIR:-$(mktemp -d)}
-BIN=$OUT/lprconv
+BIN=${LPRCONV:-$OUT/lprconv}
 ORT=$OUT/orteval
-go build -o "$BIN" ./cmd/lprconv
+[ -n "${LPRCONV:-}" ] || go build -o "$BIN" ./cmd/lprconv
 go build -o "$ORT" ./bench/finetune/orteval
 RECIPE=""
 [ -n "${BATCH:-}" ] && RECIPE="$RECIPE --batch $BATCH"
@@ -39,12 +39,12 @@ COMMON="--rank-ratio 0.25 --data $DATA --split train --fit pad --mean 0.286 --st
 json() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 printf 'set %s, %s epoch(s), outputs in %s\n\n' "$SET" "$EPOCHS" "$OUT"
-printf '| model | original | LPR before tuning | lprconv | PyTorch | lprconv img/s | PyTorch img/s | throughput ratio |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| model | original | LPR before tuning | lprconv | PyTorch | lprconv img/s | PyTorch img/s | throughput ratio | lprconv img/CPU-s | PyTorch img/CPU-s | CPU ratio |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for m in $MODELS; do
   name=$(basename "$m" .onnx)
   # shellcheck disable=SC2086
-  "$BIN" compress "$m" -o "$OUT/$name.lprconv.onnx" --overwrite $COMMON --epochs "$EPOCHS" $RECIPE --json >"$OUT/$name.lprconv.json" 2>"$OUT/$name.lprconv.log"
+  /usr/bin/time -f '%U %S' -o "$OUT/$name.lprconv.cpu" "$BIN" compress "$m" -o "$OUT/$name.lprconv.onnx" --overwrite $COMMON --epochs "$EPOCHS" $RECIPE --json >"$OUT/$name.lprconv.json" 2>"$OUT/$name.lprconv.log"
   # shellcheck disable=SC2086
   "$BIN" compress "$m" -o "$OUT/$name.init.onnx" --overwrite $COMMON --steps 1 --lr 1e-12 $(echo "$RECIPE" | sed 's/--lr [^ ]*//') --json >"$OUT/$name.init.json" 2>"$OUT/$name.init.log"
   lr=${LR:-$("$BIN" compress --help | sed -n 's/.*--lr value.*(default: \([^)]*\)).*/\1/p')}
@@ -58,6 +58,12 @@ for m in $MODELS; do
   gips=$(json "$OUT/$name.lprconv.json" "round(d['finetune']['training']['images_per_second'], 1)")
   tips=$(json "$OUT/$name.torch.json" "d['images_per_s']")
   ratio=$(echo "scale=2; $gips / $tips" | bc)
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(acc 1)" "$(acc 2)" "$(acc 3)" "$(acc 4)" "$gips" "$tips" "$ratio"
+  # lprconv's CPU time is the whole command's (planning, calibration, initialization
+  # and training), so its images per CPU-second are understated.
+  imgs=$(json "$OUT/$name.lprconv.json" "d['finetune']['training']['steps'] * $batch")
+  gcpu=$(awk -v n="$imgs" '{printf "%.1f", n / ($1 + $2)}' "$OUT/$name.lprconv.cpu")
+  tcpu=$(json "$OUT/$name.torch.json" "d['images_per_cpu_s']")
+  cratio=$(echo "scale=2; $gcpu / $tcpu" | bc)
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(acc 1)" "$(acc 2)" "$(acc 3)" "$(acc 4)" "$gips" "$tips" "$ratio" "$gcpu" "$tcpu" "$cratio"
 done
 printf '\nrecipe: batch %s, lr %s, temperature %s, loss %s, Adam, 5%% warm-up + cosine, LPR tensors only; compress flags: %s\n' "$batch" "$lr" "$temp" "$loss" "$COMMON"

@@ -5,7 +5,7 @@
 # with the fine-tuning defaults. Top-1 by ONNX Runtime on the 10,000
 # Fashion-MNIST test images. Prints a Markdown table.
 #
-#   bench/finetune/table.sh [1k|60k]     (env: RATIOS, RESIDUALS, MODELS, EPOCHS, OUTDIR)
+#   bench/finetune/table.sh [1k|60k]     (env: RATIOS, RESIDUALS, MODELS, EPOCHS, OUTDIR, LPRCONV (a built lprconv))
 #     1k: the 1,000 committed images, EPOCHS=10; 60k (default): the 60,000 training images, EPOCHS=1
 set -eu
 cd "$(dirname "$0")/../.."
@@ -19,9 +19,9 @@ RATIOS=${RATIOS:-"0.5 0.25 0.125"}
 RESIDUALS=${RESIDUALS:-"none identity diag dw3"}
 MODELS=${MODELS:-"testdata/models/mobilenetv1.onnx testdata/models/shufflenetv2.onnx"}
 OUT=${OUTDIR:-$(mktemp -d)}
-BIN=$OUT/lprconv
+BIN=${LPRCONV:-$OUT/lprconv}
 ORT=$OUT/orteval
-go build -o "$BIN" ./cmd/lprconv
+[ -n "${LPRCONV:-}" ] || go build -o "$BIN" ./cmd/lprconv
 go build -o "$ORT" ./bench/finetune/orteval
 printf 'set %s, %s epoch(s); outputs in %s\n\n' "$SET" "$EPOCHS" "$OUT"
 printf '| model | residual | ratio | train | replaced | params | top-1 original | top-1 before | top-1 after | delta | seconds | img/s | peak RSS MiB |\n'
