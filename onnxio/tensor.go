@@ -95,17 +95,27 @@ func External(t *onnxpb.TensorProto) bool {
 	return t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL
 }
 
-// Float32s decodes a FLOAT, FLOAT16, BFLOAT16 or DOUBLE tensor (raw_data or
-// typed fields) into a new []float32.
-func Float32s(t *onnxpb.TensorProto) ([]float32, error) {
+// decodable returns the element count and data type of a tensor whose data
+// is in memory, or an error naming the tensor if its data is external and
+// not loaded or its dims are invalid.
+func decodable(t *onnxpb.TensorProto) (int, DataType, error) {
 	if External(t) {
-		return nil, fmt.Errorf("%s: external data not loaded", tensorLabel(t))
+		return 0, 0, fmt.Errorf("%s: external data not loaded", tensorLabel(t))
 	}
 	n, err := NumElements(t)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tensorLabel(t), err)
+		return 0, 0, fmt.Errorf("%s: %w", tensorLabel(t), err)
 	}
-	dt := DataType(t.GetDataType())
+	return n, DataType(t.GetDataType()), nil
+}
+
+// Float32s decodes a FLOAT, FLOAT16, BFLOAT16 or DOUBLE tensor (raw_data or
+// typed fields) into a new []float32.
+func Float32s(t *onnxpb.TensorProto) ([]float32, error) {
+	n, dt, err := decodable(t)
+	if err != nil {
+		return nil, err
+	}
 	raw := t.GetRawData()
 	hasRaw := len(raw) > 0
 	switch dt {
@@ -174,14 +184,10 @@ func Float32s(t *onnxpb.TensorProto) ([]float32, error) {
 // Int64s decodes an INT64, INT32, INT16, INT8, UINT8, UINT16 or BOOL tensor
 // into a new []int64.
 func Int64s(t *onnxpb.TensorProto) ([]int64, error) {
-	if External(t) {
-		return nil, fmt.Errorf("%s: external data not loaded", tensorLabel(t))
-	}
-	n, err := NumElements(t)
+	n, dt, err := decodable(t)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tensorLabel(t), err)
+		return nil, err
 	}
-	dt := DataType(t.GetDataType())
 	raw := t.GetRawData()
 	if len(raw) > 0 {
 		if elemSize(dt) == 0 {
