@@ -240,6 +240,21 @@ func (inf *inferer) axesInput(n *onnxpb.NodeProto, attrName string, i int) ([]in
 	return v.Ints, true, nil
 }
 
+// attrOrConstInts reads the integer list name from an attribute before
+// opset since and from constant input i from opset since on, as Reshape's
+// shape and Pad's pads moved from attributes to inputs.
+func (inf *inferer) attrOrConstInts(n *onnxpb.NodeProto, since int64, name string, i int) ([]int64, error) {
+	if inf.opset < since {
+		v, _ := attrInts(n, name)
+		return v, nil
+	}
+	v := inf.in(n, i)
+	if !v.hasInts() {
+		return nil, fmt.Errorf("%s input %q is not a constant and could not be evaluated", name, input(n, i))
+	}
+	return v.Ints, nil
+}
+
 var unaryOps = map[string]bool{
 	"Relu": true, "Clip": true, "HardSigmoid": true, "HardSwish": true, "Sigmoid": true,
 	"Softmax": true, "LogSoftmax": true, "Tanh": true, "LeakyRelu": true, "Elu": true,
@@ -1116,15 +1131,9 @@ func clampRange(v, lo, hi int64) int64 {
 
 func (inf *inferer) reshape(n *onnxpb.NodeProto) error {
 	x := inf.in(n, 0)
-	var target []int64
-	if inf.opset < 5 {
-		target, _ = attrInts(n, "shape")
-	} else {
-		s := inf.in(n, 1)
-		if !s.hasInts() {
-			return fmt.Errorf("shape input %q is not a constant and could not be evaluated", input(n, 1))
-		}
-		target = s.Ints
+	target, err := inf.attrOrConstInts(n, 5, "shape", 1)
+	if err != nil {
+		return err
 	}
 	allowZero := attrInt(n, "allowzero", 0) != 0
 	out := make([]int64, len(target))
@@ -1338,15 +1347,9 @@ func (inf *inferer) cast(n *onnxpb.NodeProto) error {
 
 func (inf *inferer) pad(n *onnxpb.NodeProto) error {
 	x := inf.in(n, 0)
-	var pads []int64
-	if inf.opset < 11 {
-		pads, _ = attrInts(n, "pads")
-	} else {
-		p := inf.in(n, 1)
-		if !p.hasInts() {
-			return fmt.Errorf("pads input %q is not a constant", input(n, 1))
-		}
-		pads = p.Ints
+	pads, err := inf.attrOrConstInts(n, 11, "pads", 1)
+	if err != nil {
+		return err
 	}
 	r := len(x.Shape)
 	axes := make([]int64, r)
