@@ -73,6 +73,7 @@ var (
 	channelAlign  int
 )
 
+// parseList parses the non-empty fields of the comma-separated list s.
 func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 	var out []T
 	for _, f := range strings.Split(s, ",") {
@@ -88,20 +89,27 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 	return out, nil
 }
 
-func run(glob, ratioList, residualList, batchList string, multiple int, exclude string, budget time.Duration, minRounds int) error {
-	paths, err := filepath.Glob(glob)
+// parseSweep expands the model glob and parses the comma-separated rank
+// ratios, residual kinds and batch sizes.
+func parseSweep(glob, ratioList, residualList, batchList string) (paths []string, ratios []float64, kinds []svd.ResidualKind, batches []int64, err error) {
+	paths, err = filepath.Glob(glob)
 	if err != nil || len(paths) == 0 {
-		return fmt.Errorf("no models match %q", glob)
+		return nil, nil, nil, nil, fmt.Errorf("no models match %q", glob)
 	}
-	ratios, err := parseList(ratioList, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
-	if err != nil {
-		return err
+	if ratios, err = parseList(ratioList, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("-ratios: %w", err)
 	}
-	kinds, err := parseList(residualList, svd.ParseResidual)
-	if err != nil {
-		return err
+	if kinds, err = parseList(residualList, svd.ParseResidual); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("-residuals: %w", err)
 	}
-	batches, err := parseList(batchList, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+	if batches, err = parseList(batchList, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("-batches: %w", err)
+	}
+	return paths, ratios, kinds, batches, nil
+}
+
+func run(glob, ratioList, residualList, batchList string, multiple int, exclude string, budget time.Duration, minRounds int) error {
+	paths, ratios, kinds, batches, err := parseSweep(glob, ratioList, residualList, batchList)
 	if err != nil {
 		return err
 	}
@@ -187,19 +195,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 // residual) and prints the median latency change per layer in
 // microseconds, with the MACs the layer saves.
 func runPerLayer(glob, ratioList, residualList, batchList string, multiple int, budget time.Duration, minRounds int) error {
-	paths, err := filepath.Glob(glob)
-	if err != nil || len(paths) == 0 {
-		return fmt.Errorf("no models match %q", glob)
-	}
-	ratios, err := parseList(ratioList, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
-	if err != nil {
-		return err
-	}
-	kinds, err := parseList(residualList, svd.ParseResidual)
-	if err != nil {
-		return err
-	}
-	batches, err := parseList(batchList, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+	paths, ratios, kinds, batches, err := parseSweep(glob, ratioList, residualList, batchList)
 	if err != nil {
 		return err
 	}
