@@ -59,15 +59,7 @@ func reduceBroadcast(bc *broadcast, dy []float32, s float32, dst []float32) {
 			dst[oa] += s * sum
 		}
 		oy += n
-		for d := len(bc.dims) - 1; d >= 0; d-- {
-			bc.idx[d]++
-			oa += bc.sa[d]
-			if bc.idx[d] < bc.dims[d] {
-				break
-			}
-			oa -= bc.sa[d] * bc.dims[d]
-			bc.idx[d] = 0
-		}
+		oa = advance(bc.idx, bc.dims, bc.sa, oa)
 	}
 }
 
@@ -175,15 +167,7 @@ func (op *ReduceOp) Backward(c *Ctx, in, out, dOut, dIn []*Tensor) error {
 				row[j] += g * scale
 			}
 		}
-		for d := rank - 2; d >= 0; d-- {
-			cnt[d]++
-			yo += op.outIdx[d]
-			if cnt[d] < op.inShape[d] {
-				break
-			}
-			yo -= op.outIdx[d] * op.inShape[d]
-			cnt[d] = 0
-		}
+		yo = advance(cnt[:rank-1], op.inShape[:rank-1], op.outIdx[:rank-1], yo)
 	}
 	return nil
 }

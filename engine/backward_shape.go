@@ -70,15 +70,7 @@ func scatter(shape, stride, cnt []int, start int, y, x []float32, set bool) {
 				k += ls
 			}
 		}
-		for d := rank - 2; d >= 0; d-- {
-			cnt[d]++
-			xo += stride[d]
-			if cnt[d] < shape[d] {
-				break
-			}
-			xo -= stride[d] * shape[d]
-			cnt[d] = 0
-		}
+		xo = advance(cnt[:rank-1], shape[:rank-1], stride[:rank-1], xo)
 	}
 }
 

@@ -100,15 +100,7 @@ func broadcastScaled(bc *broadcast, src []float32, s float32, y []float32) {
 			}
 		}
 		oy += n
-		for d := len(bc.dims) - 1; d >= 0; d-- {
-			bc.idx[d]++
-			oa += bc.sa[d]
-			if bc.idx[d] < bc.dims[d] {
-				break
-			}
-			oa -= bc.sa[d] * bc.dims[d]
-			bc.idx[d] = 0
-		}
+		oa = advance(bc.idx, bc.dims, bc.sa, oa)
 	}
 }
 
@@ -389,15 +381,7 @@ func (op *ReduceOp) Forward(c *Ctx, in, out []*Tensor) error {
 				yr[j] += v
 			}
 		}
-		for d := rank - 2; d >= 0; d-- {
-			cnt[d]++
-			yo += op.outIdx[d]
-			if cnt[d] < op.inShape[d] {
-				break
-			}
-			yo -= op.outIdx[d] * op.inShape[d]
-			cnt[d] = 0
-		}
+		yo = advance(cnt[:rank-1], op.inShape[:rank-1], op.outIdx[:rank-1], yo)
 	}
 	if op.Mean && op.count > 0 {
 		n := float32(op.count)
