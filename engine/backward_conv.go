@@ -378,13 +378,7 @@ func (op *PoolOp) poolBackward(x, y, dy, dx []float32, lo, hi int) {
 				}
 				ylo, yhi := max(y0, 0), min(y0+g.KH, g.H)
 				xlo, xhi := max(x0, 0), min(x0+g.KW, g.W)
-				var cnt int
-				if op.CountIncludePad {
-					cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
-				} else {
-					cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
-				}
-				if cnt > 0 {
+				if cnt := op.avgCount(y0, x0, ylo, yhi, xlo, xhi); cnt > 0 {
 					gv /= float32(cnt)
 				}
 				for iy := ylo; iy < yhi; iy++ {

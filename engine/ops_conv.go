@@ -726,6 +726,18 @@ func (op *PoolOp) run(lo, hi int) {
 	}
 }
 
+// avgCount returns the divisor of an average-pooling window with top-left
+// corner (y0, x0) whose taps inside the input span rows [ylo, yhi) and
+// columns [xlo, xhi): those taps, or with CountIncludePad the window
+// clipped to the padded input.
+func (op *PoolOp) avgCount(y0, x0, ylo, yhi, xlo, xhi int) int {
+	g := &op.Geom
+	if op.CountIncludePad {
+		return (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
+	}
+	return max(yhi-ylo, 0) * max(xhi-xlo, 0)
+}
+
 // window pools one window with top-left corner (y0, x0), skipping taps in
 // the padding.
 func (op *PoolOp) window(xp []float32, y0, x0 int) float32 {
@@ -755,14 +767,7 @@ func (op *PoolOp) window(xp []float32, y0, x0 int) float32 {
 			s += v
 		}
 	}
-	var cnt int
-	if op.CountIncludePad {
-		// the window clipped to the padded input
-		cnt = (min(y0+g.KH, g.H+g.Pads[2]) - y0) * (min(x0+g.KW, g.W+g.Pads[3]) - x0)
-	} else {
-		cnt = max(yhi-ylo, 0) * max(xhi-xlo, 0)
-	}
-	if cnt > 0 {
+	if cnt := op.avgCount(y0, x0, ylo, yhi, xlo, xhi); cnt > 0 {
 		s /= float32(cnt)
 	}
 	return s
