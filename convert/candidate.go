@@ -180,18 +180,26 @@ func FindCandidates(m *onnxpb.ModelProto, opts ShapeOptions) ([]Candidate, error
 	return FindCandidatesWith(m, opts, CandidateOptions{})
 }
 
-// FindCandidatesWith is FindCandidates with candidate options (e.g.
-// non-square 1x1 convolutions).
-func FindCandidatesWith(m *onnxpb.ModelProto, opts ShapeOptions, copts CandidateOptions) ([]Candidate, error) {
+// indexGraph returns m's graph with its inferred shapes and node index.
+func indexGraph(m *onnxpb.ModelProto, opts ShapeOptions) (*onnxpb.GraphProto, *Shapes, *graphIndex, error) {
 	g := m.GetGraph()
 	if g == nil {
-		return nil, fmt.Errorf("model has no graph")
+		return nil, nil, nil, fmt.Errorf("model has no graph")
 	}
 	shapes, err := InferShapes(m, opts)
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	return g, shapes, newGraphIndex(g), nil
+}
+
+// FindCandidatesWith is FindCandidates with candidate options (e.g.
+// non-square 1x1 convolutions).
+func FindCandidatesWith(m *onnxpb.ModelProto, opts ShapeOptions, copts CandidateOptions) ([]Candidate, error) {
+	g, shapes, ix, err := indexGraph(m, opts)
+	if err != nil {
 		return nil, err
 	}
-	ix := newGraphIndex(g)
 	var out []Candidate
 	for i := range g.GetNode() {
 		c, _ := candidateCheckOpts(ix, i, copts)

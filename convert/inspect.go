@@ -82,15 +82,10 @@ type OpCount struct {
 // LPR candidates, and totals. Dynamic input dims are taken as 1 unless
 // opts overrides them.
 func Inspect(m *onnxpb.ModelProto, opts ShapeOptions) (*Summary, error) {
-	g := m.GetGraph()
-	if g == nil {
-		return nil, fmt.Errorf("model has no graph")
-	}
-	shapes, err := InferShapes(m, opts)
+	g, shapes, ix, err := indexGraph(m, opts)
 	if err != nil {
 		return nil, err
 	}
-	ix := newGraphIndex(g)
 	s := &Summary{
 		Opset:           opsetVersion(m),
 		IRVersion:       m.GetIrVersion(),
