@@ -15,6 +15,10 @@ type eigenConfig struct {
 	degree     int     // Chebyshev filter degree per round
 	seed       uint64  // seed of the random start
 	exact      bool    // use the dense eigensolver
+	// rough rotates the final basis with a float32 product (its columns
+	// are then orthonormal to about float32 precision only; for cheap
+	// intermediate solves whose basis is re-orthonormalized later).
+	rough bool
 }
 
 // eigenResult is the k largest eigenpairs of a symmetric positive
@@ -26,6 +30,9 @@ type eigenResult struct {
 	ritz  []float64      // the l Ritz values of basis, decreasing
 	// rounds is the number of filter rounds used (0 for the dense path).
 	rounds int
+	// rough is true when vecs and basis are orthonormal only to about
+	// float32 precision (eigenConfig.rough).
+	rough bool
 }
 
 // basisSize returns the subspace dimension used for k wanted eigenpairs of an
@@ -76,7 +83,9 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 	// and its eigenvalues (the Ritz values of span(q)); tcopy keeps t for
 	// the final eigenvectors.
 	tcopy := newGeneral(l, l)
-	rayleighRitz := func() ([]float64, error) {
+	// With vectors set it also returns the eigenvectors z of t (the last
+	// round's Ritz problem then needs no second decomposition).
+	rayleighRitz := func(vectors bool) ([]float64, blas64.General, error) {
 		mx.mulH(1, h, q, hq)
 		mx.gemm(blas.Trans, blas.NoTrans, 1, q, hq, t)
 		for i := 0; i < l; i++ {
@@ -86,8 +95,7 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 			}
 		}
 		copy(tcopy.Data, t.Data)
-		vals, _, err := symEigen(t, false)
-		return vals, err
+		return symEigen(t, vectors)
 	}
 	captured := func(theta []float64) float64 {
 		s := 0.0
@@ -125,6 +133,7 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 	}
 
 	var theta []float64
+	var z blas64.General // eigenvectors of tcopy, once computed
 	var err error
 	prev := 0.0 // captured trace before the last round
 	rounds := 0
@@ -148,7 +157,7 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 		// the previous Ritz values instead of a new Rayleigh–Ritz step.
 		mx.mulH(1, h, q, hq)
 		theta = warm.ritz
-	} else if theta, err = rayleighRitz(); err != nil {
+	} else if theta, z, err = rayleighRitz(rounds >= maxRounds); err != nil {
 		return eigenResult{}, err
 	}
 	for {
@@ -179,19 +188,24 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 		}
 		filter(b)
 		rounds++
-		theta, err = rayleighRitz()
+		theta, z, err = rayleighRitz(rounds >= maxRounds)
 		if err != nil {
 			return eigenResult{}, err
 		}
 	}
 	// Ritz vectors: rotate the basis onto the eigenvectors of qᵀ h q.
-	theta, z, err := symEigen(tcopy, true)
-	if err != nil {
-		return eigenResult{}, err
+	if z.Rows == 0 {
+		if theta, z, err = symEigen(tcopy, true); err != nil {
+			return eigenResult{}, err
+		}
 	}
 	basis := newGeneral(n, l)
-	mul(blas.NoTrans, blas.NoTrans, 1, q, z, 0, basis)
-	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: basis, ritz: theta, rounds: rounds}
+	if cfg.rough {
+		mx.gemm(blas.NoTrans, blas.NoTrans, 1, q, z, basis)
+	} else {
+		mul(blas.NoTrans, blas.NoTrans, 1, q, z, 0, basis)
+	}
+	res := eigenResult{vals: make([]float64, k), vecs: newGeneral(n, k), basis: basis, ritz: theta, rounds: rounds, rough: cfg.rough}
 	for i := range res.vals {
 		res.vals[i] = math.Max(theta[i], 0)
 	}

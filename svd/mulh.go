@@ -134,3 +134,39 @@ func (m *mixed) gemm32(ta, tb blas.Transpose, alpha float64, a32 []float32, a bl
 		c.Data[i] = alpha * float64(v)
 	}
 }
+
+// gram returns w·wᵀ (full storage) with the off-diagonal entries from a
+// float32 product and the diagonal (the squared row norms) in float64.
+func (m *mixed) gram(w blas64.General) blas64.General {
+	n, k := w.Rows, w.Cols
+	h := newGeneral(n, n)
+	// Scale w to unit magnitude so that its squares cannot overflow or
+	// underflow float32.
+	big := maxAbs(w)
+	if big == 0 {
+		return h
+	}
+	if cap(m.a32) < n*k {
+		m.a32 = make([]float32, n*k)
+	}
+	m.a32 = m.a32[:n*k]
+	inv := 1 / big
+	for i := 0; i < n; i++ {
+		for j, v := range w.Data[i*w.Stride : i*w.Stride+k] {
+			m.a32[i*k+j] = float32(v * inv)
+		}
+	}
+	m.gemm32(blas.NoTrans, blas.Trans, big*big, m.a32, w, m.a32, w, h)
+	for i := 0; i < n; i++ {
+		s := 0.0
+		for _, v := range w.Data[i*w.Stride : i*w.Stride+k] {
+			s += v * v
+		}
+		h.Data[i*n+i] = s
+		for j := i + 1; j < n; j++ {
+			v := 0.5 * (h.Data[i*n+j] + h.Data[j*n+i])
+			h.Data[i*n+j], h.Data[j*n+i] = v, v
+		}
+	}
+	return h
+}
