@@ -344,6 +344,7 @@ type InfeasibleError struct {
 	Smallest, Target float64
 }
 
+// Error says which budget cannot be met and how far the ranks can go.
 func (e *InfeasibleError) Error() string {
 	return fmt.Sprintf("budget %.4g cannot be met: the smallest achievable fraction is %.4f (every layer at its smallest offered rank; lower --multiple or drop exclusions to go further)", e.Target, e.Smallest)
 }
