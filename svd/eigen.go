@@ -5,6 +5,7 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
 )
 
 // eigenConfig controls the subspace eigensolver.
@@ -129,7 +130,11 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 			}
 		}
 		copy(q.Data, y1.Data)
-		orthonormalize(q, &ws)
+		if cfg.rough {
+			roughOrthonormalize(q, mx, &ws)
+		} else {
+			orthonormalize(q, &ws)
+		}
 	}
 
 	var theta []float64
@@ -236,4 +241,46 @@ func denseTopEigen(h blas64.General, k int) (eigenResult, error) {
 // chebT evaluates the Chebyshev polynomial T_m at x >= 1.
 func chebT(m int, x float64) float64 {
 	return math.Cosh(float64(m) * math.Acosh(x))
+}
+
+// roughOrthonormalize orthonormalizes the columns of y to about float32
+// precision by Cholesky QR on the column-normalized block, with the Gram
+// matrix and the triangular solve done as float32 products; it falls back to
+// Householder QR when the Gram matrix is not numerically positive definite.
+func roughOrthonormalize(y blas64.General, mx *mixed, ws *qrWork) {
+	n, l := y.Rows, y.Cols
+	norms := make([]float64, l)
+	for i := 0; i < n; i++ {
+		for j, v := range y.Data[i*l : i*l+l] {
+			norms[j] += v * v
+		}
+	}
+	for j := range norms {
+		if norms[j] == 0 {
+			orthonormalize(y, ws)
+			return
+		}
+		norms[j] = 1 / math.Sqrt(norms[j])
+	}
+	for i := 0; i < n; i++ {
+		row := y.Data[i*l : i*l+l]
+		for j := range row {
+			row[j] *= norms[j]
+		}
+	}
+	s := newGeneral(l, l)
+	mx.gemm(blas.Trans, blas.NoTrans, 1, y, y, s)
+	u, ok := lapack64.Potrf(blas64.Symmetric{N: l, Stride: l, Data: s.Data, Uplo: blas.Upper})
+	if !ok || !lapack64.Trtri(u) {
+		orthonormalize(y, ws)
+		return
+	}
+	for i := 1; i < l; i++ {
+		for j := 0; j < i; j++ {
+			s.Data[i*l+j] = 0
+		}
+	}
+	q := newGeneral(n, l)
+	mx.gemm(blas.NoTrans, blas.NoTrans, 1, y, s, q)
+	copy(y.Data, q.Data)
 }
