@@ -65,7 +65,7 @@ func loadImages(root string) ([]float32, []int, error) {
 func predict(path, input string, x []float32) ([]int, error) {
 	s, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: 2})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open %s in ONNX Runtime: %w", path, err)
 	}
 	defer s.Close()
 	batch := 100
@@ -79,7 +79,7 @@ func predict(path, input string, x []float32) ([]int, error) {
 		b := min(batch, n-i)
 		out, err := s.Run(map[string]ortrun.Tensor{input: {Shape: []int64{int64(b), 3, 32, 32}, Data: x[i*per : (i+b)*per]}}, nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("run %s on images %d-%d: %w", path, i, i+b-1, err)
 		}
 		for _, t := range out {
 			k := len(t.Data) / b
@@ -100,7 +100,7 @@ func run(glob, images, ratioList, residualList string, multiple, align int, forc
 	for _, f := range strings.Split(ratioList, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil {
-			return err
+			return fmt.Errorf("-ratios: %w", err)
 		}
 		ratios = append(ratios, r)
 	}
@@ -108,7 +108,7 @@ func run(glob, images, ratioList, residualList string, multiple, align int, forc
 	for _, f := range strings.Split(residualList, ",") {
 		k, err := svd.ParseResidual(f)
 		if err != nil {
-			return err
+			return fmt.Errorf("-residuals: %w", err)
 		}
 		kinds = append(kinds, k)
 	}
@@ -147,11 +147,11 @@ func run(glob, images, ratioList, residualList string, multiple, align int, forc
 			for _, r := range ratios {
 				p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: r, Multiple: multiple, Force: force}, kind, convert.PlanOptions{ChannelAlign: align})
 				if err != nil {
-					return err
+					return fmt.Errorf("plan %s (%s, ratio %g): %w", path, kind, r, err)
 				}
 				out, err := convert.Apply(m, p)
 				if err != nil {
-					return err
+					return fmt.Errorf("compress %s (%s, ratio %g): %w", path, kind, r, err)
 				}
 				cpath := filepath.Join(tmp, "c.onnx")
 				if err := onnxio.Save(cpath, out, onnxio.SaveOptions{}); err != nil {
