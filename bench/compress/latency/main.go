@@ -119,7 +119,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 	}
 	excl, err := svd.ParseExclude(ex)
 	if err != nil {
-		return err
+		return fmt.Errorf("-exclude: %w", err)
 	}
 	if v, err := ortrun.Version(); err == nil {
 		clock := "wall time"
@@ -155,7 +155,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 				}
 				out, err := convert.Apply(m, p)
 				if err != nil {
-					return err
+					return fmt.Errorf("compress %s (%s, ratio %g): %w", path, kind, r, err)
 				}
 				cpath := filepath.Join(tmp, "c.onnx")
 				if err := onnxio.Save(cpath, out, onnxio.SaveOptions{}); err != nil {
@@ -217,7 +217,7 @@ func runPerLayer(glob, ratioList, residualList, batchList string, multiple int, 
 		}
 		p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: ratios[0], Multiple: multiple, Force: true}, kinds[0], convert.PlanOptions{})
 		if err != nil {
-			return err
+			return fmt.Errorf("plan %s: %w", path, err)
 		}
 		for i := range p.Layers {
 			one := *p
@@ -227,7 +227,7 @@ func runPerLayer(glob, ratioList, residualList, batchList string, multiple int, 
 			}
 			out, err := convert.Apply(m, &one)
 			if err != nil {
-				return err
+				return fmt.Errorf("compress %s, layer %s only: %w", path, p.Layers[i].Name, err)
 			}
 			cpath := filepath.Join(tmp, "c.onnx")
 			if err := onnxio.Save(cpath, out, onnxio.SaveOptions{}); err != nil {
