@@ -91,7 +91,8 @@ func Im2colLD(g ConvGeom, in, col []float32, ld int) {
 				for oy := 0; oy < g.OH; oy++ {
 					d := dst[oy*g.OW : (oy+1)*g.OW]
 					iy := oy*sh - g.Pads[0] + ky*dh
-					if iy < 0 || iy >= g.H {
+					if iy < 0 || iy >= g.H || xlo >= xhi {
+						// the row, or every tap of it, lies in the padding
 						clear(d)
 						continue
 					}

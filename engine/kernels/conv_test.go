@@ -76,6 +76,8 @@ var convGeoms = []struct {
 	{3, 9, 10, 3, 3, [2]int{1, 1}, [4]int{2, 2, 2, 2}, [2]int{2, 2}},
 	{2, 11, 40, 3, 3, [2]int{2, 2}, [4]int{1, 0, 1, 0}, [2]int{1, 2}},
 	{2, 6, 37, 5, 1, [2]int{2, 2}, [4]int{2, 0, 2, 0}, [2]int{1, 1}},
+	{3, 1, 5, 1, 1, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}},
+	{4, 1, 1, 1, 5, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}}, // kernel taps entirely in the padding
 }
 
 func closeTo(got float32, want, scale float64) bool {
