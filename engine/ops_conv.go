@@ -339,7 +339,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 			wg := w[gi*mg*kk : (gi+1)*mg*kk]
 			src := xg
 			if op.Kind == convGeneral {
-				im2colLD(g, xg, col, ohw)
+				kernels.Im2col(g, xg, col)
 				src = col
 			}
 			var gb []float32
@@ -495,7 +495,7 @@ func (op *ConvOp) run(lo, hi int) {
 			if op.Kind == convPointwise {
 				stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
 			} else {
-				im2colLD(g, xi, r.b[i*ohw:], r.cols)
+				kernels.Im2colLD(g, xi, r.b[i*ohw:], r.cols)
 			}
 			ri := (r.n0 + i) * op.M * ohw
 			switch r.res.mode {
