@@ -33,15 +33,7 @@ func (op *UnaryOp) backwardFresh(c *Ctx, in, out, dOut, dIn []*Tensor, fresh []b
 	}
 	switch op.Kind {
 	case uClip:
-		lo, hi := op.Lo, op.Hi
-		if op.clipInputs {
-			if len(in) > 1 && in[1] != nil {
-				lo = in[1].F[0]
-			}
-			if len(in) > 2 && in[2] != nil {
-				hi = in[2].F[0]
-			}
-		}
+		lo, hi := op.clipBounds(in)
 		for i, v := range x {
 			if v >= lo && v <= hi {
 				dx[i] += dy[i]

@@ -83,7 +83,15 @@ func buildUnary(k unaryKind) func(b *nodeBuild) (Op, error) {
 
 // Forward applies the function.
 func (op *UnaryOp) Forward(c *Ctx, in, out []*Tensor) error {
-	lo, hi := op.Lo, op.Hi
+	lo, hi := op.clipBounds(in)
+	op.apply(c, in[0].F, out[0].F, lo, hi)
+	return nil
+}
+
+// clipBounds returns Clip's bounds: the attributes, or the min and max
+// inputs where the node has them (opset 11 and later).
+func (op *UnaryOp) clipBounds(in []*Tensor) (lo, hi float32) {
+	lo, hi = op.Lo, op.Hi
 	if op.clipInputs {
 		if len(in) > 1 && in[1] != nil {
 			lo = in[1].F[0]
@@ -92,8 +100,7 @@ func (op *UnaryOp) Forward(c *Ctx, in, out []*Tensor) error {
 			hi = in[2].F[0]
 		}
 	}
-	op.apply(c, in[0].F, out[0].F, lo, hi)
-	return nil
+	return lo, hi
 }
 
 // apply runs the function over x into y on the context's threads; lo and
