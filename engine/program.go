@@ -470,14 +470,7 @@ func (p *Program) plan(keepAll bool) error {
 				busy = append(busy, [2]int{q.offset, q.offset + sizeOf(q.shape)})
 			}
 		}
-		sort.Slice(busy, func(i, j int) bool { return busy[i][0] < busy[j][0] })
-		off := 0
-		for _, b := range busy {
-			if off+n <= b[0] {
-				break
-			}
-			off = max(off, b[1])
-		}
+		off := lowestFit(busy, n)
 		v.offset = off
 		placed = append(placed, v)
 		total = max(total, off+n)
@@ -694,3 +687,17 @@ func (p *Program) String() string {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// lowestFit returns the lowest offset at which n elements fit between the
+// busy [start, end) ranges, sorting busy by start.
+func lowestFit(busy [][2]int, n int) int {
+	sort.Slice(busy, func(i, j int) bool { return busy[i][0] < busy[j][0] })
+	off := 0
+	for _, b := range busy {
+		if off+n <= b[0] {
+			break
+		}
+		off = max(off, b[1])
+	}
+	return off
+}

@@ -255,14 +255,7 @@ func (p *Program) buildGrads() error {
 				busy = append(busy, [2]int{offset[q.id], offset[q.id] + sizeOf(q.shape)})
 			}
 		}
-		sort.Slice(busy, func(i, j int) bool { return busy[i][0] < busy[j][0] })
-		off := 0
-		for _, b := range busy {
-			if off+n <= b[0] {
-				break
-			}
-			off = max(off, b[1])
-		}
+		off := lowestFit(busy, n)
 		offset[v.id] = off
 		placed = append(placed, v)
 		total = max(total, off+n)
