@@ -120,7 +120,7 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 	}
 	in, err := ModelInput(models[0])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model 1: %w", err)
 	}
 	inputs := make([]Input, len(models))
 	engines := make([]*engine.Model, len(models))
@@ -159,7 +159,7 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read samples after %d: %w", done, err)
 		}
 		if n == 0 {
 			break
@@ -190,7 +190,7 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 		}
 		for k := 1; k < len(models); k++ {
 			if err := res.Fidelity[k-1].Add(logits[0], logits[k], res.Classes); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("model %d against model 1: %w", k+1, err)
 			}
 		}
 		done += n
@@ -224,7 +224,7 @@ func runBatch(e *engine.Model, in Input, x []float32, n int, pad *[]float32) ([]
 		}
 		out, err := e.Run(map[string]*engine.Tensor{in.Name: engine.NewTensorF(chunk, fb, in.Channels, in.Height, in.Width)})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("run a batch of %d: %w", fb, err)
 		}
 		t := out[in.Output]
 		if t == nil || len(t.F) == 0 || len(t.F)%fb != 0 {
