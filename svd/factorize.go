@@ -527,6 +527,28 @@ func (pb *problem) updateD(s solution) []float64 {
 	return d
 }
 
+// roughProjection reports whether the projection C = Uᵀ (W − D) may be a
+// float32 product: data-free, not precise, and far from an exact fit (the
+// relative error is at least 0.1, so float32 rounding moves it by less than
+// about 1e-5 relative) with a spectrum no wider than 1e4 across the kept
+// squared singular values (so that each kept singular value keeps about
+// 1e-5 relative accuracy).
+func (pb *problem) roughProjection(s solution) bool {
+	if pb.mx.precise || pb.sig.Rows != 0 || len(s.eig.vals) == 0 {
+		return false
+	}
+	v := s.eig.vals
+	return s.err2 >= 1e-2*(s.err2+sum(v)) && v[len(v)-1] >= 1e-4*v[0]
+}
+
+func sum(v []float64) float64 {
+	t := 0.0
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
 // factors forms balanced factors from a solution: C = Uᵀ (W − D),
 // B = U S^½, A = S^-½ C, where S holds the singular values of (W − D) (or of
 // (W − D) L in the whitened problem) along the computed directions: the row
@@ -542,7 +564,11 @@ func (pb *problem) factors(s solution) *Factors {
 	}
 	u := s.eig.vecs
 	c := newGeneral(r, in)
-	mul(blas.Trans, blas.NoTrans, 1, u, m, 0, c)
+	if pb.roughProjection(s) {
+		pb.mx.gemm(blas.Trans, blas.NoTrans, 1, u, m, c)
+	} else {
+		mul(blas.Trans, blas.NoTrans, 1, u, m, 0, c)
+	}
 	sq := make([]float64, r) // S²
 	if pb.sig.Rows == 0 {
 		for k := range sq {
