@@ -62,7 +62,10 @@ func topEigen(h blas64.General, k int, warm *eigenResult, cfg eigenConfig, mx *m
 	var q blas64.General
 	cold := warm == nil || warm.basis.Rows != n || warm.basis.Cols != l
 	if cold {
-		q = randomOrthonormal(n, l, cfg.seed, &ws)
+		// The power steps below orthonormalize once at their end; the span
+		// of h^m G is that of h^m Q for G = Q R, so the Gaussian block
+		// needs no QR of its own.
+		q = randomGaussian(n, l, cfg.seed)
 	} else {
 		q = cloneGeneral(warm.basis)
 	}

@@ -110,15 +110,14 @@ type qrWork struct {
 	tau, work []float64
 }
 
-// randomOrthonormal returns an n x l matrix with orthonormal columns drawn from
-// a Gaussian with the given seed.
-func randomOrthonormal(n, l int, seed uint64, ws *qrWork) blas64.General {
+// randomGaussian returns an n x l matrix of standard normal entries drawn
+// with the given seed.
+func randomGaussian(n, l int, seed uint64) blas64.General {
 	g := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15^uint64(n)<<20^uint64(l)))
 	y := newGeneral(n, l)
 	for i := range y.Data {
 		y.Data[i] = g.NormFloat64()
 	}
-	orthonormalize(y, ws)
 	return y
 }
 
