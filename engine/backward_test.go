@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -873,7 +874,7 @@ func TestBackwardBNNotFoldedIntoTrainableConv(t *testing.T) {
 	if count(p) != 1 {
 		t.Fatalf("BN folded into a trainable Conv")
 	}
-	if !equalF(p.Param(convW).F, orig) {
+	if !slices.Equal(p.Param(convW).F, orig) {
 		t.Fatalf("Param(%q) differs from the initializer", convW)
 	}
 	if c := count(mustCompile(t, m, Options{KeepForBackward: true})); c != 0 {

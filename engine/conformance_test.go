@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -161,10 +162,10 @@ func compareTensors(got, want *Tensor, rtol, atol float64) string {
 	if got == nil {
 		return "missing"
 	}
-	if !sameShape(got.Shape, want.Shape) && sizeOf(got.Shape) != sizeOf(want.Shape) {
+	if !slices.Equal(got.Shape, want.Shape) && sizeOf(got.Shape) != sizeOf(want.Shape) {
 		return fmt.Sprintf("shape %v, want %v", got.Shape, want.Shape)
 	}
-	if !sameShape(got.Shape, want.Shape) {
+	if !slices.Equal(got.Shape, want.Shape) {
 		return fmt.Sprintf("shape %v, want %v", got.Shape, want.Shape)
 	}
 	if got.DType.IsFloat() != want.DType.IsFloat() {

@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,7 +55,7 @@ func TestConstantFoldingShapeChain(t *testing.T) {
 	if len(p.Steps()) != 2 {
 		t.Fatalf("%d steps after folding, want 2 (Reshape, Relu)", len(p.Steps()))
 	}
-	if got := p.Shape(y); !sameShape(got, []int{2, 12}) {
+	if got := p.Shape(y); !slices.Equal(got, []int{2, 12}) {
 		t.Fatalf("shape %v, want [2 12]", got)
 	}
 	in := randTensor(rand.New(rand.NewPCG(3, 4)), 2, 3, 4)
@@ -135,24 +136,12 @@ func TestTrainableParamsNotFolded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []float32{21, 41, 61}; !equalF(out[y].F, want) {
+	if want := []float32{21, 41, 61}; !slices.Equal(out[y].F, want) {
 		t.Fatalf("got %v, want %v", out[y].F, want)
 	}
 	if _, err := Compile(m, Options{Trainable: []string{"nope"}}); err == nil {
 		t.Fatal("unknown trainable name accepted")
 	}
-}
-
-func equalF(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCast(t *testing.T) {
@@ -349,7 +338,7 @@ func TestRunErrors(t *testing.T) {
 		t.Fatal("out-of-range index accepted")
 	}
 	out, err := g.Run(map[string]*Tensor{"idx": NewTensorI([]int64{-1, 0}, 2)})
-	if err != nil || !equalF(out[y].F, []float32{3, 1}) {
+	if err != nil || !slices.Equal(out[y].F, []float32{3, 1}) {
 		t.Fatalf("negative index: %v %v", out, err)
 	}
 }
@@ -362,7 +351,7 @@ func TestDynamicDimsNeedShapes(t *testing.T) {
 		t.Fatal("dynamic non-batch dim accepted without InputShapes")
 	}
 	p := mustCompile(t, b.model(), Options{InputShapes: map[string][]int{"x": {2, 5}}})
-	if !sameShape(p.InputShape("x"), []int{2, 5}) {
+	if !slices.Equal(p.InputShape("x"), []int{2, 5}) {
 		t.Fatalf("input shape %v", p.InputShape("x"))
 	}
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // fuse rewrites the step list before planning:
 //   - a BatchNormalization whose input is the only use of a Conv output,
@@ -153,7 +156,7 @@ func fuseResidualAdds(steps []*Step, uses map[*value]int) []*Step {
 			t, r := st.in[side], st.in[1-side]
 			i, ok := def[t]
 			if !ok || removed[i] || uses[t] != 1 || t.dtype != Float32 || r.dtype != Float32 ||
-				!sameShape(t.shape, y.shape) || !sameShape(r.shape, y.shape) {
+				!slices.Equal(t.shape, y.shape) || !slices.Equal(r.shape, y.shape) {
 				continue
 			}
 			cst := steps[i]

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 type unaryKind int
@@ -243,7 +244,7 @@ func bcastStrides(a, out []int) []int {
 
 func newBroadcast(a, b, out []int) *broadcast {
 	bc := &broadcast{}
-	if sameShape(a, b) {
+	if slices.Equal(a, b) {
 		bc.sameSize = true
 		bc.inner, bc.innerA, bc.innerB, bc.outer = sizeOf(out), 1, 1, 1
 		return bc

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // GemmOp is Y = alpha * A' * B' + beta * C with C broadcast to [M, N].
@@ -50,7 +51,7 @@ func buildGemm(b *nodeBuild) (Op, error) {
 			return nil, fmt.Errorf("C must be float")
 		}
 		out, err := broadcastShape(cv.shape, []int{op.M, op.N})
-		if err != nil || !sameShape(out, []int{op.M, op.N}) {
+		if err != nil || !slices.Equal(out, []int{op.M, op.N}) {
 			return nil, fmt.Errorf("C %v does not broadcast to [%d %d]", cv.shape, op.M, op.N)
 		}
 		op.bc = newBroadcast(cv.shape, []int{op.M, op.N}, []int{op.M, op.N})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -564,7 +565,7 @@ func (p *Program) forward(inputs map[string]*Tensor) (err error) {
 		if t == nil {
 			return fmt.Errorf("run: input %q is missing", v.name)
 		}
-		if !sameShape(t.Shape, v.shape) {
+		if !slices.Equal(t.Shape, v.shape) {
 			return fmt.Errorf("run: input %q has shape %v; the program was compiled for %v", v.name, t.Shape, v.shape)
 		}
 		if t.DType.IsFloat() != v.dtype.IsFloat() {

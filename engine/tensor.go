@@ -189,18 +189,6 @@ func stridesOf(shape []int) []int {
 	return s
 }
 
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // collapseDims simplifies a strided walk over shape: it drops dims of size
 // 1 and merges dim i into dim i+1 wherever every stride array is
 // contiguous across them (s[i] == s[i+1]*shape[i+1]). The walk visits the
