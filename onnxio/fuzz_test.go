@@ -2,7 +2,6 @@ package onnxio
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -172,7 +171,7 @@ func FuzzDecode(f *testing.F) {
 				want = rawForm(t, withData, 1)
 			}
 			if !proto.Equal(loaded, want) {
-				t.Fatal(fmt.Sprintf("Save+Load changed a valid model (external=%v)", opts.ExternalData))
+				t.Fatalf("Save+Load changed a valid model (external=%v)", opts.ExternalData)
 			}
 		}
 	})
