@@ -8,8 +8,11 @@
 // [C_out, C_in, 1, 1] initializer). Arithmetic is float64 on gonum, except
 // the block products that steer the subspace search, which run in float32
 // (gonum's blas32, or a faster GEMM given as Options.Sgemm) unless
-// Options.Precise is set; the factors are always the float64 projection onto
-// the subspace found.
+// Options.Precise is set: the off-diagonal Gram entries, the filter and
+// Rayleigh–Ritz products, the Cholesky QR of the cheap diag alternation
+// rounds and, when the fit is far from exact (relative error >= 0.1), the
+// projection onto the subspace found. Traces, Ritz problems and every reported
+// error are float64, and the kept vectors are orthonormal in float64.
 //
 // The truncated SVD is computed from the Gram matrix M Mᵀ (or Mᵀ M, the smaller
 // one) by Chebyshev-filtered subspace iteration with a Rayleigh–Ritz step,

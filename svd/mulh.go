@@ -30,12 +30,12 @@ func GonumSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, ld
 
 // mixed runs the matrix products that only steer the search of a subspace:
 // in float32 with an Sgemm (gonum's by default; callers can plug in a faster
-// kernel through Options.Sgemm), or in float64 with gonum in precise mode. Gram matrices, orthonormalization,
-// Rayleigh–Ritz eigenproblems, the final projection C = Uᵀ M and every
-// reported error stay in float64 in both modes: a float32-level perturbation
-// of the search subspace changes the captured squared norm only to second
-// order (about 1e-14 relative), and the factors are the exact float64
-// projection onto whatever subspace was found.
+// kernel through Options.Sgemm), or in float64 with gonum in precise mode.
+// Traces, Householder orthonormalization, Rayleigh–Ritz eigenproblems and
+// every reported error stay in float64 in both modes: a float32-level
+// perturbation of the search subspace changes the captured squared norm only
+// to second order (about 1e-14 relative). See the package doc for the
+// products that are float32 outside precise mode.
 type mixed struct {
 	precise bool
 	sgemm   Sgemm
