@@ -4,7 +4,8 @@
 # residual; each student is scored by ONNX Runtime on the 10,000 Fashion-MNIST
 # test images (bench/finetune/orteval). Prints one TSV line per run.
 #
-#   bench/finetune/sweep1k.sh [MODEL...]   (env: EPOCHS, LRS, LOSSES, TEMPS, BATCHES)
+#   bench/finetune/sweep1k.sh [MODEL...]   (env: EPOCHS, LRS, LOSSES, TEMPS, BATCHES,
+#       EXTRA: more compress flags, e.g. "--multiple 1" for exact ranks)
 set -eu
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-/tmp/lprconv-bench}
@@ -24,7 +25,7 @@ for m in $MODELS; do
     o=$OUT/$(basename "$m" .onnx)_${b}_${lr}_${loss}_${t}.onnx
     s=$(date +%s.%N)
     "$BIN" compress "$m" -o "$o" --overwrite --rank-ratio 0.25 --data testdata/images/train --fit pad --mean 0.286 --std 0.353 \
-      --epochs "$EPOCHS" --batch "$b" --lr "$lr" --loss "$loss" --temperature "$t" --threads 2 >"$o.log" 2>&1
+      --epochs "$EPOCHS" --batch "$b" --lr "$lr" --loss "$loss" --temperature "$t" --threads 2 ${EXTRA:-} >"$o.log" 2>&1
     e=$(date +%s.%N)
     acc=$("$ORT" "$o" | cut -f1)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\n' "$(basename "$m" .onnx)" "$EPOCHS" "$b" "$lr" "$loss" "$t" "$acc" "$(echo "$e - $s" | bc)"
