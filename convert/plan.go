@@ -3,6 +3,8 @@ package convert
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
@@ -108,6 +110,9 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOverrides(policy, cands); err != nil {
+		return nil, err
+	}
 	ix := newGraphIndex(m.GetGraph())
 	p := &Plan{Residual: residual, ParamsBefore: sum.Params, MACsBefore: sum.MACs, ParamsAfter: sum.Params, MACsAfter: sum.MACs}
 	var jobs []svd.Job
@@ -207,4 +212,24 @@ func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (param
 		macs += C * int64(residual.K*residual.K) * P
 	}
 	return params, macs
+}
+
+// checkOverrides rejects per-layer ranks for names that are not candidates,
+// so that a mistyped layer name is reported instead of silently ignored.
+func checkOverrides(policy svd.Policy, cands []Candidate) error {
+	known := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		known[c.Name] = true
+	}
+	var unknown []string
+	for name := range policy.Overrides {
+		if !known[name] {
+			unknown = append(unknown, fmt.Sprintf("%q", name))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return fmt.Errorf("per-layer rank for %s: no such candidate layer (lprconv inspect lists the candidates' names)", strings.Join(unknown, ", "))
 }
