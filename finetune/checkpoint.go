@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/internal/atomicfile"
 )
 
 // checkpointFile is the file a checkpoint directory holds: a JSON header
@@ -121,7 +121,7 @@ func (c *checkpointer) write(data []byte) error {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := onnxio.WriteFileAtomic(c.path(), data); err != nil {
+	if err := atomicfile.Write(c.path(), data); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", c.path(), err)
 	}
 	c.saved = true

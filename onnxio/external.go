@@ -1,7 +1,6 @@
 package onnxio
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/internal/atomicfile"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -323,7 +323,7 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int
 	}
 	if len(chunks) > 0 {
 		dataPath := filepath.Join(filepath.Dir(path), dataName)
-		err := writeAtomic(dataPath, func(w io.Writer) error {
+		err := atomicfile.WriteFunc(dataPath, func(w io.Writer) error {
 			var pos int64
 			var zeros [pageAlign]byte
 			for _, c := range chunks {
@@ -341,48 +341,9 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int
 			return fmt.Errorf("save %s: external data %s: %w", path, dataPath, err)
 		}
 	}
-	if err := WriteFileAtomic(path, model); err != nil {
+	if err := atomicfile.Write(path, model); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	return nil
-}
-
-// writeAtomic streams a file through write into a temporary file in path's
-// folder, syncs it and renames it to path.
-func writeAtomic(path string, write func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := write(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
 	return nil
 }
 

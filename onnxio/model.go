@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/internal/atomicfile"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -107,17 +108,8 @@ func save(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int) error 
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if err := WriteFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return nil
-}
-
-// WriteFileAtomic writes data to a temporary file in path's folder, syncs
-// it, and renames it to path, so that readers never see a partial file.
-func WriteFileAtomic(path string, data []byte) error {
-	return writeAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
 }

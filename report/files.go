@@ -1,10 +1,10 @@
 package report
 
 import (
-	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+
+	"github.com/lprconv/lprconv/internal/atomicfile"
 )
 
 // File names that WriteAll writes.
@@ -36,41 +36,10 @@ func WriteAll(dir string, s *Sweep) ([]string, error) {
 		{JSONFile, WriteJSON},
 	} {
 		path := filepath.Join(dir, f.name)
-		if err := writeFileAtomic(path, func(w io.Writer) error { return f.write(w, s) }); err != nil {
+		if err := atomicfile.WriteFunc(path, func(w io.Writer) error { return f.write(w, s) }); err != nil {
 			return written, err
 		}
 		written = append(written, path)
 	}
 	return written, nil
-}
-
-// writeFileAtomic writes a file through write into a temporary file in the
-// destination folder and renames it into place, so that readers never see
-// a partial file and a failure leaves any previous file intact.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = write(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

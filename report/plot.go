@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/lprconv/lprconv/internal/atomicfile"
 )
 
 // File names of the plots that WritePlots draws.
@@ -73,7 +75,7 @@ func WritePlots(dir string, s *Sweep) ([]string, error) {
 			return paths, fmt.Errorf("render plot %s: %w", j.name, err)
 		}
 		path := filepath.Join(dir, j.name)
-		if err := writeFileAtomic(path, func(w io.Writer) error {
+		if err := atomicfile.WriteFunc(path, func(w io.Writer) error {
 			_, err := wt.WriteTo(w)
 			return err
 		}); err != nil {

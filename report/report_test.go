@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"image/png"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -437,32 +435,5 @@ func TestWriteAll(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, s) {
 		t.Error("results.json does not decode to the sweep")
-	}
-}
-
-func TestWriteFileAtomicKeepsOldFileOnError(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "results.csv")
-	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	boom := errors.New("boom")
-	err := writeFileAtomic(path, func(w io.Writer) error {
-		io.WriteString(w, "partial")
-		return boom
-	})
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("err = %v, want wrapped boom naming the file", err)
-	}
-	got, _ := os.ReadFile(path)
-	if string(got) != "old" {
-		t.Errorf("file = %q after failed write, want old content", got)
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary file left behind: %d entries", len(entries))
-	}
-	if err := writeFileAtomic(filepath.Join(dir, "missing", "x"), func(io.Writer) error { return nil }); err == nil {
-		t.Error("writing into a missing folder should fail")
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/internal/atomicfile"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -78,7 +78,7 @@ func saveState(out string, cfg Config, fingerprint string, row report.Row) error
 	if err != nil {
 		return fmt.Errorf("encode state of %s: %w", cfg.Name(), err)
 	}
-	if err := onnxio.WriteFileAtomic(statePath(out, cfg), append(data, '\n')); err != nil {
+	if err := atomicfile.Write(statePath(out, cfg), append(data, '\n')); err != nil {
 		return fmt.Errorf("record state of %s: %w", cfg.Name(), err)
 	}
 	return nil
