@@ -9,6 +9,7 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,20 +20,34 @@ import (
 	"github.com/lprconv/lprconv/internal/ortrun/libpath"
 )
 
-// InCI reports whether the environment variable CI is set to a non-empty
-// value other than "0" or "false".
+// InCI reports whether the environment variable CI is set to any
+// non-empty value (CI services set it to "true", .ci/run to "1").
 func InCI() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v != "" && v != "0" && v != "false"
+	return os.Getenv("CI") != ""
 }
 
-// missing skips the test, or fails it in CI, with msg.
-func missing(t testing.TB, msg string) {
+// Skip is the one way a test of lprconv skips: outside CI it skips with
+// msg, and when CI is set (InCI) it fails the test with msg instead, so that
+// a CI run can never pass by skipping. Every skip in the project's tests
+// goes through it.
+func Skip(t testing.TB, msg string) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("%s (CI is set, so this is an error rather than a skip)", msg)
 	}
 	t.Skipf("%s; skipping (set CI=1 to make this fatal)", msg)
+}
+
+// Skipf is Skip with a format string.
+func Skipf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	Skip(t, fmt.Sprintf(format, args...))
+}
+
+// missing is Skip for a missing reference.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	Skip(t, msg)
 }
 
 // RequireORT returns the path of the ONNX Runtime shared library, skipping

@@ -25,8 +25,8 @@ func TestMissingPolicy(t *testing.T) {
 		wantFatal bool
 	}{
 		{"", false},
-		{"0", false},
-		{"false", false},
+		{"0", true},
+		{"false", true},
 		{"1", true},
 		{"true", true},
 	} {
