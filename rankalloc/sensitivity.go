@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
@@ -90,7 +91,7 @@ type Options struct {
 	// model's input shape) in batches of at most Batch images:
 	// sensitivities are then measured as MetricKL on the first Samples of
 	// them; otherwise as MetricWeights.
-	Data evaluate.Batches
+	Data dataset.Batches
 	// Samples is the number of calibration images (default 256), rounded
 	// down to a multiple of the batch size.
 	Samples int
