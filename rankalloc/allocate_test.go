@@ -346,12 +346,12 @@ func TestOfferedRanks(t *testing.T) {
 		return l
 	}
 	for _, tc := range []struct {
-		name  string
-		l     *convert.LayerPlan
+		name     string
+		l        *convert.LayerPlan
 		multiple int
 		force    bool
 		align    int
-		want  string
+		want     string
 	}{
 		{"diag m16", layer(64, 64, svd.KindDiag), 16, false, 0, "[16]"},
 		{"align", layer(58, 58, svd.KindNone), 1, false, 4, "[]"},
