@@ -63,9 +63,14 @@ func finetuneFlags(d finetuneDefaults) []cli.Flag {
 	}
 }
 
-// finetuneFlagNames are the flags of finetuneFlags.
-var finetuneFlagNames = []string{"epochs", "steps", "lr", "warmup", "optimizer", "momentum", "nesterov", "weight-decay",
-	"loss", "temperature", "train", "val-fraction", "init", "calib", "data-seed"}
+// finetuneFlagNames returns the names of finetuneFlags.
+func finetuneFlagNames() []string {
+	var names []string
+	for _, f := range finetuneFlags(finetuneDefaults{}) {
+		names = append(names, f.Names()[0])
+	}
+	return names
+}
 
 // finetuneFrom reads the fine-tuning flags into the pipeline's options;
 // the caller sets the training images, threads and checkpointing.

@@ -230,7 +230,7 @@ func runSweep(c *cli.Context, args []string) error {
 // --steps is given (which needs --data).
 func sweepFineTune(c *cli.Context) (*pipeline.FineTune, error) {
 	if !c.IsSet("epochs") && !c.IsSet("steps") {
-		for _, f := range finetuneFlagNames {
+		for _, f := range finetuneFlagNames() {
 			if c.IsSet(f) {
 				return nil, fmt.Errorf("--%s is a fine-tuning flag; give --epochs or --steps (and --data) to fine-tune", f)
 			}
