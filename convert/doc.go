@@ -6,6 +6,8 @@
 // shape subgraphs that exporters emit. Inspect summarizes layers,
 // parameters and MACs; FindCandidates lists the square pointwise
 // convolutions; FoldBatchNorm folds a BatchNormalization into the
-// convolution before it; Plan picks ranks and factors with package svd;
+// convolution before it; NewPlan decides every candidate (Selection owns
+// layer selection: exclusions, explicit per-layer ranks and force, on top of
+// svd.Policy's rank rule) and factors the replaced ones with package svd;
 // Apply writes the LPR subgraphs.
 package convert

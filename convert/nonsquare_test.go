@@ -118,7 +118,9 @@ func TestNonSquareRewrite(t *testing.T) {
 	opts := PlanOptions{Candidates: CandidateOptions{NonSquare: true}}
 	for _, kind := range []svd.ResidualKind{svd.KindNone, svd.KindDiag, svd.KindIdentity} {
 		t.Run("full/"+kind.String(), func(t *testing.T) {
-			p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, opts)
+			fo := opts
+			fo.Select.Force = true
+			p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, fo)
 			if err != nil {
 				t.Fatal(err)
 			}

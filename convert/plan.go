@@ -3,8 +3,6 @@ package convert
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
@@ -27,6 +25,9 @@ type PlanOptions struct {
 	// layout, where the LPR module's extra nodes cost more time than its
 	// fewer MACs save (bench/compress: ShuffleNetV2 x1.0's C = 58 layers).
 	ChannelAlign int
+	// Select excludes layers, fixes single layers' ranks and forces
+	// replacements on top of the rank rule.
+	Select Selection
 }
 
 // LayerPlan is the decision for one candidate layer.
@@ -92,14 +93,17 @@ func (p *Plan) Replaced() int {
 	return n
 }
 
-// NewPlan finds the candidates of m, chooses each one's rank with policy,
-// and computes data-free factors with the residual kind for the layers to
+// NewPlan finds the candidates of m, decides each one with opts.Select and
+// the rank rule policy (see Selection.Decide), and computes data-free factors with the residual kind for the layers to
 // replace. It does not modify m.
 func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, residual svd.ResidualKind, opts PlanOptions) (*Plan, error) {
 	if err := residual.Validate(); err != nil {
 		return nil, err
 	}
 	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Select.Validate(); err != nil {
 		return nil, err
 	}
 	sum, err := Inspect(m, opts.Shapes)
@@ -110,7 +114,7 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOverrides(policy, cands); err != nil {
+	if err := opts.Select.checkRanks(cands); err != nil {
 		return nil, err
 	}
 	ix := newGraphIndex(m.GetGraph())
@@ -142,10 +146,11 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 				return nil, fmt.Errorf("layer %q: spectrum: %w", c.Name, err)
 			}
 		}
-		r, dec, err := policy.Choose(c.Name, c.Channels, in, spectrum, kind.Params(c.Channels))
+		dec, err := opts.Select.Decide(policy, c.Name, c.Channels, in, spectrum, kind.Params(c.Channels))
 		if err != nil {
 			return nil, err
 		}
+		r := dec.Rank
 		lp.Rank, lp.Replace, lp.Excluded, lp.Reason = r, dec.Replace, dec.Excluded, dec.Reason
 		if a := opts.ChannelAlign; lp.Replace && a > 1 && (c.Channels%a != 0 || in%a != 0) {
 			lp.Replace = false
@@ -212,24 +217,4 @@ func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (param
 		macs += C * int64(residual.K*residual.K) * P
 	}
 	return params, macs
-}
-
-// checkOverrides rejects per-layer ranks for names that are not candidates,
-// so that a mistyped layer name is reported instead of silently ignored.
-func checkOverrides(policy svd.Policy, cands []Candidate) error {
-	known := make(map[string]bool, len(cands))
-	for _, c := range cands {
-		known[c.Name] = true
-	}
-	var unknown []string
-	for name := range policy.Overrides {
-		if !known[name] {
-			unknown = append(unknown, fmt.Sprintf("%q", name))
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	return fmt.Errorf("per-layer rank for %s: no such candidate layer (lprconv inspect lists the candidates' names)", strings.Join(unknown, ", "))
 }

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
@@ -135,13 +136,13 @@ type Status struct {
 type Data struct {
 	// Train yields training batches (io.EOF ends an epoch); its order
 	// should be seeded so that resuming repeats it.
-	Train Batches
+	Train dataset.Batches
 	// Seek, when set, positions Train at a batch of an epoch when a run
 	// resumes (dataset.Loader.Seek).
 	Seek func(epoch, batch int) error
 	// Val, when set, yields the held-out validation set, one pass per
 	// epoch; the best student by agreement with the teacher is kept.
-	Val Batches
+	Val dataset.Batches
 }
 
 // EpochResult is the validation measured after one epoch.
@@ -416,7 +417,7 @@ func (r *trainer) checkLoss(loss float64, ck *checkpointer) error {
 	return nil
 }
 
-func (r *trainer) endEpoch(ctx context.Context, val Batches, ck *checkpointer) error {
+func (r *trainer) endEpoch(ctx context.Context, val dataset.Batches, ck *checkpointer) error {
 	if val != nil {
 		if err := r.validate(ctx, val); err != nil {
 			return err
@@ -430,7 +431,7 @@ func (r *trainer) endEpoch(ctx context.Context, val Batches, ck *checkpointer) e
 
 // validate measures agreement with the teacher (and accuracy where labels
 // exist) on one pass of val, keeping the best parameters.
-func (r *trainer) validate(ctx context.Context, val Batches) error {
+func (r *trainer) validate(ctx context.Context, val dataset.Batches) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
 	x := make([]float32, o.Batch*size)
