@@ -75,7 +75,7 @@ func TestImageNetCandidates(t *testing.T) {
 func TestImageNetFullRankEquivalence(t *testing.T) {
 	testutil.RequireORT(t)
 	if testing.Short() {
-		t.Skip("ImageNet-shaped full-rank rewrite is slow; run without -short")
+		testutil.Skip(t, "ImageNet-shaped full-rank rewrite is slow; run without -short")
 	}
 	for _, file := range []string{"mobilenetv1_1.0.onnx", "shufflenetv2_x1.0.onnx"} {
 		path := testutil.ImageNetModel(t, file)

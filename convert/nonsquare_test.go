@@ -253,7 +253,7 @@ func exactNonSquareFactors(p *Plan) {
 func TestImageNetMobileNetV2NonSquare(t *testing.T) {
 	testutil.RequireORT(t)
 	if testing.Short() {
-		t.Skip("ImageNet-shaped MobileNetV2 rewrite is slow; run without -short")
+		testutil.Skip(t, "ImageNet-shaped MobileNetV2 rewrite is slow; run without -short")
 	}
 	path := testutil.ImageNetModel(t, "mobilenetv2.onnx")
 	m, err := onnxio.Load(path)

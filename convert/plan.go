@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
 )
@@ -129,14 +130,14 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 		kind := layerResidual(residual, c)
 		lp := LayerPlan{Candidate: c, Residual: kind, W: w, Bias: b}
 		C, in := int64(c.Channels), c.InputChannels()
-		lp.ParamsBefore = C * int64(in)
+		lp.ParamsBefore = C * int64(in) // both come from weight dims that hold data
 		if c.Bias != "" {
 			lp.ParamsBefore += C
 		}
-		lp.MACsBefore = C * int64(in) * c.Pixels
+		lp.MACsBefore = checked.SatMul(C*int64(in), c.Pixels)
 		if c.BatchNorm >= 0 {
 			lp.ParamsBefore += 4 * C
-			lp.MACsBefore += C * c.Pixels
+			lp.MACsBefore = checked.SatAdd(lp.MACsBefore, checked.SatMul(C, c.Pixels))
 		}
 		lp.ParamsAfter, lp.MACsAfter = lp.ParamsBefore, lp.MACsBefore
 		var spectrum []float64
@@ -162,7 +163,7 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 			lp.ParamsAfter, lp.MACsAfter = moduleCost(c, r, kind, anyNonZero(b))
 		}
 		p.ParamsAfter += lp.ParamsAfter - lp.ParamsBefore
-		p.MACsAfter += lp.MACsAfter - lp.MACsBefore
+		p.MACsAfter = satShift(p.MACsAfter, lp.MACsAfter, lp.MACsBefore)
 		p.Layers = append(p.Layers, lp)
 	}
 	if len(jobs) == 0 {
@@ -209,12 +210,22 @@ func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (param
 	if bias {
 		params += C
 	}
-	macs = R * (C + in) * P
+	macs = checked.SatMul(R*(C+in), P)
 	switch residual.Type {
 	case svd.Diag:
-		macs += C * P
+		macs = checked.SatAdd(macs, checked.SatMul(C, P))
 	case svd.Depthwise:
-		macs += C * int64(residual.K*residual.K) * P
+		macs = checked.SatAdd(macs, checked.SatMul(C*int64(residual.K*residual.K), P))
 	}
 	return params, macs
+}
+
+// satShift returns total − before + after for counts that may be saturated
+// (math.MaxInt64): a saturated total stays saturated, since what it stood
+// for is unknown.
+func satShift(total, after, before int64) int64 {
+	if checked.Saturated(total) || checked.Saturated(before) {
+		return total
+	}
+	return checked.SatAdd(total-before, after)
 }

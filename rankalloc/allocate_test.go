@@ -301,7 +301,7 @@ func TestDataSensitivity(t *testing.T) {
 // policy reproduces the allocation through convert.NewPlan.
 func TestAllocateNonSquare(t *testing.T) {
 	if testing.Short() {
-		t.Skip("ImageNet-shaped MobileNetV2; run without -short")
+		testutil.Skip(t, "ImageNet-shaped MobileNetV2; run without -short")
 	}
 	m, err := onnxio.Load(testutil.ImageNetModel(t, "mobilenetv2.onnx"))
 	if err != nil {

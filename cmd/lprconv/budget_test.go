@@ -131,7 +131,7 @@ func TestCompressBudgetErrors(t *testing.T) {
 func TestCompressIncludeNonSquare(t *testing.T) {
 	testutil.RequireORT(t)
 	if testing.Short() {
-		t.Skip("ImageNet-shaped MobileNetV2; run without -short")
+		testutil.Skip(t, "ImageNet-shaped MobileNetV2; run without -short")
 	}
 	in := testutil.ImageNetModel(t, "mobilenetv2.onnx")
 	dir := t.TempDir()
