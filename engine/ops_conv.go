@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/lprconv/lprconv/engine/kernels"
+	"github.com/lprconv/lprconv/shapeinfer"
 )
 
 // spatial describes the padding of one spatial axis of a convolution or
@@ -14,82 +15,17 @@ type spatialAttrs struct {
 	padBegin, padEnd           []int
 }
 
-// windowAttrs reads kernel_shape, strides, dilations, pads and auto_pad for
-// nsp spatial axes of input spatial sizes in.
+// windowAttrs reads the strides, dilations, pads and auto_pad of the node
+// for spatial input sizes in and the kernel, with shapeinfer.NewWindow,
+// and returns them with the output spatial sizes.
 func windowAttrs(b *nodeBuild, in []int, kernel []int, ceil bool) (spatialAttrs, []int, error) {
-	nsp := len(in)
-	s := spatialAttrs{kernel: kernel, strides: make([]int, nsp), dilations: make([]int, nsp), padBegin: make([]int, nsp), padEnd: make([]int, nsp)}
-	get := func(name string, dst []int, def int) error {
-		v := b.attrInts(name)
-		if v == nil {
-			for i := range dst {
-				dst[i] = def
-			}
-			return nil
-		}
-		if len(v) != len(dst) {
-			return fmt.Errorf("attribute %s has %d values; want %d", name, len(v), len(dst))
-		}
-		for i, x := range v {
-			if x < 1 {
-				return fmt.Errorf("attribute %s = %v: values must be >= 1", name, v)
-			}
-			dst[i] = int(x)
-		}
-		return nil
+	w, err := shapeinfer.NewWindow(b.node, toInt64s(in), toInt64s(kernel), ceil)
+	if err != nil {
+		return spatialAttrs{}, nil, err
 	}
-	if err := get("strides", s.strides, 1); err != nil {
-		return s, nil, err
-	}
-	if err := get("dilations", s.dilations, 1); err != nil {
-		return s, nil, err
-	}
-	out := make([]int, nsp)
-	autoPad := b.attrString("auto_pad", "NOTSET")
-	switch autoPad {
-	case "NOTSET", "":
-		if pads := b.attrInts("pads"); pads != nil {
-			if len(pads) != 2*nsp {
-				return s, nil, fmt.Errorf("attribute pads has %d values; want %d", len(pads), 2*nsp)
-			}
-			for i := 0; i < nsp; i++ {
-				s.padBegin[i], s.padEnd[i] = int(pads[i]), int(pads[i+nsp])
-				if s.padBegin[i] < 0 || s.padEnd[i] < 0 {
-					return s, nil, fmt.Errorf("negative pads %v", pads)
-				}
-			}
-		}
-	case "VALID":
-	case "SAME_UPPER", "SAME_LOWER":
-		for i := 0; i < nsp; i++ {
-			o := (in[i] + s.strides[i] - 1) / s.strides[i]
-			total := max(0, (o-1)*s.strides[i]+(kernel[i]-1)*s.dilations[i]+1-in[i])
-			if autoPad == "SAME_UPPER" {
-				s.padBegin[i] = total / 2
-			} else {
-				s.padBegin[i] = total - total/2
-			}
-			s.padEnd[i] = total - s.padBegin[i]
-		}
-	default:
-		return s, nil, fmt.Errorf("auto_pad %q is not supported", autoPad)
-	}
-	for i := 0; i < nsp; i++ {
-		span := in[i] + s.padBegin[i] + s.padEnd[i] - (kernel[i]-1)*s.dilations[i] - 1
-		if span < 0 {
-			return s, nil, fmt.Errorf("window %v (dilations %v) is larger than the padded input %v", kernel, s.dilations, in)
-		}
-		o := span/s.strides[i] + 1
-		if ceil && span%s.strides[i] != 0 {
-			o++
-			// the last window must start inside the input or the begin pad
-			if (o-1)*s.strides[i] >= in[i]+s.padBegin[i] {
-				o--
-			}
-		}
-		out[i] = o
-	}
-	return s, out, nil
+	s := spatialAttrs{kernel: kernel, strides: toInts(w.Strides), dilations: toInts(w.Dilations),
+		padBegin: toInts(w.PadBegin), padEnd: toInts(w.PadEnd)}
+	return s, toInts(w.Out), nil
 }
 
 // geom2D maps 1-D or 2-D window attributes to a kernels.ConvGeom (1-D
@@ -873,14 +809,14 @@ func buildGlobalPool(isMax bool) func(b *nodeBuild) (Op, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !x.dtype.IsFloat() || len(x.shape) < 2 {
-			return nil, fmt.Errorf("input must be a float tensor of rank >= 2")
+		if !x.dtype.IsFloat() {
+			return nil, fmt.Errorf("input must be a float tensor")
 		}
-		shape := append([]int(nil), x.shape...)
-		for i := 2; i < len(shape); i++ {
-			shape[i] = 1
+		shape, err := shapeinfer.GlobalPool(toInt64s(x.shape))
+		if err != nil {
+			return nil, err
 		}
-		b.setOut(0, shape, Float32)
+		b.setOut(0, toInts(shape), Float32)
 		return &GlobalPoolOp{Max: isMax, Planes: x.shape[0] * x.shape[1], Inner: sizeOf(x.shape[2:])}, nil
 	}
 }
