@@ -106,6 +106,7 @@ func (inf *inferer) broadcastOp(n *onnxpb.NodeProto) error {
 		dt = ins[1].DType
 	}
 	out := shapeOf(shape, dt)
+	fmod := attrInt(n, "fmod", 0) != 0
 	if len(ins) == 2 && op != "Where" {
 		count := out.Elements()
 		a, b := ins[0], ins[1]
@@ -115,7 +116,7 @@ func (inf *inferer) broadcastOp(n *onnxpb.NodeProto) error {
 			for i := range res {
 				x := a.Ints[broadcastIndex(int64(i), shape, a.Shape)]
 				y := b.Ints[broadcastIndex(int64(i), shape, b.Shape)]
-				r, err := binaryInt(op, x, y)
+				r, err := binaryInt(op, x, y, fmod)
 				if err != nil {
 					return err
 				}
@@ -150,8 +151,9 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// binaryInt evaluates an element-wise operator on integers.
-func binaryInt(op string, x, y int64) (int64, error) {
+// binaryInt evaluates an element-wise operator on integers. Mod takes
+// the sign of the divisor, or with fmod that of the dividend (C's %).
+func binaryInt(op string, x, y int64, fmod bool) (int64, error) {
 	switch op {
 	case "Add", "Sum":
 		return x + y, nil
@@ -169,7 +171,7 @@ func binaryInt(op string, x, y int64) (int64, error) {
 			return 0, fmt.Errorf("integer modulo by zero")
 		}
 		r := x % y
-		if r != 0 && (r < 0) != (y < 0) {
+		if !fmod && r != 0 && (r < 0) != (y < 0) {
 			r += y
 		}
 		return r, nil

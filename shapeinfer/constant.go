@@ -92,11 +92,32 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) error {
 	if s == nil {
 		return fmt.Errorf("shape input is missing")
 	}
-	dt := onnxio.Float
+	fill := &Value{Known: true, Shape: []int64{1}, DType: onnxio.Float, Floats: []float64{0}}
 	if a := attr(n, "value"); a != nil && a.GetT() != nil {
-		dt = onnxio.DataType(a.GetT().GetDataType())
+		if fill, err = tensorValue(a.GetT()); err != nil {
+			return err
+		}
+		if Size(fill.Shape) != 1 {
+			return fmt.Errorf("attribute value has shape %v, want one element", fill.Shape)
+		}
 	}
-	inf.set(n, 0, shapeOf(append([]int64{}, s...), dt))
+	v := shapeOf(append([]int64{}, s...), fill.DType)
+	count := v.Elements()
+	switch {
+	case count < 0:
+		return fmt.Errorf("shape %v has a negative dim", s)
+	case fill.Ints != nil && count <= maxKnownInts:
+		v.Ints = make([]int64, count)
+		for i := range v.Ints {
+			v.Ints[i] = fill.Ints[0]
+		}
+	case fill.Floats != nil && count <= maxKnownFloats:
+		v.Floats = make([]float64, count)
+		for i := range v.Floats {
+			v.Floats[i] = fill.Floats[0]
+		}
+	}
+	inf.set(n, 0, v)
 	return nil
 }
 

@@ -129,14 +129,18 @@ func inputValue(in *onnxpb.ValueInfoProto, override []int64) (*Value, error) {
 	}
 	shape := make([]int64, len(dims))
 	for i, d := range dims {
+		// a dim_value (even 0) fixes the dim; a dim_param or nothing leaves
+		// it dynamic
+		_, isFixed := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue)
 		fixed := d.GetDimValue()
+		isFixed = isFixed && fixed >= 0
 		switch {
 		case override != nil && override[i] > 0:
-			if fixed > 0 && fixed != override[i] {
+			if isFixed && fixed != override[i] {
 				return nil, fmt.Errorf("input %q fixes dim %d at %d, but the given input shape says %d", in.GetName(), i, fixed, override[i])
 			}
 			shape[i] = override[i]
-		case fixed > 0:
+		case isFixed:
 			shape[i] = fixed
 		default:
 			shape[i] = 1 // dynamic (batch) dim
