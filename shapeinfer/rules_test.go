@@ -41,7 +41,10 @@ func TestRulesReject(t *testing.T) {
 		{"concat-off-axis", call(func() error { _, _, err := Concat([][]int64{{2, 3}, {3, 3}}, 1); return err }), "differ off axis"},
 		{"broadcast", call(func() error { _, err := Broadcast([]int64{2, 3}, []int64{4}); return err }), "do not broadcast"},
 		{"matmul-inner", call(func() error { _, err := MatMul([]int64{2, 3}, []int64{4, 5}); return err }), "inner dims"},
-		{"gemm-c", call(func() error { _, _, _, err := Gemm([]int64{2, 3}, []int64{3, 4}, []int64{3, 1}, false, false); return err }), "does not broadcast"},
+		{"gemm-c", call(func() error {
+			_, _, _, err := Gemm([]int64{2, 3}, []int64{3, 4}, []int64{3, 1}, false, false)
+			return err
+		}), "does not broadcast"},
 		{"window-negative-pads", call(func() error {
 			_, err := NewWindow(node("pads", []int64{-1, 0, 0, 0}), []int64{4, 4}, []int64{3, 3}, false)
 			return err
