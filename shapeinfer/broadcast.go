@@ -106,7 +106,7 @@ func (inf *inferer) broadcastOp(n *onnxpb.NodeProto) error {
 		dt = ins[1].DType
 	}
 	out := shapeOf(shape, dt)
-	fmod := attrInt(n, "fmod", 0) != 0
+	fmod := onnxio.AttrInt(n, "fmod", 0) != 0
 	if len(ins) == 2 && op != "Where" {
 		count := out.Elements()
 		a, b := ins[0], ins[1]

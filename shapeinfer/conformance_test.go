@@ -72,7 +72,7 @@ func conformanceCase(dir string) (ops []string, skip string, err error) {
 		return nil, "", err
 	}
 	for _, n := range m.GetGraph().GetNode() {
-		if !supported(n.GetOpType()) || !isDefaultDomain(n) {
+		if !supported(n.GetOpType()) || !onnxio.IsDefaultDomain(n) {
 			return nil, skipNoRule, nil
 		}
 		if !slices.Contains(ops, n.GetOpType()) {

@@ -18,7 +18,7 @@ func tensorValue(t *onnxpb.TensorProto) (*Value, error) {
 	if onnxio.External(t) {
 		return v, nil
 	}
-	if isFloatType(t.GetDataType()) {
+	if onnxio.IsFloat(t.GetDataType()) {
 		if n <= maxKnownFloats {
 			f, err := onnxio.Float32s(t)
 			if err != nil {
@@ -93,7 +93,7 @@ func (inf *inferer) constantOfShape(n *onnxpb.NodeProto) error {
 		return fmt.Errorf("shape input is missing")
 	}
 	fill := &Value{Known: true, Shape: []int64{1}, DType: onnxio.Float, Floats: []float64{0}}
-	if a := attr(n, "value"); a != nil && a.GetT() != nil {
+	if a := onnxio.Attr(n, "value"); a != nil && a.GetT() != nil {
 		if fill, err = tensorValue(a.GetT()); err != nil {
 			return err
 		}

@@ -74,7 +74,7 @@ func Infer(m *onnxpb.ModelProto, opts Options) (*Shapes, error) {
 		return nil, fmt.Errorf("model has no graph")
 	}
 	inf := &inferer{
-		opset: opsetVersion(m),
+		opset: onnxio.OpsetVersion(m),
 		s:     &Shapes{Values: map[string]*Value{}},
 	}
 	for _, t := range g.GetInitializer() {
@@ -107,7 +107,7 @@ func Infer(m *onnxpb.ModelProto, opts Options) (*Shapes, error) {
 	}
 	for _, n := range g.GetNode() {
 		if err := inf.node(n); err != nil {
-			return nil, fmt.Errorf("shape inference at %s: %w", nodeLabel(n), err)
+			return nil, fmt.Errorf("shape inference at %s: %w", onnxio.NodeLabel(n), err)
 		}
 	}
 	return inf.s, nil
@@ -157,7 +157,7 @@ type inferer struct {
 // in returns the value of the node's i-th input; nil when the input is
 // absent (optional input left empty).
 func (inf *inferer) in(n *onnxpb.NodeProto, i int) *Value {
-	name := input(n, i)
+	name := onnxio.Input(n, i)
 	if name == "" {
 		return nil
 	}
@@ -177,7 +177,7 @@ func (inf *inferer) unknown(n *onnxpb.NodeProto) {
 }
 
 func (inf *inferer) warn(n *onnxpb.NodeProto, format string, args ...any) {
-	inf.s.Warnings = append(inf.s.Warnings, nodeLabel(n)+": "+fmt.Sprintf(format, args...))
+	inf.s.Warnings = append(inf.s.Warnings, onnxio.NodeLabel(n)+": "+fmt.Sprintf(format, args...))
 	inf.unknown(n)
 }
 
@@ -193,7 +193,7 @@ func (inf *inferer) constInts(n *onnxpb.NodeProto, i int, what string) ([]int64,
 		return nil, false, nil
 	}
 	if !v.hasInts() {
-		return nil, false, fmt.Errorf("%s input %q is not a constant and could not be evaluated", what, input(n, i))
+		return nil, false, fmt.Errorf("%s input %q is not a constant and could not be evaluated", what, onnxio.Input(n, i))
 	}
 	return v.Ints, true, nil
 }
@@ -201,7 +201,7 @@ func (inf *inferer) constInts(n *onnxpb.NodeProto, i int, what string) ([]int64,
 // axesInput reads an integer list from an attribute (older opsets) or
 // from input i (newer opsets).
 func (inf *inferer) axesInput(n *onnxpb.NodeProto, attrName string, i int) ([]int64, bool, error) {
-	if a, ok := attrInts(n, attrName); ok {
+	if a, ok := onnxio.AttrInts(n, attrName); ok {
 		return a, true, nil
 	}
 	return inf.constInts(n, i, attrName)
@@ -212,7 +212,7 @@ func (inf *inferer) axesInput(n *onnxpb.NodeProto, attrName string, i int) ([]in
 // shape and Pad's pads moved from attributes to inputs.
 func (inf *inferer) attrOrConstInts(n *onnxpb.NodeProto, since int64, name string, i int) ([]int64, error) {
 	if inf.opset < since {
-		v, _ := attrInts(n, name)
+		v, _ := onnxio.AttrInts(n, name)
 		return v, nil
 	}
 	v, ok, err := inf.constInts(n, i, name)
@@ -224,7 +224,7 @@ func (inf *inferer) attrOrConstInts(n *onnxpb.NodeProto, since int64, name strin
 
 func (inf *inferer) node(n *onnxpb.NodeProto) error {
 	op := n.GetOpType()
-	if !isDefaultDomain(n) {
+	if !onnxio.IsDefaultDomain(n) {
 		inf.warn(n, "operator domain %q is not supported; its outputs have unknown shapes", n.GetDomain())
 		return nil
 	}
@@ -297,4 +297,24 @@ func (inf *inferer) need(n *onnxpb.NodeProto, i int) (*Value, error) {
 		return nil, fmt.Errorf("input %d is required", i)
 	}
 	return v, nil
+}
+
+// apply infers a node whose output 0 has the shape that rule computes
+// from input 0, keeping input 0's known contents when keep is set (the
+// view operators do not change the elements).
+func (inf *inferer) apply(n *onnxpb.NodeProto, keep bool, rule func(x *Value) ([]int64, error)) error {
+	x, err := inf.need(n, 0)
+	if err != nil {
+		return err
+	}
+	out, err := rule(x)
+	if err != nil {
+		return err
+	}
+	v := shapeOf(out, x.DType)
+	if keep {
+		v.Ints, v.Floats = x.Ints, x.Floats
+	}
+	inf.set(n, 0, v)
+	return nil
 }

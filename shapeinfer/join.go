@@ -3,6 +3,7 @@ package shapeinfer
 import (
 	"fmt"
 
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -114,7 +115,7 @@ func (inf *inferer) concat(n *onnxpb.NodeProto) error {
 			ins, shapes = append(ins, v), append(shapes, v.Shape)
 		}
 	}
-	out, _, err := Concat(shapes, attrInt(n, "axis", 0))
+	out, _, err := Concat(shapes, onnxio.AttrInt(n, "axis", 0))
 	if err != nil {
 		return err
 	}
@@ -143,7 +144,7 @@ func (inf *inferer) split(n *onnxpb.NodeProto) error {
 	if err != nil {
 		return err
 	}
-	sizes, axis, err := Split(x.Shape, attrInt(n, "axis", 0), sizes, len(n.GetOutput()), attrInt(n, "num_outputs", 0))
+	sizes, axis, err := Split(x.Shape, onnxio.AttrInt(n, "axis", 0), sizes, len(n.GetOutput()), onnxio.AttrInt(n, "num_outputs", 0))
 	if err != nil {
 		return err
 	}
@@ -162,22 +163,15 @@ func (inf *inferer) split(n *onnxpb.NodeProto) error {
 }
 
 func (inf *inferer) pad(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	pads, err := inf.attrOrConstInts(n, 11, "pads", 1)
-	if err != nil {
-		return err
-	}
-	axes, _, err := inf.constInts(n, 3, "axes")
-	if err != nil {
-		return err
-	}
-	out, err := Pad(x.Shape, pads, axes)
-	if err != nil {
-		return err
-	}
-	inf.set(n, 0, shapeOf(out, x.DType))
-	return nil
+	return inf.apply(n, false, func(x *Value) ([]int64, error) {
+		pads, err := inf.attrOrConstInts(n, 11, "pads", 1)
+		if err != nil {
+			return nil, err
+		}
+		axes, _, err := inf.constInts(n, 3, "axes")
+		if err != nil {
+			return nil, err
+		}
+		return Pad(x.Shape, pads, axes)
+	})
 }

@@ -3,6 +3,7 @@ package shapeinfer
 import (
 	"fmt"
 
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -71,7 +72,7 @@ func (inf *inferer) gemm(n *onnxpb.NodeProto) error {
 	if v := inf.in(n, 2); v != nil {
 		c = v.Shape
 	}
-	m, nn, _, err := Gemm(a.Shape, b.Shape, c, attrInt(n, "transA", 0) != 0, attrInt(n, "transB", 0) != 0)
+	m, nn, _, err := Gemm(a.Shape, b.Shape, c, onnxio.AttrInt(n, "transA", 0) != 0, onnxio.AttrInt(n, "transB", 0) != 0)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package shapeinfer
 
 import (
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -39,18 +40,12 @@ func Reduce(in, axes []int64, keepDims, noopWithEmptyAxes bool) ([]int64, []bool
 }
 
 func (inf *inferer) reduce(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	axes, _, err := inf.axesInput(n, "axes", 1)
-	if err != nil {
-		return err
-	}
-	out, _, err := Reduce(x.Shape, axes, attrInt(n, "keepdims", 1) != 0, attrInt(n, "noop_with_empty_axes", 0) != 0)
-	if err != nil {
-		return err
-	}
-	inf.set(n, 0, shapeOf(out, x.DType))
-	return nil
+	return inf.apply(n, false, func(x *Value) ([]int64, error) {
+		axes, _, err := inf.axesInput(n, "axes", 1)
+		if err != nil {
+			return nil, err
+		}
+		out, _, err := Reduce(x.Shape, axes, onnxio.AttrInt(n, "keepdims", 1) != 0, onnxio.AttrInt(n, "noop_with_empty_axes", 0) != 0)
+		return out, err
+	})
 }

@@ -110,9 +110,9 @@ func (inf *inferer) slice(n *onnxpb.NodeProto) error {
 	}
 	var starts, ends, axes, steps []int64
 	if inf.opset < 10 {
-		starts, _ = attrInts(n, "starts")
-		ends, _ = attrInts(n, "ends")
-		axes, _ = attrInts(n, "axes")
+		starts, _ = onnxio.AttrInts(n, "starts")
+		ends, _ = onnxio.AttrInts(n, "ends")
+		axes, _ = onnxio.AttrInts(n, "axes")
 	} else {
 		for i, dst := range []*[]int64{&starts, &ends, &axes, &steps} {
 			if *dst, _, err = inf.constInts(n, i+1, [...]string{"starts", "ends", "axes", "steps"}[i]); err != nil {
@@ -144,7 +144,7 @@ func (inf *inferer) gather(n *onnxpb.NodeProto) error {
 	if err != nil {
 		return err
 	}
-	out, _, err := Gather(x.Shape, idx.Shape, attrInt(n, "axis", 0))
+	out, _, err := Gather(x.Shape, idx.Shape, onnxio.AttrInt(n, "axis", 0))
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (inf *inferer) shape(n *onnxpb.NodeProto) error {
 		return err
 	}
 	r := int64(len(x.Shape))
-	lo, hi := ShapeRange(r, attrInt(n, "start", 0), attrInt(n, "end", r))
+	lo, hi := ShapeRange(r, onnxio.AttrInt(n, "start", 0), onnxio.AttrInt(n, "end", r))
 	v := shapeOf([]int64{hi - lo}, onnxio.Int64)
 	v.Ints = append([]int64{}, x.Shape[lo:hi]...)
 	inf.set(n, 0, v)

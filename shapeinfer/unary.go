@@ -110,9 +110,9 @@ func (inf *inferer) cast(n *onnxpb.NodeProto) error {
 	if err != nil {
 		return err
 	}
-	to := onnxio.DataType(attrInt(n, "to", 0))
+	to := onnxio.DataType(onnxio.AttrInt(n, "to", 0))
 	v := shapeOf(append([]int64{}, x.Shape...), to)
-	toFloat := isFloatType(int32(to))
+	toFloat := onnxio.IsFloat(int32(to))
 	switch {
 	case x.Ints != nil && toFloat:
 		v.Floats = make([]float64, len(x.Ints))

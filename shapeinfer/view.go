@@ -3,6 +3,7 @@ package shapeinfer
 import (
 	"fmt"
 
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -139,94 +140,52 @@ func Transpose(in, perm []int64) ([]int64, []int, error) {
 	return out, p, nil
 }
 
-// view sets output 0 to shape, carrying the known contents of x (a view
-// does not change the elements).
-func (inf *inferer) view(n *onnxpb.NodeProto, x *Value, shape []int64) {
-	v := shapeOf(shape, x.DType)
-	v.Ints, v.Floats = x.Ints, x.Floats
-	inf.set(n, 0, v)
-}
-
 func (inf *inferer) reshape(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	target, err := inf.attrOrConstInts(n, 5, "shape", 1)
-	if err != nil {
-		return err
-	}
-	out, err := Reshape(x.Shape, target, attrInt(n, "allowzero", 0) != 0)
-	if err != nil {
-		return err
-	}
-	inf.view(n, x, out)
-	return nil
+	return inf.apply(n, true, func(x *Value) ([]int64, error) {
+		target, err := inf.attrOrConstInts(n, 5, "shape", 1)
+		if err != nil {
+			return nil, err
+		}
+		return Reshape(x.Shape, target, onnxio.AttrInt(n, "allowzero", 0) != 0)
+	})
 }
 
 func (inf *inferer) flatten(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	out, err := Flatten(x.Shape, attrInt(n, "axis", 1))
-	if err != nil {
-		return err
-	}
-	inf.view(n, x, out)
-	return nil
+	return inf.apply(n, true, func(x *Value) ([]int64, error) {
+		return Flatten(x.Shape, onnxio.AttrInt(n, "axis", 1))
+	})
 }
 
 func (inf *inferer) squeeze(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	axes, ok, err := inf.axesInput(n, "axes", 1)
-	if err != nil {
-		return err
-	}
-	if ok && axes == nil {
-		axes = []int64{}
-	}
-	out, err := Squeeze(x.Shape, axes)
-	if err != nil {
-		return err
-	}
-	inf.view(n, x, out)
-	return nil
+	return inf.apply(n, true, func(x *Value) ([]int64, error) {
+		axes, ok, err := inf.axesInput(n, "axes", 1)
+		if err != nil {
+			return nil, err
+		}
+		if ok && axes == nil {
+			axes = []int64{} // given but empty: nothing to squeeze
+		}
+		return Squeeze(x.Shape, axes)
+	})
 }
 
 func (inf *inferer) unsqueeze(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	axes, ok, err := inf.axesInput(n, "axes", 1)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("axes are missing")
-	}
-	out, err := Unsqueeze(x.Shape, axes)
-	if err != nil {
-		return err
-	}
-	inf.view(n, x, out)
-	return nil
+	return inf.apply(n, true, func(x *Value) ([]int64, error) {
+		axes, ok, err := inf.axesInput(n, "axes", 1)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("axes are missing")
+		}
+		return Unsqueeze(x.Shape, axes)
+	})
 }
 
 func (inf *inferer) transpose(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	perm, _ := attrInts(n, "perm")
-	out, _, err := Transpose(x.Shape, perm)
-	if err != nil {
-		return err
-	}
-	inf.set(n, 0, shapeOf(out, x.DType))
-	return nil
+	return inf.apply(n, false, func(x *Value) ([]int64, error) {
+		perm, _ := onnxio.AttrInts(n, "perm")
+		out, _, err := Transpose(x.Shape, perm)
+		return out, err
+	})
 }

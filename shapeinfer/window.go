@@ -38,7 +38,7 @@ func NewWindow(n *onnxpb.NodeProto, in, kernel []int64, ceil bool) (Window, erro
 		}
 	}
 	get := func(name string) ([]int64, error) {
-		v, ok := attrInts(n, name)
+		v, ok := onnxio.AttrInts(n, name)
 		if !ok {
 			return ones(k), nil
 		}
@@ -59,10 +59,10 @@ func NewWindow(n *onnxpb.NodeProto, in, kernel []int64, ceil bool) (Window, erro
 	if w.Dilations, err = get("dilations"); err != nil {
 		return w, err
 	}
-	autoPad := attrString(n, "auto_pad", "NOTSET")
+	autoPad := onnxio.AttrString(n, "auto_pad", "NOTSET")
 	switch autoPad {
 	case "NOTSET", "":
-		if pads, ok := attrInts(n, "pads"); ok {
+		if pads, ok := onnxio.AttrInts(n, "pads"); ok {
 			if len(pads) != 2*k {
 				return w, fmt.Errorf("attribute pads has %d values; want %d", len(pads), 2*k)
 			}
@@ -113,11 +113,11 @@ func (inf *inferer) conv(n *onnxpb.NodeProto) error {
 	if len(x.Shape) < 3 || len(w.Shape) != len(x.Shape) {
 		return fmt.Errorf("input shape %v and weight shape %v do not fit a convolution", x.Shape, w.Shape)
 	}
-	group := attrInt(n, "group", 1)
+	group := onnxio.AttrInt(n, "group", 1)
 	if group <= 0 || x.Shape[1]%group != 0 || w.Shape[1]*group != x.Shape[1] {
 		return fmt.Errorf("input has %d channels, weight %v with group %d expects %d", x.Shape[1], w.Shape, group, w.Shape[1]*group)
 	}
-	kernel, ok := attrInts(n, "kernel_shape")
+	kernel, ok := onnxio.AttrInts(n, "kernel_shape")
 	if !ok {
 		kernel = w.Shape[2:]
 	}
@@ -137,11 +137,11 @@ func (inf *inferer) pool(n *onnxpb.NodeProto) error {
 	if len(x.Shape) < 3 {
 		return fmt.Errorf("input has rank %d, want at least 3", len(x.Shape))
 	}
-	kernel, ok := attrInts(n, "kernel_shape")
+	kernel, ok := onnxio.AttrInts(n, "kernel_shape")
 	if !ok {
 		return fmt.Errorf("attribute kernel_shape is missing")
 	}
-	win, err := NewWindow(n, x.Shape[2:], kernel, attrInt(n, "ceil_mode", 0) != 0)
+	win, err := NewWindow(n, x.Shape[2:], kernel, onnxio.AttrInt(n, "ceil_mode", 0) != 0)
 	if err != nil {
 		return err
 	}
@@ -167,14 +167,5 @@ func GlobalPool(in []int64) ([]int64, error) {
 }
 
 func (inf *inferer) globalPool(n *onnxpb.NodeProto) error {
-	x, err := inf.need(n, 0)
-	if err != nil {
-		return err
-	}
-	out, err := GlobalPool(x.Shape)
-	if err != nil {
-		return err
-	}
-	inf.set(n, 0, shapeOf(out, x.DType))
-	return nil
+	return inf.apply(n, false, func(x *Value) ([]int64, error) { return GlobalPool(x.Shape) })
 }
