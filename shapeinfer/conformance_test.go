@@ -9,17 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// conformanceRoot holds ONNX's per-operator test cases (Debian package
-// libonnx-testdata): a model and, per data set, its inputs and expected
-// outputs as TensorProto files.
-const conformanceRoot = "/usr/share/libonnx-testdata/data/node"
+// conformanceRoot holds ONNX's per-operator node test cases.
+var conformanceRoot = filepath.Join(testutil.ConformanceRoot, "node")
 
 // minConformancePasses is the least number of conformance cases per
 // operator whose every output shape (and every statically known integer
@@ -46,18 +42,6 @@ var minConformancePasses = map[string]int{
 func supported(op string) bool {
 	_, ok := nodeRules[op]
 	return ok || unaryOps[op] || binaryOps[op] || op == "Constant"
-}
-
-func readTensor(path string) (*onnxpb.TensorProto, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	t := &onnxpb.TensorProto{}
-	if err := proto.Unmarshal(data, t); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
 }
 
 // conformanceCase infers the shapes of one case's model with the shapes
@@ -96,7 +80,7 @@ func conformanceCase(dir string) (ops []string, skip string, err error) {
 		if inits[in.GetName()] {
 			continue
 		}
-		t, err := readTensor(filepath.Join(set, fmt.Sprintf("input_%d.pb", k)))
+		t, err := testutil.ReadTensorProto(filepath.Join(set, fmt.Sprintf("input_%d.pb", k)))
 		k++
 		if err != nil {
 			return ops, "", err
@@ -117,7 +101,7 @@ func conformanceCase(dir string) (ops []string, skip string, err error) {
 		return ops, "", err
 	}
 	for i, o := range g.GetOutput() {
-		want, err := readTensor(filepath.Join(set, fmt.Sprintf("output_%d.pb", i)))
+		want, err := testutil.ReadTensorProto(filepath.Join(set, fmt.Sprintf("output_%d.pb", i)))
 		if err != nil {
 			return ops, "", err
 		}
