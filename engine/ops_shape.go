@@ -77,22 +77,29 @@ func buildDropout(b *nodeBuild) (Op, error) {
 }
 
 func buildReshape(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	var spec []int64
-	if b.opset < 5 || b.has("shape") {
-		spec = b.attrInts("shape")
-	} else {
-		if spec, err = b.constInts(1, "shape"); err != nil {
-			return nil, err
+	return buildView(b, func(x []int64) ([]int64, error) {
+		if b.opset < 5 || b.has("shape") {
+			return shapeinfer.Reshape(x, b.attrInts("shape"), b.attrInt("allowzero", 0) != 0)
 		}
 		if b.input(1) == nil {
 			return nil, fmt.Errorf("shape input is required")
 		}
+		spec, err := b.constInts(1, "shape")
+		if err != nil {
+			return nil, err
+		}
+		return shapeinfer.Reshape(x, spec, b.attrInt("allowzero", 0) != 0)
+	})
+}
+
+// buildView compiles a view operator (output 0 views input 0) whose output
+// shape rule reads the input shape.
+func buildView(b *nodeBuild, rule func(x []int64) ([]int64, error)) (Op, error) {
+	x, err := b.need(0)
+	if err != nil {
+		return nil, err
 	}
-	shape, err := shapeinfer.Reshape(toInt64s(x.shape), spec, b.attrInt("allowzero", 0) != 0)
+	shape, err := rule(toInt64s(x.shape))
 	if err != nil {
 		return nil, err
 	}
@@ -101,16 +108,9 @@ func buildReshape(b *nodeBuild) (Op, error) {
 }
 
 func buildFlatten(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	shape, err := shapeinfer.Flatten(toInt64s(x.shape), b.attrInt("axis", 1))
-	if err != nil {
-		return nil, err
-	}
-	b.setOut(0, toInts(shape), x.dtype)
-	return ViewOp{}, nil
+	return buildView(b, func(x []int64) ([]int64, error) {
+		return shapeinfer.Flatten(x, b.attrInt("axis", 1))
+	})
 }
 
 // axesArg reads axes from the attribute (older opsets) or input 1.
@@ -135,40 +135,26 @@ func axesArg(b *nodeBuild, inputForm bool) ([]int64, bool, error) {
 }
 
 func buildSqueeze(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	axes, _, err := axesArg(b, b.opset >= 13)
-	if err != nil {
-		return nil, err
-	}
-	shape, err := shapeinfer.Squeeze(toInt64s(x.shape), axes)
-	if err != nil {
-		return nil, err
-	}
-	b.setOut(0, toInts(shape), x.dtype)
-	return ViewOp{}, nil
+	return buildView(b, func(x []int64) ([]int64, error) {
+		axes, _, err := axesArg(b, b.opset >= 13)
+		if err != nil {
+			return nil, err
+		}
+		return shapeinfer.Squeeze(x, axes)
+	})
 }
 
 func buildUnsqueeze(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	axes, given, err := axesArg(b, b.opset >= 13)
-	if err != nil {
-		return nil, err
-	}
-	if !given {
-		return nil, fmt.Errorf("axes are required")
-	}
-	shape, err := shapeinfer.Unsqueeze(toInt64s(x.shape), axes)
-	if err != nil {
-		return nil, err
-	}
-	b.setOut(0, toInts(shape), x.dtype)
-	return ViewOp{}, nil
+	return buildView(b, func(x []int64) ([]int64, error) {
+		axes, given, err := axesArg(b, b.opset >= 13)
+		if err != nil {
+			return nil, err
+		}
+		if !given {
+			return nil, fmt.Errorf("axes are required")
+		}
+		return shapeinfer.Unsqueeze(x, axes)
+	})
 }
 
 // TransposeOp permutes the axes of a tensor.
