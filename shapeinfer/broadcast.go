@@ -10,7 +10,8 @@ import (
 
 // Broadcast applies ONNX multidirectional (numpy) broadcasting: the shapes
 // are aligned at their last dims, and along each dim the sizes must be
-// equal or one of them 1; out_i = max(a_i, b_i).
+// equal or one of them 1; out_i = max(a_i, b_i). Negative dims (an Expand
+// target computed wrong) are an error.
 func Broadcast(a, b []int64) ([]int64, error) {
 	r := max(len(a), len(b))
 	out := make([]int64, r)
@@ -23,6 +24,8 @@ func Broadcast(a, b []int64) ([]int64, error) {
 			db = b[j]
 		}
 		switch {
+		case da < 0 || db < 0:
+			return nil, fmt.Errorf("shapes %v and %v have a negative dim", a, b)
 		case da == db:
 			out[i] = da
 		case da == 1:
