@@ -24,31 +24,18 @@ import (
 // inferMain runs the inference comparison.
 func inferMain(args []string) error {
 	fs := flag.NewFlagSet("infer", flag.ContinueOnError)
-	reps := fs.Int("reps", 7, "alternating repetitions per runtime (the median is reported)")
-	minDur := fs.Duration("min", 400*time.Millisecond, "minimum duration of one repetition")
-	threadList := fs.String("threads", "1,2", "thread counts, comma-separated")
-	label := fs.String("label", "", "label of the build in the RESULT lines (default: the build tags)")
-	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	threads, err := parseThreads(*threadList)
-	if err != nil {
-		return err
-	}
-	stop, err := startProfile(*profile)
+	rf := addRunFlags(fs, "runtime", 400*time.Millisecond, "1,2")
+	threads, stop, err := rf.start(fs, args)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	reps, minDur, label := rf.reps, rf.minDur, rf.label
 	if *reps < 1 {
 		return fmt.Errorf("-reps %d: want at least 1", *reps)
 	}
 	if fs.NArg() == 0 {
 		return errors.New("infer: give at least one MODEL.onnx:BATCH case")
-	}
-	if *label == "" {
-		*label = build()
 	}
 	ver, err := ortrun.Version()
 	if err != nil {

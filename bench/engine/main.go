@@ -36,12 +36,14 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -127,4 +129,44 @@ func randomTensor(rng *rand.Rand, shape []int) *engine.Tensor {
 		t.F[i] = float32(rng.NormFloat64())
 	}
 	return t
+}
+
+// runFlags are the flags that infer and train share.
+type runFlags struct {
+	reps                       *int
+	minDur                     *time.Duration
+	threadList, label, profile *string
+}
+
+// addRunFlags declares the shared flags on fs; each repetition alternates
+// between the engine and the reference (what), with the given defaults.
+func addRunFlags(fs *flag.FlagSet, what string, minDur time.Duration, threads string) runFlags {
+	return runFlags{
+		reps:       fs.Int("reps", 7, "alternating repetitions per "+what+" (the median is reported)"),
+		minDur:     fs.Duration("min", minDur, "minimum duration of one repetition"),
+		threadList: fs.String("threads", threads, "thread counts, comma-separated"),
+		label:      fs.String("label", "", "label of the build in the RESULT lines (default: the build tags)"),
+		profile:    fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`"),
+	}
+}
+
+// start parses args, fills in the default label, starts the CPU profile
+// when asked and returns the thread counts and the function that stops
+// the profile.
+func (r runFlags) start(fs *flag.FlagSet, args []string) ([]int, func(), error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	threads, err := parseThreads(*r.threadList)
+	if err != nil {
+		return nil, nil, err
+	}
+	if *r.label == "" {
+		*r.label = build()
+	}
+	stop, err := startProfile(*r.profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return threads, stop, nil
 }

@@ -20,32 +20,19 @@ import (
 // trainMain runs the training-step comparison.
 func trainMain(args []string) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	reps := fs.Int("reps", 7, "alternating repetitions per runner (the median is reported)")
-	minDur := fs.Duration("min", time.Second, "minimum duration of one repetition")
-	threadList := fs.String("threads", "2,1", "thread counts, comma-separated")
+	rf := addRunFlags(fs, "runner", time.Second, "2,1")
 	batch := fs.Int("batch", 64, "batch size")
 	lr := fs.Float64("lr", 1e-3, "SGD learning rate")
 	script := fs.String("torch", "bench/engine/torch_train.py", "PyTorch worker script (empty: engine only)")
 	python := fs.String("python", "/usr/bin/python3", "Python interpreter with torch and onnx")
-	label := fs.String("label", "", "label of the build in the RESULT lines (default: the build tags)")
-	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE`")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	threads, err := parseThreads(*threadList)
-	if err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("train: give one MODEL")
-	}
-	stop, err := startProfile(*profile)
+	threads, stop, err := rf.start(fs, args)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if *label == "" {
-		*label = build()
+	reps, minDur, label := rf.reps, rf.minDur, rf.label
+	if fs.NArg() != 1 {
+		return errors.New("train: give one MODEL")
 	}
 	path := fs.Arg(0)
 	var workers []*torchWorker
