@@ -2,10 +2,10 @@ package shapeinfer
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -182,13 +182,8 @@ func TestInferConformance(t *testing.T) {
 			passed[op]++
 		}
 	}
-	var names []string
-	for op := range passed {
-		names = append(names, op)
-	}
-	sort.Strings(names)
 	var sb strings.Builder
-	for _, op := range names {
+	for _, op := range slices.Sorted(maps.Keys(passed)) {
 		fmt.Fprintf(&sb, "%q: %d, ", op, passed[op])
 	}
 	t.Logf("%d cases with supported operators; passes per operator: %s", cases, sb.String())
