@@ -25,6 +25,12 @@ type Options struct {
 	// ExternalData stores the tensors in a data file next to Out.
 	Out          string
 	ExternalData bool
+	// Overwrite allows Out (and its data file) to replace existing files;
+	// never an input file, whatever it says.
+	Overwrite bool
+	// Inputs are the files the original was read from (onnxio.LoadFiles);
+	// Run fills them when it loads In itself. No output may replace one.
+	Inputs []string
 	// Rule is the rank rule of the layers that Plan.Select does not fix;
 	// a Budget replaces it. Residual is the residual kind of the modules.
 	Rule     svd.Policy

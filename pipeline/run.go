@@ -32,11 +32,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	r.Original = opts.Original
 	if r.Original == nil {
-		m, err := onnxio.Load(opts.In)
+		m, inputs, err := onnxio.LoadFiles(opts.In)
 		if err != nil {
 			return nil, err
 		}
-		r.Original = m
+		r.Original, opts.Inputs = m, inputs
+	}
+	saveOpts := onnxio.SaveOptions{ExternalData: opts.ExternalData}
+	if opts.Out != "" {
+		if _, err := onnxio.CheckOutput(opts.Out, nil, saveOpts, opts.Inputs, opts.Overwrite); err != nil {
+			return nil, err
+		}
 	}
 	rule, po := opts.Rule, opts.Plan
 	if opts.Budget != nil {
@@ -103,7 +109,13 @@ func (r *Result) save(opts *Options) error {
 	if opts.Out == "" {
 		r.FileBytesAfter = int64(proto.Size(r.Model))
 	} else {
-		if err := onnxio.Save(opts.Out, r.Model, onnxio.SaveOptions{ExternalData: opts.ExternalData}); err != nil {
+		saveOpts := onnxio.SaveOptions{ExternalData: opts.ExternalData}
+		// Files can appear during a long run, and a model over 2 GiB gets a
+		// data file even without ExternalData: check again with the model.
+		if _, err := onnxio.CheckOutput(opts.Out, r.Model, saveOpts, opts.Inputs, opts.Overwrite); err != nil {
+			return err
+		}
+		if err := onnxio.Save(opts.Out, r.Model, saveOpts); err != nil {
 			return err
 		}
 		n, err := writtenBytes(opts.Out, opts.ExternalData)

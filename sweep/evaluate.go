@@ -129,7 +129,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 	if err != nil {
 		return report.Row{}, err
 	}
-	o := pipeline.Options{In: p.opts.Model, Original: p.orig, Out: modelPath, Residual: kind, Plan: p.planOptions(),
+	o := pipeline.Options{In: p.opts.Model, Original: p.orig, Out: modelPath, Overwrite: true, Residual: kind, Plan: p.planOptions(),
 		Tool: p.opts.Tool, Progress: p.progress(cfg)}
 	if cfg.HasBudget() {
 		o.Budget = &pipeline.BudgetOptions{Target: cfg.Budget, Multiple: p.opts.Multiple, Data: p.data, Samples: p.opts.BudgetSamples,

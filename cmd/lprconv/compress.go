@@ -1,11 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -72,68 +69,6 @@ func progressPrinter(w io.Writer) func(pipeline.Event) {
 			fmt.Fprintln(w, e.Message)
 		}
 	}
-}
-
-// checkOutputPath refuses to write over the input and, unless overwrite
-// is set, over an existing file; it also checks that the output folder
-// exists, before any work is done.
-func checkOutputPath(in, out string, overwrite bool) error {
-	if out == "" {
-		return cli.Exit("compress: no output file; give -o OUT (or --dry-run)", 2)
-	}
-	if same, err := samePath(in, out); err != nil {
-		return err
-	} else if same {
-		return cli.Exit(fmt.Sprintf("compress: output %s is the input model; write to another file", out), 2)
-	}
-	st, err := os.Stat(out)
-	switch {
-	case err == nil && st.IsDir():
-		return cli.Exit(fmt.Sprintf("compress: output %s is a directory; give a file name", out), 2)
-	case err == nil && !overwrite:
-		return cli.Exit(fmt.Sprintf("compress: output %s exists; pass --overwrite to replace it", out), 2)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("compress: output %s: %w", out, err)
-	}
-	if d, err := os.Stat(filepath.Dir(out)); err != nil || !d.IsDir() {
-		return cli.Exit(fmt.Sprintf("compress: folder of output %s does not exist", out), 2)
-	}
-	return nil
-}
-
-// samePath reports whether a and b name the same file: the same resolved
-// path, or (when both exist) the same inode.
-func samePath(a, b string) (bool, error) {
-	ra, err := resolvePath(a)
-	if err != nil {
-		return false, err
-	}
-	rb, err := resolvePath(b)
-	if err != nil {
-		return false, err
-	}
-	if ra == rb {
-		return true, nil
-	}
-	sa, errA := os.Stat(a)
-	sb, errB := os.Stat(b)
-	return errA == nil && errB == nil && os.SameFile(sa, sb), nil
-}
-
-// resolvePath returns the absolute path with symlinks resolved as far as
-// the path exists.
-func resolvePath(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r, nil
-	}
-	if r, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		return filepath.Join(r, filepath.Base(abs)), nil
-	}
-	return abs, nil
 }
 
 // repeatedString is a flag value that collects every occurrence verbatim
@@ -310,16 +245,19 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 		opts.FineTune.Options.CheckpointEvery = c.Int("checkpoint-every")
 		opts.FineTune.PeakRSS = peakRSS
 	}
-	if !dry {
-		if err := checkOutputPath(in, opts.Out, c.Bool("overwrite")); err != nil {
-			return opts, closeData, err
-		}
+	if !dry && opts.Out == "" {
+		return opts, closeData, usage("no output file; give -o OUT (or --dry-run)")
 	}
-	if _, err := os.Stat(in); err != nil {
+	opts.Overwrite = c.Bool("overwrite")
+	if opts.Original, opts.Inputs, err = onnxio.LoadFiles(in); err != nil {
 		return opts, closeData, fmt.Errorf("compress: %w", err)
 	}
-	if opts.Original, err = onnxio.Load(in); err != nil {
-		return opts, closeData, err
+	if !dry {
+		// Refuse before any work: the input, a file it references, an
+		// existing file without --overwrite, or a device or FIFO.
+		if _, err := onnxio.CheckOutput(opts.Out, nil, onnxio.SaveOptions{ExternalData: opts.ExternalData}, opts.Inputs, opts.Overwrite); err != nil {
+			return opts, closeData, cli.Exit("compress: "+err.Error(), 2)
+		}
 	}
 	if spec := c.String("input-shape"); spec != "" {
 		if opts.Plan.Shapes, err = shapeOptions(opts.Original, spec); err != nil {
