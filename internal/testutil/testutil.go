@@ -91,6 +91,33 @@ func RequirePythonONNX(t testing.TB) {
 	}
 }
 
+var pythonTorch struct {
+	once sync.Once
+	err  error
+}
+
+// PythonTorch reports whether /usr/bin/python3 can import torch, onnx and
+// numpy (Debian's python3-torch and python3-onnx; checked once per test
+// binary), with the reason when it cannot.
+func PythonTorch() error {
+	pythonTorch.once.Do(func() {
+		out, err := exec.Command(Python, "-c", "import torch, onnx, numpy").CombinedOutput()
+		if err != nil {
+			pythonTorch.err = errors.New(Python + " cannot import torch, onnx and numpy (install Debian's python3-torch and python3-onnx): " + strings.TrimSpace(string(out)) + " " + err.Error())
+		}
+	})
+	return pythonTorch.err
+}
+
+// RequirePythonTorch skips the test when /usr/bin/python3 cannot import
+// torch, onnx and numpy (fails it when CI is set).
+func RequirePythonTorch(t testing.TB) {
+	t.Helper()
+	if err := PythonTorch(); err != nil {
+		missing(t, err.Error())
+	}
+}
+
 // checkScript loads the model (with external data from its folder) and runs
 // the full ONNX checker, including shape inference.
 const checkScript = "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)"
