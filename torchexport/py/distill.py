@@ -316,6 +316,9 @@ def main(argv=None):
 
     inp = NAMES["input"]
     chw = (inp["channels"], inp["height"], inp["width"])
+    if inp["batch"] and args.batch != inp["batch"]:
+        raise SystemExit("distill.py: the model's input %r has a fixed batch size of %d; use --batch %d or export the model with a dynamic batch"
+                         % (inp["name"], inp["batch"], inp["batch"]))
     data = Images(args, chw)
     n = len(data)
     g = torch.Generator().manual_seed(args.seed)
