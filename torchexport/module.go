@@ -105,6 +105,9 @@ func Generate(m *onnxpb.ModelProto, opts GenOptions) (*Module, error) {
 		if _, ok := g.expr[in.GetName()]; ok {
 			continue // an initializer listed among the inputs (IR < 4)
 		}
+		if in.GetType().GetTensorType() == nil {
+			return nil, fmt.Errorf("graph input %q is not a tensor (sequence and optional values are not supported)", in.GetName())
+		}
 		a := g.namer.Name("x_", in.GetName())
 		args = append(args, a)
 		mod.Inputs = append(mod.Inputs, in.GetName())
