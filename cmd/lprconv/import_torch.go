@@ -55,8 +55,8 @@ Examples:
 			&cli.StringFlag{Name: "into", Usage: "the ONNX model `IN` whose initializers receive the tensors"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the model to `OUT`"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace OUT if it exists (never IN)"},
-			&cli.Float64Flag{Name: "tolerance", Value: 1e-4, Usage: "largest relative max-abs error accepted between runtimes"},
-			&cli.IntFlag{Name: "threads", Usage: "engine threads (0: all cores)"},
+			&cli.Float64Flag{Name: "tolerance", Value: 1e-4, Usage: "largest relative max-abs `ERROR` accepted between runtimes"},
+			&cli.IntFlag{Name: "threads", Usage: "engine `THREADS` (0: all cores)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 	}, func(c *cli.Context, args []string) error {
