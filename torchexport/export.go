@@ -5,9 +5,11 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/template"
 
 	"github.com/lprconv/lprconv/evaluate"
@@ -61,6 +63,31 @@ func (r Recipe) withDefaults() Recipe {
 		r.Fit = "resize"
 	}
 	return r
+}
+
+// validate checks the fields that are written into distill.py as
+// Python literals.
+func (r Recipe) validate() error {
+	for _, f := range []struct{ name, list string }{{"mean", r.Mean}, {"std", r.Std}} {
+		if f.list == "" {
+			continue
+		}
+		for _, v := range strings.Split(f.list, ",") {
+			if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+				return fmt.Errorf("recipe %s %q: %w", f.name, f.list, err)
+			}
+		}
+	}
+	if r.Train != "lpr" && r.Train != "all" {
+		return fmt.Errorf("recipe train %q: want lpr or all", r.Train)
+	}
+	if r.Fit != "resize" && r.Fit != "crop" && r.Fit != "pad" {
+		return fmt.Errorf("recipe fit %q: want resize, crop or pad", r.Fit)
+	}
+	if r.ValFraction >= 1 || math.IsNaN(r.ValFraction) || math.IsNaN(r.LR) || math.IsNaN(r.Temperature) {
+		return fmt.Errorf("recipe: val fraction %v, lr %v, temperature %v out of range", r.ValFraction, r.LR, r.Temperature)
+	}
+	return nil
 }
 
 // Options configure Export.
@@ -152,6 +179,9 @@ func Export(dir string, student *onnxpb.ModelProto, opts Options) (*Result, erro
 		nm.Teacher = &moduleNames{ONNX: "teacher.onnx", Module: "teacher.py", Tensors: res.Teacher.Tensors, Inputs: res.Teacher.Inputs, Outputs: res.Teacher.Outputs}
 	}
 	rec := opts.Recipe.withDefaults()
+	if err := rec.validate(); err != nil {
+		return nil, fmt.Errorf("export-torch: %w", err)
+	}
 	if nm.Recipe, err = json.Marshal(rec); err != nil {
 		return nil, err
 	}

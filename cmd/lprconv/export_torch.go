@@ -80,7 +80,7 @@ Examples:
 		}
 		opts := torchexport.Options{Origin: args[0], Recipe: torchexport.Recipe{
 			Batch: c.Int("batch"), LR: c.Float64("lr"), Temperature: c.Float64("temperature"), Train: c.String("train"),
-			ValFraction: c.Float64("val-fraction"), Mean: c.String("mean"), Std: c.String("std"), Fit: c.String("fit")}}
+			ValFraction: c.Float64("val-fraction"), Mean: strings.ReplaceAll(c.String("mean"), " ", ""), Std: strings.ReplaceAll(c.String("std"), " ", ""), Fit: c.String("fit")}}
 		if opts.Recipe.ValFraction == 0 {
 			opts.Recipe.ValFraction = -1 // none
 		}
@@ -105,6 +105,9 @@ Examples:
 		fmt.Fprintf(w, "wrote %s: %s\n", dir, strings.Join(res.Files, ", "))
 		fmt.Fprintf(w, "model.py: %d nodes, %d initializers (%d parameters; --train lpr trains %d, --train all %d)\n",
 			len(m.GetGraph().GetNode()), len(res.Student.Tensors), params, len(res.Trainable["lpr"]), len(res.Trainable["all"]))
+		if len(res.Trainable["lpr"]) == 0 && c.String("train") == "lpr" {
+			fmt.Fprintln(w, "note: the model has no LPR tensors; run distill.py with --train all (or export with --train all)")
+		}
 		if res.Teacher == nil {
 			fmt.Fprintln(w, "teacher: none given, the student's exported weights teach (see --teacher)")
 		}
