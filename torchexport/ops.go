@@ -3,6 +3,7 @@ package torchexport
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -93,7 +94,8 @@ func SupportedOps() []string {
 	for op := range emitters {
 		out = append(out, op)
 	}
-	return sortedStrings(out)
+	sort.Strings(out)
+	return out
 }
 
 // node translates one node, checking that its inputs are defined.
