@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
@@ -85,28 +86,13 @@ func runPython(t *testing.T, dir string, args ...string) {
 	t.Logf("%s", lastLines(string(out), 4))
 }
 
+// lastLines returns the last n non-empty lines of s.
 func lastLines(s string, n int) string {
-	lines := slices.DeleteFunc(splitLines(s), func(l string) bool { return l == "" })
+	lines := slices.DeleteFunc(strings.Split(s, "\n"), func(l string) bool { return l == "" })
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	out := ""
-	for _, l := range lines {
-		out += l + "\n"
-	}
-	return out
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i, r := range s {
-		if r == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
+	return strings.Join(lines, "\n")
 }
 
 // TestDistillDDP runs the exported distill.py under torch.distributed.run
