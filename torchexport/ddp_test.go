@@ -121,6 +121,9 @@ func TestDistillDDP(t *testing.T) {
 		append([]string{"distill.py", "--backend", "gloo", "--batch", "16", "--out", "ddp"}, common...)...)
 	runPython(t, dir, ddp...)
 	runPython(t, dir, append([]string{"distill.py", "--batch", "32", "--out", "single"}, common...)...)
+	// The same single-process run, interrupted after 4 steps and resumed.
+	runPython(t, dir, append([]string{"distill.py", "--batch", "32", "--out", "resumed", "--stop-after", "4"}, common...)...)
+	runPython(t, dir, append([]string{"distill.py", "--batch", "32", "--out", "resumed", "--resume"}, common...)...)
 
 	two := readLosses(t, filepath.Join(dir, "ddp", "log.jsonl"))
 	one := readLosses(t, filepath.Join(dir, "single", "log.jsonl"))
@@ -136,6 +139,11 @@ func TestDistillDDP(t *testing.T) {
 	if !(worst <= 1e-4) {
 		t.Errorf("2x%d and 1x%d loss curves differ by up to %.3g (relative); want <= 1e-4", batch, 2*batch, worst)
 	}
+	resumed := readLosses(t, filepath.Join(dir, "resumed", "log.jsonl"))
+	if !slices.Equal(resumed, one) {
+		t.Errorf("stopped after 4 steps and resumed, the run logged losses %v; uninterrupted %v", resumed, one)
+	}
+	checkSameWeights(t, filepath.Join(dir, "resumed", "weights.safetensors"), filepath.Join(dir, "single", "weights.safetensors"))
 	if !(one[steps-1] < one[0]) {
 		t.Errorf("the loss did not decrease over %d steps: %.5f -> %.5f", steps, one[0], one[steps-1])
 	}
@@ -208,5 +216,26 @@ func checkOnlyLPRChanged(t *testing.T, before, after *onnxpb.ModelProto) {
 	}
 	if changed == 0 {
 		t.Error("no LPR tensor changed")
+	}
+}
+
+// checkSameWeights checks that two weights files hold the same tensors.
+func checkSameWeights(t *testing.T, a, b string) {
+	t.Helper()
+	wa, err := ReadSafetensors(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := ReadSafetensors(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(wa.Names(), wb.Names()) {
+		t.Fatalf("%s and %s hold different tensors", a, b)
+	}
+	for _, n := range wa.Names() {
+		if !slices.Equal(wa.Tensors[n].F, wb.Tensors[n].F) {
+			t.Errorf("tensor %q differs between %s and %s", n, a, b)
+		}
 	}
 }

@@ -81,6 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="run", help="output folder")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--stop-after", type=int, default=0,
+                   help="stop after N steps of this run, with a checkpoint (e.g. within a batch job's time limit); --resume continues")
     p.add_argument("--backend", default="", help="nccl or gloo (default: nccl with CUDA, else gloo)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when CUDA is available")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per process (0: torch's default)")
@@ -409,6 +411,7 @@ def main(argv=None):
     log = open(os.path.join(args.out, "log.jsonl"), "a") if rank == 0 else None
     flip = torch.Generator().manual_seed(args.seed * 1000003 + rank)
     start = time.time()
+    first_step, stopped = step, False
     epoch = step // per_epoch
     while step < total:
         sampler.set_epoch(epoch)
@@ -445,15 +448,26 @@ def main(argv=None):
                 if step % args.log_every == 0 or step == total:
                     print("step %d/%d epoch %d loss %.5f (mean %.5f) lr %.3g, %.1f images/s" % (
                         step, total, epoch + 1, g_loss, loss_mean, lr,
-                        step * args.batch * world / max(time.time() - start, 1e-9)), flush=True)
+                        (step - first_step) * args.batch * world / max(time.time() - start, 1e-9)), flush=True)
             if step % args.checkpoint_every == 0:
                 checkpoint()
+            if 0 < args.stop_after <= step - first_step and step < total:
+                stopped = True
+                break
         else:
             epoch += 1
             validate()
             checkpoint()
             continue
         break
+    if stopped:
+        checkpoint()
+        if rank == 0:
+            print("stopped at step %d of %d; run again with --resume to continue" % (step, total), flush=True)
+        if world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        return
     if step % per_epoch != 0:
         validate()
     if best is not None:
