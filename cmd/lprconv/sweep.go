@@ -95,6 +95,7 @@ Examples:
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
+			allowNonFiniteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
 		),
 	}
@@ -223,7 +224,25 @@ func runSweep(c *cli.Context, args []string) error {
 	if len(res.Unmet) > 0 {
 		fmt.Fprintf(c.App.Writer, "budgets not met (no row; see the notes in report.md): %s\n", strings.Join(res.Unmet, ", "))
 	}
-	return nil
+	return sweepNonFiniteExit(c, res.Sweep)
+}
+
+// sweepNonFiniteExit returns exit code 3 naming the configurations whose
+// models gave NaN or infinite logits, unless --allow-nonfinite is set.
+func sweepNonFiniteExit(c *cli.Context, s *report.Sweep) error {
+	if c.Bool("allow-nonfinite") {
+		return nil
+	}
+	var bad []string
+	for _, r := range s.Rows {
+		if r.NonFinite > 0 {
+			bad = append(bad, fmt.Sprintf("%s (%d samples)", r.Config, r.NonFinite))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return cli.Exit(fmt.Sprintf("sweep: NaN or infinite logits from %s; they are scored as wrong (pass --allow-nonfinite to exit 0 anyway)", strings.Join(bad, ", ")), 3)
 }
 
 // sweepFineTune reads the fine-tuning flags: nil unless --epochs or
