@@ -40,17 +40,17 @@ func (s Shard) String() string {
 func ParseShard(text string) (Shard, error) {
 	i, n, ok := strings.Cut(strings.TrimSpace(text), "/")
 	if !ok {
-		return Shard{}, fmt.Errorf("shard %q: want I/N, e.g. 0/4 for the first of 4 shards", text)
+		return Shard{}, fmt.Errorf("shard %q: want I/N with N >= 1 and 0 <= I <= N-1, e.g. 0/4 for the first of 4 shards", text)
 	}
 	index, err1 := strconv.Atoi(strings.TrimSpace(i))
 	count, err2 := strconv.Atoi(strings.TrimSpace(n))
 	switch {
 	case err1 != nil || err2 != nil:
-		return Shard{}, fmt.Errorf("shard %q: want I/N with whole numbers, e.g. 0/4 for the first of 4 shards", text)
+		return Shard{}, fmt.Errorf("shard %q: want whole numbers I/N with N >= 1 and 0 <= I <= N-1, e.g. 0/4 for the first of 4 shards", text)
 	case count < 1:
-		return Shard{}, fmt.Errorf("shard %q: the shard count N must be at least 1", text)
+		return Shard{}, fmt.Errorf("shard %q: the shard count N must be at least 1 (and 0 <= I <= N-1)", text)
 	case index < 0 || index >= count:
-		return Shard{}, fmt.Errorf("shard %q: the shard index I must be in 0..%d (N-1 for N = %d)", text, count-1, count)
+		return Shard{}, fmt.Errorf("shard %q: the shard index I must be in 0..%d (0 <= I <= N-1 for N = %d)", text, count-1, count)
 	}
 	return Shard{Index: index, Count: count}, nil
 }
