@@ -24,7 +24,7 @@ func sweepCommand() *cli.Command {
 	cmd := &cli.Command{
 		Name:      "sweep",
 		Usage:     "compress a model at several ranks and residuals and report size, fidelity, accuracy and latency",
-		ArgsUsage: "MODEL --out DIR",
+		ArgsUsage: "MODEL --out DIR [--shard I/N] | --report DIR",
 		Description: `Compresses MODEL once per configuration (each residual in --residuals at
 each ratio in --rank-ratios, and at each budget in --budgets), measures every
 compressed model against the original, and writes to DIR: report.md,
@@ -76,8 +76,9 @@ exclusively, refreshed every --lock-stale/5 and taken over when older than
 --lock-stale), so workers never run one configuration twice. Once the shards
 have finished, --report DIR builds report.md, results.csv, results.json and
 the plots from everything recorded in DIR, computing nothing (configurations
-not yet finished are named in a note); the same command without --shard does
-the same and also measures latency. See docs/distributed-sweeps.md for a
+not yet finished are named in a note). The same command without --shard
+also builds them, after running any configuration still missing, and
+measures latency on its machine. See docs/distributed-sweeps.md for a
 Kubernetes Indexed Job and a Slurm job array.
 
 Examples:
