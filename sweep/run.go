@@ -4,6 +4,11 @@
 // sweep resumes where it stopped, and writes the tables and plots of the
 // report package. The work of one configuration is done by an Evaluator;
 // Pipeline is the one built from lprconv's stages.
+//
+// A sweep can be split into shards (Shard) run by several workers on one
+// shared output folder: each configuration is run under an exclusive lock
+// file (lock.go), and Report builds the report from whatever the workers
+// have recorded, computing nothing.
 package sweep
 
 import (

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/urfave/cli/v2"
@@ -435,29 +437,30 @@ func TestSweepShardsMatchWholeSweep(t *testing.T) {
 		t.Fatalf("unsharded results.csv has %d lines, want 5", len(want))
 	}
 
+	// The two shards are two processes (this test binary re-run as
+	// lprconv, see TestSweepHelperProcess) started at the same time.
 	shared := filepath.Join(t.TempDir(), "shared")
-	type result struct {
-		code           int
-		stdout, stderr string
-	}
-	var res [2]result
-	var wg sync.WaitGroup
-	for i := range res {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			code, stdout, stderr := runCLI(shardArgs(t, shared, "--shard", fmt.Sprintf("%d/2", i))...)
-			res[i] = result{code, stdout, stderr}
-		}(i)
-	}
-	wg.Wait()
-	for i, r := range res {
-		if r.code != 0 {
-			t.Fatalf("--shard %d/2: exit %d: %s", i, r.code, r.stderr)
+	var procs [2]*exec.Cmd
+	var outs, errs [2]bytes.Buffer
+	for i := range procs {
+		args, err := json.Marshal(shardArgs(t, shared, "--shard", fmt.Sprintf("%d/2", i)))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !strings.Contains(r.stdout, fmt.Sprintf("shard %d/2: 2 configurations run", i)) ||
-			!strings.Contains(r.stdout, "lprconv sweep --report "+shared) {
-			t.Errorf("--shard %d/2 output:\n%s", i, r.stdout)
+		procs[i] = exec.Command(os.Args[0], "-test.run=^TestSweepHelperProcess$")
+		procs[i].Env = append(os.Environ(), helperArgsEnv+"="+string(args))
+		procs[i].Stdout, procs[i].Stderr = &outs[i], &errs[i]
+		if err := procs[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range procs {
+		if err := p.Wait(); err != nil {
+			t.Fatalf("--shard %d/2: %v: %s", i, err, errs[i].String())
+		}
+		if stdout := outs[i].String(); !strings.Contains(stdout, fmt.Sprintf("shard %d/2: 2 configurations run", i)) ||
+			!strings.Contains(stdout, "lprconv sweep --report "+shared) {
+			t.Errorf("--shard %d/2 output:\n%s", i, stdout)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(shared, report.CSVFile)); err == nil {
@@ -497,4 +500,25 @@ func TestSweepShardsMatchWholeSweep(t *testing.T) {
 	if notes := strings.Join(ps.Meta.Notes, "\n"); !strings.Contains(notes, "Not finished yet: diag_r0.25, diag_r0.125.") {
 		t.Errorf("partial report notes:\n%s", notes)
 	}
+}
+
+// helperArgsEnv holds the JSON-encoded command line that
+// TestSweepHelperProcess runs.
+const helperArgsEnv = "LPRCONV_TEST_HELPER_ARGS"
+
+// TestSweepHelperProcess is not a test: run by TestSweepShardsMatchWholeSweep
+// as a child process with helperArgsEnv set, it is lprconv with those
+// arguments and exits with its code. Without the variable it returns at
+// once.
+func TestSweepHelperProcess(t *testing.T) {
+	enc := os.Getenv(helperArgsEnv)
+	if enc == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(enc), &args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(run(append([]string{"lprconv"}, args...), os.Stdout, os.Stderr))
 }
