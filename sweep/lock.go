@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,7 +41,9 @@ const DefaultLockStale = 10 * time.Minute
 // worker that died mid-takeover is removed once it is older than stale.
 //
 // Limits: the heartbeat is compared with the reader's clock, so the
-// workers' clocks must agree to well within stale (NTP does this); a worker
+// workers' clocks must agree to well within stale (NTP does this), and
+// stale must exceed the heartbeat plus the filesystem's attribute caching
+// (up to a minute on NFS), hence minutes rather than seconds; a worker
 // stalled for longer than stale (a suspended machine) loses its lock, and
 // notices at its next heartbeat and stops that configuration (a worker
 // that took it over computes the same result, and every file is written
@@ -173,7 +176,7 @@ func (l *locker) takeOver(path string, seen fs.FileInfo) (*heldLock, error) {
 	}
 	f.Close()
 	defer os.Remove(guard)
-	st, err := os.Stat(path)
+	_, st, err := readLock(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -191,16 +194,22 @@ func (l *locker) takeOver(path string, seen fs.FileInfo) (*heldLock, error) {
 
 // readLock returns the owner recorded in a lock file and its file
 // information. A lock whose content is not (yet) written has a zero owner.
+// The information is taken from the opened file: on NFS, opening
+// revalidates the cached attributes (close-to-open consistency), so the
+// modification time is the server's, not a cached one.
 func readLock(path string) (lockOwner, fs.FileInfo, error) {
-	info, err := os.Stat(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return lockOwner{}, nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
 	if err != nil {
 		return lockOwner{}, nil, err
 	}
 	var o lockOwner
-	if data, err := os.ReadFile(path); err == nil {
+	if data, err := io.ReadAll(io.LimitReader(f, 1<<16)); err == nil {
 		_ = json.Unmarshal(data, &o) // an empty or partial file is still a lock
-	} else if errors.Is(err, fs.ErrNotExist) {
-		return lockOwner{}, nil, err
 	}
 	return o, info, nil
 }
@@ -211,7 +220,7 @@ func (l *locker) heartbeat(h *heldLock, lost func(by lockOwner)) {
 	h.stop, h.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(h.done)
-		t := time.NewTicker(l.stale / 5)
+		t := time.NewTicker(max(l.stale/5, time.Millisecond))
 		defer t.Stop()
 		for {
 			select {

@@ -145,8 +145,10 @@ func runSweep(c *cli.Context, args []string) error {
 			return usage("--json: a shard writes no report; once the shards have finished, use --report %s --json", out)
 		}
 	}
-	if c.Duration("lock-stale") <= 0 {
-		return usage("--lock-stale %s must be positive", c.Duration("lock-stale"))
+	if c.Duration("lock-stale") < time.Minute {
+		// Heartbeats come every --lock-stale/5, and shared filesystems
+		// cache file times for up to a minute.
+		return usage("--lock-stale %s must be at least 1m", c.Duration("lock-stale"))
 	}
 	var ratios []float64
 	var err error

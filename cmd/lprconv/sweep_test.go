@@ -197,7 +197,7 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--shard", "-1/2"}, "--shard: shard \"-1/2\": the shard index I must be in 0..1"},
 		{[]string{"sweep", model, "--out", out, "--shard=a/b"}, "--shard: shard \"a/b\": want whole numbers I/N with N >= 1 and 0 <= I <= N-1"},
 		{[]string{"sweep", model, "--out", out, "--shard", "0/2", "--json"}, "--report " + out + " --json"},
-		{[]string{"sweep", model, "--out", out, "--lock-stale", "0s"}, "--lock-stale"},
+		{[]string{"sweep", model, "--out", out, "--lock-stale", "30s"}, "--lock-stale 30s must be at least 1m"},
 		{[]string{"sweep", model, "--report", out}, "give no MODEL"},
 		{[]string{"sweep", "--report", out, "--out", out}, "give no --out or --shard"},
 	} {
