@@ -55,7 +55,7 @@ func ParseMethod(s string) (Method, error) {
 // Calibration defaults.
 const (
 	DefaultPercentile = 99.999
-	DefaultSamples    = 256
+	DefaultSamples    = 512
 	DefaultBatch      = 32
 	histogramBins     = 4096
 )

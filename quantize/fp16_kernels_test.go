@@ -11,23 +11,24 @@ import (
 )
 
 // TestFP16KernelList converts one float operator type at a time to float16
-// in each fixture and loads and runs the result in ONNX Runtime: the types
+// in each fixture (and an LPR-compressed one, for Add) and loads and runs the result in ONNX Runtime: the types
 // that fail must be exactly those in DefaultKeepFloat32 (among the types
 // the fixtures use), and the others must run.
 func TestFP16KernelList(t *testing.T) {
 	testutil.RequireORT(t)
 	keep := DefaultKeepFloat32()
 	tested := map[string]bool{}
-	for _, name := range []string{"mobilenetv1.onnx", "shufflenetv2.onnx"} {
-		m, err := onnxio.Load(testutil.Fixture(t, name))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, c := range []struct {
+		name string
+		lpr  bool
+	}{{"mobilenetv1.onnx", false}, {"shufflenetv2.onnx", false}, {"mobilenetv1.onnx", true}} {
+		name := c.name
+		m := fixtureModel(t, name, c.lpr)
 		_, all, err := ToFloat16(m, FP16Options{KeepFloat32: []string{}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, op := range sortedKeys(all.Converted) {
+		for _, op := range SortedOps(all.Converted) {
 			if tested[op] {
 				continue
 			}

@@ -17,12 +17,13 @@ type Int8Options struct {
 	// Calibrate tunes the calibration run of Int8.
 	Calibrate CalibrateOptions
 	// Activations is the activations' element type: onnxio.Uint8 (the
-	// zero value is taken as Uint8) or onnxio.Int8.
+	// zero value is taken as Uint8) or onnxio.Int8. Either grid is
+	// asymmetric, spanning [min(0, r.Min), max(0, r.Max)] with 0 exact,
+	// so that the output quantizer of a Conv, Gemm or Add clamps at zero
+	// and a following Relu can be folded into it. Uint8 is ONNX Runtime's
+	// fast path on x86-64: with int8 activations it fuses fewer nodes
+	// (bench/quantize/README.md).
 	Activations onnxio.DataType
-	// Symmetric gives int8 activations a zero point of 0 and the grid
-	// [−max|r|, max|r|] (Activations must be Int8); the default is
-	// asymmetric, the grid spanning [min(0, r.Min), max(0, r.Max)].
-	Symmetric bool
 }
 
 // Int8Report says what ToInt8 did.
@@ -240,13 +241,6 @@ func activationParams(r Range, opts Int8Options) (qparams, error) {
 	if opts.Activations == onnxio.Int8 {
 		qmin, qmax = -128, 127
 	}
-	if opts.Symmetric {
-		a := max(-lo, hi)
-		if a == 0 {
-			return qparams{Scale: 1}, nil
-		}
-		return qparams{Scale: float32(a / 127)}, nil
-	}
 	if hi == lo {
 		return qparams{Scale: 1, Zero: int32(qmin)}, nil
 	}
@@ -271,9 +265,6 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 	}
 	if opts.Activations != onnxio.Uint8 && opts.Activations != onnxio.Int8 {
 		return nil, nil, fmt.Errorf("int8: activation type %s is not uint8 or int8", opts.Activations)
-	}
-	if opts.Symmetric && opts.Activations != onnxio.Int8 {
-		return nil, nil, fmt.Errorf("int8: symmetric activations need the int8 activation type")
 	}
 	p, err := planInt8(m)
 	if err != nil {
@@ -310,8 +301,8 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 		gr := grid[p.quant[v]]
 		q, d := nm.fresh(v+"/q"), nm.fresh(v+"/dq")
 		*dst = append(*dst,
-			&onnxpb.NodeProto{Name: nm.fresh(v + "/QuantizeLinear"), OpType: "QuantizeLinear", Input: []string{v, gr[0], gr[1]}, Output: []string{q}},
-			&onnxpb.NodeProto{Name: nm.fresh(v + "/DequantizeLinear"), OpType: "DequantizeLinear", Input: []string{q, gr[0], gr[1]}, Output: []string{d}})
+			&onnxpb.NodeProto{OpType: "QuantizeLinear", Input: []string{v, gr[0], gr[1]}, Output: []string{q}},
+			&onnxpb.NodeProto{OpType: "DequantizeLinear", Input: []string{q, gr[0], gr[1]}, Output: []string{d}})
 		dq[v] = d
 		rep.Activations++
 	}
@@ -350,11 +341,16 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 			}
 			if !ok {
 				name := in[1]
+				// ONNX Runtime's QGemm fusion wants the weight's zero
+				// point present and shaped like its scale.
 				qn, sn, zn, dn := nm.fresh(name+"/int8"), nm.fresh(name+"/scale"), nm.fresh(name+"/zero_point"), nm.fresh(name+"/dq")
 				wq.Name = qn
-				zeros := make([]int32, len(ws))
-				inits = append(inits, wq, onnxio.NewFloat32(sn, []int64{int64(len(ws))}, ws), newInt8Tensor(zn, onnxio.Int8, []int64{int64(len(ws))}, zeros))
-				pre = append(pre, dqNode(nm.fresh(name+"/DequantizeLinear"), qn, sn, zn, dn, axis))
+				var sdims []int64
+				if len(ws) > 1 {
+					sdims = []int64{int64(len(ws))}
+				}
+				inits = append(inits, wq, onnxio.NewFloat32(sn, sdims, ws), newInt8Tensor(zn, onnxio.Int8, sdims, make([]int32, len(ws))))
+				pre = append(pre, dqNode(qn, sn, zn, dn, axis))
 				wd = dn
 				rep.Weights++
 				if key != "" {
@@ -367,14 +363,13 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 				name := in[2]
 				bs := make([]float32, len(ws))
 				bq := make([]int32, len(ws))
-				for c := range ws {
-					bs[c] = xs * ws[c]
+				for c := range bs {
+					bs[c] = xs * ws[min(c, len(ws)-1)]
 					bq[c] = int32(math.RoundToEven(float64(bias[c]) / float64(bs[c])))
 				}
-				qn, sn, zn, dn := nm.fresh(name+"/int32"), nm.fresh(name+"/scale"), nm.fresh(name+"/zero_point"), nm.fresh(name+"/dq")
-				inits = append(inits, newInt32Tensor(qn, []int64{int64(len(bq))}, bq), onnxio.NewFloat32(sn, []int64{int64(len(bs))}, bs),
-					newInt32Tensor(zn, []int64{int64(len(bs))}, make([]int32, len(bs))))
-				pre = append(pre, dqNode(nm.fresh(name+"/DequantizeLinear"), qn, sn, zn, dn, 0))
+				qn, sn, dn := nm.fresh(name+"/int32"), nm.fresh(name+"/scale"), nm.fresh(name+"/dq")
+				inits = append(inits, newInt32Tensor(qn, []int64{int64(len(bq))}, bq), onnxio.NewFloat32(sn, []int64{int64(len(bs))}, bs))
+				pre = append(pre, dqNode(qn, sn, "", dn, 0))
 				n.Input[2] = dn
 				rep.Biases++
 			}
@@ -451,7 +446,17 @@ func quantizeWeight(t *onnxpb.TensorProto, axis int, xs float32, bias []float32)
 	for i, v := range w {
 		amax[ch(i)] = max(amax[ch(i)], math.Abs(float64(v)))
 	}
-	scales := make([]float32, channels)
+	if inner*channels == len(w) && len(w) == channels && channels > 1 {
+		// One weight per channel (a diag residual): a scale per channel
+		// would outweigh the weights, so one scale covers the tensor.
+		a := 0.0
+		for _, v := range amax {
+			a = max(a, v)
+		}
+		amax = []float64{a}
+		ch = func(int) int { return 0 }
+	}
+	scales := make([]float32, len(amax))
 	for c, a := range amax {
 		s := a / 127
 		if s == 0 {
@@ -459,7 +464,9 @@ func quantizeWeight(t *onnxpb.TensorProto, axis int, xs float32, bias []float32)
 		}
 		if bias != nil && xs > 0 {
 			// |b|/(xs·s) must stay within int32.
-			s = max(s, math.Abs(float64(bias[c]))/(float64(xs)*(math.MaxInt32-1)))
+			for _, b := range bias[c : c+len(bias)-len(amax)+1] {
+				s = max(s, math.Abs(float64(b))/(float64(xs)*(math.MaxInt32-1)))
+			}
 		}
 		scales[c] = float32(s)
 	}
@@ -471,9 +478,15 @@ func quantizeWeight(t *onnxpb.TensorProto, axis int, xs float32, bias []float32)
 	return &onnxpb.TensorProto{Dims: append([]int64(nil), dims...), DataType: int32(onnxio.Int8), RawData: raw}, scales, nil
 }
 
-func dqNode(name, q, scale, zero, out string, axis int) *onnxpb.NodeProto {
-	return &onnxpb.NodeProto{Name: name, OpType: "DequantizeLinear", Input: []string{q, scale, zero}, Output: []string{out},
-		Attribute: []*onnxpb.AttributeProto{{Name: "axis", Type: onnxpb.AttributeProto_INT, I: int64(axis)}}}
+// dqNode dequantizes a weight or bias along axis, or per tensor when the
+// scale is a scalar; an empty zero means a zero point of 0, left out.
+func dqNode(q, scale, zero, out string, axis int) *onnxpb.NodeProto {
+	n := &onnxpb.NodeProto{OpType: "DequantizeLinear", Input: []string{q, scale}, Output: []string{out}}
+	if zero != "" {
+		n.Input = append(n.Input, zero)
+	}
+	n.Attribute = []*onnxpb.AttributeProto{{Name: "axis", Type: onnxpb.AttributeProto_INT, I: int64(axis)}}
+	return n
 }
 
 // newInt8Tensor returns an INT8 or UINT8 tensor of the given values.

@@ -10,5 +10,6 @@ func commands() []*cli.Command {
 		evalCommand(),
 		compareCommand(),
 		sweepCommand(),
+		quantizeCommand(),
 	}
 }
