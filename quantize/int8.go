@@ -296,6 +296,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 		rep.Calibrated++
 	}
 	dq := map[string]string{}
+	qv := map[string]string{} // activation → its quantized value
 	var pre, nodes []*onnxpb.NodeProto
 	quantize := func(v string, dst *[]*onnxpb.NodeProto) {
 		gr := grid[p.quant[v]]
@@ -303,7 +304,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 		*dst = append(*dst,
 			&onnxpb.NodeProto{OpType: "QuantizeLinear", Input: []string{v, gr[0], gr[1]}, Output: []string{q}},
 			&onnxpb.NodeProto{OpType: "DequantizeLinear", Input: []string{q, gr[0], gr[1]}, Output: []string{d}})
-		dq[v] = d
+		dq[v], qv[v] = d, q
 		rep.Activations++
 	}
 	for _, in := range g.GetInput() {
@@ -375,8 +376,15 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 			}
 		}
 		used := false
+		shape := defaultDomain(n) && (n.GetOpType() == "Shape" || n.GetOpType() == "Size")
 		for i, v := range in {
 			if d, ok := dq[v]; ok && p.inits[v] == nil {
+				// Shape reads the 8-bit value, so that the
+				// DequantizeLinear feeds one node and ONNX
+				// Runtime can fuse it.
+				if shape {
+					d = qv[v]
+				}
 				n.Input[i] = d
 				used = true
 			}
