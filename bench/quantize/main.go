@@ -1,158 +1,144 @@
-// Command quantize measures lprconv's fp16 and int8 exports: file size,
-// top-1 in ONNX Runtime on the 500 committed test images, and ONNX Runtime
-// latency (1 intra-op thread, every graph optimization) at batch 1 and 64,
-// for each fixture and its LPR-compressed form (data-free, lprconv
-// compress's defaults). Run from the repository root:
+// Command quantize measures the files bench/quantize/run.sh writes: for
+// each fixture and its LPR-compressed form, in fp32, fp16 and int8, the
+// file size, top-1 in ONNX Runtime on the 500 committed test images, its
+// agreement with the fp32 file, and ONNX Runtime latency (1 intra-op
+// thread, every graph optimization) at batch 1 and 64, and the top-1
+// agreement of onnxruntime-web (WebAssembly, Node.js) with native ONNX
+// Runtime on the same images. Latency is measured
+// in interleaved rounds: each round times every file of one fixture in
+// turn (runs runs each, process CPU time on Linux, which leaves out waiting
+// for a core; wall time elsewhere or with -clock wall), and the table gives
+// the median over rounds of the mean time, and the median of the per-round
+// ratio to the fp32 original, which cancels most of the load of a shared
+// machine.
 //
-//	ONNXRUNTIME_LIB=... go run ./bench/quantize [-runs 200] [-out DIR]
+//	ONNXRUNTIME_LIB=... go run ./bench/quantize [-dir bench/out/quantize] [-rounds 15] [-runs 20] [-int8 minmax]
+//
+// -models and -size measure other files of the same naming, e.g. the
+// ImageNet-shaped models (-size 224; accuracy is then left out, since the
+// committed images are Fashion-MNIST).
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
-	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/internal/ortrun"
-	"github.com/lprconv/lprconv/onnxio"
-	"github.com/lprconv/lprconv/onnxio/onnxpb"
-	"github.com/lprconv/lprconv/quantize"
-	"github.com/lprconv/lprconv/svd"
+	"github.com/lprconv/lprconv/internal/ortweb"
 )
 
-var pre = dataset.Preprocess{Channels: 3, Height: 32, Width: 32, Mean: []float32{0.286}, Std: []float32{0.353}}
+// now is the clock latency reads (cpuNow unless -clock wall).
+var now = cpuNow
 
 func main() {
-	runs := flag.Int("runs", 200, "timed runs at batch 1 (batch 64: runs/10)")
-	out := flag.String("out", "", "folder for the models (default: a temporary one)")
-	method := flag.String("method", "minmax", "calibration method")
+	dir := flag.String("dir", "bench/out/quantize", "folder of <model>[_lpr]_{fp32,fp16,int8_METHOD}.onnx files")
+	rounds := flag.Int("rounds", 15, "interleaved timing rounds")
+	runs := flag.Int("runs", 20, "timed runs per file per round at batch 1 (batch 64: runs/4, at least 2)")
+	int8 := flag.String("int8", "minmax", "calibration method of the int8 files")
+	clock := flag.String("clock", "cpu", "cpu (process CPU time) or wall")
+	models := flag.String("models", "mobilenetv1,shufflenetv2", "comma-separated model names")
+	size := flag.Int("size", 32, "input height and width (accuracy only at 32)")
 	flag.Parse()
-	if err := run(*runs, *out, *method); err != nil {
+	if _, ok := cpuNow(); !ok || *clock == "wall" {
+		now = func() (time.Duration, bool) { return time.Duration(time.Now().UnixNano()), true }
+	}
+	if err := run(*dir, strings.Split(*models, ","), *size, *rounds, *runs, *int8); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(runs int, dir, method string) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "lprconv-bench-quantize-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	meth, err := quantize.ParseMethod(method)
-	if err != nil {
-		return err
-	}
+type file struct {
+	tag, prec, path string
+	bytes           int64
+	sess            *ortrun.Session
+	top, web        []int
+	b1, b64         []float64 // per-round mean ms
+}
+
+func run(dir string, models []string, size, rounds, runs int, method string) error {
 	src, err := dataset.Open("testdata/images/test", dataset.OpenOptions{})
 	if err != nil {
 		return err
 	}
-	x, labels, err := dataset.ReadAll(src, pre)
+	x, labels, err := dataset.ReadAll(src, dataset.Preprocess{Channels: 3, Height: size, Width: size, Mean: []float32{0.286}, Std: []float32{0.353}})
 	src.Close()
 	if err != nil {
 		return err
 	}
-	fmt.Println("| model | precision | file bytes | x fp32 original | top-1 (500) | agreement with fp32 | batch 1 ms | batch 64 ms | b64 x fp32 original |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
-	for _, name := range []string{"mobilenetv1", "shufflenetv2"} {
-		m, err := onnxio.Load(filepath.Join("testdata/models", name+".onnx"))
-		if err != nil {
-			return err
-		}
-		lpr, err := compress(m)
-		if err != nil {
-			return err
-		}
-		var origBytes int64
-		var origB64 float64
-		var ref []int
-		for _, v := range []struct {
-			tag   string
-			model *onnxpb.ModelProto
-		}{{name, m}, {name + " LPR", lpr}} {
-			h, _, err := quantize.ToFloat16(v.model, quantize.FP16Options{})
-			if err != nil {
-				return err
-			}
-			train, err := dataset.Open("testdata/images/train", dataset.OpenOptions{})
-			if err != nil {
-				return err
-			}
-			l, err := dataset.NewLoader(train, dataset.Random(dataset.Indices(train.Len()), train.Len(), 1), pre, dataset.LoaderOptions{BatchSize: 32})
-			if err != nil {
-				return err
-			}
-			q, _, err := quantize.Int8(context.Background(), v.model, l, quantize.Int8Options{Calibrate: quantize.CalibrateOptions{Method: meth, Samples: 1000}})
-			l.Close()
-			train.Close()
-			if err != nil {
-				return err
-			}
-			for _, p := range []struct {
-				prec  string
-				model *onnxpb.ModelProto
-			}{{"fp32", v.model}, {"fp16", h}, {"int8", q}} {
-				path := filepath.Join(dir, fmt.Sprintf("%s_%t_%s.onnx", name, v.model == lpr, p.prec))
-				if err := onnxio.Save(path, p.model, onnxio.SaveOptions{}); err != nil {
-					return err
-				}
+	per := 3 * size * size
+	if size != 32 {
+		x = x[:64*per] // timing only
+	}
+	fmt.Println("| model | precision | file bytes | x fp32 original | top-1 500 (%) | agreement with its fp32 (%) | wasm agreement with native (%) | batch 1 ms | b1 x fp32 original | batch 64 ms | b64 x fp32 original |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, m := range models {
+		var files []*file
+		for _, v := range []string{m, m + "_lpr"} {
+			for _, p := range []string{"fp32", "fp16", "int8_" + method} {
+				path := filepath.Join(dir, v+"_"+p+".onnx")
 				st, err := os.Stat(path)
 				if err != nil {
-					return err
+					return fmt.Errorf("%w (run bench/quantize/run.sh first)", err)
 				}
 				s, err := ortrun.NewSession(path, ortrun.Options{})
 				if err != nil {
 					return err
 				}
-				top, err := classify(s, x)
-				if err != nil {
-					return err
+				defer s.Close()
+				f := &file{tag: v, prec: p, path: path, bytes: st.Size(), sess: s}
+				if size == 32 {
+					if f.top, err = classify(s, x, per); err != nil {
+						return err
+					}
+					w, err := ortweb.Run(path, x, []int{3, 32, 32}, 100)
+					if err != nil {
+						return err
+					}
+					for k := 0; k < len(w.Data); k += 10 {
+						f.web = append(f.web, evaluate.ArgMax(w.Data[k:k+10]))
+					}
 				}
-				b1, err := latency(s, x, 1, runs)
-				if err != nil {
-					return err
-				}
-				b64, err := latency(s, x, 64, max(runs/10, 5))
-				if err != nil {
-					return err
-				}
-				s.Close()
-				if origBytes == 0 {
-					origBytes, origB64, ref = st.Size(), b64, top
-				}
-				fmt.Printf("| %s | %s | %d | %.3f | %.1f | %.1f | %.3f | %.2f | %.2f |\n", v.tag, p.prec, st.Size(), float64(st.Size())/float64(origBytes),
-					100*agree(top, labels), 100*agree(top, ref), b1, b64, b64/origB64)
+				files = append(files, f)
 			}
+		}
+		for r := 0; r < rounds; r++ {
+			for _, f := range files {
+				b1, err := meanMs(f.sess, x, per, 1, runs)
+				if err != nil {
+					return err
+				}
+				b64, err := meanMs(f.sess, x, per, 64, max(runs/4, 2))
+				if err != nil {
+					return err
+				}
+				f.b1, f.b64 = append(f.b1, b1), append(f.b64, b64)
+			}
+		}
+		orig := files[0]
+		for i, f := range files {
+			ref := files[i/3*3]
+			acc, ag, web := "-", "-", "-"
+			if f.top != nil {
+				acc, ag = fmt.Sprintf("%.1f", 100*agree(f.top, labels)), fmt.Sprintf("%.1f", 100*agree(f.top, ref.top))
+				web = fmt.Sprintf("%.1f", 100*agree(f.web, f.top))
+			}
+			fmt.Printf("| %s | %s | %d | %.3f | %s | %s | %s | %.3f | %.2f | %.2f | %.2f |\n", f.tag, f.prec, f.bytes, float64(f.bytes)/float64(orig.bytes),
+				acc, ag, web, median(f.b1), medianRatio(f.b1, orig.b1), median(f.b64), medianRatio(f.b64, orig.b64))
 		}
 	}
 	return nil
 }
 
-func compress(m *onnxpb.ModelProto) (*onnxpb.ModelProto, error) {
-	res, err := svd.ParseResidual("diag")
-	if err != nil {
-		return nil, err
-	}
-	plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 16}, res,
-		convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4})
-	if err != nil {
-		return nil, err
-	}
-	return convert.Apply(m, plan)
-}
-
-const per = 3 * 32 * 32
-
-func classify(s *ortrun.Session, x []float32) ([]int, error) {
+func classify(s *ortrun.Session, x []float32, per int) ([]int, error) {
 	var top []int
 	for i := 0; i < len(x); i += 100 * per {
 		j := min(len(x), i+100*per)
@@ -168,22 +154,36 @@ func classify(s *ortrun.Session, x []float32) ([]int, error) {
 	return top, nil
 }
 
-// latency returns the median wall time in milliseconds of runs runs at
-// the given batch size, after 5 warm-up runs.
-func latency(s *ortrun.Session, x []float32, batch, runs int) (float64, error) {
-	in := map[string]ortrun.Tensor{"input": {Shape: []int64{int64(batch), 3, 32, 32}, Data: x[:batch*per]}}
-	ts := make([]float64, 0, runs)
-	for i := 0; i < runs+5; i++ {
-		t0 := time.Now()
+// meanMs returns the mean time (see now) in milliseconds of runs runs at the
+// given batch size, after one warm-up run.
+func meanMs(s *ortrun.Session, x []float32, per, batch, runs int) (float64, error) {
+	hw := int64(math.Sqrt(float64(per / 3)))
+	in := map[string]ortrun.Tensor{"input": {Shape: []int64{int64(batch), 3, hw, hw}, Data: x[:batch*per]}}
+	if _, err := s.Run(in, nil); err != nil {
+		return 0, err
+	}
+	t0, _ := now()
+	for i := 0; i < runs; i++ {
 		if _, err := s.Run(in, nil); err != nil {
 			return 0, err
 		}
-		if i >= 5 {
-			ts = append(ts, float64(time.Since(t0).Microseconds())/1000)
-		}
 	}
-	sort.Float64s(ts)
-	return ts[len(ts)/2], nil
+	t1, _ := now()
+	return float64((t1 - t0).Microseconds()) / 1000 / float64(runs), nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func medianRatio(a, b []float64) float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i] / b[i]
+	}
+	return median(r)
 }
 
 func agree(a, b []int) float64 {
