@@ -7,28 +7,23 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// floatSlots tells, per operator type, which inputs carry the operator's
-// main numeric type T (the ones a precision change converts); -1 means
-// every input. Operators missing here are never converted.
-var floatSlots = map[string][]int{
-	"Conv": {-1}, "ConvTranspose": {-1}, "Gemm": {-1}, "MatMul": {-1},
-	"Add": {-1}, "Sub": {-1}, "Mul": {-1}, "Div": {-1}, "Sum": {-1}, "Max": {-1}, "Min": {-1}, "Mean": {-1},
-	"Relu": {-1}, "Sigmoid": {-1}, "Tanh": {-1}, "LeakyRelu": {-1}, "HardSigmoid": {-1}, "HardSwish": {-1},
-	"Clip": {-1}, "PRelu": {-1}, "Sqrt": {-1}, "Exp": {-1}, "Neg": {-1}, "Abs": {-1}, "Erf": {-1},
-	"Softmax": {-1}, "LogSoftmax": {-1}, "Identity": {-1}, "BatchNormalization": {-1},
-	"GlobalAveragePool": {-1}, "GlobalMaxPool": {-1}, "AveragePool": {-1}, "MaxPool": {0},
-	"ReduceMean": {0}, "ReduceSum": {0}, "ReduceMax": {0}, "Flatten": {0}, "Dropout": {0},
-	"Reshape": {0}, "Transpose": {0}, "Squeeze": {0}, "Unsqueeze": {0}, "Slice": {0}, "Split": {0},
-	"Concat": {-1}, "Gather": {0}, "Pad": {0, 2}, "Expand": {0}, "Tile": {0}, "Resize": {0},
-	"Where": {1, 2},
-}
-
-// isFloatSlot reports whether input i of op carries T.
+// isFloatSlot reports whether input i of op carries the operator's main
+// numeric type T, the inputs a precision change converts. Operators not
+// listed here are never converted.
 func isFloatSlot(op string, i int) bool {
-	for _, s := range floatSlots[op] {
-		if s == -1 || s == i {
-			return true
-		}
+	switch op {
+	case "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean",
+		"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Clip", "PRelu", "Sqrt", "Exp",
+		"Neg", "Abs", "Erf", "Softmax", "LogSoftmax", "Identity", "BatchNormalization", "GlobalAveragePool",
+		"GlobalMaxPool", "AveragePool", "Concat":
+		return true
+	case "MaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "Flatten", "Dropout", "Reshape", "Transpose",
+		"Squeeze", "Unsqueeze", "Slice", "Split", "Gather", "Expand", "Tile", "Resize":
+		return i == 0
+	case "Pad":
+		return i == 0 || i == 2
+	case "Where":
+		return i == 1 || i == 2
 	}
 	return false
 }

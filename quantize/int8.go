@@ -44,20 +44,24 @@ type Int8Report struct {
 	FoldedRelu int `json:"folded_relu"`
 }
 
-// quantizedOps are the operators whose float activations ToInt8 quantizes;
-// passThrough are those whose output values are a subset of their input's,
-// so that the output shares the input's quantization grid.
-var (
-	quantizedOps = map[string]bool{
-		"Conv": true, "Gemm": true, "Add": true, "Concat": true, "GlobalAveragePool": true, "AveragePool": true,
-		"MaxPool": true, "Reshape": true, "Transpose": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true,
-		"Slice": true, "Split": true, "Identity": true,
+// quantizedOp reports whether ToInt8 quantizes the float activations op
+// reads and writes; passThrough, whether op's outputs hold a subset of its
+// first input's values, so that they share its quantization grid.
+func quantizedOp(op string) bool {
+	switch op {
+	case "Conv", "Gemm", "Add", "Concat", "GlobalAveragePool", "AveragePool":
+		return true
 	}
-	passThrough = map[string]bool{
-		"MaxPool": true, "Reshape": true, "Transpose": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true,
-		"Slice": true, "Split": true, "Identity": true,
+	return passThrough(op)
+}
+
+func passThrough(op string) bool {
+	switch op {
+	case "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split", "Identity":
+		return true
 	}
-)
+	return false
+}
 
 // int8Plan is the analysis ToInt8 and ActivationValues share: the graph
 // with Relus folded, and which activations are quantized on whose grid.
@@ -143,7 +147,7 @@ func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
 	}
 	for _, n := range g.GetNode() {
 		op := n.GetOpType()
-		if !defaultDomain(n) || !quantizedOps[op] {
+		if !defaultDomain(n) || !quantizedOp(op) {
 			continue
 		}
 		in := n.GetInput()
@@ -184,7 +188,7 @@ func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
 			if !isAct(o) || outputs[o] {
 				continue
 			}
-			if passThrough[op] {
+			if passThrough(op) {
 				mark(o, root(in[0]))
 			} else {
 				mark(o, o)
