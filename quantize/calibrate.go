@@ -69,8 +69,10 @@ type CalibrateOptions struct {
 	// Samples bounds the samples read (0: DefaultSamples); they are kept
 	// in memory for the Percentile method's second pass.
 	Samples int
-	// Batch is the engine's batch size (0: DefaultBatch), Threads its
-	// thread count (0: all CPUs).
+	// Batch is the size of the batches read from the source (0:
+	// DefaultBatch; a dataset.Loader's own batch size must not exceed it);
+	// a model with a fixed batch size runs them in chunks of that size.
+	// Threads is the engine's thread count (0: all CPUs).
 	Batch, Threads int
 }
 
@@ -105,26 +107,31 @@ func Calibrate(ctx context.Context, m *onnxpb.ModelProto, values []string, src B
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
-	if in.Batch > 0 {
-		batch = in.Batch
-	}
 	md, err := engine.NewModel(m, engine.Options{Threads: opts.Threads, Outputs: values})
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	defer md.Close()
 	size := in.Channels * in.Height * in.Width
+	// run feeds n samples of x to the model, in chunks of its fixed batch
+	// size if it has one (a short last chunk is left out).
 	run := func(x []float32, n int, visit func(name string, v []float32)) error {
-		out, err := md.Run(map[string]*engine.Tensor{in.Name: engine.NewTensorF(x[:n*size], n, in.Channels, in.Height, in.Width)})
-		if err != nil {
-			return fmt.Errorf("calibrate: %w", err)
+		chunk := n
+		if in.Batch > 0 {
+			chunk = in.Batch
 		}
-		for _, name := range values {
-			t := out[name]
-			if t == nil || t.DType != engine.Float32 {
-				return fmt.Errorf("calibrate: value %q is not a float activation of the model", name)
+		for i := 0; i+chunk <= n; i += chunk {
+			out, err := md.Run(map[string]*engine.Tensor{in.Name: engine.NewTensorF(x[i*size:(i+chunk)*size], chunk, in.Channels, in.Height, in.Width)})
+			if err != nil {
+				return fmt.Errorf("calibrate: %w", err)
 			}
-			visit(name, t.F)
+			for _, name := range values {
+				t := out[name]
+				if t == nil || t.DType != engine.Float32 {
+					return fmt.Errorf("calibrate: value %q is not a float activation of the model", name)
+				}
+				visit(name, t.F)
+			}
 		}
 		return nil
 	}
@@ -145,9 +152,6 @@ func Calibrate(ctx context.Context, m *onnxpb.ModelProto, values []string, src B
 			return nil, fmt.Errorf("calibrate: %w", err)
 		}
 		n = min(n, limit-seen)
-		if in.Batch > 0 && n != in.Batch {
-			break // a fixed-batch model cannot run a short last batch
-		}
 		err = run(x, n, func(name string, v []float32) {
 			r, ok := ranges[name]
 			if !ok {

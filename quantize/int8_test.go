@@ -279,3 +279,28 @@ func opCounts(t testing.TB, path string) map[string]int {
 	}
 	return c
 }
+
+// TestCalibrateFixedBatch calibrates a copy of MobileNetV1 whose input has
+// a fixed batch of 4 from batches of 10: the model runs in chunks of 4
+// (the last 2 samples of each batch are left out) and the input range is
+// that of the samples it saw.
+func TestCalibrateFixedBatch(t *testing.T) {
+	x, _ := testImages(t)
+	x = x[:20*3*32*32]
+	m := fixtureModel(t, "mobilenetv1.onnx", false)
+	m.GetGraph().GetInput()[0].GetType().GetTensorType().GetShape().GetDim()[0].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 4}
+	r, err := Calibrate(context.Background(), m, []string{"input"}, &sliceBatches{x: x}, CalibrateOptions{Batch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const per = 3 * 32 * 32
+	lo, hi := x[0], x[0]
+	for b := 0; b < 2; b++ {
+		for _, v := range x[b*10*per : (b*10+8)*per] {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+	}
+	if r["input"] != (Range{lo, hi}) {
+		t.Errorf("range %v, want [%g, %g]", r["input"], lo, hi)
+	}
+}
