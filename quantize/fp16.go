@@ -50,8 +50,8 @@ type FP16Report struct {
 // Constant nodes are stored as float16, whose float nodes compute in
 // float16 unless their type is in opts.KeepFloat32, and whose inputs and
 // outputs keep their float32 type, with Cast nodes wherever a value's
-// producer and consumer disagree. value_info entries follow the new types.
-// m is not modified.
+// producer and consumer disagree. value_info entries follow the new types,
+// and metadata records the conversion (MetadataKey). m is not modified.
 func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP16Report, error) {
 	keep := opts.KeepFloat32
 	if keep == nil {
@@ -189,6 +189,9 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 		if t, ok := cur[vi.GetName()]; ok {
 			setValueType(g, vi.GetName(), t)
 		}
+	}
+	if err := writeMetadata(out, Metadata{Precision: "fp16", KeepFloat32: keep}); err != nil {
+		return nil, nil, err
 	}
 	return out, rep, nil
 }

@@ -216,7 +216,8 @@ func ActivationValues(m *onnxpb.ModelProto) ([]string, error) {
 	return vs, nil
 }
 
-// Int8 calibrates m on src (see Calibrate) and quantizes it (see ToInt8).
+// Int8 calibrates m on src (see Calibrate) and quantizes it (see ToInt8),
+// adding the calibration settings to the metadata.
 func Int8(ctx context.Context, m *onnxpb.ModelProto, src Batches, opts Int8Options) (*onnxpb.ModelProto, *Int8Report, error) {
 	values, err := ActivationValues(m)
 	if err != nil {
@@ -226,7 +227,26 @@ func Int8(ctx context.Context, m *onnxpb.ModelProto, src Batches, opts Int8Optio
 	if err != nil {
 		return nil, nil, err
 	}
-	return ToInt8(m, ranges, opts)
+	q, rep, err := ToInt8(m, ranges, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	md, _, err := ReadMetadata(q)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := opts.Calibrate
+	md.Method, md.Samples = c.Method.String(), c.Samples
+	if md.Samples <= 0 {
+		md.Samples = DefaultSamples
+	}
+	if c.Method == Percentile {
+		md.Percentile = c.Percentile
+		if md.Percentile == 0 {
+			md.Percentile = DefaultPercentile
+		}
+	}
+	return q, rep, writeMetadata(q, *md)
 }
 
 // qparams is one activation grid: x̂ = Scale·(q − Zero).
@@ -261,8 +281,8 @@ func activationParams(r Range, opts Int8Options) (qparams, error) {
 // pooling or a data-moving operator reads or writes (except graph outputs)
 // passes through a QuantizeLinear/DequantizeLinear pair whose grid comes
 // from ranges (keyed by the names ActivationValues returns). Relus after a
-// Conv, Gemm or Add are folded into the output quantizer. m is not
-// modified.
+// Conv, Gemm or Add are folded into the output quantizer. Metadata
+// records the conversion (MetadataKey). m is not modified.
 func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*onnxpb.ModelProto, *Int8Report, error) {
 	if opts.Activations == 0 {
 		opts.Activations = onnxio.Uint8
@@ -428,6 +448,13 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 		}
 	}
 	g.Input = ins
+	act := "uint8"
+	if opts.Activations == onnxio.Int8 {
+		act = "int8"
+	}
+	if err := writeMetadata(p.model, Metadata{Precision: "int8", Activations: act}); err != nil {
+		return nil, nil, err
+	}
 	return p.model, rep, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/quantize"
 )
 
 // TestQuantizeCommand writes the int8 and fp16 forms of the MobileNetV1
@@ -57,6 +58,9 @@ func TestQuantizeCommand(t *testing.T) {
 		}
 		if in := m.GetGraph().GetInput()[0].GetType().GetTensorType().GetElemType(); onnxio.DataType(in) != onnxio.Float {
 			t.Errorf("%s: input type %d, want float32", c.prec, in)
+		}
+		if md, ok, err := quantize.ReadMetadata(m); err != nil || !ok || md.Precision != c.prec || (c.prec == "int8" && (md.Method != "percentile" || md.Samples != 64 || md.Activations != "uint8")) {
+			t.Errorf("%s: metadata %+v, %v, %v", c.prec, md, ok, err)
 		}
 		testutil.CheckONNX(t, out)
 	}
