@@ -99,22 +99,22 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 	if err != nil {
 		return nil, err
 	}
-	rep := &quantizeReport{Input: in, Output: out, Precision: c.String("precision"), BytesBefore: st.Size()}
-	switch rep.Precision {
-	case "fp16":
-		opts := quantize.FP16Options{}
-		if v := c.String("keep-fp32"); c.IsSet("keep-fp32") {
-			opts.KeepFloat32 = []string{}
-			for _, s := range strings.Split(v, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					opts.KeepFloat32 = append(opts.KeepFloat32, s)
-				}
+	prec, err := quantize.ParsePrecision(c.String("precision"))
+	if err != nil || prec == quantize.FP32 {
+		return nil, usage("--precision %q: want int8 or fp16", c.String("precision"))
+	}
+	rep := &quantizeReport{Input: in, Output: out, Precision: string(prec), BytesBefore: st.Size()}
+	var opts quantize.Options
+	var src quantize.Batches
+	if prec == quantize.FP16 && c.IsSet("keep-fp32") {
+		opts.FP16.KeepFloat32 = []string{}
+		for _, s := range strings.Split(c.String("keep-fp32"), ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				opts.FP16.KeepFloat32 = append(opts.FP16.KeepFloat32, s)
 			}
 		}
-		if m, rep.FP16, err = quantize.ToFloat16(m, opts); err != nil {
-			return nil, fmt.Errorf("quantize %s: %w", in, err)
-		}
-	case "int8":
+	}
+	if prec == quantize.INT8 {
 		if c.String("data") == "" {
 			return nil, usage("--data is required for int8: calibration images (an image folder, IDX or NPY path)")
 		}
@@ -122,17 +122,17 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 		if err != nil {
 			return nil, usage("--method: %v", err)
 		}
-		opts := quantize.Int8Options{Calibrate: quantize.CalibrateOptions{Method: method, Percentile: c.Float64("percentile"),
+		opts.Int8 = quantize.Int8Options{Calibrate: quantize.CalibrateOptions{Method: method, Percentile: c.Float64("percentile"),
 			Samples: c.Int("samples"), Batch: c.Int("batch"), Threads: c.Int("threads")}}
 		switch c.String("activations") {
 		case "uint8":
-			opts.Activations = onnxio.Uint8
+			opts.Int8.Activations = onnxio.Uint8
 		case "int8":
-			opts.Activations = onnxio.Int8
+			opts.Int8.Activations = onnxio.Int8
 		default:
 			return nil, usage("--activations %q: want uint8 or int8", c.String("activations"))
 		}
-		if opts.Calibrate.Samples < 1 || opts.Calibrate.Batch < 1 {
+		if opts.Int8.Calibrate.Samples < 1 || opts.Int8.Calibrate.Batch < 1 {
 			return nil, usage("--samples and --batch must be at least 1")
 		}
 		rep.Method, rep.Activations = method.String(), c.String("activations")
@@ -144,18 +144,19 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 		if err != nil {
 			return nil, usage("%v", err)
 		}
-		src, loader, err := spec.open(opts.Calibrate.Batch)
+		dsrc, loader, err := spec.open(opts.Int8.Calibrate.Batch)
 		if err != nil {
 			return nil, fmt.Errorf("quantize: --data %s: %w", spec.Path, err)
 		}
-		defer src.Close()
+		defer dsrc.Close()
 		defer loader.Close()
-		if m, rep.Int8, err = quantize.Int8(ctx, m, loader, opts); err != nil {
-			return nil, fmt.Errorf("quantize %s: %w", in, err)
-		}
-	default:
-		return nil, usage("--precision %q: want int8 or fp16", rep.Precision)
+		src = loader
 	}
+	m, qr, err := quantize.Convert(ctx, m, prec, src, opts)
+	if err != nil {
+		return nil, fmt.Errorf("quantize %s: %w", in, err)
+	}
+	rep.FP16, rep.Int8 = qr.FP16, qr.Int8
 	if err := onnxio.Save(out, m, onnxio.SaveOptions{}); err != nil {
 		return nil, err
 	}
