@@ -10,6 +10,8 @@ func commands() []*cli.Command {
 		evalCommand(),
 		compareCommand(),
 		sweepCommand(),
+		exportTorchCommand(),
+		importTorchCommand(),
 		quantizeCommand(),
 	}
 }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -88,16 +86,22 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 		return cli.Exit(fmt.Sprintf("quantize: "+format, a...), 2)
 	}
 	out := c.String("output")
-	if err := checkQuantizeOutput(in, out, c.Bool("overwrite")); err != nil {
-		return nil, err
+	if out == "" {
+		return nil, usage("no output file; give -o OUT")
 	}
 	st, err := os.Stat(in)
 	if err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
-	m, err := onnxio.Load(in)
+	m, inputs, err := onnxio.LoadFiles(in)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	// Refuse before any work: the input or a file it references, an
+	// existing file without --overwrite, a device, FIFO or folder.
+	overwrite := c.Bool("overwrite")
+	if _, err := onnxio.CheckOutput(out, nil, onnxio.SaveOptions{}, inputs, overwrite); err != nil {
+		return nil, cli.Exit("quantize: "+err.Error(), 2)
 	}
 	prec, err := quantize.ParsePrecision(c.String("precision"))
 	if err != nil || prec == quantize.FP32 {
@@ -157,40 +161,18 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 		return nil, fmt.Errorf("quantize %s: %w", in, err)
 	}
 	rep.FP16, rep.Int8 = qr.FP16, qr.Int8
+	// Files may have appeared during calibration.
+	if _, err := onnxio.CheckOutput(out, m, onnxio.SaveOptions{}, inputs, overwrite); err != nil {
+		return nil, cli.Exit("quantize: "+err.Error(), 2)
+	}
 	if err := onnxio.Save(out, m, onnxio.SaveOptions{}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	if st, err = os.Stat(out); err != nil {
 		return nil, err
 	}
 	rep.BytesAfter = st.Size()
 	return rep, nil
-}
-
-// checkQuantizeOutput refuses a missing OUT, the input itself, a folder,
-// and an existing file unless overwrite is set, before any work is done.
-func checkQuantizeOutput(in, out string, overwrite bool) error {
-	if out == "" {
-		return cli.Exit("quantize: no output file; give -o OUT", 2)
-	}
-	if same, err := samePath(in, out); err != nil {
-		return err
-	} else if same {
-		return cli.Exit(fmt.Sprintf("quantize: output %s is the input model; write to another file", out), 2)
-	}
-	st, err := os.Stat(out)
-	switch {
-	case err == nil && st.IsDir():
-		return cli.Exit(fmt.Sprintf("quantize: output %s is a directory; give a file name", out), 2)
-	case err == nil && !overwrite:
-		return cli.Exit(fmt.Sprintf("quantize: output %s exists; pass --overwrite to replace it", out), 2)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("quantize: output %s: %w", out, err)
-	}
-	if d, err := os.Stat(filepath.Dir(out)); err != nil || !d.IsDir() {
-		return cli.Exit(fmt.Sprintf("quantize: folder of output %s does not exist", out), 2)
-	}
-	return nil
 }
 
 func printQuantize(w io.Writer, r *quantizeReport) error {
