@@ -107,8 +107,8 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 	}
 	for _, n := range g.GetNode() {
 		op := n.GetOpType()
-		if op == "Constant" && defaultDomain(n) {
-			if a := attr(n, "value"); a != nil && onnxio.DataType(a.GetT().GetDataType()) == onnxio.Float {
+		if op == "Constant" && onnxio.IsDefaultDomain(n) {
+			if a := onnxio.Attr(n, "value"); a != nil && onnxio.DataType(a.GetT().GetDataType()) == onnxio.Float {
 				if err := tensorToHalf(a.GetT()); err != nil {
 					return nil, nil, fmt.Errorf("fp16: Constant node %q: %w", n.GetName(), err)
 				}
@@ -118,14 +118,14 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 			nodes = append(nodes, n)
 			continue
 		}
-		anyType := defaultDomain(n) && (op == "Cast" || op == "Shape" || op == "Size")
+		anyType := onnxio.IsDefaultDomain(n) && (op == "Cast" || op == "Shape" || op == "Size")
 		hasFloat := false
 		for i, v := range n.GetInput() {
 			if v != "" && isFloatSlot(op, i) && orig[v] == onnxio.Float {
 				hasFloat = true
 			}
 		}
-		conv := hasFloat && defaultDomain(n) && !slices.Contains(keep, op)
+		conv := hasFloat && onnxio.IsDefaultDomain(n) && !slices.Contains(keep, op)
 		if hasFloat {
 			if conv {
 				rep.Converted[op]++

@@ -28,11 +28,6 @@ func isFloatSlot(op string, i int) bool {
 	return false
 }
 
-// defaultDomain reports whether the node is in the default ONNX domain.
-func defaultDomain(n *onnxpb.NodeProto) bool {
-	return n.GetDomain() == "" || n.GetDomain() == "ai.onnx"
-}
-
 // elemTypes infers the element type of every value of g: graph inputs and
 // initializers as declared, node outputs by operator (Shape gives INT64,
 // Cast its "to", Constant its tensor's type, comparisons BOOL, the others
@@ -53,9 +48,9 @@ func elemTypes(g *onnxpb.GraphProto) (map[string]onnxio.DataType, error) {
 		case "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf":
 			out = onnxio.Bool
 		case "Cast":
-			out = onnxio.DataType(attrInt(n, "to", 0))
+			out = onnxio.DataType(onnxio.AttrInt(n, "to", 0))
 		case "Constant":
-			a := attr(n, "value")
+			a := onnxio.Attr(n, "value")
 			if a == nil || a.GetT() == nil {
 				return nil, fmt.Errorf("node %d (%s %q): Constant without a tensor value", i, n.GetOpType(), n.GetName())
 			}
@@ -79,32 +74,6 @@ func elemTypes(g *onnxpb.GraphProto) (map[string]onnxio.DataType, error) {
 		}
 	}
 	return ty, nil
-}
-
-func attr(n *onnxpb.NodeProto, name string) *onnxpb.AttributeProto {
-	for _, a := range n.GetAttribute() {
-		if a.GetName() == name {
-			return a
-		}
-	}
-	return nil
-}
-
-func attrInt(n *onnxpb.NodeProto, name string, def int64) int64 {
-	if a := attr(n, name); a != nil {
-		return a.GetI()
-	}
-	return def
-}
-
-// opsetVersion returns the model's default-domain opset version.
-func opsetVersion(m *onnxpb.ModelProto) int64 {
-	for _, o := range m.GetOpsetImport() {
-		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
-			return o.GetVersion()
-		}
-	}
-	return 0
 }
 
 // namer hands out value and node names not yet used in the graph.

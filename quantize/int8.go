@@ -78,7 +78,7 @@ type int8Plan struct {
 // planInt8 clones m, folds Relus into their producer and chooses the
 // activations to quantize.
 func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
-	if v := opsetVersion(m); v < 13 {
+	if v := onnxio.OpsetVersion(m); v < 13 {
 		return nil, fmt.Errorf("int8: the model imports opset %d; per-channel QuantizeLinear needs opset 13 or later (re-export the model at opset 13)", v)
 	}
 	out := proto.Clone(m).(*onnxpb.ModelProto)
@@ -112,9 +112,9 @@ func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
 	var nodes []*onnxpb.NodeProto
 	removed := map[string]bool{}
 	for _, n := range g.GetNode() {
-		if n.GetOpType() == "Relu" && defaultDomain(n) && len(n.GetInput()) == 1 {
+		if n.GetOpType() == "Relu" && onnxio.IsDefaultDomain(n) && len(n.GetInput()) == 1 {
 			x := n.GetInput()[0]
-			if pr := producer[x]; pr != nil && defaultDomain(pr) && uses[x] == 1 && !outputs[x] && types[x] == onnxio.Float &&
+			if pr := producer[x]; pr != nil && onnxio.IsDefaultDomain(pr) && uses[x] == 1 && !outputs[x] && types[x] == onnxio.Float &&
 				(pr.GetOpType() == "Conv" || pr.GetOpType() == "Gemm" || pr.GetOpType() == "Add") && len(pr.GetOutput()) == 1 {
 				pr.Output[0] = n.GetOutput()[0]
 				removed[x] = true
@@ -147,7 +147,7 @@ func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
 	}
 	for _, n := range g.GetNode() {
 		op := n.GetOpType()
-		if !defaultDomain(n) || !quantizedOp(op) {
+		if !onnxio.IsDefaultDomain(n) || !quantizedOp(op) {
 			continue
 		}
 		in := n.GetInput()
@@ -159,7 +159,7 @@ func planInt8(m *onnxpb.ModelProto) (*int8Plan, error) {
 			if len(in) > 2 && in[2] != "" && (p.inits[in[2]] == nil || types[in[2]] != onnxio.Float) {
 				continue
 			}
-			if op == "Gemm" && attrInt(n, "transA", 0) != 0 {
+			if op == "Gemm" && onnxio.AttrInt(n, "transA", 0) != 0 {
 				continue
 			}
 			p.weight[n] = true
@@ -341,7 +341,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 		in := n.GetInput()
 		if p.weight[n] {
 			axis := 0
-			if n.GetOpType() == "Gemm" && attrInt(n, "transB", 0) == 0 {
+			if n.GetOpType() == "Gemm" && onnxio.AttrInt(n, "transB", 0) == 0 {
 				axis = 1
 			}
 			xs := params[p.quant[in[0]]].Scale
@@ -400,7 +400,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 			}
 		}
 		used := false
-		shape := defaultDomain(n) && (n.GetOpType() == "Shape" || n.GetOpType() == "Size")
+		shape := onnxio.IsDefaultDomain(n) && (n.GetOpType() == "Shape" || n.GetOpType() == "Size")
 		for i, v := range in {
 			if d, ok := dq[v]; ok && p.inits[v] == nil {
 				// Shape reads the 8-bit value, so that the
