@@ -12,5 +12,6 @@ func commands() []*cli.Command {
 		sweepCommand(),
 		exportTorchCommand(),
 		importTorchCommand(),
+		quantizeCommand(),
 	}
 }

@@ -83,6 +83,9 @@ type Options struct {
 	IntraOpThreads int
 	// Optimization is the graph optimization level.
 	Optimization OptLevel
+	// OptimizedModelPath, when set, is where ONNX Runtime writes the graph
+	// it runs, after its optimizations (fusions, inserted casts), as ONNX.
+	OptimizedModelPath string
 }
 
 // LibraryPath returns the path of libonnxruntime.so.1: $ONNXRUNTIME_LIB when
@@ -225,6 +228,11 @@ func NewSession(path string, opts Options) (*Session, error) {
 	}
 	if err := so.SetGraphOptimizationLevel(level); err != nil {
 		return nil, fmt.Errorf("ONNX Runtime: set optimization level %s: %w", opts.Optimization, err)
+	}
+	if opts.OptimizedModelPath != "" {
+		if err := so.SetOptimizedModelFilePath(opts.OptimizedModelPath); err != nil {
+			return nil, fmt.Errorf("ONNX Runtime: set optimized model path %s: %w", opts.OptimizedModelPath, err)
+		}
 	}
 	inNames := make([]string, len(ins))
 	for i, v := range ins {
