@@ -3,8 +3,6 @@ package ortapi
 import (
 	"fmt"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // The C API of ONNX Runtime is one exported function, OrtGetApiBase, that
@@ -95,7 +93,7 @@ func cString(s string) []byte {
 //
 //go:uintptrescapes
 func (a *api) call(fn int, args ...uintptr) error {
-	st, _, _ := purego.SyscallN(a[fn], args...)
+	st, _, _ := syscallN(a[fn], args...)
 	if st == 0 {
 		return nil
 	}
@@ -104,17 +102,17 @@ func (a *api) call(fn int, args ...uintptr) error {
 
 // statusError converts and releases the OrtStatus st.
 func (a *api) statusError(st uintptr) error {
-	code, _, _ := purego.SyscallN(a[fnGetErrorCode], st)
-	msg, _, _ := purego.SyscallN(a[fnGetErrorMessage], st)
+	code, _, _ := syscallN(a[fnGetErrorCode], st)
+	msg, _, _ := syscallN(a[fnGetErrorMessage], st)
 	err := &Error{Code: int(int32(code)), Message: goString(msg)}
-	purego.SyscallN(a[fnReleaseStatus], st)
+	syscallN(a[fnReleaseStatus], st)
 	return err
 }
 
 // release calls the Release function fn on p when p is not NULL.
 func (a *api) release(fn int, p uintptr) {
 	if p != 0 {
-		purego.SyscallN(a[fn], p)
+		syscallN(a[fn], p)
 	}
 }
 

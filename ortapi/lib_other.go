@@ -1,4 +1,4 @@
-//go:build !((darwin || freebsd || linux || netbsd) && !android) && !windows
+//go:build !((darwin || linux) && !android) && !windows
 
 package ortapi
 
@@ -14,3 +14,6 @@ func openLibrary(path string) (uintptr, error) {
 
 // osPath is never reached: no library can be loaded.
 func osPath(path string) ([]byte, error) { return cString(path), nil }
+
+// syscallN is never reached: no library can be loaded.
+func syscallN(fn uintptr, args ...uintptr) (r1, r2, err uintptr) { return 0, 0, 0 }

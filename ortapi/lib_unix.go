@@ -1,4 +1,4 @@
-//go:build (darwin || freebsd || linux || netbsd) && !android
+//go:build (darwin || linux) && !android
 
 package ortapi
 

@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 var errNUL = errors.New("path contains a NUL byte")
@@ -53,19 +51,19 @@ func Load(libPath string) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load ONNX Runtime library %s: %w", libPath, err)
 	}
-	base, _, _ := purego.SyscallN(getBase)
+	base, _, _ := syscallN(getBase)
 	if base == 0 {
 		return nil, fmt.Errorf("load ONNX Runtime library %s: OrtGetApiBase returned NULL", libPath)
 	}
 	// OrtApiBase is {GetApi, GetVersionString}.
 	getAPI := *(*uintptr)(ptr(base))
 	getVersion := *(*uintptr)(unsafe.Add(ptr(base), unsafe.Sizeof(uintptr(0))))
-	v, _, _ := purego.SyscallN(getVersion)
+	v, _, _ := syscallN(getVersion)
 	version := goString(v)
 	if err := checkVersion(version); err != nil {
 		return nil, fmt.Errorf("ONNX Runtime library %s: %w", libPath, err)
 	}
-	table, _, _ := purego.SyscallN(getAPI, apiVersion)
+	table, _, _ := syscallN(getAPI, apiVersion)
 	if table == 0 {
 		return nil, fmt.Errorf("ONNX Runtime library %s (version %s) does not provide API version %d", libPath, version, apiVersion)
 	}
