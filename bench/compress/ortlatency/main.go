@@ -1,0 +1,274 @@
+// Command ortlatency times ONNX models against a reference in ONNX Runtime
+// through package ortapi (no cgo): for each pair ORIG CANDIDATE... it loads
+// every model, binds one seeded input per batch size, and runs them
+// interleaved (ortapi.Interleave: warm-up, rotating rounds, early stop when
+// the gap is clear) on one intra-op thread with all graph optimizations,
+// in -sessions fresh sets of sessions (one session's buffer placement can
+// make it consistently faster or slower than another of the same model).
+// It prints each model's median time and its paired ratio to the first
+// model with a 95% interval, and, with -optimized, the node types of the
+// graph ONNX Runtime runs after its fusions.
+//
+//	go run ./bench/compress/ortlatency [-batches 1,64] [-clock cpu|wall] [-time 4s]
+//	    [-sessions 3] [-optimized] [-diag-mul] ORIG CANDIDATE [CANDIDATE...]
+//
+// -diag-mul adds, for every candidate, a variant whose diag residuals (the
+// group-C 1x1 Conv nodes named .../lpr_res) are written as Mul by a
+// [1,C,1,1] scale instead, to compare the two ONNX forms of the module.
+// The library is found as ortapi.Find does (--ort-lib, $ONNXRUNTIME_LIB,
+// the .ci/run cache).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/ortapi"
+)
+
+func main() {
+	lib := flag.String("ort-lib", "", "ONNX Runtime library (default: $ONNXRUNTIME_LIB, then the .ci/run cache)")
+	batches := flag.String("batches", "1,64", "batch sizes")
+	clock := flag.String("clock", "cpu", "cpu: process CPU time per run (robust on a busy machine); wall: elapsed time")
+	budget := flag.Duration("time", 4*time.Second, "measuring time per model set and batch")
+	sessions := flag.Int("sessions", 3, "fresh session sets per measurement")
+	optimized := flag.Bool("optimized", false, "print the node types of ONNX Runtime's optimized graph of each model")
+	diagMul := flag.Bool("diag-mul", false, "also time each candidate with its diag residuals written as Mul")
+	flag.Parse()
+	if flag.NArg() < 2 {
+		fmt.Fprintln(os.Stderr, "usage: ortlatency [flags] ORIG CANDIDATE [CANDIDATE...]")
+		os.Exit(2)
+	}
+	if err := run(*lib, *batches, *clock, *budget, *sessions, *optimized, *diagMul, flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "ortlatency:", err)
+		os.Exit(1)
+	}
+}
+
+func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, paths []string) error {
+	rt, err := ortapi.Open(lib)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	var bs []int64
+	for _, f := range strings.Split(batchList, ",") {
+		b, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || b <= 0 {
+			return fmt.Errorf("-batches: bad batch size %q", f)
+		}
+		bs = append(bs, b)
+	}
+	clk := ortapi.WallClock()
+	if clockName == "cpu" {
+		if clk, err = ortapi.ProcessCPUClock(); err != nil {
+			return err
+		}
+	} else if clockName != "wall" {
+		return fmt.Errorf("-clock: want cpu or wall, got %q", clockName)
+	}
+	tmp, err := os.MkdirTemp("", "ortlatency")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	names := append([]string(nil), paths...)
+	if diagMul {
+		for i, p := range paths[1:] {
+			mp := filepath.Join(tmp, fmt.Sprintf("mul%d_%s", i, filepath.Base(p)))
+			n, err := writeDiagAsMul(p, mp)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("%s has no diag residual (…/lpr_res group-C 1x1 Conv)", p)
+			}
+			paths = append(paths, mp)
+			names = append(names, filepath.Base(p)+" (diag as Mul)")
+		}
+	}
+	fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations, %s clock, %d session sets, %s\n",
+		rt.Version(), clockName, sessions, time.Now().UTC().Format("2006-01-02"))
+	if optimized {
+		for i, p := range paths {
+			ops, err := optimizedOps(rt, p, filepath.Join(tmp, "opt.onnx"))
+			if err != nil {
+				return err
+			}
+			fmt.Printf("optimized %s: %s\n", names[i], ops)
+		}
+	}
+	fmt.Printf("%-44s %5s %12s %8s %22s %7s\n", "model", "batch", "median", "rounds", "ratio to first [95%]", "verdict")
+	for _, b := range bs {
+		var inputs map[string]ortapi.Tensor
+		samples := make([][]time.Duration, len(paths))
+		skip := false
+		for rep := 0; rep < sessions && !skip; rep++ {
+			ss := make([]*ortapi.Session, len(paths))
+			runs := make([]func() error, len(paths))
+			for k := range paths {
+				i := (k + rep) % len(paths) // vary the order sessions are created in
+				s, err := rt.NewSessionFromFile(paths[i], ortapi.Options{IntraOpThreads: 1})
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				ss[i] = s
+			}
+			if inputs == nil {
+				if inputs, skip = makeInputs(ss[0].Inputs(), b); skip {
+					break
+				}
+			}
+			for i, s := range ss {
+				bd, err := s.Bind(inputs)
+				if err != nil {
+					return err
+				}
+				defer bd.Close()
+				runs[i] = bd.Run
+			}
+			tm, err := ortapi.Interleave(ortapi.TimingConfig{
+				Warmup: 5, MinRounds: 15, MaxRounds: 100000, Budget: budget / time.Duration(sessions),
+				Tolerance: 0.01, Clock: clk,
+			}, runs...)
+			if err != nil {
+				return err
+			}
+			for i := range samples {
+				samples[i] = append(samples[i], tm.Samples[i]...)
+			}
+			for _, s := range ss {
+				s.Close()
+			}
+		}
+		if skip {
+			fmt.Printf("%-44s %5d   (the model's batch size is fixed)\n", filepath.Base(paths[0]), b)
+			continue
+		}
+		all := &ortapi.Timings{Samples: samples}
+		for i := range paths {
+			r := all.Ratio(i, 0)
+			verdict := map[int]string{ortapi.Unclear: "unclear", ortapi.Faster: "faster", ortapi.Slower: "slower", ortapi.Same: "same"}[r.Verdict(0.02)]
+			if i == 0 {
+				verdict = ""
+			}
+			fmt.Printf("%-44s %5d %12s %8d %8.3f [%.3f, %.3f] %7s\n", trim(names[i], 44), b,
+				all.Median(i).Round(100*time.Nanosecond), all.Rounds(), r.Median, r.Low, r.High, verdict)
+		}
+	}
+	return nil
+}
+
+func trim(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n+1:]
+}
+
+// makeInputs builds seeded inputs with symbolic dimensions set to batch;
+// skip is true when the model fixes its batch to another size.
+func makeInputs(infos []ortapi.Info, batch int64) (map[string]ortapi.Tensor, bool) {
+	rng := rand.New(rand.NewPCG(1, uint64(batch)))
+	in := map[string]ortapi.Tensor{}
+	for _, info := range infos {
+		shape := append([]int64(nil), info.Shape...)
+		n := int64(1)
+		for j, d := range shape {
+			if d < 0 {
+				d = batch
+			} else if j == 0 && d != batch {
+				return nil, true
+			}
+			shape[j] = d
+			n *= d
+		}
+		x := make([]float32, n)
+		for j := range x {
+			x[j] = float32(rng.NormFloat64())
+		}
+		in[info.Name] = ortapi.Tensor{Shape: shape, Data: x}
+	}
+	return in, false
+}
+
+// optimizedOps loads the model with every optimization, has ONNX Runtime
+// write the graph it runs to dst, and summarizes its node types
+// ("total N: domain:op count, ..."; NCHWc Convs show their fused
+// activation and a fused Sum input).
+func optimizedOps(rt *ortapi.Runtime, path, dst string) (string, error) {
+	s, err := rt.NewSessionFromFile(path, ortapi.Options{IntraOpThreads: 1, OptimizedModelPath: dst})
+	if err != nil {
+		return "", err
+	}
+	s.Close()
+	m, err := onnxio.Load(dst)
+	if err != nil {
+		return "", fmt.Errorf("load optimized graph of %s: %w", path, err)
+	}
+	counts := map[string]int{}
+	for _, n := range m.Graph.Node {
+		op := n.OpType
+		if n.Domain != "" {
+			op = strings.TrimPrefix(n.Domain, "com.microsoft.") + ":" + op
+		}
+		if op == "nchwc:Conv" && len(n.Input) > 3 && n.Input[3] != "" {
+			op += "+Sum"
+		}
+		for _, a := range n.Attribute {
+			if a.Name == "activation" {
+				op += "+" + string(a.S)
+			}
+		}
+		counts[op]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := []string{fmt.Sprintf("total %d", len(m.Graph.Node))}
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// writeDiagAsMul writes to dst the model at src with each diag residual
+// Conv (name ending in /lpr_res, group C, weight [C,1,1,1]) replaced by a
+// Mul of its input by the weight reshaped to [1,C,1,1]; it returns how
+// many it replaced.
+func writeDiagAsMul(src, dst string) (int, error) {
+	m, err := onnxio.Load(src)
+	if err != nil {
+		return 0, err
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, t := range m.Graph.Initializer {
+		inits[t.Name] = t
+	}
+	n := 0
+	for _, node := range m.Graph.Node {
+		if node.OpType != "Conv" || !strings.HasSuffix(node.Name, "/lpr_res") || len(node.Input) != 2 {
+			continue
+		}
+		w := inits[node.Input[1]]
+		if w == nil || len(w.Dims) != 4 || w.Dims[1] != 1 || w.Dims[2] != 1 || w.Dims[3] != 1 {
+			continue
+		}
+		w.Dims = []int64{1, w.Dims[0], 1, 1}
+		node.OpType, node.Attribute = "Mul", nil
+		n++
+	}
+	return n, onnxio.Save(dst, m, onnxio.SaveOptions{})
+}
