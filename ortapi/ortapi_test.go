@@ -346,3 +346,46 @@ func TestRunConcurrentAndErrors(t *testing.T) {
 		t.Error("NewSession(garbage bytes) succeeded")
 	}
 }
+
+// TestBoundInterleave times two fixture sessions through Bind and
+// Interleave with both clocks; it checks the bookkeeping (rounds, samples,
+// a ratio of a session to itself of exactly 1), never the times.
+func TestBoundInterleave(t *testing.T) {
+	rt := loadRuntime(t)
+	path := testutil.Fixture(t, "mobilenetv1.onnx")
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _, _ := fixtureInputs(t, m, 1)
+	s, err := rt.NewSessionFromFile(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, err := s.Bind(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cpu, err := ProcessCPUClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clk := range []Clock{WallClock(), cpu} {
+		tm, err := Interleave(TimingConfig{Warmup: 1, MinRounds: 4, MaxRounds: 6, Clock: clk}, b.Run, b.Run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := tm.Rounds(); n < 4 || n > 6 || len(tm.Samples) != 2 || len(tm.Samples[1]) != n {
+			t.Errorf("rounds %d, samples %d x %d; want 4..6 rounds of 2", n, len(tm.Samples), len(tm.Samples[0]))
+		}
+		if r := tm.Ratio(0, 0); r.Median != 1 || r.N != tm.Rounds() {
+			t.Errorf("ratio of a candidate to itself = %+v, want exactly 1 over every round", r)
+		}
+	}
+	s.Close()
+	if err := b.Run(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Bound.Run after the session's Close: %v, want a 'session is closed' error", err)
+	}
+}

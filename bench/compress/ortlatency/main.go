@@ -10,7 +10,7 @@
 // graph ONNX Runtime runs after its fusions.
 //
 //	go run ./bench/compress/ortlatency [-batches 1,64] [-clock cpu|wall] [-time 4s]
-//	    [-sessions 3] [-optimized] [-diag-mul] ORIG CANDIDATE [CANDIDATE...]
+//	    [-sessions 3] [-warmup 5] [-min-rounds 15] [-optimized] [-diag-mul] ORIG CANDIDATE [CANDIDATE...]
 //
 // -diag-mul adds, for every candidate, a variant whose diag residuals (the
 // group-C 1x1 Conv nodes named .../lpr_res) are written as Mul by a
@@ -43,6 +43,8 @@ func main() {
 	sessions := flag.Int("sessions", 3, "fresh session sets per measurement")
 	optimized := flag.Bool("optimized", false, "print the node types of ONNX Runtime's optimized graph of each model")
 	diagMul := flag.Bool("diag-mul", false, "also time each candidate with its diag residuals written as Mul")
+	flag.IntVar(&warmup, "warmup", 5, "untimed runs of each model per session set")
+	flag.IntVar(&minRounds, "min-rounds", 15, "timed rounds per session set at least")
 	flag.Parse()
 	if flag.NArg() < 2 {
 		fmt.Fprintln(os.Stderr, "usage: ortlatency [flags] ORIG CANDIDATE [CANDIDATE...]")
@@ -53,6 +55,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// warmup and minRounds are set from the flags before any work starts.
+var warmup, minRounds int
 
 func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, paths []string) error {
 	rt, err := ortapi.Open(lib)
@@ -138,7 +143,7 @@ func run(lib, batchList, clockName string, budget time.Duration, sessions int, o
 				runs[i] = bd.Run
 			}
 			tm, err := ortapi.Interleave(ortapi.TimingConfig{
-				Warmup: 5, MinRounds: 15, MaxRounds: 100000, Budget: budget / time.Duration(sessions),
+				Warmup: max(warmup, -1), MinRounds: minRounds, MaxRounds: 100000, Budget: budget / time.Duration(sessions),
 				Tolerance: 0.01, Clock: clk,
 			}, runs...)
 			if err != nil {
