@@ -389,3 +389,36 @@ func TestBoundInterleave(t *testing.T) {
 		t.Errorf("Bound.Run after the session's Close: %v, want a 'session is closed' error", err)
 	}
 }
+
+// TestTimeModels times a fixture loaded from bytes against itself loaded
+// from its file; it checks the bookkeeping, never the times.
+func TestTimeModels(t *testing.T) {
+	rt := loadRuntime(t)
+	path := testutil.Fixture(t, "mobilenetv1.onnx")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := []Model{{Bytes: raw}, {Path: path}}
+	tm, err := rt.TimeModels(models, LatencyOptions{Batch: 2, Sessions: 2, Timing: TimingConfig{Warmup: 1, MinRounds: 3, MaxRounds: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := tm.Rounds(); n < 6 || n > 8 || len(tm.Samples) != 2 || len(tm.Samples[1]) != n {
+		t.Errorf("%d rounds, samples %d x %d; want 3-4 rounds in each of 2 sets, for 2 models", n, len(tm.Samples), len(tm.Samples[0]))
+	}
+	fixed := testutil.Fixture(t, "shufflenetv2_op9.onnx")
+	errCases := []struct {
+		models []Model
+		want   string
+	}{
+		{nil, "no models"},
+		{[]Model{{Path: fixed}}, "fixes its batch size to 1"},
+		{[]Model{{Path: path}, {Path: filepath.Join(t.TempDir(), "absent.onnx")}}, "absent.onnx"},
+	}
+	for _, tc := range errCases {
+		if _, err := rt.TimeModels(tc.models, LatencyOptions{Batch: 2}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("TimeModels(%v): %v, want an error with %q", tc.models, err, tc.want)
+		}
+	}
+}

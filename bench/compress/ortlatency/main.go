@@ -20,9 +20,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -113,54 +113,22 @@ func run(lib, batchList, clockName string, budget time.Duration, sessions int, o
 		}
 	}
 	fmt.Printf("%-44s %5s %12s %8s %22s %7s\n", "model", "batch", "median", "rounds", "ratio to first [95%]", "verdict")
+	models := make([]ortapi.Model, len(paths))
+	for i, p := range paths {
+		models[i] = ortapi.Model{Path: p}
+	}
 	for _, b := range bs {
-		var inputs map[string]ortapi.Tensor
-		samples := make([][]time.Duration, len(paths))
-		skip := false
-		for rep := 0; rep < sessions && !skip; rep++ {
-			ss := make([]*ortapi.Session, len(paths))
-			runs := make([]func() error, len(paths))
-			for k := range paths {
-				i := (k + rep) % len(paths) // vary the order sessions are created in
-				s, err := rt.NewSessionFromFile(paths[i], ortapi.Options{IntraOpThreads: 1})
-				if err != nil {
-					return err
-				}
-				defer s.Close()
-				ss[i] = s
-			}
-			if inputs == nil {
-				if inputs, skip = makeInputs(ss[0].Inputs(), b); skip {
-					break
-				}
-			}
-			for i, s := range ss {
-				bd, err := s.Bind(inputs)
-				if err != nil {
-					return err
-				}
-				defer bd.Close()
-				runs[i] = bd.Run
-			}
-			tm, err := ortapi.Interleave(ortapi.TimingConfig{
-				Warmup: max(warmup, -1), MinRounds: minRounds, MaxRounds: 100000, Budget: budget / time.Duration(sessions),
-				Tolerance: 0.01, Clock: clk,
-			}, runs...)
-			if err != nil {
-				return err
-			}
-			for i := range samples {
-				samples[i] = append(samples[i], tm.Samples[i]...)
-			}
-			for _, s := range ss {
-				s.Close()
-			}
-		}
-		if skip {
-			fmt.Printf("%-44s %5d   (the model's batch size is fixed)\n", filepath.Base(paths[0]), b)
+		all, err := rt.TimeModels(models, ortapi.LatencyOptions{
+			Batch: b, Threads: 1, Sessions: sessions,
+			Timing: ortapi.TimingConfig{Warmup: max(warmup, -1), MinRounds: minRounds, MaxRounds: 100000, Budget: budget, Tolerance: 0.01, Clock: clk},
+		})
+		if errors.Is(err, ortapi.ErrFixedBatch) {
+			fmt.Printf("%-44s %5d   (the model's batch size is fixed)\n", trim(names[0], 44), b)
 			continue
 		}
-		all := &ortapi.Timings{Samples: samples}
+		if err != nil {
+			return err
+		}
 		for i := range paths {
 			r := all.Ratio(i, 0)
 			verdict := map[int]string{ortapi.Unclear: "unclear", ortapi.Faster: "faster", ortapi.Slower: "slower", ortapi.Same: "same"}[r.Verdict(0.02)]
@@ -179,32 +147,6 @@ func trim(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n+1:]
-}
-
-// makeInputs builds seeded inputs with symbolic dimensions set to batch;
-// skip is true when the model fixes its batch to another size.
-func makeInputs(infos []ortapi.Info, batch int64) (map[string]ortapi.Tensor, bool) {
-	rng := rand.New(rand.NewPCG(1, uint64(batch)))
-	in := map[string]ortapi.Tensor{}
-	for _, info := range infos {
-		shape := append([]int64(nil), info.Shape...)
-		n := int64(1)
-		for j, d := range shape {
-			if d < 0 {
-				d = batch
-			} else if j == 0 && d != batch {
-				return nil, true
-			}
-			shape[j] = d
-			n *= d
-		}
-		x := make([]float32, n)
-		for j := range x {
-			x[j] = float32(rng.NormFloat64())
-		}
-		in[info.Name] = ortapi.Tensor{Shape: shape, Data: x}
-	}
-	return in, false
 }
 
 // optimizedOps loads the model with every optimization, has ONNX Runtime
