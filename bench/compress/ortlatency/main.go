@@ -11,6 +11,10 @@
 //
 //	go run ./bench/compress/ortlatency [-batches 1,64] [-clock cpu|wall] [-time 4s]
 //	    [-sessions 3] [-warmup 5] [-min-rounds 15] [-optimized] [-diag-mul] ORIG CANDIDATE [CANDIDATE...]
+//	go run ./bench/compress/ortlatency -isolated [flags] MODEL
+//
+// -isolated times each LPR candidate layer of MODEL alone against its LPR
+// module alone (see runIsolated), a cheap per-layer estimate.
 //
 // -diag-mul adds, for every candidate, a variant whose diag residuals (the
 // group-C 1x1 Conv nodes named .../lpr_res) are written as Mul by a
@@ -45,7 +49,19 @@ func main() {
 	diagMul := flag.Bool("diag-mul", false, "also time each candidate with its diag residuals written as Mul")
 	flag.IntVar(&warmup, "warmup", 5, "untimed runs of each model per session set")
 	flag.IntVar(&minRounds, "min-rounds", 15, "timed rounds per session set at least")
+	isolated := flag.Bool("isolated", false, "time each candidate layer of the one MODEL alone against its LPR module alone")
 	flag.Parse()
+	if *isolated {
+		if flag.NArg() != 1 {
+			fmt.Fprintln(os.Stderr, "usage: ortlatency -isolated [flags] MODEL")
+			os.Exit(2)
+		}
+		if err := isolatedMain(*lib, *batches, *clock, *budget, *sessions, flag.Arg(0)); err != nil {
+			fmt.Fprintln(os.Stderr, "ortlatency:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() < 2 {
 		fmt.Fprintln(os.Stderr, "usage: ortlatency [flags] ORIG CANDIDATE [CANDIDATE...]")
 		os.Exit(2)
@@ -59,28 +75,51 @@ func main() {
 // warmup and minRounds are set from the flags before any work starts.
 var warmup, minRounds int
 
-func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, paths []string) error {
-	rt, err := ortapi.Open(lib)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+// setup loads the runtime and parses the batch sizes and the clock.
+func setup(lib, batchList, clockName string) (*ortapi.Runtime, []int64, ortapi.Clock, error) {
 	var bs []int64
 	for _, f := range strings.Split(batchList, ",") {
 		b, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
 		if err != nil || b <= 0 {
-			return fmt.Errorf("-batches: bad batch size %q", f)
+			return nil, nil, nil, fmt.Errorf("-batches: bad batch size %q", f)
 		}
 		bs = append(bs, b)
 	}
 	clk := ortapi.WallClock()
-	if clockName == "cpu" {
+	switch clockName {
+	case "cpu":
+		var err error
 		if clk, err = ortapi.ProcessCPUClock(); err != nil {
-			return err
+			return nil, nil, nil, err
 		}
-	} else if clockName != "wall" {
-		return fmt.Errorf("-clock: want cpu or wall, got %q", clockName)
+	case "wall":
+	default:
+		return nil, nil, nil, fmt.Errorf("-clock: want cpu or wall, got %q", clockName)
 	}
+	rt, err := ortapi.Open(lib)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rt, bs, clk, nil
+}
+
+func isolatedMain(lib, batchList, clockName string, budget time.Duration, sessions int, path string) error {
+	rt, bs, clk, err := setup(lib, batchList, clockName)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	fmt.Printf("ONNX Runtime %s, 1 intra-op thread, all graph optimizations, %s clock, %d session sets, %s\n",
+		rt.Version(), clockName, sessions, time.Now().UTC().Format("2006-01-02"))
+	return runIsolated(rt, path, bs, ortapi.TimingConfig{Warmup: max(warmup, -1), MinRounds: minRounds, MaxRounds: 100000, Budget: budget, Tolerance: 0.01, Clock: clk}, sessions)
+}
+
+func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, paths []string) error {
+	rt, bs, clk, err := setup(lib, batchList, clockName)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
 	tmp, err := os.MkdirTemp("", "ortlatency")
 	if err != nil {
 		return err
