@@ -4,7 +4,8 @@
 # and the ImageNet-shaped MobileNetV1 1.0 and ShuffleNetV2 x1.0 are
 # compressed by the CLI with its defaults and with exact ranks
 # (--multiple 1), then timed at batch 1 and 64 on one thread, with the
-# node types of ONNX Runtime's optimized graphs.
+# node types of ONNX Runtime's optimized graphs; for the ImageNet-shaped
+# models also every candidate layer alone against its LPR module alone.
 #
 #   bash bench/compress/ortlatency/run.sh [OUTDIR]
 #
@@ -28,6 +29,7 @@ for m in testdata/models/*.onnx "$imagenet/mobilenetv1_1.0.onnx" "$imagenet/shuf
 		"$out/ortlatency" -time 3s -optimized "$m" "$out/$b.default.onnx" "$out/$b.exact.onnx" ;;
 	*)
 		"$out/ortlatency" -time 8s -sessions 2 -batches 1 -optimized "$m" "$out/$b.default.onnx" "$out/$b.exact.onnx"
-		"$out/ortlatency" -time 20s -sessions 1 -warmup 1 -min-rounds 6 -batches 64 "$m" "$out/$b.default.onnx" "$out/$b.exact.onnx" ;;
+		"$out/ortlatency" -time 20s -sessions 1 -warmup 1 -min-rounds 6 -batches 64 "$m" "$out/$b.default.onnx" "$out/$b.exact.onnx"
+		"$out/ortlatency" -isolated -time 1s -sessions 1 -min-rounds 8 -warmup 2 "$m" ;;
 	esac
 done
