@@ -9,6 +9,6 @@
 // trainable tensors, checkpoints that make long runs resumable, and the
 // data-aware initialization that fits LPR factors to each layer's
 // calibration activations (Calibrate, then svd.FactorizeData). Models run
-// through package engine; batches come from any Batches source, such as a
+// through package engine; batches come from any dataset.Batches source, such as a
 // dataset.Loader. It never parses ONNX bytes.
 package finetune

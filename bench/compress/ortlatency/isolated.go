@@ -28,7 +28,7 @@ func runIsolated(rt *ortapi.Runtime, path string, bs []int64, timing ortapi.Timi
 	if err != nil {
 		return err
 	}
-	p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 16, Force: true}, svd.ResidualKind{Type: svd.Diag}, convert.PlanOptions{})
+	p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 16}, svd.ResidualKind{Type: svd.Diag}, convert.PlanOptions{Select: convert.Selection{Force: true}})
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", path, err)
 	}
@@ -40,7 +40,7 @@ func runIsolated(rt *ortapi.Runtime, path string, bs []int64, timing ortapi.Timi
 			continue
 		}
 		one := oneLayer(m, l, side)
-		lp, err := convert.NewPlan(context.Background(), one, svd.Policy{Ratio: 0.25, Multiple: 16, Force: true}, svd.ResidualKind{Type: svd.Diag}, convert.PlanOptions{})
+		lp, err := convert.NewPlan(context.Background(), one, svd.Policy{Ratio: 0.25, Multiple: 16}, svd.ResidualKind{Type: svd.Diag}, convert.PlanOptions{Select: convert.Selection{Force: true}})
 		if err != nil {
 			return fmt.Errorf("plan %s alone: %w", l.Name, err)
 		}
