@@ -105,8 +105,8 @@ func (p Preprocess) Validate() error {
 		return fmt.Errorf("preprocess: %d std values for %d channels (give 1 or %d)", n, p.Channels, p.Channels)
 	}
 	for i, s := range p.Std {
-		if s == 0 || math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
-			return fmt.Errorf("preprocess: std[%d] = %v must be finite and non-zero", i, s)
+		if !(s > 0) || math.IsInf(float64(s), 0) {
+			return fmt.Errorf("preprocess: std[%d] = %v must be finite and positive", i, s)
 		}
 	}
 	for i, m := range p.Mean {

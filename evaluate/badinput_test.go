@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/dataset"
@@ -135,4 +136,20 @@ func (l labelled) Next(dst []float32, labels []int) (int, error) {
 		labels[i] = 0
 	}
 	return n, err
+}
+
+// TestModelInputHugeShape checks that a declared 1x3x2^30x2^30 input is
+// refused instead of sizing buffers from an overflowed product.
+func TestModelInputHugeShape(t *testing.T) {
+	m, err := onnxio.Load(filepath.Join("..", "testdata", "models", "mobilenetv1.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dims := m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim()
+	for _, i := range []int{2, 3} {
+		dims[i].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1 << 30}
+	}
+	if _, err := ModelInput(m); err == nil || !strings.Contains(err.Error(), "values per image") {
+		t.Fatalf("ModelInput = %v, want a refusal of the shape", err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -57,12 +58,20 @@ func ModelInput(m *onnxpb.ModelProto) (Input, error) {
 		}
 		chw[i] = int(d.GetDimValue())
 	}
+	if n, ok := checked.ProductInts(chw[0], chw[1], chw[2]); !ok || n > MaxSampleValues {
+		return Input{}, fmt.Errorf("input %q: %dx%dx%d values per image is over the %d this tool reads", v.GetName(), chw[0], chw[1], chw[2], MaxSampleValues)
+	}
 	in := Input{Name: v.GetName(), Output: g.GetOutput()[0].GetName(), Channels: chw[0], Height: chw[1], Width: chw[2]}
 	if d := dims[0]; d.GetDimValue() > 0 {
 		in.Batch = int(d.GetDimValue())
 	}
 	return in, nil
 }
+
+// MaxSampleValues bounds C·H·W of an image input (2^28 float32 values,
+// 1 GiB per image): a declared shape beyond it is refused before any
+// buffer is sized from it.
+const MaxSampleValues = 1 << 28
 
 // Options control Run.
 type Options struct {

@@ -46,6 +46,9 @@ type ModelReport struct {
 	Batch        int      `json:"batch"`
 	ModelSeconds float64  `json:"model_seconds"`
 	Classes      int      `json:"classes"`
+	// NonFinite counts samples whose logits held a NaN or an infinity
+	// (scored as wrong).
+	NonFinite int `json:"nonfinite_samples"`
 }
 
 // NewModelReport summarizes model 0 of res, run in batches of batch.
@@ -53,7 +56,8 @@ func NewModelReport(model, data string, batch int, res *Result) ModelReport {
 	r := res.Models[0]
 	return ModelReport{Model: model, Data: data, Samples: r.Accuracy.N, Labelled: r.Accuracy.Labelled,
 		Top1: Percent(r.Accuracy.Top1Rate()), Top5: Percent(r.Accuracy.Top5Rate()),
-		ImagesPerSec: r.ImagesPerSecond(), Batch: batch, ModelSeconds: r.Seconds, Classes: res.Classes}
+		ImagesPerSec: r.ImagesPerSecond(), Batch: batch, ModelSeconds: r.Seconds, Classes: res.Classes,
+		NonFinite: r.Accuracy.NonFinite}
 }
 
 // Comparison is model B measured against model A on the same inputs
@@ -74,6 +78,10 @@ type Comparison struct {
 	Top1B          *float64 `json:"top1_b_percent"`
 	Top5A          *float64 `json:"top5_a_percent"`
 	Top5B          *float64 `json:"top5_b_percent"`
+	// NonFiniteA and NonFiniteB count samples whose logits held a NaN or
+	// an infinity (never agreeing, never correct).
+	NonFiniteA int `json:"nonfinite_samples_a"`
+	NonFiniteB int `json:"nonfinite_samples_b"`
 }
 
 // NewComparison summarizes res, a Run of models A and B.
@@ -83,5 +91,6 @@ func NewComparison(a, b, data string, res *Result) Comparison {
 	return Comparison{ModelA: a, ModelB: b, Data: data, Samples: f.N,
 		Agreement: 100 * f.Agreement(), MaxAbs: f.MaxAbs, RelativeMaxAbs: f.RelativeMaxAbs(), RelativeL2: f.RelativeL2(),
 		Cosine: f.Cosine(), Top1A: Percent(ma.Top1Rate()), Top1B: Percent(mb.Top1Rate()),
-		Top5A: Percent(ma.Top5Rate()), Top5B: Percent(mb.Top5Rate())}
+		Top5A: Percent(ma.Top5Rate()), Top5B: Percent(mb.Top5Rate()),
+		NonFiniteA: ma.NonFinite, NonFiniteB: mb.NonFinite}
 }

@@ -82,4 +82,7 @@ type Verification struct {
 	// Top1Before and Top1 are the top-1 accuracies before fine-tuning
 	// (Verify.Before) and of the final model; nil when not measured.
 	Top1Before, Top1 *float64
+	// NonFinite counts fidelity inputs on which the final model gave NaN
+	// or infinite logits (they never agree).
+	NonFinite int
 }

@@ -94,6 +94,7 @@ func (v *verifier) after(ctx context.Context) error {
 	}
 	f := res.Fidelity[len(res.Fidelity)-1]
 	out.Samples, out.Agreement, out.Cosine = f.N, f.Agreement(), f.Cosine()
+	out.NonFinite = res.Models[len(models)-1].Accuracy.NonFinite
 	if !v.v.Accuracy {
 		return nil
 	}

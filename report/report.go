@@ -39,6 +39,9 @@ type Row struct {
 	// and Cosine the mean cosine similarity of the logits (fidelity).
 	Agreement float64 `json:"agreement"`
 	Cosine    float64 `json:"cosine"`
+	// NonFinite counts fidelity inputs on which the compressed model gave
+	// NaN or infinite logits (never agreeing, never correct).
+	NonFinite int `json:"nonfinite_samples"`
 
 	// AccBefore and AccAfter are top-1 accuracies on labelled data before and
 	// after fine-tuning; nil when no labelled data was given (AccAfter is

@@ -157,7 +157,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 	v := r.Verification
 	row := report.Row{Params: r.ParamsAfter, MACs: r.MACsAfter, FileBytes: r.FileBytesAfter,
 		ParamsRatio: r.ParamsRatio, MACsRatio: r.MACsRatio, FileRatio: r.FileRatio,
-		Agreement: v.Agreement, Cosine: v.Cosine, AccBefore: v.Top1, Layers: []report.LayerRank{}}
+		Agreement: v.Agreement, Cosine: v.Cosine, NonFinite: v.NonFinite, AccBefore: v.Top1, Layers: []report.LayerRank{}}
 	if r.FineTune != nil {
 		row.AccBefore, row.AccAfter = v.Top1Before, v.Top1
 	}

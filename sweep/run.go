@@ -4,6 +4,11 @@
 // sweep resumes where it stopped, and writes the tables and plots of the
 // report package. The work of one configuration is done by an Evaluator;
 // Pipeline is the one built from lprconv's stages.
+//
+// A sweep can be split into shards (Shard) run by several workers on one
+// shared output folder: each configuration is run under an exclusive lock
+// file (lock.go), and Report builds the report from whatever the workers
+// have recorded, computing nothing.
 package sweep
 
 import (
@@ -13,13 +18,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -54,9 +56,13 @@ type Options struct {
 	// Model is the path of the original model; compressed models are
 	// named after it.
 	Model string
-	// Out is the output folder; it is created when missing.
+	// Out is the output folder; it is created when missing. Several
+	// workers (processes, machines) may run one sweep in one folder at
+	// once: each configuration is run by one of them (see the lock
+	// description in lock.go).
 	Out string
-	// Configs are the configurations to run, in report order.
+	// Configs are the configurations of the sweep, in report order (the
+	// canonical order that shards are cut from).
 	Configs []Config
 	// Jobs is how many configurations run at once (at least 1).
 	Jobs int
@@ -66,17 +72,28 @@ type Options struct {
 	Meta report.Meta
 	// Latency, when set, measures the original and every compressed model
 	// after all configurations have finished (see NewLatencyMeter), as
-	// LatencyOptions say.
+	// LatencyOptions say. A sharded run measures no latency.
 	Latency        LatencyMeter
 	LatencyOptions LatencyOptions
+	// Shard, when set, runs only that shard's configurations and writes
+	// no report files: Report (or a run of the whole sweep) builds them
+	// once the shards have finished.
+	Shard Shard
+	// LockStale is how long a configuration's lock may go without a
+	// heartbeat before it is taken over (DefaultLockStale when 0).
+	LockStale time.Duration
+	// LockPoll is how often a configuration that another worker runs is
+	// checked (DefaultLockPoll when 0).
+	LockPoll time.Duration
 }
 
 // Result is the outcome of Run.
 type Result struct {
-	// Sweep is the full result, as written to the report files.
+	// Sweep is the full result, as written to the report files; nil for a
+	// sharded run.
 	Sweep *report.Sweep
 	// Ran and Skipped count the configurations computed in this run and
-	// those taken from the state of an earlier run.
+	// those taken from the state of an earlier run or of another worker.
 	Ran, Skipped int
 	// Unmet names the budget configurations whose budget no offered ranks
 	// reach (pipeline.InfeasibleError); they have no row and are
@@ -84,12 +101,18 @@ type Result struct {
 	Unmet []string
 	// Files are the report files written (Markdown, CSV, JSON, plots).
 	Files []string
+	// Finished and Total count the configurations of the whole sweep that
+	// are recorded in Out's state (with a row or an unmet budget) and all
+	// of them.
+	Finished, Total int
 }
 
-// Run measures the original model, then runs every configuration that is
-// not already recorded as finished in opts.Out, at most opts.Jobs at a
-// time, recording each one as soon as it finishes. It then writes the
-// report files. A budget that no offered ranks reach
+// Run measures the original model, then runs every configuration (of
+// opts.Shard, when set) that is not already recorded as finished in
+// opts.Out, at most opts.Jobs at a time, each under its lock so that
+// workers sharing the folder never run one configuration twice, and
+// records each one as soon as it finishes. Unless sharded, it then writes
+// the report files. A budget that no offered ranks reach
 // (pipeline.InfeasibleError) is not an error: that configuration gets no
 // row, a note in the report, and is listed in Result.Unmet. On the first
 // other error it stops starting configurations, waits for those running,
@@ -99,14 +122,25 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 	if len(opts.Configs) == 0 {
 		return nil, errors.New("sweep: no configurations to run")
 	}
+	if err := opts.Shard.Validate(); err != nil {
+		return nil, err
+	}
 	jobs := opts.Jobs
 	if jobs < 1 {
 		jobs = 1
 	}
+	if opts.LockPoll <= 0 {
+		opts.LockPoll = DefaultLockPoll
+	}
+	log := newLogger(opts.Progress)
+	lo, hi := opts.Shard.Range(len(opts.Configs))
+	if lo == hi {
+		log.printf("sweep: shard %s has no configurations: the sweep has only %d", opts.Shard, len(opts.Configs))
+		return &Result{Total: len(opts.Configs), Finished: countDone(opts.Out, opts.Model, opts.Configs, ev.Fingerprint())}, nil
+	}
 	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("create output folder: %w", err)
 	}
-	log := newLogger(opts.Progress)
 
 	log.printf("sweep: measuring the original model %s", opts.Model)
 	orig, err := ev.Original(ctx)
@@ -114,16 +148,24 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		return nil, fmt.Errorf("measure original model %s: %w", opts.Model, err)
 	}
 	fingerprint := ev.Fingerprint()
+	if err := writeManifest(opts, orig, fingerprint); err != nil {
+		return nil, err
+	}
+	lk, err := newLocker(opts.Shard, opts.LockStale)
+	if err != nil {
+		return nil, err
+	}
 
-	rows := make([]report.Row, len(opts.Configs))
+	outs := make([]outcome, len(opts.Configs))
 	var todo []int
 	skipped := 0
-	for i, cfg := range opts.Configs {
+	for i := lo; i < hi; i++ {
+		cfg := opts.Configs[i]
 		modelPath := filepath.Join(opts.Out, cfg.ModelFile(opts.Model))
 		row, ok, reason := loadState(opts.Out, cfg, fingerprint, modelPath)
 		if ok {
 			row.Model = modelPath
-			rows[i] = row
+			outs[i] = outcome{done: true, row: row}
 			skipped++
 			log.printf("sweep: %s finished in an earlier run, skipped", cfg.Name())
 			continue
@@ -133,96 +175,39 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		}
 		todo = append(todo, i)
 	}
+	if opts.Shard.Sharded() {
+		log.printf("sweep: shard %s: configurations %d to %d of %d", opts.Shard, lo+1, hi, len(opts.Configs))
+	}
 	log.printf("sweep: %d configurations to run, %d already finished, %d at a time", len(todo), skipped, jobs)
 
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		unmet    = make([]error, len(opts.Configs))
-		done     int
-		wg       sync.WaitGroup
-	)
-	sem := make(chan struct{}, jobs)
-	for _, i := range todo {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cfg := opts.Configs[i]
-			mu.Lock()
-			log.printf("sweep: %s running (%d of %d remaining)", cfg.Name(), len(todo)-done, len(todo))
-			mu.Unlock()
-			start := time.Now()
-			row, err := runOne(ctx, opts, ev, cfg, fingerprint)
-			mu.Lock()
-			defer mu.Unlock()
-			var inf *pipeline.InfeasibleError
-			if err != nil && cfg.HasBudget() && errors.As(err, &inf) {
-				// An unreachable budget is a finding, not a failure: the
-				// other configurations go on.
-				unmet[i] = err
-				done++
-				log.printf("sweep: %s has no row: %v (%d of %d done, %d remaining)", cfg.Name(), err, done, len(todo), len(todo)-done)
-				return
-			}
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				cancel()
-				return
-			}
-			rows[i] = row
-			done++
-			log.printf("sweep: %s finished in %s (%d of %d done, %d remaining)", cfg.Name(),
-				time.Since(start).Round(time.Millisecond), done, len(todo), len(todo)-done)
-		}(i)
-	}
-	wg.Wait()
-	if err := parent.Err(); err != nil {
+	r := &runner{opts: opts, ev: ev, lk: lk, fp: fingerprint, log: log, poll: opts.LockPoll, out: outs}
+	runErr := r.run(ctx, todo, jobs)
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sweep interrupted with %d of %d configurations finished (they are recorded in %s; run the same command again to resume): %w",
-			skipped+done, len(opts.Configs), filepath.Join(opts.Out, StateDir), err)
+			skipped+r.done, hi-lo, filepath.Join(opts.Out, StateDir), err)
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	if runErr != nil {
+		return nil, runErr
+	}
+	skipped += r.taken
+	var unmetNames []string
+	for i := lo; i < hi; i++ {
+		if outs[i].unmet != "" {
+			unmetNames = append(unmetNames, opts.Configs[i].Name())
+		}
+	}
+	if opts.Shard.Sharded() {
+		finished := countDone(opts.Out, opts.Model, opts.Configs, fingerprint)
+		log.printf("sweep: shard %s done (%d run, %d taken from the state); %d of %d configurations of the sweep are finished",
+			opts.Shard, r.ran, skipped, finished, len(opts.Configs))
+		return &Result{Ran: r.ran, Skipped: skipped, Unmet: unmetNames, Finished: finished, Total: len(opts.Configs)}, nil
 	}
 
-	meta := opts.Meta
-	meta.Notes = append(append([]string(nil), meta.Notes...), orig.Notes...)
-	cfgs := opts.Configs
-	var unmetNames []string
-	if slices.ContainsFunc(unmet, func(e error) bool { return e != nil }) {
-		var keptCfgs []Config
-		var keptRows []report.Row
-		for i, e := range unmet {
-			if e != nil {
-				unmetNames = append(unmetNames, cfgs[i].Name())
-				why := strings.TrimPrefix(e.Error(), "configuration "+cfgs[i].Name()+": ")
-				meta.Notes = append(meta.Notes, fmt.Sprintf("%s has no row: %s.", cfgs[i].Name(), why))
-				continue
-			}
-			keptCfgs, keptRows = append(keptCfgs, cfgs[i]), append(keptRows, rows[i])
-		}
-		cfgs, rows = keptCfgs, keptRows
-	}
+	var note string
 	if skipped > 0 {
-		meta.Notes = append(meta.Notes, fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir))
+		note = fmt.Sprintf("%d of %d configurations were taken from an earlier run recorded in %s.", skipped, len(opts.Configs), StateDir)
 	}
-	if hasBudget(opts.Configs) {
-		rows = byResidualAndSize(cfgs, rows)
-		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter or MAC budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
-	}
-	s := &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
+	s := assemble(opts.Meta, orig, opts.Configs, outs, note)
 	if opts.Latency != nil {
 		if err := measureLatencies(opts.Latency, opts.LatencyOptions, opts.Model, s, log); err != nil {
 			log.printf("sweep: %v", err)
@@ -238,7 +223,34 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 		return nil, err
 	}
 	log.printf("sweep: wrote %d report files to %s", len(files), opts.Out)
-	return &Result{Sweep: s, Ran: len(todo), Skipped: skipped, Unmet: unmetNames, Files: files}, nil
+	return &Result{Sweep: s, Ran: r.ran, Skipped: skipped, Unmet: unmetNames, Files: files,
+		Finished: len(opts.Configs), Total: len(opts.Configs)}, nil
+}
+
+// assemble builds the report of a sweep from the outcomes of its
+// configurations (outs[i] of cfgs[i]): a row for every finished one, in
+// report order, and the notes of meta and orig, of every unmet budget,
+// then note (when not empty).
+func assemble(meta report.Meta, orig Original, cfgs []Config, outs []outcome, note string) *report.Sweep {
+	meta.Notes = append(append([]string(nil), meta.Notes...), orig.Notes...)
+	var keptCfgs []Config
+	var rows []report.Row
+	for i, o := range outs {
+		switch {
+		case o.unmet != "":
+			meta.Notes = append(meta.Notes, fmt.Sprintf("%s has no row: %s.", cfgs[i].Name(), o.unmet))
+		case o.done:
+			keptCfgs, rows = append(keptCfgs, cfgs[i]), append(rows, o.row)
+		}
+	}
+	if note != "" {
+		meta.Notes = append(meta.Notes, note)
+	}
+	if hasBudget(cfgs) {
+		rows = byResidualAndSize(keptCfgs, rows)
+		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter or MAC budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
+	}
+	return &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
 }
 
 // runOne evaluates one configuration and records it.
@@ -263,6 +275,11 @@ func runOne(ctx context.Context, opts Options, ev Evaluator, cfg Config, fingerp
 		return report.Row{}, err
 	}
 	return row, nil
+}
+
+// modelPath returns where cfg's compressed model is written.
+func (r *runner) modelPath(cfg Config) string {
+	return filepath.Join(r.opts.Out, cfg.ModelFile(r.opts.Model))
 }
 
 // hasBudget reports whether any configuration is planned from a budget.

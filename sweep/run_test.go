@@ -30,6 +30,8 @@ type fakeEvaluator struct {
 	running     atomic.Int32
 	maxRunning  atomic.Int32
 	gate        chan struct{} // when set, Evaluate waits for a token
+	mu          sync.Mutex
+	perConfig   map[string]int // Evaluate calls per configuration
 }
 
 func (f *fakeEvaluator) Original(context.Context) (Original, error) {
@@ -42,6 +44,12 @@ func (f *fakeEvaluator) Original(context.Context) (Original, error) {
 
 func (f *fakeEvaluator) Evaluate(ctx context.Context, cfg Config, modelPath string) (report.Row, error) {
 	f.calls.Add(1)
+	f.mu.Lock()
+	if f.perConfig == nil {
+		f.perConfig = map[string]int{}
+	}
+	f.perConfig[cfg.Name()]++
+	f.mu.Unlock()
 	n := f.running.Add(1)
 	defer f.running.Add(-1)
 	for {

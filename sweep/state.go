@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lprconv/lprconv/internal/atomicfile"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -28,11 +27,22 @@ type stateFile struct {
 	Fingerprint string     `json:"fingerprint"`
 	Config      string     `json:"config"`
 	Row         report.Row `json:"row"`
+	// Unmet, in an unmet-budget record, says why the configuration has
+	// no row.
+	Unmet string `json:"unmet,omitempty"`
 }
 
 // statePath returns where the state of cfg is recorded.
 func statePath(out string, cfg Config) string {
 	return filepath.Join(out, StateDir, cfg.Name()+".json")
+}
+
+// unmetPath returns where a budget configuration that no offered ranks
+// reach is recorded. It is not a finished state: a plain re-run tries the
+// budget again, but a report built from the state (Report), and a worker
+// that waited for another to run it, take the reason from it.
+func unmetPath(out string, cfg Config) string {
+	return filepath.Join(out, StateDir, cfg.Name()+".unmet.json")
 }
 
 // loadState returns the recorded row of cfg when it was finished with the
@@ -66,20 +76,39 @@ func loadState(out string, cfg Config, fingerprint, modelPath string) (row repor
 	return st.Row, true, ""
 }
 
+// loadUnmet returns the recorded reason why cfg's budget cannot be met,
+// when it was recorded with the same fingerprint.
+func loadUnmet(out string, cfg Config, fingerprint string) (why string, ok bool) {
+	data, err := os.ReadFile(unmetPath(out, cfg))
+	if err != nil {
+		return "", false
+	}
+	var st stateFile
+	if json.Unmarshal(data, &st) != nil || st.Version != stateVersion || st.Config != cfg.Name() ||
+		st.Fingerprint != fingerprint || st.Unmet == "" {
+		return "", false
+	}
+	return st.Unmet, true
+}
+
 // saveState records cfg as finished, atomically.
 func saveState(out string, cfg Config, fingerprint string, row report.Row) error {
-	dir := filepath.Join(out, StateDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create state folder: %w", err)
-	}
-	data, err := json.MarshalIndent(stateFile{
+	return writeState(statePath(out, cfg), stateFile{
 		Version: stateVersion, Fingerprint: fingerprint, Config: cfg.Name(), Row: row,
-	}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode state of %s: %w", cfg.Name(), err)
-	}
-	if err := atomicfile.Write(statePath(out, cfg), append(data, '\n')); err != nil {
-		return fmt.Errorf("record state of %s: %w", cfg.Name(), err)
+	})
+}
+
+// saveUnmet records that cfg's budget cannot be met, and why, atomically.
+func saveUnmet(out string, cfg Config, fingerprint, why string) error {
+	return writeState(unmetPath(out, cfg), stateFile{
+		Version: stateVersion, Fingerprint: fingerprint, Config: cfg.Name(), Unmet: why,
+	})
+}
+
+// writeState writes one state record atomically.
+func writeState(path string, st stateFile) error {
+	if err := writeJSON(path, st); err != nil {
+		return fmt.Errorf("record state of %s: %w", st.Config, err)
 	}
 	return nil
 }

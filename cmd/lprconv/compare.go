@@ -18,6 +18,7 @@ func compareCommand() *cli.Command {
 		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
+		allowNonFiniteFlag(),
 	)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compare",
@@ -56,9 +57,14 @@ Examples:
 		}
 		out := evaluate.NewComparison(args[0], args[1], c.String("data"), res)
 		if c.Bool("json") {
-			return writeJSON(c.App.Writer, out)
+			err = writeJSON(c.App.Writer, out)
+		} else {
+			err = printCompare(c.App.Writer, out)
 		}
-		return printCompare(c.App.Writer, out)
+		if err != nil {
+			return err
+		}
+		return nonFiniteExit(c, "compare", res)
 	})
 }
 
@@ -70,5 +76,8 @@ func printCompare(w io.Writer, r evaluate.Comparison) error {
 	_, err := fmt.Fprintf(w, "A           %s\nB           %s\ndata        %s (%d samples)\nagreement   %.2f%% (top-1)\nmax |A-B|   %.4g (%.3g relative to max |A|)\nrel. L2     %.4g\ncosine      %.6f\ntop-1       A %s, B %s\ntop-5       A %s, B %s\n",
 		r.ModelA, r.ModelB, data, r.Samples, r.Agreement, r.MaxAbs, r.RelativeMaxAbs, r.RelativeL2, r.Cosine,
 		fmtPercent(r.Top1A), fmtPercent(r.Top1B), fmtPercent(r.Top5A), fmtPercent(r.Top5B))
+	if err == nil && r.NonFiniteA+r.NonFiniteB > 0 {
+		_, err = fmt.Fprintf(w, "non-finite  A %d, B %d samples gave NaN or infinite logits (scored as wrong)\n", r.NonFiniteA, r.NonFiniteB)
+	}
 	return err
 }

@@ -18,6 +18,7 @@ func evalCommand() *cli.Command {
 		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
+		allowNonFiniteFlag(),
 	)
 	return flagsAnywhere(&cli.Command{
 		Name:      "eval",
@@ -51,9 +52,14 @@ Examples:
 		}
 		out := evaluate.NewModelReport(args[0], c.String("data"), c.Int("batch"), rep)
 		if c.Bool("json") {
-			return writeJSON(c.App.Writer, out)
+			err = writeJSON(c.App.Writer, out)
+		} else {
+			err = printEval(c.App.Writer, out)
 		}
-		return printEval(c.App.Writer, out)
+		if err != nil {
+			return err
+		}
+		return nonFiniteExit(c, "eval "+args[0], rep)
 	})
 }
 
@@ -74,6 +80,9 @@ func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, err
 			return nil, err
 		}
 		defer r.Close()
+		prog := newProgress(c.App.ErrWriter, c.Command.Name, "inputs", n)
+		opts.Progress = func(done int) { prog.update(done, "") }
+		defer prog.finish()
 		return evaluate.Run(c.Context, models, r, opts)
 	}
 	spec, err := dataSpecFrom(c, in)
@@ -92,6 +101,24 @@ func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, err
 	return evaluate.Run(c.Context, models, loader, opts)
 }
 
+// allowNonFiniteFlag is the flag that lets eval, compare and sweep finish
+// with exit code 0 although a model gave NaN or infinite logits.
+func allowNonFiniteFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "allow-nonfinite", Usage: "exit 0 even when a model gives NaN or infinite logits (they are always scored as wrong)"}
+}
+
+// nonFiniteExit returns exit code 3 with the count of non-finite outputs
+// when a model of res gave any, unless --allow-nonfinite is set.
+func nonFiniteExit(c *cli.Context, what string, res *evaluate.Result) error {
+	if c.Bool("allow-nonfinite") {
+		return nil
+	}
+	if err := res.CheckFinite(); err != nil {
+		return cli.Exit(fmt.Sprintf("%s: %v (pass --allow-nonfinite to exit 0 anyway)", what, err), 3)
+	}
+	return nil
+}
+
 func fmtPercent(p *float64) string {
 	if p == nil {
 		return "n/a (no labels)"
@@ -102,6 +129,9 @@ func fmtPercent(p *float64) string {
 func printEval(w io.Writer, r evaluate.ModelReport) error {
 	_, err := fmt.Fprintf(w, "model       %s\ndata        %s (%d samples, %d labelled)\ntop-1       %s\ntop-5       %s\nthroughput  %.1f images/s (batch %d)\n",
 		r.Model, r.Data, r.Samples, r.Labelled, fmtPercent(r.Top1), fmtPercent(r.Top5), r.ImagesPerSec, r.Batch)
+	if err == nil && r.NonFinite > 0 {
+		_, err = fmt.Fprintf(w, "non-finite  %d samples gave NaN or infinite logits (scored as wrong)\n", r.NonFinite)
+	}
 	return err
 }
 

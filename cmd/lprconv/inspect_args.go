@@ -50,6 +50,9 @@ func flagsAnywhere(cmd *cli.Command, action func(c *cli.Context, args []string) 
 				return cli.Exit(fmt.Sprintf("%s: flag %s: %v", cmd.Name, a, err), 2)
 			}
 		}
+		if err := checkFlagRanges(c, cmd.Name); err != nil {
+			return err
+		}
 		return action(c, pos)
 	}
 	return cmd

@@ -24,10 +24,32 @@ func main() {
 
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	// Ctrl-C cancels the context: long work stops cleanly (fine-tuning
-	// saves its checkpoint) and nothing half-written is left behind.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C (or SIGTERM) cancels the context: long work stops cleanly
+	// (fine-tuning saves its checkpoint) and nothing half-written is left
+	// behind. A second signal ends the process at once (exit code 130),
+	// whatever it is waiting for; output files are only ever renamed into
+	// place complete, so that loses nothing either.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "lprconv: interrupted; stopping (again to quit at once)")
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			os.Exit(130)
+		case <-done:
+		}
+	}()
 	app := newApp(stdout, stderr)
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintf(stderr, "lprconv: %v\n", err)

@@ -24,7 +24,7 @@ func sweepCommand() *cli.Command {
 	cmd := &cli.Command{
 		Name:      "sweep",
 		Usage:     "compress a model at several ranks and residuals and report size, fidelity, accuracy and latency",
-		ArgsUsage: "MODEL --out DIR",
+		ArgsUsage: "MODEL --out DIR [--shard I/N] | --report DIR",
 		Description: `Compresses MODEL once per configuration (each residual in --residuals at
 each ratio in --rank-ratios, and at each budget in --budgets), measures every
 compressed model against the original, and writes to DIR: report.md,
@@ -68,6 +68,19 @@ Finished configurations are recorded in DIR/state and skipped when the sweep
 is run again with the same model, data and settings, so an interrupted sweep
 resumes where it stopped. --jobs N runs N configurations at once.
 
+Several machines can share one sweep through a shared --out folder:
+--shard I/N runs only shard I (0 to N-1) of N, the I-th contiguous block of
+the configurations in the order above, and writes no report. Each
+configuration is locked while it runs (DIR/state/<config>.lock, created
+exclusively, refreshed every --lock-stale/5 and taken over when older than
+--lock-stale), so workers never run one configuration twice. Once the shards
+have finished, --report DIR builds report.md, results.csv, results.json and
+the plots from everything recorded in DIR, computing nothing (configurations
+not yet finished are named in a note). The same command without --shard
+also builds them, after running any configuration still missing, and
+measures latency on its machine. See docs/distributed-sweeps.md for a
+Kubernetes Indexed Job and a Slurm job array.
+
 Examples:
    lprconv sweep mobilenet.onnx --out sweep-out
    lprconv sweep mobilenet.onnx --out s --rank-ratios 1/4,1/8 --residuals diag,identity,none
@@ -75,7 +88,10 @@ Examples:
    lprconv sweep mobilenetv2.onnx --out s --include-nonsquare --rank-ratios none --budgets 0.7
    lprconv sweep testdata/models/mobilenetv1.onnx --out s --eval testdata/images/test --mean 0.286 --std 0.353
    lprconv sweep testdata/models/mobilenetv1.onnx --out s --rank-ratios 1/4,1/8 --eval testdata/images/test \
-       --data testdata/images/train --epochs 2 --mean 0.286 --std 0.353`,
+       --data testdata/images/train --epochs 2 --mean 0.286 --std 0.353
+   lprconv sweep mobilenet.onnx --out /shared/s --rank-ratios 1/4,1/8 --shard 0/2   # on machine 1
+   lprconv sweep mobilenet.onnx --out /shared/s --rank-ratios 1/4,1/8 --shard 1/2   # on machine 2
+   lprconv sweep --report /shared/s`,
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the report, plots and models to folder `DIR`"},
 			&cli.StringFlag{Name: "rank-ratios", Value: sweep.DefaultRatios, Usage: "rank ratios r/C to try, as fractions or decimals (`LIST`); none (or \"\") for budgets only"},
@@ -95,7 +111,11 @@ Examples:
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
+			allowNonFiniteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
+			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the configurations (0 <= I <= N-1) and write no report; shards may share --out"},
+			&cli.DurationFlag{Name: "lock-stale", Value: sweep.DefaultLockStale, Usage: "take over a configuration's lock when its owner's heartbeat is older than `DURATION`"},
+			&cli.StringFlag{Name: "report", Usage: "build the report of the sweep in `DIR` from its recorded results (no MODEL; computes nothing)"},
 		),
 	}
 	return flagsAnywhere(cmd, runSweep)
@@ -106,12 +126,30 @@ func runSweep(c *cli.Context, args []string) error {
 	usage := func(format string, a ...any) error {
 		return cli.Exit(fmt.Sprintf("sweep: "+format, a...), 2)
 	}
+	if c.IsSet("report") {
+		return sweepReport(c, args)
+	}
 	if len(args) != 1 {
 		return usage("expected one MODEL argument (see lprconv sweep --help)")
 	}
 	model, out := args[0], c.String("out")
 	if out == "" {
 		return usage("no output folder; give --out DIR")
+	}
+	var shard sweep.Shard
+	if c.IsSet("shard") {
+		var err error
+		if shard, err = sweep.ParseShard(c.String("shard")); err != nil {
+			return usage("--shard: %v", err)
+		}
+		if c.Bool("json") {
+			return usage("--json: a shard writes no report; once the shards have finished, use --report %s --json", out)
+		}
+	}
+	if c.Duration("lock-stale") < time.Minute {
+		// Heartbeats come every --lock-stale/5, and shared filesystems
+		// cache file times for up to a minute.
+		return usage("--lock-stale %s must be at least 1m", c.Duration("lock-stale"))
 	}
 	var ratios []float64
 	var err error
@@ -209,9 +247,19 @@ func runSweep(c *cli.Context, args []string) error {
 	res, err := sweep.Run(ctx, sweep.Options{
 		Model: model, Out: out, Configs: configs, Jobs: jobs,
 		Progress: c.App.ErrWriter, Meta: meta, Latency: meter, LatencyOptions: latency,
+		Shard: shard, LockStale: c.Duration("lock-stale"),
 	}, p)
 	if err != nil {
 		return err
+	}
+	if shard.Sharded() {
+		fmt.Fprintf(c.App.Writer, "shard %s: %d configurations run, %d taken from the state; %d of %d configurations of the sweep are finished\n",
+			shard, res.Ran, res.Skipped, res.Finished, res.Total)
+		if len(res.Unmet) > 0 {
+			fmt.Fprintf(c.App.Writer, "budgets not met (no row): %s\n", strings.Join(res.Unmet, ", "))
+		}
+		fmt.Fprintf(c.App.Writer, "build the report with: lprconv sweep --report %s\n", out)
+		return nil
 	}
 	if c.Bool("json") {
 		return report.WriteJSON(c.App.Writer, res.Sweep)
@@ -223,6 +271,50 @@ func runSweep(c *cli.Context, args []string) error {
 	if len(res.Unmet) > 0 {
 		fmt.Fprintf(c.App.Writer, "budgets not met (no row; see the notes in report.md): %s\n", strings.Join(res.Unmet, ", "))
 	}
+	return sweepNonFiniteExit(c, res.Sweep)
+}
+
+// sweepNonFiniteExit returns exit code 3 naming the configurations whose
+// models gave NaN or infinite logits, unless --allow-nonfinite is set.
+func sweepNonFiniteExit(c *cli.Context, s *report.Sweep) error {
+	if c.Bool("allow-nonfinite") {
+		return nil
+	}
+	var bad []string
+	for _, r := range s.Rows {
+		if r.NonFinite > 0 {
+			bad = append(bad, fmt.Sprintf("%s (%d samples)", r.Config, r.NonFinite))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return cli.Exit(fmt.Sprintf("sweep: NaN or infinite logits from %s; they are scored as wrong (pass --allow-nonfinite to exit 0 anyway)", strings.Join(bad, ", ")), 3)
+}
+
+// sweepReport builds the report of the sweep in --report DIR from its
+// recorded results.
+func sweepReport(c *cli.Context, args []string) error {
+	dir := c.String("report")
+	switch {
+	case dir == "":
+		return cli.Exit("sweep: --report needs the sweep's output folder DIR", 2)
+	case len(args) != 0:
+		return cli.Exit(fmt.Sprintf("sweep: --report %s builds the report of the sweep recorded there; give no MODEL (got %q)", dir, args[0]), 2)
+	case c.IsSet("out") || c.IsSet("shard"):
+		return cli.Exit("sweep: --report DIR writes into DIR; give no --out or --shard", 2)
+	}
+	res, err := sweep.Report(dir, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return report.WriteJSON(c.App.Writer, res.Sweep)
+	}
+	if err := report.WriteTable(c.App.Writer, res.Sweep); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "\nreport of %d of %d configurations written to %s\n", res.Finished, res.Total, dir)
 	return nil
 }
 
@@ -249,7 +341,8 @@ func sweepCommandLine(c *cli.Context, model string) string {
 	parts := []string{"lprconv", "sweep", model}
 	for _, f := range c.Command.Flags {
 		name := f.Names()[0]
-		if !c.IsSet(name) {
+		if !c.IsSet(name) || name == "shard" {
+			// The report is the whole sweep's, whichever shard wrote it.
 			continue
 		}
 		if _, ok := f.(*cli.BoolFlag); ok {

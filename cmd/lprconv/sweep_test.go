@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/csv"
+	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -188,6 +192,14 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--budgets", "0.6,0.6"}, "twice"},
 		{[]string{"sweep", model, "--out", out, "--budget-samples", "8"}, "needs --budgets"},
 		{[]string{"sweep", model, "--out", out, "--channel-align", "-1"}, "--channel-align"},
+		{[]string{"sweep", model, "--out", out, "--shard", "0/0"}, "--shard: shard \"0/0\": the shard count N must be at least 1"},
+		{[]string{"sweep", model, "--out", out, "--shard", "2/2"}, "--shard: shard \"2/2\": the shard index I must be in 0..1"},
+		{[]string{"sweep", model, "--out", out, "--shard", "-1/2"}, "--shard: shard \"-1/2\": the shard index I must be in 0..1"},
+		{[]string{"sweep", model, "--out", out, "--shard=a/b"}, "--shard: shard \"a/b\": want whole numbers I/N with N >= 1 and 0 <= I <= N-1"},
+		{[]string{"sweep", model, "--out", out, "--shard", "0/2", "--json"}, "--report " + out + " --json"},
+		{[]string{"sweep", model, "--out", out, "--lock-stale", "30s"}, "--lock-stale 30s must be at least 1m"},
+		{[]string{"sweep", model, "--report", out}, "give no MODEL"},
+		{[]string{"sweep", "--report", out, "--out", out}, "give no --out or --shard"},
 	} {
 		code, _, stderr := runCLI(c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
@@ -381,4 +393,132 @@ func TestSweepIncludeNonSquareMobileNetV2(t *testing.T) {
 			t.Errorf("%s: rank %d, want %d", l.Name, l.Rank, want)
 		}
 	}
+}
+
+// shardArgs sweeps the MobileNetV1 fixture data-free on 8 random inputs:
+// residuals diag and none at ranks 1/4 and 1/8.
+func shardArgs(t *testing.T, out string, extra ...string) []string {
+	t.Helper()
+	args := []string{"sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out, "--random", "8",
+		"--rank-ratios", "1/4,1/8", "--residuals", "diag,none", "--batch", "8", "--threads", "1", "--no-latency"}
+	return append(args, extra...)
+}
+
+// csvRows reads results.csv with the model column reduced to its base
+// name, so that sweeps in different folders compare.
+func csvRows(t *testing.T, dir string) [][]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, report.CSVFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs[1:] {
+		r[len(r)-1] = filepath.Base(r[len(r)-1])
+	}
+	return recs
+}
+
+// TestSweepShardsMatchWholeSweep: --shard 0/2 and --shard 1/2 run at once
+// on one folder, then --report, give the results.csv rows of one
+// unsharded sweep; --report of one finished shard reports its rows and
+// names the others.
+func TestSweepShardsMatchWholeSweep(t *testing.T) {
+	whole := filepath.Join(t.TempDir(), "whole")
+	if code, _, stderr := runCLI(shardArgs(t, whole)...); code != 0 {
+		t.Fatalf("unsharded sweep: exit %d: %s", code, stderr)
+	}
+	want := csvRows(t, whole)
+	if len(want) != 5 {
+		t.Fatalf("unsharded results.csv has %d lines, want 5", len(want))
+	}
+
+	// The two shards are two processes (this test binary re-run as
+	// lprconv, see TestSweepHelperProcess) started at the same time.
+	shared := filepath.Join(t.TempDir(), "shared")
+	var procs [2]*exec.Cmd
+	var outs, errs [2]bytes.Buffer
+	for i := range procs {
+		args, err := json.Marshal(shardArgs(t, shared, "--shard", fmt.Sprintf("%d/2", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = exec.Command(os.Args[0], "-test.run=^TestSweepHelperProcess$")
+		procs[i].Env = append(os.Environ(), helperArgsEnv+"="+string(args))
+		procs[i].Stdout, procs[i].Stderr = &outs[i], &errs[i]
+		if err := procs[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range procs {
+		if err := p.Wait(); err != nil {
+			t.Fatalf("--shard %d/2: %v: %s", i, err, errs[i].String())
+		}
+		if stdout := outs[i].String(); !strings.Contains(stdout, fmt.Sprintf("shard %d/2: 2 configurations run", i)) ||
+			!strings.Contains(stdout, "lprconv sweep --report "+shared) {
+			t.Errorf("--shard %d/2 output:\n%s", i, stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(shared, report.CSVFile)); err == nil {
+		t.Error("a shard wrote results.csv")
+	}
+	code, stdout, stderr := runCLI("sweep", "--report", shared)
+	if code != 0 {
+		t.Fatalf("--report: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "report of 4 of 4 configurations written to "+shared) {
+		t.Errorf("--report output:\n%s", stdout)
+	}
+	if got := csvRows(t, shared); !reflect.DeepEqual(got, want) {
+		t.Errorf("sharded results.csv:\n%v\nwant\n%v", got, want)
+	}
+	s := readSweepJSON(t, filepath.Join(shared, report.JSONFile))
+	if strings.Contains(s.Meta.Command, "--shard") || !strings.Contains(s.Meta.Command, "--rank-ratios 1/4,1/8") {
+		t.Errorf("report command %q: want the whole sweep's command", s.Meta.Command)
+	}
+
+	// One shard alone: --report builds the report of its rows.
+	partial := filepath.Join(t.TempDir(), "partial")
+	if code, _, stderr := runCLI(shardArgs(t, partial, "--shard", "1/2")...); code != 0 {
+		t.Fatalf("--shard 1/2: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr = runCLI("sweep", "--report", partial, "--json")
+	if code != 0 {
+		t.Fatalf("--report of a partial sweep: exit %d: %s", code, stderr)
+	}
+	ps, err := report.ReadJSON(strings.NewReader(stdout))
+	if err != nil {
+		t.Fatalf("--report --json: %v\n%s", err, stdout)
+	}
+	if got := csvRows(t, partial); !reflect.DeepEqual(got, append([][]string{want[0]}, want[3:]...)) {
+		t.Errorf("partial results.csv:\n%v\nwant the last two rows of\n%v", got, want)
+	}
+	if notes := strings.Join(ps.Meta.Notes, "\n"); !strings.Contains(notes, "Not finished yet: diag_r0.25, diag_r0.125.") {
+		t.Errorf("partial report notes:\n%s", notes)
+	}
+}
+
+// helperArgsEnv holds the JSON-encoded command line that
+// TestSweepHelperProcess runs.
+const helperArgsEnv = "LPRCONV_TEST_HELPER_ARGS"
+
+// TestSweepHelperProcess is not a test: run by TestSweepShardsMatchWholeSweep
+// as a child process with helperArgsEnv set, it is lprconv with those
+// arguments and exits with its code. Without the variable it returns at
+// once.
+func TestSweepHelperProcess(t *testing.T) {
+	enc := os.Getenv(helperArgsEnv)
+	if enc == "" {
+		return
+	}
+	var args []string
+	if err := json.Unmarshal([]byte(enc), &args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(run(append([]string{"lprconv"}, args...), os.Stdout, os.Stderr))
 }
