@@ -3,9 +3,9 @@ module github.com/lprconv/lprconv
 go 1.26.8
 
 require (
+	github.com/ebitengine/purego v0.11.3
 	github.com/mmcloughlin/avo v0.5.0
 	github.com/urfave/cli/v2 v2.27.7
-	github.com/yalue/onnxruntime_go v1.27.0
 	golang.org/x/sys v0.35.0
 	gonum.org/v1/gonum v0.17.0
 	gonum.org/v1/plot v0.17.0

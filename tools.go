@@ -6,7 +6,6 @@ package tools
 
 import (
 	_ "github.com/mmcloughlin/avo/build"
-	_ "github.com/yalue/onnxruntime_go"
 	_ "gonum.org/v1/gonum/mat"
 	_ "gonum.org/v1/plot"
 	_ "google.golang.org/protobuf/cmd/protoc-gen-go"

@@ -5,8 +5,6 @@ import (
 	"sort"
 	"strings"
 
-	ort "github.com/yalue/onnxruntime_go"
-
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/onnxio"
 )
@@ -15,36 +13,11 @@ import (
 // optimizations, one thread), has it write the optimized graph to dst, and
 // returns a summary of the node types in that graph ("domain:op count").
 func optimizedOps(path, dst string) (string, error) {
-	if err := ortrun.Init(); err != nil {
-		return "", err
-	}
-	so, err := ort.NewSessionOptions()
+	s, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: 1, OptimizedModelPath: dst})
 	if err != nil {
 		return "", err
 	}
-	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		return "", err
-	}
-	if err := so.SetOptimizedModelFilePath(dst); err != nil {
-		return "", err
-	}
-	ins, outs, err := ort.GetInputOutputInfo(path)
-	if err != nil {
-		return "", err
-	}
-	var in, out []string
-	for _, v := range ins {
-		in = append(in, v.Name)
-	}
-	for _, v := range outs {
-		out = append(out, v.Name)
-	}
-	s, err := ort.NewDynamicAdvancedSession(path, in, out, so)
-	if err != nil {
-		return "", err
-	}
-	s.Destroy()
+	s.Close()
 	m, err := onnxio.Load(dst)
 	if err != nil {
 		return "", fmt.Errorf("load optimized graph: %w", err)
