@@ -107,6 +107,7 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads for calibration and training (0: all cores)"},
 	)
 	flags = append(flags, budgetFlags()...)
+	flags = append(flags, latencyFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compress",
 		Usage:     "replace square pointwise convolutions with low-rank LPR modules",
@@ -153,6 +154,11 @@ Examples:
 			return err
 		}
 		defer closeData()
+		var closeRT func()
+		if opts.Latency, closeRT, err = latencyFrom(c); err != nil { // latency.go
+			return cli.Exit("compress: "+err.Error(), 2)
+		}
+		defer closeRT()
 		r, err := pipeline.Run(c.Context, opts)
 		if err != nil {
 			return err
@@ -329,6 +335,7 @@ func printCompress(w io.Writer, r compressOutput) error {
 	fmt.Fprintf(w, "params:    %s -> %s (%.3fx)\n", count(r.ParamsBefore), count(r.ParamsAfter), r.ParamsRatio)
 	fmt.Fprintf(w, "MACs:      %s -> %s (%.3fx)\n", count(r.MACsBefore), count(r.MACsAfter), r.MACsRatio)
 	fmt.Fprintf(w, "file:      %s -> %s (%.3fx)%s\n", bytesText(r.FileBytesBefore), bytesText(r.FileBytesAfter), r.FileRatio, fileNote)
+	printLatency(w, r.Latency) // latency.go
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, n)
 	}
