@@ -38,7 +38,8 @@ type Latency struct {
 }
 
 // DefaultLatencyBudget is the timed duration Latency spends by default:
-// a little over half on whole models, the rest on single layers.
+// half on whole models, 30% on single layers (every measurement still
+// makes 3 rounds, which on large models takes longer).
 const DefaultLatencyBudget = 4 * time.Second
 
 // Tolerance of the latency decisions: a whole model at most this much
@@ -256,7 +257,7 @@ func (lr *latencyRun) finish() {
 // second a run, and the decisions use the median of at least 3 rounds,
 // which one slow first round does not move.
 func (lr *latencyRun) compareWhole(model []byte) ([]BatchLatency, error) {
-	budget := lr.budget() * 6 / 10 / time.Duration(len(lr.batches))
+	budget := lr.budget() * 5 / 10 / time.Duration(len(lr.batches))
 	var out []BatchLatency
 	for _, b := range lr.batches {
 		t, err := lr.timer.time(lr.orig, model, b, budget, -1)

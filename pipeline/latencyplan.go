@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
@@ -17,12 +18,31 @@ import (
 // past it, planning stops and the result says the model is still slower.
 const maxPlanningTime = 60 * time.Second
 
+// isolatedMACs bounds the work of one run of a layer timed alone (a few
+// milliseconds on one core); see isolatedBatch.
+const isolatedMACs = 400_000_000
+
+// isolatedBatch returns the batch size at which a layer of macs MACs per
+// image is timed alone for batch size b: b, or the largest smaller one
+// whose run stays within isolatedMACs. A 1x1 convolution that large is
+// bound by arithmetic, so its time, and the module's, grow in proportion
+// to the batch and their ratio stays; this keeps timing ImageNet-sized
+// layers at batch 64 to a fraction of a second. The whole-model check
+// still runs at b.
+func isolatedBatch(macs, b int64) int64 {
+	if macs <= 0 || checked.SatMul(macs, b) <= isolatedMACs {
+		return b
+	}
+	return max(1, isolatedMACs/macs)
+}
+
 // planLatency makes plan latency-aware (unless Latency.KeepSlower): it
 // times each replaced layer alone against its LPR module alone at every
 // measured batch size (two one-layer models, Conv -> Relu and the module,
-// at the layer's input shape) and keeps the layers whose module is not
-// measurably faster at every batch size (the 95% interval of the paired
-// ratio wholly below 1). Then it times the whole compressed model against
+// at the layer's input shape; large layers at a smaller batch size, see
+// isolatedBatch) and keeps the layers whose module is not measurably
+// faster at every batch size (the 95% interval of the paired ratio wholly
+// below 1). Then it times the whole compressed model against
 // the original; while it is slower than 1 + latencyTolerance at a batch
 // size, it keeps the replaced layer whose module saved the least and
 // measures again. Kept layers are decided through the plan's Selection (a
@@ -39,6 +59,7 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 		return plan, nil
 	}
 	lr.res.Planned, lr.res.Layers = true, layers
+	o.logf(StagePlan, "timed the layers alone in %.1f s", time.Since(lr.start).Seconds())
 	keep := map[string]string{}
 	for _, l := range layers {
 		if l.Kept {
@@ -154,7 +175,7 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 		return nil, fmt.Errorf("infer shapes: %w", err)
 	}
 	n := plan.Replaced()
-	budget := max(lr.budget()*4/10/time.Duration(n*len(lr.batches)), 20*time.Millisecond)
+	budget := max(lr.budget()*3/10/time.Duration(n*len(lr.batches)), 100*time.Millisecond)
 	var out []LayerLatency
 	for _, l := range plan.Layers {
 		if !l.Replace {
@@ -167,11 +188,12 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 		}
 		ll := LayerLatency{Name: l.Name}
 		for _, b := range lr.batches {
-			t, err := lr.timer.time(layer, module, b, budget, 1)
+			tb := isolatedBatch(l.MACsBefore, b)
+			t, err := lr.timer.time(layer, module, tb, budget, 1)
 			if err != nil {
-				return nil, fmt.Errorf("layer %q alone at batch %d: %w", l.Name, b, err)
+				return nil, fmt.Errorf("layer %q alone at batch %d: %w", l.Name, tb, err)
 			}
-			ll.Batches = append(ll.Batches, t.batchLatency(b))
+			ll.Batches = append(ll.Batches, t.batchLatency(tb))
 		}
 		ll.Kept, ll.Reason = layerVerdict(ll.Batches)
 		out = append(out, ll)
