@@ -130,6 +130,14 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 		}
 	}
 	o.logf(StagePlan, "latency: %d of %d timed layers kept", len(keep), len(layers))
+	if cur.Replaced() == 0 && o.FineTune != nil && !o.FineTune.OnlyReplaced {
+		// Nothing left to train: write the original's layers rather than
+		// fail in distillation (o.FineTune is the caller's; change a copy).
+		ft := *o.FineTune
+		ft.OnlyReplaced = true
+		o.FineTune = &ft
+		lr.res.Notes = append(lr.res.Notes, "no layer is replaced at the measured batch sizes, so nothing was fine-tuned")
+	}
 	return cur, nil
 }
 
