@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -307,5 +308,29 @@ func TestLatencyORT(t *testing.T) {
 	}
 	if r.Replaced == 0 && (l.Measured || l.Reason == "") {
 		t.Errorf("nothing replaced, latency %+v", l)
+	}
+}
+
+// TestLatencyKeepsAllFineTune: when latency keeps every layer, a run with
+// fine-tuning writes the original's layers instead of failing to train a
+// model without LPR modules, and says so; the caller's FineTune is not
+// changed.
+func TestLatencyKeepsAllFineTune(t *testing.T) {
+	path, m := fixture(t)
+	train := images(t, m, "train", 60)
+	ft := &FineTune{Train: *train, Seed: 1, Init: InitData, Calib: 30,
+		Options: finetune.Options{Steps: 2, Batch: 30, LR: 2e-3, Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: 2}, Train: finetune.TrainLPR}}
+	out := filepath.Join(t.TempDir(), "out.onnx")
+	r, err := Run(context.Background(), Options{In: path, Out: out, Rule: svd.Policy{Ratio: 0.25, Multiple: 16}, Residual: svd.KindDiag,
+		Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}, FineTune: ft,
+		Latency: &Latency{Batches: []int64{1}, timer: &costTimer{perNode: 1e9, perWeight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Replaced != 0 || r.FineTune != nil || ft.OnlyReplaced {
+		t.Errorf("replaced %d, fine-tune %+v, caller's OnlyReplaced %v", r.Replaced, r.FineTune, ft.OnlyReplaced)
+	}
+	if len(r.Latency.Notes) == 0 || !strings.Contains(strings.Join(r.Latency.Notes, " "), "nothing was fine-tuned") {
+		t.Errorf("notes %v", r.Latency.Notes)
 	}
 }
