@@ -3,9 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/ortapi"
@@ -46,6 +48,11 @@ const DefaultLatencyBudget = 4 * time.Second
 // slower than the original counts as no slower (the noise allowance of
 // issue 12's goals).
 const latencyTolerance = 0.02
+
+// smallModelMACs: a whole model whose run at a batch size takes at most
+// this many MACs (about a millisecond on one core) is timed in 3 fresh
+// session sets instead of 1.
+const smallModelMACs = 100_000_000
 
 // LatencyResult is what was measured in ONNX Runtime. Times are medians in
 // milliseconds; ratios are compressed / original, paired round by round,
@@ -116,9 +123,10 @@ func (t pairTiming) batchLatency(batch int64) BatchLatency {
 
 // pairTimer times a candidate model against a base model (serialized
 // ONNX) at one batch size, spending about budget of timed runs after
-// warmup untimed runs of each (negative: none).
+// warmup untimed runs of each (negative: none), in sets fresh session
+// sets (see ortapi.LatencyOptions.Sessions).
 type pairTimer interface {
-	time(base, cand []byte, batch int64, budget time.Duration, warmup int) (pairTiming, error)
+	time(base, cand []byte, batch int64, budget time.Duration, warmup, sets int) (pairTiming, error)
 	// describe returns the runtime's version and the clock's name.
 	describe() (runtime, clock string)
 }
@@ -148,9 +156,12 @@ func (t *ortTimer) describe() (string, string) {
 	return "ONNX Runtime " + t.rt.Version(), t.clockName
 }
 
-func (t *ortTimer) time(base, cand []byte, batch int64, budget time.Duration, warmup int) (pairTiming, error) {
+func (t *ortTimer) time(base, cand []byte, batch int64, budget time.Duration, warmup, sets int) (pairTiming, error) {
+	// Process CPU time counts the Go runtime's threads too: collect the
+	// garbage of planning now rather than during the timed runs.
+	runtime.GC()
 	tm, err := t.rt.TimeModels([]ortapi.Model{{Bytes: base}, {Bytes: cand}}, ortapi.LatencyOptions{
-		Batch: batch, Threads: t.threads, Sessions: 1,
+		Batch: batch, Threads: t.threads, Sessions: sets,
 		Timing: ortapi.TimingConfig{Warmup: warmup, MinRounds: 3, MaxRounds: 2000, Budget: budget, Tolerance: latencyTolerance, Clock: t.clock},
 	})
 	if err != nil {
@@ -252,15 +263,23 @@ func (lr *latencyRun) finish() {
 	}
 }
 
-// compareWhole times model against the original at every batch size,
+// compareWhole times model against the original (of macs MACs per
+// image) at every batch size,
 // without warm-up runs: a whole model at a large batch size can take a
 // second a run, and the decisions use the median of at least 3 rounds,
 // which one slow first round does not move.
-func (lr *latencyRun) compareWhole(model []byte) ([]BatchLatency, error) {
+func (lr *latencyRun) compareWhole(model []byte, macs int64) ([]BatchLatency, error) {
 	budget := lr.budget() * 5 / 10 / time.Duration(len(lr.batches))
 	var out []BatchLatency
 	for _, b := range lr.batches {
-		t, err := lr.timer.time(lr.orig, model, b, budget, -1)
+		// One session's buffer placement can make a small model
+		// consistently faster or slower: fresh session sets average it
+		// out where runs are cheap.
+		sets := 1
+		if macs > 0 && checked.SatMul(macs, b) <= smallModelMACs {
+			sets = 3
+		}
+		t, err := lr.timer.time(lr.orig, model, b, budget, -1, sets)
 		if err != nil {
 			return nil, fmt.Errorf("batch %d: %w", b, err)
 		}
@@ -298,7 +317,7 @@ func (lr *latencyRun) measureFinal(r *Result) {
 	}
 	whole := lr.whole
 	if whole == nil || !bytes.Equal(model, lr.measured) {
-		if whole, err = lr.compareWhole(model); err != nil {
+		if whole, err = lr.compareWhole(model, r.MACsBefore); err != nil {
 			lr.fail(err)
 			return
 		}

@@ -56,7 +56,7 @@ func (c *costTimer) cost(b []byte, batch int64) (float64, error) {
 	return total, nil
 }
 
-func (c *costTimer) time(base, cand []byte, batch int64, _ time.Duration, _ int) (pairTiming, error) {
+func (c *costTimer) time(base, cand []byte, batch int64, _ time.Duration, _, _ int) (pairTiming, error) {
 	c.calls++
 	b, err := c.cost(base, batch)
 	if err != nil {

@@ -100,7 +100,7 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 			lr.fail(fmt.Errorf("encode the compressed model: %w", err))
 			return cur, nil
 		}
-		whole, err := lr.compareWhole(enc)
+		whole, err := lr.compareWhole(enc, cur.MACsBefore)
 		if err != nil {
 			lr.fail(err)
 			return cur, nil
@@ -197,7 +197,7 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 		ll := LayerLatency{Name: l.Name}
 		for _, b := range lr.batches {
 			tb := isolatedBatch(l.MACsBefore, b)
-			t, err := lr.timer.time(layer, module, tb, budget, 1)
+			t, err := lr.timer.time(layer, module, tb, budget, 1, 1)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q alone at batch %d: %w", l.Name, tb, err)
 			}
