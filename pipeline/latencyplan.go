@@ -41,8 +41,7 @@ func isolatedBatch(macs, b int64) int64 {
 // measured batch size (two one-layer models, Conv -> Relu and the module,
 // at the layer's input shape; large layers at a smaller batch size, see
 // isolatedBatch) and keeps the layers whose module is not measurably
-// faster at every batch size (the 95% interval of the paired ratio wholly
-// below 1). Then it times the whole compressed model against
+// faster at every batch size (see layerVerdict). Then it times the whole compressed model against
 // the original; while it is slower than 1 + latencyTolerance at a batch
 // size, it keeps the replaced layer whose module saved the least and
 // measures again. Kept layers are decided through the plan's Selection (a
@@ -209,17 +208,22 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 	return out, nil
 }
 
-// layerVerdict keeps a layer unless its module is measurably faster (the
-// ratio's 95% interval wholly below 1) at every batch size; the reason
-// names the batch size where it paid least.
+// layerVerdict keeps a layer unless its module measurably pays at every
+// batch size: the paired ratio's 95% interval lies wholly below 1, or,
+// where the time budget ended before the interval settled, its median
+// lies below 1 - latencyTolerance. The reason names the batch size where
+// the module paid least.
 func layerVerdict(bs []BatchLatency) (bool, string) {
+	pays := func(b BatchLatency) bool {
+		return b.Rounds > 0 && (b.RatioHigh < 1 || b.Ratio < 1-latencyTolerance)
+	}
 	w := bs[0]
 	for _, b := range bs[1:] {
-		if b.RatioHigh > w.RatioHigh {
+		if pays(w) && !pays(b) || pays(w) == pays(b) && b.Ratio > w.Ratio {
 			w = b
 		}
 	}
-	if w.Rounds > 0 && w.RatioHigh < 1 {
+	if pays(w) {
 		return false, ""
 	}
 	if w.Ratio >= 1 {
