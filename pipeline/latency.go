@@ -54,6 +54,10 @@ const latencyTolerance = 0.02
 // session sets instead of 1.
 const smallModelMACs = 100_000_000
 
+// warmupMACs: a whole model whose run takes at most this many MACs (tens
+// of milliseconds) gets a warm-up run per session set.
+const warmupMACs = 5_000_000_000
+
 // LatencyResult is what was measured in ONNX Runtime. Times are medians in
 // milliseconds; ratios are compressed / original, paired round by round,
 // with the 95% interval of their median (see ortapi.PairedRatio).
@@ -121,12 +125,25 @@ func (t pairTiming) batchLatency(batch int64) BatchLatency {
 		Ratio: t.Ratio.Median, RatioLow: t.Ratio.Low, RatioHigh: t.Ratio.High, Rounds: t.Ratio.N}
 }
 
+// timing asks a pairTimer for one comparison.
+type timing struct {
+	// Batch is the batch size; Budget the time to spend; Warmup the
+	// untimed runs of each model per session set (negative: none).
+	Batch  int64
+	Budget time.Duration
+	Warmup int
+	// Sets is the least number of fresh session sets (see
+	// ortapi.LatencyOptions.Sessions). Each set stops early once the
+	// comparison is clear; Fill adds sets until Budget (wall time) is
+	// spent, for a measurement that is reported rather than only decided.
+	Sets int
+	Fill bool
+}
+
 // pairTimer times a candidate model against a base model (serialized
-// ONNX) at one batch size, spending about budget of timed runs after
-// warmup untimed runs of each (negative: none), in sets fresh session
-// sets (see ortapi.LatencyOptions.Sessions).
+// ONNX).
 type pairTimer interface {
-	time(base, cand []byte, batch int64, budget time.Duration, warmup, sets int) (pairTiming, error)
+	time(base, cand []byte, req timing) (pairTiming, error)
 	// describe returns the runtime's version and the clock's name.
 	describe() (runtime, clock string)
 }
@@ -156,18 +173,30 @@ func (t *ortTimer) describe() (string, string) {
 	return "ONNX Runtime " + t.rt.Version(), t.clockName
 }
 
-func (t *ortTimer) time(base, cand []byte, batch int64, budget time.Duration, warmup, sets int) (pairTiming, error) {
+// maxSets bounds the session sets of a filled measurement.
+const maxSets = 8
+
+func (t *ortTimer) time(base, cand []byte, req timing) (pairTiming, error) {
 	// Process CPU time counts the Go runtime's threads too: collect the
 	// garbage of planning now rather than during the timed runs.
 	runtime.GC()
-	tm, err := t.rt.TimeModels([]ortapi.Model{{Bytes: base}, {Bytes: cand}}, ortapi.LatencyOptions{
-		Batch: batch, Threads: t.threads, Sessions: sets,
-		Timing: ortapi.TimingConfig{Warmup: warmup, MinRounds: 3, MaxRounds: 2000, Budget: budget, Tolerance: latencyTolerance, Clock: t.clock},
-	})
-	if err != nil {
-		return pairTiming{}, err
+	start := time.Now()
+	var samples [2][]time.Duration
+	for set := 0; set < maxSets; set++ {
+		tm, err := t.rt.TimeModels([]ortapi.Model{{Bytes: base}, {Bytes: cand}}, ortapi.LatencyOptions{
+			Batch: req.Batch, Threads: t.threads, Sessions: 1,
+			Timing: ortapi.TimingConfig{Warmup: req.Warmup, MinRounds: 3, MaxRounds: 2000, Budget: req.Budget, Tolerance: latencyTolerance, Clock: t.clock},
+		})
+		if err != nil {
+			return pairTiming{}, err
+		}
+		samples[0] = append(samples[0], tm.Samples[0]...)
+		samples[1] = append(samples[1], tm.Samples[1]...)
+		if set+1 >= req.Sets && (!req.Fill || time.Since(start) >= req.Budget) {
+			break
+		}
 	}
-	return pairTiming{Base: tm.Median(0), Cand: tm.Median(1), Ratio: tm.Ratio(1, 0)}, nil
+	return pairTiming{Base: ortapi.Median(samples[0]), Cand: ortapi.Median(samples[1]), Ratio: ortapi.PairedRatio(samples[1], samples[0])}, nil
 }
 
 // latencyRun is the state of one run's measurements.
@@ -264,10 +293,10 @@ func (lr *latencyRun) finish() {
 }
 
 // compareWhole times model against the original (of macs MACs per
-// image) at every batch size,
-// without warm-up runs: a whole model at a large batch size can take a
-// second a run, and the decisions use the median of at least 3 rounds,
-// which one slow first round does not move.
+// image) at every batch size, in fresh session sets until its share of
+// the budget is spent. Models that take a second a run get no warm-up
+// run: the decisions use the median of at least 3 rounds, which one slow
+// first round does not move.
 func (lr *latencyRun) compareWhole(model []byte, macs int64) ([]BatchLatency, error) {
 	budget := lr.budget() * 5 / 10 / time.Duration(len(lr.batches))
 	var out []BatchLatency
@@ -279,7 +308,11 @@ func (lr *latencyRun) compareWhole(model []byte, macs int64) ([]BatchLatency, er
 		if macs > 0 && checked.SatMul(macs, b) <= smallModelMACs {
 			sets = 3
 		}
-		t, err := lr.timer.time(lr.orig, model, b, budget, -1, sets)
+		warmup := -1
+		if checked.SatMul(macs, b) <= warmupMACs {
+			warmup = 1
+		}
+		t, err := lr.timer.time(lr.orig, model, timing{Batch: b, Budget: budget, Warmup: warmup, Sets: sets, Fill: true})
 		if err != nil {
 			return nil, fmt.Errorf("batch %d: %w", b, err)
 		}

@@ -56,8 +56,9 @@ func (c *costTimer) cost(b []byte, batch int64) (float64, error) {
 	return total, nil
 }
 
-func (c *costTimer) time(base, cand []byte, batch int64, _ time.Duration, _, _ int) (pairTiming, error) {
+func (c *costTimer) time(base, cand []byte, req timing) (pairTiming, error) {
 	c.calls++
+	batch := req.Batch
 	b, err := c.cost(base, batch)
 	if err != nil {
 		return pairTiming{}, err

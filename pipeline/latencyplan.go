@@ -196,7 +196,7 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 		ll := LayerLatency{Name: l.Name}
 		for _, b := range lr.batches {
 			tb := isolatedBatch(l.MACsBefore, b)
-			t, err := lr.timer.time(layer, module, tb, budget, 1, 1)
+			t, err := lr.timer.time(layer, module, timing{Batch: tb, Budget: budget, Warmup: 1, Sets: 1})
 			if err != nil {
 				return nil, fmt.Errorf("layer %q alone at batch %d: %w", l.Name, tb, err)
 			}
