@@ -3,7 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
-	"runtime"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -54,9 +54,14 @@ const latencyTolerance = 0.02
 // session sets instead of 1.
 const smallModelMACs = 100_000_000
 
-// warmupMACs: a whole model whose run takes at most this many MACs (tens
-// of milliseconds) gets a warm-up run per session set.
-const warmupMACs = 5_000_000_000
+// bigRunMACs: a whole model whose run takes more MACs than this (about a
+// second on one core at batch 64 for ImageNet-sized MobileNetV1) is timed
+// in 2 rounds after its warm-up run rather than 3. Its first runs in a
+// session are slow (ONNX Runtime allocating and touching its buffers: in
+// bench/compress the first two of MobileNetV1 1.0 at batch 64 took 1.05
+// and 0.99 s, the third 0.79 s), so the warm-up run is what makes the
+// measurement right, and 2 rounds keep the time added within 10 s.
+const bigRunMACs = 5_000_000_000
 
 // LatencyResult is what was measured in ONNX Runtime. Times are medians in
 // milliseconds; ratios are compressed / original, paired round by round,
@@ -132,6 +137,8 @@ type timing struct {
 	Batch  int64
 	Budget time.Duration
 	Warmup int
+	// MinRounds is the least number of timed rounds per set (0 means 3).
+	MinRounds int
 	// Sets is the least number of fresh session sets (see
 	// ortapi.LatencyOptions.Sessions). Each set stops early once the
 	// comparison is clear; Fill adds sets until Budget (wall time) is
@@ -178,14 +185,19 @@ const maxSets = 8
 
 func (t *ortTimer) time(base, cand []byte, req timing) (pairTiming, error) {
 	// Process CPU time counts the Go runtime's threads too: collect the
-	// garbage of planning now rather than during the timed runs.
-	runtime.GC()
+	// garbage of planning (and return it, so that the scavenger stays idle)
+	// now rather than during the timed runs.
+	debug.FreeOSMemory()
+	rounds := req.MinRounds
+	if rounds <= 0 {
+		rounds = 3
+	}
 	start := time.Now()
 	var samples [2][]time.Duration
 	for set := 0; set < maxSets; set++ {
 		tm, err := t.rt.TimeModels([]ortapi.Model{{Bytes: base}, {Bytes: cand}}, ortapi.LatencyOptions{
 			Batch: req.Batch, Threads: t.threads, Sessions: 1,
-			Timing: ortapi.TimingConfig{Warmup: req.Warmup, MinRounds: 3, MaxRounds: 2000, Budget: req.Budget, Tolerance: latencyTolerance, Clock: t.clock},
+			Timing: ortapi.TimingConfig{Warmup: req.Warmup, MinRounds: rounds, MaxRounds: 2000, Budget: req.Budget, Tolerance: latencyTolerance, Clock: t.clock},
 		})
 		if err != nil {
 			return pairTiming{}, err
@@ -293,10 +305,8 @@ func (lr *latencyRun) finish() {
 }
 
 // compareWhole times model against the original (of macs MACs per
-// image) at every batch size, in fresh session sets until its share of
-// the budget is spent. Models that take a second a run get no warm-up
-// run: the decisions use the median of at least 3 rounds, which one slow
-// first round does not move.
+// image) at every batch size, after a warm-up run, in fresh session sets
+// until its share of the budget is spent (see bigRunMACs).
 func (lr *latencyRun) compareWhole(model []byte, macs int64) ([]BatchLatency, error) {
 	budget := lr.budget() * 5 / 10 / time.Duration(len(lr.batches))
 	var out []BatchLatency
@@ -308,11 +318,11 @@ func (lr *latencyRun) compareWhole(model []byte, macs int64) ([]BatchLatency, er
 		if macs > 0 && checked.SatMul(macs, b) <= smallModelMACs {
 			sets = 3
 		}
-		warmup := -1
-		if checked.SatMul(macs, b) <= warmupMACs {
-			warmup = 1
+		rounds := 3
+		if checked.SatMul(macs, b) > bigRunMACs {
+			rounds = 2
 		}
-		t, err := lr.timer.time(lr.orig, model, timing{Batch: b, Budget: budget, Warmup: warmup, Sets: sets, Fill: true})
+		t, err := lr.timer.time(lr.orig, model, timing{Batch: b, Budget: budget, Warmup: 1, MinRounds: rounds, Sets: sets, Fill: true})
 		if err != nil {
 			return nil, fmt.Errorf("batch %d: %w", b, err)
 		}
