@@ -281,7 +281,7 @@ func latencyBatches(m *onnxpb.ModelProto, asked []int64) ([]int64, []string) {
 		dims := in[0].GetType().GetTensorType().GetShape().GetDim()
 		if len(dims) > 0 && dims[0].GetDimValue() > 0 {
 			if fixed := dims[0].GetDimValue(); !slices.Equal(bs, []int64{fixed}) {
-				note := fmt.Sprintf("latency measured at batch %d only: the model fixes its batch size (%v)", fixed, ortapi.ErrFixedBatch)
+				note := fmt.Sprintf("latency measured at batch %d only: the model's input fixes its batch size", fixed)
 				return []int64{fixed}, []string{note}
 			}
 		}
