@@ -139,6 +139,11 @@ plain low-rank factors.
 Residuals: none (plain SVD), identity (the LPRNet paper's W ≈ I + BA),
 diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
 
+Latency (latency.go): with ONNX Runtime (--ort-lib, $ONNXRUNTIME_LIB)
+compress times original and result at --latency-batch (default 1 and 64)
+and keeps layers whose module ONNX Runtime does not run measurably faster
+at every one of them (--keep-slower replaces them; --no-latency skips).
+
 Examples:
    lprconv compress mobilenet.onnx -o small.onnx
    lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 1
