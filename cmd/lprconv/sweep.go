@@ -29,7 +29,8 @@ func sweepCommand() *cli.Command {
 each ratio in --rank-ratios, and at each budget in --budgets), measures every
 compressed model against the original, and writes to DIR: report.md,
 results.csv, results.json, PNG plots (accuracy or fidelity vs parameters and
-MACs, latency vs MACs, singular-value energy per layer) and each compressed
+MACs, latency vs MACs, accuracy vs measured latency, singular-value energy
+per layer) and each compressed
 model as <model>_<residual>_r<ratio>.onnx or <model>_<residual>_b<fraction>.onnx.
 
 --budgets 0.8,0.6 adds one configuration per budget and residual whose
