@@ -28,6 +28,9 @@ type Options struct {
 	// Overwrite allows Out (and its data file) to replace existing files;
 	// never an input file, whatever it says.
 	Overwrite bool
+	// Precision, when set to fp16 or int8, converts the compressed model
+	// before it is written (package quantize).
+	Precision *Precision
 	// Inputs are the files the original was read from (onnxio.LoadFiles);
 	// Run fills them when it loads In itself. No output may replace one.
 	Inputs []string

@@ -4,6 +4,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/rankalloc"
 )
 
@@ -42,6 +43,10 @@ type Result struct {
 	// Verification is the measurement of the compressed model (nil
 	// without Options.Verify).
 	Verification *Verification `json:"-"`
+	// Quantize reports the conversion of the written model to fp16 or
+	// int8 (nil at fp32). Verification and the parameter and MAC counts
+	// are those of the float32 model; FileBytesAfter is the converted file.
+	Quantize *quantize.Report `json:"quantize,omitempty"`
 }
 
 // FineTuneResult is what initialization and distillation report.

@@ -15,6 +15,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/pipeline"
+	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/svd/enginegemm"
 )
@@ -97,6 +98,9 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
+		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "precision of OUT: fp32, fp16 (float16 weights, float32 inputs and outputs) or int8 (QDQ, calibrated on --data; see lprconv quantize)"},
+		&cli.StringFlag{Name: "quant-method", Value: "minmax", Usage: "int8 calibration: minmax or percentile"},
+		&cli.IntFlag{Name: "quant-samples", Value: quantize.DefaultSamples, Usage: "int8: calibrate on `N` --data images"},
 	}
 	flags = append(flags, dataFlagsSplit("fine-tune on these images (image folder, IDX folder or file, NPY): enables data-aware initialization and distillation", "train")...)
 	flags = append(flags, finetuneFlags(finetuneDefaults{Epochs: 1, ValFraction: defaultValFraction})...)
@@ -264,6 +268,9 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 			return opts, closeData, usage("%v", err)
 		}
 	}
+	if opts.Precision, err = precisionFrom(c); err != nil {
+		return opts, closeData, usage("%v", err)
+	}
 	if opts.FineTune == nil {
 		return opts, closeData, nil
 	}
@@ -280,6 +287,33 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 		opts.Budget.Data = data
 	}
 	return opts, closeData, nil
+}
+
+// precisionFrom reads --precision and the int8 calibration flags (nil at
+// fp32). int8 calibrates on the --data images.
+func precisionFrom(c *cli.Context) (*pipeline.Precision, error) {
+	prec, err := quantize.ParsePrecision(c.String("precision"))
+	if err != nil {
+		return nil, fmt.Errorf("--precision: %w", err)
+	}
+	if prec == quantize.FP32 {
+		return nil, nil
+	}
+	p := &pipeline.Precision{Precision: prec}
+	if prec == quantize.INT8 {
+		if c.String("data") == "" {
+			return nil, fmt.Errorf("--precision int8 needs --data (the images that calibrate its activation ranges)")
+		}
+		method, err := quantize.ParseMethod(c.String("quant-method"))
+		if err != nil {
+			return nil, fmt.Errorf("--quant-method: %w", err)
+		}
+		if c.Int("quant-samples") < 1 {
+			return nil, fmt.Errorf("--quant-samples %d: must be >= 1", c.Int("quant-samples"))
+		}
+		p.Options.Int8.Calibrate = quantize.CalibrateOptions{Method: method, Samples: c.Int("quant-samples"), Threads: c.Int("threads")}
+	}
+	return p, nil
 }
 
 // openData opens the --data set for model m, with --limit images chosen at
@@ -329,6 +363,9 @@ func printCompress(w io.Writer, r compressOutput) error {
 	fmt.Fprintf(w, "params:    %s -> %s (%.3fx)\n", count(r.ParamsBefore), count(r.ParamsAfter), r.ParamsRatio)
 	fmt.Fprintf(w, "MACs:      %s -> %s (%.3fx)\n", count(r.MACsBefore), count(r.MACsAfter), r.MACsRatio)
 	fmt.Fprintf(w, "file:      %s -> %s (%.3fx)%s\n", bytesText(r.FileBytesBefore), bytesText(r.FileBytesAfter), r.FileRatio, fileNote)
+	if q := r.Quantize; q != nil {
+		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, n)
 	}
