@@ -8,6 +8,9 @@
 //	    -match logits+penultimate -augment crop+flip -data-seed 1
 //
 // It prints one JSON object (the options, images processed, seconds).
+// bench/finetune/fewshot.sh runs a list of such runs and scores them;
+// -table FILE prints its results as a Markdown table (mean and range over
+// data seeds).
 // -recipe applies finetune.RecipeFor(number of images) first; explicitly
 // given flags override it.
 package main
@@ -51,6 +54,7 @@ type config struct {
 	Threads      int     `json:"-"`
 	Out          string  `json:"out"`
 	Recipe       bool    `json:"recipe"`
+	Train        string  `json:"train"`
 }
 
 type result struct {
@@ -87,8 +91,17 @@ func main() {
 	flag.IntVar(&c.Calib, "calib", 512, "calibration images")
 	flag.IntVar(&c.Threads, "threads", 0, "threads")
 	flag.StringVar(&c.Out, "o", "", "output model")
+	flag.StringVar(&c.Train, "train", "lpr", "trainable tensors: lpr or all")
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
+	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
+	if *table != "" {
+		if err := printTable(os.Stdout, *table); err != nil {
+			fmt.Fprintln(os.Stderr, "fewshot:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.Out == "" {
 		fmt.Fprintln(os.Stderr, "fewshot: give -o OUT")
 		os.Exit(2)
@@ -160,6 +173,10 @@ func run(ctx context.Context, c config) (*result, error) {
 		return nil, err
 	}
 	aug.Seed = c.DataSeed
+	trainSet, err := finetune.ParseTrainSet(c.Train)
+	if err != nil {
+		return nil, err
+	}
 	train, val := idx, []int(nil)
 	if c.ValFraction > 0 {
 		if train, val, err = dataset.SplitFraction(idx, c.ValFraction, c.DataSeed); err != nil {
@@ -209,7 +226,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
 		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
-		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug}
+		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug, Train: trainSet}
 	tuned, rep, err := finetune.Distill(ctx, m, student, data, opts)
 	if err != nil {
 		return nil, err
