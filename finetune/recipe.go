@@ -27,27 +27,55 @@ type Recipe struct {
 	ValFraction float64 `json:"val_fraction"`
 }
 
-// Recipe constants (RecipeFor documents how they were chosen).
+// Recipe rules (RecipeFor documents the measurements behind them).
 const (
 	recipeBatch = 64
-	// recipeImages is the training compute of every recipe up to one
-	// pass over 60,000 images: that many images are processed, however
-	// few are given.
-	recipeImages = 60000
-	// recipeMinHoldout is the smallest hold-out worth selecting epochs
-	// on.
-	recipeMinHoldout  = 2000
-	recipeValFraction = 0.1
+	// RecipeImages is the training compute of every recipe for up to
+	// that many images: Steps·Batch ≈ RecipeImages images are processed
+	// however few are given (more data: one pass).
+	RecipeImages = 60000
+	// RecipeMinHoldout is the smallest hold-out worth selecting epochs on:
+	// at an agreement near 95%, its standard error
+	// sqrt(0.95·0.05/2000) ≈ 0.5 point is as large as the differences
+	// between the last epochs of a run, so a smaller hold-out picks by
+	// noise and only takes training images away.
+	RecipeMinHoldout = 2000
+	// RecipeValFraction is the hold-out once it is large enough.
+	RecipeValFraction = 0.1
+	// RecipeAugmentBelow is the number of images under which inputs are
+	// augmented (RecipeAugment); with more, the images themselves vary
+	// enough.
+	RecipeAugmentBelow = 10000
+	// RecipeMatch and RecipeAugment are the objective and transforms of
+	// the recipes.
+	RecipeMatch   = "logits+modules"
+	RecipeAugment = "crop1+flip"
 )
 
-// RecipeFor returns the fine-tuning recipe for numImages training images.
+// RecipeFor returns the fine-tuning recipe for numImages training images
+// (before any hold-out):
+//
+//   - Steps: RecipeImages/Batch (≈ one pass over 60,000 images) for up to
+//     60,000 images, one pass over the data for more. Few images are
+//     revisited many times rather than trained for a fixed epoch count.
+//   - Batch 64 (all images when fewer), LR 2e-3 (Adam), temperature 2.
+//   - Match RecipeMatch: KD on the logits plus the normalized error of
+//     every LPR module's output (weight 1 in total).
+//   - Augment RecipeAugment below RecipeAugmentBelow images, none above.
+//   - Hold-out RecipeValFraction with best-epoch selection only when it
+//     holds at least RecipeMinHoldout images (20,000 images and more).
+//
+// bench/finetune/RESULTS.md ("Few images") has the measurements.
 func RecipeFor(numImages int) Recipe {
-	r := Recipe{Images: numImages, Batch: recipeBatch, LR: 2e-3, Temperature: 2, Match: "logits", Augment: "none"}
-	processed := max(numImages, recipeImages)
-	r.Steps = max(1, processed/r.Batch)
+	n := max(numImages, 1)
+	r := Recipe{Images: numImages, Batch: min(recipeBatch, n), LR: 2e-3, Temperature: 2, Match: RecipeMatch, Augment: "none"}
+	r.Steps = max(n, RecipeImages) / r.Batch
 	r.ImagesProcessed = r.Steps * r.Batch
-	if float64(numImages)*recipeValFraction >= recipeMinHoldout {
-		r.ValFraction = recipeValFraction
+	if numImages < RecipeAugmentBelow {
+		r.Augment = RecipeAugment
+	}
+	if float64(numImages)*RecipeValFraction >= RecipeMinHoldout {
+		r.ValFraction = RecipeValFraction
 	}
 	return r
 }

@@ -55,6 +55,8 @@ type config struct {
 	Out          string  `json:"out"`
 	Recipe       bool    `json:"recipe"`
 	Train        string  `json:"train"`
+	PreSteps     int     `json:"pre_steps,omitempty"`
+	PreMatch     string  `json:"pre_match,omitempty"`
 }
 
 type result struct {
@@ -92,6 +94,8 @@ func main() {
 	flag.IntVar(&c.Threads, "threads", 0, "threads")
 	flag.StringVar(&c.Out, "o", "", "output model")
 	flag.StringVar(&c.Train, "train", "lpr", "trainable tensors: lpr or all")
+	flag.IntVar(&c.PreSteps, "pre-steps", 0, "first stage: `N` steps matching -pre-match only (block reconstruction), counted in -steps")
+	flag.StringVar(&c.PreMatch, "pre-match", "modules", "objective of the first stage")
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
@@ -227,10 +231,31 @@ func run(ctx context.Context, c config) (*result, error) {
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
 		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
 		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug, Train: trainSet}
+	preSteps, preSecs := 0, 0.0
+	if c.PreSteps > 0 {
+		po := opts
+		po.Steps = c.PreSteps
+		if po.Match, err = finetune.ParseMatch(c.PreMatch); err != nil {
+			return nil, err
+		}
+		pl, err := loader(train, true)
+		if err != nil {
+			return nil, err
+		}
+		defer pl.Close()
+		var prep *finetune.Report
+		if student, prep, err = finetune.Distill(ctx, m, student, finetune.Data{Train: pl}, po); err != nil {
+			return nil, fmt.Errorf("first stage: %w", err)
+		}
+		preSteps, preSecs = prep.Steps, prep.Seconds
+		opts.Steps -= c.PreSteps
+	}
 	tuned, rep, err := finetune.Distill(ctx, m, student, data, opts)
 	if err != nil {
 		return nil, err
 	}
+	rep.Steps += preSteps
+	rep.Seconds += preSecs
 	if err := onnxio.Save(c.Out, tuned, onnxio.SaveOptions{}); err != nil {
 		return nil, err
 	}
