@@ -17,12 +17,10 @@ func TestRecipeFor(t *testing.T) {
 		{10, 6000, 10, RecipeAugment, 0},
 		{1000, 937, 64, RecipeAugment, 0},
 		{5000, 937, 64, RecipeAugment, 0},
-		{9999, 937, 64, RecipeAugment, 0},
-		{10000, 937, 64, "none", 0},
-		{19999, 937, 64, "none", 0},
-		{20000, 937, 64, "none", 0.1},
-		{60000, 937, 64, "none", 0.1},
-		{128000, 2000, 64, "none", 0.1},
+		{19999, 937, 64, RecipeAugment, 0},
+		{20000, 937, 64, RecipeAugment, 0.1},
+		{60000, 937, 64, RecipeAugment, 0.1},
+		{128000, 2000, 64, RecipeAugment, 0.1},
 	} {
 		r := RecipeFor(tc.images)
 		if r.Steps != tc.steps || r.Batch != tc.batch || r.Augment != tc.augment || r.ValFraction != tc.val ||
