@@ -25,6 +25,9 @@ type Recipe struct {
 	// ValFraction is the hold-out used to keep the best epoch (0: none,
 	// the last step's student is kept).
 	ValFraction float64 `json:"val_fraction"`
+	// ReconstructSteps of the Steps are spent first in Reconstruct
+	// (module outputs only); the rest distill with Match.
+	ReconstructSteps int `json:"reconstruct_steps"`
 }
 
 // Recipe rules (RecipeFor documents the measurements behind them).
@@ -49,6 +52,9 @@ const (
 	// few hundred images are revisited for a short run (finetune tests).
 	RecipeMatch   = "logits+modules"
 	RecipeAugment = "none"
+	// RecipeReconstructBelow is the number of images under which a third
+	// of the steps go to the Reconstruct stage first.
+	RecipeReconstructBelow = 5000
 )
 
 // RecipeFor returns the fine-tuning recipe for numImages training images
@@ -61,6 +67,8 @@ const (
 //   - Match RecipeMatch: KD on the logits plus the normalized error of
 //     every LPR module's output (weight 1 in total).
 //   - Augment RecipeAugment (none).
+//   - A third of the steps in Reconstruct first, below
+//     RecipeReconstructBelow images.
 //   - Hold-out RecipeValFraction with best-epoch selection only when it
 //     holds at least RecipeMinHoldout images (20,000 images and more).
 //
@@ -70,6 +78,9 @@ func RecipeFor(numImages int) Recipe {
 	r := Recipe{Images: numImages, Batch: min(recipeBatch, n), LR: 2e-3, Temperature: 2, Match: RecipeMatch, Augment: RecipeAugment}
 	r.Steps = max(n, RecipeImages) / r.Batch
 	r.ImagesProcessed = r.Steps * r.Batch
+	if numImages < RecipeReconstructBelow {
+		r.ReconstructSteps = r.Steps / 3
+	}
 	if float64(numImages)*RecipeValFraction >= RecipeMinHoldout {
 		r.ValFraction = RecipeValFraction
 	}
@@ -82,12 +93,18 @@ func (r Recipe) String() string {
 	if r.ValFraction > 0 {
 		hold = fmt.Sprintf("%.0f%% (best epoch by agreement)", 100*r.ValFraction)
 	}
-	return fmt.Sprintf("recipe for %d images: %d steps of %d (%d images processed), lr %g, match %s, temperature %g, augment %s, hold-out %s",
-		r.Images, r.Steps, r.Batch, r.ImagesProcessed, r.LR, r.Match, r.Temperature, r.Augment, hold)
+	recon := ""
+	if r.ReconstructSteps > 0 {
+		recon = fmt.Sprintf(" (the first %d reconstructing module outputs)", r.ReconstructSteps)
+	}
+	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g, match %s, temperature %g, augment %s, hold-out %s",
+		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, r.Match, r.Temperature, r.Augment, hold)
 }
 
 // Apply sets the recipe's schedule and objective on opts (Steps, Batch,
-// LR, Loss temperature, Match, Augment with the given seed).
+// LR, Loss temperature, Match, Augment with the given seed). Steps is the
+// whole run: the caller runs Reconstruct for ReconstructSteps first and
+// then Distill for the remaining Steps − ReconstructSteps.
 func (r Recipe) Apply(opts *Options, seed int64) error {
 	m, err := ParseMatch(r.Match)
 	if err != nil {

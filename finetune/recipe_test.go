@@ -10,20 +10,21 @@ import (
 
 func TestRecipeFor(t *testing.T) {
 	for _, tc := range []struct {
-		images, steps, batch int
-		augment              string
-		val                  float64
+		images, steps, batch, recon int
+		augment                     string
+		val                         float64
 	}{
-		{10, 6000, 10, RecipeAugment, 0},
-		{1000, 937, 64, RecipeAugment, 0},
-		{5000, 937, 64, RecipeAugment, 0},
-		{19999, 937, 64, RecipeAugment, 0},
-		{20000, 937, 64, RecipeAugment, 0.1},
-		{60000, 937, 64, RecipeAugment, 0.1},
-		{128000, 2000, 64, RecipeAugment, 0.1},
+		{10, 6000, 10, 2000, RecipeAugment, 0},
+		{1000, 937, 64, 312, RecipeAugment, 0},
+		{4999, 937, 64, 312, RecipeAugment, 0},
+		{5000, 937, 64, 0, RecipeAugment, 0},
+		{19999, 937, 64, 0, RecipeAugment, 0},
+		{20000, 937, 64, 0, RecipeAugment, 0.1},
+		{60000, 937, 64, 0, RecipeAugment, 0.1},
+		{128000, 2000, 64, 0, RecipeAugment, 0.1},
 	} {
 		r := RecipeFor(tc.images)
-		if r.Steps != tc.steps || r.Batch != tc.batch || r.Augment != tc.augment || r.ValFraction != tc.val ||
+		if r.Steps != tc.steps || r.Batch != tc.batch || r.ReconstructSteps != tc.recon || r.Augment != tc.augment || r.ValFraction != tc.val ||
 			r.ImagesProcessed != r.Steps*r.Batch || r.Match != RecipeMatch || r.Temperature != 2 || r.Images != tc.images {
 			t.Errorf("RecipeFor(%d) = %+v; want %d steps of %d, augment %s, hold-out %v", tc.images, r, tc.steps, tc.batch, tc.augment, tc.val)
 		}
@@ -49,7 +50,7 @@ func TestRecipeFor(t *testing.T) {
 func TestRecipePrintable(t *testing.T) {
 	r := RecipeFor(1000)
 	s := r.String()
-	for _, want := range []string{"1000 images", "937 steps of 64", "59968 images processed", "match " + RecipeMatch, "augment " + RecipeAugment, "hold-out none"} {
+	for _, want := range []string{"1000 images", "937 steps of 64", "59968 images processed", "first 312 reconstructing", "match " + RecipeMatch, "augment " + RecipeAugment, "hold-out none"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() = %q, lacks %q", s, want)
 		}

@@ -56,7 +56,6 @@ type config struct {
 	Recipe       bool    `json:"recipe"`
 	Train        string  `json:"train"`
 	PreSteps     int     `json:"pre_steps,omitempty"`
-	PreMatch     string  `json:"pre_match,omitempty"`
 }
 
 type result struct {
@@ -94,8 +93,7 @@ func main() {
 	flag.IntVar(&c.Threads, "threads", 0, "threads")
 	flag.StringVar(&c.Out, "o", "", "output model")
 	flag.StringVar(&c.Train, "train", "lpr", "trainable tensors: lpr or all")
-	flag.IntVar(&c.PreSteps, "pre-steps", 0, "first stage: `N` steps matching -pre-match only (block reconstruction), counted in -steps")
-	flag.StringVar(&c.PreMatch, "pre-match", "modules", "objective of the first stage")
+	flag.IntVar(&c.PreSteps, "pre-steps", 0, "first stage: `N` steps of finetune.Reconstruct (module outputs only), counted in -steps")
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
@@ -167,6 +165,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		if !set["val-fraction"] {
 			c.ValFraction = rc.ValFraction
 		}
+		if !set["pre-steps"] {
+			c.PreSteps = rc.ReconstructSteps
+		}
 	}
 	match, err := finetune.ParseMatch(c.Match)
 	if err != nil {
@@ -233,19 +234,14 @@ func run(ctx context.Context, c config) (*result, error) {
 		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug, Train: trainSet}
 	preSteps, preSecs := 0, 0.0
 	if c.PreSteps > 0 {
-		po := opts
-		po.Steps = c.PreSteps
-		if po.Match, err = finetune.ParseMatch(c.PreMatch); err != nil {
-			return nil, err
-		}
 		pl, err := loader(train, true)
 		if err != nil {
 			return nil, err
 		}
 		defer pl.Close()
 		var prep *finetune.Report
-		if student, prep, err = finetune.Distill(ctx, m, student, finetune.Data{Train: pl}, po); err != nil {
-			return nil, fmt.Errorf("first stage: %w", err)
+		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, opts, c.PreSteps); err != nil {
+			return nil, err
 		}
 		preSteps, preSecs = prep.Steps, prep.Seconds
 		opts.Steps -= c.PreSteps
