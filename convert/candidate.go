@@ -3,6 +3,7 @@ package convert
 import (
 	"fmt"
 
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -207,7 +208,7 @@ func FindCandidatesWith(m *onnxpb.ModelProto, opts ShapeOptions, copts Candidate
 			continue
 		}
 		if v := shapes.Get(g.GetNode()[i].GetOutput()[0]); v.Known && len(v.Shape) == 4 {
-			c.Pixels = v.Shape[0] * v.Shape[2] * v.Shape[3]
+			c.Pixels = checked.SatProduct(v.Shape[0], v.Shape[2], v.Shape[3])
 		}
 		out = append(out, *c)
 	}

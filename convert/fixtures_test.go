@@ -134,7 +134,7 @@ func TestFixturesFullRankEquivalence(t *testing.T) {
 		})
 		for _, kind := range []svd.ResidualKind{svd.KindNone, svd.KindIdentity} {
 			t.Run(fmt.Sprintf("%s/%s", filepath.Base(path), kind), func(t *testing.T) {
-				p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, PlanOptions{})
+				p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, forced)
 				if err != nil {
 					t.Fatal(err)
 				}

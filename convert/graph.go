@@ -1,83 +1,29 @@
 package convert
 
 import (
-	"fmt"
-
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// opsetVersion returns the version of the default ONNX operator set that
-// the model imports, or 0 when it imports none.
-func opsetVersion(m *onnxpb.ModelProto) int64 {
-	for _, o := range m.GetOpsetImport() {
-		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
-			return o.GetVersion()
-		}
-	}
-	return 0
-}
+// The node helpers live in onnxio (shared with shapeinfer); these
+// short names keep convert's call sites readable.
 
-// isDefaultDomain reports whether the node belongs to the default ONNX
-// operator set.
-func isDefaultDomain(n *onnxpb.NodeProto) bool {
-	return n.GetDomain() == "" || n.GetDomain() == "ai.onnx"
-}
-
-func nodeLabel(n *onnxpb.NodeProto) string {
-	if n.GetName() != "" {
-		return fmt.Sprintf("%s node %q", n.GetOpType(), n.GetName())
-	}
-	if len(n.GetOutput()) > 0 {
-		return fmt.Sprintf("%s node with output %q", n.GetOpType(), n.GetOutput()[0])
-	}
-	return n.GetOpType() + " node"
-}
-
-// attr returns the node's attribute called name, or nil.
+func opsetVersion(m *onnxpb.ModelProto) int64  { return onnxio.OpsetVersion(m) }
+func isDefaultDomain(n *onnxpb.NodeProto) bool { return onnxio.IsDefaultDomain(n) }
+func nodeLabel(n *onnxpb.NodeProto) string     { return onnxio.NodeLabel(n) }
+func input(n *onnxpb.NodeProto, i int) string  { return onnxio.Input(n, i) }
+func isFloatType(dt int32) bool                { return onnxio.IsFloat(dt) }
 func attr(n *onnxpb.NodeProto, name string) *onnxpb.AttributeProto {
-	for _, a := range n.GetAttribute() {
-		if a.GetName() == name {
-			return a
-		}
-	}
-	return nil
+	return onnxio.Attr(n, name)
 }
-
 func attrInt(n *onnxpb.NodeProto, name string, def int64) int64 {
-	if a := attr(n, name); a != nil {
-		return a.GetI()
-	}
-	return def
+	return onnxio.AttrInt(n, name, def)
 }
-
 func attrFloat(n *onnxpb.NodeProto, name string, def float32) float32 {
-	if a := attr(n, name); a != nil {
-		return a.GetF()
-	}
-	return def
+	return onnxio.AttrFloat(n, name, def)
 }
-
 func attrInts(n *onnxpb.NodeProto, name string) ([]int64, bool) {
-	if a := attr(n, name); a != nil {
-		return a.GetInts(), true
-	}
-	return nil, false
-}
-
-func attrString(n *onnxpb.NodeProto, name, def string) string {
-	if a := attr(n, name); a != nil {
-		return string(a.GetS())
-	}
-	return def
-}
-
-// input returns the node's i-th input name, or "" when it is absent.
-func input(n *onnxpb.NodeProto, i int) string {
-	if i < len(n.GetInput()) {
-		return n.GetInput()[i]
-	}
-	return ""
+	return onnxio.AttrInts(n, name)
 }
 
 // graphIndex holds the lookups that the analyses of one graph share.
@@ -165,12 +111,4 @@ func (ix *graphIndex) constFloats(name string) ([]float32, []int64, bool, error)
 		return nil, nil, true, err
 	}
 	return v, t.GetDims(), true, nil
-}
-
-func isFloatType(dt int32) bool {
-	switch onnxio.DataType(dt) {
-	case onnxio.Float, onnxio.Double, onnxio.Float16, onnxpb.TensorProto_BFLOAT16:
-		return true
-	}
-	return false
 }

@@ -75,7 +75,7 @@ func TestImageNetCandidates(t *testing.T) {
 func TestImageNetFullRankEquivalence(t *testing.T) {
 	testutil.RequireORT(t)
 	if testing.Short() {
-		t.Skip("ImageNet-shaped full-rank rewrite is slow; run without -short")
+		testutil.Skip(t, "ImageNet-shaped full-rank rewrite is slow; run without -short")
 	}
 	for _, file := range []string{"mobilenetv1_1.0.onnx", "shufflenetv2_x1.0.onnx"} {
 		path := testutil.ImageNetModel(t, file)
@@ -93,7 +93,7 @@ func TestImageNetFullRankEquivalence(t *testing.T) {
 			t.Run(file+"/"+kind.String(), func(t *testing.T) {
 				var p *Plan
 				if file == "shufflenetv2_x1.0.onnx" {
-					p, err = NewPlan(context.Background(), m, fullRankPolicy(), kind, PlanOptions{})
+					p, err = NewPlan(context.Background(), m, fullRankPolicy(), kind, forced)
 				} else {
 					// A full-rank SVD of MobileNetV1's 512- and 1024-wide
 					// weights costs tens of CPU seconds, so plan cheaply and

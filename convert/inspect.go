@@ -2,8 +2,10 @@ package convert
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -115,7 +117,7 @@ func Inspect(m *onnxpb.ModelProto, opts ShapeOptions) (*Summary, error) {
 				if err != nil {
 					return nil, fmt.Errorf("%s: input %q: %w", nodeLabel(n), in, err)
 				}
-				s.Params += int64(k)
+				s.Params = checked.SatAdd(s.Params, int64(k))
 			}
 		}
 		l, err := layerOf(ix, shapes, i)
@@ -125,13 +127,16 @@ func Inspect(m *onnxpb.ModelProto, opts ShapeOptions) (*Summary, error) {
 		if l == nil {
 			continue
 		}
-		s.MACs += l.MACs
+		s.MACs = checked.SatAdd(s.MACs, l.MACs)
 		if l.Candidate {
 			s.Candidates++
-			s.CandidateParams += l.InChannels * l.OutChannels
-			s.CandidateMACs += l.MACs
+			s.CandidateParams = checked.SatAdd(s.CandidateParams, checked.SatMul(l.InChannels, l.OutChannels))
+			s.CandidateMACs = checked.SatAdd(s.CandidateMACs, l.MACs)
 		}
 		s.Layers = append(s.Layers, *l)
+	}
+	if checked.Saturated(s.MACs) || checked.Saturated(s.Params) {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the parameter or MAC count exceeds %d for inputs %v and is shown saturated at that value; give smaller input dims", int64(math.MaxInt64), s.Inputs))
 	}
 	for op, c := range counts {
 		s.OpCounts = append(s.OpCounts, OpCount{Op: op, Count: c})
@@ -151,7 +156,7 @@ func constParams(ix *graphIndex, n *onnxpb.NodeProto) int64 {
 	for _, in := range n.GetInput() {
 		if t, ok := ix.constTensor(in); ok && isFloatType(t.GetDataType()) {
 			if k, err := onnxio.NumElements(t); err == nil {
-				p += int64(k)
+				p = checked.SatAdd(p, int64(k))
 			}
 		}
 	}
@@ -183,9 +188,9 @@ func layerOf(ix *graphIndex, shapes *Shapes, i int) (*Layer, error) {
 		l.InChannels = w.Shape[1] * l.Group
 		l.Params = constParams(ix, n)
 		if out.Known {
-			macs := out.Elements() * w.Shape[1]
+			macs := checked.SatMul(elements(out), w.Shape[1])
 			for _, k := range l.Kernel {
-				macs *= k
+				macs = checked.SatMul(macs, k)
 			}
 			l.MACs = macs
 		}
@@ -209,7 +214,7 @@ func layerOf(ix *graphIndex, shapes *Shapes, i int) (*Layer, error) {
 			}
 			l.InChannels, l.OutChannels = k, nn
 			if out.Known {
-				l.MACs = out.Elements() * k
+				l.MACs = checked.SatMul(elements(out), k)
 			}
 		}
 	case "MatMul":
@@ -222,23 +227,23 @@ func layerOf(ix *graphIndex, shapes *Shapes, i int) (*Layer, error) {
 				l.OutChannels = b.Shape[len(b.Shape)-1]
 			}
 			if out.Known {
-				l.MACs = out.Elements() * k
+				l.MACs = checked.SatMul(elements(out), k)
 			}
 		}
 	case "BatchNormalization":
 		l.Params = constParams(ix, n)
 		if out.Known && len(out.Shape) > 1 {
 			l.InChannels, l.OutChannels = out.Shape[1], out.Shape[1]
-			l.MACs = out.Elements()
+			l.MACs = elements(out)
 		}
 	case "Mul", "Add":
 		// Only a product or sum with a constant tensor of more than one
 		// element (a per-channel scale or shift) is a layer.
 		p := int64(0)
 		for _, in := range n.GetInput() {
-			if v := shapes.Get(in); v.Known && v.Elements() > 1 {
+			if v := shapes.Get(in); v.Known && elements(v) > 1 {
 				if t, ok := ix.constTensor(in); ok && isFloatType(t.GetDataType()) {
-					p += v.Elements()
+					p = checked.SatAdd(p, elements(v))
 				}
 			}
 		}
@@ -249,11 +254,18 @@ func layerOf(ix *graphIndex, shapes *Shapes, i int) (*Layer, error) {
 		if out.Known && len(out.Shape) > 1 {
 			l.InChannels, l.OutChannels = out.Shape[1], out.Shape[1]
 			if n.GetOpType() == "Mul" {
-				l.MACs = out.Elements()
+				l.MACs = elements(out)
 			}
 		}
 	default:
 		return nil, nil
 	}
 	return l, nil
+}
+
+// elements is the number of elements of a known shape, saturated at
+// math.MaxInt64: declared input dims are untrusted, and a product such as
+// 1·3·2³⁰·2³⁰ channels·pixels would wrap in int64.
+func elements(v *Value) int64 {
+	return checked.SatProduct(v.Shape...)
 }

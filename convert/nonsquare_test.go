@@ -118,7 +118,9 @@ func TestNonSquareRewrite(t *testing.T) {
 	opts := PlanOptions{Candidates: CandidateOptions{NonSquare: true}}
 	for _, kind := range []svd.ResidualKind{svd.KindNone, svd.KindDiag, svd.KindIdentity} {
 		t.Run("full/"+kind.String(), func(t *testing.T) {
-			p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, opts)
+			fo := opts
+			fo.Select.Force = true
+			p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, fo)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +253,7 @@ func exactNonSquareFactors(p *Plan) {
 func TestImageNetMobileNetV2NonSquare(t *testing.T) {
 	testutil.RequireORT(t)
 	if testing.Short() {
-		t.Skip("ImageNet-shaped MobileNetV2 rewrite is slow; run without -short")
+		testutil.Skip(t, "ImageNet-shaped MobileNetV2 rewrite is slow; run without -short")
 	}
 	path := testutil.ImageNetModel(t, "mobilenetv2.onnx")
 	m, err := onnxio.Load(path)

@@ -3,9 +3,8 @@ package convert
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 
+	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
 )
@@ -27,6 +26,9 @@ type PlanOptions struct {
 	// layout, where the LPR module's extra nodes cost more time than its
 	// fewer MACs save (bench/compress: ShuffleNetV2 x1.0's C = 58 layers).
 	ChannelAlign int
+	// Select excludes layers, fixes single layers' ranks and forces
+	// replacements on top of the rank rule.
+	Select Selection
 }
 
 // LayerPlan is the decision for one candidate layer.
@@ -92,14 +94,17 @@ func (p *Plan) Replaced() int {
 	return n
 }
 
-// NewPlan finds the candidates of m, chooses each one's rank with policy,
-// and computes data-free factors with the residual kind for the layers to
+// NewPlan finds the candidates of m, decides each one with opts.Select and
+// the rank rule policy (see Selection.Decide), and computes data-free factors with the residual kind for the layers to
 // replace. It does not modify m.
 func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, residual svd.ResidualKind, opts PlanOptions) (*Plan, error) {
 	if err := residual.Validate(); err != nil {
 		return nil, err
 	}
 	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Select.Validate(); err != nil {
 		return nil, err
 	}
 	sum, err := Inspect(m, opts.Shapes)
@@ -110,7 +115,7 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOverrides(policy, cands); err != nil {
+	if err := opts.Select.checkRanks(cands); err != nil {
 		return nil, err
 	}
 	ix := newGraphIndex(m.GetGraph())
@@ -125,14 +130,14 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 		kind := layerResidual(residual, c)
 		lp := LayerPlan{Candidate: c, Residual: kind, W: w, Bias: b}
 		C, in := int64(c.Channels), c.InputChannels()
-		lp.ParamsBefore = C * int64(in)
+		lp.ParamsBefore = C * int64(in) // both come from weight dims that hold data
 		if c.Bias != "" {
 			lp.ParamsBefore += C
 		}
-		lp.MACsBefore = C * int64(in) * c.Pixels
+		lp.MACsBefore = checked.SatMul(C*int64(in), c.Pixels)
 		if c.BatchNorm >= 0 {
 			lp.ParamsBefore += 4 * C
-			lp.MACsBefore += C * c.Pixels
+			lp.MACsBefore = checked.SatAdd(lp.MACsBefore, checked.SatMul(C, c.Pixels))
 		}
 		lp.ParamsAfter, lp.MACsAfter = lp.ParamsBefore, lp.MACsBefore
 		var spectrum []float64
@@ -142,10 +147,11 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 				return nil, fmt.Errorf("layer %q: spectrum: %w", c.Name, err)
 			}
 		}
-		r, dec, err := policy.Choose(c.Name, c.Channels, in, spectrum, kind.Params(c.Channels))
+		dec, err := opts.Select.Decide(policy, c.Name, c.Channels, in, spectrum, kind.Params(c.Channels))
 		if err != nil {
 			return nil, err
 		}
+		r := dec.Rank
 		lp.Rank, lp.Replace, lp.Excluded, lp.Reason = r, dec.Replace, dec.Excluded, dec.Reason
 		if a := opts.ChannelAlign; lp.Replace && a > 1 && (c.Channels%a != 0 || in%a != 0) {
 			lp.Replace = false
@@ -157,7 +163,7 @@ func NewPlan(ctx context.Context, m *onnxpb.ModelProto, policy svd.Policy, resid
 			lp.ParamsAfter, lp.MACsAfter = moduleCost(c, r, kind, anyNonZero(b))
 		}
 		p.ParamsAfter += lp.ParamsAfter - lp.ParamsBefore
-		p.MACsAfter += lp.MACsAfter - lp.MACsBefore
+		p.MACsAfter = satShift(p.MACsAfter, lp.MACsAfter, lp.MACsBefore)
 		p.Layers = append(p.Layers, lp)
 	}
 	if len(jobs) == 0 {
@@ -204,32 +210,22 @@ func moduleCost(c Candidate, r int, residual svd.ResidualKind, bias bool) (param
 	if bias {
 		params += C
 	}
-	macs = R * (C + in) * P
+	macs = checked.SatMul(R*(C+in), P)
 	switch residual.Type {
 	case svd.Diag:
-		macs += C * P
+		macs = checked.SatAdd(macs, checked.SatMul(C, P))
 	case svd.Depthwise:
-		macs += C * int64(residual.K*residual.K) * P
+		macs = checked.SatAdd(macs, checked.SatMul(C*int64(residual.K*residual.K), P))
 	}
 	return params, macs
 }
 
-// checkOverrides rejects per-layer ranks for names that are not candidates,
-// so that a mistyped layer name is reported instead of silently ignored.
-func checkOverrides(policy svd.Policy, cands []Candidate) error {
-	known := make(map[string]bool, len(cands))
-	for _, c := range cands {
-		known[c.Name] = true
+// satShift returns total − before + after for counts that may be saturated
+// (math.MaxInt64): a saturated total stays saturated, since what it stood
+// for is unknown.
+func satShift(total, after, before int64) int64 {
+	if checked.Saturated(total) || checked.Saturated(before) {
+		return total
 	}
-	var unknown []string
-	for name := range policy.Overrides {
-		if !known[name] {
-			unknown = append(unknown, fmt.Sprintf("%q", name))
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	return fmt.Errorf("per-layer rank for %s: no such candidate layer (lprconv inspect lists the candidates' names)", strings.Join(unknown, ", "))
+	return checked.SatAdd(total-before, after)
 }

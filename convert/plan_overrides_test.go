@@ -19,16 +19,16 @@ func TestNewPlanRejectsUnknownLayerRank(t *testing.T) {
 		t.Fatalf("candidates: %v, %v", cands, err)
 	}
 	kind, _ := svd.ParseResidual("none")
-	good := svd.Policy{Ratio: 0.25, Overrides: map[string]int{cands[0].Name: 4}}
-	p, err := NewPlan(context.Background(), m, good, kind, PlanOptions{})
+	good := PlanOptions{Select: Selection{Ranks: map[string]LayerRank{cands[0].Name: {Rank: 4}}}}
+	p, err := NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, kind, good)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Layers[0].Rank != 4 {
 		t.Errorf("override gave rank %d, want 4", p.Layers[0].Rank)
 	}
-	bad := svd.Policy{Ratio: 0.25, Overrides: map[string]int{"no/such/layer": 4}}
-	if _, err := NewPlan(context.Background(), m, bad, kind, PlanOptions{}); err == nil || !strings.Contains(err.Error(), `"no/such/layer"`) {
+	bad := PlanOptions{Select: Selection{Ranks: map[string]LayerRank{"no/such/layer": {Rank: 4}}}}
+	if _, err := NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, kind, bad); err == nil || !strings.Contains(err.Error(), `"no/such/layer"`) {
 		t.Fatalf("unknown layer name: err = %v", err)
 	}
 }

@@ -91,7 +91,10 @@ func compareOutputs(t *testing.T, label string, got, want map[string]ortrun.Tens
 	}
 }
 
-func fullRankPolicy() svd.Policy { return svd.Policy{Ratio: 1, Force: true} }
+func fullRankPolicy() svd.Policy { return svd.Policy{Ratio: 1} }
+
+// forced are plan options that replace layers even when not smaller.
+var forced = PlanOptions{Select: Selection{Force: true}}
 
 func TestFullRankRewriteReproducesOutputs(t *testing.T) {
 	testutil.RequireORT(t)
@@ -104,7 +107,7 @@ func TestFullRankRewriteReproducesOutputs(t *testing.T) {
 		want := runModel(t, orig, x, shape)
 		for _, kind := range allResiduals {
 			t.Run(fmt.Sprintf("opset%d/%s", opset, kind), func(t *testing.T) {
-				p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, PlanOptions{})
+				p, err := NewPlan(context.Background(), m, fullRankPolicy(), kind, forced)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,7 +194,7 @@ func TestDepthwiseResidualAgainstDirectSum(t *testing.T) {
 	b := newBuilder(3)
 	y := b.op("Conv", []string{"x", b.weight("w", 0.5, c, c, 1, 1), b.weight("b", 0.5, c)})
 	m := b.model(13, []int64{1, c, h, w}, y)
-	p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 2, Force: true}, svd.KindDepthwise(3), PlanOptions{})
+	p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 2}, svd.KindDepthwise(3), forced)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,8 +405,8 @@ func TestPlanDecisions(t *testing.T) {
 	for _, c := range cands {
 		names = append(names, c.Name)
 	}
-	ex, _ := svd.ParseExclude([]string{"^" + names[1] + "$"})
-	p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 2, Exclude: ex, Overrides: map[string]int{names[2]: 6}}, svd.KindIdentity, PlanOptions{})
+	ex, _ := ParseExclude([]string{"^" + names[1] + "$"})
+	p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 2}, svd.KindIdentity, PlanOptions{Select: Selection{Exclude: ex, Ranks: map[string]LayerRank{names[2]: {Rank: 6}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func TestFixtureImages(t *testing.T) {
 		t.Run(tc.split, func(t *testing.T) {
 			dir := filepath.Join("..", "testdata", "images", tc.split)
 			if _, err := os.Stat(dir); err != nil {
-				t.Skipf("fixture images not present: %v", err)
+				t.Fatalf("committed fixture images are missing: %v", err)
 			}
 			checkFixtureDir(t, dir, tc.n)
 		})

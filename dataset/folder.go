@@ -13,6 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lprconv/lprconv/internal/checked"
+	"github.com/lprconv/lprconv/internal/inputfile"
 )
 
 // maxImagePixels bounds the pixels of one image (8192x8192) and the values
@@ -34,6 +37,13 @@ type Folder struct {
 // one, otherwise the position of the folder in sorted order. Images directly
 // in root, when there are no class folders, are unlabelled (label -1).
 func OpenFolder(root string) (*Folder, error) {
+	fi, err := inputfile.Check(root, true)
+	if err != nil {
+		return nil, fmt.Errorf("open image folder: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("open image folder: %s is a file, not a folder", root)
+	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("open image folder: %w", err)
@@ -213,7 +223,7 @@ func (f *Folder) Close() error { return nil }
 // decodeImageFile decodes a PNG or JPEG file into dst (1 channel for gray
 // images, 3 for colour ones; alpha is dropped), scaled to [0,1].
 func decodeImageFile(path string, dst *Sample) error {
-	fh, err := os.Open(path)
+	fh, err := inputfile.Open(path)
 	if err != nil {
 		return fmt.Errorf("read image: %w", err)
 	}
@@ -223,7 +233,7 @@ func decodeImageFile(path string, dst *Sample) error {
 	if err != nil {
 		return fmt.Errorf("decode image %s: %w", path, err)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > maxImagePixels {
+	if px, ok := checked.ProductInts(cfg.Width, cfg.Height); !ok || px == 0 || px > maxImagePixels {
 		return fmt.Errorf("decode image %s: size %dx%d is empty or too large", path, cfg.Width, cfg.Height)
 	}
 	if _, err := fh.Seek(0, 0); err != nil {

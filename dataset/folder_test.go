@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lprconv/lprconv/internal/testutil"
 )
 
 func TestFolderLabelsAndClasses(t *testing.T) {
@@ -271,7 +273,7 @@ func TestFolderFollowsLinkedClassFolders(t *testing.T) {
 	root := t.TempDir()
 	writePNG(t, filepath.Join(root, "0_a", "y.png"), grayImage(1, 1, func(int, int) uint8 { return 6 }))
 	if err := os.Symlink(real, filepath.Join(root, "1_b")); err != nil {
-		t.Skipf("symlinks not supported: %v", err)
+		testutil.Skipf(t, "symlinks not supported: %v", err)
 	}
 	src, err := Open(root, OpenOptions{})
 	if err != nil {

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/lprconv/lprconv/internal/checked"
+	"github.com/lprconv/lprconv/internal/inputfile"
 )
 
 // maxIDXBytes bounds the decompressed size of a gzip IDX images file.
@@ -60,7 +63,7 @@ func readIDXHeader(r io.Reader, path string) (idxHeader, error) {
 }
 
 func isGzip(path string) (bool, error) {
-	f, err := os.Open(path)
+	f, err := inputfile.Open(path)
 	if err != nil {
 		return false, err
 	}
@@ -92,12 +95,12 @@ func OpenIDX(imagesPath, labelsPath string) (*IDX, error) {
 			return nil, err
 		}
 		d.dataOffset = int64(len(data) - br.Len())
-		if want := d.dataOffset + int64(d.n*d.h*d.w); int64(len(data)) < want {
+		if want := d.dataOffset + int64(d.n)*int64(d.h)*int64(d.w); int64(len(data)) < want { // bounded by setShape
 			return nil, fmt.Errorf("read IDX %s: %d bytes after decompression, header needs %d; the file is truncated", imagesPath, len(data), want)
 		}
 		d.ra = br
 	} else {
-		f, err := os.Open(imagesPath)
+		f, err := inputfile.Open(imagesPath)
 		if err != nil {
 			return nil, fmt.Errorf("open IDX images: %w", err)
 		}
@@ -142,10 +145,11 @@ func (d *IDX) setShape(h idxHeader) error {
 		return fmt.Errorf("read IDX %s: %d dimensions, images need 3 (N, rows, cols)", d.path, len(h.dims))
 	}
 	d.n, d.h, d.w = h.dims[0], h.dims[1], h.dims[2]
-	if d.h == 0 || d.w == 0 || int64(d.h)*int64(d.w) > maxImagePixels {
+	plane, ok := checked.ProductInts(d.h, d.w)
+	if !ok || plane == 0 || plane > maxImagePixels {
 		return fmt.Errorf("read IDX %s: image size %dx%d is empty or too large", d.path, d.h, d.w)
 	}
-	if int64(d.n)*int64(d.h)*int64(d.w) > maxIDXBytes {
+	if total, ok := checked.Mul(int64(d.n), plane); !ok || total > maxIDXBytes {
 		return fmt.Errorf("read IDX %s: %d images of %dx%d are too large (over %d bytes)", d.path, d.n, d.h, d.w, int64(maxIDXBytes))
 	}
 	return nil
@@ -153,7 +157,7 @@ func (d *IDX) setShape(h idxHeader) error {
 
 // readGzip decompresses a whole gzip file, refusing more than maxIDXBytes.
 func readGzip(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := inputfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open IDX: %w", err)
 	}
@@ -169,12 +173,9 @@ func readGzip(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := int64(1)
-	for _, v := range hdr.dims {
-		size *= int64(v)
-		if size > maxIDXBytes {
-			return nil, fmt.Errorf("read IDX %s: header dimensions %v are too large (over %d bytes)", path, hdr.dims, int64(maxIDXBytes))
-		}
+	size, ok := checked.ProductInts(hdr.dims...)
+	if !ok || size > maxIDXBytes {
+		return nil, fmt.Errorf("read IDX %s: header dimensions %v are too large (over %d bytes)", path, hdr.dims, int64(maxIDXBytes))
 	}
 	// Grow the buffer as data arrives, so that a header that promises more
 	// than the file holds cannot cause a large allocation.
@@ -202,7 +203,7 @@ func readIDXLabels(path string) ([]uint8, error) {
 			return nil, err
 		}
 	} else {
-		data, err = os.ReadFile(path)
+		data, err = inputfile.ReadFile(path, maxIDXBytes)
 		if err != nil {
 			return nil, fmt.Errorf("open IDX labels: %w", err)
 		}

@@ -9,6 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/lprconv/lprconv/internal/checked"
+	"github.com/lprconv/lprconv/internal/inputfile"
 )
 
 const npyMagic = "\x93NUMPY"
@@ -174,7 +177,7 @@ type NPY struct {
 // OpenNPY opens an NPY images file and, when labelsPath is not empty, its
 // labels (NPY integer array, or text with one integer per line).
 func OpenNPY(path, labelsPath string) (*NPY, error) {
-	f, err := os.Open(path)
+	f, err := inputfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open NPY: %w", err)
 	}
@@ -237,18 +240,20 @@ func newNPY(f *os.File, path string) (*NPY, error) {
 	default:
 		return nil, fmt.Errorf("read NPY %s: shape %v, want (N,C,H,W) or (N,H,W)", path, h.shape)
 	}
-	if d.c == 0 || d.y == 0 || d.x == 0 || int64(d.c)*int64(d.y)*int64(d.x) > maxImagePixels {
-		return nil, fmt.Errorf("read NPY %s: image shape %dx%dx%d is empty or too large", path, d.c, d.y, d.x)
+	pixels, ok := checked.ProductInts(d.c, d.y, d.x)
+	if !ok || pixels == 0 || pixels > maxImagePixels {
+		return nil, fmt.Errorf("read NPY %s: image shape %dx%dx%d is empty or too large (at most %d values per image)", path, d.c, d.y, d.x, maxImagePixels)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	per := int64(d.c) * int64(d.y) * int64(d.x) * int64(d.elem)
-	if d.n > 0 && per > (math.MaxInt64-h.dataOffset)/int64(d.n) {
-		return nil, fmt.Errorf("read NPY %s: shape %v overflows", path, h.shape)
+	per := pixels * int64(d.elem)
+	body, ok := checked.Mul(int64(d.n), per)
+	if !ok || body > math.MaxInt64-h.dataOffset {
+		return nil, fmt.Errorf("read NPY %s: shape %v overflows a 64-bit size", path, h.shape)
 	}
-	if want := h.dataOffset + int64(d.n)*per; fi.Size() < want {
+	if want := h.dataOffset + body; fi.Size() < want {
 		return nil, fmt.Errorf("read NPY %s: file has %d bytes, shape %v needs %d; the file is truncated", path, fi.Size(), h.shape, want)
 	}
 	return d, nil
@@ -256,7 +261,7 @@ func newNPY(f *os.File, path string) (*NPY, error) {
 
 // readLabels reads integer labels from an NPY file or a text file.
 func readLabels(path string) ([]int, error) {
-	f, err := os.Open(path)
+	f, err := inputfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open labels: %w", err)
 	}
@@ -316,7 +321,11 @@ func readNPYLabels(r io.Reader, f *os.File, path string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if want := h.dataOffset + int64(n)*int64(size); fi.Size() < want {
+	body, ok := checked.Mul(int64(n), int64(size))
+	if !ok || body > math.MaxInt64-h.dataOffset {
+		return nil, fmt.Errorf("read NPY labels %s: shape %v overflows a 64-bit size", path, h.shape)
+	}
+	if want := h.dataOffset + body; fi.Size() < want {
 		return nil, fmt.Errorf("read NPY labels %s: file has %d bytes, shape %v needs %d; the file is truncated", path, fi.Size(), h.shape, want)
 	}
 	raw := make([]byte, n*size)

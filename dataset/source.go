@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/lprconv/lprconv/internal/inputfile"
 )
 
 // Sample is one image read from a Source, in planar CHW order.
@@ -66,7 +68,7 @@ func Open(path string, opts OpenOptions) (Source, error) {
 	if split != SplitTrain && split != SplitTest {
 		return nil, fmt.Errorf("open %s: unknown split %q (want %q or %q)", path, opts.Split, SplitTrain, SplitTest)
 	}
-	fi, err := os.Stat(path)
+	fi, err := inputfile.Check(path, true)
 	if err != nil {
 		return nil, fmt.Errorf("open data set: %w", err)
 	}
@@ -148,7 +150,7 @@ func findIDXPair(dir, split string) (images, labels string, ok bool) {
 }
 
 func sniff(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := inputfile.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open data set: %w", err)
 	}

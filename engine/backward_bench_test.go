@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -93,7 +94,7 @@ func BenchmarkTrainStepShuffleNetV2(b *testing.B) {
 	path := filepath.Join("..", "testdata", "models", "shufflenetv2.onnx")
 	m, err := onnxio.Load(path)
 	if err != nil {
-		b.Skipf("fixture absent: %v", err)
+		testutil.Skipf(b, "fixture absent: %v", err)
 	}
 	benchTrainStep(b, m, []int{64, 3, 32, 32})
 }

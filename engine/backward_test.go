@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -1045,7 +1046,7 @@ func TestBackwardShuffleNetGraph(t *testing.T) {
 func TestBackwardFixtures(t *testing.T) {
 	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "models", "*.onnx"))
 	if len(paths) == 0 {
-		t.Skip("no fixtures in testdata/models")
+		testutil.Skip(t, "no fixtures in testdata/models")
 	}
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) {

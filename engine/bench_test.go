@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -97,7 +99,7 @@ func BenchmarkShuffleNetV2(b *testing.B) {
 	path := filepath.Join("..", "testdata", "models", "shufflenetv2.onnx")
 	m, err := onnxio.Load(path)
 	if err != nil {
-		b.Skipf("fixture absent: %v", err)
+		testutil.Skipf(b, "fixture absent: %v", err)
 	}
 	benchModel(b, m, []int{64, 3, 32, 32})
 }
@@ -118,39 +120,89 @@ func threadCPU() int64 {
 	return ts.Nano()
 }
 
-// TestProfileModels prints per-operator single-thread CPU times of a model
-// when ENGINE_PROFILE=<model path>[:batch] is set (a tuning tool, not a
-// check; ENGINE_PROFILE_TOP sets how many steps to list). Each step's time
-// is its fastest of 20 runs of thread CPU time, which does not count time
-// lost to other processes.
+// TestProfileModels profiles every fixture model (or the model of
+// ENGINE_PROFILE=<model path>[:batch]) with ProfileSteps and checks the
+// profile: one entry per compiled step, in execution order and naming the
+// step's node, no negative time, and the step times of all runs adding up
+// to no more than the measured duration of the profiling call, which also
+// runs every step; FormatProfile's total is their sum. With ENGINE_PROFILE
+// set it also logs per-operator single-thread CPU times (a tuning tool;
+// ENGINE_PROFILE_TOP sets how many steps to list): each step's fastest of
+// 20 runs of thread CPU time, which does not count time lost to other
+// processes.
 func TestProfileModels(t *testing.T) {
-	if os.Getenv("ENGINE_PROFILE") == "" {
-		t.Skip("set ENGINE_PROFILE=<model path>[:batch] to profile")
-	}
+	batch := 4
+	var paths []string
 	spec := os.Getenv("ENGINE_PROFILE")
-	batch := 64
-	if i := strings.LastIndex(spec, ":"); i > 0 {
-		batch, _ = strconv.Atoi(spec[i+1:])
-		spec = spec[:i]
-	}
-	m, err := onnxio.Load(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shape []int
-	for i, d := range m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim() {
-		v := int(d.GetDimValue())
-		if i == 0 {
-			v = batch
+	if spec != "" {
+		batch = 64
+		if i := strings.LastIndex(spec, ":"); i > 0 {
+			v, err := strconv.Atoi(spec[i+1:])
+			if err != nil {
+				t.Fatalf("ENGINE_PROFILE batch %q: %v", spec[i+1:], err)
+			}
+			batch, spec = v, spec[:i]
 		}
-		shape = append(shape, v)
+		paths = []string{spec}
+	} else if paths = testutil.Fixtures(t); len(paths) == 0 {
+		testutil.Skip(t, "no fixture models in testdata/models")
 	}
-	name := m.Graph.Input[0].Name
-	p := mustCompile(t, m, Options{Threads: 1, InputShapes: map[string][]int{name: shape}})
-	in := map[string]*Tensor{name: randTensor(rand.New(rand.NewPCG(1, 1)), shape...)}
-	if err := p.Forward(in); err != nil {
-		t.Fatal(err)
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			m, err := onnxio.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var shape []int
+			for i, d := range m.Graph.Input[0].GetType().GetTensorType().GetShape().GetDim() {
+				v := int(d.GetDimValue())
+				if i == 0 && v <= 0 { // a dynamic batch dim
+					v = batch
+				}
+				shape = append(shape, v)
+			}
+			name := m.Graph.Input[0].Name
+			p := mustCompile(t, m, Options{Threads: 1, InputShapes: map[string][]int{name: shape}})
+			in := map[string]*Tensor{name: randTensor(rand.New(rand.NewPCG(1, 1)), shape...)}
+			const runs = 3
+			t0 := time.Now()
+			times, err := p.ProfileSteps(in, runs)
+			elapsed := time.Since(t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps := p.Steps()
+			if len(times) != len(steps) || len(steps) == 0 {
+				t.Fatalf("%d profile entries for %d steps", len(times), len(steps))
+			}
+			var sum time.Duration
+			for i, st := range steps {
+				tm := times[i]
+				if tm.Index != st.Index || tm.OpType != st.Node.OpType || tm.Name != st.Node.Name {
+					t.Errorf("entry %d is node %d (%s %q), step %d is node %d (%s %q)", i, tm.Index, tm.OpType, tm.Name, i, st.Index, st.Node.OpType, st.Node.Name)
+				}
+				if tm.Time < 0 {
+					t.Errorf("step %d (%s): negative time %v", i, tm.OpType, tm.Time)
+				}
+				sum += tm.Time
+			}
+			if sum*runs > elapsed {
+				t.Errorf("step times add up to %v per run, %v for %d runs, more than the %v the profiling took", sum, sum*runs, runs, elapsed)
+			}
+			if report := FormatProfile(times, 5); !strings.HasPrefix(report, fmt.Sprintf("total %v\n", sum)) {
+				t.Errorf("FormatProfile does not start with the total %v:\n%s", sum, report)
+			}
+			if os.Getenv("ENGINE_PROFILE") != "" {
+				logThreadCPUProfile(t, p)
+			}
+		})
 	}
+}
+
+// logThreadCPUProfile logs the per-operator single-thread CPU times of the
+// program's steps (after a Forward has loaded its inputs), each the
+// fastest of 20 runs.
+func logThreadCPUProfile(t *testing.T, p *Program) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	times := make([]StepTime, len(p.steps))

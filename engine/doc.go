@@ -57,7 +57,9 @@
 //	}
 //
 // An op's builder (registry.go maps operator types to builders) validates
-// attributes and input shapes at Compile time, computes output shapes, and
+// attributes and input shapes at Compile time, computes output shapes with
+// the rules of package shapeinfer (the one static shape inference, shared
+// with package convert; a new operator's shape rule goes there), and
 // precomputes everything that depends only on shapes (GEMM sizes, window
 // geometry, broadcast strides). Forward must write every output element
 // (buffers are reused, so outputs hold stale data) and must not allocate.

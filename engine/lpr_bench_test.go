@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
@@ -25,7 +26,7 @@ func lprFixture(tb testing.TB, file, residual string) *onnxpb.ModelProto {
 	tb.Helper()
 	m, err := onnxio.Load(filepath.Join("..", "testdata", "models", file))
 	if err != nil {
-		tb.Skipf("fixture absent: %v", err)
+		testutil.Skipf(tb, "fixture absent: %v", err)
 	}
 	if residual == "" {
 		return m

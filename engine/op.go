@@ -174,18 +174,6 @@ func checkAttrType(a *onnxpb.AttributeProto) error {
 	return nil
 }
 
-// normAxis maps a possibly negative axis into [0, rank).
-func normAxis(axis int64, rank int) (int, error) {
-	a := int(axis)
-	if a < 0 {
-		a += rank
-	}
-	if a < 0 || a >= rank {
-		return 0, fmt.Errorf("axis %d out of range for rank %d", axis, rank)
-	}
-	return a, nil
-}
-
 // clampInt64 converts v to int, saturating at the int range.
 func clampInt64(v int64) int {
 	if v > math.MaxInt32 {

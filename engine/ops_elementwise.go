@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/lprconv/lprconv/shapeinfer"
 )
 
 type unaryKind int
@@ -201,30 +203,14 @@ type broadcast struct {
 	sameSize bool
 }
 
-// broadcastShape returns the numpy broadcast of shapes a and b.
+// broadcastShape returns the numpy broadcast of shapes a and b
+// (shapeinfer.Broadcast on the engine's int shapes).
 func broadcastShape(a, b []int) ([]int, error) {
-	n := max(len(a), len(b))
-	out := make([]int, n)
-	for i := 0; i < n; i++ {
-		da, db := 1, 1
-		if j := i - (n - len(a)); j >= 0 {
-			da = a[j]
-		}
-		if j := i - (n - len(b)); j >= 0 {
-			db = b[j]
-		}
-		switch {
-		case da == db:
-			out[i] = da
-		case da == 1:
-			out[i] = db
-		case db == 1:
-			out[i] = da
-		default:
-			return nil, fmt.Errorf("shapes %v and %v do not broadcast", a, b)
-		}
+	out, err := shapeinfer.Broadcast(toInt64s(a), toInt64s(b))
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return toInts(out), nil
 }
 
 // bcastStrides returns the strides of shape a broadcast to out (0 where a

@@ -3,7 +3,8 @@ package engine
 import (
 	"fmt"
 	"math"
-	"slices"
+
+	"github.com/lprconv/lprconv/shapeinfer"
 )
 
 // GemmOp is Y = alpha * A' * B' + beta * C with C broadcast to [M, N].
@@ -26,34 +27,25 @@ func buildGemm(b *nodeBuild) (Op, error) {
 	if !a.dtype.IsFloat() || !bm.dtype.IsFloat() {
 		return nil, fmt.Errorf("Gemm supports float tensors only")
 	}
-	if len(a.shape) != 2 || len(bm.shape) != 2 {
-		return nil, fmt.Errorf("A %v and B %v must be matrices", a.shape, bm.shape)
-	}
 	if b.has("broadcast") && b.attrInt("broadcast", 0) == 0 && b.opset < 7 {
 		return nil, fmt.Errorf("broadcast=0 (opset < 7) is not supported")
 	}
 	op := &GemmOp{TransA: b.attrInt("transA", 0) != 0, TransB: b.attrInt("transB", 0) != 0,
 		Alpha: b.attrFloat("alpha", 1), Beta: b.attrFloat("beta", 1)}
-	op.M, op.K = a.shape[0], a.shape[1]
-	if op.TransA {
-		op.M, op.K = op.K, op.M
-	}
-	k2, n := bm.shape[0], bm.shape[1]
-	if op.TransB {
-		k2, n = n, k2
-	}
-	if k2 != op.K {
-		return nil, fmt.Errorf("inner dimensions differ: A %v (transA=%v), B %v (transB=%v)", a.shape, op.TransA, bm.shape, op.TransB)
-	}
-	op.N = n
-	if cv := b.input(2); cv != nil {
+	cv := b.input(2)
+	var cShape []int64
+	if cv != nil {
 		if !cv.dtype.IsFloat() {
 			return nil, fmt.Errorf("C must be float")
 		}
-		out, err := broadcastShape(cv.shape, []int{op.M, op.N})
-		if err != nil || !slices.Equal(out, []int{op.M, op.N}) {
-			return nil, fmt.Errorf("C %v does not broadcast to [%d %d]", cv.shape, op.M, op.N)
-		}
+		cShape = toInt64s(cv.shape)
+	}
+	m, n, k, err := shapeinfer.Gemm(toInt64s(a.shape), toInt64s(bm.shape), cShape, op.TransA, op.TransB)
+	if err != nil {
+		return nil, err
+	}
+	op.M, op.N, op.K = int(m), int(n), int(k)
+	if cv != nil {
 		op.bc = newBroadcast(cv.shape, []int{op.M, op.N}, []int{op.M, op.N})
 	}
 	b.setOut(0, []int{op.M, op.N}, Float32)
@@ -125,10 +117,11 @@ func buildMatMul(b *nodeBuild) (Op, error) {
 	if !a.dtype.IsFloat() || !bm.dtype.IsFloat() {
 		return nil, fmt.Errorf("MatMul supports float tensors only")
 	}
-	as, bs := a.shape, bm.shape
-	if len(as) == 0 || len(bs) == 0 {
-		return nil, fmt.Errorf("MatMul operands must have rank >= 1, got %v and %v", as, bs)
+	outShape, err := shapeinfer.MatMul(toInt64s(a.shape), toInt64s(bm.shape))
+	if err != nil {
+		return nil, err
 	}
+	as, bs := a.shape, bm.shape
 	var outTail []int
 	if len(as) == 1 {
 		as = []int{1, as[0]}
@@ -141,13 +134,7 @@ func buildMatMul(b *nodeBuild) (Op, error) {
 		outTail = append(outTail, bs[len(bs)-1])
 	}
 	op := &MatMulOp{M: as[len(as)-2], K: as[len(as)-1], N: bs[len(bs)-1]}
-	if bs[len(bs)-2] != op.K {
-		return nil, fmt.Errorf("inner dimensions differ: %v and %v", a.shape, bm.shape)
-	}
-	batch, err := broadcastShape(as[:len(as)-2], bs[:len(bs)-2])
-	if err != nil {
-		return nil, err
-	}
+	batch := toInts(outShape[:len(outShape)-len(outTail)])
 	nb := sizeOf(batch)
 	if sizeOf(bs[:len(bs)-2]) == 1 {
 		op.flat = true
@@ -175,7 +162,7 @@ func buildMatMul(b *nodeBuild) (Op, error) {
 	if op.flat && sizeOf(as[:len(as)-2]) != nb {
 		return nil, fmt.Errorf("internal: batch mismatch")
 	}
-	b.setOut(0, append(batch, outTail...), Float32)
+	b.setOut(0, toInts(outShape), Float32)
 	return op, nil
 }
 
@@ -218,13 +205,13 @@ func buildSoftmax(log bool) func(b *nodeBuild) (Op, error) {
 		if rank == 0 {
 			op.Outer, op.Len, op.Inner = 1, 1, 1
 		} else if b.opset < 13 {
-			axis, err := normAxis(b.attrInt("axis", 1), rank)
+			axis, err := shapeinfer.NormAxis(b.attrInt("axis", 1), rank)
 			if err != nil {
 				return nil, err
 			}
 			op.Outer, op.Len, op.Inner = sizeOf(x.shape[:axis]), sizeOf(x.shape[axis:]), 1
 		} else {
-			axis, err := normAxis(b.attrInt("axis", -1), rank)
+			axis, err := shapeinfer.NormAxis(b.attrInt("axis", -1), rank)
 			if err != nil {
 				return nil, err
 			}
@@ -289,7 +276,6 @@ func buildReduce(mean bool) func(b *nodeBuild) (Op, error) {
 		if !x.dtype.IsFloat() {
 			return nil, fmt.Errorf("%s supports float tensors only", b.node.OpType)
 		}
-		rank := len(x.shape)
 		axes := b.attrInts("axes")
 		if b.nIn() > 1 && b.input(1) != nil {
 			if axes != nil {
@@ -300,38 +286,26 @@ func buildReduce(mean bool) func(b *nodeBuild) (Op, error) {
 				return nil, err
 			}
 		}
-		keep := b.attrInt("keepdims", 1) != 0
-		op := &ReduceOp{Mean: mean, inShape: x.shape, reduced: make([]bool, rank)}
-		if len(axes) == 0 {
-			if b.attrInt("noop_with_empty_axes", 0) != 0 {
-				op.copyAll = true
-				b.setOut(0, x.shape, Float32)
-				return op, nil
-			}
-			for i := range op.reduced {
-				op.reduced[i] = true
-			}
+		noop := b.attrInt("noop_with_empty_axes", 0) != 0
+		out, reduced, err := shapeinfer.Reduce(toInt64s(x.shape), axes, b.attrInt("keepdims", 1) != 0, noop)
+		if err != nil {
+			return nil, err
 		}
-		for _, a := range axes {
-			ax, err := normAxis(a, rank)
-			if err != nil {
-				return nil, err
-			}
-			op.reduced[ax] = true
+		op := &ReduceOp{Mean: mean, inShape: x.shape, reduced: reduced}
+		if len(axes) == 0 && noop {
+			op.copyAll = true
+			b.setOut(0, x.shape, Float32)
+			return op, nil
 		}
-		var outShape, keptShape []int
+		var keptShape []int
 		op.count = 1
 		for i, d := range x.shape {
 			if op.reduced[i] {
 				op.count *= d
 				keptShape = append(keptShape, 1)
-				if keep {
-					outShape = append(outShape, 1)
-				}
 				continue
 			}
 			keptShape = append(keptShape, d)
-			outShape = append(outShape, d)
 		}
 		op.outIdx = bcastStrides(keptShape, x.shape)
 		if sizeOf(x.shape) > 0 {
@@ -340,10 +314,7 @@ func buildReduce(mean bool) func(b *nodeBuild) (Op, error) {
 			op.inShape, op.outIdx = cs, strides[0]
 		}
 		op.cnt = make([]int, max(len(op.inShape)-1, 0))
-		if outShape == nil {
-			outShape = []int{}
-		}
-		b.setOut(0, outShape, Float32)
+		b.setOut(0, toInts(out), Float32)
 		return op, nil
 	}
 }

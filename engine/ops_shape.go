@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/shapeinfer"
 )
 
 // ViewOp is a view of its input with another shape (Reshape, Flatten,
@@ -76,74 +77,40 @@ func buildDropout(b *nodeBuild) (Op, error) {
 }
 
 func buildReshape(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	var spec []int64
-	if b.opset < 5 || b.has("shape") {
-		spec = b.attrInts("shape")
-	} else {
-		if spec, err = b.constInts(1, "shape"); err != nil {
-			return nil, err
+	return buildView(b, func(x []int64) ([]int64, error) {
+		if b.opset < 5 || b.has("shape") {
+			return shapeinfer.Reshape(x, b.attrInts("shape"), b.attrInt("allowzero", 0) != 0)
 		}
 		if b.input(1) == nil {
 			return nil, fmt.Errorf("shape input is required")
 		}
-	}
-	allowZero := b.attrInt("allowzero", 0) != 0
-	shape := make([]int, len(spec))
-	infer := -1
-	known := 1
-	for i, d := range spec {
-		switch {
-		case d == -1:
-			if infer >= 0 {
-				return nil, fmt.Errorf("shape %v has more than one -1", spec)
-			}
-			infer = i
-			continue
-		case d == 0 && !allowZero:
-			if i >= len(x.shape) {
-				return nil, fmt.Errorf("shape %v copies dim %d of input %v, which has no such dim", spec, i, x.shape)
-			}
-			shape[i] = x.shape[i]
-		case d < 0:
-			return nil, fmt.Errorf("shape %v has negative dim %d", spec, d)
-		default:
-			shape[i] = int(d)
+		spec, err := b.constInts(1, "shape")
+		if err != nil {
+			return nil, err
 		}
-		known *= shape[i]
-	}
-	total := sizeOf(x.shape)
-	if infer >= 0 {
-		if known == 0 || total%known != 0 {
-			return nil, fmt.Errorf("cannot reshape %v to %v", x.shape, spec)
-		}
-		shape[infer] = total / known
-	}
-	if sizeOf(shape) != total {
-		return nil, fmt.Errorf("cannot reshape %v (%d elements) to %v", x.shape, total, shape)
-	}
-	b.setOut(0, shape, x.dtype)
-	return ViewOp{}, nil
+		return shapeinfer.Reshape(x, spec, b.attrInt("allowzero", 0) != 0)
+	})
 }
 
-func buildFlatten(b *nodeBuild) (Op, error) {
+// buildView compiles a view operator (output 0 views input 0) whose output
+// shape rule reads the input shape.
+func buildView(b *nodeBuild, rule func(x []int64) ([]int64, error)) (Op, error) {
 	x, err := b.need(0)
 	if err != nil {
 		return nil, err
 	}
-	rank := len(x.shape)
-	axis := int(b.attrInt("axis", 1))
-	if axis < 0 {
-		axis += rank
+	shape, err := rule(toInt64s(x.shape))
+	if err != nil {
+		return nil, err
 	}
-	if axis < 0 || axis > rank {
-		return nil, fmt.Errorf("axis %d out of range for rank %d", b.attrInt("axis", 1), rank)
-	}
-	b.setOut(0, []int{sizeOf(x.shape[:axis]), sizeOf(x.shape[axis:])}, x.dtype)
+	b.setOut(0, toInts(shape), x.dtype)
 	return ViewOp{}, nil
+}
+
+func buildFlatten(b *nodeBuild) (Op, error) {
+	return buildView(b, func(x []int64) ([]int64, error) {
+		return shapeinfer.Flatten(x, b.attrInt("axis", 1))
+	})
 }
 
 // axesArg reads axes from the attribute (older opsets) or input 1.
@@ -156,86 +123,38 @@ func axesArg(b *nodeBuild, inputForm bool) ([]int64, bool, error) {
 			return nil, false, nil
 		}
 		v, err := b.constInts(1, "axes")
+		if v == nil {
+			v = []int64{}
+		}
 		return v, true, err
 	}
 	if b.has("axes") {
-		return b.attrInts("axes"), true, nil
+		return append([]int64{}, b.attrInts("axes")...), true, nil
 	}
 	return nil, false, nil
 }
 
 func buildSqueeze(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	axes, given, err := axesArg(b, b.opset >= 13)
-	if err != nil {
-		return nil, err
-	}
-	rank := len(x.shape)
-	drop := make([]bool, rank)
-	if !given {
-		for i, d := range x.shape {
-			drop[i] = d == 1
-		}
-	}
-	for _, a := range axes {
-		ax, err := normAxis(a, rank)
+	return buildView(b, func(x []int64) ([]int64, error) {
+		axes, _, err := axesArg(b, b.opset >= 13)
 		if err != nil {
 			return nil, err
 		}
-		if x.shape[ax] != 1 {
-			return nil, fmt.Errorf("cannot squeeze axis %d of shape %v", a, x.shape)
-		}
-		drop[ax] = true
-	}
-	shape := []int{}
-	for i, d := range x.shape {
-		if !drop[i] {
-			shape = append(shape, d)
-		}
-	}
-	b.setOut(0, shape, x.dtype)
-	return ViewOp{}, nil
+		return shapeinfer.Squeeze(x, axes)
+	})
 }
 
 func buildUnsqueeze(b *nodeBuild) (Op, error) {
-	x, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	axes, given, err := axesArg(b, b.opset >= 13)
-	if err != nil {
-		return nil, err
-	}
-	if !given {
-		return nil, fmt.Errorf("axes are required")
-	}
-	rank := len(x.shape) + len(axes)
-	ins := make([]bool, rank)
-	for _, a := range axes {
-		ax, err := normAxis(a, rank)
+	return buildView(b, func(x []int64) ([]int64, error) {
+		axes, given, err := axesArg(b, b.opset >= 13)
 		if err != nil {
 			return nil, err
 		}
-		if ins[ax] {
-			return nil, fmt.Errorf("axes %v repeat an axis", axes)
+		if !given {
+			return nil, fmt.Errorf("axes are required")
 		}
-		ins[ax] = true
-	}
-	shape := make([]int, rank)
-	j := 0
-	for i := range shape {
-		if ins[i] {
-			shape[i] = 1
-		} else {
-			shape[i] = x.shape[j]
-			j++
-		}
-	}
-	b.setOut(0, shape, x.dtype)
-	return ViewOp{}, nil
+		return shapeinfer.Unsqueeze(x, axes)
+	})
 }
 
 // TransposeOp permutes the axes of a tensor.
@@ -250,25 +169,14 @@ func buildTranspose(b *nodeBuild) (Op, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, perm, err := shapeinfer.Transpose(toInt64s(x.shape), b.attrInts("perm"))
+	if err != nil {
+		return nil, err
+	}
 	rank := len(x.shape)
-	perm := b.attrInts("perm")
-	if perm == nil {
-		for i := rank - 1; i >= 0; i-- {
-			perm = append(perm, int64(i))
-		}
-	}
-	if len(perm) != rank {
-		return nil, fmt.Errorf("perm %v does not match rank %d", perm, rank)
-	}
-	seen := make([]bool, rank)
 	st := stridesOf(x.shape)
-	op := &TransposeOp{outShape: make([]int, rank), inStride: make([]int, rank), cnt: make([]int, rank)}
+	op := &TransposeOp{outShape: toInts(out), inStride: make([]int, rank), cnt: make([]int, rank)}
 	for i, p := range perm {
-		if p < 0 || int(p) >= rank || seen[p] {
-			return nil, fmt.Errorf("perm %v is not a permutation", perm)
-		}
-		seen[p] = true
-		op.outShape[i] = x.shape[p]
 		op.inStride[i] = st[p]
 	}
 	b.setOut(0, op.outShape, x.dtype)
@@ -298,39 +206,31 @@ func buildConcat(b *nodeBuild) (Op, error) {
 	if b.nIn() == 0 {
 		return nil, fmt.Errorf("Concat needs at least one input")
 	}
-	first, err := b.need(0)
-	if err != nil {
-		return nil, err
-	}
-	rank := len(first.shape)
 	if !b.has("axis") {
 		return nil, fmt.Errorf("attribute axis is required")
 	}
-	axis, err := normAxis(b.attrInt("axis", 0), rank)
-	if err != nil {
-		return nil, err
-	}
-	shape := append([]int(nil), first.shape...)
-	shape[axis] = 0
-	op := &ConcatOp{Outer: sizeOf(first.shape[:axis])}
-	inner := sizeOf(first.shape[axis+1:])
+	shapes := make([][]int64, len(b.in))
 	for i := range b.in {
 		v, err := b.need(i)
 		if err != nil {
 			return nil, err
 		}
-		if v.dtype != first.dtype || len(v.shape) != rank {
-			return nil, fmt.Errorf("input %d is %s %v; input 0 is %s %v", i, v.dtype, v.shape, first.dtype, first.shape)
+		if v.dtype != b.in[0].dtype {
+			return nil, fmt.Errorf("input %d is %s; input 0 is %s", i, v.dtype, b.in[0].dtype)
 		}
-		for d := range v.shape {
-			if d != axis && v.shape[d] != first.shape[d] {
-				return nil, fmt.Errorf("input %d has shape %v; input 0 has %v", i, v.shape, first.shape)
-			}
-		}
-		shape[axis] += v.shape[axis]
+		shapes[i] = toInt64s(v.shape)
+	}
+	shape, axis, err := shapeinfer.Concat(shapes, b.attrInt("axis", 0))
+	if err != nil {
+		return nil, err
+	}
+	first := b.in[0]
+	op := &ConcatOp{Outer: sizeOf(first.shape[:axis])}
+	inner := sizeOf(first.shape[axis+1:])
+	for _, v := range b.in {
 		op.Sizes = append(op.Sizes, v.shape[axis]*inner)
 	}
-	b.setOut(0, shape, first.dtype)
+	b.setOut(0, toInts(shape), first.dtype)
 	return op, nil
 }
 
@@ -369,11 +269,6 @@ func buildSplit(b *nodeBuild) (Op, error) {
 	if err != nil {
 		return nil, err
 	}
-	rank := len(x.shape)
-	axis, err := normAxis(b.attrInt("axis", 0), rank)
-	if err != nil {
-		return nil, err
-	}
 	var split []int64
 	if b.opset >= 13 {
 		if b.has("split") {
@@ -385,43 +280,19 @@ func buildSplit(b *nodeBuild) (Op, error) {
 	} else {
 		split = b.attrInts("split")
 	}
-	nout := len(b.outs)
-	d := x.shape[axis]
-	if split == nil {
-		if b.has("num_outputs") {
-			n := int(b.attrInt("num_outputs", 0))
-			if n != nout || n < 1 {
-				return nil, fmt.Errorf("num_outputs %d but %d outputs", n, nout)
-			}
-			chunk := (d + n - 1) / n
-			for i := 0; i < n; i++ {
-				split = append(split, int64(max(0, min(chunk, d-i*chunk))))
-			}
-		} else {
-			if nout == 0 || d%nout != 0 {
-				return nil, fmt.Errorf("cannot split dim %d into %d equal parts", d, nout)
-			}
-			for i := 0; i < nout; i++ {
-				split = append(split, int64(d/nout))
-			}
+	numOutputs := int64(0)
+	if b.has("num_outputs") {
+		if numOutputs = b.attrInt("num_outputs", 0); numOutputs < 1 {
+			return nil, fmt.Errorf("num_outputs %d must be positive", numOutputs)
 		}
 	}
-	if len(split) != nout {
-		return nil, fmt.Errorf("split %v has %d entries for %d outputs", split, len(split), nout)
-	}
-	sum := int64(0)
-	for _, s := range split {
-		if s < 0 {
-			return nil, fmt.Errorf("split %v has a negative size", split)
-		}
-		sum += s
-	}
-	if sum != int64(d) {
-		return nil, fmt.Errorf("split %v does not sum to dim %d", split, d)
+	sizes, axis, err := shapeinfer.Split(toInt64s(x.shape), b.attrInt("axis", 0), split, len(b.outs), numOutputs)
+	if err != nil {
+		return nil, err
 	}
 	op := &SplitOp{Outer: sizeOf(x.shape[:axis])}
 	inner := sizeOf(x.shape[axis+1:])
-	for i, s := range split {
+	for i, s := range sizes {
 		shape := append([]int(nil), x.shape...)
 		shape[axis] = int(s)
 		b.setOut(i, shape, x.dtype)
@@ -483,72 +354,19 @@ func buildSlice(b *nodeBuild) (Op, error) {
 			return nil, err
 		}
 	}
-	if len(starts) != len(ends) {
-		return nil, fmt.Errorf("starts %v and ends %v differ in length", starts, ends)
+	box, err := shapeinfer.Slice(toInt64s(x.shape), starts, ends, axes, steps)
+	if err != nil {
+		return nil, err
 	}
 	rank := len(x.shape)
-	if axes == nil {
-		for i := range starts {
-			axes = append(axes, int64(i))
-		}
-	}
-	if len(axes) != len(starts) || (steps != nil && len(steps) != len(starts)) {
-		return nil, fmt.Errorf("starts, ends, axes and steps differ in length")
-	}
-	begin := make([]int, rank)
-	step := make([]int, rank)
-	shape := append([]int(nil), x.shape...)
-	for i := range step {
-		step[i] = 1
-	}
-	seen := make([]bool, rank)
-	for i := range starts {
-		ax, err := normAxis(axes[i], rank)
-		if err != nil {
-			return nil, err
-		}
-		if seen[ax] {
-			return nil, fmt.Errorf("axes %v repeat an axis", axes)
-		}
-		seen[ax] = true
-		st := int64(1)
-		if steps != nil {
-			st = steps[i]
-		}
-		if st == 0 {
-			return nil, fmt.Errorf("steps must not be 0")
-		}
-		d := int64(x.shape[ax])
-		s, e := starts[i], ends[i]
-		if s < 0 {
-			s += d
-		}
-		if e < 0 {
-			e += d
-		}
-		var n int64
-		if st > 0 {
-			s = min(max(s, 0), d)
-			e = min(max(e, 0), d)
-			if e > s {
-				n = (e - s + st - 1) / st
-			}
-		} else {
-			s = min(max(s, 0), d-1)
-			e = min(max(e, -1), d-1)
-			if s > e {
-				n = (s - e - st - 1) / (-st)
-			}
-		}
-		begin[ax], step[ax], shape[ax] = int(s), clampInt64(st), int(n)
-	}
+	shape := toInts(box.Shape)
 	op := &SliceOp{outShape: shape, stride: make([]int, rank), cnt: make([]int, rank)}
 	xs := stridesOf(x.shape)
 	for i := range shape {
 		if shape[i] > 0 {
-			op.start += begin[i] * xs[i]
+			op.start += int(box.Start[i]) * xs[i]
 		}
-		op.stride[i] = step[i] * xs[i]
+		op.stride[i] = clampInt64(box.Step[i]) * xs[i]
 	}
 	b.setOut(0, shape, x.dtype)
 	if sizeOf(shape) > 0 {
@@ -603,18 +421,8 @@ func buildShape(b *nodeBuild) (Op, error) {
 		return nil, err
 	}
 	rank := int64(len(x.shape))
-	start, end := b.attrInt("start", 0), b.attrInt("end", rank)
-	if start < 0 {
-		start += rank
-	}
-	if end < 0 {
-		end += rank
-	}
-	start, end = min(max(start, 0), rank), min(max(end, 0), rank)
-	dims := []int64{}
-	for i := start; i < end; i++ {
-		dims = append(dims, int64(x.shape[i]))
-	}
+	lo, hi := shapeinfer.ShapeRange(rank, b.attrInt("start", 0), b.attrInt("end", rank))
+	dims := toInt64s(x.shape[lo:hi])
 	b.setConst(0, NewTensorI(dims, len(dims)))
 	return nil, nil
 }
@@ -636,12 +444,11 @@ func buildGather(b *nodeBuild) (Op, error) {
 	if idx.dtype.IsFloat() || idx.dtype == Bool {
 		return nil, fmt.Errorf("indices must be int32 or int64, got %s", idx.dtype)
 	}
-	axis, err := normAxis(b.attrInt("axis", 0), len(x.shape))
+	shape, axis, err := shapeinfer.Gather(toInt64s(x.shape), toInt64s(idx.shape), b.attrInt("axis", 0))
 	if err != nil {
 		return nil, err
 	}
-	shape := append(append(append([]int{}, x.shape[:axis]...), idx.shape...), x.shape[axis+1:]...)
-	b.setOut(0, shape, x.dtype)
+	b.setOut(0, toInts(shape), x.dtype)
 	return &GatherOp{Outer: sizeOf(x.shape[:axis]), AxisLen: x.shape[axis], Inner: sizeOf(x.shape[axis+1:])}, nil
 }
 

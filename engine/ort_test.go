@@ -111,10 +111,7 @@ func TestORTFixtures(t *testing.T) {
 	testutil.RequireORT(t)
 	paths := testutil.Fixtures(t)
 	if len(paths) == 0 {
-		if testutil.InCI() {
-			t.Fatal("no fixture models in testdata/models")
-		}
-		t.Skip("no fixture models in testdata/models yet")
+		testutil.Skip(t, "no fixture models in testdata/models")
 	}
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) {
@@ -137,10 +134,7 @@ func TestORTImageNet(t *testing.T) {
 		}
 	}
 	if len(paths) == 0 {
-		if testutil.InCI() {
-			t.Fatalf("no ImageNet-shaped models in %v; generate them with testdata/gen/export_imagenet.py", testutil.ImageNetDirs())
-		}
-		t.Skipf("no ImageNet-shaped models in %v", testutil.ImageNetDirs())
+		testutil.Skipf(t, "no ImageNet-shaped models in %v; generate them with testdata/gen/export_imagenet.py", testutil.ImageNetDirs())
 	}
 	for _, path := range paths {
 		t.Run(filepath.Base(path), func(t *testing.T) { compareWithORT(t, path, 2, Options{}) })
@@ -224,9 +218,7 @@ func BenchmarkVsORT(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("ENGINE_BENCH_THREADS")); err == nil && v > 0 {
 		threads = v
 	}
-	if _, err := ortrun.LibraryPath(); err != nil {
-		b.Skip(err)
-	}
+	testutil.RequireORT(b)
 	type cfg struct {
 		path  string
 		batch int
@@ -246,7 +238,7 @@ func BenchmarkVsORT(b *testing.B) {
 		}
 	}
 	if len(cfgs) == 0 {
-		b.Skip("no fixture or ImageNet-shaped models")
+		testutil.Skip(b, "no fixture or ImageNet-shaped models")
 	}
 	for _, c := range cfgs {
 		m, err := onnxio.Load(c.path)

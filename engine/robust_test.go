@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -20,7 +21,7 @@ import (
 func TestMutatedModelsFailCleanly(t *testing.T) {
 	dirs, _ := filepath.Glob(filepath.Join(conformanceRoot, "node", "test_*"))
 	if len(dirs) == 0 {
-		t.Skip("conformance data missing")
+		testutil.Skipf(t, "conformance data missing in %s (install Debian package libonnx-testdata)", conformanceRoot)
 	}
 	rng := rand.New(rand.NewPCG(21, 22))
 	tried, compiled := 0, 0

@@ -84,32 +84,6 @@ func TestFidelity(t *testing.T) {
 	}
 }
 
-func TestRandomBatchesDeterministic(t *testing.T) {
-	read := func() []float32 {
-		r := NewRandomBatches(5, 4, 7)
-		var all []float32
-		buf := make([]float32, 8)
-		labels := make([]int, 2)
-		for {
-			n, err := r.Next(buf, labels)
-			if err != nil {
-				break
-			}
-			all = append(all, buf[:n*4]...)
-		}
-		return all
-	}
-	x, y := read(), read()
-	if len(x) != 20 {
-		t.Fatalf("got %d values, want 20", len(x))
-	}
-	for i := range x {
-		if x[i] != y[i] {
-			t.Fatal("same seed gave different samples")
-		}
-	}
-}
-
 // fixtureRecord is the part of testdata/models/fixtures.json this test uses.
 type fixtureRecord struct {
 	Input struct {
@@ -188,7 +162,17 @@ func TestCompareFoldedAndKeptBN(t *testing.T) {
 		}
 		models = append(models, m)
 	}
-	res, err := Run(context.Background(), models, NewRandomBatches(40, 3*32*32, 1), Options{Batch: 16})
+	noise := dataset.Noise{Count: 40, Size: 3 * 32 * 32, Seed: 1}
+	open := func() dataset.Reader {
+		r, err := noise.Open(16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	var ref Reference
+	res, err := Run(context.Background(), models, open(), Options{Batch: 16, Record: &ref})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +183,28 @@ func TestCompareFoldedAndKeptBN(t *testing.T) {
 	}
 	if res.Models[0].Accuracy.Labelled != 0 || res.Models[0].Accuracy.N != 40 {
 		t.Errorf("random data: %+v", res.Models[0].Accuracy)
+	}
+	// Against the recorded reference, each model gives exactly the
+	// fidelity of running it next to model 1.
+	if ref.N != 40 || ref.Classes != res.Classes || len(ref.Logits) != 40*res.Classes {
+		t.Fatalf("reference of %d samples, %d classes, %d logits", ref.N, ref.Classes, len(ref.Logits))
+	}
+	again, err := Run(context.Background(), models[1:], open(), Options{Batch: 16, Against: &ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, f := range again.Fidelity {
+		if f != res.Fidelity[k] {
+			t.Errorf("model %d against the reference: %+v, next to model 1: %+v", k+2, f, res.Fidelity[k])
+		}
+	}
+	short := dataset.Noise{Count: 39, Size: noise.Size, Seed: 1}
+	r, err := short.Open(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := Run(context.Background(), models[1:], r, Options{Batch: 16, Against: &ref}); err == nil {
+		t.Error("fewer samples than the reference accepted")
 	}
 }

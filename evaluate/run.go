@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand"
 	"time"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -64,12 +64,6 @@ func ModelInput(m *onnxpb.ModelProto) (Input, error) {
 	return in, nil
 }
 
-// Batches yields batches of NCHW float32 images with labels (-1 where
-// unknown); Next returns io.EOF after the last batch. dataset.Loader is one.
-type Batches interface {
-	Next(dst []float32, labels []int) (int, error)
-}
-
 // Options control Run.
 type Options struct {
 	// Batch is the largest batch size (default 64).
@@ -81,6 +75,21 @@ type Options struct {
 	// Progress, when set, is called after every batch with the samples
 	// done so far.
 	Progress func(done int)
+	// Record, when set, receives model 0's logits on every sample (the
+	// reference that later runs compare against without running it).
+	Record *Reference
+	// Against, when set, is the reference that every model is compared
+	// with: Result.Fidelity[k] then compares model k (not k+1) with it.
+	// The samples must be those it was recorded on, in the same order.
+	Against *Reference
+}
+
+// Reference is one model's logits over a fixed sequence of samples.
+type Reference struct {
+	// Logits holds Classes values per sample, N samples.
+	Logits  []float32
+	Classes int
+	N       int
 }
 
 // ModelResult is what Run measured for one model.
@@ -102,16 +111,18 @@ func (r ModelResult) ImagesPerSecond() float64 {
 type Result struct {
 	// Models holds one entry per model, in the order given.
 	Models []ModelResult
-	// Fidelity[k] compares model k+1 with model 0.
+	// Fidelity[k] compares model k+1 with model 0 (model k with
+	// Options.Against when it is set).
 	Fidelity []Fidelity
 	// Classes is the number of logits per sample.
 	Classes int
 }
 
 // Run feeds every batch of src to each model and measures accuracy (where
-// labels exist), throughput, and the fidelity of models[1:] to models[0].
-// All models must share the image input shape of models[0].
-func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Options) (*Result, error) {
+// labels exist), throughput, and the fidelity of models[1:] to models[0]
+// (of every model to opts.Against when it is set). All models must share
+// the image input shape of models[0].
+func Run(ctx context.Context, models []*onnxpb.ModelProto, src dataset.Batches, opts Options) (*Result, error) {
 	if len(models) == 0 {
 		return nil, errors.New("evaluate: no model")
 	}
@@ -147,6 +158,13 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 	x := make([]float32, opts.Batch*size)
 	labels := make([]int, opts.Batch)
 	res := &Result{Models: make([]ModelResult, len(models)), Fidelity: make([]Fidelity, len(models)-1)}
+	if opts.Against != nil {
+		res.Fidelity = make([]Fidelity, len(models))
+		res.Classes = opts.Against.Classes
+	}
+	if opts.Record != nil {
+		*opts.Record = Reference{}
+	}
 	logits := make([][]float32, len(models))
 	var pad []float32
 	done := 0
@@ -188,9 +206,25 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 				return nil, fmt.Errorf("model %d: %w", i+1, err)
 			}
 		}
-		for k := 1; k < len(models); k++ {
-			if err := res.Fidelity[k-1].Add(logits[0], logits[k], res.Classes); err != nil {
-				return nil, fmt.Errorf("model %d against model 1: %w", k+1, err)
+		if r := opts.Record; r != nil {
+			r.Logits = append(r.Logits, logits[0]...)
+			r.Classes, r.N = res.Classes, r.N+n
+		}
+		if a := opts.Against; a != nil {
+			if (done+n)*a.Classes > len(a.Logits) {
+				return nil, fmt.Errorf("the reference holds %d samples, the data more", a.N)
+			}
+			ref := a.Logits[done*a.Classes : (done+n)*a.Classes]
+			for k := range models {
+				if err := res.Fidelity[k].Add(ref, logits[k], res.Classes); err != nil {
+					return nil, fmt.Errorf("model %d against the reference: %w", k+1, err)
+				}
+			}
+		} else {
+			for k := 1; k < len(models); k++ {
+				if err := res.Fidelity[k-1].Add(logits[0], logits[k], res.Classes); err != nil {
+					return nil, fmt.Errorf("model %d against model 1: %w", k+1, err)
+				}
 			}
 		}
 		done += n
@@ -200,6 +234,9 @@ func Run(ctx context.Context, models []*onnxpb.ModelProto, src Batches, opts Opt
 	}
 	if done == 0 {
 		return nil, errors.New("evaluate: the data holds no samples")
+	}
+	if a := opts.Against; a != nil && done != a.N {
+		return nil, fmt.Errorf("evaluate: compared %d of the reference's %d samples", done, a.N)
 	}
 	return res, nil
 }
@@ -236,33 +273,4 @@ func runBatch(e *engine.Model, in Input, x []float32, n int, pad *[]float32) ([]
 		logits = append(logits, t.F[:m*len(t.F)/fb]...)
 	}
 	return logits, nil
-}
-
-// RandomBatches yields count samples of standard-normal noise, deterministic
-// for a seed, without labels.
-type RandomBatches struct {
-	rng  *rand.Rand
-	left int
-	chw  int
-}
-
-// NewRandomBatches returns count random samples of the given C*H*W size.
-func NewRandomBatches(count, sampleSize int, seed int64) *RandomBatches {
-	return &RandomBatches{rng: rand.New(rand.NewSource(seed)), left: count, chw: sampleSize}
-}
-
-// Next fills dst with as many samples as fit (up to len(labels)).
-func (r *RandomBatches) Next(dst []float32, labels []int) (int, error) {
-	if r.left <= 0 {
-		return 0, io.EOF
-	}
-	n := min(len(labels), len(dst)/r.chw, r.left)
-	for i := range dst[:n*r.chw] {
-		dst[i] = float32(r.rng.NormFloat64())
-	}
-	for i := range labels[:n] {
-		labels[i] = -1
-	}
-	r.left -= n
-	return n, nil
 }

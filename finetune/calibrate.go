@@ -6,18 +6,12 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/engine/kernels"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
-
-// Batches yields NCHW float32 batches with labels (-1 where unknown); Next
-// returns io.EOF at the end of an epoch, and the call after that starts the
-// next epoch. dataset.Loader is one.
-type Batches interface {
-	Next(dst []float32, labels []int) (int, error)
-}
 
 // Covariance is the channel second-moment matrix of one activation:
 // Sum[i*C+j] = Σ x_i x_j over every sample and pixel seen, in float64.
@@ -31,7 +25,7 @@ type Covariance struct {
 // most; 0 means one epoch) and returns the covariance of every named value,
 // each an NCHW activation inside the teacher (typically the inputs of the
 // layers to factorize).
-func Calibrate(ctx context.Context, teacher *onnxpb.ModelProto, values []string, src Batches, batch, limit, threads int) (map[string]*Covariance, error) {
+func Calibrate(ctx context.Context, teacher *onnxpb.ModelProto, values []string, src dataset.Batches, batch, limit, threads int) (map[string]*Covariance, error) {
 	in, err := evaluate.ModelInput(teacher)
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)

@@ -114,7 +114,10 @@ type Options struct {
 	CheckpointDir   string
 	CheckpointEvery int
 	// DivergeFactor stops the run when the loss exceeds this multiple of
-	// its running mean (default 50), or is NaN or infinite.
+	// its running mean (default 50), or is NaN or infinite; and when one
+	// update grows the L2 norm of the trained parameters beyond this
+	// multiple of max(its value before the update, 1), or makes a parameter
+	// NaN or infinite. Both are checked at every step, the first included.
 	DivergeFactor float64
 	// Progress, when set, is called after every step.
 	Progress func(Status)
@@ -144,13 +147,13 @@ type Status struct {
 type Data struct {
 	// Train yields training batches (io.EOF ends an epoch); its order
 	// should be seeded so that resuming repeats it.
-	Train Batches
+	Train dataset.Batches
 	// Seek, when set, positions Train at a batch of an epoch when a run
 	// resumes (dataset.Loader.Seek).
 	Seek func(epoch, batch int) error
 	// Val, when set, yields the held-out validation set, one pass per
 	// epoch; the best student by agreement with the teacher is kept.
-	Val Batches
+	Val dataset.Batches
 }
 
 // EpochResult is the validation measured after one epoch.
@@ -176,8 +179,10 @@ type Report struct {
 }
 
 // ErrDiverged is wrapped by the error Distill returns when the loss
-// becomes NaN, infinite or explodes.
-var ErrDiverged = errors.New("loss diverged")
+// becomes NaN, infinite or explodes, or when an update makes the trained
+// parameters non-finite or explode (see Options.DivergeFactor). Distill
+// then returns no model.
+var ErrDiverged = errors.New("training diverged")
 
 // Distill trains the student's tensors chosen by opts.Train to match the
 // teacher on data, and returns a copy of the student with the learned
@@ -382,9 +387,13 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			return fmt.Errorf("distill: backward: %w", err)
 		}
 		lr := r.sched.At(r.step)
+		before := r.paramNorm()
 		r.opt.begin()
 		for _, name := range r.names {
 			r.opt.update(name, r.sp.Param(name).F, r.sp.Grad(name), lr)
+		}
+		if err := r.checkParams(before, lr, &ck); err != nil {
+			return err
 		}
 		r.step++
 		stepInEpoch++
@@ -433,7 +442,7 @@ func (r *trainer) checkLoss(loss float64, ck *checkpointer) error {
 		bad = true
 	}
 	if bad {
-		msg := fmt.Sprintf("at step %d (loss %g, running mean %g); lower --lr", r.step+1, loss, r.lossMean)
+		msg := fmt.Sprintf("at step %d: loss %g, running mean %g; lower the learning rate (--lr, now %g)", r.step+1, loss, r.lossMean, r.opts.LR)
 		if ck.saved {
 			msg += "; the last good checkpoint is kept in " + ck.dir
 		}
@@ -447,7 +456,41 @@ func (r *trainer) checkLoss(loss float64, ck *checkpointer) error {
 	return nil
 }
 
-func (r *trainer) endEpoch(ctx context.Context, val Batches, ck *checkpointer) error {
+// paramNorm returns the L2 norm of all trained parameters together (NaN or
+// +Inf when one of them is not finite).
+func (r *trainer) paramNorm() float64 {
+	var s float64
+	for _, n := range r.names {
+		for _, v := range r.sp.Param(n).F {
+			s += float64(v) * float64(v)
+		}
+	}
+	return math.Sqrt(s)
+}
+
+// checkParams stops the run when the update just made (at rate lr) left a
+// parameter NaN or infinite, or grew the trained parameters' L2 norm from
+// before to more than DivergeFactor·max(before, 1). A sane step changes
+// the norm by a small fraction; this catches a learning rate that blows the
+// weights up on the very first step, which the loss can only show one step
+// later (or never, when the run ends first).
+func (r *trainer) checkParams(before, lr float64, ck *checkpointer) error {
+	f := r.opts.DivergeFactor
+	if f <= 0 {
+		f = 50
+	}
+	after := r.paramNorm()
+	if !math.IsNaN(after) && !math.IsInf(after, 0) && after <= f*max(before, 1) {
+		return nil
+	}
+	msg := fmt.Sprintf("at step %d: the update at learning rate %g took the trained parameters' L2 norm from %g to %g; lower the learning rate (--lr, now %g)", r.step+1, lr, before, after, r.opts.LR)
+	if ck.saved {
+		msg += "; the last good checkpoint is kept in " + ck.dir
+	}
+	return fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+}
+
+func (r *trainer) endEpoch(ctx context.Context, val dataset.Batches, ck *checkpointer) error {
 	if val != nil {
 		if err := r.validate(ctx, val); err != nil {
 			return err
@@ -461,7 +504,7 @@ func (r *trainer) endEpoch(ctx context.Context, val Batches, ck *checkpointer) e
 
 // validate measures agreement with the teacher (and accuracy where labels
 // exist) on one pass of val, keeping the best parameters.
-func (r *trainer) validate(ctx context.Context, val Batches) error {
+func (r *trainer) validate(ctx context.Context, val dataset.Batches) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
 	x := make([]float32, o.Batch*size)

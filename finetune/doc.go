@@ -11,8 +11,9 @@
 // calibration activations (Calibrate, then svd.FactorizeData). The
 // objective can add feature mimicking (Options.Match: the penultimate
 // feature map, every LPR module's output, or named values) and train on
-// augmented inputs (Options.Augment); RecipeFor picks the schedule for an
-// amount of data. Models run
-// through package engine; batches come from any Batches source, such as a
+// augmented inputs (Options.Augment); Reconstruct is an optional first
+// stage on the module outputs alone; RecipeFor picks the schedule for an
+// amount of data. Models run through package engine; batches come from any
+// dataset.Batches source, such as a
 // dataset.Loader. It never parses ONNX bytes.
 package finetune

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -20,7 +21,7 @@ import (
 // Measured (bench/finetune/RESULTS.md, 1,000 images): 300 of 900 steps
 // spent here raised ShuffleNetV2 with exact ranks by 0.2 point over 900
 // steps of logits+modules distillation; MobileNetV1 was unchanged.
-func Reconstruct(ctx context.Context, teacher, student *onnxpb.ModelProto, train Batches, opts Options, steps int) (*onnxpb.ModelProto, *Report, error) {
+func Reconstruct(ctx context.Context, teacher, student *onnxpb.ModelProto, train dataset.Batches, opts Options, steps int) (*onnxpb.ModelProto, *Report, error) {
 	if steps <= 0 {
 		return nil, nil, fmt.Errorf("reconstruct: %d steps must be positive", steps)
 	}

@@ -9,11 +9,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/internal/atomicfile"
+	"github.com/lprconv/lprconv/internal/inputfile"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -83,11 +85,17 @@ func resolveLocation(dir, location string) (string, error) {
 		return "", fmt.Errorf("location %q leaves the model's folder", location)
 	}
 	root, err := filepath.EvalSymlinks(dir)
+	if err == nil {
+		root, err = filepath.Abs(root)
+	}
 	if err != nil {
 		return "", fmt.Errorf("model folder: %v", cause(err))
 	}
 	p := filepath.Join(dir, loc)
 	real, err := filepath.EvalSymlinks(p)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("data file %q does not exist", p)
@@ -125,6 +133,13 @@ type externalFile struct {
 // and lengths that disagree with the tensor's dims; the total loaded is
 // bounded by the size of the files referenced.
 func LoadExternalData(m *onnxpb.ModelProto, dir string) error {
+	_, err := loadExternalData(m, dir)
+	return err
+}
+
+// loadExternalData is LoadExternalData that also returns the real paths of
+// the data files it read, sorted.
+func loadExternalData(m *onnxpb.ModelProto, dir string) ([]string, error) {
 	files := map[string]*externalFile{}
 	defer func() {
 		for _, ef := range files {
@@ -138,10 +153,15 @@ func LoadExternalData(m *onnxpb.ModelProto, dir string) error {
 			continue
 		}
 		if err := loadExternal(t, dir, files, &budget, &loaded); err != nil {
-			return fmt.Errorf("%s: external data: %w", lt.where, err)
+			return nil, fmt.Errorf("%s: external data: %w", lt.where, err)
 		}
 	}
-	return nil
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths, nil
 }
 
 func loadExternal(t *onnxpb.TensorProto, dir string, files map[string]*externalFile, budget, loaded *int64) error {
@@ -166,7 +186,12 @@ func loadExternal(t *onnxpb.TensorProto, dir string, files map[string]*externalF
 	}
 	ef, ok := files[real]
 	if !ok {
-		f, err := os.Open(real)
+		// inputfile.Open refuses a FIFO or device before opening it:
+		// opening a FIFO would block until a writer appears.
+		f, err := inputfile.Open(real)
+		if errors.Is(err, inputfile.ErrNotRegular) {
+			return fmt.Errorf("data file %q: %w", real, inputfile.ErrNotRegular)
+		}
 		if err != nil {
 			return fmt.Errorf("data file %q: %v", real, cause(err))
 		}
@@ -274,8 +299,12 @@ type extChunk struct {
 }
 
 // saveExternal writes a copy of m whose tensors of at least the threshold
-// size live in one data file next to path; m itself is not changed.
-func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int) error {
+// size live in one data file next to path; m itself is not changed. Both
+// destinations are checked before anything is written; the data file is
+// written first and removed again when writing the model (with
+// writeModel, atomicfile.Write outside tests) fails, so that a failed save
+// leaves no data file behind.
+func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int, writeModel func(string, []byte) error) error {
 	threshold := opts.ExternalThreshold
 	if threshold <= 0 {
 		threshold = DefaultExternalThreshold
@@ -321,8 +350,14 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int
 	if len(model) > limit {
 		return fmt.Errorf("save %s: the model is %d bytes even with tensors of %d bytes or more in %s, over the 2 GiB protobuf limit; lower the external data threshold", path, len(model), threshold, dataName)
 	}
+	if err := atomicfile.CheckDestination(path); err != nil {
+		return fmt.Errorf("save %s: %w", path, err)
+	}
+	dataPath := filepath.Join(filepath.Dir(path), dataName)
 	if len(chunks) > 0 {
-		dataPath := filepath.Join(filepath.Dir(path), dataName)
+		if err := atomicfile.CheckDestination(dataPath); err != nil {
+			return fmt.Errorf("save %s: external data: %w", path, err)
+		}
 		err := atomicfile.WriteFunc(dataPath, func(w io.Writer) error {
 			var pos int64
 			var zeros [pageAlign]byte
@@ -341,7 +376,12 @@ func saveExternal(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int
 			return fmt.Errorf("save %s: external data %s: %w", path, dataPath, err)
 		}
 	}
-	if err := atomicfile.Write(path, model); err != nil {
+	if err := writeModel(path, model); err != nil {
+		if len(chunks) > 0 {
+			if rerr := os.Remove(dataPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("remove the external data written for it: %w", rerr))
+			}
+		}
 		return fmt.Errorf("save %s: %w", path, err)
 	}
 	return nil

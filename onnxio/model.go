@@ -3,13 +3,13 @@ package onnxio
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/internal/atomicfile"
+	"github.com/lprconv/lprconv/internal/inputfile"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -18,38 +18,48 @@ import (
 const MaxFileBytes = 2<<30 - 1
 
 // Load reads the ONNX model at path, loads any external tensor data from
-// files next to it, and checks that the graph is well formed.
+// files next to it, and checks that the graph is well formed. The model and
+// its data files must be regular files: a FIFO, device or socket is refused
+// before it is opened.
 func Load(path string) (*onnxpb.ModelProto, error) {
-	f, err := os.Open(path)
+	m, _, err := LoadFiles(path)
+	return m, err
+}
+
+// LoadFiles is Load that also returns the files the model was read from:
+// the model file's real path (symbolic links resolved) first, then the real
+// path of every external data file it read, sorted. Pass them to
+// CheckOutput so that an output never replaces its own input.
+func LoadFiles(path string) (*onnxpb.ModelProto, []string, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, nil, fmt.Errorf("load %s: is a directory, not an ONNX file", path)
+	}
+	data, err := inputfile.ReadFile(path, MaxFileBytes)
+	if errors.Is(err, inputfile.ErrTooLarge) {
+		return nil, nil, fmt.Errorf("load %s: file is over the 2 GiB protobuf limit", path)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("load %s: is a directory, not an ONNX file", path)
-	}
-	if st.Size() > MaxFileBytes {
-		return nil, fmt.Errorf("load %s: file is %d bytes, over the 2 GiB protobuf limit", path, st.Size())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+	if real, err = filepath.Abs(real); err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	m, err := Decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	if err := LoadExternalData(m, filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+	extra, err := loadExternalData(m, filepath.Dir(path))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	if err := Check(m); err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	return m, nil
+	return m, append([]string{real}, extra...), nil
 }
 
 // Decode parses a serialized ModelProto. It rejects data that is not an
@@ -102,7 +112,7 @@ func Save(path string, m *onnxpb.ModelProto, opts SaveOptions) error {
 // external data.
 func save(path string, m *onnxpb.ModelProto, opts SaveOptions, limit int) error {
 	if opts.ExternalData || proto.Size(m) > limit {
-		return saveExternal(path, m, opts, limit)
+		return saveExternal(path, m, opts, limit, atomicfile.Write)
 	}
 	data, err := Encode(m)
 	if err != nil {

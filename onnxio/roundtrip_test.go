@@ -35,7 +35,7 @@ func conformanceModels(t *testing.T) []string {
 		if testutil.InCI() {
 			t.Fatalf("no conformance models under %s (install Debian's libonnx-testdata): %v", conformanceRoot, err)
 		}
-		t.Skipf("no conformance models under %s (install Debian's libonnx-testdata)", conformanceRoot)
+		testutil.Skipf(t, "no conformance models under %s (install Debian's libonnx-testdata)", conformanceRoot)
 	}
 	sort.Strings(paths)
 	return paths
@@ -140,7 +140,7 @@ func TestRoundTripFixtures(t *testing.T) {
 		if testutil.InCI() {
 			t.Fatal("no fixtures in testdata/models")
 		}
-		t.Skip("no fixtures in testdata/models yet")
+		testutil.Skip(t, "no fixtures in testdata/models yet")
 	}
 	for _, p := range paths {
 		t.Run(filepath.Base(p), func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"regexp"
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -22,9 +21,12 @@ type LayerChoice struct {
 	In   int    `json:"in_channels"`
 	// Rank is the chosen rank, 0 when the layer is kept.
 	Rank int `json:"rank"`
-	// Fixed marks layers whose decision the user's policy made
-	// (exclusions, overrides) or that have no rank on offer.
+	// Fixed marks layers whose decision the user's selection made
+	// (exclusions, per-layer ranks) or that have no rank on offer.
 	Fixed bool `json:"fixed,omitempty"`
+	// Reason says why a layer that the user did not exclude is kept
+	// (empty for replaced layers).
+	Reason string `json:"reason,omitempty"`
 	// Loss is the predicted loss of the layer at Rank (0 when kept).
 	Loss float64 `json:"loss"`
 	// Params and MACs are the layer's cost at Rank.
@@ -56,24 +58,16 @@ type Allocation struct {
 	Sensitivity []Sensitivity `json:"sensitivity"`
 }
 
-// Policy returns the rank policy that makes convert.NewPlan replace
-// exactly the chosen layers at their ranks: an override per replaced
-// layer and an exact-name exclusion per kept one.
-func (a *Allocation) Policy() svd.Policy {
-	p := svd.Policy{Overrides: map[string]int{}}
+// Selection returns the layer selection that makes convert.NewPlan (with
+// no rank rule) replace exactly the chosen layers at their ranks: an
+// explicit rank per layer, 0 with the reason for kept ones. The user's
+// exclusions and Force are kept, so that the plan names their patterns.
+func (a *Allocation) Selection(user convert.Selection) convert.Selection {
+	s := convert.Selection{Exclude: user.Exclude, Force: user.Force, Ranks: map[string]convert.LayerRank{}}
 	for _, l := range a.Layers {
-		if l.Rank > 0 {
-			p.Overrides[l.Name] = l.Rank
-		} else {
-			p.Exclude = append(p.Exclude, regexp.MustCompile("^"+regexp.QuoteMeta(l.Name)+"$"))
-		}
+		s.Ranks[l.Name] = convert.LayerRank{Rank: l.Rank, Reason: l.Reason}
 	}
-	if len(p.Overrides) == 0 {
-		// Nothing replaced: a base rank that every layer's exclusion
-		// overrides keeps the policy valid.
-		p.Rank = 1
-	}
-	return p
+	return s
 }
 
 // Replaced returns the number of layers given a rank.
@@ -89,14 +83,13 @@ func (a *Allocation) Replaced() int {
 
 // Run measures the sensitivities of m's candidates and allocates ranks
 // for the budget (Measure, then Allocate); it fails before measuring when
-// the budget cannot be met. A caller that plans itself (a sweep over
-// budgets) passes a.Policy() to convert.NewPlan with the same residual and
-// opts.Plan.
+// the budget cannot be met. The caller plans with a.Selection(opts.Plan.Select)
+// as the plan options' selection, no rank rule, and the same residual.
 func Run(ctx context.Context, m *onnxpb.ModelProto, budget Budget, opts Options) (*Allocation, error) {
 	if err := budget.Validate(); err != nil {
 		return nil, err
 	}
-	base, err := basePlan(ctx, m, opts)
+	base, err := BasePlan(ctx, m, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +126,7 @@ type option struct {
 // candidate, none replaced; Run makes it) from their sensitivities: the
 // model's budgeted total stays at most budget.Fraction of the original's
 // and the sum of the predicted losses is least. Layers without a
-// sensitivity keep the decision of opts.Base (override or kept). It
+// sensitivity keep the decision of opts.Plan.Select (per-layer rank or kept). It
 // returns an error naming the smallest achievable fraction when the
 // budget cannot be met.
 func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budget Budget, opts Options) (*Allocation, error) {
@@ -204,6 +197,7 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 		}
 		for i := range a.Layers {
 			a.Layers[i].Params, a.Layers[i].MACs = base.Layers[i].CostAt(a.Layers[i].Rank)
+			a.Layers[i].Reason = keptReason(a.Layers[i], budget, opts)
 		}
 		if err := a.count(m, base, opts); err != nil {
 			return nil, err
@@ -221,6 +215,21 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 		}
 		target -= got - a.Target
 	}
+}
+
+// keptReason says why the allocation keeps layer l, or "" when it is
+// replaced or the user excluded it.
+func keptReason(l LayerChoice, budget Budget, opts Options) string {
+	a := opts.Plan.ChannelAlign
+	switch {
+	case l.Rank > 0 || opts.Plan.Select.Excludes(l.Name):
+		return ""
+	case l.Fixed && a > 1 && (l.Out%a != 0 || l.In%a != 0):
+		return fmt.Sprintf("%d -> %d channels are not multiples of --channel-align %d", l.In, l.Out, a)
+	case l.Fixed:
+		return fmt.Sprintf("kept by --budget: no rank (multiple of %d) makes it smaller", max(1, opts.Multiple))
+	}
+	return "kept by --budget: replacing it would cost more fidelity per saved " + budget.Resource.String()
 }
 
 // monotone makes the losses of a layer's options non-increasing in rank

@@ -62,14 +62,14 @@ func TestSensitivityAt(t *testing.T) {
 
 // weightOptions measures sensitivities from the weights (fast, no images).
 func weightOptions(multiple int) Options {
-	return Options{Base: svd.Policy{Multiple: multiple}, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}}}
+	return Options{Multiple: multiple, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}}}
 }
 
 // prepared measures the sensitivities of a fixture once.
 func prepared(t *testing.T, name string, opts Options) (*convert.Plan, []Sensitivity) {
 	t.Helper()
 	m := loadFixture(t, name)
-	base, err := basePlan(context.Background(), m, opts)
+	base, err := BasePlan(context.Background(), m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +146,8 @@ func TestAllocateMeetsBudget(t *testing.T) {
 							t.Errorf("%s: layer %s could go from rank %d to %d (+%d) and stay within %d (total %d)", b, l.Name, cur.Rank, next, d, a.Target, got)
 						}
 					}
-					// The policy reproduces the allocation.
-					p, err := convert.NewPlan(context.Background(), m, a.Policy(), svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}})
+					// The selection reproduces the allocation.
+					p, err := convert.NewPlan(context.Background(), m, svd.Policy{}, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, Select: a.Selection(convert.Selection{})})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -203,12 +203,12 @@ func TestAllocateInfeasible(t *testing.T) {
 // ranks as the user set them.
 func TestAllocateRespectsUserPolicy(t *testing.T) {
 	opts := weightOptions(16)
-	ex, err := svd.ParseExclude([]string{"features\\.13"})
+	ex, err := convert.ParseExclude([]string{"features\\.13"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Base.Exclude = ex
-	opts.Base.Overrides = map[string]int{"/features/features.7/features.7.1/features.7.1.0/Conv": 16}
+	opts.Plan.Select.Exclude = ex
+	opts.Plan.Select.Ranks = map[string]convert.LayerRank{"/features/features.7/features.7.1/features.7.1.0/Conv": {Rank: 16}}
 	m := loadFixture(t, "mobilenetv1.onnx")
 	a, err := Run(context.Background(), m, Budget{Params, 0.8}, opts)
 	if err != nil {
@@ -242,7 +242,7 @@ func TestDataSensitivity(t *testing.T) {
 	opts.Data = images(t, "train", 64, DefaultBatch)
 	opts.Samples = 64
 	opts = opts.withDefaults()
-	base, err := basePlan(context.Background(), m, opts)
+	base, err := BasePlan(context.Background(), m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestDataSensitivity(t *testing.T) {
 // policy reproduces the allocation through convert.NewPlan.
 func TestAllocateNonSquare(t *testing.T) {
 	if testing.Short() {
-		t.Skip("ImageNet-shaped MobileNetV2; run without -short")
+		testutil.Skip(t, "ImageNet-shaped MobileNetV2; run without -short")
 	}
 	m, err := onnxio.Load(testutil.ImageNetModel(t, "mobilenetv2.onnx"))
 	if err != nil {
@@ -325,7 +325,9 @@ func TestAllocateNonSquare(t *testing.T) {
 	if nonSquare == 0 {
 		t.Errorf("no non-square layer replaced")
 	}
-	p, err := convert.NewPlan(context.Background(), m, a.Policy(), svd.KindDiag, opts.Plan)
+	po := opts.Plan
+	po.Select = a.Selection(opts.Plan.Select)
+	p, err := convert.NewPlan(context.Background(), m, svd.Policy{}, svd.KindDiag, po)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,20 +346,22 @@ func TestOfferedRanks(t *testing.T) {
 		return l
 	}
 	for _, tc := range []struct {
-		name  string
-		l     *convert.LayerPlan
-		base  svd.Policy
-		align int
-		want  string
+		name     string
+		l        *convert.LayerPlan
+		multiple int
+		force    bool
+		align    int
+		want     string
 	}{
-		{"diag m16", layer(64, 64, svd.KindDiag), svd.Policy{Multiple: 16}, 0, "[16]"},
-		{"align", layer(58, 58, svd.KindNone), svd.Policy{Multiple: 1}, 4, "[]"},
-		{"aligned", layer(60, 60, svd.KindNone), svd.Policy{Multiple: 16}, 4, "[16]"},
-		{"none m1", layer(8, 8, svd.KindNone), svd.Policy{}, 0, "[1 2 3]"},
-		{"force", layer(4, 4, svd.KindNone), svd.Policy{Force: true}, 0, "[1 2 3 4]"},
-		{"non-square", layer(32, 8, svd.KindNone), svd.Policy{Multiple: 1}, 0, "[1 2 3 4 5 6]"},
+		{"diag m16", layer(64, 64, svd.KindDiag), 16, false, 0, "[16]"},
+		{"align", layer(58, 58, svd.KindNone), 1, false, 4, "[]"},
+		{"aligned", layer(60, 60, svd.KindNone), 16, false, 4, "[16]"},
+		{"none m1", layer(8, 8, svd.KindNone), 0, false, 0, "[1 2 3]"},
+		{"force", layer(4, 4, svd.KindNone), 0, true, 0, "[1 2 3 4]"},
+		{"non-square", layer(32, 8, svd.KindNone), 1, false, 0, "[1 2 3 4 5 6]"},
 	} {
-		o := Options{Base: tc.base}
+		o := Options{Multiple: tc.multiple}
+		o.Plan.Select.Force = tc.force
 		o.Plan.ChannelAlign = tc.align
 		if got := fmt.Sprint(o.offeredRanks(tc.l)); got != tc.want {
 			t.Errorf("%s: offered %s, want %s", tc.name, got, tc.want)

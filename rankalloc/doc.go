@@ -11,7 +11,8 @@
 // a rank or keeping it, so that the whole model's parameters (or MACs)
 // stay within the budget and the sum of the layers' losses is least
 // (an exact dynamic program over the discretized savings). The result is
-// an svd.Policy (rank overrides plus exclusions) for the usual pipeline.
+// a convert.Selection (an explicit rank, or 0 with the reason, per layer)
+// for the usual pipeline.
 //
 // The package measures models but parses no flags; convert stays free of
 // model runs.

@@ -50,7 +50,13 @@ func images(t testing.TB, split string, n, batch int) *dataset.Loader {
 
 func plan(t testing.TB, m *onnxpb.ModelProto, p svd.Policy) *convert.Plan {
 	t.Helper()
-	pl, err := convert.NewPlan(context.Background(), m, p, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}})
+	return planWith(t, m, p, convert.Selection{})
+}
+
+// planWith plans m with the rank rule p and the selection sel.
+func planWith(t testing.TB, m *onnxpb.ModelProto, p svd.Policy, sel convert.Selection) *convert.Plan {
+	t.Helper()
+	pl, err := convert.NewPlan(context.Background(), m, p, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, Select: sel})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +85,7 @@ func TestBudgetBeatsUniformRatio(t *testing.T) {
 			frac := float64(uniform.ParamsAfter) / float64(uniform.ParamsBefore)
 			results := map[string]*evaluate.Result{}
 			for _, metric := range []string{MetricKL, MetricWeights} {
-				opts := Options{Base: svd.Policy{Multiple: 16}, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}}}
+				opts := Options{Multiple: 16, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}}}
 				if metric == MetricKL {
 					opts.Data = images(t, "train", 256, DefaultBatch)
 				}
@@ -87,7 +93,7 @@ func TestBudgetBeatsUniformRatio(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				auto := plan(t, m, a.Policy())
+				auto := planWith(t, m, svd.Policy{}, a.Selection(convert.Selection{}))
 				if auto.ParamsAfter > uniform.ParamsAfter || auto.ParamsAfter != a.Params {
 					t.Fatalf("%s: allocation has %d params (plan %d), uniform %d", metric, a.Params, auto.ParamsAfter, uniform.ParamsAfter)
 				}

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
@@ -76,22 +77,21 @@ func (s Sensitivity) At(r int) float64 {
 
 // Options configure Measure, Allocate and Run.
 type Options struct {
-	// Base holds the user's constraints: layers matching Exclude are
-	// kept, layers named in Overrides keep that rank, ranks offered are
-	// multiples of Multiple (when > 1), and Force also offers ranks whose
-	// module is not smaller than the layer. Its Rank, Ratio and Energy are
-	// ignored.
-	Base svd.Policy
+	// Multiple: the ranks offered are multiples of it (when > 1).
+	Multiple int
 	// Residual is the residual kind of the LPR modules.
 	Residual svd.ResidualKind
 	// Plan sets the input shapes for MAC accounting, the candidates
 	// (e.g. non-square ones), the factorization options and workers.
+	// Plan.Select holds the user's constraints: excluded layers are kept,
+	// layers with a per-layer rank keep it, and Force also offers ranks
+	// whose module is not smaller than the layer.
 	Plan convert.PlanOptions
 	// Data, when not nil, yields calibration images (NCHW float32 in the
 	// model's input shape) in batches of at most Batch images:
 	// sensitivities are then measured as MetricKL on the first Samples of
 	// them; otherwise as MetricWeights.
-	Data evaluate.Batches
+	Data dataset.Batches
 	// Samples is the number of calibration images (default 256), rounded
 	// down to a multiple of the batch size.
 	Samples int
@@ -136,34 +136,32 @@ func (o Options) Metric() string {
 	return MetricWeights
 }
 
-// fixedRank reports whether the user's policy fixes layer l: kept (rank
-// 0) by an exclude pattern or set by an override.
+// fixedRank reports whether the user's selection fixes layer l: kept
+// (rank 0) by an exclude pattern or set by a per-layer rank.
 func (o Options) fixedRank(name string) (int, bool) {
-	for _, re := range o.Base.Exclude {
-		if re.MatchString(name) {
-			return 0, true
-		}
+	if o.Plan.Select.Excludes(name) {
+		return 0, true
 	}
-	if r, ok := o.Base.Overrides[name]; ok {
-		return r, true
+	if r, ok := o.Plan.Select.Ranks[name]; ok {
+		return r.Rank, true
 	}
 	return 0, false
 }
 
 // offeredRanks lists the ranks the allocator may give layer l, in
-// increasing order: multiples of Base.Multiple up to min(C_out, C_in) whose
-// module has fewer parameters than the layer (any with Base.Force); none
+// increasing order: multiples of Multiple up to min(C_out, C_in) whose
+// module has fewer parameters than the layer (any with Plan.Select.Force); none
 // when Plan.ChannelAlign makes convert.NewPlan keep the layer.
 func (o Options) offeredRanks(l *convert.LayerPlan) []int {
 	out, in := l.Channels, l.InputChannels()
 	if a := o.Plan.ChannelAlign; a > 1 && (out%a != 0 || in%a != 0) {
 		return nil
 	}
-	step := max(1, o.Base.Multiple)
+	step := max(1, o.Multiple)
 	res := l.Residual.Params(out)
 	var rs []int
 	for r := step; r <= min(out, in); r += step {
-		if o.Base.Force || r*(in+out)+res < out*in {
+		if o.Plan.Select.Force || r*(in+out)+res < out*in {
 			rs = append(rs, r)
 		}
 	}
@@ -194,17 +192,18 @@ func (o Options) measuredRanks(offered []int, c int) []int {
 	return rs
 }
 
-// basePlan lists every candidate of m with its folded weights and
-// residual, none of them replaced.
-func basePlan(ctx context.Context, m *onnxpb.ModelProto, o Options) (*convert.Plan, error) {
-	keepAll := svd.Policy{Rank: 1, Exclude: nil}
-	keepAll.Exclude, _ = svd.ParseExclude([]string{".*"})
-	return convert.NewPlan(ctx, m, keepAll, o.Residual, o.Plan)
+// BasePlan lists every candidate of m with its folded weights and
+// residual, none of them replaced (no rank rule and no selection): the
+// plan that Measure and Allocate take.
+func BasePlan(ctx context.Context, m *onnxpb.ModelProto, o Options) (*convert.Plan, error) {
+	po := o.Plan
+	po.Select = convert.Selection{}
+	return convert.NewPlan(ctx, m, svd.Policy{}, o.Residual, po)
 }
 
 // Measure returns the sensitivity of every layer of base (a plan of m,
 // see Run) that the allocator may choose a rank for, in plan order.
-// Layers fixed by opts.Base or with no rank on offer are left out.
+// Layers fixed by opts.Plan.Select or with no rank on offer are left out.
 func Measure(ctx context.Context, m *onnxpb.ModelProto, base *convert.Plan, opts Options) ([]Sensitivity, error) {
 	opts = opts.withDefaults()
 	var sens []Sensitivity

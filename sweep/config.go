@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/pipeline"
 )
 
 // DefaultRatios are the rank ratios swept when none are given.
@@ -24,7 +24,7 @@ type Config struct {
 	// Budget, when its Fraction is set, chooses every layer's rank with
 	// rankalloc so that the model keeps that fraction of the original's
 	// parameters or MACs; Ratio is then 0.
-	Budget rankalloc.Budget
+	Budget pipeline.Budget
 }
 
 // HasBudget reports whether the configuration's ranks come from a budget.
@@ -36,7 +36,7 @@ func (c Config) HasBudget() bool { return c.Budget.Fraction > 0 }
 func (c Config) Name() string {
 	if c.HasBudget() {
 		prefix := "_b"
-		if c.Budget.Resource == rankalloc.MACs {
+		if c.Budget.Resource == pipeline.MACs {
 			prefix = "_bmacs"
 		}
 		return c.Residual + prefix + strconv.FormatFloat(c.Budget.Fraction, 'g', 4, 64)
@@ -103,15 +103,15 @@ func ParseRatios(s string) ([]float64, error) {
 }
 
 // ParseBudgets parses a comma-separated list of budgets, each as
-// rankalloc.ParseBudget reads it ("0.6" or "params=0.6" for parameters,
+// pipeline.ParseBudget reads it ("0.6" or "params=0.6" for parameters,
 // "macs=0.5" for MACs). Empty items are ignored, so "" gives no budgets.
-func ParseBudgets(s string) ([]rankalloc.Budget, error) {
-	var out []rankalloc.Budget
+func ParseBudgets(s string) ([]pipeline.Budget, error) {
+	var out []pipeline.Budget
 	for _, part := range strings.Split(s, ",") {
 		if strings.TrimSpace(part) == "" {
 			continue
 		}
-		b, err := rankalloc.ParseBudget(part)
+		b, err := pipeline.ParseBudget(part)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +123,7 @@ func ParseBudgets(s string) ([]rankalloc.Budget, error) {
 // Grid returns every combination of residual with a rank ratio or a
 // budget: residuals outer, then the ratios, then the budgets, in the order
 // given. Two entries with the same name are an error.
-func Grid(residuals []string, ratios []float64, budgets []rankalloc.Budget) ([]Config, error) {
+func Grid(residuals []string, ratios []float64, budgets []pipeline.Budget) ([]Config, error) {
 	if len(residuals) == 0 || len(ratios)+len(budgets) == 0 {
 		return nil, fmt.Errorf("sweep needs at least one residual and one rank ratio or budget")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -193,8 +194,8 @@ func TestPipelineFingerprintAndInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, ok := a.fidelityIn.(*randomBatches); !ok || a.fidelityIn.count() != 8 {
-		t.Errorf("fidelity inputs %T with %d samples, want 8 random", a.fidelityIn, a.fidelityIn.count())
+	if _, ok := a.fidelity.(dataset.Noise); !ok || a.fidelity.Len() != 8 {
+		t.Errorf("fidelity inputs %T with %d samples, want 8 random", a.fidelity, a.fidelity.Len())
 	}
 	b, err := NewPipeline(o)
 	if err != nil {
@@ -250,32 +251,6 @@ func TestPipelineFingerprintAndInputs(t *testing.T) {
 	}
 }
 
-func TestRandomBatchesIndependentOfBatchSize(t *testing.T) {
-	collect := func(batch int) []float32 {
-		var all []float32
-		r := &randomBatches{n: 7, size: 5, batch: batch, seed: 3}
-		if err := r.each(context.Background(), func(x []float32, labels []int, n int) error {
-			if len(x) != n*5 || len(labels) != n {
-				t.Fatalf("batch of %d has %d values", n, len(x))
-			}
-			all = append(all, x...)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return all
-	}
-	a, b := collect(1), collect(3)
-	if len(a) != 35 {
-		t.Fatalf("%d values, want 35", len(a))
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("value %d differs between batch sizes", i)
-		}
-	}
-}
-
 func TestPipelineFineTune(t *testing.T) {
 	o := fixtureOptions(t)
 	plain, err := NewPipeline(o)
@@ -285,10 +260,10 @@ func TestPipelineFineTune(t *testing.T) {
 	plain.Close()
 	o.Data = filepath.Join(testutil.RepoRoot(t), "testdata", "images", "train")
 	o.Limit = 320
-	o.FineTune = &FineTune{
+	o.FineTune = &pipeline.FineTune{
 		Options: finetune.Options{Steps: 12, Batch: 32, LR: 2e-3,
 			Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: 2}, Train: finetune.TrainLPR},
-		DataInit: true, Calib: 128, Seed: 1,
+		Init: pipeline.InitData, Calib: 128, Seed: 1,
 	}
 	p, err := NewPipeline(o)
 	if err != nil {
@@ -298,16 +273,13 @@ func TestPipelineFineTune(t *testing.T) {
 	if p.Fingerprint() == plain.Fingerprint() {
 		t.Error("fine-tuning does not change the fingerprint")
 	}
-	if p.fidelityIn != p.evalIn {
+	if !p.evalIsFidelity {
 		t.Error("fine-tuning should measure fidelity on the labelled set, not the training images")
 	}
 	ctx := context.Background()
 	orig, err := p.Original(ctx)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if len(p.covs) == 0 {
-		t.Fatal("no calibration covariances for data-aware initialization")
 	}
 	notes := strings.Join(orig.Notes, " ")
 	if !strings.Contains(notes, "distilled from the original") || !strings.Contains(notes, "320 images") {
@@ -319,6 +291,9 @@ func TestPipelineFineTune(t *testing.T) {
 	row, err := p.Evaluate(ctx, cfg, path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.calib.Len() == 0 {
+		t.Fatal("no calibration covariances for data-aware initialization")
 	}
 	if row.AccBefore == nil || row.AccAfter == nil {
 		t.Fatalf("accuracy before %v after %v", row.AccBefore, row.AccAfter)

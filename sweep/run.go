@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -79,7 +79,7 @@ type Result struct {
 	// those taken from the state of an earlier run.
 	Ran, Skipped int
 	// Unmet names the budget configurations whose budget no offered ranks
-	// reach (rankalloc.InfeasibleError); they have no row and are
+	// reach (pipeline.InfeasibleError); they have no row and are
 	// explained in the report's notes.
 	Unmet []string
 	// Files are the report files written (Markdown, CSV, JSON, plots).
@@ -90,7 +90,7 @@ type Result struct {
 // not already recorded as finished in opts.Out, at most opts.Jobs at a
 // time, recording each one as soon as it finishes. It then writes the
 // report files. A budget that no offered ranks reach
-// (rankalloc.InfeasibleError) is not an error: that configuration gets no
+// (pipeline.InfeasibleError) is not an error: that configuration gets no
 // row, a note in the report, and is listed in Result.Unmet. On the first
 // other error it stops starting configurations, waits for those running,
 // and returns the error; finished configurations stay recorded for the
@@ -166,7 +166,7 @@ func Run(ctx context.Context, opts Options, ev Evaluator) (*Result, error) {
 			row, err := runOne(ctx, opts, ev, cfg, fingerprint)
 			mu.Lock()
 			defer mu.Unlock()
-			var inf *rankalloc.InfeasibleError
+			var inf *pipeline.InfeasibleError
 			if err != nil && cfg.HasBudget() && errors.As(err, &inf) {
 				// An unreachable budget is a finding, not a failure: the
 				// other configurations go on.

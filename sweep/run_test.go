@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/report"
 )
 
@@ -58,7 +58,7 @@ func (f *fakeEvaluator) Evaluate(ctx context.Context, cfg Config, modelPath stri
 		}
 	}
 	if cfg.Name() == f.infeasible {
-		return report.Row{}, fmt.Errorf("budget %s: %w", cfg.Budget, &rankalloc.InfeasibleError{Smallest: 0.3, Target: cfg.Budget.Fraction})
+		return report.Row{}, fmt.Errorf("budget %s: %w", cfg.Budget, &pipeline.InfeasibleError{Smallest: 0.3, Target: cfg.Budget.Fraction})
 	}
 	if cfg.Name() == f.fail {
 		return report.Row{}, errors.New("factorization failed")
@@ -208,7 +208,7 @@ func TestRunBudgetRowsBesideRatioRows(t *testing.T) {
 	out := t.TempDir()
 	// The fake gives a budget b the size of ratio b/2: b0.75 falls between
 	// r0.5 and r0.25, b0.25 below r0.25.
-	cfgs, err := Grid([]string{"diag", "none"}, []float64{0.5, 0.25}, []rankalloc.Budget{{Fraction: 0.75}, {Fraction: 0.25}})
+	cfgs, err := Grid([]string{"diag", "none"}, []float64{0.5, 0.25}, []pipeline.Budget{{Fraction: 0.75}, {Fraction: 0.25}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,8 +405,8 @@ func TestConfigNames(t *testing.T) {
 		{Config{Residual: "diag", Ratio: 0.25}, "diag_r0.25", "mobilenetv1_diag_r0.25.onnx"},
 		{Config{Residual: "dw3x3", Ratio: 1.0 / 16}, "dw3x3_r0.0625", "mobilenetv1_dw3x3_r0.0625.onnx"},
 		{Config{Residual: "none", Ratio: 1.0 / 3}, "none_r0.3333", "mobilenetv1_none_r0.3333.onnx"},
-		{Config{Residual: "diag", Budget: rankalloc.Budget{Fraction: 0.6}}, "diag_b0.6", "mobilenetv1_diag_b0.6.onnx"},
-		{Config{Residual: "none", Budget: rankalloc.Budget{Resource: rankalloc.MACs, Fraction: 0.5}}, "none_bmacs0.5", "mobilenetv1_none_bmacs0.5.onnx"},
+		{Config{Residual: "diag", Budget: pipeline.Budget{Fraction: 0.6}}, "diag_b0.6", "mobilenetv1_diag_b0.6.onnx"},
+		{Config{Residual: "none", Budget: pipeline.Budget{Resource: pipeline.MACs, Fraction: 0.5}}, "none_bmacs0.5", "mobilenetv1_none_bmacs0.5.onnx"},
 	} {
 		if got := c.cfg.Name(); got != c.name {
 			t.Errorf("Name() = %q, want %q", got, c.name)
@@ -418,8 +418,8 @@ func TestConfigNames(t *testing.T) {
 	if _, err := Grid([]string{"diag"}, []float64{1.0 / 3, 0.33333}, nil); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names not rejected: %v", err)
 	}
-	b6 := rankalloc.Budget{Fraction: 0.6}
-	if _, err := Grid([]string{"diag"}, nil, []rankalloc.Budget{b6, b6}); err == nil || !strings.Contains(err.Error(), "twice") {
+	b6 := pipeline.Budget{Fraction: 0.6}
+	if _, err := Grid([]string{"diag"}, nil, []pipeline.Budget{b6, b6}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate budgets not rejected: %v", err)
 	}
 	if _, err := Grid([]string{"../x"}, []float64{0.5}, nil); err == nil {
@@ -429,7 +429,7 @@ func TestConfigNames(t *testing.T) {
 		t.Error("a grid without ratios and budgets accepted")
 	}
 	// Ratios first, then budgets, per residual.
-	got, err := Grid([]string{"diag", "none"}, []float64{0.25}, []rankalloc.Budget{b6})
+	got, err := Grid([]string{"diag", "none"}, []float64{0.25}, []pipeline.Budget{b6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,11 +445,11 @@ func TestConfigNames(t *testing.T) {
 func TestParseBudgets(t *testing.T) {
 	for _, c := range []struct {
 		in   string
-		want []rankalloc.Budget
+		want []pipeline.Budget
 		err  string
 	}{
 		{"", nil, ""},
-		{"0.8, params=0.6,macs=1/2,", []rankalloc.Budget{{Fraction: 0.8}, {Fraction: 0.6}, {Resource: rankalloc.MACs, Fraction: 0.5}}, ""},
+		{"0.8, params=0.6,macs=1/2,", []pipeline.Budget{{Fraction: 0.8}, {Fraction: 0.6}, {Resource: pipeline.MACs, Fraction: 0.5}}, ""},
 		{"1.5", nil, "at most 1"},
 		{"time=0.5", nil, "params=F"},
 	} {

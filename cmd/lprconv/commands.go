@@ -10,5 +10,7 @@ func commands() []*cli.Command {
 		evalCommand(),
 		compareCommand(),
 		sweepCommand(),
+		exportTorchCommand(),
+		importTorchCommand(),
 	}
 }

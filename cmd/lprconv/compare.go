@@ -6,27 +6,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
-
-// compareReport is the result of lprconv compare.
-type compareReport struct {
-	A, B           string   `json:"-"`
-	ModelA         string   `json:"model_a"`
-	ModelB         string   `json:"model_b"`
-	Data           string   `json:"data,omitempty"`
-	Samples        int      `json:"samples"`
-	Agreement      float64  `json:"top1_agreement"`
-	MaxAbs         float64  `json:"max_abs_diff"`
-	RelativeMaxAbs float64  `json:"relative_max_abs_diff"`
-	RelativeL2     float64  `json:"relative_l2_diff"`
-	Cosine         float64  `json:"cosine"`
-	Top1A          *float64 `json:"top1_a"`
-	Top1B          *float64 `json:"top1_b"`
-	Top5A          *float64 `json:"top5_a"`
-	Top5B          *float64 `json:"top5_b"`
-}
 
 func compareCommand() *cli.Command {
 	flags := append(dataFlags("images to compare on: image folder, IDX or NPY (or use --random)"),
@@ -71,12 +54,7 @@ Examples:
 		if err != nil {
 			return fmt.Errorf("compare %s %s: %w", args[0], args[1], err)
 		}
-		f := res.Fidelity[0]
-		a, b := res.Models[0].Accuracy, res.Models[1].Accuracy
-		out := compareReport{ModelA: args[0], ModelB: args[1], Data: c.String("data"), Samples: f.N,
-			Agreement: f.Agreement(), MaxAbs: f.MaxAbs, RelativeMaxAbs: f.RelativeMaxAbs(), RelativeL2: f.RelativeL2(),
-			Cosine: f.Cosine(), Top1A: percent(a.Top1Rate()), Top1B: percent(b.Top1Rate()),
-			Top5A: percent(a.Top5Rate()), Top5B: percent(b.Top5Rate())}
+		out := evaluate.NewComparison(args[0], args[1], c.String("data"), res)
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, out)
 		}
@@ -84,13 +62,13 @@ Examples:
 	})
 }
 
-func printCompare(w io.Writer, r compareReport) error {
+func printCompare(w io.Writer, r evaluate.Comparison) error {
 	data := r.Data
 	if data == "" {
 		data = "random inputs"
 	}
 	_, err := fmt.Fprintf(w, "A           %s\nB           %s\ndata        %s (%d samples)\nagreement   %.2f%% (top-1)\nmax |A-B|   %.4g (%.3g relative to max |A|)\nrel. L2     %.4g\ncosine      %.6f\ntop-1       A %s, B %s\ntop-5       A %s, B %s\n",
-		r.ModelA, r.ModelB, data, r.Samples, 100*r.Agreement, r.MaxAbs, r.RelativeMaxAbs, r.RelativeL2, r.Cosine,
+		r.ModelA, r.ModelB, data, r.Samples, r.Agreement, r.MaxAbs, r.RelativeMaxAbs, r.RelativeL2, r.Cosine,
 		fmtPercent(r.Top1A), fmtPercent(r.Top1B), fmtPercent(r.Top5A), fmtPercent(r.Top5B))
 	return err
 }

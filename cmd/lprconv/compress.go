@@ -1,23 +1,20 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/svd/enginegemm"
 )
@@ -41,241 +38,37 @@ const defaultMultiple = 16
 // layers in bench/compress).
 const defaultChannelAlign = 4
 
-// compressOptions is everything compressModel needs.
-type compressOptions struct {
-	In, Out      string
-	Overwrite    bool
-	DryRun       bool
-	ExternalData bool
-	Policy       svd.Policy
-	Residual     svd.ResidualKind
-	Shapes       convert.ShapeOptions
-	SVD          svd.Options
-	Workers      int
-	// ChannelAlign keeps layers whose channel count is not a multiple of
-	// it (see convert.PlanOptions.ChannelAlign).
-	ChannelAlign int
-	// Log receives progress lines (stderr); nil discards them.
-	Log io.Writer
-	// AfterPlan hooks run once the data-free plan exists and may replace
-	// factors (data-aware initialization); AfterApply hooks run on the
-	// rewritten model before it is written (fine-tuning, added by
-	// configureFinetune).
-	AfterPlan  []func(ctx context.Context, r *compressResult) error
-	AfterApply []func(ctx context.Context, r *compressResult) error
-	// Candidates and BeforePlan come from budget.go: which layers are
-	// candidates, and hooks that run on the loaded model before planning
-	// and may change the options (--budget sets the policy).
-	Candidates convert.CandidateOptions
-	BeforePlan []func(ctx context.Context, r *compressResult, opts *compressOptions) error
-}
-
-// compressResult is what compressModel did.
-type compressResult struct {
-	Input    string `json:"input"`
-	Output   string `json:"output,omitempty"`
-	Residual string `json:"residual"`
-	DryRun   bool   `json:"dry_run"`
-	// Original is the loaded model, Model the rewritten one (nil before
-	// the rewrite).
-	Original *onnxpb.ModelProto `json:"-"`
-	Model    *onnxpb.ModelProto `json:"-"`
-	Plan     *convert.Plan      `json:"-"`
-	// Layers, totals and file sizes for reporting. FileBytesAfter is the
-	// encoded size when the model was not written (dry run).
-	Layers          []convert.LayerPlan `json:"layers"`
-	Replaced        int                 `json:"replaced"`
-	ParamsBefore    int64               `json:"params_before"`
-	ParamsAfter     int64               `json:"params_after"`
-	MACsBefore      int64               `json:"macs_before"`
-	MACsAfter       int64               `json:"macs_after"`
-	FileBytesBefore int64               `json:"file_bytes_before"`
-	FileBytesAfter  int64               `json:"file_bytes_after"`
-	ParamsRatio     float64             `json:"params_ratio"`
-	MACsRatio       float64             `json:"macs_ratio"`
-	FileRatio       float64             `json:"file_ratio"`
-	// FineTune reports data-aware initialization and distillation when
-	// compress ran with --data.
-	FineTune *finetuneSummary `json:"finetune,omitempty"`
-	// Notes are extra lines to print after the totals (e.g. fine-tuning
-	// results).
+// compressOutput is what compress prints: the pipeline's result and the
+// notes about budget and fine-tuning.
+type compressOutput struct {
+	*pipeline.Result
 	Notes []string `json:"notes,omitempty"`
 }
 
-// compressModel runs the data-free pipeline: check the paths, load, plan,
-// (AfterPlan hooks), rewrite, (AfterApply hooks), write.
-func compressModel(ctx context.Context, opts compressOptions) (*compressResult, error) {
-	logf := func(format string, a ...any) {
-		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, format+"\n", a...)
+// progressPrinter returns a pipeline progress callback that prints the
+// stages' messages and draws a progress bar per stage on w.
+func progressPrinter(w io.Writer) func(pipeline.Event) {
+	bars := map[pipeline.Stage]*progress{}
+	return func(e pipeline.Event) {
+		switch {
+		case e.Finished:
+			bars[e.Stage].finish()
+			delete(bars, e.Stage)
+		case e.Total > 0:
+			p := bars[e.Stage]
+			if p == nil {
+				unit := "steps"
+				if e.Stage == pipeline.StageBudget {
+					unit = "runs"
+				}
+				p = newProgress(w, string(e.Stage), unit, e.Total)
+				bars[e.Stage] = p
+			}
+			p.update(e.Done, e.Status)
+		case e.Message != "":
+			fmt.Fprintln(w, e.Message)
 		}
 	}
-	if !opts.DryRun {
-		if err := checkOutputPath(opts.In, opts.Out, opts.Overwrite); err != nil {
-			return nil, err
-		}
-	}
-	st, err := os.Stat(opts.In)
-	if err != nil {
-		return nil, fmt.Errorf("compress: %w", err)
-	}
-	m, err := onnxio.Load(opts.In)
-	if err != nil {
-		return nil, err
-	}
-	r := &compressResult{Input: opts.In, Residual: opts.Residual.String(), DryRun: opts.DryRun, Original: m, FileBytesBefore: st.Size()}
-	if !opts.DryRun {
-		r.Output = opts.Out
-	}
-	for _, h := range opts.BeforePlan {
-		if err := h(ctx, r, &opts); err != nil {
-			return nil, err
-		}
-	}
-	logf("planning %s (residual %s)", opts.In, opts.Residual)
-	po := planOptions(&opts)
-	po.ChannelAlign = opts.ChannelAlign
-	plan, err := convert.NewPlan(ctx, m, opts.Policy, opts.Residual, po)
-	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
-	}
-	plan.Tool = "lprconv " + version
-	r.Plan = plan
-	logf("%d candidates, %d to replace", len(plan.Layers), plan.Replaced())
-	for _, h := range opts.AfterPlan {
-		if err := h(ctx, r); err != nil {
-			return nil, err
-		}
-	}
-	out, err := convert.Apply(m, plan)
-	if err != nil {
-		return nil, err
-	}
-	r.Model = out
-	for _, h := range opts.AfterApply {
-		if err := h(ctx, r); err != nil {
-			return nil, err
-		}
-	}
-	if err := r.account(opts.Shapes); err != nil {
-		return nil, err
-	}
-	if opts.DryRun {
-		r.FileBytesAfter = int64(proto.Size(r.Model))
-	} else {
-		if err := onnxio.Save(opts.Out, r.Model, onnxio.SaveOptions{ExternalData: opts.ExternalData}); err != nil {
-			return nil, err
-		}
-		n, err := writtenBytes(opts.Out, opts.ExternalData)
-		if err != nil {
-			return nil, err
-		}
-		r.FileBytesAfter = n
-		logf("wrote %s", opts.Out)
-	}
-	r.FileRatio = ratio(r.FileBytesAfter, r.FileBytesBefore)
-	return r, nil
-}
-
-// account fills the report fields from the plan and the final model.
-func (r *compressResult) account(shapes convert.ShapeOptions) error {
-	r.Layers = r.Plan.Layers
-	r.Replaced = r.Plan.Replaced()
-	r.ParamsBefore, r.MACsBefore = r.Plan.ParamsBefore, r.Plan.MACsBefore
-	s, err := convert.Inspect(r.Model, shapes)
-	if err != nil {
-		return fmt.Errorf("inspect the compressed model: %w", err)
-	}
-	r.ParamsAfter, r.MACsAfter = s.Params, s.MACs
-	r.ParamsRatio = ratio(r.ParamsAfter, r.ParamsBefore)
-	r.MACsRatio = ratio(r.MACsAfter, r.MACsBefore)
-	return nil
-}
-
-func ratio(a, b int64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
-}
-
-// writtenBytes is the size of the written model plus its external data.
-func writtenBytes(path string, external bool) (int64, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	n := st.Size()
-	if external {
-		if d, err := os.Stat(filepath.Join(filepath.Dir(path), onnxio.ExternalDataName(path))); err == nil {
-			n += d.Size()
-		} else if d, err := os.Stat(onnxio.ExternalDataName(path)); err == nil {
-			n += d.Size()
-		}
-	}
-	return n, nil
-}
-
-// checkOutputPath refuses to write over the input and, unless overwrite
-// is set, over an existing file; it also checks that the output folder
-// exists, before any work is done.
-func checkOutputPath(in, out string, overwrite bool) error {
-	if out == "" {
-		return cli.Exit("compress: no output file; give -o OUT (or --dry-run)", 2)
-	}
-	if same, err := samePath(in, out); err != nil {
-		return err
-	} else if same {
-		return cli.Exit(fmt.Sprintf("compress: output %s is the input model; write to another file", out), 2)
-	}
-	st, err := os.Stat(out)
-	switch {
-	case err == nil && st.IsDir():
-		return cli.Exit(fmt.Sprintf("compress: output %s is a directory; give a file name", out), 2)
-	case err == nil && !overwrite:
-		return cli.Exit(fmt.Sprintf("compress: output %s exists; pass --overwrite to replace it", out), 2)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("compress: output %s: %w", out, err)
-	}
-	if d, err := os.Stat(filepath.Dir(out)); err != nil || !d.IsDir() {
-		return cli.Exit(fmt.Sprintf("compress: folder of output %s does not exist", out), 2)
-	}
-	return nil
-}
-
-// samePath reports whether a and b name the same file: the same resolved
-// path, or (when both exist) the same inode.
-func samePath(a, b string) (bool, error) {
-	ra, err := resolvePath(a)
-	if err != nil {
-		return false, err
-	}
-	rb, err := resolvePath(b)
-	if err != nil {
-		return false, err
-	}
-	if ra == rb {
-		return true, nil
-	}
-	sa, errA := os.Stat(a)
-	sb, errB := os.Stat(b)
-	return errA == nil && errB == nil && os.SameFile(sa, sb), nil
-}
-
-// resolvePath returns the absolute path with symlinks resolved as far as
-// the path exists.
-func resolvePath(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r, nil
-	}
-	if r, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		return filepath.Join(r, filepath.Base(abs)), nil
-	}
-	return abs, nil
 }
 
 // repeatedString is a flag value that collects every occurrence verbatim
@@ -305,7 +98,14 @@ func compressCommand() *cli.Command {
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
 	}
-	flags = append(flags, finetuneFlags()...)
+	flags = append(flags, dataFlagsSplit("fine-tune on these images (image folder, IDX folder or file, NPY): enables data-aware initialization and distillation", "train")...)
+	flags = append(flags, finetuneFlags(finetuneDefaults{Epochs: 1, ValFraction: defaultValFraction})...)
+	flags = append(flags,
+		&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for calibration and training"},
+		&cli.StringFlag{Name: "checkpoint", Usage: "save training state in `DIR` (every --checkpoint-every steps, each epoch, and on Ctrl-C); rerunning the same command resumes"},
+		&cli.IntFlag{Name: "checkpoint-every", Value: 200, Usage: "checkpoint interval in `STEPS`"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads for calibration and training (0: all cores)"},
+	)
 	flags = append(flags, budgetFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compress",
@@ -348,92 +148,163 @@ Examples:
 		if len(args) != 1 {
 			return cli.Exit("compress: expected one input model IN (see lprconv compress --help)", 2)
 		}
-		opts, err := compressOptionsFrom(c, args[0])
+		opts, closeData, err := compressOptionsFrom(c, args[0])
 		if err != nil {
 			return err
 		}
-		if err := configureFinetune(c, &opts); err != nil {
-			return err
-		}
-		r, err := compressModel(c.Context, opts)
+		defer closeData()
+		r, err := pipeline.Run(c.Context, opts)
 		if err != nil {
 			return err
+		}
+		out := compressOutput{Result: r}
+		if r.Allocation != nil {
+			out.Notes = append(out.Notes, budgetNote(r))
+		}
+		if r.FineTune != nil {
+			out.Notes = append(out.Notes, finetuneNotes(r.FineTune, opts.FineTune.Options.Train)...)
 		}
 		if c.Bool("json") {
-			enc := json.NewEncoder(c.App.Writer)
-			enc.SetIndent("", "  ")
-			return enc.Encode(r)
+			return writeJSON(c.App.Writer, out)
 		}
-		return printCompress(c.App.Writer, r)
+		return printCompress(c.App.Writer, out)
 	})
 }
 
-// compressOptionsFrom reads the command's flags.
-func compressOptionsFrom(c *cli.Context, in string) (compressOptions, error) {
+// compressOptionsFrom reads the command's flags, loads the model and opens
+// the --data set (closeData closes it).
+func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, closeData func(), err error) {
+	closeData = func() {}
 	usage := func(format string, a ...any) error {
 		return cli.Exit(fmt.Sprintf("compress: "+format, a...), 2)
 	}
-	opts := compressOptions{
-		In: in, Out: c.String("output"), Overwrite: c.Bool("overwrite"), DryRun: c.Bool("dry-run"),
-		ExternalData: c.Bool("external-data"), Workers: c.Int("workers"), Log: c.App.ErrWriter,
-		ChannelAlign: c.Int("channel-align"),
-		SVD:          svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)},
+	opts = pipeline.Options{
+		In: in, Out: c.String("output"), ExternalData: c.Bool("external-data"), Tool: "lprconv " + version,
+		Progress: progressPrinter(c.App.ErrWriter),
+		Plan: convert.PlanOptions{SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)}, Workers: c.Int("workers"),
+			ChannelAlign: c.Int("channel-align"), Candidates: convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")}},
 	}
-	if opts.DryRun && opts.Out != "" {
-		return opts, usage("--dry-run writes nothing; drop -o or --dry-run")
+	dry := c.Bool("dry-run")
+	if dry && opts.Out != "" {
+		return opts, closeData, usage("--dry-run writes nothing; drop -o or --dry-run")
 	}
 	kind, err := svd.ParseResidual(c.String("residual"))
 	if err != nil {
-		return opts, usage("--residual: %v", err)
+		return opts, closeData, usage("--residual: %v", err)
 	}
 	opts.Residual = kind
-	p := svd.Policy{Rank: c.Int("rank"), Ratio: c.Float64("rank-ratio"), Energy: c.Float64("energy"),
-		Multiple: c.Int("multiple"), Force: c.Bool("force")}
-	if c.IsSet("rank") && p.Rank < 1 {
-		return opts, usage("--rank %d must be at least 1", p.Rank)
+	rule := svd.Policy{Rank: c.Int("rank"), Ratio: c.Float64("rank-ratio"), Energy: c.Float64("energy"), Multiple: c.Int("multiple")}
+	sel := convert.Selection{Force: c.Bool("force")}
+	if c.IsSet("rank") && rule.Rank < 1 {
+		return opts, closeData, usage("--rank %d must be at least 1", rule.Rank)
 	}
-	if p.Rank == 0 && p.Ratio == 0 && p.Energy == 0 {
-		p.Ratio = defaultRankRatio
+	if !rule.HasRule() {
+		rule.Ratio = defaultRankRatio
 	}
 	if v, ok := c.Generic("layer-rank").(*repeatedString); ok && len(v.values) > 0 {
-		p.Overrides = map[string]int{}
+		sel.Ranks = map[string]convert.LayerRank{}
 		for _, s := range v.values {
 			i := strings.LastIndex(s, "=")
 			if i <= 0 {
-				return opts, usage("--layer-rank %q: want NAME=R", s)
+				return opts, closeData, usage("--layer-rank %q: want NAME=R", s)
 			}
 			r, err := strconv.Atoi(s[i+1:])
 			if err != nil || r < 1 {
-				return opts, usage("--layer-rank %q: rank must be a positive integer", s)
+				return opts, closeData, usage("--layer-rank %q: rank must be a positive integer", s)
 			}
-			p.Overrides[s[:i]] = r
+			sel.Ranks[s[:i]] = convert.LayerRank{Rank: r}
 		}
 	}
 	if v, ok := c.Generic("exclude").(*repeatedString); ok && len(v.values) > 0 {
-		if p.Exclude, err = svd.ParseExclude(v.values); err != nil {
-			return opts, usage("--exclude: %v", err)
+		if sel.Exclude, err = convert.ParseExclude(v.values); err != nil {
+			return opts, closeData, usage("--exclude: %v", err)
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return opts, usage("%v", err)
+	if err := rule.Validate(); err != nil {
+		return opts, closeData, usage("%v", err)
 	}
-	opts.Policy = p
-	if err := configureBudget(c, &opts); err != nil {
-		return opts, err
+	opts.Rule, opts.Plan.Select = rule, sel
+	if opts.Budget, err = budgetFrom(c, rule.Multiple); err != nil {
+		return opts, closeData, usage("%v", err)
 	}
-	m := (*onnxpb.ModelProto)(nil)
+	if opts.Budget != nil {
+		opts.Rule = svd.Policy{}
+	}
+	if c.String("data") == "" {
+		for _, f := range []string{"epochs", "steps", "lr", "init", "calib", "checkpoint", "loss", "train", "optimizer"} {
+			if c.IsSet(f) {
+				return opts, closeData, usage("--%s needs --data (the images to fine-tune on)", f)
+			}
+		}
+	} else {
+		if opts.FineTune, err = finetuneFrom(c, c.Int("batch")); err != nil {
+			return opts, closeData, usage("%v", err)
+		}
+		opts.FineTune.Options.Threads = c.Int("threads")
+		opts.FineTune.Options.CheckpointDir = c.String("checkpoint")
+		opts.FineTune.Options.CheckpointEvery = c.Int("checkpoint-every")
+		opts.FineTune.PeakRSS = peakRSS
+	}
+	if !dry && opts.Out == "" {
+		return opts, closeData, usage("no output file; give -o OUT (or --dry-run)")
+	}
+	opts.Overwrite = c.Bool("overwrite")
+	if opts.Original, opts.Inputs, err = onnxio.LoadFiles(in); err != nil {
+		return opts, closeData, fmt.Errorf("compress: %w", err)
+	}
+	if !dry {
+		// Refuse before any work: the input, a file it references, an
+		// existing file without --overwrite, or a device or FIFO.
+		if _, err := onnxio.CheckOutput(opts.Out, nil, onnxio.SaveOptions{ExternalData: opts.ExternalData}, opts.Inputs, opts.Overwrite); err != nil {
+			return opts, closeData, cli.Exit("compress: "+err.Error(), 2)
+		}
+	}
 	if spec := c.String("input-shape"); spec != "" {
-		if m, err = onnxio.Load(in); err != nil {
-			return opts, err
-		}
-		if opts.Shapes, err = shapeOptions(m, spec); err != nil {
-			return opts, usage("%v", err)
+		if opts.Plan.Shapes, err = shapeOptions(opts.Original, spec); err != nil {
+			return opts, closeData, usage("%v", err)
 		}
 	}
-	return opts, nil
+	if opts.FineTune == nil {
+		return opts, closeData, nil
+	}
+	if opts.FineTune.Options.Fingerprint, err = checkpointFingerprint(c, in); err != nil {
+		return opts, closeData, err
+	}
+	data, err := openData(c, opts.Original)
+	if err != nil {
+		return opts, closeData, err
+	}
+	closeData = func() { data.Source.Close() }
+	opts.FineTune.Train = *data
+	if opts.Budget != nil {
+		opts.Budget.Data = data
+	}
+	return opts, closeData, nil
 }
 
-func printCompress(w io.Writer, r *compressResult) error {
+// openData opens the --data set for model m, with --limit images chosen at
+// random with --data-seed.
+func openData(c *cli.Context, m *onnxpb.ModelProto) (*dataset.Subset, error) {
+	in, err := evaluate.ModelInput(m)
+	if err != nil {
+		return nil, fmt.Errorf("fine-tune: %w", err)
+	}
+	spec, err := dataSpecFrom(c, in)
+	if err != nil {
+		return nil, cli.Exit(c.Command.Name+": "+err.Error(), 2)
+	}
+	src, err := dataset.Open(spec.Path, dataset.OpenOptions{Split: spec.Split, Labels: spec.Labels})
+	if err != nil {
+		return nil, err
+	}
+	idx := dataset.Indices(src.Len())
+	if spec.Limit > 0 {
+		idx = dataset.Random(idx, spec.Limit, c.Int64("data-seed"))
+	}
+	return &dataset.Subset{Source: src, Indices: idx, Pre: spec.Pre, Name: spec.Path}, nil
+}
+
+func printCompress(w io.Writer, r compressOutput) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "layer\tC\trank\trel.err\tparams before\tafter\tdecision")
 	for _, l := range r.Layers {

@@ -104,16 +104,40 @@ func TestCompressPathSafety(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A model whose own external data file is out.onnx.data (saved as
+	// out.onnx, then renamed): compress -o out.onnx --external-data would
+	// write over the input's tensors.
+	extIn := filepath.Join(dir, "ext.onnx")
+	extOut := filepath.Join(dir, "out.onnx")
+	m, err := onnxio.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := onnxio.Save(extOut, m, onnxio.SaveOptions{ExternalData: true, ExternalThreshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(extOut, extIn); err != nil {
+		t.Fatal(err)
+	}
+	extData, _ := os.ReadFile(extOut + ".data")
+	// An unrelated existing data file next to another output.
+	other := filepath.Join(dir, "other.onnx")
+	if err := os.WriteFile(other+".data", []byte("keep me too"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"compress", in, "-o", in, "--overwrite"}, "is the input model"},
-		{[]string{"compress", in, "-o", filepath.Join(dir, ".", "pw.onnx"), "--overwrite"}, "is the input model"},
-		{[]string{"compress", link, "-o", in, "--overwrite"}, "is the input model"},
-		{[]string{"compress", in, "-o", link, "--overwrite"}, "is the input model"},
+		{[]string{"compress", in, "-o", in, "--overwrite"}, "is an input file"},
+		{[]string{"compress", in, "-o", filepath.Join(dir, ".", "pw.onnx"), "--overwrite"}, "is an input file"},
+		{[]string{"compress", link, "-o", in, "--overwrite"}, "is an input file"},
+		{[]string{"compress", in, "-o", link, "--overwrite"}, "is the input file"},
+		{[]string{"compress", extIn, "-o", extOut, "--external-data", "--overwrite"}, "out.onnx.data is an input file"},
+		{[]string{"compress", in, "-o", other, "--external-data"}, "other.onnx.data exists; pass --overwrite"},
+		{[]string{"compress", in, "-o", "/dev/full", "--overwrite"}, "not a regular file"},
 		{[]string{"compress", in, "-o", existing}, "exists; pass --overwrite"},
-		{[]string{"compress", in, "-o", dir}, "is a directory"},
+		{[]string{"compress", in, "-o", dir}, "not a regular file"},
 		{[]string{"compress", in, "-o", filepath.Join(dir, "no", "x.onnx")}, "does not exist"},
 		{[]string{"compress", in}, "no output file"},
 		{[]string{"compress", in, "--dry-run", "-o", existing}, "--dry-run writes nothing"},
@@ -134,6 +158,18 @@ func TestCompressPathSafety(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(existing); string(got) != "keep me" {
 		t.Fatal("existing output changed without --overwrite")
+	}
+	if got, _ := os.ReadFile(extOut + ".data"); string(got) != string(extData) {
+		t.Fatal("the input's external data file changed")
+	}
+	if _, err := onnxio.Load(extIn); err != nil {
+		t.Fatalf("input with external data no longer loads: %v", err)
+	}
+	if got, _ := os.ReadFile(other + ".data"); string(got) != "keep me too" {
+		t.Fatal("an existing data file changed without --overwrite")
+	}
+	if fi, err := os.Stat("/dev/full"); err == nil && fi.Mode().IsRegular() {
+		t.Fatal("/dev/full was replaced by a regular file")
 	}
 	code, _, stderr := runCLI("compress", in, "-o", existing, "--overwrite", "--rank", "1")
 	if code != 0 {

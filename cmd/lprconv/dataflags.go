@@ -80,7 +80,7 @@ func (s dataSpec) open(batch int) (dataset.Source, *dataset.Loader, error) {
 	if s.Limit > 0 {
 		idx = dataset.First(idx, s.Limit)
 	}
-	l, err := dataset.NewLoader(src, idx, s.Pre, dataset.LoaderOptions{BatchSize: batch, Workers: 2, Prefetch: 2})
+	l, err := dataset.NewLoader(src, idx, s.Pre, dataset.LoaderOptions{BatchSize: batch, Workers: dataset.DefaultWorkers, Prefetch: dataset.DefaultPrefetch})
 	if err != nil {
 		src.Close()
 		return nil, nil, err

@@ -4,28 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
-
-// evalReport is the result of lprconv eval.
-type evalReport struct {
-	Model        string   `json:"model"`
-	Data         string   `json:"data"`
-	Samples      int      `json:"samples"`
-	Labelled     int      `json:"labelled"`
-	Top1         *float64 `json:"top1"`
-	Top5         *float64 `json:"top5"`
-	ImagesPerSec float64  `json:"images_per_second"`
-	Batch        int      `json:"batch"`
-	ModelSeconds float64  `json:"model_seconds"`
-	Classes      int      `json:"classes"`
-}
 
 func evalCommand() *cli.Command {
 	flags := append(dataFlags("image folder (class per sub-folder), IDX folder or file, or NPY file to evaluate on (required)"),
@@ -63,10 +49,7 @@ Examples:
 		if err != nil {
 			return fmt.Errorf("eval %s: %w", args[0], err)
 		}
-		r := rep.Models[0]
-		out := evalReport{Model: args[0], Data: c.String("data"), Samples: r.Accuracy.N, Labelled: r.Accuracy.Labelled,
-			Top1: percent(r.Accuracy.Top1Rate()), Top5: percent(r.Accuracy.Top5Rate()),
-			ImagesPerSec: r.ImagesPerSecond(), Batch: c.Int("batch"), ModelSeconds: r.Seconds, Classes: rep.Classes}
+		out := evaluate.NewModelReport(args[0], c.String("data"), c.Int("batch"), rep)
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, out)
 		}
@@ -86,7 +69,12 @@ func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, err
 	}
 	opts := evaluate.Options{Batch: batch, Threads: c.Int("threads")}
 	if n := c.Int("random"); c.String("data") == "" && n > 0 {
-		return evaluate.Run(c.Context, models, evaluate.NewRandomBatches(n, in.Channels*in.Height*in.Width, c.Int64("seed")), opts)
+		r, err := dataset.Noise{Count: n, Size: in.Channels * in.Height * in.Width, Seed: uint64(c.Int64("seed"))}.Open(batch)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return evaluate.Run(c.Context, models, r, opts)
 	}
 	spec, err := dataSpecFrom(c, in)
 	if err != nil {
@@ -104,15 +92,6 @@ func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, err
 	return evaluate.Run(c.Context, models, loader, opts)
 }
 
-// percent turns a rate into a percentage, or nil when it is undefined.
-func percent(r float64) *float64 {
-	if math.IsNaN(r) {
-		return nil
-	}
-	v := 100 * r
-	return &v
-}
-
 func fmtPercent(p *float64) string {
 	if p == nil {
 		return "n/a (no labels)"
@@ -120,7 +99,7 @@ func fmtPercent(p *float64) string {
 	return fmt.Sprintf("%.2f%%", *p)
 }
 
-func printEval(w io.Writer, r evalReport) error {
+func printEval(w io.Writer, r evaluate.ModelReport) error {
 	_, err := fmt.Fprintf(w, "model       %s\ndata        %s (%d samples, %d labelled)\ntop-1       %s\ntop-5       %s\nthroughput  %.1f images/s (batch %d)\n",
 		r.Model, r.Data, r.Samples, r.Labelled, fmtPercent(r.Top1), fmtPercent(r.Top5), r.ImagesPerSec, r.Batch)
 	return err

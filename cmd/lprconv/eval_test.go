@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lprconv/lprconv/evaluate"
 )
 
 const (
@@ -19,7 +21,7 @@ func TestEvalFixture(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var r evalReport
+	var r evaluate.ModelReport
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("bad JSON %q: %v", out, err)
 	}
@@ -68,11 +70,11 @@ func TestCompareFixtureVariants(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var r compareReport
+	var r evaluate.Comparison
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("bad JSON %q: %v", out, err)
 	}
-	if r.Samples != 100 || r.Agreement != 1 || r.RelativeMaxAbs > 1e-4 || r.Cosine < 0.99999 || r.Top1A == nil || r.Top1B == nil {
+	if r.Samples != 100 || r.Agreement != 100 || r.RelativeMaxAbs > 1e-4 || r.Cosine < 0.99999 || r.Top1A == nil || r.Top1B == nil {
 		t.Fatalf("report %+v", r)
 	}
 	code, out, errOut = runCLI("compare", fixtureModel, "../../testdata/models/mobilenetv1_op9.onnx", "--random", "20")

@@ -1,13 +1,10 @@
 package main
 
-import "syscall"
+import "github.com/lprconv/lprconv/internal/peakrss"
 
 // peakRSS returns the process's peak resident set size in bytes (0 when
-// the platform does not report it).
+// the platform does not report it); internal/peakrss has a file per OS.
 func peakRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Maxrss * 1024 // kilobytes on Linux
+	b, _ := peakrss.Bytes()
+	return b
 }

@@ -13,9 +13,8 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
-	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio"
-	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/report"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/sweep"
@@ -81,23 +80,13 @@ Examples:
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the report, plots and models to folder `DIR`"},
 			&cli.StringFlag{Name: "rank-ratios", Value: sweep.DefaultRatios, Usage: "rank ratios r/C to try, as fractions or decimals (`LIST`); none (or \"\") for budgets only"},
 			&cli.StringFlag{Name: "budgets", Usage: "parameter budgets to try, per-layer ranks chosen by sensitivity: fractions, or params=F / macs=F items (`LIST`, e.g. 0.8,0.6,macs=0.5)"},
-			&cli.IntFlag{Name: "budget-samples", Value: rankalloc.DefaultSamples, Usage: "--data images `N` on which --budgets measure each layer's sensitivity"},
+			&cli.IntFlag{Name: "budget-samples", Value: pipeline.DefaultBudgetSamples, Usage: "--data images `N` on which --budgets measure each layer's sensitivity"},
 			&cli.BoolFlag{Name: "include-nonsquare", Usage: "also replace 1x1 convolutions whose input and output widths differ (MobileNetV2's expand/project layers) by plain low-rank factors; the rank ratio applies to min(C_in, C_out)"},
 			&cli.StringFlag{Name: "residuals", Value: defaultResidual, Usage: "residual kinds to try: none, identity, diag, dwK (`LIST`)"},
 			&cli.StringFlag{Name: "eval", Usage: "measure top-1 accuracy on the labelled images in `DIR` (an IDX folder's test split)"},
 			&cli.IntFlag{Name: "random", Usage: "measure fidelity on `N` random standard-normal inputs"},
-		}, dataFlagsSplit("images for fidelity, or the training images when --epochs or --steps is given (image folder, IDX folder or file, NPY)", "train")...),
-			&cli.IntFlag{Name: "epochs", Usage: "fine-tune every configuration for `N` passes over --data"},
-			&cli.IntFlag{Name: "steps", Usage: "fine-tune every configuration for `N` steps instead of --epochs"},
-			&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning rate of fine-tuning (linear warm-up, then cosine decay)"},
-			&cli.StringFlag{Name: "loss", Value: "kd", Usage: "fine-tuning loss: kd, kd+ce or mse"},
-			&cli.Float64Flag{Name: "temperature", Value: defaultTemperature, Usage: "softmax temperature of the kd loss"},
-			&cli.StringFlag{Name: "optimizer", Value: "adam", Usage: "adam or sgd"},
-			&cli.Float64Flag{Name: "weight-decay", Usage: "weight decay (decoupled for adam, L2 for sgd)"},
-			&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
-			&cli.StringFlag{Name: "init", Value: "data", Usage: "factor initialization before fine-tuning: data (fit each layer's activations) or weights"},
-			&cli.IntFlag{Name: "calib", Value: defaultCalib, Usage: "calibration images for --init data"},
-			&cli.Int64Flag{Name: "data-seed", Value: 1, Usage: "seed of the training order and of --limit's choice"},
+		}, append(dataFlagsSplit("images for fidelity, or the training images when --epochs or --steps is given (image folder, IDX folder or file, NPY)", "train"),
+			finetuneFlags(finetuneDefaults{})...)...),
 			&cli.IntFlag{Name: "jobs", Value: 1, Usage: "run `N` configurations at once"},
 			&cli.IntFlag{Name: "threads", Usage: "threads per configuration (default: CPUs / --jobs)"},
 			&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for evaluation and fine-tuning"},
@@ -239,9 +228,9 @@ func runSweep(c *cli.Context, args []string) error {
 
 // sweepFineTune reads the fine-tuning flags: nil unless --epochs or
 // --steps is given (which needs --data).
-func sweepFineTune(c *cli.Context) (*sweep.FineTune, error) {
+func sweepFineTune(c *cli.Context) (*pipeline.FineTune, error) {
 	if !c.IsSet("epochs") && !c.IsSet("steps") {
-		for _, f := range []string{"lr", "loss", "temperature", "optimizer", "weight-decay", "train", "init", "calib", "data-seed"} {
+		for _, f := range finetuneFlagNames() {
 			if c.IsSet(f) {
 				return nil, fmt.Errorf("--%s is a fine-tuning flag; give --epochs or --steps (and --data) to fine-tune", f)
 			}
@@ -251,35 +240,7 @@ func sweepFineTune(c *cli.Context) (*sweep.FineTune, error) {
 	if c.String("data") == "" {
 		return nil, fmt.Errorf("fine-tuning (--epochs, --steps) needs training images: give --data")
 	}
-	if c.Int("epochs") < 1 && c.Int("steps") < 1 {
-		return nil, fmt.Errorf("give --epochs or --steps of at least 1")
-	}
-	lossKind, err := finetune.ParseLoss(c.String("loss"))
-	if err != nil {
-		return nil, fmt.Errorf("--loss: %w", err)
-	}
-	optKind, err := finetune.ParseOptimizer(c.String("optimizer"))
-	if err != nil {
-		return nil, fmt.Errorf("--optimizer: %w", err)
-	}
-	trainSet, err := finetune.ParseTrainSet(c.String("train"))
-	if err != nil {
-		return nil, fmt.Errorf("--train: %w", err)
-	}
-	init := c.String("init")
-	if init != "data" && init != "weights" {
-		return nil, fmt.Errorf("--init %q: want data or weights", init)
-	}
-	if !(c.Float64("lr") > 0) || !(c.Float64("temperature") > 0) {
-		return nil, fmt.Errorf("--lr and --temperature must be positive")
-	}
-	return &sweep.FineTune{
-		Options: finetune.Options{Epochs: c.Int("epochs"), Steps: c.Int("steps"), Batch: c.Int("batch"), LR: c.Float64("lr"),
-			Optimizer: finetune.OptimizerConfig{Kind: optKind, WeightDecay: c.Float64("weight-decay")},
-			Loss:      finetune.Loss{Kind: lossKind, Temperature: c.Float64("temperature")},
-			Train:     trainSet},
-		DataInit: init == "data", Calib: c.Int("calib"), Seed: c.Int64("data-seed"),
-	}, nil
+	return finetuneFrom(c, c.Int("batch"))
 }
 
 // sweepCommandLine rebuilds the command line from the flags that were set,

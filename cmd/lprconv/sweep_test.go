@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
@@ -176,6 +178,9 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--epochs", "1"}, "give --data"},
 		{[]string{"sweep", model, "--out", out, "--lr", "0.1"}, "fine-tuning flag"},
 		{[]string{"sweep", model, "--out", out, "--data", out, "--steps", "2", "--loss", "hinge"}, "--loss"},
+		{[]string{"sweep", model, "--out", out, "--momentum", "0.5"}, "fine-tuning flag"},
+		{[]string{"sweep", model, "--out", out, "--warmup", "3"}, "fine-tuning flag"},
+		{[]string{"sweep", model, "--out", out, "--data", out, "--steps", "2", "--val-fraction", "1.5"}, "--val-fraction"},
 		{[]string{"sweep", model, "--out", out, "--batch", "0"}, "--batch"},
 		{[]string{"sweep", model, "--out", out, "--rank-ratios", "none"}, "give --rank-ratios, --budgets or both"},
 		{[]string{"sweep", model, "--out", out, "--rank-ratios", ""}, "give --rank-ratios, --budgets or both"},
@@ -192,6 +197,25 @@ func TestSweepUsageErrors(t *testing.T) {
 	code, _, stderr := runCLI("sweep", filepath.Join(out, "missing.onnx"), "--out", out)
 	if code == 0 || !strings.Contains(stderr, "missing.onnx") {
 		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestFineTuneFlagsShared: compress and sweep declare the one set of
+// fine-tuning flags.
+func TestFineTuneFlagsShared(t *testing.T) {
+	for _, cmd := range []*cli.Command{compressCommand(), sweepCommand()} {
+		have := map[string]bool{}
+		for _, f := range cmd.Flags {
+			have[f.Names()[0]] = true
+		}
+		for _, name := range finetuneFlagNames() {
+			if !have[name] {
+				t.Errorf("%s lacks --%s", cmd.Name, name)
+			}
+		}
+	}
+	if n := len(finetuneFlagNames()); n != 15 {
+		t.Errorf("%d fine-tuning flags, want 15", n)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/lprconv/lprconv/internal/inputfile"
 )
 
 // ErrNotRegular is returned when the destination exists and is not a
@@ -83,23 +85,7 @@ func CheckDestination(path string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("write %s: %w (%s); choose a file path", path, ErrNotRegular, describeMode(fi.Mode()))
+		return fmt.Errorf("write %s: %w (%s); choose a file path", path, ErrNotRegular, inputfile.Describe(fi.Mode()))
 	}
 	return nil
-}
-
-// describeMode names the kind of a non-regular file for error messages.
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	default:
-		return "mode " + m.String()
-	}
 }

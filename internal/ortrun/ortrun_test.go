@@ -63,7 +63,7 @@ func loadCase(t *testing.T, name string) conformanceCase {
 		if testutil.InCI() {
 			t.Fatalf("conformance case %s: %v (install Debian's libonnx-testdata)", name, err)
 		}
-		t.Skipf("conformance case %s missing (install Debian's libonnx-testdata)", name)
+		testutil.Skipf(t, "conformance case %s missing (install Debian's libonnx-testdata)", name)
 	}
 	m, err := onnxio.Load(model)
 	if err != nil {

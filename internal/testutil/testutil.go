@@ -65,28 +65,53 @@ func RequireORT(t testing.TB) string {
 // PATH may be a different one.
 const Python = "/usr/bin/python3"
 
-var pythonONNX struct {
-	once sync.Once
-	err  error
+// pythonModules checks once per test binary that /usr/bin/python3 can
+// import a set of modules.
+type pythonModules struct {
+	once     sync.Once
+	err      error
+	imports  string // the import statement's module list
+	packages string // the Debian packages that provide them
 }
+
+func (p *pythonModules) check() error {
+	p.once.Do(func() {
+		out, err := exec.Command(Python, "-c", "import "+p.imports).CombinedOutput()
+		if err != nil {
+			p.err = errors.New(Python + " cannot import " + p.imports + " (install Debian's " + p.packages + "): " + strings.TrimSpace(string(out)) + " " + err.Error())
+		}
+	})
+	return p.err
+}
+
+var (
+	pythonONNX  = &pythonModules{imports: "onnx", packages: "python3-onnx"}
+	pythonTorch = &pythonModules{imports: "torch, onnx, numpy", packages: "python3-torch and python3-onnx"}
+)
 
 // PythonONNX reports whether /usr/bin/python3 can import onnx (checked once
 // per test binary), with the reason when it cannot.
-func PythonONNX() error {
-	pythonONNX.once.Do(func() {
-		out, err := exec.Command(Python, "-c", "import onnx").CombinedOutput()
-		if err != nil {
-			pythonONNX.err = errors.New(Python + " cannot import onnx (install Debian's python3-onnx): " + strings.TrimSpace(string(out)) + " " + err.Error())
-		}
-	})
-	return pythonONNX.err
-}
+func PythonONNX() error { return pythonONNX.check() }
 
 // RequirePythonONNX skips the test when /usr/bin/python3 cannot import onnx
 // (fails it when CI is set).
 func RequirePythonONNX(t testing.TB) {
 	t.Helper()
 	if err := PythonONNX(); err != nil {
+		missing(t, err.Error())
+	}
+}
+
+// PythonTorch reports whether /usr/bin/python3 can import torch, onnx and
+// numpy (Debian's python3-torch and python3-onnx; checked once per test
+// binary), with the reason when it cannot.
+func PythonTorch() error { return pythonTorch.check() }
+
+// RequirePythonTorch skips the test when /usr/bin/python3 cannot import
+// torch, onnx and numpy (fails it when CI is set).
+func RequirePythonTorch(t testing.TB) {
+	t.Helper()
+	if err := PythonTorch(); err != nil {
 		missing(t, err.Error())
 	}
 }

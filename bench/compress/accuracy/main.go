@@ -145,7 +145,7 @@ func run(glob, images, ratioList, residualList string, multiple, align int, forc
 		}
 		for _, kind := range kinds {
 			for _, r := range ratios {
-				p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: r, Multiple: multiple, Force: force}, kind, convert.PlanOptions{ChannelAlign: align})
+				p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: r, Multiple: multiple}, kind, convert.PlanOptions{ChannelAlign: align, Select: convert.Selection{Force: force}})
 				if err != nil {
 					return fmt.Errorf("plan %s (%s, ratio %g): %w", path, kind, r, err)
 				}

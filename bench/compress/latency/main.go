@@ -117,7 +117,7 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 	if exclude != "" {
 		ex = []string{exclude}
 	}
-	excl, err := svd.ParseExclude(ex)
+	excl, err := convert.ParseExclude(ex)
 	if err != nil {
 		return fmt.Errorf("-exclude: %w", err)
 	}
@@ -148,8 +148,8 @@ func run(glob, ratioList, residualList, batchList string, multiple int, exclude 
 		}
 		for _, kind := range kinds {
 			for _, r := range ratios {
-				pol := svd.Policy{Ratio: r, Multiple: multiple, Exclude: excl}
-				p, err := convert.NewPlan(context.Background(), m, pol, kind, convert.PlanOptions{ChannelAlign: channelAlign})
+				pol := svd.Policy{Ratio: r, Multiple: multiple}
+				p, err := convert.NewPlan(context.Background(), m, pol, kind, convert.PlanOptions{ChannelAlign: channelAlign, Select: convert.Selection{Exclude: excl}})
 				if err != nil {
 					return fmt.Errorf("%s: %w", path, err)
 				}
@@ -215,7 +215,7 @@ func runPerLayer(glob, ratioList, residualList, batchList string, multiple int, 
 		if err != nil {
 			return err
 		}
-		p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: ratios[0], Multiple: multiple, Force: true}, kinds[0], convert.PlanOptions{})
+		p, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: ratios[0], Multiple: multiple}, kinds[0], convert.PlanOptions{Select: convert.Selection{Force: true}})
 		if err != nil {
 			return fmt.Errorf("plan %s: %w", path, err)
 		}

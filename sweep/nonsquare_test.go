@@ -14,107 +14,11 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/lprconv/lprconv/convert"
-	"github.com/lprconv/lprconv/dataset"
-	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
-	"github.com/lprconv/lprconv/rankalloc"
-	"github.com/lprconv/lprconv/report"
+	"github.com/lprconv/lprconv/pipeline"
 	"github.com/lprconv/lprconv/svd"
 )
-
-// TestPipelineBudgetMatchesRankalloc checks that a budget configuration
-// plans exactly the ranks that rankalloc.Run chooses for the same model,
-// residual and plan options (data-free and on calibration images), that
-// the model meets the budget, and that the sensitivities are measured once
-// for all budgets of a residual.
-func TestPipelineBudgetMatchesRankalloc(t *testing.T) {
-	root := testutil.RepoRoot(t)
-	train := filepath.Join(root, "testdata", "images", "train")
-	for _, tc := range []struct {
-		name, data, metric string
-	}{
-		{"weights", "", rankalloc.MetricWeights},
-		{"calibration", train, rankalloc.MetricKL},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := fixtureOptions(t)
-			o.Eval = ""
-			o.Random = 16
-			o.Data = tc.data
-			o.Multiple, o.ChannelAlign, o.BudgetSamples = 16, 4, 50
-			var log strings.Builder
-			o.Log = &log
-			p, err := NewPipeline(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			ctx := context.Background()
-			if _, err := p.Original(ctx); err != nil {
-				t.Fatal(err)
-			}
-			m, err := onnxio.Load(o.Model)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			for _, frac := range []float64{0.8, 0.65} {
-				cfg := Config{Residual: "diag", Budget: rankalloc.Budget{Fraction: frac}}
-				row, err := p.Evaluate(ctx, cfg, filepath.Join(dir, cfg.ModelFile(o.Model)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if row.ParamsRatio > frac || len(row.Layers) == 0 {
-					t.Errorf("%s: params ratio %v with %d layers replaced, want at most %v", cfg.Name(), row.ParamsRatio, len(row.Layers), frac)
-				}
-				// The reference: rankalloc.Run on the same images, planned.
-				ro := rankalloc.Options{Base: svd.Policy{Multiple: 16}, Residual: svd.KindDiag, Samples: 50, Batch: o.BatchSize, Threads: 2,
-					Plan: convert.PlanOptions{SVD: svd.Options{Seed: o.Seed}, Workers: 2, ChannelAlign: 4}}
-				if tc.data != "" {
-					src, err := dataset.Open(tc.data, dataset.OpenOptions{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer src.Close()
-					idx := dataset.Random(dataset.Indices(src.Len()), 50, int64(o.Seed))
-					l, err := dataset.NewLoader(src, idx, p.pre, dataset.LoaderOptions{BatchSize: o.BatchSize})
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer l.Close()
-					ro.Data = l
-				}
-				a, err := rankalloc.Run(ctx, m, cfg.Budget, ro)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if a.Metric != tc.metric {
-					t.Errorf("reference metric %s, want %s", a.Metric, tc.metric)
-				}
-				plan, err := convert.NewPlan(ctx, m, a.Policy(), svd.KindDiag, ro.Plan)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var want []report.LayerRank
-				for _, l := range plan.Layers {
-					if l.Replace {
-						want = append(want, report.LayerRank{Name: l.Name, C: l.Channels, Rank: l.Rank})
-					}
-				}
-				if !reflect.DeepEqual(row.Layers, want) {
-					t.Errorf("%s: ranks %v, rankalloc chose %v", cfg.Name(), row.Layers, want)
-				}
-				if row.Params != plan.ParamsAfter || row.Params != a.Params {
-					t.Errorf("%s: %d params, plan %d, allocation %d", cfg.Name(), row.Params, plan.ParamsAfter, a.Params)
-				}
-			}
-			if n := strings.Count(log.String(), "measuring per-layer sensitivity ("+tc.metric+")"); n != 1 {
-				t.Errorf("sensitivity measured %d times for two budgets, want once:\n%s", n, log.String())
-			}
-		})
-	}
-}
 
 // invertedBlock is a small MobileNetV2-like model: a 3x3 stem (3 -> c), a
 // 1x1 expansion c -> 4c with a folded BatchNormalization and Relu, a
@@ -184,8 +88,9 @@ func TestPipelineNonSquare(t *testing.T) {
 	ctx := context.Background()
 	for _, nonSquare := range []bool{false, true} {
 		t.Run(fmt.Sprintf("nonsquare=%v", nonSquare), func(t *testing.T) {
+			var log strings.Builder
 			p, err := NewPipeline(PipelineOptions{Model: path, Random: 8, Threads: 2, Seed: 1, Multiple: 1, ChannelAlign: 4,
-				Candidates: convert.CandidateOptions{NonSquare: nonSquare}, SpectrumResidual: svd.KindDiag})
+				Candidates: convert.CandidateOptions{NonSquare: nonSquare}, SpectrumResidual: svd.KindDiag, Log: &log})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,11 +143,12 @@ func TestPipelineNonSquare(t *testing.T) {
 			}
 
 			dir := t.TempDir()
-			for _, cfg := range []Config{{Residual: "diag", Ratio: 0.25}, {Residual: "diag", Budget: rankalloc.Budget{Fraction: 0.7}}} {
+			for _, cfg := range []Config{{Residual: "diag", Ratio: 0.25}, {Residual: "diag", Budget: pipeline.Budget{Fraction: 0.7}},
+				{Residual: "diag", Budget: pipeline.Budget{Fraction: 0.8}}} {
 				row, err := p.Evaluate(ctx, cfg, filepath.Join(dir, cfg.ModelFile(path)))
 				if cfg.HasBudget() && !nonSquare {
 					// The square layer alone cannot save 30% of the model.
-					var inf *rankalloc.InfeasibleError
+					var inf *pipeline.InfeasibleError
 					if !errors.As(err, &inf) {
 						t.Errorf("%s without non-square layers: err = %v, want an infeasible budget", cfg.Name(), err)
 					}
@@ -264,12 +170,16 @@ func TestPipelineNonSquare(t *testing.T) {
 					if !reflect.DeepEqual(got, want) {
 						t.Errorf("%s: ranks %v, want %v", cfg.Name(), got, want)
 					}
-				} else if row.ParamsRatio > 0.7 || got["expand"] == 0 && got["project"] == 0 {
+				} else if row.ParamsRatio > cfg.Budget.Fraction || got["expand"] == 0 && got["project"] == 0 {
 					t.Errorf("%s: params ratio %v with ranks %v", cfg.Name(), row.ParamsRatio, got)
 				}
 				if row.Agreement < 0 || row.Agreement > 1 || !(row.Cosine > 0) {
 					t.Errorf("%s: agreement %v cosine %v", cfg.Name(), row.Agreement, row.Cosine)
 				}
+			}
+			// The sensitivities are measured once for both budgets.
+			if n := strings.Count(log.String(), "measuring per-layer sensitivity"); n != 1 {
+				t.Errorf("sensitivity measured %d times for two budgets, want once:\n%s", n, log.String())
 			}
 		})
 	}

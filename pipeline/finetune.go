@@ -1,0 +1,203 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// Calibration caches the covariances of every candidate layer's input on
+// the first calibration images, computed once and shared by runs of the
+// same model and training images (safe for concurrent use).
+type Calibration struct {
+	once sync.Once
+	covs map[string]*finetune.Covariance
+	err  error
+}
+
+// Len returns the number of activations calibrated so far (0 before the
+// first run that initializes from data); call it while no Run is using c.
+func (c *Calibration) Len() int { return len(c.covs) }
+
+// get returns the covariances, computed by compute on first use.
+func (c *Calibration) get(compute func() (map[string]*finetune.Covariance, error)) (map[string]*finetune.Covariance, error) {
+	c.once.Do(func() { c.covs, c.err = compute() })
+	return c.covs, c.err
+}
+
+// fineTuner runs the data-aware initialization and the distillation of one
+// Run.
+type fineTuner struct {
+	opts       *Options
+	ft         *FineTune
+	r          *Result
+	train, val []int
+	summary    FineTuneResult
+}
+
+// newFineTuner prepares the fine-tuning of r (inactive without
+// Options.FineTune).
+func newFineTuner(opts *Options, r *Result) *fineTuner {
+	return &fineTuner{opts: opts, ft: opts.FineTune, r: r}
+}
+
+// active reports whether the run fine-tunes.
+func (f *fineTuner) active() bool {
+	return f.ft != nil && (!f.ft.OnlyReplaced || f.r.Plan.Replaced() > 0)
+}
+
+// split chooses the training and validation images.
+func (f *fineTuner) split() error {
+	f.train = f.ft.Train.Indices
+	if f.ft.ValFraction > 0 {
+		var err error
+		if f.train, f.val, err = dataset.SplitFraction(f.ft.Train.Indices, f.ft.ValFraction, f.ft.Seed); err != nil {
+			return fmt.Errorf("fine-tune: %w", err)
+		}
+	}
+	if len(f.train) < f.ft.Options.Batch {
+		return fmt.Errorf("fine-tune: %d training images are fewer than one batch of %d; lower --batch", len(f.train), f.ft.Options.Batch)
+	}
+	f.summary = FineTuneResult{Data: f.ft.Train.Name, TrainImages: len(f.train), ValImages: len(f.val), Init: f.ft.Init}
+	if f.summary.Init == "" {
+		f.summary.Init = InitData
+	}
+	return nil
+}
+
+// loader reads idx in batches, shuffled (and dropping the last partial
+// batch) for training.
+func (f *fineTuner) loader(idx []int, shuffle bool) (*dataset.Loader, error) {
+	t := f.ft.Train
+	return dataset.NewLoader(t.Source, idx, t.Pre, dataset.LoaderOptions{BatchSize: f.ft.Options.Batch, Shuffle: shuffle, Reshuffle: shuffle,
+		Seed: f.ft.Seed, DropLast: shuffle, Workers: dataset.DefaultWorkers, Prefetch: dataset.DefaultPrefetch})
+}
+
+// initialize replaces the data-free factors of the plan's replaced layers
+// by factors fitted to their calibration activations (InitData).
+func (f *fineTuner) initialize(ctx context.Context) error {
+	if !f.active() {
+		return nil
+	}
+	if err := f.split(); err != nil {
+		return err
+	}
+	plan := f.r.Plan
+	if f.summary.Init != InitData || plan.Replaced() == 0 {
+		return nil
+	}
+	n := min(max(f.ft.Calib, 1), len(f.train))
+	calibrate := func(values []string) (map[string]*finetune.Covariance, error) {
+		l, err := f.loader(dataset.First(f.train, n), false)
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		f.opts.logf(StageCalibrate, "calibrating on %d images", n)
+		return finetune.Calibrate(ctx, f.r.Original, values, l, f.ft.Options.Batch, n, f.ft.Options.Threads)
+	}
+	var covs map[string]*finetune.Covariance
+	var err error
+	if f.ft.Calibration != nil {
+		// Every candidate's input, so that the covariances serve any plan.
+		covs, err = f.ft.Calibration.get(func() (map[string]*finetune.Covariance, error) { return calibrate(candidateInputs(plan)) })
+	} else {
+		covs, err = calibrate(finetune.CandidateInputs(plan))
+	}
+	if err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	f.summary.Layers, err = finetune.InitFromData(ctx, plan, covs, f.opts.Plan.SVD)
+	return err
+}
+
+// candidateInputs returns the values that the plan's candidates read,
+// replaced or not.
+func candidateInputs(plan *convert.Plan) []string {
+	var vals []string
+	seen := map[string]bool{}
+	for _, l := range plan.Layers {
+		if !seen[l.Input] {
+			seen[l.Input] = true
+			vals = append(vals, l.Input)
+		}
+	}
+	return vals
+}
+
+// distill trains the rewritten model against the original.
+func (f *fineTuner) distill(ctx context.Context) error {
+	if !f.active() {
+		return nil
+	}
+	train, err := f.loader(f.train, true)
+	if err != nil {
+		return err
+	}
+	defer train.Close()
+	data := finetune.Data{Train: train, Seek: train.Seek}
+	if len(f.val) > 0 {
+		val, err := f.loader(f.val, false)
+		if err != nil {
+			return err
+		}
+		defer val.Close()
+		data.Val = val
+		if err := f.measureBefore(ctx, val); err != nil {
+			return err
+		}
+	}
+	o := f.ft.Options
+	o.StepsPerEpoch = train.Batches()
+	total := o.Steps
+	if total <= 0 {
+		total = o.Epochs * o.StepsPerEpoch
+	}
+	o.Progress = func(s finetune.Status) {
+		if s.Resumed {
+			f.opts.logf(StageFineTune, "resuming from the checkpoint in %s at step %d", o.CheckpointDir, s.Step)
+		}
+		f.opts.emit(Event{Stage: StageFineTune, Done: s.Step, Total: total, Loss: s.Loss,
+			Status: fmt.Sprintf("epoch %d, loss %.4f, lr %.2g", s.Epoch+1, s.Loss, s.LR)})
+	}
+	tuned, rep, err := finetune.Distill(ctx, f.r.Original, f.r.Model, data, o)
+	f.opts.emit(Event{Stage: StageFineTune, Finished: true})
+	if err != nil {
+		if ctx.Err() != nil && o.CheckpointDir != "" {
+			return fmt.Errorf("interrupted; training state saved in %s: run the same command again to resume (nothing was written to the output)", o.CheckpointDir)
+		}
+		return fmt.Errorf("fine-tune: %w (nothing was written to the output)", err)
+	}
+	if f.ft.RemoveCheckpoint && o.CheckpointDir != "" {
+		if err := os.RemoveAll(o.CheckpointDir); err != nil {
+			return fmt.Errorf("remove the finished checkpoint: %w", err)
+		}
+	}
+	f.r.Model = tuned
+	f.summary.Report = rep
+	if f.ft.PeakRSS != nil {
+		f.summary.PeakRSSBytes = f.ft.PeakRSS()
+	}
+	f.r.FineTune = &f.summary
+	return nil
+}
+
+// measureBefore records the teacher's accuracy and the untuned student's
+// agreement and accuracy on the validation images, in percent.
+func (f *fineTuner) measureBefore(ctx context.Context, val *dataset.Loader) error {
+	res, err := evaluate.Run(ctx, []*onnxpb.ModelProto{f.r.Original, f.r.Model}, val, evaluate.Options{Batch: f.ft.Options.Batch, Threads: f.ft.Options.Threads})
+	if err != nil {
+		return fmt.Errorf("fine-tune: validation before training: %w", err)
+	}
+	f.summary.BeforeAgree = evaluate.Percent(res.Fidelity[0].Agreement())
+	f.summary.TeacherTop1 = evaluate.Percent(res.Models[0].Accuracy.Top1Rate())
+	f.summary.BeforeTop1 = evaluate.Percent(res.Models[1].Accuracy.Top1Rate())
+	return nil
+}

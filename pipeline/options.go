@@ -1,0 +1,230 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/svd"
+)
+
+// Options configure Run.
+type Options struct {
+	// In is the path of the original model. Original, when set, is its
+	// loaded contents (Run then does not load In again); it is never
+	// modified, so that concurrent runs may share it.
+	In       string
+	Original *onnxpb.ModelProto
+	// Out is the path the compressed model is written to (atomically); ""
+	// writes nothing (a dry run: FileBytesAfter is the encoded size).
+	// ExternalData stores the tensors in a data file next to Out.
+	Out          string
+	ExternalData bool
+	// Overwrite allows Out (and its data file) to replace existing files;
+	// never an input file, whatever it says.
+	Overwrite bool
+	// Inputs are the files the original was read from (onnxio.LoadFiles);
+	// Run fills them when it loads In itself. No output may replace one.
+	Inputs []string
+	// Rule is the rank rule of the layers that Plan.Select does not fix;
+	// a Budget replaces it. Residual is the residual kind of the modules.
+	Rule     svd.Policy
+	Residual svd.ResidualKind
+	// Plan sets the input shapes for MAC accounting, the factorization
+	// options, workers, candidates, channel alignment and the layer
+	// selection (exclusions, per-layer ranks, force).
+	Plan convert.PlanOptions
+	// Budget, when set, chooses every layer's rank by measured
+	// sensitivity instead of Rule.
+	Budget *BudgetOptions
+	// FineTune, when set, fits the factors to calibration activations and
+	// distills the rewritten model from the original.
+	FineTune *FineTune
+	// Verify, when set, measures the compressed model's fidelity to the
+	// original and its accuracy.
+	Verify *Verify
+	// Tool names the program, recorded in the model's metadata.
+	Tool string
+	// Progress, when set, receives the stages' messages and progress.
+	Progress func(Event)
+}
+
+// Budget is a parameter or MAC budget (see rankalloc.ParseBudget).
+type Budget = rankalloc.Budget
+
+// InfeasibleError reports a budget below the smallest achievable fraction.
+type InfeasibleError = rankalloc.InfeasibleError
+
+// ParseBudget reads a budget: a fraction, params=F or macs=F.
+func ParseBudget(s string) (Budget, error) { return rankalloc.ParseBudget(s) }
+
+// DefaultBudgetSamples is the number of images on which a budget's
+// per-layer sensitivities are measured by default.
+const DefaultBudgetSamples = rankalloc.DefaultSamples
+
+// BudgetOptions configure rank allocation for a budget.
+type BudgetOptions struct {
+	// Target is the budget to meet.
+	Target Budget
+	// Multiple: the ranks offered are multiples of it (when > 1).
+	Multiple int
+	// Data, when set, holds the images on which sensitivities are
+	// measured (as the KL divergence of the outputs): Samples of them,
+	// chosen at random with Seed. Without Data the sensitivity is the
+	// weight reconstruction error.
+	Data    *dataset.Subset
+	Samples int
+	Seed    int64
+	// Batch is the number of images run at once (a model with a fixed
+	// batch size uses its own); Threads the engine threads.
+	Batch, Threads int
+	// Cache, when set, keeps the measured sensitivities of each residual
+	// kind for other runs with the same model, data and options.
+	Cache *Sensitivities
+}
+
+// Init is the factor initialization before fine-tuning.
+type Init string
+
+// Initializations.
+const (
+	// InitData fits each replaced layer's factors to its calibration
+	// activations (keeping the data-free ones where they fit better).
+	InitData Init = "data"
+	// InitWeights keeps the data-free SVD factors.
+	InitWeights Init = "weights"
+)
+
+// ParseInit reads an initialization name ("" is InitData).
+func ParseInit(s string) (Init, error) {
+	switch Init(s) {
+	case "", InitData:
+		return InitData, nil
+	case InitWeights:
+		return InitWeights, nil
+	}
+	return "", fmt.Errorf("%q: want data or weights", s)
+}
+
+// FineTune configures data-aware initialization and distillation.
+type FineTune struct {
+	// Train holds the training images; ValFraction of them (chosen with
+	// Seed) are held out to validate after each epoch (0: none).
+	Train       dataset.Subset
+	ValFraction float64
+	// Seed shuffles the training images and splits off the validation set.
+	Seed int64
+	// Init chooses the factor initialization; Calib is the number of
+	// training images whose activations InitData fits.
+	Init  Init
+	Calib int
+	// Calibration, when set, caches the calibration covariances for other
+	// runs with the same model and training images.
+	Calibration *Calibration
+	// Options are passed to finetune.Distill; StepsPerEpoch and Progress
+	// are set by Run. Options.Fingerprint identifies the run, so that a
+	// checkpoint in Options.CheckpointDir of another run is not resumed.
+	Options finetune.Options
+	// RemoveCheckpoint removes the checkpoint once training has finished.
+	RemoveCheckpoint bool
+	// OnlyReplaced skips initialization and training when the plan
+	// replaces no layer.
+	OnlyReplaced bool
+	// PeakRSS, when set, reports the process's peak resident set size in
+	// bytes; it is recorded after training.
+	PeakRSS func() int64
+}
+
+// Verify configures the measurement of the compressed model.
+type Verify struct {
+	// Fidelity are the inputs on which the compressed model's outputs are
+	// compared with the original's. Reference, when set, holds the
+	// original's outputs on them (evaluate.Options.Record), so that the
+	// original is not run again.
+	Fidelity  dataset.Samples
+	Reference *evaluate.Reference
+	// Accuracy measures top-1 accuracy on Eval, or on Fidelity's labels
+	// when Eval is nil. Before also measures it before fine-tuning.
+	Accuracy, Before bool
+	Eval             dataset.Samples
+	// Batch is the evaluation batch size (default 64), Threads the
+	// engine threads (0: all cores).
+	Batch, Threads int
+}
+
+// Stage names a step of the pipeline in Events.
+type Stage string
+
+// Stages.
+const (
+	StageBudget    Stage = "sensitivity"
+	StagePlan      Stage = "plan"
+	StageCalibrate Stage = "calibrate"
+	StageFineTune  Stage = "fine-tune"
+	StageVerify    Stage = "verify"
+	StageSave      Stage = "save"
+)
+
+// Event reports progress: a message, or Done of Total units of work
+// (sensitivity runs, training steps) with a short Status, or the end of a
+// stage's progress (Finished).
+type Event struct {
+	Stage   Stage
+	Message string
+	// Done and Total count units of work; Total is 0 for a message.
+	Done, Total int
+	// Status is a short description of the current unit (loss, rate).
+	Status string
+	// Loss is the training loss at a fine-tuning step.
+	Loss float64
+	// Finished marks the end of the stage's progress.
+	Finished bool
+}
+
+// validate checks the options that Run cannot leave to the stages.
+func (o *Options) validate() error {
+	if o.In == "" && o.Original == nil {
+		return errors.New("pipeline: no input model")
+	}
+	if err := o.Residual.Validate(); err != nil {
+		return err
+	}
+	if ft := o.FineTune; ft != nil {
+		if !(ft.ValFraction >= 0 && ft.ValFraction < 1) {
+			return fmt.Errorf("fine-tune: validation fraction %v must be in [0, 1)", ft.ValFraction)
+		}
+		if ft.Options.Batch < 1 {
+			return fmt.Errorf("fine-tune: batch %d must be at least 1", ft.Options.Batch)
+		}
+		if _, err := ParseInit(string(ft.Init)); err != nil {
+			return fmt.Errorf("fine-tune: init %w", err)
+		}
+	}
+	if v := o.Verify; v != nil && v.Fidelity == nil {
+		return errors.New("verify: no inputs to measure fidelity on")
+	}
+	return nil
+}
+
+// emit sends an event to the Progress callback.
+func (o *Options) emit(e Event) {
+	if o.Progress != nil {
+		o.Progress(e)
+	}
+}
+
+// logf emits a message of a stage.
+func (o *Options) logf(stage Stage, format string, a ...any) {
+	o.emit(Event{Stage: stage, Message: fmt.Sprintf(format, a...)})
+}
+
+// Resources a Budget may limit.
+const (
+	Params = rankalloc.Params
+	MACs   = rankalloc.MACs
+)

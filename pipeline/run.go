@@ -1,0 +1,147 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/svd"
+)
+
+// Run compresses one model: it plans (with the budget's allocation when
+// Budget is set), initializes the factors from data and rewrites the
+// model, fine-tunes it, verifies it and writes it, as opts say. It stops
+// with ctx's error when ctx is cancelled; nothing is written then.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	r := &Result{Input: opts.In, Output: opts.Out, Residual: opts.Residual.String(), DryRun: opts.Out == ""}
+	if opts.In != "" {
+		st, err := os.Stat(opts.In)
+		if err != nil {
+			return nil, fmt.Errorf("compress: %w", err)
+		}
+		r.FileBytesBefore = st.Size()
+	}
+	r.Original = opts.Original
+	if r.Original == nil {
+		m, inputs, err := onnxio.LoadFiles(opts.In)
+		if err != nil {
+			return nil, err
+		}
+		r.Original, opts.Inputs = m, inputs
+	}
+	saveOpts := onnxio.SaveOptions{ExternalData: opts.ExternalData}
+	if opts.Out != "" {
+		if _, err := onnxio.CheckOutput(opts.Out, nil, saveOpts, opts.Inputs, opts.Overwrite); err != nil {
+			return nil, err
+		}
+	}
+	rule, po := opts.Rule, opts.Plan
+	if opts.Budget != nil {
+		a, err := allocate(ctx, r, &opts)
+		if err != nil {
+			return nil, err
+		}
+		r.Allocation = a
+		rule, po.Select = svd.Policy{}, a.Selection(opts.Plan.Select)
+	}
+	opts.logf(StagePlan, "planning %s (residual %s)", opts.In, opts.Residual)
+	plan, err := convert.NewPlan(ctx, r.Original, rule, opts.Residual, po)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
+	}
+	plan.Tool = opts.Tool
+	r.Plan = plan
+	opts.logf(StagePlan, "%d candidates, %d to replace", len(plan.Layers), plan.Replaced())
+	ft := newFineTuner(&opts, r)
+	if err := ft.initialize(ctx); err != nil {
+		return nil, err
+	}
+	if r.Model, err = convert.Apply(r.Original, plan); err != nil {
+		return nil, err
+	}
+	ver := newVerifier(&opts, r)
+	if ft.active() {
+		if err := ver.before(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := ft.distill(ctx); err != nil {
+		return nil, err
+	}
+	if err := ver.after(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.account(po.Shapes); err != nil {
+		return nil, err
+	}
+	if err := r.save(&opts); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// account fills the report fields from the plan and the final model.
+func (r *Result) account(shapes convert.ShapeOptions) error {
+	r.Layers = r.Plan.Layers
+	r.Replaced = r.Plan.Replaced()
+	r.ParamsBefore, r.MACsBefore = r.Plan.ParamsBefore, r.Plan.MACsBefore
+	s, err := convert.Inspect(r.Model, shapes)
+	if err != nil {
+		return fmt.Errorf("inspect the compressed model: %w", err)
+	}
+	r.ParamsAfter, r.MACsAfter = s.Params, s.MACs
+	r.ParamsRatio = evaluate.Ratio(r.ParamsAfter, r.ParamsBefore)
+	r.MACsRatio = evaluate.Ratio(r.MACsAfter, r.MACsBefore)
+	return nil
+}
+
+// save writes the model (or measures its encoded size on a dry run).
+func (r *Result) save(opts *Options) error {
+	if opts.Out == "" {
+		r.FileBytesAfter = int64(proto.Size(r.Model))
+	} else {
+		saveOpts := onnxio.SaveOptions{ExternalData: opts.ExternalData}
+		// Files can appear during a long run, and a model over 2 GiB gets a
+		// data file even without ExternalData: check again with the model.
+		if _, err := onnxio.CheckOutput(opts.Out, r.Model, saveOpts, opts.Inputs, opts.Overwrite); err != nil {
+			return err
+		}
+		if err := onnxio.Save(opts.Out, r.Model, saveOpts); err != nil {
+			return err
+		}
+		n, err := writtenBytes(opts.Out, opts.ExternalData)
+		if err != nil {
+			return err
+		}
+		r.FileBytesAfter = n
+		opts.logf(StageSave, "wrote %s", opts.Out)
+	}
+	r.FileRatio = evaluate.Ratio(r.FileBytesAfter, r.FileBytesBefore)
+	return nil
+}
+
+// writtenBytes is the size of the written model plus its external data.
+func writtenBytes(path string, external bool) (int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	n := st.Size()
+	if external {
+		if d, err := os.Stat(filepath.Join(filepath.Dir(path), onnxio.ExternalDataName(path))); err == nil {
+			n += d.Size()
+		} else if d, err := os.Stat(onnxio.ExternalDataName(path)); err == nil {
+			n += d.Size()
+		}
+	}
+	return n, nil
+}
