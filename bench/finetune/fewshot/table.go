@@ -53,8 +53,8 @@ func printTable(w io.Writer, path string) error {
 			if r.Multiple == 1 {
 				ranks = "exact ranks"
 			}
-			setting := fmt.Sprintf("%s, %d images, %d steps, match %s, augment %s, T %g, lr %g, train %s, hold-out %g",
-				ranks, r.TrainImages+r.ValImages, r.Steps, r.Match, r.Augment, r.Temperature, r.LR, orDefault(r.Train, "lpr"), r.ValFraction)
+			setting := fmt.Sprintf("%s %g, %d images, %d steps (%d reconstruct), match %s, augment %s, T %g, lr %g, train %s, hold-out %g",
+				ranks, r.RankRatio, r.TrainImages+r.ValImages, r.Steps, r.PreSteps, r.Match, r.Augment, r.Temperature, r.LR, orDefault(r.Train, "lpr"), r.ValFraction)
 			g = &group{name: name, model: model, setting: setting, images: r.ImagesProcessed}
 			groups[key] = g
 			order = append(order, key)
