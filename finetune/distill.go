@@ -319,6 +319,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 	}
 	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
 	stepInEpoch := 0
+	leadingEOF, startStep := false, r.step
 	if o.StepsPerEpoch > 0 {
 		stepInEpoch = r.step % o.StepsPerEpoch
 	}
@@ -334,7 +335,14 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		n, err := data.Train.Next(x, labels)
 		if errors.Is(err, io.EOF) {
 			if stepInEpoch == 0 {
-				return fmt.Errorf("distill: the training data yields no batch of %d; lower --batch", o.Batch)
+				// A source left at the end of an epoch (by an earlier
+				// stage, such as Reconstruct) starts the next one; a
+				// second end in a row means no full batch at all.
+				if leadingEOF || r.step > startStep {
+					return fmt.Errorf("distill: the training data yields no batch of %d; lower --batch", o.Batch)
+				}
+				leadingEOF = true
+				continue
 			}
 			if err := r.endEpoch(ctx, data.Val, &ck); err != nil {
 				return err

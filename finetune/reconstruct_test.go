@@ -2,6 +2,7 @@ package finetune
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
@@ -68,5 +69,29 @@ func TestReconstructLowersModuleError(t *testing.T) {
 	}
 	if _, _, err := Reconstruct(context.Background(), teacher, student, nil, distillOpts(1), 0); err == nil {
 		t.Error("zero steps accepted")
+	}
+}
+
+// TestDistillAfterReconstructOnOneLoader checks that Distill continues on
+// a loader that Reconstruct left at the end of an epoch (4 batches of 50
+// per epoch, 8 steps), and still refuses data without one full batch.
+func TestDistillAfterReconstructOnOneLoader(t *testing.T) {
+	teacher, plan := lprFixture(t)
+	student, err := convert.Apply(teacher, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train := loader(t, "train", 200, 50, true)
+	opts := distillOpts(4)
+	opts.StepsPerEpoch = 4
+	mid, _, err := Reconstruct(context.Background(), teacher, student, train, opts, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, rep, err := Distill(context.Background(), teacher, mid, Data{Train: train}, opts); err != nil || rep.Steps != 4 {
+		t.Fatalf("distill after reconstruct on the same loader: %v", err)
+	}
+	if _, _, err := Distill(context.Background(), teacher, mid, Data{Train: loader(t, "train", 40, 50, true)}, opts); err == nil || !strings.Contains(err.Error(), "yields no batch") {
+		t.Errorf("40 images in batches of 50: %v", err)
 	}
 }
