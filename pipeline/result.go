@@ -59,6 +59,12 @@ type FineTuneResult struct {
 	Data        string `json:"data"`
 	TrainImages int    `json:"train_images"`
 	ValImages   int    `json:"val_images"`
+	// Recipe is the data-size recipe the schedule came from (nil when
+	// --epochs or --steps chose it).
+	Recipe *finetune.Recipe `json:"recipe,omitempty"`
+	// Reconstruct is the report of the module-reconstruction stage (nil
+	// without one).
+	Reconstruct *finetune.Report `json:"reconstruct,omitempty"`
 	// Init is the initialization, Layers its per-layer errors (InitData).
 	Init   Init                 `json:"init"`
 	Layers []finetune.LayerInit `json:"init_layers,omitempty"`

@@ -103,7 +103,8 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "quant-samples", Value: quantize.DefaultSamples, Usage: "int8: calibrate on `N` --data images"},
 	}
 	flags = append(flags, dataFlagsSplit("fine-tune on these images (image folder, IDX folder or file, NPY): enables data-aware initialization and distillation", "train")...)
-	flags = append(flags, finetuneFlags(finetuneDefaults{Epochs: 1, ValFraction: defaultValFraction})...)
+	flags = append(flags, finetuneFlags(finetuneDefaults{ValFraction: defaultValFraction,
+		EpochsUsage: "fine-tune for `N` passes over the --data images (default: the recipe for the amount of data; see above)"})...)
 	flags = append(flags,
 		&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for calibration and training"},
 		&cli.StringFlag{Name: "checkpoint", Usage: "save training state in `DIR` (every --checkpoint-every steps, each epoch, and on Ctrl-C); rerunning the same command resumes"},
@@ -142,11 +143,29 @@ plain low-rank factors.
 Residuals: none (plain SVD), identity (the LPRNet paper's W ≈ I + BA),
 diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
 
+Fine-tuning: with --data, each layer's factors are first fitted to its
+input activations, then the model is distilled from the original, label-
+free. Without --epochs or --steps the schedule follows the amount of data
+(measured on Fashion-MNIST, bench/finetune/RESULTS.md):
+  - steps: about 60,000 images' worth (937 steps of 64) for up to 60,000
+    images, one pass over more: few images are revisited, not under-trained;
+  - objective: KD on the logits at temperature 2 plus every LPR module's
+    output matched to the original's (--match logits+modules);
+  - below 5,000 images, the first third of the steps fit only the modules'
+    outputs (reconstruction), then distillation;
+  - hold-out: 10% with best-epoch selection only from 20,000 images (2,000
+    held out); fewer would select by noise, so the last step is kept;
+  - no augmentation (it did not pay at 1,000 or 5,000 images).
+Any of --batch, --lr, --temperature, --match, --augment, --val-fraction
+given explicitly overrides the recipe; --epochs or --steps replaces it. The
+chosen recipe is printed and is in --json (finetune.recipe).
+
 Examples:
    lprconv compress mobilenet.onnx -o small.onnx
    lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 1
    lprconv compress shufflenet.onnx -o s.onnx --residual identity --exclude 'stage4'
-   lprconv compress model.onnx --dry-run --energy 0.9 --json`,
+   lprconv compress model.onnx --dry-run --energy 0.9 --json
+   lprconv compress model.onnx -o small.onnx --data train/ --mean 0.286 --std 0.353   # few-image recipe`,
 		Flags: flags,
 	}, func(c *cli.Context, args []string) error {
 		if len(args) != 1 {
@@ -283,6 +302,9 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 	}
 	closeData = func() { data.Source.Close() }
 	opts.FineTune.Train = *data
+	if err := applyRecipe(c, opts.FineTune, len(data.Indices)); err != nil {
+		return opts, closeData, err
+	}
 	if opts.Budget != nil {
 		opts.Budget.Data = data
 	}
