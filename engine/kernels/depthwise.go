@@ -104,21 +104,40 @@ func dwPlane(g *ConvGeom, in, w []float32, bias float32, out []float32) {
 	for i := range out[:g.OH*g.OW] {
 		out[i] = bias
 	}
+	dwTaps(g, w, in, out, false)
+}
+
+// dwTaps adds, for every tap of the KH x KW filter w, the tap weight times
+// the plane values it reads into the output plane outs; with toPlane (the
+// adjoint, for the input gradient) it adds the weight times the outs values
+// into the plane values they were read from.
+func dwTaps(g *ConvGeom, w, plane, outs []float32, toPlane bool) {
 	sw := g.Strides[1]
 	g.eachTap(func(oy, k, iy, xlo, xhi, ix int) {
 		wv := w[k]
-		irow := in[iy*g.W : (iy+1)*g.W]
-		o := out[oy*g.OW+xlo : oy*g.OW+xhi]
-		if sw == 1 {
-			s := irow[ix : ix+len(o)]
+		row := plane[iy*g.W : (iy+1)*g.W]
+		o := outs[oy*g.OW+xlo : oy*g.OW+xhi]
+		switch {
+		case sw == 1 && toPlane:
+			d := row[ix : ix+len(o)]
+			for j, v := range o {
+				d[j] += wv * v
+			}
+		case sw == 1:
+			s := row[ix : ix+len(o)]
 			for j, v := range s {
 				o[j] += wv * v
 			}
-			return
-		}
-		for j := range o {
-			o[j] += wv * irow[ix]
-			ix += sw
+		case toPlane:
+			for _, v := range o {
+				row[ix] += wv * v
+				ix += sw
+			}
+		default:
+			for j := range o {
+				o[j] += wv * row[ix]
+				ix += sw
+			}
 		}
 	})
 }
@@ -258,23 +277,7 @@ func dwWeightPlane(g *ConvGeom, in, dout, dw []float32) {
 // dwInputPlane overwrites din (one plane) with the input gradient.
 func dwInputPlane(g *ConvGeom, w, dout, din []float32) {
 	clear(din)
-	sw := g.Strides[1]
-	g.eachTap(func(oy, k, iy, xlo, xhi, ix int) {
-		wv := w[k]
-		irow := din[iy*g.W : (iy+1)*g.W]
-		o := dout[oy*g.OW+xlo : oy*g.OW+xhi]
-		if sw == 1 {
-			d := irow[ix : ix+len(o)]
-			for j, v := range o {
-				d[j] += wv * v
-			}
-			return
-		}
-		for _, v := range o {
-			irow[ix] += wv * v
-			ix += sw
-		}
-	})
+	dwTaps(g, w, din, dout, true)
 }
 
 func dot(x, y []float32) float32 {
