@@ -141,10 +141,7 @@ func TestFixturesFullRankEquivalence(t *testing.T) {
 				if p.Replaced() != fixtureCandidates[fixtureFamily(path)] {
 					t.Fatalf("replaced %d layers", p.Replaced())
 				}
-				out, err := Apply(m, p)
-				if err != nil {
-					t.Fatal(err)
-				}
+				out := mustApply(t, m, p)
 				op := save(t, out, "full.onnx")
 				for name, x := range inputs {
 					compareOutputs(t, name, runInput(t, op, out, x), want[name], 1e-4)
@@ -208,10 +205,7 @@ func TestFixturesEveryResidualIsValid(t *testing.T) {
 				if p.Replaced() == 0 {
 					t.Fatal("nothing replaced at ratio 1/4")
 				}
-				out, err := Apply(m, p)
-				if err != nil {
-					t.Fatal(err)
-				}
+				out := mustApply(t, m, p)
 				if opsetVersion(out) != opsetVersion(m) || out.IrVersion != m.IrVersion {
 					t.Errorf("opset %d IR %d, want %d %d", opsetVersion(out), out.IrVersion, opsetVersion(m), m.IrVersion)
 				}

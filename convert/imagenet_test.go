@@ -10,6 +10,7 @@ import (
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -78,20 +79,11 @@ func TestImageNetFullRankEquivalence(t *testing.T) {
 		testutil.Skip(t, "ImageNet-shaped full-rank rewrite is slow; run without -short")
 	}
 	for _, file := range []string{"mobilenetv1_1.0.onnx", "shufflenetv2_x1.0.onnx"} {
-		path := testutil.ImageNetModel(t, file)
-		m, err := onnxio.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		shape := []int64{2, 3, 224, 224}
-		feed := map[string]ortrun.Tensor{m.Graph.Input[0].Name: {Shape: shape, Data: randomInput(rand.New(rand.NewSource(4)), shape...)}}
-		want, err := ortrun.Run(path, feed, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, feed, want := imageNetReference(t, file, []int64{2, 3, 224, 224})
 		for _, kind := range []svd.ResidualKind{svd.KindNone, svd.KindIdentity} {
 			t.Run(file+"/"+kind.String(), func(t *testing.T) {
 				var p *Plan
+				var err error
 				if file == "shufflenetv2_x1.0.onnx" {
 					p, err = NewPlan(context.Background(), m, fullRankPolicy(), kind, forced)
 				} else {
@@ -107,18 +99,24 @@ func TestImageNetFullRankEquivalence(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				out, err := Apply(m, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := ortrun.Run(save(t, out, "full.onnx"), feed, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				compareOutputs(t, kind.String(), got, want, 1e-4)
+				compareOutputs(t, kind.String(), runFeed(t, save(t, mustApply(t, m, p), "full.onnx"), feed), want, 1e-4)
 			})
 		}
 	}
+}
+
+// imageNetReference loads the ImageNet-shaped model file and runs it in
+// ONNX Runtime on standard-normal input of the given shape (seed 4): it
+// returns the model, the input feed and ONNX Runtime's outputs.
+func imageNetReference(t *testing.T, file string, shape []int64) (*onnxpb.ModelProto, map[string]ortrun.Tensor, map[string]ortrun.Tensor) {
+	t.Helper()
+	path := testutil.ImageNetModel(t, file)
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := map[string]ortrun.Tensor{m.Graph.Input[0].Name: {Shape: shape, Data: randomInput(rand.New(rand.NewSource(4)), shape...)}}
+	return m, feed, runFeed(t, path, feed)
 }
 
 // exactFactors replaces the factors of every candidate in p by the exact

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -139,13 +138,8 @@ func TestNonSquareRewrite(t *testing.T) {
 					t.Errorf("%s: rank %d at ratio 1", l.Name, l.Rank)
 				}
 			}
-			out, err := Apply(m, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := save(t, out, "lpr.onnx")
-			compareOutputs(t, kind.String(), runModel(t, path, x, shape), want, 1e-4)
-			testutil.CheckONNX(t, path)
+			out := mustApply(t, m, p)
+			checkRewrite(t, kind.String(), out, x, shape, want)
 			md, ok, err := ReadMetadata(out)
 			if err != nil || !ok || len(md.Layers) != 3 || md.Layers[0].InChannels != 8 || md.Layers[0].Channels != 32 || md.Layers[2].InChannels != 0 {
 				t.Errorf("metadata %+v (%v, %v)", md, ok, err)
@@ -204,10 +198,7 @@ func TestNonSquareRewrite(t *testing.T) {
 			}
 		}
 		ref.Graph.Node = nodes
-		out, err := Apply(m, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		out := mustApply(t, m, p)
 		if p.ParamsAfter >= p.ParamsBefore {
 			t.Errorf("params %d -> %d", p.ParamsBefore, p.ParamsAfter)
 		}
@@ -255,17 +246,7 @@ func TestImageNetMobileNetV2NonSquare(t *testing.T) {
 	if testing.Short() {
 		testutil.Skip(t, "ImageNet-shaped MobileNetV2 rewrite is slow; run without -short")
 	}
-	path := testutil.ImageNetModel(t, "mobilenetv2.onnx")
-	m, err := onnxio.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shape := []int64{1, 3, 224, 224}
-	feed := map[string]ortrun.Tensor{m.Graph.Input[0].Name: {Shape: shape, Data: randomInput(rand.New(rand.NewSource(4)), shape...)}}
-	want, err := ortrun.Run(path, feed, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, feed, want := imageNetReference(t, "mobilenetv2.onnx", []int64{1, 3, 224, 224})
 	opts := PlanOptions{Candidates: CandidateOptions{NonSquare: true}}
 	t.Run("full", func(t *testing.T) {
 		p, err := NewPlan(context.Background(), m, svd.Policy{Rank: 1}, svd.KindDiag, opts)
@@ -276,15 +257,7 @@ func TestImageNetMobileNetV2NonSquare(t *testing.T) {
 			t.Fatalf("%d non-square candidates, want the 30+ expand/project layers", len(p.Layers))
 		}
 		exactNonSquareFactors(p)
-		out, err := Apply(m, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := ortrun.Run(save(t, out, "full.onnx"), feed, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		compareOutputs(t, "full rank", got, want, 1e-4)
+		compareOutputs(t, "full rank", runFeed(t, save(t, mustApply(t, m, p), "full.onnx"), feed), want, 1e-4)
 	})
 	t.Run("ratio0.25", func(t *testing.T) {
 		p, err := NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, svd.KindDiag, opts)
@@ -294,14 +267,7 @@ func TestImageNetMobileNetV2NonSquare(t *testing.T) {
 		if p.Replaced() < 30 || p.ParamsAfter >= p.ParamsBefore || p.MACsAfter >= p.MACsBefore {
 			t.Fatalf("replaced %d, params %d -> %d, MACs %d -> %d", p.Replaced(), p.ParamsBefore, p.ParamsAfter, p.MACsBefore, p.MACsAfter)
 		}
-		out, err := Apply(m, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := ortrun.Run(save(t, out, "r4.onnx"), feed, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := runFeed(t, save(t, mustApply(t, m, p), "r4.onnx"), feed)
 		for name, v := range got {
 			if len(v.Data) != len(want[name].Data) {
 				t.Errorf("output %s has %d values, want %d", name, len(v.Data), len(want[name].Data))

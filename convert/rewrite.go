@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -39,15 +38,7 @@ type MetadataLayer struct {
 
 // ReadMetadata returns the record Apply left in m, if any.
 func ReadMetadata(m *onnxpb.ModelProto) (*Metadata, bool, error) {
-	s, ok := onnxio.Metadata(m, MetadataKey)
-	if !ok {
-		return nil, false, nil
-	}
-	var md Metadata
-	if err := json.Unmarshal([]byte(s), &md); err != nil {
-		return nil, true, fmt.Errorf("metadata %q is not valid JSON: %w", MetadataKey, err)
-	}
-	return &md, true, nil
+	return onnxio.MetadataJSON[Metadata](m, MetadataKey)
 }
 
 // Apply returns a copy of m in which every layer the plan replaces is an
@@ -117,11 +108,9 @@ func Apply(m *onnxpb.ModelProto, p *Plan) (*onnxpb.ModelProto, error) {
 	}
 	g.Node = nodes
 	pruneDead(m.GetGraph(), g)
-	js, err := json.Marshal(md)
-	if err != nil {
-		return nil, fmt.Errorf("apply: metadata: %w", err)
+	if err := onnxio.SetMetadataJSON(out, MetadataKey, md); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
-	onnxio.SetMetadata(out, MetadataKey, string(js))
 	return out, nil
 }
 

@@ -52,11 +52,37 @@ func lprNet(c int64, opset int64) *onnxpb.ModelProto {
 
 func runModel(t *testing.T, path string, x []float32, shape []int64) map[string]ortrun.Tensor {
 	t.Helper()
-	out, err := ortrun.Run(path, map[string]ortrun.Tensor{"x": {Shape: shape, Data: x}}, nil)
+	return runFeed(t, path, map[string]ortrun.Tensor{"x": {Shape: shape, Data: x}})
+}
+
+// runFeed runs the model at path in ONNX Runtime on feed.
+func runFeed(t *testing.T, path string, feed map[string]ortrun.Tensor) map[string]ortrun.Tensor {
+	t.Helper()
+	out, err := ortrun.Run(path, feed, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// mustApply returns Apply(m, p), failing the test on an error.
+func mustApply(t *testing.T, m *onnxpb.ModelProto, p *Plan) *onnxpb.ModelProto {
+	t.Helper()
+	out, err := Apply(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkRewrite saves the rewritten model out, checks that ONNX Runtime's
+// outputs on input x of the given shape match want within 1e-4 and that
+// the ONNX checker accepts the file.
+func checkRewrite(t *testing.T, label string, out *onnxpb.ModelProto, x []float32, shape []int64, want map[string]ortrun.Tensor) {
+	t.Helper()
+	path := save(t, out, "lpr.onnx")
+	compareOutputs(t, label, runModel(t, path, x, shape), want, 1e-4)
+	testutil.CheckONNX(t, path)
 }
 
 // relMaxAbs returns max|got - want| / max|want|.
@@ -114,13 +140,7 @@ func TestFullRankRewriteReproducesOutputs(t *testing.T) {
 				if p.Replaced() != 3 || len(p.Layers) != 3 {
 					t.Fatalf("replaced %d of %d layers, want 3 of 3", p.Replaced(), len(p.Layers))
 				}
-				out, err := Apply(m, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				path := save(t, out, "lpr.onnx")
-				compareOutputs(t, kind.String(), runModel(t, path, x, shape), want, 1e-4)
-				testutil.CheckONNX(t, path)
+				checkRewrite(t, kind.String(), mustApply(t, m, p), x, shape, want)
 			})
 		}
 	}
@@ -203,10 +223,7 @@ func TestDepthwiseResidualAgainstDirectSum(t *testing.T) {
 	for i := range l.Factors.Taps {
 		l.Factors.Taps[i] = float32(rng.NormFloat64())
 	}
-	out, err := Apply(m, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustApply(t, m, p)
 	x := randomInput(rng, 1, c, h, w)
 	got := runModel(t, save(t, out, "dw.onnx"), x, []int64{1, c, h, w})[y].Data
 	f := l.Factors
@@ -312,10 +329,7 @@ func TestApplyKeepsModelAndRecordsMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Tool = "lprconv test"
-	out, err := Apply(m, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustApply(t, m, p)
 	if onnxEncode(t, m) != before {
 		t.Fatal("Apply modified its input model")
 	}
@@ -439,10 +453,7 @@ func TestPlanDecisions(t *testing.T) {
 	if want := math.Sqrt(num / den); math.Abs(l0.RelErr-want) > 1e-4*want {
 		t.Errorf("relative error %v, recomputed %v", l0.RelErr, want)
 	}
-	out, err := Apply(m, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustApply(t, m, p)
 	md, _, _ := ReadMetadata(out)
 	if len(md.Layers) != 1 || md.Layers[0].Name != names[0] {
 		t.Errorf("metadata %+v", md)
@@ -478,10 +489,7 @@ func TestApplyDeclaresModuleShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Apply(m, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustApply(t, m, p)
 	vi := map[string]string{}
 	for _, v := range out.Graph.ValueInfo {
 		var dims []string

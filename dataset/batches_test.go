@@ -1,8 +1,6 @@
 package dataset
 
 import (
-	"errors"
-	"io"
 	"math"
 	"testing"
 )
@@ -18,14 +16,7 @@ func readNoise(t *testing.T, n Noise, batch int) []float32 {
 	var all []float32
 	buf := make([]float32, batch*n.Size)
 	labels := make([]int, batch)
-	for {
-		k, err := r.Next(buf, labels)
-		if errors.Is(err, io.EOF) {
-			return all
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachBatch(t, r, buf, labels, func(k int) {
 		if k > batch {
 			t.Fatalf("batch of %d samples, asked for %d", k, batch)
 		}
@@ -35,7 +26,8 @@ func readNoise(t *testing.T, n Noise, batch int) []float32 {
 			}
 		}
 		all = append(all, buf[:k*n.Size]...)
-	}
+	})
+	return all
 }
 
 // TestNoiseDeterministic: the same seed gives the same samples, another

@@ -14,5 +14,6 @@
 // A Preprocess converts a sample to the model's shape (channel replication or
 // RGB to gray, bilinear resize or centre crop, mean/std normalisation), and a
 // Loader batches samples in a seeded, deterministic order into caller-owned
-// buffers.
+// buffers. An Augmenter applies seeded random transforms (shift, flip,
+// mixup, cutmix) to such batches for distillation.
 package dataset

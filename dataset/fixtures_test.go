@@ -1,8 +1,6 @@
 package dataset
 
 import (
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,14 +51,7 @@ func checkFixtureDir(t *testing.T, dir string, n int) {
 	dst := make([]float32, l.BatchLen())
 	labels := make([]int, 64)
 	counts := make([]int, 10)
-	for {
-		k, err := l.Next(dst, labels)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachBatch(t, l, dst, labels, func(k int) {
 		for _, lab := range labels[:k] {
 			if lab < 0 || lab > 9 {
 				t.Fatalf("label %d outside 0..9", lab)
@@ -72,7 +63,7 @@ func checkFixtureDir(t *testing.T, dir string, n int) {
 				t.Fatalf("pixel %v outside [0,1]", v)
 			}
 		}
-	}
+	})
 	for c, k := range counts {
 		if k == 0 {
 			t.Errorf("class %d (%s) has no images", c, classes[c])

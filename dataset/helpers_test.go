@@ -168,3 +168,14 @@ func indexNPY(t testing.TB, dir string, n, c, h, w int) (images, labels string) 
 }
 
 func approx(a, b, tol float32) bool { return float32(math.Abs(float64(a-b))) <= tol }
+
+// writeNPYPair writes data to dir/x.npy and, unless labels is nil, labels
+// to dir/labelName; it returns both paths ("" for no labels).
+func writeNPYPair(t testing.TB, dir string, data, labels []byte, labelName string) (npy, labelPath string) {
+	t.Helper()
+	npy = writeFile(t, filepath.Join(dir, "x.npy"), data)
+	if labels != nil {
+		labelPath = writeFile(t, filepath.Join(dir, labelName), labels)
+	}
+	return npy, labelPath
+}

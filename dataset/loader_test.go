@@ -8,6 +8,22 @@ import (
 	"testing"
 )
 
+// eachBatch reads b into dst and labels until io.EOF, calling fn with the
+// number of samples of each batch; any other error fails the test.
+func eachBatch(t *testing.T, b Batches, dst []float32, labels []int, fn func(n int)) {
+	t.Helper()
+	for {
+		n, err := b.Next(dst, labels)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(n)
+	}
+}
+
 // epochSamples runs one epoch and returns the sample index seen at each
 // position (read back from the pixel values written by indexNPY) and checks
 // that every label matches its sample.
@@ -18,14 +34,7 @@ func epochSamples(t *testing.T, l *Loader) []int {
 	labels := make([]int, l.opts.BatchSize)
 	var seen []int
 	batches := 0
-	for {
-		n, err := l.Next(dst, labels)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachBatch(t, l, dst, labels, func(n int) {
 		batches++
 		for k := 0; k < n; k++ {
 			id := int(dst[k*size])
@@ -39,7 +48,7 @@ func epochSamples(t *testing.T, l *Loader) []int {
 			}
 			seen = append(seen, id)
 		}
-	}
+	})
 	if batches != l.Batches() {
 		t.Fatalf("%d batches, Batches() = %d", batches, l.Batches())
 	}
@@ -214,19 +223,12 @@ func TestLoaderSeek(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []int
-		dst, labels := make([]float32, l.BatchLen()), make([]int, 5)
-		for {
-			n, err := l.Next(dst, labels)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		dst := make([]float32, l.BatchLen())
+		eachBatch(t, l, dst, make([]int, 5), func(n int) {
 			for k := 0; k < n; k++ {
 				got = append(got, int(dst[k*l.SampleSize()]))
 			}
-		}
+		})
 		if !reflect.DeepEqual(got, e1[10:]) {
 			t.Fatalf("prefetch %d: after Seek(1, 2) got %v, want %v", prefetch, got, e1[10:])
 		}

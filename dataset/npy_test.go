@@ -34,12 +34,7 @@ func TestNPY(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := writeFile(t, filepath.Join(dir, "x.npy"), tc.data)
-			lp := ""
-			if tc.labels != nil {
-				lp = writeFile(t, filepath.Join(dir, "y"+tc.labelsExt), tc.labels)
-			}
+			p, lp := writeNPYPair(t, t.TempDir(), tc.data, tc.labels, "y"+tc.labelsExt)
 			src, err := Open(p, OpenOptions{Labels: lp})
 			if err != nil {
 				t.Fatal(err)
@@ -105,11 +100,7 @@ func TestNPYErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			p := writeFile(t, filepath.Join(dir, "x.npy"), tc.data)
-			lp := ""
-			if tc.labels != nil {
-				lp = writeFile(t, filepath.Join(dir, "labels"), tc.labels)
-			}
+			p, lp := writeNPYPair(t, dir, tc.data, tc.labels, "labels")
 			src, err := OpenNPY(p, lp)
 			if err == nil {
 				src.Close()

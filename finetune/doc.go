@@ -8,7 +8,12 @@
 // learning-rate schedule (linear warm-up then cosine decay), the choice of
 // trainable tensors, checkpoints that make long runs resumable, and the
 // data-aware initialization that fits LPR factors to each layer's
-// calibration activations (Calibrate, then svd.FactorizeData). Models run
-// through package engine; batches come from any dataset.Batches source, such as a
+// calibration activations (Calibrate, then svd.FactorizeData). The
+// objective can add feature mimicking (Options.Match: the penultimate
+// feature map, every LPR module's output, or named values) and train on
+// augmented inputs (Options.Augment); Reconstruct is an optional first
+// stage on the module outputs alone; RecipeFor picks the schedule for an
+// amount of data. Models run through package engine; batches come from any
+// dataset.Batches source, such as a
 // dataset.Loader. It never parses ONNX bytes.
 package finetune

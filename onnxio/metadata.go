@@ -1,6 +1,11 @@
 package onnxio
 
-import "github.com/lprconv/lprconv/onnxio/onnxpb"
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
 
 // SetMetadata sets the model-level metadata_props entry key to value: it
 // replaces the value of the first entry with that key (removing any later
@@ -37,4 +42,30 @@ func Metadata(m *onnxpb.ModelProto, key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// MetadataJSON decodes the model-level metadata_props entry key as JSON
+// into a new T. It returns nil, false, nil when the entry is absent, and an
+// error naming key when the entry is not valid JSON for T.
+func MetadataJSON[T any](m *onnxpb.ModelProto, key string) (*T, bool, error) {
+	s, ok := Metadata(m, key)
+	if !ok {
+		return nil, false, nil
+	}
+	v := new(T)
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		return nil, true, fmt.Errorf("metadata %q is not valid JSON: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// SetMetadataJSON sets the metadata_props entry key (as SetMetadata) to
+// the JSON encoding of v.
+func SetMetadataJSON(m *onnxpb.ModelProto, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("metadata %q: %w", key, err)
+	}
+	SetMetadata(m, key, string(b))
+	return nil
 }

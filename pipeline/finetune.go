@@ -65,7 +65,7 @@ func (f *fineTuner) split() error {
 	if len(f.train) < f.ft.Options.Batch {
 		return fmt.Errorf("fine-tune: %d training images are fewer than one batch of %d; lower --batch", len(f.train), f.ft.Options.Batch)
 	}
-	f.summary = FineTuneResult{Data: f.ft.Train.Name, TrainImages: len(f.train), ValImages: len(f.val), Init: f.ft.Init}
+	f.summary = FineTuneResult{Data: f.ft.Train.Name, TrainImages: len(f.train), ValImages: len(f.val), Init: f.ft.Init, Recipe: f.ft.Recipe}
 	if f.summary.Init == "" {
 		f.summary.Init = InitData
 	}
@@ -137,6 +137,9 @@ func (f *fineTuner) distill(ctx context.Context) error {
 	if !f.active() {
 		return nil
 	}
+	if err := f.reconstruct(ctx); err != nil {
+		return err
+	}
 	train, err := f.loader(f.train, true)
 	if err != nil {
 		return err
@@ -186,6 +189,36 @@ func (f *fineTuner) distill(ctx context.Context) error {
 		f.summary.PeakRSSBytes = f.ft.PeakRSS()
 	}
 	f.r.FineTune = &f.summary
+	return nil
+}
+
+// reconstruct runs the optional first stage: ReconstructSteps steps that
+// fit the LPR modules' outputs to the original's (finetune.Reconstruct).
+// It reads its own loader, so that distillation afterwards (and a resumed
+// distillation) starts from the same first batch; being deterministic,
+// it is simply run again when a checkpointed run resumes.
+func (f *fineTuner) reconstruct(ctx context.Context) error {
+	n := f.ft.ReconstructSteps
+	if n <= 0 {
+		return nil
+	}
+	l, err := f.loader(f.train, true)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	o := f.ft.Options
+	o.StepsPerEpoch = l.Batches()
+	o.Progress = func(s finetune.Status) {
+		f.opts.emit(Event{Stage: StageReconstruct, Done: s.Step, Total: n, Loss: s.Loss, Status: fmt.Sprintf("loss %.4f", s.Loss)})
+	}
+	f.opts.logf(StageReconstruct, "reconstructing the LPR modules' outputs for %d steps", n)
+	out, rep, err := finetune.Reconstruct(ctx, f.r.Original, f.r.Model, l, o, n)
+	f.opts.emit(Event{Stage: StageReconstruct, Finished: true})
+	if err != nil {
+		return fmt.Errorf("fine-tune: %w (nothing was written to the output)", err)
+	}
+	f.r.Model, f.summary.Reconstruct = out, rep
 	return nil
 }
 

@@ -28,6 +28,9 @@ type Options struct {
 	// Overwrite allows Out (and its data file) to replace existing files;
 	// never an input file, whatever it says.
 	Overwrite bool
+	// Precision, when set to fp16 or int8, converts the compressed model
+	// before it is written (package quantize).
+	Precision *Precision
 	// Inputs are the files the original was read from (onnxio.LoadFiles);
 	// Run fills them when it loads In itself. No output may replace one.
 	Inputs []string
@@ -134,6 +137,14 @@ type FineTune struct {
 	// are set by Run. Options.Fingerprint identifies the run, so that a
 	// checkpoint in Options.CheckpointDir of another run is not resumed.
 	Options finetune.Options
+	// ReconstructSteps, when positive, first trains that many steps to
+	// reproduce the original's LPR module outputs (finetune.Reconstruct)
+	// before distillation; Options.Steps counts the distillation steps
+	// after it.
+	ReconstructSteps int
+	// Recipe, when set, is the data-size recipe (finetune.RecipeFor) the
+	// options were chosen from; it is reported, not applied, here.
+	Recipe *finetune.Recipe
 	// RemoveCheckpoint removes the checkpoint once training has finished.
 	RemoveCheckpoint bool
 	// OnlyReplaced skips initialization and training when the plan
@@ -166,12 +177,13 @@ type Stage string
 
 // Stages.
 const (
-	StageBudget    Stage = "sensitivity"
-	StagePlan      Stage = "plan"
-	StageCalibrate Stage = "calibrate"
-	StageFineTune  Stage = "fine-tune"
-	StageVerify    Stage = "verify"
-	StageSave      Stage = "save"
+	StageBudget      Stage = "sensitivity"
+	StagePlan        Stage = "plan"
+	StageCalibrate   Stage = "calibrate"
+	StageReconstruct Stage = "reconstruct"
+	StageFineTune    Stage = "fine-tune"
+	StageVerify      Stage = "verify"
+	StageSave        Stage = "save"
 )
 
 // Event reports progress: a message, or Done of Total units of work

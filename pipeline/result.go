@@ -4,6 +4,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/rankalloc"
 )
 
@@ -45,6 +46,10 @@ type Result struct {
 	// Verification is the measurement of the compressed model (nil
 	// without Options.Verify).
 	Verification *Verification `json:"-"`
+	// Quantize reports the conversion of the written model to fp16 or
+	// int8 (nil at fp32). Verification and the parameter and MAC counts
+	// are those of the float32 model; FileBytesAfter is the converted file.
+	Quantize *quantize.Report `json:"quantize,omitempty"`
 }
 
 // FineTuneResult is what initialization and distillation report.
@@ -57,6 +62,12 @@ type FineTuneResult struct {
 	Data        string `json:"data"`
 	TrainImages int    `json:"train_images"`
 	ValImages   int    `json:"val_images"`
+	// Recipe is the data-size recipe the schedule came from (nil when
+	// --epochs or --steps chose it).
+	Recipe *finetune.Recipe `json:"recipe,omitempty"`
+	// Reconstruct is the report of the module-reconstruction stage (nil
+	// without one).
+	Reconstruct *finetune.Report `json:"reconstruct,omitempty"`
 	// Init is the initialization, Layers its per-layer errors (InitData).
 	Init   Init                 `json:"init"`
 	Layers []finetune.LayerInit `json:"init_layers,omitempty"`

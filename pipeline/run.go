@@ -87,6 +87,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := r.account(po.Shapes); err != nil {
 		return nil, err
 	}
+	if err := quantizeModel(ctx, &opts, r); err != nil {
+		return nil, err
+	}
 	if err := r.save(&opts); err != nil {
 		return nil, err
 	}

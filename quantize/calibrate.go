@@ -7,16 +7,11 @@ import (
 	"io"
 	"math"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
-
-// Batches yields NCHW float32 batches with labels; Next returns io.EOF at
-// the end of the data. dataset.Loader is one.
-type Batches interface {
-	Next(dst []float32, labels []int) (int, error)
-}
 
 // Method is a calibration method: how an activation's observed values
 // become the real range [Min, Max] that its 8-bit grid covers.
@@ -87,7 +82,7 @@ type Range struct {
 // or graph inputs) by opts.Method. MinMax needs one pass; Percentile a
 // second one over the same samples, filling a histogram of 4096 bins over
 // each value's [min, max].
-func Calibrate(ctx context.Context, m *onnxpb.ModelProto, values []string, src Batches, opts CalibrateOptions) (map[string]Range, error) {
+func Calibrate(ctx context.Context, m *onnxpb.ModelProto, values []string, src dataset.Batches, opts CalibrateOptions) (map[string]Range, error) {
 	p := opts.Percentile
 	if p == 0 {
 		p = DefaultPercentile

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -218,7 +219,7 @@ func ActivationValues(m *onnxpb.ModelProto) ([]string, error) {
 
 // Int8 calibrates m on src (see Calibrate) and quantizes it (see ToInt8),
 // adding the calibration settings to the metadata.
-func Int8(ctx context.Context, m *onnxpb.ModelProto, src Batches, opts Int8Options) (*onnxpb.ModelProto, *Int8Report, error) {
+func Int8(ctx context.Context, m *onnxpb.ModelProto, src dataset.Batches, opts Int8Options) (*onnxpb.ModelProto, *Int8Report, error) {
 	values, err := ActivationValues(m)
 	if err != nil {
 		return nil, nil, err

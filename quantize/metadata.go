@@ -1,9 +1,6 @@
 package quantize
 
 import (
-	"encoding/json"
-	"fmt"
-
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -28,22 +25,9 @@ type Metadata struct {
 
 // ReadMetadata returns the record a quantization left in m, if any.
 func ReadMetadata(m *onnxpb.ModelProto) (*Metadata, bool, error) {
-	s, ok := onnxio.Metadata(m, MetadataKey)
-	if !ok {
-		return nil, false, nil
-	}
-	var md Metadata
-	if err := json.Unmarshal([]byte(s), &md); err != nil {
-		return nil, true, fmt.Errorf("metadata %q is not valid JSON: %w", MetadataKey, err)
-	}
-	return &md, true, nil
+	return onnxio.MetadataJSON[Metadata](m, MetadataKey)
 }
 
 func writeMetadata(m *onnxpb.ModelProto, md Metadata) error {
-	b, err := json.Marshal(md)
-	if err != nil {
-		return fmt.Errorf("metadata: %w", err)
-	}
-	onnxio.SetMetadata(m, MetadataKey, string(b))
-	return nil
+	return onnxio.SetMetadataJSON(m, MetadataKey, md)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -42,7 +43,7 @@ type Report struct {
 // Convert returns m at precision p: m itself for FP32, ToFloat16 for
 // FP16, and Int8 calibrated on src for INT8 (src may be nil otherwise). It
 // is the one call that compress --precision and sweep --precisions make.
-func Convert(ctx context.Context, m *onnxpb.ModelProto, p Precision, src Batches, opts Options) (*onnxpb.ModelProto, *Report, error) {
+func Convert(ctx context.Context, m *onnxpb.ModelProto, p Precision, src dataset.Batches, opts Options) (*onnxpb.ModelProto, *Report, error) {
 	rep := &Report{Precision: p}
 	var err error
 	switch p {

@@ -3,6 +3,8 @@ package quantize
 import (
 	"context"
 	"testing"
+
+	"github.com/lprconv/lprconv/dataset"
 )
 
 // TestConvert checks ParsePrecision and that Convert dispatches to the
@@ -16,7 +18,7 @@ func TestConvert(t *testing.T) {
 	m := fixtureModel(t, "mobilenetv1.onnx", false)
 	for _, c := range []struct {
 		prec string
-		src  Batches
+		src  dataset.Batches
 		ok   bool
 	}{
 		{"fp32", nil, true},

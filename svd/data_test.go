@@ -40,7 +40,7 @@ func weightedOptimum(t *testing.T, w, m *mat.Dense, cov []float64, r int) float6
 	var ml, wl mat.Dense
 	ml.Mul(m, &l)
 	wl.Mul(w, &l)
-	return eckartYoung(exactSV(t, &ml), r) * mat.Norm(&ml, 2) / mat.Norm(&wl, 2)
+	return OptimalRelErr(exactSV(t, &ml), r) * mat.Norm(&ml, 2) / mat.Norm(&wl, 2)
 }
 
 func TestFactorizeData(t *testing.T) {

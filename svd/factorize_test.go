@@ -104,7 +104,7 @@ func TestEckartYoung(t *testing.T) {
 			sv := exactSV(t, m)
 			wNorm := mat.Norm(toDense(c.w, c.out, c.in), 2)
 			mNorm := mat.Norm(m, 2)
-			opt := eckartYoung(sv, c.rank) * mNorm / wNorm
+			opt := OptimalRelErr(sv, c.rank) * mNorm / wNorm
 			direct := relDiff(reconstruct(t, f), toDense(c.w, c.out, c.in))
 			if math.Abs(f.RelErr-opt) > 1e-4 || math.Abs(direct-opt) > 1e-4 {
 				t.Errorf("RelErr %.7f, measured %.7f, Eckart–Young optimum %.7f", f.RelErr, direct, opt)

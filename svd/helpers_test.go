@@ -78,18 +78,6 @@ func exactSV(t *testing.T, m *mat.Dense) []float64 {
 	return s.Values(nil)
 }
 
-// eckartYoung returns sqrt(Σ_{i>=r} σ_i²)/‖σ‖.
-func eckartYoung(s []float64, r int) float64 {
-	tot, tail := 0.0, 0.0
-	for i, v := range s {
-		tot += v * v
-		if i >= r {
-			tail += v * v
-		}
-	}
-	return math.Sqrt(tail / tot)
-}
-
 func toDense(w []float32, out, in int) *mat.Dense {
 	d := make([]float64, len(w))
 	for i, v := range w {

@@ -226,7 +226,7 @@ func TestCustomSgemm(t *testing.T) {
 	if calls.Load() == 0 {
 		t.Error("custom Sgemm not called")
 	}
-	if opt := eckartYoung(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
+	if opt := OptimalRelErr(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
 		t.Errorf("RelErr %.7f, optimum %.7f", f.RelErr, opt)
 	}
 	calls.Store(0)
@@ -253,8 +253,26 @@ func TestExtremeScales(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if opt := eckartYoung(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
+		if opt := OptimalRelErr(s, r); math.Abs(f.RelErr-opt) > 1e-4 {
 			t.Errorf("scale %g: RelErr %.7f, optimum %.7f", scale, f.RelErr, opt)
+		}
+	}
+}
+
+// TestOptimalRelErr checks the Eckart–Young bound on exact cases.
+func TestOptimalRelErr(t *testing.T) {
+	for _, c := range []struct {
+		s    []float64
+		r    int
+		want float64
+	}{
+		{[]float64{4, 3}, 1, 0.6},       // sqrt(9/25)
+		{[]float64{4, 3}, 0, 1},         // rank 0 keeps nothing
+		{[]float64{4, 3}, 2, 0},         // full rank is exact
+		{[]float64{2, 2, 2, 2}, 3, 0.5}, // sqrt(4/16)
+	} {
+		if got := OptimalRelErr(c.s, c.r); math.Abs(got-c.want) > 1e-15 {
+			t.Errorf("OptimalRelErr(%v, %d) = %v, want %v", c.s, c.r, got, c.want)
 		}
 	}
 }

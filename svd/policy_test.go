@@ -93,10 +93,10 @@ func TestPolicyWithSpectrum(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The rank must keep >= 90% energy and one less must not.
-	if e := 1 - eckartYoung(s, r)*eckartYoung(s, r); e < 0.9-1e-6 {
+	if e := 1 - OptimalRelErr(s, r)*OptimalRelErr(s, r); e < 0.9-1e-6 {
 		t.Errorf("rank %d keeps %.4f", r, e)
 	}
-	if e := 1 - eckartYoung(s, r-1)*eckartYoung(s, r-1); e >= 0.9+1e-6 {
+	if e := 1 - OptimalRelErr(s, r-1)*OptimalRelErr(s, r-1); e >= 0.9+1e-6 {
 		t.Errorf("rank %d - 1 already keeps %.4f", r, e)
 	}
 	if r < 1 || r >= n/2 {

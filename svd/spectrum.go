@@ -62,3 +62,18 @@ func Spectrum(w []float32, out, in int, kind ResidualKind, opts Options) ([]floa
 	}
 	return vals, nil
 }
+
+// OptimalRelErr returns sqrt(Σ_{i>=r} σ_i²) / sqrt(Σ_i σ_i²) for the
+// singular values s: by the Eckart–Young theorem, the smallest relative
+// Frobenius error ‖M − M_r‖_F / ‖M‖_F of any rank-r approximation M_r of a
+// matrix M with those singular values (NaN when they are all zero).
+func OptimalRelErr(s []float64, r int) float64 {
+	tot, tail := 0.0, 0.0
+	for i, v := range s {
+		tot += v * v
+		if i >= r {
+			tail += v * v
+		}
+	}
+	return math.Sqrt(tail / tot)
+}

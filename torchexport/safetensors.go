@@ -100,10 +100,25 @@ func DecodeSafetensors(data []byte) (*Weights, error) {
 	return w, nil
 }
 
-var dtypeSize = map[string]int{"F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I64": 8, "I32": 4}
+// safeDTypes are the safetensors element types read: bytes per value and
+// the decoding of one little-endian value, to float32 (float types) or
+// int64 (integer types).
+var safeDTypes = map[string]struct {
+	size    int
+	toFloat func(b []byte) float32
+	toInt   func(b []byte) int64
+}{
+	"F32":  {4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }, nil},
+	"F64":  {8, func(b []byte) float32 { return float32(math.Float64frombits(binary.LittleEndian.Uint64(b))) }, nil},
+	"F16":  {2, func(b []byte) float32 { return onnxio.HalfToFloat32(binary.LittleEndian.Uint16(b)) }, nil},
+	"BF16": {2, func(b []byte) float32 { return onnxio.BFloat16ToFloat32(binary.LittleEndian.Uint16(b)) }, nil},
+	"I64":  {8, nil, func(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b)) }},
+	"I32":  {4, nil, func(b []byte) int64 { return int64(int32(binary.LittleEndian.Uint32(b))) }},
+}
 
 func decodeTensor(dtype string, shape []int64, off []uint64, body []byte) (*STensor, error) {
-	size, ok := dtypeSize[dtype]
+	dt, ok := safeDTypes[dtype]
+	size := dt.size
 	if !ok {
 		return nil, fmt.Errorf("dtype %q is not supported (want F32, F64, F16, BF16, I64 or I32)", dtype)
 	}
@@ -119,38 +134,16 @@ func decodeTensor(dtype string, shape []int64, off []uint64, body []byte) (*STen
 		return nil, fmt.Errorf("%d bytes for %d %s values of shape %v", len(b), count, dtype, shape)
 	}
 	t := &STensor{DType: dtype, Shape: shape}
-	le := binary.LittleEndian
-	switch dtype {
-	case "F32":
+	if dt.toFloat != nil {
 		t.F = make([]float32, count)
 		for i := range t.F {
-			t.F[i] = math.Float32frombits(le.Uint32(b[4*i:]))
+			t.F[i] = dt.toFloat(b[size*i:])
 		}
-	case "F64":
-		t.F = make([]float32, count)
-		for i := range t.F {
-			t.F[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
-		}
-	case "F16":
-		t.F = make([]float32, count)
-		for i := range t.F {
-			t.F[i] = onnxio.HalfToFloat32(le.Uint16(b[2*i:]))
-		}
-	case "BF16":
-		t.F = make([]float32, count)
-		for i := range t.F {
-			t.F[i] = onnxio.BFloat16ToFloat32(le.Uint16(b[2*i:]))
-		}
-	case "I64":
-		t.I = make([]int64, count)
-		for i := range t.I {
-			t.I[i] = int64(le.Uint64(b[8*i:]))
-		}
-	case "I32":
-		t.I = make([]int64, count)
-		for i := range t.I {
-			t.I[i] = int64(int32(le.Uint32(b[4*i:])))
-		}
+		return t, nil
+	}
+	t.I = make([]int64, count)
+	for i := range t.I {
+		t.I[i] = dt.toInt(b[size*i:])
 	}
 	return t, nil
 }

@@ -94,6 +94,19 @@ function field(k,   i, n, kv) {
 	for (i = 3; i <= NF; i++) { n = split($i, kv, "="); if (kv[1] == k) { gsub(/"/, "", kv[2]); return kv[2] } }
 	return ""
 }
+# bestUpTo sets best and beste to the largest reference and engine rates
+# among the n rows of key k[i] run with at most th[i] threads, and returns
+# the goal ratio: beste / best, or the paired ratio pair[i] when lower.
+function bestUpTo(i, n, k, th, eng, ref, pair,   j, g) {
+	best = 0
+	beste = 0
+	for (j = 1; j <= n; j++) if (k[j] == k[i] && th[j] + 0 <= th[i] + 0) {
+		if (ref[j] + 0 > best) best = ref[j] + 0
+		if (eng[j] + 0 > beste) beste = eng[j] + 0
+	}
+	g = beste / best; if (pair[i] + 0 < g) g = pair[i] + 0
+	return g
+}
 /^RESULT infer/ {
 	k = field("build") SUBSEP field("model") SUBSEP field("batch")
 	ni++; ik[ni] = k; ith[ni] = field("threads"); ieng[ni] = field("engine"); iref[ni] = field("ort")
@@ -110,26 +123,14 @@ function field(k,   i, n, kv) {
 END {
 	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %8s %10s %8s %6s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "paired", "best<=thr", "cpu", "goal"
 	for (i = 1; i <= ni; i++) {
-		best = 0
-		beste = 0
-		for (j = 1; j <= ni; j++) if (ik[j] == ik[i] && ith[j] + 0 <= ith[i] + 0) {
-			if (iref[j] + 0 > best) best = iref[j] + 0
-			if (ieng[j] + 0 > beste) beste = ieng[j] + 0
-		}
+		g = bestUpTo(i, ni, ik, ith, ieng, iref, ipair)
 		r = ieng[i] / iref[i]
-		g = beste / best; if (ipair[i] + 0 < g) g = ipair[i] + 0
 		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ipair[i], beste / best, icpu[i], (g >= 0.5 ? "ok" : "MISS")
 	}
 	if (nt) printf "\n%-8s %-16s %5s %3s %12s %10s %10s %10s %8s %8s %10s %8s %6s\n", "build", "training model", "batch", "thr", "engine img/s", "torch CL", "torch NCHW", "CL passive", "same thr", "paired", "best<=thr", "cpu", "goal"
 	for (i = 1; i <= nt; i++) {
-		best = 0
-		beste = 0
-		for (j = 1; j <= nt; j++) if (tk[j] == tk[i] && tth[j] + 0 <= tth[i] + 0) {
-			if (tref[j] + 0 > best) best = tref[j] + 0
-			if (teng[j] + 0 > beste) beste = teng[j] + 0
-		}
+		g = bestUpTo(i, nt, tk, tth, teng, tref, tpair)
 		r = teng[i] / tref[i]
-		g = beste / best; if (tpair[i] + 0 < g) g = tpair[i] + 0
 		printf "%-8s %-16s %5s %3s %12.1f %10.1f %10.1f %10.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s\n", tbuild[i], tmodel[i], tbatch[i], tth[i], teng[i], tcl[i], tnc[i], tcp[i], r, tpair[i], beste / best, tcpu[i], (g >= 1 ? "ok" : "MISS")
 	}
 	if (mem != "") printf "\n%s", mem

@@ -90,7 +90,7 @@ func run(dir, kindName string, workers int, ratio float64, opts svd.Options, pro
 	iters := 0
 	for i, f := range fs {
 		iters += f.Iterations
-		opt := eckartYoung(spectra[i], f.Rank)
+		opt := svd.OptimalRelErr(spectra[i], f.Rank)
 		worstGap = math.Max(worstGap, f.RelErr-opt)
 		worst = math.Max(worst, f.RelErr)
 	}
@@ -103,17 +103,6 @@ func run(dir, kindName string, workers int, ratio float64, opts svd.Options, pro
 	}
 	fmt.Println()
 	return nil
-}
-
-func eckartYoung(s []float64, r int) float64 {
-	tot, tail := 0.0, 0.0
-	for i, v := range s {
-		tot += v * v
-		if i >= r {
-			tail += v * v
-		}
-	}
-	return math.Sqrt(tail / tot)
 }
 
 func readF32(path string, n int) ([]float32, error) {

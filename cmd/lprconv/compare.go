@@ -15,11 +15,8 @@ func compareCommand() *cli.Command {
 	flags := append(dataFlags("images to compare on: image folder, IDX or NPY (or use --random)"),
 		&cli.IntFlag{Name: "random", Usage: "compare on `N` standard-normal random inputs instead of --data"},
 		&cli.Int64Flag{Name: "seed", Value: 1, Usage: "seed of --random inputs"},
-		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
-		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
-		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
-		allowNonFiniteFlag(),
 	)
+	flags = append(flags, runFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compare",
 		Usage:     "measure how closely model B's outputs follow model A's",

@@ -15,6 +15,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/pipeline"
+	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/svd/enginegemm"
 )
@@ -97,9 +98,13 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
+		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "precision of OUT: fp32, fp16 (float16 weights, float32 inputs and outputs) or int8 (QDQ, calibrated on --data; see lprconv quantize)"},
+		&cli.StringFlag{Name: "quant-method", Value: "minmax", Usage: "int8 calibration: minmax or percentile"},
+		&cli.IntFlag{Name: "quant-samples", Value: quantize.DefaultSamples, Usage: "int8: calibrate on `N` --data images"},
 	}
 	flags = append(flags, dataFlagsSplit("fine-tune on these images (image folder, IDX folder or file, NPY): enables data-aware initialization and distillation", "train")...)
-	flags = append(flags, finetuneFlags(finetuneDefaults{Epochs: 1, ValFraction: defaultValFraction})...)
+	flags = append(flags, finetuneFlags(finetuneDefaults{ValFraction: defaultValFraction,
+		EpochsUsage: "fine-tune for `N` passes over the --data images (default: the recipe for the amount of data; see above)"})...)
 	flags = append(flags,
 		&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for calibration and training"},
 		&cli.StringFlag{Name: "checkpoint", Usage: "save training state in `DIR` (every --checkpoint-every steps, each epoch, and on Ctrl-C); rerunning the same command resumes"},
@@ -139,6 +144,23 @@ plain low-rank factors.
 Residuals: none (plain SVD), identity (the LPRNet paper's W ≈ I + BA),
 diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
 
+Fine-tuning: with --data, each layer's factors are first fitted to its
+input activations, then the model is distilled from the original, label-
+free. Without --epochs or --steps the schedule follows the amount of data
+(measured on Fashion-MNIST, bench/finetune/RESULTS.md):
+  - steps: about 60,000 images' worth (937 steps of 64) for up to 60,000
+    images, one pass over more: few images are revisited, not under-trained;
+  - objective: KD on the logits at temperature 2 plus every LPR module's
+    output matched to the original's (--match logits+modules);
+  - below 5,000 images, the first third of the steps fit only the modules'
+    outputs (reconstruction), then distillation;
+  - hold-out: 10% with best-epoch selection only from 20,000 images (2,000
+    held out); fewer would select by noise, so the last step is kept;
+  - no augmentation (it did not pay at 1,000 or 5,000 images).
+Any of --batch, --lr, --temperature, --match, --augment, --val-fraction
+given explicitly overrides the recipe; --epochs or --steps replaces it. The
+chosen recipe is printed and is in --json (finetune.recipe).
+
 Latency (latency.go): with ONNX Runtime (--ort-lib, $ONNXRUNTIME_LIB)
 compress times original and result at --latency-batch (default 1 and 64)
 and keeps layers whose module ONNX Runtime does not run measurably faster
@@ -148,7 +170,8 @@ Examples:
    lprconv compress mobilenet.onnx -o small.onnx
    lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 1
    lprconv compress shufflenet.onnx -o s.onnx --residual identity --exclude 'stage4'
-   lprconv compress model.onnx --dry-run --energy 0.9 --json`,
+   lprconv compress model.onnx --dry-run --energy 0.9 --json
+   lprconv compress model.onnx -o small.onnx --data train/ --mean 0.286 --std 0.353   # few-image recipe`,
 		Flags: flags,
 	}, func(c *cli.Context, args []string) error {
 		if len(args) != 1 {
@@ -275,6 +298,9 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 			return opts, closeData, usage("%v", err)
 		}
 	}
+	if opts.Precision, err = precisionFrom(c); err != nil {
+		return opts, closeData, usage("%v", err)
+	}
 	if opts.FineTune == nil {
 		return opts, closeData, nil
 	}
@@ -287,10 +313,40 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 	}
 	closeData = func() { data.Source.Close() }
 	opts.FineTune.Train = *data
+	if err := applyRecipe(c, opts.FineTune, len(data.Indices)); err != nil {
+		return opts, closeData, err
+	}
 	if opts.Budget != nil {
 		opts.Budget.Data = data
 	}
 	return opts, closeData, nil
+}
+
+// precisionFrom reads --precision and the int8 calibration flags (nil at
+// fp32). int8 calibrates on the --data images.
+func precisionFrom(c *cli.Context) (*pipeline.Precision, error) {
+	prec, err := quantize.ParsePrecision(c.String("precision"))
+	if err != nil {
+		return nil, fmt.Errorf("--precision: %w", err)
+	}
+	if prec == quantize.FP32 {
+		return nil, nil
+	}
+	p := &pipeline.Precision{Precision: prec}
+	if prec == quantize.INT8 {
+		if c.String("data") == "" {
+			return nil, fmt.Errorf("--precision int8 needs --data (the images that calibrate its activation ranges)")
+		}
+		method, err := quantize.ParseMethod(c.String("quant-method"))
+		if err != nil {
+			return nil, fmt.Errorf("--quant-method: %w", err)
+		}
+		if c.Int("quant-samples") < 1 {
+			return nil, fmt.Errorf("--quant-samples %d: must be >= 1", c.Int("quant-samples"))
+		}
+		p.Options.Int8.Calibrate = quantize.CalibrateOptions{Method: method, Samples: c.Int("quant-samples"), Threads: c.Int("threads")}
+	}
+	return p, nil
 }
 
 // openData opens the --data set for model m, with --limit images chosen at
@@ -340,6 +396,9 @@ func printCompress(w io.Writer, r compressOutput) error {
 	fmt.Fprintf(w, "params:    %s -> %s (%.3fx)\n", count(r.ParamsBefore), count(r.ParamsAfter), r.ParamsRatio)
 	fmt.Fprintf(w, "MACs:      %s -> %s (%.3fx)\n", count(r.MACsBefore), count(r.MACsAfter), r.MACsRatio)
 	fmt.Fprintf(w, "file:      %s -> %s (%.3fx)%s\n", bytesText(r.FileBytesBefore), bytesText(r.FileBytesAfter), r.FileRatio, fileNote)
+	if q := r.Quantize; q != nil {
+		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)
+	}
 	printLatency(w, r.Latency) // latency.go
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, n)

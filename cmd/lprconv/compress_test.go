@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
@@ -287,4 +288,103 @@ func TestCompressFullRankRunsLikeInput(t *testing.T) {
 		t.Fatalf("relative max-abs error %.3g", d/s)
 	}
 	testutil.CheckONNX(t, out)
+}
+
+// TestCompressPrecision compresses the MobileNetV1 fixture to fp16 and
+// int8 and runs each file in ONNX Runtime next to the float32 output: the
+// files pass onnx.checker, are smaller, and agree with the float32 model's
+// top-1 class on the committed test images.
+func TestCompressPrecision(t *testing.T) {
+	testutil.RequireORT(t)
+	dir := t.TempDir()
+	model := testutil.Fixture(t, "mobilenetv1.onnx")
+	images := filepath.Join(testutil.RepoRoot(t), "testdata", "images", "test")
+	data := []string{"--data", filepath.Join(testutil.RepoRoot(t), "testdata", "images", "train"), "--mean", "0.286", "--std", "0.353", "--steps", "5", "--quant-samples", "64"}
+	paths := map[string]string{}
+	for _, prec := range []string{"fp32", "fp16", "int8"} {
+		paths[prec] = filepath.Join(dir, prec+".onnx")
+		args := append([]string{"compress", model, "-o", paths[prec], "--precision", prec, "--json"}, data...)
+		code, stdout, stderr := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", prec, code, stderr)
+		}
+		if prec != "fp32" && !strings.Contains(stdout, `"precision": "`+prec+`"`) {
+			t.Errorf("%s: --json does not report the precision:\n%s", prec, stdout)
+		}
+		testutil.CheckONNX(t, paths[prec])
+	}
+	size := func(p string) int64 {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	if r := float64(size(paths["fp16"])) / float64(size(paths["fp32"])); r > 0.56 {
+		t.Errorf("fp16 file is %.3f of the fp32 one, want about half", r)
+	}
+	if r := float64(size(paths["int8"])) / float64(size(model)); r > 0.30 {
+		t.Errorf("int8 file is %.3f of the fp32 original's, want at most 0.30", r)
+	}
+	x, n := testImages(t, images, 200)
+	ref := ortTop1(t, paths["fp32"], x, n)
+	for _, prec := range []string{"fp16", "int8"} {
+		got := ortTop1(t, paths[prec], x, n)
+		agree := 0
+		for i := range got {
+			if got[i] == ref[i] {
+				agree++
+			}
+		}
+		min := map[string]int{"fp16": n - 1, "int8": n * 95 / 100}[prec]
+		if agree < min {
+			t.Errorf("%s agrees with fp32 on %d of %d images, want at least %d", prec, agree, n, min)
+		}
+	}
+}
+
+// testImages reads the first n images of the image folder dir, normalized
+// as the fixtures were trained, as one NCHW batch of 3x32x32 samples.
+func testImages(t *testing.T, dir string, n int) ([]float32, int) {
+	t.Helper()
+	src, err := dataset.Open(dir, dataset.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	x, _, err := dataset.ReadAll(src, dataset.Preprocess{Channels: 3, Height: 32, Width: 32, Mean: []float32{0.286}, Std: []float32{0.353}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const per = 3 * 32 * 32
+	n = min(n, len(x)/per)
+	return x[:n*per], n
+}
+
+// ortTop1 runs the model at path in ONNX Runtime on n samples of x and
+// returns each sample's top-1 class.
+func ortTop1(t *testing.T, path string, x []float32, n int) []int {
+	t.Helper()
+	out, err := ortrun.Run(path, map[string]ortrun.Tensor{"input": {Shape: []int64{int64(n), 3, 32, 32}, Data: x}}, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(out) != 1 {
+		t.Fatalf("%s: %d outputs, want 1", path, len(out))
+	}
+	var logits []float32
+	for _, v := range out {
+		logits = v.Data
+	}
+	classes := len(logits) / n
+	top := make([]int, n)
+	for i := range top {
+		row := logits[i*classes : (i+1)*classes]
+		for j, v := range row {
+			if v > row[top[i]] {
+				top[i] = j
+			}
+		}
+	}
+	return top
 }

@@ -15,11 +15,7 @@ import (
 
 func evalCommand() *cli.Command {
 	flags := append(dataFlags("image folder (class per sub-folder), IDX folder or file, or NPY file to evaluate on (required)"),
-		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
-		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
-		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
-		allowNonFiniteFlag(),
-	)
+		runFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "eval",
 		Usage:     "measure a model's top-1/top-5 accuracy and throughput on labelled images",
@@ -99,6 +95,17 @@ func runEval(c *cli.Context, models []*onnxpb.ModelProto) (*evaluate.Result, err
 	opts.Progress = func(done int) { prog.update(done, "") }
 	defer prog.finish()
 	return evaluate.Run(c.Context, models, loader, opts)
+}
+
+// runFlags are the flags eval and compare share for running models and
+// printing the result: --batch, --threads, --json and --allow-nonfinite.
+func runFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "batch", Value: 64, Usage: "batch `SIZE`"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
+		allowNonFiniteFlag(),
+	}
 }
 
 // allowNonFiniteFlag is the flag that lets eval, compare and sweep finish

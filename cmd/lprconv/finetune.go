@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/pipeline"
 )
@@ -38,14 +39,18 @@ const (
 // given and measures on --eval instead.
 type finetuneDefaults struct {
 	Epochs      int
+	EpochsUsage string
 	ValFraction float64
 }
 
 // finetuneFlags are the fine-tuning flags, the one set that compress and
 // sweep share (each adds its own data, batch and thread flags).
 func finetuneFlags(d finetuneDefaults) []cli.Flag {
+	if d.EpochsUsage == "" {
+		d.EpochsUsage = "fine-tune for `N` passes over the --data images"
+	}
 	return []cli.Flag{
-		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "fine-tune for `N` passes over the --data images"},
+		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: d.EpochsUsage},
 		&cli.IntFlag{Name: "steps", Usage: "fine-tune for `N` steps instead of --epochs"},
 		&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning rate (linear warm-up, then cosine decay)"},
 		&cli.IntFlag{Name: "warmup", Usage: "warm-up `STEPS` (default 5% of the run)"},
@@ -55,6 +60,8 @@ func finetuneFlags(d finetuneDefaults) []cli.Flag {
 		&cli.Float64Flag{Name: "weight-decay", Usage: "weight decay (decoupled for adam, L2 for sgd)"},
 		&cli.StringFlag{Name: "loss", Value: "kd", Usage: "kd (KL divergence to the original at --temperature), kd+ce (plus cross-entropy with labels) or mse (on logits)"},
 		&cli.Float64Flag{Name: "temperature", Value: defaultTemperature, Usage: "softmax temperature of the kd loss"},
+		&cli.StringFlag{Name: "match", Usage: "what the student matches: logits, penultimate (the map before the final pooling), modules (every LPR module's output) or tensor NAMEs, joined by + with optional =WEIGHT (default: logits, or the recipe's)"},
+		&cli.StringFlag{Name: "augment", Usage: "input transforms for distillation: none, crop[N], flip, mixup[=A], cutmix[=A], joined by + (default: none, or the recipe's)"},
 		&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
 		&cli.Float64Flag{Name: "val-fraction", Value: d.ValFraction, Usage: "fraction of --data held out to measure agreement after each epoch and keep the best student (0: none)"},
 		&cli.StringFlag{Name: "init", Usage: "factor initialization before fine-tuning: data (fit each layer's activations; the default) or weights (data-free)"},
@@ -97,8 +104,6 @@ func finetuneFrom(c *cli.Context, batch int) (*pipeline.FineTune, error) {
 		return nil, fmt.Errorf("--batch %d must be at least 1", batch)
 	case vf < 0 || vf >= 1:
 		return nil, fmt.Errorf("--val-fraction %v must be in [0, 1)", vf)
-	case c.Int("epochs") < 1 && c.Int("steps") < 1:
-		return nil, fmt.Errorf("give --epochs or --steps of at least 1")
 	case !(c.Float64("lr") > 0):
 		return nil, fmt.Errorf("--lr must be positive")
 	case !(c.Float64("temperature") > 0):
@@ -113,7 +118,59 @@ func finetuneFrom(c *cli.Context, batch int) (*pipeline.FineTune, error) {
 	if optKind == finetune.Adam {
 		ft.Options.Optimizer.Momentum = 0
 	}
+	if v := c.String("match"); v != "" {
+		if ft.Options.Match, err = finetune.ParseMatch(v); err != nil {
+			return nil, fmt.Errorf("--match: %w", err)
+		}
+	}
+	if v := c.String("augment"); v != "" {
+		if ft.Options.Augment, err = dataset.ParseAugment(v); err != nil {
+			return nil, fmt.Errorf("--augment: %w", err)
+		}
+		ft.Options.Augment.Seed = c.Int64("data-seed")
+	}
 	return ft, nil
+}
+
+// applyRecipe chooses the schedule from the amount of data when neither
+// --epochs nor --steps was given: finetune.RecipeFor(images) sets the
+// steps (about 60,000 images' worth of training however few are given),
+// batch, learning rate, temperature, --match, --augment, the
+// reconstruction stage and the hold-out; any of these flags the user gave
+// keeps its value. The recipe as applied is recorded in ft.Recipe.
+func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
+	if c.IsSet("epochs") || c.IsSet("steps") {
+		return nil
+	}
+	rec := finetune.RecipeFor(images)
+	o := ft.Options
+	if err := rec.Apply(&o, c.Int64("data-seed")); err != nil {
+		return err
+	}
+	for name, keep := range map[string]func(){
+		"batch":       func() { o.Batch = ft.Options.Batch },
+		"lr":          func() { o.LR = ft.Options.LR },
+		"temperature": func() { o.Loss.Temperature = ft.Options.Loss.Temperature },
+		"match":       func() { o.Match = ft.Options.Match },
+		"augment":     func() { o.Augment = ft.Options.Augment },
+	} {
+		if c.IsSet(name) {
+			keep()
+		}
+	}
+	// The same number of images is processed whatever the batch.
+	total := max(rec.ImagesProcessed/o.Batch, 1)
+	recon := rec.ReconstructSteps * total / max(rec.Steps, 1)
+	if !c.IsSet("val-fraction") {
+		ft.ValFraction = rec.ValFraction
+	}
+	o.Steps, o.Epochs = total-recon, 0
+	ft.Options, ft.ReconstructSteps = o, recon
+	rec.Steps, rec.Batch, rec.ImagesProcessed, rec.ReconstructSteps = total, o.Batch, total*o.Batch, recon
+	rec.LR, rec.Temperature, rec.ValFraction = o.LR, o.Loss.Temperature, ft.ValFraction
+	rec.Match, rec.Augment = finetune.FormatMatch(o.Match), o.Augment.String()
+	ft.Recipe = &rec
+	return nil
 }
 
 // checkpointFingerprint identifies a compress run so that a checkpoint of
@@ -149,6 +206,12 @@ func finetuneNotes(s *pipeline.FineTuneResult, train finetune.TrainSet) []string
 		}
 	}
 	rep := s.Report
+	if s.Recipe != nil {
+		out = append(out, "", s.Recipe.String())
+	}
+	if s.Reconstruct != nil {
+		out = append(out, fmt.Sprintf("reconstructed: %d steps fitting the LPR modules' outputs, final loss %.4f", s.Reconstruct.Steps, s.Reconstruct.FinalLoss))
+	}
 	out = append(out, "", fmt.Sprintf("fine-tuned:  %d steps on %d images (%s tensors, %d parameters), %.0f images/s, final loss %.4f",
 		rep.Steps, s.TrainImages, train, rep.Params, rep.ImagesPerS, rep.FinalLoss))
 	if s.BeforeAgree != nil {

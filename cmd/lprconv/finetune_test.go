@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
 )
 
 const fixtureTrain = "../../testdata/images/train"
@@ -93,5 +94,65 @@ func TestCompressFineTuneErrors(t *testing.T) {
 		if _, err := os.Stat(out); err == nil {
 			t.Fatalf("%v: output written despite the error", tc.args)
 		}
+	}
+}
+
+// TestCompressRecipe checks that --data alone gets the data-size recipe
+// (finetune.RecipeFor): about 60,000 images' worth of steps, module
+// matching, a reconstruction stage below 5,000 images and no hold-out on
+// few images, reported in --json; that flags given explicitly override
+// it; and that --steps replaces it.
+func TestCompressRecipe(t *testing.T) {
+	dir := t.TempDir()
+	in := pointwiseModel(t, dir, 32)
+	out := filepath.Join(dir, "out.onnx")
+	base := []string{"compress", in, "-o", out, "--overwrite", "--rank-ratio", "0.25", "--multiple", "1", "--channel-align", "1",
+		"--data", fixtureTrain, "--limit", "100", "--init", "weights", "--json"}
+	decode := func(args ...string) compressOutput {
+		t.Helper()
+		code, stdout, stderr := runCLI(append(append([]string{}, base...), args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		var r compressOutput
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("bad JSON: %v\n%s", err, stdout)
+		}
+		if r.FineTune == nil || r.FineTune.Report == nil {
+			t.Fatalf("%v: no fine-tuning report", args)
+		}
+		return r
+	}
+	r := decode()
+	rec := r.FineTune.Recipe
+	if rec == nil {
+		t.Fatal("no recipe in --json")
+	}
+	want := finetune.RecipeFor(100)
+	if rec.Images != 100 || rec.Steps != want.Steps || rec.Batch != 64 || rec.Match != "logits+modules" || rec.Augment != "none" ||
+		rec.ValFraction != 0 || rec.ReconstructSteps != want.ReconstructSteps || rec.ImagesProcessed > 60000 {
+		t.Errorf("recipe %+v, want the RecipeFor(100) schedule %+v", rec, want)
+	}
+	if got := r.FineTune.Report.Steps + r.FineTune.Reconstruct.Steps; got != rec.Steps {
+		t.Errorf("ran %d distillation + %d reconstruction steps, recipe says %d", r.FineTune.Report.Steps, r.FineTune.Reconstruct.Steps, rec.Steps)
+	}
+	if r.FineTune.ValImages != 0 {
+		t.Errorf("held out %d of 100 images; the recipe holds out none", r.FineTune.ValImages)
+	}
+
+	// Explicit flags override the recipe's values and keep its compute.
+	r = decode("--batch", "50", "--lr", "0.001", "--match", "logits", "--val-fraction", "0.2")
+	rec = r.FineTune.Recipe
+	if rec == nil || rec.Batch != 50 || rec.LR != 0.001 || rec.Match != "logits" || rec.ValFraction != 0.2 || rec.Steps != want.ImagesProcessed/50 {
+		t.Errorf("recipe with overrides %+v", rec)
+	}
+	if r.FineTune.ValImages != 20 {
+		t.Errorf("--val-fraction 0.2 held out %d images, want 20", r.FineTune.ValImages)
+	}
+
+	// --steps replaces the recipe.
+	r = decode("--steps", "3")
+	if r.FineTune.Recipe != nil || r.FineTune.Reconstruct != nil || r.FineTune.Report.Steps != 3 {
+		t.Errorf("--steps 3: recipe %+v, reconstruct %v, steps %d", r.FineTune.Recipe, r.FineTune.Reconstruct != nil, r.FineTune.Report.Steps)
 	}
 }

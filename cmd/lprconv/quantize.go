@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/quantize"
@@ -109,7 +110,7 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 	}
 	rep := &quantizeReport{Input: in, Output: out, Precision: string(prec), BytesBefore: st.Size()}
 	var opts quantize.Options
-	var src quantize.Batches
+	var src dataset.Batches
 	if prec == quantize.FP16 && c.IsSet("keep-fp32") {
 		opts.FP16.KeepFloat32 = []string{}
 		for _, s := range strings.Split(c.String("keep-fp32"), ",") {

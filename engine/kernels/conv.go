@@ -61,6 +61,38 @@ func colRange(off, stride, pad, w, ow int) (lo, hi int) {
 	return lo, hi
 }
 
+// tapRow returns the input row read by output row oy at kernel row ky,
+// oy*sh - pt + ky*dh, and whether it lies inside the plane.
+func (g *ConvGeom) tapRow(oy, ky int) (iy int, ok bool) {
+	iy = oy*g.Strides[0] - g.Pads[0] + ky*g.Dilations[0]
+	return iy, iy >= 0 && iy < g.H
+}
+
+// tapCols returns the output columns [xlo, xhi) whose input column at
+// kernel column kx lies inside the row, and ix, the input column of xlo
+// (the next ones follow every sw columns).
+func (g *ConvGeom) tapCols(kx int) (xlo, xhi, ix int) {
+	sw, off := g.Strides[1], kx*g.Dilations[1]
+	xlo, xhi = colRange(off, sw, g.Pads[1], g.W, g.OW)
+	return xlo, xhi, xlo*sw - g.Pads[1] + off
+}
+
+// eachColRow calls fn for every row of the column matrix in order: row
+// (c*KH+ky)*KW+kx of channel c, kernel row ky and kernel column kx, with
+// the output columns [xlo, xhi) and input column ix of tapCols(kx).
+func (g *ConvGeom) eachColRow(fn func(row, c, ky, xlo, xhi, ix int)) {
+	row := 0
+	for c := 0; c < g.C; c++ {
+		for ky := 0; ky < g.KH; ky++ {
+			for kx := 0; kx < g.KW; kx++ {
+				xlo, xhi, ix := g.tapCols(kx)
+				fn(row, c, ky, xlo, xhi, ix)
+				row++
+			}
+		}
+	}
+}
+
 // Im2col writes the column matrix of one image: col has C*KH*KW rows and
 // OH*OW columns, row (c*KH+ky)*KW+kx holding in[c, oy*sh-pt+ky*dh,
 // ox*sw-pl+kx*dw] (0 where that falls into padding). in holds C*H*W values.
@@ -78,44 +110,36 @@ func Im2colLD(g ConvGeom, in, col []float32, ld int) {
 	if im2colFast(&g, in, col, ld) {
 		return
 	}
-	sh, sw := g.Strides[0], g.Strides[1]
-	dh, dw := g.Dilations[0], g.Dilations[1]
-	row := 0
-	for c := 0; c < g.C; c++ {
+	sw := g.Strides[1]
+	g.eachColRow(func(row, c, ky, xlo, xhi, ix0 int) {
 		plane := in[c*g.H*g.W : (c+1)*g.H*g.W]
-		for ky := 0; ky < g.KH; ky++ {
-			for kx := 0; kx < g.KW; kx++ {
-				dst := col[row*ld : row*ld+hw]
-				row++
-				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
-				for oy := 0; oy < g.OH; oy++ {
-					d := dst[oy*g.OW : (oy+1)*g.OW]
-					iy := oy*sh - g.Pads[0] + ky*dh
-					if iy < 0 || iy >= g.H || xlo >= xhi {
-						// the row, or every tap of it, lies in the padding
-						clear(d)
-						continue
-					}
-					clear(d[:xlo])
-					clear(d[xhi:])
-					src := plane[iy*g.W:]
-					ix := xlo*sw - g.Pads[1] + kx*dw
-					if sw == 1 {
-						copy(d[xlo:xhi], src[ix:ix+xhi-xlo])
-						continue
-					}
-					if sw == 2 {
-						gatherStride2(d[xlo:xhi], src[ix:g.W])
-						continue
-					}
-					for ox := xlo; ox < xhi; ox++ {
-						d[ox] = src[ix]
-						ix += sw
-					}
-				}
+		dst := col[row*ld : row*ld+hw]
+		for oy := 0; oy < g.OH; oy++ {
+			d := dst[oy*g.OW : (oy+1)*g.OW]
+			iy, ok := g.tapRow(oy, ky)
+			if !ok || xlo >= xhi {
+				// the row, or every tap of it, lies in the padding
+				clear(d)
+				continue
+			}
+			clear(d[:xlo])
+			clear(d[xhi:])
+			src := plane[iy*g.W:]
+			ix := ix0
+			if sw == 1 {
+				copy(d[xlo:xhi], src[ix:ix+xhi-xlo])
+				continue
+			}
+			if sw == 2 {
+				gatherStride2(d[xlo:xhi], src[ix:g.W])
+				continue
+			}
+			for ox := xlo; ox < xhi; ox++ {
+				d[ox] = src[ix]
+				ix += sw
 			}
 		}
-	}
+	})
 }
 
 // Col2im is the adjoint of Im2col: it overwrites im (C*H*W values) with the
@@ -127,40 +151,32 @@ func Col2im(g ConvGeom, col, im []float32) {
 		panic(fmt.Sprintf("kernels: Col2im buffers too small (col %d, im %d) for %+v", len(col), len(im), g))
 	}
 	clear(im[:g.C*g.H*g.W])
-	sh, sw := g.Strides[0], g.Strides[1]
-	dh, dw := g.Dilations[0], g.Dilations[1]
-	row := 0
-	for c := 0; c < g.C; c++ {
+	sw := g.Strides[1]
+	g.eachColRow(func(row, c, ky, xlo, xhi, ix0 int) {
+		if xlo >= xhi {
+			return
+		}
 		plane := im[c*g.H*g.W : (c+1)*g.H*g.W]
-		for ky := 0; ky < g.KH; ky++ {
-			for kx := 0; kx < g.KW; kx++ {
-				src := col[row*hw : (row+1)*hw]
-				row++
-				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
-				if xlo >= xhi {
-					continue
+		src := col[row*hw : (row+1)*hw]
+		for oy := 0; oy < g.OH; oy++ {
+			iy, ok := g.tapRow(oy, ky)
+			if !ok {
+				continue
+			}
+			s := src[oy*g.OW+xlo : oy*g.OW+xhi]
+			d := plane[iy*g.W:]
+			ix := ix0
+			if sw == 1 {
+				d = d[ix : ix+len(s)]
+				for j, v := range s {
+					d[j] += v
 				}
-				for oy := 0; oy < g.OH; oy++ {
-					iy := oy*sh - g.Pads[0] + ky*dh
-					if iy < 0 || iy >= g.H {
-						continue
-					}
-					s := src[oy*g.OW+xlo : oy*g.OW+xhi]
-					d := plane[iy*g.W:]
-					ix := xlo*sw - g.Pads[1] + kx*dw
-					if sw == 1 {
-						d = d[ix : ix+len(s)]
-						for j, v := range s {
-							d[j] += v
-						}
-						continue
-					}
-					for _, v := range s {
-						d[ix] += v
-						ix += sw
-					}
-				}
+				continue
+			}
+			for _, v := range s {
+				d[ix] += v
+				ix += sw
 			}
 		}
-	}
+	})
 }

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -15,10 +16,7 @@ func TestConv2D(t *testing.T) {
 		ctx := NewContext(2)
 		ctx.colLimit = limit
 		for _, cg := range convGeoms {
-			g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := cg.geom(t)
 			const n, cout = 3, 5
 			kdim := cg.c * cg.kh * cg.kw
 			in := randSlice(r, n*cg.c*cg.h*cg.w)
@@ -36,40 +34,14 @@ func TestConv2D(t *testing.T) {
 			dout := randSlice(r, len(out))
 			din, dw, db := randSlice(r, len(in)), randSlice(r, len(w)), randSlice(r, cout)
 			ctx.Conv2DBackward(g, n, cout, in, w, dout, din, dw, db)
-			loss := func(in, w []float32) float64 {
-				var s float64
-				for i, v := range naiveConv(g, n, cout, 1, in, w, nil) {
-					s += v * float64(dout[i])
-				}
-				return s
-			}
-			unit := make([]float32, len(w))
-			for i := 0; i < len(w); i += 1 + len(w)/40 {
-				unit[i] = 1
-				if want := loss(in, unit); !closeTo(dw[i], want, float64(n*g.OH*g.OW)) {
-					t.Fatalf("limit %d %+v: dweight[%d] = %g, want %g", limit, cg, i, dw[i], want)
-				}
-				unit[i] = 0
-			}
-			unitIn := make([]float32, len(in))
-			for i := 0; i < len(in); i += 1 + len(in)/40 {
-				unitIn[i] = 1
-				if want := loss(unitIn, w); !closeTo(din[i], want, float64(cout*cg.kh*cg.kw)) {
-					t.Fatalf("limit %d %+v: din[%d] = %g, want %g", limit, cg, i, din[i], want)
-				}
-				unitIn[i] = 0
-			}
-			for co := 0; co < cout; co++ {
-				var want float64
-				for img := 0; img < n; img++ {
-					for _, v := range dout[(img*cout+co)*g.OH*g.OW : (img*cout+co+1)*g.OH*g.OW] {
-						want += float64(v)
-					}
-				}
-				if !closeTo(db[co], want, float64(n*g.OH*g.OW)) {
-					t.Fatalf("limit %d %+v: dbias[%d] = %g, want %g", limit, cg, co, db[co], want)
-				}
-			}
+			prefix := fmt.Sprintf("limit %d %+v", limit, cg)
+			checkUnitGrad(t, prefix, "dweight", dw, 1+len(w)/40, float64(n*g.OH*g.OW), func(unit []float32) float64 {
+				return dotLoss(naiveConv(g, n, cout, 1, in, unit, nil), dout)
+			})
+			checkUnitGrad(t, prefix, "din", din, 1+len(in)/40, float64(cout*cg.kh*cg.kw), func(unit []float32) float64 {
+				return dotLoss(naiveConv(g, n, cout, 1, unit, w, nil), dout)
+			})
+			checkBiasGrad(t, prefix, db, dout, n, cout, g.OH*g.OW)
 		}
 		ctx.Close()
 	}

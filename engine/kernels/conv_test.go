@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -45,12 +46,70 @@ func naiveConv(g ConvGeom, n, cout, groups int, in, weight, bias []float32) []fl
 	return out
 }
 
-var convGeoms = []struct {
+// convCase is a convolution geometry under test: channels, input size,
+// kernel size, strides, pads and dilations.
+type convCase struct {
 	c, h, w, kh, kw int
 	s               [2]int
 	p               [4]int
 	d               [2]int
-}{
+}
+
+// geom returns the ConvGeom of cg, failing the test when it is invalid.
+func (cg convCase) geom(t testing.TB) ConvGeom {
+	t.Helper()
+	g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// checkUnitGrad checks grad[i] for i = 0, step, 2*step, ... against
+// loss(e_i), the exact derivative of a loss linear in the argument whose
+// gradient grad is (e_i: the unit basis vector), within closeTo(scale).
+// prefix and name start the failure message.
+func checkUnitGrad(t *testing.T, prefix, name string, grad []float32, step int, scale float64, loss func(unit []float32) float64) {
+	t.Helper()
+	unit := make([]float32, len(grad))
+	for i := 0; i < len(grad); i += step {
+		unit[i] = 1
+		want := loss(unit)
+		unit[i] = 0
+		if !closeTo(grad[i], want, scale) {
+			t.Fatalf("%s: %s[%d] = %g, want %g", prefix, name, i, grad[i], want)
+		}
+	}
+}
+
+// checkBiasGrad checks db[c], the bias gradient of channel c, against the
+// sum of dout over the n images' planes of that channel (channels planes
+// of size plane per image).
+func checkBiasGrad(t *testing.T, prefix string, db, dout []float32, n, channels, plane int) {
+	t.Helper()
+	for c := 0; c < channels; c++ {
+		var want float64
+		for img := 0; img < n; img++ {
+			for _, v := range dout[(img*channels+c)*plane : (img*channels+c+1)*plane] {
+				want += float64(v)
+			}
+		}
+		if !closeTo(db[c], want, float64(n*plane)) {
+			t.Fatalf("%s: dbias[%d] = %g, want %g", prefix, c, db[c], want)
+		}
+	}
+}
+
+// dotLoss returns sum(dout * y) for the float64 output y of a convolution.
+func dotLoss(y []float64, dout []float32) float64 {
+	var s float64
+	for i, v := range y {
+		s += v * float64(dout[i])
+	}
+	return s
+}
+
+var convGeoms = []convCase{
 	{3, 8, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{4, 7, 9, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{2, 10, 6, 3, 2, [2]int{1, 2}, [4]int{0, 1, 2, 0}, [2]int{2, 1}},
@@ -87,10 +146,7 @@ func closeTo(got float32, want, scale float64) bool {
 func TestIm2colConv(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, cg := range convGeoms {
-		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := cg.geom(t)
 		const cout = 5
 		in := randSlice(r, cg.c*cg.h*cg.w)
 		w := randSlice(r, cout*cg.c*cg.kh*cg.kw)
@@ -128,10 +184,7 @@ func TestIm2colConv(t *testing.T) {
 func TestCol2imAdjoint(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, cg := range convGeoms {
-		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := cg.geom(t)
 		x := randSlice(r, cg.c*cg.h*cg.w)
 		y := randSlice(r, cg.c*cg.kh*cg.kw*g.OH*g.OW)
 		col := make([]float32, len(y))
@@ -157,10 +210,7 @@ func TestDepthwiseConv2D(t *testing.T) {
 	for _, threads := range []int{1, 2} {
 		ctx := NewContext(threads)
 		for _, cg := range convGeoms {
-			g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := cg.geom(t)
 			const n = 3
 			in := randSlice(r, n*cg.c*cg.h*cg.w)
 			w := randSlice(r, cg.c*cg.kh*cg.kw)
@@ -188,10 +238,7 @@ func TestDepthwiseConv2DBackward(t *testing.T) {
 	ctx := NewContext(2)
 	defer ctx.Close()
 	for _, cg := range convGeoms {
-		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := cg.geom(t)
 		const n = 2
 		ksz := cg.kh * cg.kw
 		in := randSlice(r, n*cg.c*cg.h*cg.w)
@@ -203,43 +250,14 @@ func TestDepthwiseConv2DBackward(t *testing.T) {
 		DepthwiseConv2DBackward(ctx, g, n, in, w, dout, din, dw, db)
 		// The convolution is linear in w and in in: the gradient entry for a
 		// unit basis vector e is sum(dout * conv(e)).
-		loss := func(in, w []float32) float64 {
-			o := naiveConv(g, n, cg.c, cg.c, in, w, nil)
-			var s float64
-			for i, v := range o {
-				s += v * float64(dout[i])
-			}
-			return s
-		}
-		unit := make([]float32, len(w))
-		for i := range w {
-			unit[i] = 1
-			want := loss(in, unit)
-			unit[i] = 0
-			if !closeTo(dw[i], want, float64(n*g.OH*g.OW)) {
-				t.Fatalf("%+v: dweight[%d] = %g, want %g", cg, i, dw[i], want)
-			}
-		}
-		unitIn := make([]float32, len(in))
-		for i := 0; i < len(in); i += 1 + len(in)/97 {
-			unitIn[i] = 1
-			want := loss(unitIn, w)
-			unitIn[i] = 0
-			if !closeTo(din[i], want, float64(ksz)) {
-				t.Fatalf("%+v: din[%d] = %g, want %g", cg, i, din[i], want)
-			}
-		}
-		for c := 0; c < cg.c; c++ {
-			var want float64
-			for img := 0; img < n; img++ {
-				for _, v := range dout[(img*cg.c+c)*g.OH*g.OW : (img*cg.c+c+1)*g.OH*g.OW] {
-					want += float64(v)
-				}
-			}
-			if !closeTo(db[c], want, float64(n*g.OH*g.OW)) {
-				t.Fatalf("%+v: dbias[%d] = %g, want %g", cg, c, db[c], want)
-			}
-		}
+		prefix := fmt.Sprintf("%+v", cg)
+		checkUnitGrad(t, prefix, "dweight", dw, 1, float64(n*g.OH*g.OW), func(unit []float32) float64 {
+			return dotLoss(naiveConv(g, n, cg.c, cg.c, in, unit, nil), dout)
+		})
+		checkUnitGrad(t, prefix, "din", din, 1+len(in)/97, float64(ksz), func(unit []float32) float64 {
+			return dotLoss(naiveConv(g, n, cg.c, cg.c, unit, w, nil), dout)
+		})
+		checkBiasGrad(t, prefix, db, dout, n, cg.c, g.OH*g.OW)
 	}
 }
 

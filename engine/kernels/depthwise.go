@@ -101,37 +101,61 @@ func (t *dwTask) run(lo, hi, tid int) {
 
 // dwPlane convolves one plane with one KH x KW filter (general geometry).
 func dwPlane(g *ConvGeom, in, w []float32, bias float32, out []float32) {
-	sh, sw := g.Strides[0], g.Strides[1]
-	dh, dw := g.Dilations[0], g.Dilations[1]
-	for oy := 0; oy < g.OH; oy++ {
-		orow := out[oy*g.OW : (oy+1)*g.OW]
-		for i := range orow {
-			orow[i] = bias
+	for i := range out[:g.OH*g.OW] {
+		out[i] = bias
+	}
+	dwTaps(g, w, in, out, false)
+}
+
+// dwTaps adds, for every tap of the KH x KW filter w, the tap weight times
+// the plane values it reads into the output plane outs; with toPlane (the
+// adjoint, for the input gradient) it adds the weight times the outs values
+// into the plane values they were read from.
+func dwTaps(g *ConvGeom, w, plane, outs []float32, toPlane bool) {
+	sw := g.Strides[1]
+	g.eachTap(func(oy, k, iy, xlo, xhi, ix int) {
+		wv := w[k]
+		row := plane[iy*g.W : (iy+1)*g.W]
+		o := outs[oy*g.OW+xlo : oy*g.OW+xhi]
+		switch {
+		case sw == 1 && toPlane:
+			d := row[ix : ix+len(o)]
+			for j, v := range o {
+				d[j] += wv * v
+			}
+		case sw == 1:
+			s := row[ix : ix+len(o)]
+			for j, v := range s {
+				o[j] += wv * v
+			}
+		case toPlane:
+			for _, v := range o {
+				row[ix] += wv * v
+				ix += sw
+			}
+		default:
+			for j := range o {
+				o[j] += wv * row[ix]
+				ix += sw
+			}
 		}
+	})
+}
+
+// eachTap calls fn for every output row oy and kernel tap k = ky*KW+kx
+// (taps in order within a row) whose input row iy lies inside the plane
+// and whose output columns [xlo, xhi) read inside it, starting at input
+// column ix and stepping by the column stride.
+func (g *ConvGeom) eachTap(fn func(oy, k, iy, xlo, xhi, ix int)) {
+	for oy := 0; oy < g.OH; oy++ {
 		for ky := 0; ky < g.KH; ky++ {
-			iy := oy*sh - g.Pads[0] + ky*dh
-			if iy < 0 || iy >= g.H {
+			iy, ok := g.tapRow(oy, ky)
+			if !ok {
 				continue
 			}
-			irow := in[iy*g.W : (iy+1)*g.W]
 			for kx := 0; kx < g.KW; kx++ {
-				wv := w[ky*g.KW+kx]
-				xlo, xhi := colRange(kx*dw, sw, g.Pads[1], g.W, g.OW)
-				if xlo >= xhi {
-					continue
-				}
-				ix := xlo*sw - g.Pads[1] + kx*dw
-				o := orow[xlo:xhi]
-				if sw == 1 {
-					s := irow[ix : ix+len(o)]
-					for j, v := range s {
-						o[j] += wv * v
-					}
-					continue
-				}
-				for j := range o {
-					o[j] += wv * irow[ix]
-					ix += sw
+				if xlo, xhi, ix := g.tapCols(kx); xlo < xhi {
+					fn(oy, ky*g.KW+kx, iy, xlo, xhi, ix)
 				}
 			}
 		}
@@ -220,23 +244,22 @@ func (t *dwBackTask) run(lo, hi, tid int) {
 
 // dwWeightPlane adds the weight gradient of one plane into dw.
 func dwWeightPlane(g *ConvGeom, in, dout, dw []float32) {
-	sh, sw := g.Strides[0], g.Strides[1]
-	dh, dwl := g.Dilations[0], g.Dilations[1]
+	sw := g.Strides[1]
 	for ky := 0; ky < g.KH; ky++ {
 		for kx := 0; kx < g.KW; kx++ {
-			xlo, xhi := colRange(kx*dwl, sw, g.Pads[1], g.W, g.OW)
+			xlo, xhi, ix0 := g.tapCols(kx)
 			if xlo >= xhi {
 				continue
 			}
 			var s float32
 			for oy := 0; oy < g.OH; oy++ {
-				iy := oy*sh - g.Pads[0] + ky*dh
-				if iy < 0 || iy >= g.H {
+				iy, ok := g.tapRow(oy, ky)
+				if !ok {
 					continue
 				}
 				irow := in[iy*g.W : (iy+1)*g.W]
 				o := dout[oy*g.OW+xlo : oy*g.OW+xhi]
-				ix := xlo*sw - g.Pads[1] + kx*dwl
+				ix := ix0
 				if sw == 1 {
 					s += dot(o, irow[ix:ix+len(o)])
 					continue
@@ -254,38 +277,7 @@ func dwWeightPlane(g *ConvGeom, in, dout, dw []float32) {
 // dwInputPlane overwrites din (one plane) with the input gradient.
 func dwInputPlane(g *ConvGeom, w, dout, din []float32) {
 	clear(din)
-	sh, sw := g.Strides[0], g.Strides[1]
-	dh, dwl := g.Dilations[0], g.Dilations[1]
-	for oy := 0; oy < g.OH; oy++ {
-		orow := dout[oy*g.OW : (oy+1)*g.OW]
-		for ky := 0; ky < g.KH; ky++ {
-			iy := oy*sh - g.Pads[0] + ky*dh
-			if iy < 0 || iy >= g.H {
-				continue
-			}
-			irow := din[iy*g.W : (iy+1)*g.W]
-			for kx := 0; kx < g.KW; kx++ {
-				wv := w[ky*g.KW+kx]
-				xlo, xhi := colRange(kx*dwl, sw, g.Pads[1], g.W, g.OW)
-				if xlo >= xhi {
-					continue
-				}
-				ix := xlo*sw - g.Pads[1] + kx*dwl
-				o := orow[xlo:xhi]
-				if sw == 1 {
-					d := irow[ix : ix+len(o)]
-					for j, v := range o {
-						d[j] += wv * v
-					}
-					continue
-				}
-				for _, v := range o {
-					irow[ix] += wv * v
-					ix += sw
-				}
-			}
-		}
-	}
+	dwTaps(g, w, din, dout, true)
 }
 
 func dot(x, y []float32) float32 {

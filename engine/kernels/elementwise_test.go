@@ -108,10 +108,7 @@ func TestDepthwiseConv2DExRelu(t *testing.T) {
 	ctx := NewContext(2)
 	defer ctx.Close()
 	for _, cg := range convGeoms {
-		g, err := NewConvGeom(cg.c, cg.h, cg.w, cg.kh, cg.kw, cg.s, cg.p, cg.d)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := cg.geom(t)
 		in := randSlice(r, 2*cg.c*cg.h*cg.w)
 		w := randSlice(r, cg.c*cg.kh*cg.kw)
 		bias := randSlice(r, cg.c)

@@ -3,7 +3,6 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 )
 
@@ -27,11 +26,7 @@ func BenchmarkFixtureGemm(b *testing.B) {
 		for _, pass := range []string{"fwd", "dx", "dw"} {
 			b.Run(fmt.Sprintf("t1/%s/%dx%dx%d", pass, co, ci, hw), func(b *testing.B) {
 				ctx := NewContext(1)
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				b.ResetTimer()
-				t0 := processCPUTime()
-				for i := 0; i < b.N; i++ {
+				benchFLOPs(b, processCPUTime, 2*float64(n*co*ci*hw), func() {
 					switch pass {
 					case "fwd":
 						ctx.SgemmBatched(false, false, co, hw, ci, 1, w, ci, 0, x, hw, ci*hw, 0, y, hw, co*hw, n)
@@ -40,11 +35,7 @@ func BenchmarkFixtureGemm(b *testing.B) {
 					case "dw":
 						ctx.SgemmBatched(false, true, co, ci, hw, 1, y, hw, co*hw, x, hw, ci*hw, 0, dw, ci, 0, n)
 					}
-				}
-				cpu := processCPUTime() - t0
-				flops := 2 * float64(n*co*ci*hw) * float64(b.N)
-				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+				})
 			})
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 )
 
@@ -308,17 +307,9 @@ func BenchmarkSgemmKernels(b *testing.B) {
 				ctx.kern = k
 				r := rand.New(rand.NewPCG(1, 2))
 				a, bb, c := randSlice(r, m*kk), randSlice(r, kk*n), make([]float32, m*n)
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				b.ResetTimer()
-				t0 := threadCPUTime()
-				for i := 0; i < b.N; i++ {
+				benchFLOPs(b, threadCPUTime, 2*float64(m*n*kk), func() {
 					ctx.Sgemm(false, false, m, n, kk, 1, a, kk, bb, n, 0, c, n)
-				}
-				cpu := threadCPUTime() - t0
-				flops := 2 * float64(m*n*kk) * float64(b.N)
-				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+				})
 			})
 		}
 	}
@@ -333,15 +324,9 @@ func BenchmarkSgemm(b *testing.B) {
 				defer ctx.Close()
 				r := rand.New(rand.NewPCG(1, 2))
 				a, bb, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
-				b.ResetTimer()
-				t0 := processCPUTime()
-				for i := 0; i < b.N; i++ {
+				benchFLOPs(b, processCPUTime, 2*float64(m*n*k), func() {
 					ctx.Sgemm(false, false, m, n, k, 1, a, k, bb, n, 0, c, n)
-				}
-				cpu := processCPUTime() - t0
-				flops := 2 * float64(m*n*k) * float64(b.N)
-				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+				})
 			})
 		}
 	}

@@ -59,39 +59,38 @@ func loadTap(base Mem, kx, s int, idx, dst VecVirtual) {
 	VPERMT2PS(m.Offset(64), idx, dst)
 }
 
-// dwForward emits a 3x3 depthwise convolution of one zero-padded plane:
-// out[y*ow + x] = bias + sum w[ky*3+kx] * p[(s*y+ky)*ldp + s*x + kx] for
-// y < oh, x < ow. p must be readable 16*s+2 values past s*ow on each row.
-func dwForward(name string, s int) {
-	TEXT(name, NOSPLIT, "func(out, p *float32, ldp int, w *float32, bias float32, ow, oh int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of a padded plane.", name, s))
-	outp := Load(Param("out"), GP64())
-	pp := Load(Param("p"), GP64())
-	ldp := Load(Param("ldp"), GP64())
-	SHLQ(Imm(2), ldp)
-	wp := Load(Param("w"), GP64())
-	var w [9]VecVirtual
-	for i := range w {
-		w[i] = ZMM()
-		VBROADCASTSS(Mem{Base: wp, Disp: 4 * i}, w[i])
-	}
-	bias := ZMM()
-	VBROADCASTSS(NewParamAddr("bias", 32), bias)
-	var idx VecVirtual
-	if s == 2 {
-		idx = ZMM()
-		VMOVUPS(evenIndex, idx)
-	}
-	ow := Load(Param("ow"), GP64())
-	oh := Load(Param("oh"), GP64())
-	k := K1
-	blocks := tailMask(ow, k)
-	rowStep := GP64() // bytes between the first input rows of two output rows
+// planeRows loads the output width and height of a padded-plane kernel
+// (parameters ow and oh), sets k to the store mask of the last block of
+// a row and returns ow, oh, k, the number of 16-lane blocks of a row and
+// rowStep, the bytes between the first input rows of two output rows
+// (s rows of ldp bytes).
+func planeRows(ldp Register, s int) (ow, oh, k, blocks, rowStep Register) {
+	ow = Load(Param("ow"), GP64())
+	oh = Load(Param("oh"), GP64())
+	k = K1
+	blocks = tailMask(ow, k)
+	rowStep = GP64()
 	MOVQ(ldp, rowStep)
 	if s == 2 {
 		SHLQ(Imm(1), rowStep)
 	}
+	return ow, oh, k, blocks, rowStep
+}
+
+// dwForward emits a 3x3 depthwise convolution of one zero-padded plane:
+// out[y*ow + x] = bias + sum w[ky*3+kx] * p[(s*y+ky)*ldp + s*x + kx] for
+// y < oh, x < ow. p must be readable 16*s+2 values past s*ow on each row.
+func dwForward(name string, s int) {
+	leaf(name, "func(out, p *float32, ldp int, w *float32, bias float32, ow, oh int)",
+		fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of a padded plane.", name, s))
+	outp := Load(Param("out"), GP64())
+	pp := Load(Param("p"), GP64())
+	ldp := loadBytes("ldp")
+	w := broadcastTaps(Load(Param("w"), GP64()))
+	bias := ZMM()
+	VBROADCASTSS(NewParamAddr("bias", 32), bias)
+	idx := evenLanes(s)
+	ow, oh, k, blocks, rowStep := planeRows(ldp, s)
 	owBytes := GP64()
 	MOVQ(ow, owBytes)
 	SHLQ(Imm(2), owBytes)
@@ -107,13 +106,7 @@ func dwForward(name string, s int) {
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	v := ZMM()
 	for ky := 0; ky < 3; ky++ {
-		base := Mem{Base: po}
-		switch ky {
-		case 1:
-			base.Index, base.Scale = ldp, 1
-		case 2:
-			base.Index, base.Scale = ldp, 2
-		}
+		base := rowOf(Mem{Base: po}, ky, ldp, nil)
 		for kx := 0; kx < 3; kx++ {
 			loadTap(base, kx, s, idx, v)
 			if kx == 0 {
@@ -152,33 +145,15 @@ func dwForward(name string, s int) {
 // dout[y*ow + x] * p[(s*y+ky)*ldp + s*x + kx] are added into
 // acc[(ky*3+kx)*16 : +16] (the caller reduces the 16 lanes).
 func dwWeightGrad(name string, s int) {
-	TEXT(name, NOSPLIT, "func(acc, p *float32, ldp int, dout *float32, ow, oh int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of a padded plane.", name, s))
+	leaf(name, "func(acc, p *float32, ldp int, dout *float32, ow, oh int)",
+		fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of a padded plane.", name, s))
 	accp := Load(Param("acc"), GP64())
 	pp := Load(Param("p"), GP64())
-	ldp := Load(Param("ldp"), GP64())
-	SHLQ(Imm(2), ldp)
+	ldp := loadBytes("ldp")
 	dp := Load(Param("dout"), GP64())
-	var acc [9]VecVirtual
-	for i := range acc {
-		acc[i] = ZMM()
-		VMOVUPS(Mem{Base: accp, Disp: 64 * i}, acc[i])
-	}
-	var idx VecVirtual
-	if s == 2 {
-		idx = ZMM()
-		VMOVUPS(evenIndex, idx)
-	}
-	ow := Load(Param("ow"), GP64())
-	oh := Load(Param("oh"), GP64())
-	k := K1
-	blocks := tailMask(ow, k)
-	rowStep := GP64()
-	MOVQ(ldp, rowStep)
-	if s == 2 {
-		SHLQ(Imm(1), rowStep)
-	}
+	acc := loadTapSums(accp)
+	idx := evenLanes(s)
+	ow, oh, k, blocks, rowStep := planeRows(ldp, s)
 
 	Label(name + "_row")
 	x := GP64()
@@ -197,13 +172,7 @@ func dwWeightGrad(name string, s int) {
 	VMOVUPS_Z(Mem{Base: dp}, k, d)
 	Label(name + "_taps")
 	for ky := 0; ky < 3; ky++ {
-		base := Mem{Base: po}
-		switch ky {
-		case 1:
-			base.Index, base.Scale = ldp, 1
-		case 2:
-			base.Index, base.Scale = ldp, 2
-		}
+		base := rowOf(Mem{Base: po}, ky, ldp, nil)
 		for kx := 0; kx < 3; kx++ {
 			loadTap(base, kx, s, idx, v)
 			VFMADD231PS(v, d, acc[ky*3+kx])
@@ -224,9 +193,7 @@ func dwWeightGrad(name string, s int) {
 	ADDQ(rowStep, pp)
 	DECQ(oh)
 	JNE(LabelRef(name + "_row"))
-	for i := range acc {
-		VMOVUPS(acc[i], Mem{Base: accp, Disp: 64 * i})
-	}
+	storeTapSums(accp, acc)
 	VZEROUPPER()
 	RET()
 }

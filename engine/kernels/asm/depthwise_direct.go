@@ -46,29 +46,12 @@ func directPlane(name string, s int, body directBody) {
 	inP := paramAddr("in")
 	zeroP := paramAddr("zero")
 	hP := paramAddr("h")
-	wdP := paramAddr("wd")
 	ohP := paramAddr("oh")
 	owP := paramAddr("ow")
 	ptP := paramAddr("pt")
-	plP := paramAddr("pl")
 
-	wv := ZMM()
-	VPBROADCASTD(wdP, wv)
-	owv := ZMM()
-	VPBROADCASTD(owP, owv)
-	xstart := ZMM() // iota - pl
-	plv := ZMM()
-	VPBROADCASTD(plP, plv)
-	VMOVDQU32(dwIota, xstart)
-	VPSUBD(plv, xstart, xstart)
-	var idx VecVirtual
-	if s == 2 {
-		idx = ZMM()
-		VMOVUPS(evenIndex, idx)
-	}
-	wd4 := GP64()
-	MOVQ(wdP, wd4)
-	SHLQ(Imm(2), wd4)
+	l := newPlaneLanes(s)
+	wd4 := loadBytes("wd")
 	iy := GP64()
 	oy := GP64()
 	outOff := GP64() // byte offset of the current output block
@@ -94,37 +77,30 @@ func directPlane(name string, s int, body directBody) {
 		CMOVQCC(zeroP, r)
 		rows[ky] = r
 	}
-	off := GP64() // byte offset of the first input value of the block
-	MOVQ(plP, off)
-	SHLQ(Imm(2), off)
-	NEGQ(off)
-	xv := ZMM()
-	VMOVDQA32(xstart, xv)
-	oxv := ZMM()
-	VMOVDQU32(dwIota, oxv)
+	off, xv, oxv := l.rowStart()
 	x := GP64()
 	MOVQ(owP, x) // outputs left in this row
 
 	Label(name + "_col")
 	kst := K1
-	VPCMPUD(Imm(1), owv, oxv, kst)
+	VPCMPUD(Imm(1), l.owv, oxv, kst)
 	klo := [3]Register{K2, K3, K4}
 	khi := [3]Register{K5, K6, K7}
 	t := ZMM()
 	for kx := 0; kx < 3; kx++ {
 		switch kx {
 		case 0:
-			VPCMPUD(Imm(1), wv, xv, klo[kx])
+			VPCMPUD(Imm(1), l.wv, xv, klo[kx])
 		case 1:
 			VPADDD_BCST(dwConst.Offset(cOne), xv, t)
-			VPCMPUD(Imm(1), wv, t, klo[kx])
+			VPCMPUD(Imm(1), l.wv, t, klo[kx])
 		case 2:
 			VPADDD_BCST(dwConst.Offset(cTwo), xv, t)
-			VPCMPUD(Imm(1), wv, t, klo[kx])
+			VPCMPUD(Imm(1), l.wv, t, klo[kx])
 		}
 		if s == 2 {
 			VPADDD_BCST(dwConst.Offset(c16+4*kx), xv, t)
-			VPCMPUD(Imm(1), wv, t, khi[kx])
+			VPCMPUD(Imm(1), l.wv, t, khi[kx])
 		}
 	}
 	body.begin(kst, outOff)
@@ -136,18 +112,13 @@ func directPlane(name string, s int, body directBody) {
 			VMOVUPS_Z(m, klo[kx], v)
 			if s == 2 {
 				VMOVUPS_Z(m.Offset(64), khi[kx], v2)
-				VPERMT2PS(v2, idx, v)
+				VPERMT2PS(v2, l.idx, v)
 			}
 			body.tap(ky, kx, v, kst)
 		}
 	}
 	body.end(kst, outOff)
-	if s == 1 {
-		VPADDD_BCST(dwConst.Offset(c16), xv, xv)
-	} else {
-		VPADDD_BCST(dwConst.Offset(c32), xv, xv)
-	}
-	VPADDD_BCST(dwConst.Offset(c16), oxv, oxv)
+	nextBlock(s, xv, oxv)
 	ADDQ(U32(64*s), off)
 	SUBQ(Imm(16), x)
 	JLE(LabelRef(name + "_rowdone"))
@@ -164,10 +135,7 @@ func directPlane(name string, s int, body directBody) {
 	JL(LabelRef(name + "_row"))
 	if body.nextImage != nil {
 		// The argument slot "in" belongs to this frame: advance it.
-		st := GP64()
-		MOVQ(paramAddr("inStride"), st)
-		SHLQ(Imm(2), st)
-		ADDQ(st, inP)
+		addParamBytes("inStride", inP)
 		body.nextImage()
 		DECQ(paramAddr("count"))
 		JNE(LabelRef(name + "_image"))
@@ -179,16 +147,10 @@ func directPlane(name string, s int, body directBody) {
 // for count planes inStride and outStride values apart (one channel of
 // several images); zero must point to at least wd zero values.
 func dwDirectForward(name string, s int) {
-	TEXT(name, NOSPLIT, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
+	leaf(name, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)",
+		fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
 	outp := Load(Param("out"), GP64())
-	wp := Load(Param("w"), GP64())
-	var w [9]VecVirtual
-	for i := range w {
-		w[i] = ZMM()
-		VBROADCASTSS(Mem{Base: wp, Disp: 4 * i}, w[i])
-	}
+	w := broadcastTaps(Load(Param("w"), GP64()))
 	bias := ZMM()
 	VBROADCASTSS(NewParamAddr("bias", 32), bias)
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
@@ -210,12 +172,7 @@ func dwDirectForward(name string, s int) {
 			VADDPS(acc[2], acc[0], acc[0])
 			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
 		},
-		nextImage: func() {
-			st := GP64()
-			MOVQ(paramAddr("outStride"), st)
-			SHLQ(Imm(2), st)
-			ADDQ(st, outp)
-		},
+		nextImage: func() { addParamBytes("outStride", outp) },
 	})
 	VZEROUPPER()
 	RET()
@@ -226,16 +183,11 @@ func dwDirectForward(name string, s int) {
 // of lane l, with the same addressing as dwDirectForward, over count planes
 // inStride and outStride values apart.
 func dwDirectWeightGrad(name string, s int) {
-	TEXT(name, NOSPLIT, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of one plane.", name, s))
+	leaf(name, "func(acc, in, zero, dout *float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)",
+		fmt.Sprintf("%s accumulates the 3x3 stride-%d depthwise weight gradient of one plane.", name, s))
 	accp := Load(Param("acc"), GP64())
 	dp := Load(Param("dout"), GP64())
-	var acc [9]VecVirtual
-	for i := range acc {
-		acc[i] = ZMM()
-		VMOVUPS(Mem{Base: accp, Disp: 64 * i}, acc[i])
-	}
+	acc := loadTapSums(accp)
 	d := ZMM()
 	directPlane(name, s, directBody{
 		begin: func(kst, outOff Register) {
@@ -244,19 +196,59 @@ func dwDirectWeightGrad(name string, s int) {
 		tap: func(ky, kx int, v VecVirtual, kst Register) {
 			VFMADD231PS(v, d, kst, acc[ky*3+kx])
 		},
-		end: func(kst, outOff Register) {},
-		nextImage: func() {
-			st := GP64()
-			MOVQ(paramAddr("outStride"), st)
-			SHLQ(Imm(2), st)
-			ADDQ(st, dp)
-		},
+		end:       func(kst, outOff Register) {},
+		nextImage: func() { addParamBytes("outStride", dp) },
 	})
-	for i := range acc {
-		VMOVUPS(acc[i], Mem{Base: accp, Disp: 64 * i})
-	}
+	storeTapSums(accp, acc)
 	VZEROUPPER()
 	RET()
+}
+
+// planeLanes holds the lane bookkeeping shared by the unpadded kernels
+// (im2col and direct depthwise) of one h x wd plane: wv and owv broadcast
+// wd and ow, xstart is each lane's input column in the first block of a
+// row (iota - pl) and idx the stride-2 even-lane index (nil at stride 1).
+type planeLanes struct {
+	wv, owv, xstart, idx VecVirtual
+}
+
+func newPlaneLanes(s int) planeLanes {
+	var l planeLanes
+	l.wv = ZMM()
+	VPBROADCASTD(paramAddr("wd"), l.wv)
+	l.owv = ZMM()
+	VPBROADCASTD(paramAddr("ow"), l.owv)
+	l.xstart = ZMM()
+	plv := ZMM()
+	VPBROADCASTD(paramAddr("pl"), plv)
+	VMOVDQU32(dwIota, l.xstart)
+	VPSUBD(plv, l.xstart, l.xstart)
+	l.idx = evenLanes(s)
+	return l
+}
+
+// rowStart begins an output row: off is the byte offset of the first
+// input value of the first block (-4*pl), xv the input column and oxv the
+// output column of each lane.
+func (l planeLanes) rowStart() (off Register, xv, oxv VecVirtual) {
+	off = loadBytes("pl")
+	NEGQ(off)
+	xv = ZMM()
+	VMOVDQA32(l.xstart, xv)
+	oxv = ZMM()
+	VMOVDQU32(dwIota, oxv)
+	return off, xv, oxv
+}
+
+// nextBlock moves the lane columns to the next block of 16 outputs: xv by
+// 16*s input columns, oxv by 16 output columns.
+func nextBlock(s int, xv, oxv VecVirtual) {
+	if s == 1 {
+		VPADDD_BCST(dwConst.Offset(c16), xv, xv)
+	} else {
+		VPADDD_BCST(dwConst.Offset(c32), xv, xv)
+	}
+	VPADDD_BCST(dwConst.Offset(c16), oxv, oxv)
 }
 
 // paramAddr returns the frame address of a scalar or pointer parameter of

@@ -14,36 +14,13 @@ import (
 // group's 10 vectors (bias, then the 9 taps per output lane).
 func dwTiny() {
 	name := "dwTinyAVX512"
-	TEXT(name, NOSPLIT, "func(out, in, wv *float32, idx *int32, n, groups, inStep, outStep int, masks uint64, lo, hi float32)")
-	Pragma("noescape")
-	Doc(name + " computes a 3x3 depthwise convolution of planes of at most 16 values.")
+	leaf(name, "func(out, in, wv *float32, idx *int32, n, groups, inStep, outStep int, masks uint64, lo, hi float32)",
+		name+" computes a 3x3 depthwise convolution of planes of at most 16 values.")
 	outp := Load(Param("out"), GP64())
 	inp := Load(Param("in"), GP64())
-	idxp := Load(Param("idx"), GP64())
-	var idx [9]VecVirtual
-	for k := range idx {
-		idx[k] = ZMM()
-		VMOVDQU32(Mem{Base: idxp, Disp: 64 * k}, idx[k])
-	}
-	zero := ZMM()
-	VPXORD(zero, zero, zero)
-	vlo, vhi := ZMM(), ZMM()
-	VBROADCASTSS(paramAddr("lo"), vlo)
-	VBROADCASTSS(paramAddr("hi"), vhi)
-	m := GP64()
-	Load(Param("masks"), m)
-	KMOVW(m.As32(), K1) // load mask, full group
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K2) // load mask, last group
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K3) // store mask, full group
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K4) // store mask, last group
-	inStep := Load(Param("inStep"), GP64())
-	SHLQ(Imm(2), inStep)
-	outStep := Load(Param("outStep"), GP64())
-	SHLQ(Imm(2), outStep)
-	n := Load(Param("n"), GP64())
+	idx, zero := tinyWindows()
+	vlo, vhi := clampBounds()
+	inStep, outStep, n := tinyMasks()
 
 	Label(name + "_image")
 	wv := Load(Param("wv"), GP64())
@@ -60,9 +37,7 @@ func dwTiny() {
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	VMOVUPS(Mem{Base: wv}, acc[0])
 	for k := 0; k < 9; k++ {
-		t := ZMM()
-		VMOVAPS(x, t)
-		VPERMT2PS(zero, idx[k], t)
+		t := tinyTap(x, zero, idx[k])
 		a := acc[k%3]
 		if k == 1 || k == 2 {
 			VMULPS(Mem{Base: wv, Disp: 64 * (k + 1)}, t, a)
@@ -84,18 +59,7 @@ func dwTiny() {
 	JMP(LabelRef(name + "_group"))
 	Label(name + "_laststore")
 	VMOVUPS(acc[0], K4, Mem{Base: outp})
-	// The last group holds fewer planes: advance by its true size.
-	lastIn := Load(Param("masks"), GP64())
-	// popcount of the last load / store masks gives the element counts.
-	li := GP64()
-	MOVQ(lastIn, li)
-	SHRQ(Imm(16), li)
-	ANDQ(U32(0xffff), li)
-	POPCNTQ(li, li)
-	LEAQ(Mem{Base: inp, Index: li, Scale: 4}, inp)
-	SHRQ(Imm(48), lastIn)
-	POPCNTQ(lastIn, lastIn)
-	LEAQ(Mem{Base: outp, Index: lastIn, Scale: 4}, outp)
+	skipLastGroup(inp, outp)
 	DECQ(n)
 	JNE(LabelRef(name + "_image"))
 	VZEROUPPER()
@@ -108,33 +72,12 @@ func dwTiny() {
 // channel).
 func dwTinyGrad() {
 	name := "dwTinyGradAVX512"
-	TEXT(name, NOSPLIT, "func(acc, in, dout *float32, idx *int32, n, groups, inStep, outStep int, masks uint64)")
-	Pragma("noescape")
-	Doc(name + " accumulates the 3x3 depthwise weight gradient of planes of at most 16 values.")
+	leaf(name, "func(acc, in, dout *float32, idx *int32, n, groups, inStep, outStep int, masks uint64)",
+		name+" accumulates the 3x3 depthwise weight gradient of planes of at most 16 values.")
 	outp := Load(Param("dout"), GP64())
 	inp := Load(Param("in"), GP64())
-	idxp := Load(Param("idx"), GP64())
-	var idx [9]VecVirtual
-	for k := range idx {
-		idx[k] = ZMM()
-		VMOVDQU32(Mem{Base: idxp, Disp: 64 * k}, idx[k])
-	}
-	zero := ZMM()
-	VPXORD(zero, zero, zero)
-	m := GP64()
-	Load(Param("masks"), m)
-	KMOVW(m.As32(), K1)
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K2)
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K3)
-	SHRQ(Imm(16), m)
-	KMOVW(m.As32(), K4)
-	inStep := Load(Param("inStep"), GP64())
-	SHLQ(Imm(2), inStep)
-	outStep := Load(Param("outStep"), GP64())
-	SHLQ(Imm(2), outStep)
-	n := Load(Param("n"), GP64())
+	idx, zero := tinyWindows()
+	inStep, outStep, n := tinyMasks()
 
 	Label(name + "_image")
 	ap := Load(Param("acc"), GP64())
@@ -151,22 +94,10 @@ func dwTinyGrad() {
 	Label(name + "_lastload")
 	VMOVUPS_Z(Mem{Base: inp}, K2, x)
 	VMOVUPS_Z(Mem{Base: outp}, K4, d)
-	li := GP64()
-	Load(Param("masks"), li)
-	lo := GP64()
-	MOVQ(li, lo)
-	SHRQ(Imm(16), lo)
-	ANDQ(U32(0xffff), lo)
-	POPCNTQ(lo, lo)
-	LEAQ(Mem{Base: inp, Index: lo, Scale: 4}, inp)
-	SHRQ(Imm(48), li)
-	POPCNTQ(li, li)
-	LEAQ(Mem{Base: outp, Index: li, Scale: 4}, outp)
+	skipLastGroup(inp, outp)
 	Label(name + "_taps")
 	for k := 0; k < 9; k++ {
-		t := ZMM()
-		VMOVAPS(x, t)
-		VPERMT2PS(zero, idx[k], t)
+		t := tinyTap(x, zero, idx[k])
 		a := ZMM()
 		VMOVUPS(Mem{Base: ap, Disp: 64 * k}, a)
 		VFMADD231PS(d, t, a)
@@ -179,4 +110,58 @@ func dwTinyGrad() {
 	JNE(LabelRef(name + "_image"))
 	VZEROUPPER()
 	RET()
+}
+
+// tinyWindows loads the 9 tap permutations of the tiny kernels (the
+// parameter idx, 16 int32 lane indexes each, 16 selecting zero) and a zero
+// vector for the lanes they select from it.
+func tinyWindows() (idx [9]VecVirtual, zero VecVirtual) {
+	idx = nineTaps(Load(Param("idx"), GP64()), 64, VMOVDQU32)
+	zero = ZMM()
+	VPXORD(zero, zero, zero)
+	return idx, zero
+}
+
+// tinyMasks unpacks the four 16-bit masks of the parameter masks into K1
+// (load, full group), K2 (load, last group), K3 (store, full group) and K4
+// (store, last group), and loads the group steps inStep and outStep (in
+// bytes) and the image count n.
+func tinyMasks() (inStep, outStep, n Register) {
+	m := GP64()
+	Load(Param("masks"), m)
+	KMOVW(m.As32(), K1) // load mask, full group
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K2) // load mask, last group
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K3) // store mask, full group
+	SHRQ(Imm(16), m)
+	KMOVW(m.As32(), K4) // store mask, last group
+	inStep = loadBytes("inStep")
+	outStep = loadBytes("outStep")
+	n = Load(Param("n"), GP64())
+	return inStep, outStep, n
+}
+
+// tinyTap returns the window x permuted by one tap's lane indexes.
+func tinyTap(x, zero, idx VecVirtual) VecVirtual {
+	t := ZMM()
+	VMOVAPS(x, t)
+	VPERMT2PS(zero, idx, t)
+	return t
+}
+
+// skipLastGroup advances inp and outp past the last channel group, which
+// holds fewer planes than a full one: by the popcounts of the last load
+// and store masks (bits 16-31 and 48-63 of the parameter masks).
+func skipLastGroup(inp, outp Register) {
+	li := Load(Param("masks"), GP64())
+	lo := GP64()
+	MOVQ(li, lo)
+	SHRQ(Imm(16), lo)
+	ANDQ(U32(0xffff), lo)
+	POPCNTQ(lo, lo)
+	LEAQ(Mem{Base: inp, Index: lo, Scale: 4}, inp)
+	SHRQ(Imm(48), li)
+	POPCNTQ(li, li)
+	LEAQ(Mem{Base: outp, Index: li, Scale: 4}, outp)
 }

@@ -14,27 +14,11 @@ import (
 // kernel tap offset). zero must point to at least wd zero values.
 func im2colTap(s int) {
 	name := fmt.Sprintf("im2colS%dAVX512", s)
-	TEXT(name, NOSPLIT, "func(out, in, zero *float32, h, wd, oh, ow, pt, pl int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s writes one im2col row of a stride-%d convolution.", name, s))
+	leaf(name, "func(out, in, zero *float32, h, wd, oh, ow, pt, pl int)",
+		fmt.Sprintf("%s writes one im2col row of a stride-%d convolution.", name, s))
 	outp := Load(Param("out"), GP64())
-	wv := ZMM()
-	VPBROADCASTD(paramAddr("wd"), wv)
-	owv := ZMM()
-	VPBROADCASTD(paramAddr("ow"), owv)
-	// xstart: source index of each loaded lane of the first block.
-	xstart := ZMM()
-	plv := ZMM()
-	VPBROADCASTD(paramAddr("pl"), plv)
-	VMOVDQU32(dwIota, xstart)
-	VPSUBD(plv, xstart, xstart)
-	var idx VecVirtual
-	if s == 2 {
-		idx = ZMM()
-		VMOVUPS(evenIndex, idx)
-	}
-	wd4 := Load(Param("wd"), GP64())
-	SHLQ(Imm(2), wd4)
+	l := newPlaneLanes(s)
+	wd4 := loadBytes("wd")
 	iy := Load(Param("pt"), GP64())
 	NEGQ(iy)
 	oh := Load(Param("oh"), GP64())
@@ -46,38 +30,27 @@ func im2colTap(s int) {
 	ADDQ(paramAddr("in"), r)
 	CMPQ(iy, paramAddr("h"))
 	CMOVQCC(paramAddr("zero"), r)
-	off := Load(Param("pl"), GP64())
-	SHLQ(Imm(2), off)
-	NEGQ(off)
-	xv := ZMM()
-	VMOVDQA32(xstart, xv)
-	oxv := ZMM()
-	VMOVDQU32(dwIota, oxv)
+	off, xv, oxv := l.rowStart()
 	x := Load(Param("ow"), GP64())
 
 	Label(name + "_col")
-	VPCMPUD(Imm(1), owv, oxv, K1)
-	VPCMPUD(Imm(1), wv, xv, K2)
+	VPCMPUD(Imm(1), l.owv, oxv, K1)
+	VPCMPUD(Imm(1), l.wv, xv, K2)
 	v := ZMM()
 	m := Mem{Base: r, Index: off, Scale: 1}
 	VMOVUPS_Z(m, K2, v)
 	if s == 2 {
 		t := ZMM()
 		VPADDD_BCST(dwConst.Offset(c16), xv, t)
-		VPCMPUD(Imm(1), wv, t, K3)
+		VPCMPUD(Imm(1), l.wv, t, K3)
 		hi := ZMM()
 		VMOVUPS_Z(m.Offset(64), K3, hi)
-		VPERMT2PS(hi, idx, v)
+		VPERMT2PS(hi, l.idx, v)
 	}
 	VMOVUPS(v, K1, Mem{Base: outp})
 	ADDQ(U32(64), outp)
 	ADDQ(U32(64*s), off)
-	if s == 1 {
-		VPADDD_BCST(dwConst.Offset(c16), xv, xv)
-	} else {
-		VPADDD_BCST(dwConst.Offset(c32), xv, xv)
-	}
-	VPADDD_BCST(dwConst.Offset(c16), oxv, oxv)
+	nextBlock(s, xv, oxv)
 	SUBQ(Imm(16), x)
 	JG(LabelRef(name + "_col"))
 	// The last block wrote fewer than 16 values: rewind by the excess.

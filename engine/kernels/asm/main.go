@@ -99,13 +99,11 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	}
 	nr := nv * lanes
 	const unroll = 4
+	sig := "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)"
 	if bRows {
-		TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)")
-	} else {
-		TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32)")
+		sig = "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)"
 	}
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
+	leaf(name, sig, fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
 	kc := Load(Param("kc"), GP64())
 	ap := GP64()
 	Load(Param("a"), ap)
@@ -119,53 +117,27 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 		aAddr = func(i, k int) Mem { return Mem{Base: ap, Disp: 4 * (k*mr + i)} }
 		aNext = func(steps int) { ADDQ(U32(4*steps*mr), ap) }
 	case aRows:
-		lda4 := Load(Param("lda"), GP64())
-		SHLQ(Imm(2), lda4)
-		lda12 := GP64()
-		LEAQ(Mem{Base: lda4, Index: lda4, Scale: 2}, lda12)
+		lda4 := loadBytes("lda")
+		lda12 := times3(lda4)
 		bases := []GPVirtual{ap}
 		for j := 4; j < mr; j += 4 {
 			nb := GP64()
 			LEAQ(Mem{Base: bases[len(bases)-1], Index: lda4, Scale: 4}, nb)
 			bases = append(bases, nb)
 		}
-		aAddr = func(i, k int) Mem {
-			m := Mem{Base: bases[i/4], Disp: 4 * k}
-			switch i % 4 {
-			case 1:
-				m.Index, m.Scale = lda4, 1
-			case 2:
-				m.Index, m.Scale = lda4, 2
-			case 3:
-				m.Index, m.Scale = lda12, 1
-			}
-			return m
-		}
+		aAddr = func(i, k int) Mem { return rowOf(Mem{Base: bases[i/4], Disp: 4 * k}, i, lda4, lda12) }
 		aNext = func(steps int) {
 			for _, b := range bases {
 				ADDQ(U32(4*steps), b)
 			}
 		}
 	case aCols:
-		lda4 := Load(Param("lda"), GP64())
-		SHLQ(Imm(2), lda4)
-		lda12 := GP64()
-		LEAQ(Mem{Base: lda4, Index: lda4, Scale: 2}, lda12)
+		lda4 := loadBytes("lda")
+		lda12 := times3(lda4)
 		lda16 := GP64()
 		MOVQ(lda4, lda16)
 		SHLQ(Imm(2), lda16)
-		aAddr = func(i, k int) Mem {
-			m := Mem{Base: ap, Disp: 4 * i}
-			switch k {
-			case 1:
-				m.Index, m.Scale = lda4, 1
-			case 2:
-				m.Index, m.Scale = lda4, 2
-			case 3:
-				m.Index, m.Scale = lda12, 1
-			}
-			return m
-		}
+		aAddr = func(i, k int) Mem { return rowOf(Mem{Base: ap, Disp: 4 * i}, k, lda4, lda12) }
 		aNext = func(steps int) {
 			if steps == unroll {
 				ADDQ(lda16, ap)
@@ -201,22 +173,9 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)} }
 	bNext := func(steps int) { ADDQ(U32(4*steps*nr), bp) }
 	if bRows {
-		ldb4 := Load(Param("ldb"), GP64())
-		SHLQ(Imm(2), ldb4)
-		ldb12 := GP64()
-		LEAQ(Mem{Base: ldb4, Index: ldb4, Scale: 2}, ldb12)
-		bAddr = func(k, v int) Mem {
-			m := Mem{Base: bp, Disp: 4 * v * lanes}
-			switch k {
-			case 1:
-				m.Index, m.Scale = ldb4, 1
-			case 2:
-				m.Index, m.Scale = ldb4, 2
-			case 3:
-				m.Index, m.Scale = ldb12, 1
-			}
-			return m
-		}
+		ldb4 := loadBytes("ldb")
+		ldb12 := times3(ldb4)
+		bAddr = func(k, v int) Mem { return rowOf(Mem{Base: bp, Disp: 4 * v * lanes}, k, ldb4, ldb12) }
 		bNext = func(steps int) {
 			if steps == unroll {
 				LEAQ(Mem{Base: bp, Index: ldb4, Scale: 4}, bp)
@@ -265,35 +224,37 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 		}
 	}
 	cp := Load(Param("c"), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(Imm(2), ldc)
+	ldc := loadBytes("ldc")
+	// eachRow calls row for the rows of the tile, stepping cp down them.
+	eachRow := func(row func(i int)) {
+		for i := 0; i < mr; i++ {
+			row(i)
+			if i+1 < mr {
+				ADDQ(ldc, cp)
+			}
+		}
+	}
 	betaBits := GP32()
 	MOVL(paramAddr("beta"), betaBits)
 	ANDL(U32(0x7fffffff), betaBits)
 	JE(LabelRef(name + "_overwrite"))
 	vb := vec()
 	VBROADCASTSS(paramAddr("beta"), vb)
-	for i := 0; i < mr; i++ {
+	eachRow(func(i int) {
 		for v := 0; v < nv; v++ {
 			m := Mem{Base: cp, Disp: 4 * v * lanes}
 			VFMADD231PS(m, vb, acc[i][v])
 			VMOVUPS(acc[i][v], m)
 		}
-		if i+1 < mr {
-			ADDQ(ldc, cp)
-		}
-	}
+	})
 	VZEROUPPER()
 	RET()
 	Label(name + "_overwrite")
-	for i := 0; i < mr; i++ {
+	eachRow(func(i int) {
 		for v := 0; v < nv; v++ {
 			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
 		}
-		if i+1 < mr {
-			ADDQ(ldc, cp)
-		}
-	}
+	})
 	VZEROUPPER()
 	RET()
 }

@@ -12,13 +12,11 @@ import (
 // dst[p*nr + j] = src[p*ldb + j] for p < kc, j < nr (AVX).
 func packCopy(nr int) {
 	name := fmt.Sprintf("packCopy%dAVX", nr)
-	TEXT(name, NOSPLIT, "func(dst, src *float32, ldb, kc int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s copies kc rows of %d values (row stride ldb) into a packed panel.", name, nr))
+	leaf(name, "func(dst, src *float32, ldb, kc int)",
+		fmt.Sprintf("%s copies kc rows of %d values (row stride ldb) into a packed panel.", name, nr))
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
-	ldb := Load(Param("ldb"), GP64())
-	SHLQ(Imm(2), ldb)
+	ldb := loadBytes("ldb")
 	kc := Load(Param("kc"), GP64())
 	nv := nr / 8
 	v := make([]VecVirtual, nv)
@@ -47,17 +45,13 @@ func packCopy(nr int) {
 // src[j*ldb + p] for j < 8*groups, p < 8*blocks, transposing 8x8 tiles (AVX).
 func packTrans() {
 	name := "packTrans8AVX"
-	TEXT(name, NOSPLIT, "func(dst, src *float32, ldb, nr, groups, blocks int)")
-	Pragma("noescape")
-	Doc(name + " packs 8*groups columns and 8*blocks rows of a transposed B panel.")
+	leaf(name, "func(dst, src *float32, ldb, nr, groups, blocks int)",
+		name+" packs 8*groups columns and 8*blocks rows of a transposed B panel.")
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
-	ldb := Load(Param("ldb"), GP64())
-	SHLQ(Imm(2), ldb)
-	ldb3 := GP64()
-	LEAQ(Mem{Base: ldb, Index: ldb, Scale: 2}, ldb3)
-	nr4 := Load(Param("nr"), GP64())
-	SHLQ(Imm(2), nr4)
+	ldb := loadBytes("ldb")
+	ldb3 := times3(ldb)
+	nr4 := loadBytes("nr")
 	groups := Load(Param("groups"), GP64())
 
 	Label(name + "_group")
@@ -76,16 +70,7 @@ func packTrans() {
 		if i >= 4 {
 			base = s4
 		}
-		m := Mem{Base: base}
-		switch i % 4 {
-		case 1:
-			m.Index, m.Scale = ldb, 1
-		case 2:
-			m.Index, m.Scale = ldb, 2
-		case 3:
-			m.Index, m.Scale = ldb3, 1
-		}
-		VMOVUPS(m, r[i])
+		VMOVUPS(rowOf(Mem{Base: base}, i, ldb, ldb3), r[i])
 	}
 	var t [8]VecVirtual
 	for i := 0; i < 4; i++ {
@@ -137,17 +122,12 @@ func packTrans() {
 // src[p*ldb + offs[j]] for p < kc (AVX-512 gathers).
 func packGather() {
 	name := "packGather32AVX512"
-	TEXT(name, NOSPLIT, "func(dst, src *float32, offs *int32, ldb, kc int)")
-	Pragma("noescape")
-	Doc(name + " packs kc rows of 32 columns found at offsets offs of each row.")
+	leaf(name, "func(dst, src *float32, offs *int32, ldb, kc int)",
+		name+" packs kc rows of 32 columns found at offsets offs of each row.")
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
-	op := Load(Param("offs"), GP64())
-	o0, o1 := ZMM(), ZMM()
-	VMOVDQU32(Mem{Base: op}, o0)
-	VMOVDQU32(Mem{Base: op, Disp: 64}, o1)
-	ldb := Load(Param("ldb"), GP64())
-	SHLQ(Imm(2), ldb)
+	o0, o1 := loadOffsets()
+	ldb := loadBytes("ldb")
 	kc := Load(Param("kc"), GP64())
 	Label(name + "_loop")
 	v0, v1 := ZMM(), ZMM()
@@ -170,17 +150,12 @@ func packGather() {
 // columns j set in mask (AVX-512 scatters).
 func scatterTile() {
 	name := "scatterTile32AVX512"
-	TEXT(name, NOSPLIT, "func(c *float32, offs *int32, tile *float32, ldc, rows int, mask uint32)")
-	Pragma("noescape")
-	Doc(name + " stores rows of a 32-column tile to columns found at offsets offs.")
+	leaf(name, "func(c *float32, offs *int32, tile *float32, ldc, rows int, mask uint32)",
+		name+" stores rows of a 32-column tile to columns found at offsets offs.")
 	cp := Load(Param("c"), GP64())
-	op := Load(Param("offs"), GP64())
-	o0, o1 := ZMM(), ZMM()
-	VMOVDQU32(Mem{Base: op}, o0)
-	VMOVDQU32(Mem{Base: op, Disp: 64}, o1)
+	o0, o1 := loadOffsets()
 	tp := Load(Param("tile"), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(Imm(2), ldc)
+	ldc := loadBytes("ldc")
 	rows := Load(Param("rows"), GP64())
 	m := Load(Param("mask"), GP32())
 	lo, hi := GP32(), GP32()
@@ -217,21 +192,16 @@ func segCopy(toPanel bool) {
 	if toPanel {
 		name = "packSeg32"
 	}
-	TEXT(name, NOSPLIT, "func(dst, src *float32, stride, ld, rows, seglen int)")
-	Pragma("noescape")
+	doc := name + " stores rows of a 32-column tile into batch items of seglen columns."
 	if toPanel {
-		Doc(name + " packs rows of a 32-column panel from batch items of seglen columns.")
-	} else {
-		Doc(name + " stores rows of a 32-column tile into batch items of seglen columns.")
+		doc = name + " packs rows of a 32-column panel from batch items of seglen columns."
 	}
+	leaf(name, "func(dst, src *float32, stride, ld, rows, seglen int)", doc)
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
-	st := Load(Param("stride"), GP64())
-	SHLQ(Imm(2), st)
-	st3 := GP64()
-	LEAQ(Mem{Base: st, Index: st, Scale: 2}, st3)
-	ld := Load(Param("ld"), GP64())
-	SHLQ(Imm(2), ld)
+	st := loadBytes("stride")
+	st3 := times3(st)
+	ld := loadBytes("ld")
 	rows := Load(Param("rows"), GP64())
 	seglen := Load(Param("seglen"), GP64())
 	// The item side (strided) is addressed from b0 (items 0-3) and b4 = b0 +
@@ -241,16 +211,7 @@ func segCopy(toPanel bool) {
 		if s >= 4 {
 			base = b4
 		}
-		m := Mem{Base: base}
-		switch s % 4 {
-		case 1:
-			m.Index, m.Scale = st, 1
-		case 2:
-			m.Index, m.Scale = st, 2
-		case 3:
-			m.Index, m.Scale = st3, 1
-		}
-		return m
+		return rowOf(Mem{Base: base}, s, st, st3)
 	}
 	for _, L := range []int{4, 8, 16} {
 		segs := 32 / L

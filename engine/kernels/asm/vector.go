@@ -8,9 +8,7 @@ import (
 
 // dotKernel emits sum x[i]*y[i] over n values with AVX2 and FMA.
 func dotKernel() {
-	TEXT("dotAVX2", NOSPLIT, "func(x, y *float32, n int) float32")
-	Pragma("noescape")
-	Doc("dotAVX2 returns the dot product of the n values at x and y.")
+	leaf("dotAVX2", "func(x, y *float32, n int) float32", "dotAVX2 returns the dot product of the n values at x and y.")
 	x := Load(Param("x"), GP64())
 	y := Load(Param("y"), GP64())
 	n := Load(Param("n"), GP64())
@@ -19,28 +17,11 @@ func dotKernel() {
 		acc[i] = YMM()
 		VXORPS(acc[i], acc[i], acc[i])
 	}
-	Label("dot_loop32")
-	CMPQ(n, Imm(32))
-	JL(LabelRef("dot_loop8"))
-	for i := 0; i < 4; i++ {
+	pairLoop("dot", "dot_reduce", x, y, n, func(i int) {
 		v := YMM()
 		VMOVUPS(Mem{Base: x, Disp: 32 * i}, v)
 		VFMADD231PS(Mem{Base: y, Disp: 32 * i}, v, acc[i])
-	}
-	ADDQ(U32(128), x)
-	ADDQ(U32(128), y)
-	SUBQ(Imm(32), n)
-	JMP(LabelRef("dot_loop32"))
-	Label("dot_loop8")
-	CMPQ(n, Imm(8))
-	JL(LabelRef("dot_reduce"))
-	v := YMM()
-	VMOVUPS(Mem{Base: x}, v)
-	VFMADD231PS(Mem{Base: y}, v, acc[0])
-	ADDQ(U32(32), x)
-	ADDQ(U32(32), y)
-	SUBQ(Imm(8), n)
-	JMP(LabelRef("dot_loop8"))
+	})
 	Label("dot_reduce")
 	VADDPS(acc[1], acc[0], acc[0])
 	VADDPS(acc[3], acc[2], acc[2])
@@ -53,17 +34,11 @@ func dotKernel() {
 	VADDPS(hi, lo, lo)
 	VMOVSHDUP(lo, hi)
 	VADDSS(hi, lo, lo)
-	Label("dot_tail")
-	TESTQ(n, n)
-	JE(LabelRef("dot_done"))
-	t := XMM()
-	VMOVSS(Mem{Base: x}, t)
-	VFMADD231SS(Mem{Base: y}, t, lo)
-	ADDQ(Imm(4), x)
-	ADDQ(Imm(4), y)
-	DECQ(n)
-	JMP(LabelRef("dot_tail"))
-	Label("dot_done")
+	pairTail("dot", x, y, n, func() {
+		t := XMM()
+		VMOVSS(Mem{Base: x}, t)
+		VFMADD231SS(Mem{Base: y}, t, lo)
+	})
 	VZEROUPPER()
 	Store(lo, ReturnIndex(0))
 	RET()
@@ -71,50 +46,24 @@ func dotKernel() {
 
 // axpyKernel emits y[i] += alpha*x[i] over n values with AVX2 and FMA.
 func axpyKernel() {
-	TEXT("axpyAVX2", NOSPLIT, "func(alpha float32, x, y *float32, n int)")
-	Pragma("noescape")
-	Doc("axpyAVX2 adds alpha times the n values at x to the n values at y.")
+	leaf("axpyAVX2", "func(alpha float32, x, y *float32, n int)", "axpyAVX2 adds alpha times the n values at x to the n values at y.")
 	a := YMM()
 	VBROADCASTSS(NewParamAddr("alpha", 0), a)
 	x := Load(Param("x"), GP64())
 	y := Load(Param("y"), GP64())
 	n := Load(Param("n"), GP64())
-	Label("axpy_loop32")
-	CMPQ(n, Imm(32))
-	JL(LabelRef("axpy_loop8"))
-	for i := 0; i < 4; i++ {
+	pairLoop("axpy", "axpy_tail", x, y, n, func(i int) {
 		v := YMM()
 		VMOVUPS(Mem{Base: y, Disp: 32 * i}, v)
 		VFMADD231PS(Mem{Base: x, Disp: 32 * i}, a, v)
 		VMOVUPS(v, Mem{Base: y, Disp: 32 * i})
-	}
-	ADDQ(U32(128), x)
-	ADDQ(U32(128), y)
-	SUBQ(Imm(32), n)
-	JMP(LabelRef("axpy_loop32"))
-	Label("axpy_loop8")
-	CMPQ(n, Imm(8))
-	JL(LabelRef("axpy_tail"))
-	v := YMM()
-	VMOVUPS(Mem{Base: y}, v)
-	VFMADD231PS(Mem{Base: x}, a, v)
-	VMOVUPS(v, Mem{Base: y})
-	ADDQ(U32(32), x)
-	ADDQ(U32(32), y)
-	SUBQ(Imm(8), n)
-	JMP(LabelRef("axpy_loop8"))
-	Label("axpy_tail")
-	TESTQ(n, n)
-	JE(LabelRef("axpy_done"))
-	t := XMM()
-	VMOVSS(Mem{Base: y}, t)
-	VFMADD231SS(Mem{Base: x}, a.AsX(), t)
-	VMOVSS(t, Mem{Base: y})
-	ADDQ(Imm(4), x)
-	ADDQ(Imm(4), y)
-	DECQ(n)
-	JMP(LabelRef("axpy_tail"))
-	Label("axpy_done")
+	})
+	pairTail("axpy", x, y, n, func() {
+		t := XMM()
+		VMOVSS(Mem{Base: y}, t)
+		VFMADD231SS(Mem{Base: x}, a.AsX(), t)
+		VMOVSS(t, Mem{Base: y})
+	})
 	VZEROUPPER()
 	RET()
 }
@@ -123,15 +72,12 @@ func axpyKernel() {
 // an even-lane permutation per 16 values, masked tail).
 func stride2Kernel() {
 	name := "gatherStride2AVX512"
-	TEXT(name, NOSPLIT, "func(dst, src *float32, n int)")
-	Pragma("noescape")
-	Doc(name + " copies every second value of src into dst.")
+	leaf(name, "func(dst, src *float32, n int)", name+" copies every second value of src into dst.")
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
 	n := GP64()
 	Load(Param("n"), n)
-	idx := ZMM()
-	VMOVUPS(evenIndex, idx)
+	idx := evenLanes(2)
 	Label(name + "_loop")
 	CMPQ(n, Imm(16))
 	JL(LabelRef(name + "_tail"))
@@ -147,11 +93,7 @@ func stride2Kernel() {
 	TESTQ(n, n)
 	JE(LabelRef(name + "_done"))
 	// masks: n lanes of dst; 2n-1 values of src in two halves
-	m := GP32()
-	MOVL(U32(1), m)
-	SHLXL(n.As32(), m, m)
-	DECL(m)
-	KMOVW(m, K1)
+	lowLanes(n, K1)
 	cnt := GP64()
 	LEAQ(Mem{Base: n, Index: n, Scale: 1, Disp: -1}, cnt) // 2n-1 source values
 	lo := GP64()
@@ -160,17 +102,9 @@ func stride2Kernel() {
 	JLE(LabelRef(name + "_lomask"))
 	MOVQ(U32(16), lo)
 	Label(name + "_lomask")
-	ml := GP32()
-	MOVL(U32(1), ml)
-	SHLXL(lo.As32(), ml, ml)
-	DECL(ml)
-	KMOVW(ml, K2)
+	lowLanes(lo, K2)
 	SUBQ(lo, cnt) // values in the upper half
-	mh := GP32()
-	MOVL(U32(1), mh)
-	SHLXL(cnt.As32(), mh, mh)
-	DECL(mh)
-	KMOVW(mh, K3)
+	lowLanes(cnt, K3)
 	a, b := ZMM(), ZMM()
 	VMOVUPS_Z(Mem{Base: src}, K2, a)
 	VMOVUPS_Z(Mem{Base: src, Disp: 64}, K3, b)
@@ -179,4 +113,41 @@ func stride2Kernel() {
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
+}
+
+// pairLoop emits the vector loops of a two-operand kernel over n float32
+// values at x and y: blocks of 32 values (body called for the 4 vectors
+// i = 0..3, at byte offset 32*i), then blocks of 8 (body(0)), jumping to
+// exit when fewer than 8 values are left. Labels start with prefix.
+func pairLoop(prefix, exit string, x, y, n Register, body func(i int)) {
+	for _, blk := range []struct {
+		label, next string
+		vectors     int
+	}{{prefix + "_loop32", prefix + "_loop8", 4}, {prefix + "_loop8", exit, 1}} {
+		Label(blk.label)
+		CMPQ(n, Imm(uint64(8*blk.vectors)))
+		JL(LabelRef(blk.next))
+		for i := 0; i < blk.vectors; i++ {
+			body(i)
+		}
+		ADDQ(U32(uint64(32*blk.vectors)), x)
+		ADDQ(U32(uint64(32*blk.vectors)), y)
+		SUBQ(Imm(uint64(8*blk.vectors)), n)
+		JMP(LabelRef(blk.label))
+	}
+}
+
+// pairTail emits the scalar loop over the last values of a two-operand
+// kernel (body handles the value at x and y), ending at the label
+// prefix_done.
+func pairTail(prefix string, x, y, n Register, body func()) {
+	Label(prefix + "_tail")
+	TESTQ(n, n)
+	JE(LabelRef(prefix + "_done"))
+	body()
+	ADDQ(Imm(4), x)
+	ADDQ(Imm(4), y)
+	DECQ(n)
+	JMP(LabelRef(prefix + "_tail"))
+	Label(prefix + "_done")
 }

@@ -1,0 +1,266 @@
+// Command fewshot runs lprconv's compress flow (plan, data-aware
+// initialization, distillation, write) with the few-image options of
+// issue 10 exposed as flags, so that recipes can be compared without the
+// command-line tool. Score the written models with ../orteval.
+//
+//	go run ./bench/finetune/fewshot -model testdata/models/mobilenetv1.onnx \
+//	    -data testdata/images/train -o /tmp/fs/m.onnx -steps 450 \
+//	    -match logits+penultimate -augment crop+flip -data-seed 1
+//
+// It prints one JSON object (the options, images processed, seconds).
+// bench/finetune/fewshot.sh runs a list of such runs and scores them;
+// -table FILE prints its results as a Markdown table (mean and range over
+// data seeds).
+// -recipe applies finetune.RecipeFor(number of images) first; explicitly
+// given flags override it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/finetune"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/svd"
+	"github.com/lprconv/lprconv/svd/enginegemm"
+)
+
+type config struct {
+	Model        string  `json:"model"`
+	Data         string  `json:"data"`
+	Split        string  `json:"split"`
+	Fit          string  `json:"fit"`
+	Limit        int     `json:"limit"`
+	DataSeed     int64   `json:"data_seed"`
+	RankRatio    float64 `json:"rank_ratio"`
+	Multiple     int     `json:"multiple"`
+	ChannelAlign int     `json:"channel_align"`
+	Steps        int     `json:"steps"`
+	Epochs       int     `json:"epochs"`
+	Batch        int     `json:"batch"`
+	LR           float64 `json:"lr"`
+	Temperature  float64 `json:"temperature"`
+	Match        string  `json:"match"`
+	Augment      string  `json:"augment"`
+	ValFraction  float64 `json:"val_fraction"`
+	Calib        int     `json:"calib"`
+	Threads      int     `json:"-"`
+	Out          string  `json:"out"`
+	Recipe       bool    `json:"recipe"`
+	Train        string  `json:"train"`
+	PreSteps     int     `json:"pre_steps,omitempty"`
+}
+
+type result struct {
+	config
+	TrainImages     int              `json:"train_images"`
+	ValImages       int              `json:"val_images"`
+	Steps           int              `json:"steps_run"`
+	ImagesProcessed int              `json:"images_processed"`
+	TrainSeconds    float64          `json:"train_seconds"`
+	TotalSeconds    float64          `json:"total_seconds"`
+	RecipeUsed      *finetune.Recipe `json:"recipe_used,omitempty"`
+	BestEpoch       int              `json:"best_epoch"`
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.Model, "model", "testdata/models/mobilenetv1.onnx", "ONNX model to compress")
+	flag.StringVar(&c.Data, "data", "testdata/images/train", "training images")
+	flag.StringVar(&c.Split, "split", "train", "IDX split")
+	flag.StringVar(&c.Fit, "fit", "resize", "resize, crop or pad")
+	flag.IntVar(&c.Limit, "limit", 0, "random subset of N images (chosen by -data-seed)")
+	flag.Int64Var(&c.DataSeed, "data-seed", 1, "seed of the subset, the split, the order and the augmentation")
+	flag.Float64Var(&c.RankRatio, "rank-ratio", 0.25, "rank ratio")
+	flag.IntVar(&c.Multiple, "multiple", 16, "round ranks to a multiple")
+	flag.IntVar(&c.ChannelAlign, "channel-align", 4, "keep layers whose channel count is not a multiple")
+	flag.IntVar(&c.Steps, "steps", 0, "training steps (0: -epochs)")
+	flag.IntVar(&c.Epochs, "epochs", 1, "epochs when -steps is 0")
+	flag.IntVar(&c.Batch, "batch", 64, "batch size")
+	flag.Float64Var(&c.LR, "lr", 2e-3, "peak learning rate")
+	flag.Float64Var(&c.Temperature, "temperature", 2, "KD temperature")
+	flag.StringVar(&c.Match, "match", "logits", "finetune.ParseMatch objective")
+	flag.StringVar(&c.Augment, "augment", "none", "dataset.ParseAugment transforms")
+	flag.Float64Var(&c.ValFraction, "val-fraction", 0, "hold-out fraction for best-epoch selection")
+	flag.IntVar(&c.Calib, "calib", 512, "calibration images")
+	flag.IntVar(&c.Threads, "threads", 0, "threads")
+	flag.StringVar(&c.Out, "o", "", "output model")
+	flag.StringVar(&c.Train, "train", "lpr", "trainable tensors: lpr or all")
+	flag.IntVar(&c.PreSteps, "pre-steps", 0, "first stage: `N` steps of finetune.Reconstruct (module outputs only), counted in -steps")
+	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
+	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
+	flag.Parse()
+	if *table != "" {
+		if err := printTable(os.Stdout, *table); err != nil {
+			fmt.Fprintln(os.Stderr, "fewshot:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.Out == "" {
+		fmt.Fprintln(os.Stderr, "fewshot: give -o OUT")
+		os.Exit(2)
+	}
+	res, err := run(context.Background(), c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fewshot:", err)
+		os.Exit(1)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	if err := enc.Encode(res); err != nil {
+		fmt.Fprintln(os.Stderr, "fewshot:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) (*result, error) {
+	start := time.Now()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	m, err := onnxio.Load(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	in, err := evaluate.ModelInput(m)
+	if err != nil {
+		return nil, err
+	}
+	fit, err := dataset.ParseFit(c.Fit)
+	if err != nil {
+		return nil, err
+	}
+	pre := dataset.Preprocess{Channels: in.Channels, Height: in.Height, Width: in.Width, Fit: fit, Mean: []float32{0.286}, Std: []float32{0.353}}
+	src, err := dataset.Open(c.Data, dataset.OpenOptions{Split: c.Split})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	idx := dataset.Indices(src.Len())
+	if c.Limit > 0 {
+		idx = dataset.Random(idx, c.Limit, c.DataSeed)
+	}
+	res := &result{}
+	if c.Recipe {
+		rc := finetune.RecipeFor(len(idx))
+		res.RecipeUsed = &rc
+		if !set["steps"] {
+			c.Steps = rc.Steps
+		}
+		if !set["temperature"] {
+			c.Temperature = rc.Temperature
+		}
+		if !set["match"] {
+			c.Match = rc.Match
+		}
+		if !set["augment"] {
+			c.Augment = rc.Augment
+		}
+		if !set["val-fraction"] {
+			c.ValFraction = rc.ValFraction
+		}
+		if !set["pre-steps"] {
+			c.PreSteps = rc.ReconstructSteps
+		}
+	}
+	match, err := finetune.ParseMatch(c.Match)
+	if err != nil {
+		return nil, err
+	}
+	aug, err := dataset.ParseAugment(c.Augment)
+	if err != nil {
+		return nil, err
+	}
+	aug.Seed = c.DataSeed
+	trainSet, err := finetune.ParseTrainSet(c.Train)
+	if err != nil {
+		return nil, err
+	}
+	train, val := idx, []int(nil)
+	if c.ValFraction > 0 {
+		if train, val, err = dataset.SplitFraction(idx, c.ValFraction, c.DataSeed); err != nil {
+			return nil, err
+		}
+	}
+	loader := func(idx []int, shuffle bool) (*dataset.Loader, error) {
+		return dataset.NewLoader(src, idx, pre, dataset.LoaderOptions{BatchSize: c.Batch, Shuffle: shuffle, Reshuffle: shuffle,
+			Seed: c.DataSeed, DropLast: shuffle, Workers: 2, Prefetch: 2})
+	}
+	so := svd.Options{Seed: 1, Sgemm: enginegemm.New(0)}
+	plan, err := convert.NewPlan(ctx, m, svd.Policy{Ratio: c.RankRatio, Multiple: c.Multiple}, svd.KindDiag,
+		convert.PlanOptions{SVD: so, ChannelAlign: c.ChannelAlign})
+	if err != nil {
+		return nil, err
+	}
+	n := min(c.Calib, len(train))
+	cl, err := loader(dataset.First(train, n), false)
+	if err != nil {
+		return nil, err
+	}
+	covs, err := finetune.Calibrate(ctx, m, finetune.CandidateInputs(plan), cl, c.Batch, n, c.Threads)
+	cl.Close()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := finetune.InitFromData(ctx, plan, covs, so); err != nil {
+		return nil, err
+	}
+	student, err := convert.Apply(m, plan)
+	if err != nil {
+		return nil, err
+	}
+	tl, err := loader(train, true)
+	if err != nil {
+		return nil, err
+	}
+	defer tl.Close()
+	data := finetune.Data{Train: tl, Seek: tl.Seek}
+	if len(val) > 0 {
+		vl, err := loader(val, false)
+		if err != nil {
+			return nil, err
+		}
+		defer vl.Close()
+		data.Val = vl
+	}
+	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
+		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
+		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug, Train: trainSet}
+	preSteps, preSecs := 0, 0.0
+	if c.PreSteps > 0 {
+		pl, err := loader(train, true)
+		if err != nil {
+			return nil, err
+		}
+		defer pl.Close()
+		var prep *finetune.Report
+		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, opts, c.PreSteps); err != nil {
+			return nil, err
+		}
+		preSteps, preSecs = prep.Steps, prep.Seconds
+		opts.Steps -= c.PreSteps
+	}
+	tuned, rep, err := finetune.Distill(ctx, m, student, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep.Steps += preSteps
+	rep.Seconds += preSecs
+	if err := onnxio.Save(c.Out, tuned, onnxio.SaveOptions{}); err != nil {
+		return nil, err
+	}
+	res.config = c
+	res.TrainImages, res.ValImages = len(train), len(val)
+	res.Steps = rep.Steps
+	res.ImagesProcessed = rep.Steps * c.Batch
+	res.TrainSeconds = rep.Seconds
+	res.TotalSeconds = time.Since(start).Seconds()
+	res.BestEpoch = rep.BestEpoch
+	return res, nil
+}

@@ -1,0 +1,122 @@
+package finetune
+
+import (
+	"fmt"
+
+	"github.com/lprconv/lprconv/dataset"
+)
+
+// Recipe is the fine-tuning schedule chosen for an amount of data (see
+// RecipeFor): what a user who gives only --data gets.
+type Recipe struct {
+	// Images is the number of images the recipe was chosen for.
+	Images int `json:"images"`
+	// Steps of Batch images each; ImagesProcessed = Steps·Batch.
+	Steps           int `json:"steps"`
+	Batch           int `json:"batch"`
+	ImagesProcessed int `json:"images_processed"`
+	// LR is the peak learning rate, Temperature the KD temperature.
+	LR          float64 `json:"lr"`
+	Temperature float64 `json:"temperature"`
+	// Match is the objective (ParseMatch spelling), Augment the input
+	// transforms (dataset.ParseAugment spelling).
+	Match   string `json:"match"`
+	Augment string `json:"augment"`
+	// ValFraction is the hold-out used to keep the best epoch (0: none,
+	// the last step's student is kept).
+	ValFraction float64 `json:"val_fraction"`
+	// ReconstructSteps of the Steps are spent first in Reconstruct
+	// (module outputs only); the rest distill with Match.
+	ReconstructSteps int `json:"reconstruct_steps"`
+}
+
+// Recipe rules (RecipeFor documents the measurements behind them).
+const (
+	recipeBatch = 64
+	// RecipeImages is the training compute of every recipe for up to
+	// that many images: Steps·Batch ≈ RecipeImages images are processed
+	// however few are given (more data: one pass).
+	RecipeImages = 60000
+	// RecipeMinHoldout is the smallest hold-out worth selecting epochs on:
+	// at an agreement near 95%, its standard error
+	// sqrt(0.95·0.05/2000) ≈ 0.5 point is as large as the differences
+	// between the last epochs of a run, so a smaller hold-out picks by
+	// noise and only takes training images away.
+	RecipeMinHoldout = 2000
+	// RecipeValFraction is the hold-out once it is large enough.
+	RecipeValFraction = 0.1
+	// RecipeMatch and RecipeAugment are the objective and input
+	// transforms of every recipe. Augmentation is off: at 1,000 and 5,000
+	// images with module matching it gained nothing on the test set
+	// (bench/finetune/RESULTS.md), though it raises agreement when a
+	// few hundred images are revisited for a short run (finetune tests).
+	RecipeMatch   = "logits+modules"
+	RecipeAugment = "none"
+	// RecipeReconstructBelow is the number of images under which a third
+	// of the steps go to the Reconstruct stage first.
+	RecipeReconstructBelow = 5000
+)
+
+// RecipeFor returns the fine-tuning recipe for numImages training images
+// (before any hold-out):
+//
+//   - Steps: RecipeImages/Batch (≈ one pass over 60,000 images) for up to
+//     60,000 images, one pass over the data for more. Few images are
+//     revisited many times rather than trained for a fixed epoch count.
+//   - Batch 64 (all images when fewer), LR 2e-3 (Adam), temperature 2.
+//   - Match RecipeMatch: KD on the logits plus the normalized error of
+//     every LPR module's output (weight 1 in total).
+//   - Augment RecipeAugment (none).
+//   - A third of the steps in Reconstruct first, below
+//     RecipeReconstructBelow images.
+//   - Hold-out RecipeValFraction with best-epoch selection only when it
+//     holds at least RecipeMinHoldout images (20,000 images and more).
+//
+// bench/finetune/RESULTS.md ("Few images") has the measurements.
+func RecipeFor(numImages int) Recipe {
+	n := max(numImages, 1)
+	r := Recipe{Images: numImages, Batch: min(recipeBatch, n), LR: 2e-3, Temperature: 2, Match: RecipeMatch, Augment: RecipeAugment}
+	r.Steps = max(n, RecipeImages) / r.Batch
+	r.ImagesProcessed = r.Steps * r.Batch
+	if numImages < RecipeReconstructBelow {
+		r.ReconstructSteps = r.Steps / 3
+	}
+	if float64(numImages)*RecipeValFraction >= RecipeMinHoldout {
+		r.ValFraction = RecipeValFraction
+	}
+	return r
+}
+
+// String is the recipe on one line, as the compress summary prints it.
+func (r Recipe) String() string {
+	hold := "none (last step kept)"
+	if r.ValFraction > 0 {
+		hold = fmt.Sprintf("%.0f%% (best epoch by agreement)", 100*r.ValFraction)
+	}
+	recon := ""
+	if r.ReconstructSteps > 0 {
+		recon = fmt.Sprintf(" (the first %d reconstructing module outputs)", r.ReconstructSteps)
+	}
+	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g, match %s, temperature %g, augment %s, hold-out %s",
+		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, r.Match, r.Temperature, r.Augment, hold)
+}
+
+// Apply sets the recipe's schedule and objective on opts (Steps, Batch,
+// LR, Loss temperature, Match, Augment with the given seed). Steps is the
+// whole run: the caller runs Reconstruct for ReconstructSteps first and
+// then Distill for the remaining Steps − ReconstructSteps.
+func (r Recipe) Apply(opts *Options, seed int64) error {
+	m, err := ParseMatch(r.Match)
+	if err != nil {
+		return fmt.Errorf("recipe: %w", err)
+	}
+	a, err := dataset.ParseAugment(r.Augment)
+	if err != nil {
+		return fmt.Errorf("recipe: %w", err)
+	}
+	a.Seed = seed
+	opts.Steps, opts.Batch, opts.LR = r.Steps, r.Batch, r.LR
+	opts.Loss.Temperature = r.Temperature
+	opts.Match, opts.Augment = m, a
+	return nil
+}

@@ -1,0 +1,74 @@
+package finetune
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/lprconv/lprconv/dataset"
+)
+
+func TestRecipeFor(t *testing.T) {
+	for _, tc := range []struct {
+		images, steps, batch, recon int
+		augment                     string
+		val                         float64
+	}{
+		{10, 6000, 10, 2000, RecipeAugment, 0},
+		{1000, 937, 64, 312, RecipeAugment, 0},
+		{4999, 937, 64, 312, RecipeAugment, 0},
+		{5000, 937, 64, 0, RecipeAugment, 0},
+		{19999, 937, 64, 0, RecipeAugment, 0},
+		{20000, 937, 64, 0, RecipeAugment, 0.1},
+		{60000, 937, 64, 0, RecipeAugment, 0.1},
+		{128000, 2000, 64, 0, RecipeAugment, 0.1},
+	} {
+		r := RecipeFor(tc.images)
+		if r.Steps != tc.steps || r.Batch != tc.batch || r.ReconstructSteps != tc.recon || r.Augment != tc.augment || r.ValFraction != tc.val ||
+			r.ImagesProcessed != r.Steps*r.Batch || r.Match != RecipeMatch || r.Temperature != 2 || r.Images != tc.images {
+			t.Errorf("RecipeFor(%d) = %+v; want %d steps of %d, augment %s, hold-out %v", tc.images, r, tc.steps, tc.batch, tc.augment, tc.val)
+		}
+		// Up to 60,000 images, no more compute than one pass over 60,000.
+		if tc.images <= RecipeImages && r.ImagesProcessed > RecipeImages {
+			t.Errorf("RecipeFor(%d) processes %d images", tc.images, r.ImagesProcessed)
+		}
+		// Every recipe applies, and its hold-out has at least 2,000 images.
+		var o Options
+		if err := r.Apply(&o, 4); err != nil {
+			t.Errorf("RecipeFor(%d).Apply: %v", tc.images, err)
+		}
+		if o.Steps != r.Steps || o.Batch != r.Batch || o.Loss.Temperature != r.Temperature || FormatMatch(o.Match) != r.Match ||
+			o.Augment.String() != r.Augment || (r.Augment != "none" && o.Augment.Seed != 4) {
+			t.Errorf("RecipeFor(%d).Apply set %+v", tc.images, o)
+		}
+		if r.ValFraction > 0 && float64(tc.images)*r.ValFraction < RecipeMinHoldout {
+			t.Errorf("RecipeFor(%d) holds out %v", tc.images, r.ValFraction)
+		}
+	}
+}
+
+func TestRecipePrintable(t *testing.T) {
+	r := RecipeFor(1000)
+	s := r.String()
+	for _, want := range []string{"1000 images", "937 steps of 64", "59968 images processed", "first 312 reconstructing", "match " + RecipeMatch, "augment " + RecipeAugment, "hold-out none"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("String() = %q, lacks %q", s, want)
+		}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Recipe
+	if err := json.Unmarshal(b, &back); err != nil || back != r {
+		t.Errorf("JSON %s does not round-trip: %+v, %v", b, back, err)
+	}
+	for _, key := range []string{`"steps":937`, `"match":"` + RecipeMatch + `"`, `"augment":"` + RecipeAugment + `"`, `"val_fraction":0`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON %s lacks %s", b, key)
+		}
+	}
+	if _, err := dataset.ParseAugment(r.Augment); err != nil {
+		t.Error(err)
+	}
+}
