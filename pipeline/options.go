@@ -51,6 +51,10 @@ type Options struct {
 	// Verify, when set, measures the compressed model's fidelity to the
 	// original and its accuracy.
 	Verify *Verify
+	// Latency, when set, measures the original and the compressed model
+	// in ONNX Runtime and keeps layers whose replacement does not pay there
+	// (see Latency).
+	Latency *Latency
 	// Tool names the program, recorded in the model's metadata.
 	Tool string
 	// Progress, when set, receives the stages' messages and progress.

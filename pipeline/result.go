@@ -36,6 +36,9 @@ type Result struct {
 	ParamsRatio     float64             `json:"params_ratio"`
 	MACsRatio       float64             `json:"macs_ratio"`
 	FileRatio       float64             `json:"file_ratio"`
+	// Latency is what was measured in ONNX Runtime (nil without
+	// Options.Latency).
+	Latency *LatencyResult `json:"latency,omitempty"`
 	// Allocation is the budget's rank allocation (nil without a budget).
 	Allocation *rankalloc.Allocation `json:"-"`
 	// FineTune reports initialization and distillation (nil without).

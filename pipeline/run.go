@@ -58,6 +58,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
 	}
+	lat := newLatencyRun(opts.Latency, r) // latency: measure and plan (latency.go)
+	if plan, err = planLatency(ctx, lat, &opts, r, rule, po, plan); err != nil {
+		return nil, err
+	}
 	plan.Tool = opts.Tool
 	r.Plan = plan
 	opts.logf(StagePlan, "%d candidates, %d to replace", len(plan.Layers), plan.Replaced())
@@ -89,6 +93,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := r.save(&opts); err != nil {
 		return nil, err
 	}
+	lat.measureFinal(r) // latency of the written model (latency.go)
 	return r, nil
 }
 

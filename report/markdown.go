@@ -49,10 +49,11 @@ func (s *stickyWriter) mdHeader(cells ...string) {
 
 // plotTitles names the plots that WritePlots draws, for alt text.
 var plotTitles = map[string]string{
-	PlotAccuracyParams: "accuracy vs parameters",
-	PlotAccuracyMACs:   "accuracy vs MACs",
-	PlotLatencyMACs:    "latency vs MACs",
-	PlotSpectra:        "singular-value energy per layer",
+	PlotAccuracyParams:  "accuracy vs parameters",
+	PlotAccuracyMACs:    "accuracy vs MACs",
+	PlotLatencyMACs:     "latency vs MACs",
+	PlotAccuracyLatency: "accuracy vs measured latency",
+	PlotSpectra:         "singular-value energy per layer",
 }
 
 // WriteMarkdown writes s as a readable Markdown report: the original

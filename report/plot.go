@@ -22,7 +22,9 @@ const (
 	PlotAccuracyParams = "accuracy_vs_params.png"
 	PlotAccuracyMACs   = "accuracy_vs_macs.png"
 	PlotLatencyMACs    = "latency_vs_macs.png"
-	PlotSpectra        = "singular_energy.png"
+	// PlotAccuracyLatency is accuracy against the measured latency ratio.
+	PlotAccuracyLatency = "accuracy_vs_latency.png"
+	PlotSpectra         = "singular_energy.png"
 )
 
 // Plot size in inches.
@@ -38,8 +40,8 @@ const maxLegendLayers = 12
 
 // WritePlots draws the sweep's plots as PNG files in dir and returns their
 // paths: accuracy vs parameters and vs MACs (top-1 agreement with the
-// original when no row has an accuracy), latency vs MACs when any row has a
-// latency, and the cumulative singular-value energy of each layer in
+// original when no row has an accuracy), latency vs MACs and accuracy vs
+// the measured latency ratio when any row has a latency, and the cumulative singular-value energy of each layer in
 // s.Spectra. Plots without data are left out. Every file is written to a
 // temporary name and renamed into place.
 func WritePlots(dir string, s *Sweep) ([]string, error) {
@@ -59,7 +61,18 @@ func WritePlots(dir string, s *Sweep) ([]string, error) {
 		)
 	}
 	if hasLatency(s.Rows) {
-		jobs = append(jobs, job{PlotLatencyMACs, latencyPlot})
+		jobs = append(jobs, job{PlotLatencyMACs, latencyPlot}, job{PlotAccuracyLatency, func(s *Sweep) (*plot.Plot, error) {
+			p, err := accuracyPlot(s, "latency ratio", func(r Row) float64 {
+				if r.LatencyRatio == nil {
+					return math.NaN()
+				}
+				return *r.LatencyRatio
+			}, 1)
+			if p != nil {
+				p.X.Label.Text = "measured latency / original's (ONNX Runtime, batch 1)"
+			}
+			return p, err
+		}})
 	}
 	if len(s.Spectra) > 0 {
 		jobs = append(jobs, job{PlotSpectra, spectraPlot})

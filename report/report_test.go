@@ -24,7 +24,7 @@ func sampleSweep() *Sweep {
 			Model:   "testdata/models/mobilenetv1.onnx",
 			Date:    "2026-11-28T17:00:00Z",
 			Command: "lprconv sweep testdata/models/mobilenetv1.onnx --out out",
-			Notes:   []string{"latency unavailable: built without -tags ort"},
+			Notes:   []string{"latency not measured: no ONNX Runtime library"},
 		},
 		Original: Baseline{Params: 3212345, MACs: 47000000, FileBytes: 12900000, Accuracy: ptr(0.8125), LatencyMs: ptr(1.25)},
 		Rows: []Row{
@@ -192,7 +192,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| conv_pw_8 | 256 | 128 | 64 | 16 |",
 		"![accuracy vs parameters](accuracy_vs_params.png)",
 		"![singular-value energy per layer](singular_energy.png)",
-		"- latency unavailable: built without -tags ort",
+		"- latency not measured: no ONNX Runtime library",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q\n%s", want, md)
@@ -340,9 +340,9 @@ func TestWritePlots(t *testing.T) {
 		s    *Sweep
 		want []string
 	}{
-		{"full", sampleSweep(), []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotSpectra}},
+		{"full", sampleSweep(), []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotAccuracyLatency, PlotSpectra}},
 		{"fidelity only", noAcc, []string{PlotAccuracyParams, PlotAccuracyMACs}},
-		{"many layers", many, []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotSpectra}},
+		{"many layers", many, []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotAccuracyLatency, PlotSpectra}},
 		{"only spectra", onlySpectra, []string{PlotSpectra}},
 		{"empty", &Sweep{}, nil},
 	} {
@@ -410,16 +410,19 @@ func TestWriteAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(paths) != 7 {
-		t.Errorf("wrote %d files, want 7: %v", len(paths), paths)
+	if len(paths) != 8 {
+		t.Errorf("wrote %d files, want 8: %v", len(paths), paths)
 	}
-	want := []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotSpectra}
+	want := []string{PlotAccuracyParams, PlotAccuracyMACs, PlotLatencyMACs, PlotAccuracyLatency, PlotSpectra}
 	if !reflect.DeepEqual(s.Plots, want) {
 		t.Errorf("s.Plots = %v, want %v", s.Plots, want)
 	}
 	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "![accuracy vs measured latency](accuracy_vs_latency.png)") {
+		t.Errorf("report.md does not embed the accuracy vs latency plot:\n%s", md)
 	}
 	if !strings.Contains(string(md), "![latency vs MACs](latency_vs_macs.png)") {
 		t.Errorf("report.md does not embed the latency plot:\n%s", md)

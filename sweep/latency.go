@@ -10,10 +10,6 @@ import (
 	"github.com/lprconv/lprconv/report"
 )
 
-// ErrLatencyUnavailable is returned by NewLatencyMeter in binaries built
-// without ONNX Runtime support.
-var ErrLatencyUnavailable = errors.New("latency unavailable: this lprconv was built without ONNX Runtime (build with -tags ort)")
-
 // LatencyMeter loads ONNX model files for timing.
 type LatencyMeter interface {
 	// Open loads the model at path, ready to run one inference at batch

@@ -14,15 +14,14 @@ import (
 )
 
 // TestRunWithORTLatency runs a small sweep of the fixture with latency
-// measured in ONNX Runtime (the meter that binaries built with -tags ort
-// use), checking that every model is timed and the ratios are computed
+// measured in ONNX Runtime (the meter lprconv sweep uses), checking that every model is timed and the ratios are computed
 // against the original measured in the same run.
 func TestRunWithORTLatency(t *testing.T) {
-	testutil.RequireORT(t)
-	m, err := ortlatency.New(1)
+	m, err := ortlatency.New(testutil.RequireORT(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m.Close()
 	o := fixtureOptions(t)
 	o.Eval, o.Random = "", 8
 	p, err := NewPipeline(o)
@@ -47,7 +46,9 @@ func TestRunWithORTLatency(t *testing.T) {
 			t.Errorf("%s: latency %v ratio %v (original %v)", r.Config, r.LatencyMs, r.LatencyRatio, *base)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(out, report.PlotLatencyMACs)); err != nil {
-		t.Error(err)
+	for _, plot := range []string{report.PlotLatencyMACs, report.PlotAccuracyLatency} {
+		if _, err := os.Stat(filepath.Join(out, plot)); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -112,6 +112,7 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "threads", Usage: "CPU threads for calibration and training (0: all cores)"},
 	)
 	flags = append(flags, budgetFlags()...)
+	flags = append(flags, latencyFlags()...)
 	return flagsAnywhere(&cli.Command{
 		Name:      "compress",
 		Usage:     "replace square pointwise convolutions with low-rank LPR modules",
@@ -160,6 +161,11 @@ Any of --batch, --lr, --temperature, --match, --augment, --val-fraction
 given explicitly overrides the recipe; --epochs or --steps replaces it. The
 chosen recipe is printed and is in --json (finetune.recipe).
 
+Latency (latency.go): with ONNX Runtime (--ort-lib, $ONNXRUNTIME_LIB)
+compress times original and result at --latency-batch (default 1 and 64)
+and keeps layers whose module ONNX Runtime does not run measurably faster
+at every one of them (--keep-slower replaces them; --no-latency skips).
+
 Examples:
    lprconv compress mobilenet.onnx -o small.onnx
    lprconv compress mobilenet.onnx -o small.onnx --rank-ratio 0.125 --multiple 1
@@ -176,6 +182,11 @@ Examples:
 			return err
 		}
 		defer closeData()
+		var closeRT func()
+		if opts.Latency, closeRT, err = latencyFrom(c); err != nil { // latency.go
+			return cli.Exit("compress: "+err.Error(), 2)
+		}
+		defer closeRT()
 		r, err := pipeline.Run(c.Context, opts)
 		if err != nil {
 			return err
@@ -388,6 +399,7 @@ func printCompress(w io.Writer, r compressOutput) error {
 	if q := r.Quantize; q != nil {
 		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)
 	}
+	printLatency(w, r.Latency) // latency.go
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, n)
 	}

@@ -29,7 +29,8 @@ func sweepCommand() *cli.Command {
 each ratio in --rank-ratios, and at each budget in --budgets), measures every
 compressed model against the original, and writes to DIR: report.md,
 results.csv, results.json, PNG plots (accuracy or fidelity vs parameters and
-MACs, latency vs MACs, singular-value energy per layer) and each compressed
+MACs, latency vs MACs, accuracy vs measured latency, singular-value energy
+per layer) and each compressed
 model as <model>_<residual>_r<ratio>.onnx or <model>_<residual>_b<fraction>.onnx.
 
 --budgets 0.8,0.6 adds one configuration per budget and residual whose
@@ -61,8 +62,9 @@ distillation from the original (as compress --data does: data-aware factor
 initialization, then KD); the table then shows accuracy before and after.
 
 Latency is measured in ONNX Runtime at batch 1 (median over interleaved
-rounds, the original measured in the same run) in binaries built with
--tags ort, after all configurations have finished.
+rounds, the original measured in the same run), after all configurations
+have finished, whenever a runtime library is found (--ort-lib, else
+$ONNXRUNTIME_LIB); the report then plots accuracy against it.
 
 Finished configurations are recorded in DIR/state and skipped when the sweep
 is run again with the same model, data and settings, so an interrupted sweep
@@ -111,6 +113,7 @@ Examples:
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
+			&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to measure latency with (default: $ONNXRUNTIME_LIB, then the .ci/run cache)"},
 			allowNonFiniteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
 			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the configurations (0 <= I <= N-1) and write no report; shards may share --out"},
@@ -236,7 +239,7 @@ func runSweep(c *cli.Context, args []string) error {
 	latency := sweep.LatencyOptions{Runs: c.Int("latency-runs")}
 	if c.Bool("no-latency") {
 		meta.Notes = append(meta.Notes, "Latency was not measured (--no-latency).")
-	} else if meter, err = sweep.NewLatencyMeter(latency); err != nil {
+	} else if meter, err = sweep.NewLatencyMeter(c.String("ort-lib"), latency); err != nil {
 		meta.Notes = append(meta.Notes, err.Error()+".")
 		meter = nil
 	}

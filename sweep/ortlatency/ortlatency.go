@@ -1,45 +1,53 @@
-// Package ortlatency loads ONNX models into ONNX Runtime for timing, one
-// inference at batch size 1 on a fixed input. It uses cgo (through
-// internal/ortrun); the lprconv binary imports it only when built with the
-// ort tag, so that the default build stays pure Go.
+// Package ortlatency loads ONNX models into ONNX Runtime (package ortapi,
+// loaded at run time, so every build can time models) for timing: one
+// inference at batch size 1 on a fixed input.
 package ortlatency
 
 import (
 	"fmt"
 
-	"github.com/lprconv/lprconv/internal/ortrun"
+	"github.com/lprconv/lprconv/ortapi"
 )
 
 // Meter loads models into ONNX Runtime with every graph optimization and
 // Threads intra-op threads.
 type Meter struct {
+	rt      *ortapi.Runtime
 	Threads int
 }
 
-// New initializes ONNX Runtime (see ortrun.LibraryPath for where the
-// library is found) and returns a Meter; threads <= 0 means 1.
-func New(threads int) (*Meter, error) {
-	if err := ortrun.Init(); err != nil {
-		return nil, err
-	}
-	return &Meter{Threads: max(1, threads)}, nil
-}
-
-// Runner is one model loaded into ONNX Runtime with its input.
-type Runner struct {
-	sess    *ortrun.Session
-	inputs  map[string]ortrun.Tensor
-	outputs []string
-}
-
-// Open loads the model at path and builds one input tensor per model
-// input, with symbolic dimensions set to 1 and deterministic values.
-func (m *Meter) Open(path string) (*Runner, error) {
-	sess, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: m.Threads})
+// New loads the ONNX Runtime library at lib (a command's --ort-lib; ""
+// looks it up as ortapi.Find does) and returns a Meter; threads <= 0
+// means 1. Close releases the runtime.
+func New(lib string, threads int) (*Meter, error) {
+	rt, err := ortapi.Open(lib)
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{sess: sess, inputs: map[string]ortrun.Tensor{}}
+	return &Meter{rt: rt, Threads: max(1, threads)}, nil
+}
+
+// Version returns the loaded runtime's version.
+func (m *Meter) Version() string { return m.rt.Version() }
+
+// Close releases the runtime's environment; the runners must be closed
+// first.
+func (m *Meter) Close() error { return m.rt.Close() }
+
+// Runner is one model loaded into ONNX Runtime with its input bound.
+type Runner struct {
+	sess  *ortapi.Session
+	bound *ortapi.Bound
+}
+
+// Open loads the model at path and binds one input tensor per model
+// input, with symbolic dimensions set to 1 and deterministic values.
+func (m *Meter) Open(path string) (*Runner, error) {
+	sess, err := m.rt.NewSessionFromFile(path, ortapi.Options{IntraOpThreads: m.Threads})
+	if err != nil {
+		return nil, err
+	}
+	inputs := map[string]ortapi.Tensor{}
 	for k, in := range sess.Inputs() {
 		if in.DataType != "float" {
 			sess.Close()
@@ -54,22 +62,24 @@ func (m *Meter) Open(path string) (*Runner, error) {
 			shape[i] = d
 			n *= int(d)
 		}
-		r.inputs[in.Name] = ortrun.Tensor{Shape: shape, Data: Input(n, uint32(k))}
+		inputs[in.Name] = ortapi.Tensor{Shape: shape, Data: Input(n, uint32(k))}
 	}
-	for _, o := range sess.Outputs() {
-		r.outputs = append(r.outputs, o.Name)
+	b, err := sess.Bind(inputs)
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return r, nil
+	return &Runner{sess: sess, bound: b}, nil
 }
 
-// Run performs one inference.
-func (r *Runner) Run() error {
-	_, err := r.sess.Run(r.inputs, r.outputs)
-	return err
-}
+// Run performs one inference (its outputs are discarded).
+func (r *Runner) Run() error { return r.bound.Run() }
 
-// Close releases the session.
-func (r *Runner) Close() error { return r.sess.Close() }
+// Close releases the bound inputs and the session.
+func (r *Runner) Close() error {
+	r.bound.Close()
+	return r.sess.Close()
+}
 
 // Input returns n deterministic values in [-1, 1) for a timing input (a
 // linear congruential sequence seeded by stream).

@@ -2,17 +2,18 @@ package ortlatency
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/internal/testutil"
 )
 
 func TestOpenRun(t *testing.T) {
-	testutil.RequireORT(t)
-	m, err := New(1)
+	m, err := New(testutil.RequireORT(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m.Close()
 	for _, path := range []string{
 		"/usr/share/libonnx-testdata/data/node/test_conv_with_strides_padding/model.onnx",
 		testutil.Fixture(t, "mobilenetv1.onnx"),
@@ -32,6 +33,9 @@ func TestOpenRun(t *testing.T) {
 	}
 	if _, err := m.Open(filepath.Join(t.TempDir(), "missing.onnx")); err == nil {
 		t.Error("a missing model should open with an error")
+	}
+	if _, err := New(filepath.Join(t.TempDir(), "missing.so"), 1); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a missing library: %v, want a one-line error", err)
 	}
 }
 
