@@ -1,0 +1,330 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// Batched runs a graph on a batch with batch-level parallelism: the batch
+// of B images is cut into W contiguous slices, images [lo_k, lo_{k+1}) with
+// lo_k = k*B/W, and worker k runs its own Program, compiled for its slice,
+// on its own goroutine. Each worker keeps its own activation arena, scratch,
+// integer activations and (in training) gradient arena and parameter
+// gradients; all workers read the same weight tensors: initializers
+// (trainable ones included, so an optimizer's in-place update reaches every
+// worker) and folded BatchNormalization weights are shared, not copied.
+// Values folded from shapes are per worker (they may depend on the slice).
+//
+// With W = 1 a Batched is one Program with Options.Threads threads (the
+// op-level split of package engine) and gives the same bits as that
+// Program. CompileBatched chooses W with a cost model (see chooseWorkers):
+// batch-level splitting when the batch has at least as many images as
+// threads, op-level splitting when it has too few images (a batch of one
+// cannot be cut) or too few for the slices to balance. Each of the W
+// workers gets Threads/W threads for op-level splitting inside its slice.
+//
+// Memory per worker: the arenas of W workers at B/W images hold as many
+// floats as one arena at B images, so activations (and, in training,
+// activation gradients) do not grow with W. What grows is per worker:
+// one scratch buffer (the largest im2col or packing buffer of one op,
+// a few images' worth), the kernels' per-thread packing buffers, the
+// gathered copies of the outputs (B times the output size, once), and in
+// training one gradient buffer per trainable tensor (W*P floats for P
+// trainable parameters).
+//
+// The hot path takes no lock and allocates nothing: workers are long-lived
+// goroutines woken through their own channels, each writes only its own
+// slice of the gathered outputs, and the gradient reduction splits the
+// parameters, not the workers, across goroutines (see Backward).
+//
+// The model must treat images independently along the first dimension of
+// its inputs and outputs (every CNN classifier does; a graph that mixes
+// images, for example a Reshape with a fixed batch, fails to compile at the
+// slice size or yields an output whose first dimension is not the slice,
+// and then CompileBatched falls back to one op-level Program).
+//
+// A Batched serializes calls to Forward, Backward and Run.
+type Batched struct {
+	mu      sync.Mutex
+	batch   int
+	workers []*batchWorker
+	outs    map[string]*Tensor // gathered outputs and observed values (W > 1)
+	params  []string
+	reduce  [][2]int // per worker: its element range of the flat parameter list (training)
+	team    *team
+	err     []error
+}
+
+// batchWorker is one worker's program and the views of its slice.
+type batchWorker struct {
+	p      *Program
+	lo, n  int                // first image and number of images of the slice
+	in     map[string]*Tensor // views of the caller's inputs (reused)
+	dOut   map[string]*Tensor // views of the caller's output gradients (reused)
+	src    map[string]*Tensor
+	dView  map[string]*Tensor // persistent views behind dOut
+	pgrad  [][]float32        // gradients of the trainable tensors, in params order
+	gather []gatherView       // outputs copied to the full-batch buffers
+}
+
+// gatherView copies one value of a worker into its rows of a full-batch
+// buffer.
+type gatherView struct {
+	from, to []float32
+}
+
+// CompileBatched compiles m for the input shapes in opts (their first
+// dimension is the batch) and chooses between batch-level and op-level
+// splitting for opts.Threads threads (0: runtime.NumCPU()). workers > 0
+// forces that many batch slices (at most the batch), mainly for tests;
+// workers = 0 chooses by cost. Options other than Threads apply to every
+// worker's Program.
+func CompileBatched(m *onnxpb.ModelProto, opts Options, workers int) (*Batched, error) {
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	batch, shapes, err := batchOf(m, opts)
+	if err != nil {
+		return nil, err
+	}
+	if workers <= 0 {
+		workers = 1
+		if batch > 1 && threads > 1 {
+			if workers, err = chooseWorkers(m, opts, batch, threads); err != nil {
+				return nil, err
+			}
+		}
+	}
+	workers = max(1, min(workers, batch))
+	if workers > 1 {
+		b, err := compileWorkers(m, opts, batch, shapes, workers, threads)
+		if err == nil {
+			return b, nil
+		}
+		var fb *fallbackError
+		if !errors.As(err, &fb) {
+			return nil, err
+		}
+	}
+	opts.Threads = threads
+	p, err := Compile(m, opts)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batched{batch: batch, workers: []*batchWorker{{p: p, n: batch}}, params: p.ParamNames()}
+	b.err = make([]error, 1)
+	b.team = newTeam(b, 1)
+	return b, nil
+}
+
+// fallbackError says that the graph cannot be cut along the batch.
+type fallbackError struct{ err error }
+
+func (e *fallbackError) Error() string { return e.err.Error() }
+
+// batchOf returns the batch (the common first dimension of the non-constant
+// graph inputs) and the input shapes.
+func batchOf(m *onnxpb.ModelProto, opts Options) (int, map[string][]int, error) {
+	if m == nil || m.Graph == nil {
+		return 0, nil, errors.New("compile: model has no graph")
+	}
+	inits := map[string]bool{}
+	for _, t := range m.Graph.Initializer {
+		inits[t.GetName()] = true
+	}
+	batch := 0
+	shapes := map[string][]int{}
+	for _, in := range m.Graph.Input {
+		if inits[in.Name] || opts.ConstantInputs[in.Name] != nil {
+			continue
+		}
+		s, _, err := inputShape(in, opts.InputShapes)
+		if err != nil {
+			return 0, nil, fmt.Errorf("compile: %w", err)
+		}
+		if len(s) == 0 || (batch != 0 && s[0] != batch) {
+			return 1, nil, nil // no common batch dimension: op-level only
+		}
+		batch = s[0]
+		shapes[in.Name] = s
+	}
+	return max(batch, 1), shapes, nil
+}
+
+// compileWorkers compiles the per-worker programs; a graph that cannot be
+// cut along the batch returns a *fallbackError.
+func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[string][]int, workers, threads int) (*Batched, error) {
+	b := &Batched{batch: batch, outs: map[string]*Tensor{}}
+	var first *Program
+	for k := range workers {
+		lo, hi := k*batch/workers, (k+1)*batch/workers
+		o := opts
+		o.Threads = max(1, threads/workers)
+		o.InputShapes = map[string][]int{}
+		for name, s := range shapes {
+			o.InputShapes[name] = append([]int{hi - lo}, s[1:]...)
+		}
+		p, err := compile(m, o, first)
+		if err != nil {
+			b.closeWorkers()
+			return nil, &fallbackError{err}
+		}
+		if first == nil {
+			first = p
+		}
+		w := &batchWorker{p: p, lo: lo, n: hi - lo, in: map[string]*Tensor{}, dOut: map[string]*Tensor{}, dView: map[string]*Tensor{}}
+		b.workers = append(b.workers, w)
+	}
+	// outputs and observed values must be cut along the first dimension
+	for _, v := range append(append([]*value(nil), first.outputs...), first.observed...) {
+		if _, ok := b.outs[v.name]; ok {
+			continue
+		}
+		per := 0
+		for _, w := range b.workers {
+			s := w.p.byName[v.name].shape
+			if len(s) == 0 || s[0] != w.n || !v.dtype.IsFloat() {
+				b.closeWorkers()
+				return nil, &fallbackError{fmt.Errorf("compile: output %q is not cut along the batch", v.name)}
+			}
+			per = sizeOf(s) / max(w.n, 1)
+		}
+		full := &Tensor{Shape: append([]int{batch}, v.shape[1:]...), DType: v.dtype, F: make([]float32, batch*per)}
+		b.outs[v.name] = full
+		for _, w := range b.workers {
+			w.gather = append(w.gather, gatherView{from: w.p.byName[v.name].t.F, to: full.F[w.lo*per : (w.lo+w.n)*per]})
+		}
+	}
+	b.params = first.ParamNames()
+	b.err = make([]error, workers)
+	b.team = newTeam(b, workers)
+	return b, nil
+}
+
+func (b *Batched) closeWorkers() {
+	for _, w := range b.workers {
+		w.p.Close()
+	}
+}
+
+// Close stops the workers and releases their threads.
+func (b *Batched) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.team.close()
+	b.closeWorkers()
+}
+
+// Workers returns the number of batch slices (1: op-level splitting only).
+func (b *Batched) Workers() int { return len(b.workers) }
+
+// Batch returns the batch size the program was compiled for.
+func (b *Batched) Batch() int { return b.batch }
+
+// Program returns worker k's program (compiled for its slice).
+func (b *Batched) Program(k int) *Program { return b.workers[k].p }
+
+// PeakActivationBytes returns the activation arenas of all workers
+// together, in bytes.
+func (b *Batched) PeakActivationBytes() int {
+	n := 0
+	for _, w := range b.workers {
+		n += w.p.peak
+	}
+	return n
+}
+
+// ParamNames returns the names of the trainable initializers, sorted.
+func (b *Batched) ParamNames() []string { return append([]string(nil), b.params...) }
+
+// Param returns the storage of a trainable initializer, shared by every
+// worker (nil if name is not trainable). Writing to it changes the model.
+func (b *Batched) Param(name string) *Tensor { return b.workers[0].p.Param(name) }
+
+// Forward runs the program on the full batch (inputs keyed by graph input
+// name, each with the compiled shape), each worker on its slice; read the
+// outputs with Value. It does not allocate.
+func (b *Batched) Forward(inputs map[string]*Tensor) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.workers) == 1 {
+		return b.workers[0].p.forward(inputs)
+	}
+	for _, w := range b.workers {
+		for _, v := range w.p.inputs {
+			t := inputs[v.name]
+			if t == nil {
+				return fmt.Errorf("run: input %q is missing", v.name)
+			}
+			per := sizeOf(v.shape) / max(w.n, 1)
+			if len(t.Shape) == 0 || t.Shape[0] != b.batch || len(t.F)+len(t.I) != b.batch*per {
+				return fmt.Errorf("run: input %q has shape %v; the program was compiled for batch %d of %v", v.name, t.Shape, b.batch, v.shape[1:])
+			}
+			view := w.in[v.name]
+			if view == nil {
+				view = &Tensor{Shape: v.shape}
+				w.in[v.name] = view
+			}
+			view.DType, view.F, view.I = t.DType, nil, nil
+			if t.F != nil {
+				view.F = t.F[w.lo*per : (w.lo+w.n)*per]
+			} else {
+				view.I = t.I[w.lo*per : (w.lo+w.n)*per]
+			}
+		}
+		w.src = w.in
+	}
+	return b.do(phaseForward)
+}
+
+// Run is Forward followed by copies of the outputs and observed values.
+func (b *Batched) Run(inputs map[string]*Tensor) (map[string]*Tensor, error) {
+	if err := b.Forward(inputs); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.workers[0].p
+	res := map[string]*Tensor{}
+	for _, v := range append(append([]*value(nil), p.outputs...), p.observed...) {
+		res[v.name] = b.value(v.name).Clone()
+	}
+	return res, nil
+}
+
+// Value returns, after Forward, the full-batch tensor of a graph output or
+// a value named in Options.Outputs, or the tensor of a parameter or
+// constant. With more than one worker, other activations are per slice
+// and Value returns nil for them (read them from Program(k)). The tensor is
+// a view valid until the next Forward.
+func (b *Batched) Value(name string) *Tensor {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.value(name)
+}
+
+func (b *Batched) value(name string) *Tensor {
+	if t := b.outs[name]; t != nil {
+		return t
+	}
+	p := b.workers[0].p
+	v := p.byName[name]
+	if v == nil {
+		return nil
+	}
+	if len(b.workers) > 1 && v.konst == nil && !v.param {
+		return nil
+	}
+	return v.t
+}
+
+// OutputNames returns the graph outputs, in graph order.
+func (b *Batched) OutputNames() []string { return b.workers[0].p.OutputNames() }
+
+// InputNames returns the graph inputs that Forward needs, in graph order.
+func (b *Batched) InputNames() []string { return b.workers[0].p.InputNames() }

@@ -1,0 +1,233 @@
+package engine
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// Phases a team runs on every worker.
+const (
+	phaseForward = iota
+	phaseBackward
+	phaseReduce
+)
+
+// team wakes the workers of a Batched: worker 0 runs on the caller's
+// goroutine, worker k > 0 on a long-lived goroutine reading its own
+// channel. Waking a worker sends a small struct; nothing is allocated and
+// no lock is shared beyond the one WaitGroup that ends a phase.
+type team struct {
+	wake    []chan teamItem
+	wg      sync.WaitGroup
+	cleanup runtime.Cleanup
+}
+
+type teamItem struct {
+	b     *Batched
+	k     int
+	phase int
+	wg    *sync.WaitGroup
+}
+
+func newTeam(b *Batched, n int) *team {
+	t := &team{}
+	for range n - 1 {
+		ch := make(chan teamItem, 1)
+		t.wake = append(t.wake, ch)
+		go func() {
+			for it := range ch {
+				it.b.runPhase(it.k, it.phase)
+				it.wg.Done()
+			}
+		}()
+	}
+	if len(t.wake) > 0 {
+		t.cleanup = runtime.AddCleanup(b, func(w []chan teamItem) {
+			for _, ch := range w {
+				close(ch)
+			}
+		}, t.wake)
+	}
+	return t
+}
+
+// close stops the goroutines; it is safe to call more than once.
+func (t *team) close() {
+	if t.wake != nil {
+		t.cleanup.Stop()
+		for _, ch := range t.wake {
+			close(ch)
+		}
+		t.wake = nil
+	}
+}
+
+// do runs phase on every worker and returns the first error in worker
+// order.
+func (b *Batched) do(phase int) error {
+	t := b.team
+	t.wg.Add(len(t.wake))
+	for k, ch := range t.wake {
+		ch <- teamItem{b: b, k: k + 1, phase: phase, wg: &t.wg}
+	}
+	b.runPhase(0, phase)
+	t.wg.Wait()
+	for _, err := range b.err {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runPhase runs one phase of worker k, recording its error.
+func (b *Batched) runPhase(k, phase int) {
+	w := b.workers[k]
+	var err error
+	switch phase {
+	case phaseForward:
+		if err = w.p.forward(w.src); err == nil {
+			for _, g := range w.gather {
+				copy(g.to, g.from)
+			}
+		}
+	case phaseBackward:
+		err = w.p.backward(w.dOut)
+	case phaseReduce:
+		b.reduceRange(k)
+	}
+	if err != nil && len(b.workers) > 1 {
+		err = fmt.Errorf("batch slice %d (images %d to %d): %w", k, w.lo, w.lo+w.n-1, err)
+	}
+	b.err[k] = err
+}
+
+// Backward propagates dOutputs, the gradients of the full-batch loss with
+// respect to graph outputs or observed values (each with its full-batch
+// shape), back through the last Forward, and leaves the gradient of every
+// trainable initializer in Grad.
+//
+// Each worker runs the backward pass of its slice with the rows of
+// dOutputs of its images, giving the parameter gradient g_k of its slice.
+// A loss that is a mean over the batch already carries its 1/B in
+// dOutputs, so the slices are weighted correctly and
+//
+//	grad = g_0 + g_1 + ... + g_{W-1}
+//
+// is the gradient of the full-batch loss. The sum is taken in that fixed
+// order for every element, so the result is deterministic for a given
+// number of workers; it equals the one-worker gradient up to float32
+// reassociation of the sum over images. The reduction is split by
+// parameter element: worker k sums elements [k*P/W, (k+1)*P/W) of the P
+// trainable parameters over all W slices into worker 0's buffers, so each
+// worker reads P floats and writes P/W, and the reduction's wall time is
+// about P reads (memory bound), whatever W. Input gradients
+// (RequireInputGrad) are not available through a Batched.
+func (b *Batched) Backward(dOutputs map[string]*Tensor) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.workers) == 1 {
+		p := b.workers[0].p
+		if err := p.buildGrads(); err != nil {
+			return err
+		}
+		return p.backward(dOutputs)
+	}
+	if err := b.buildGrads(); err != nil {
+		return err
+	}
+	for _, w := range b.workers {
+		clear(w.dOut)
+		for name, t := range dOutputs {
+			v := w.p.byName[name]
+			if v == nil || b.outs[name] == nil {
+				return fmt.Errorf("backward: %q is not a graph output or a value named in Options.Outputs", name)
+			}
+			per := sizeOf(v.shape) / max(w.n, 1)
+			if t == nil || len(t.F) != b.batch*per {
+				return fmt.Errorf("backward: gradient of %q must hold %d floats (shape %v)", name, b.batch*per, b.outs[name].Shape)
+			}
+			view := w.dView[name]
+			if view == nil {
+				view = &Tensor{Shape: v.shape}
+				w.dView[name] = view
+			}
+			view.F = t.F[w.lo*per : (w.lo+w.n)*per]
+			w.dOut[name] = view
+		}
+	}
+	if err := b.do(phaseBackward); err != nil {
+		return err
+	}
+	return b.do(phaseReduce)
+}
+
+// buildGrads plans every worker's gradients and the reduction ranges.
+func (b *Batched) buildGrads() error {
+	if b.reduce != nil {
+		return nil
+	}
+	total := 0
+	for _, w := range b.workers {
+		if err := w.p.buildGrads(); err != nil {
+			return err
+		}
+		w.pgrad = w.pgrad[:0]
+		for _, name := range b.params {
+			w.pgrad = append(w.pgrad, w.p.grads.grad[w.p.params[name].id].F)
+		}
+	}
+	for _, g := range b.workers[0].pgrad {
+		total += len(g)
+	}
+	b.reduce = make([][2]int, len(b.workers))
+	for k := range b.workers {
+		b.reduce[k] = [2]int{k * total / len(b.workers), (k + 1) * total / len(b.workers)}
+	}
+	return nil
+}
+
+// reduceRange adds the parameter gradients of workers 1..W-1, in that
+// order, into worker 0's, for worker k's range of the flat parameter list.
+func (b *Batched) reduceRange(k int) {
+	lo, hi := b.reduce[k][0], b.reduce[k][1]
+	off := 0
+	for i, dst := range b.workers[0].pgrad {
+		a, z := max(lo-off, 0), min(hi-off, len(dst))
+		off += len(dst)
+		if a >= z {
+			continue
+		}
+		d := dst[a:z]
+		for _, w := range b.workers[1:] {
+			s := w.pgrad[i][a:z]
+			for j := range d {
+				d[j] += s[j]
+			}
+		}
+	}
+}
+
+// Grad returns the gradient of a trainable initializer computed by the
+// last Backward (nil for other names or before the first Backward). The
+// slice is overwritten by the next Backward.
+func (b *Batched) Grad(name string) []float32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.workers[0].p
+	if len(b.workers) > 1 {
+		if b.reduce == nil || p.params[name] == nil {
+			return nil
+		}
+		return p.grads.grad[p.params[name].id].F
+	}
+	gs := p.grads
+	if gs == nil || !gs.built {
+		return nil
+	}
+	if v := p.params[name]; v != nil {
+		return gs.grad[v.id].F
+	}
+	return nil
+}
