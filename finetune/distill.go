@@ -209,12 +209,15 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train", opts.Train)
 	}
 	shape := []int{opts.Batch, in.Channels, in.Height, in.Width}
-	sp, err := engine.Compile(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true})
+	// batch-parallel where it pays (engine.CompileBatched): each worker
+	// runs a slice of the batch, and the gradients are reduced in a fixed
+	// order, so a run is deterministic for a given thread count
+	sp, err := engine.CompileBatched(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: student: %w", err)
 	}
 	defer sp.Close()
-	tp, err := engine.Compile(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}})
+	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
 	}
@@ -255,7 +258,7 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 type trainer struct {
 	opts    Options
 	in, tin evaluate.Input
-	sp, tp  *engine.Program
+	sp, tp  *engine.Batched
 	names   []string
 	total   int
 	opt     *optimizer
