@@ -252,6 +252,10 @@ func (b *Batched) Param(name string) *Tensor { return b.workers[0].p.Param(name)
 func (b *Batched) Forward(inputs map[string]*Tensor) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.forward(inputs)
+}
+
+func (b *Batched) forward(inputs map[string]*Tensor) error {
 	if len(b.workers) == 1 {
 		return b.workers[0].p.forward(inputs)
 	}
@@ -284,11 +288,11 @@ func (b *Batched) Forward(inputs map[string]*Tensor) error {
 
 // Run is Forward followed by copies of the outputs and observed values.
 func (b *Batched) Run(inputs map[string]*Tensor) (map[string]*Tensor, error) {
-	if err := b.Forward(inputs); err != nil {
-		return nil, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.forward(inputs); err != nil {
+		return nil, err
+	}
 	p := b.workers[0].p
 	res := map[string]*Tensor{}
 	for _, v := range append(append([]*value(nil), p.outputs...), p.observed...) {

@@ -266,3 +266,34 @@ func TestChooseWorkers(t *testing.T) {
 		b.Close()
 	}
 }
+
+// TestBatchedDoesNotAllocate checks that steady-state batch-parallel
+// Forward and Backward allocate nothing (no shared allocation on the hot
+// path).
+func TestBatchedDoesNotAllocate(t *testing.T) {
+	m := lprFixture(t, "mobilenetv1.onnx", "")
+	name, out := m.Graph.Input[0].Name, m.Graph.Output[0].Name
+	shape := []int{4, 3, 32, 32}
+	b, err := CompileBatched(m, Options{Threads: 2, InputShapes: map[string][]int{name: shape}, Trainable: convWeights(m), KeepForBackward: true}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	in := map[string]*Tensor{name: randTensor(rand.New(rand.NewPCG(1, 2)), shape...)}
+	if err := b.Forward(in); err != nil {
+		t.Fatal(err)
+	}
+	dOut := map[string]*Tensor{out: NewTensor(b.Value(out).Shape...)}
+	step := func() {
+		if err := b.Forward(in); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Backward(dOut); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	if n := testing.AllocsPerRun(5, step); n != 0 {
+		t.Errorf("Forward+Backward allocate %v times per step", n)
+	}
+}
