@@ -74,7 +74,7 @@ func inferCase(path string, batch, threads, reps int, minDur time.Duration, labe
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	p, err := engine.Compile(m, engine.Options{Threads: threads, InputShapes: map[string][]int{name: shape}})
+	p, err := engine.CompileBatched(m, engine.Options{Threads: threads, InputShapes: map[string][]int{name: shape}}, 0)
 	if err != nil {
 		return err
 	}
@@ -135,8 +135,8 @@ func inferCase(path string, batch, threads, reps int, minDur time.Duration, labe
 	base := strings.TrimSuffix(filepath.Base(path), ".onnx")
 	fmt.Printf("%-28s %5d %3d %12.1f %12.1f %6.2fx %10.3f %10.3f %7.0f%% %7.0f%%\n",
 		base, batch, threads, me, mo, me/mo, median(eng.cpuPer), median(ort.cpuPer), 100*spread(eng.rates), 100*spread(ort.rates))
-	fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f peak_bytes=%d\n",
-		label, base, batch, threads, me, mo, me/mo, pairedRatio(eng.rates, ort.rates), median(ort.cpuPer)/median(eng.cpuPer), p.PeakActivationBytes())
+	fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f peak_bytes=%d workers=%d\n",
+		label, base, batch, threads, me, mo, me/mo, pairedRatio(eng.rates, ort.rates), median(ort.cpuPer)/median(eng.cpuPer), p.PeakActivationBytes(), p.Workers())
 	return nil
 }
 

@@ -4,11 +4,16 @@
 # engine/kernels; then the memory of `lprconv eval`. Prints a summary table
 # of medians and ratios at the end.
 #
-#   bash bench/engine/run.sh [infer|train|memory|all]   (default all)
+#   bash bench/engine/run.sh [infer|train|finetune|memory|all]   (default all)
 #
 # Environment: REPS (alternating repetitions, default 11), INFER_MIN (least
 # duration of one inference repetition, default 250ms), TRAIN_MIN (default
-# 600ms), BUILDS (default "default purego"), ONNXRUNTIME_LIB, IMAGENET_DIR.
+# 600ms), BUILDS (default "default purego"), ONNXRUNTIME_LIB, IMAGENET_DIR,
+# FT_REPS (alternating 1- and 2-thread fine-tuning runs, default 3),
+# FT_STEPS (steps of one fine-tuning run, default 40).
+#
+# Scaling efficiency ("scale") is a case's engine throughput at its thread
+# count over the same case's at 1 thread (2.00x is perfect at 2 threads).
 #
 # Needs: Go and gcc (cgo for internal/ortrun), the ONNX Runtime 1.24.3
 # library (see internal/ortrun), /usr/bin/python3 with torch and onnx
@@ -66,6 +71,26 @@ if [ "$what" = train ] || [ "$what" = all ]; then
 	done
 fi
 
+if [ "$what" = finetune ] || [ "$what" = all ]; then
+	echo
+	echo "== fine-tuning loop: lprconv compress --data (LPR tensors, batch 64, ${FT_STEPS:-40} steps), 1 and 2 threads alternating"
+	b=$(echo "$builds" | cut -d' ' -f1)
+	"$tmp/bench-$b" npy -o "$tmp/small.npy" -n 4096 -shape 3,32,32
+	for r in $(seq "${FT_REPS:-3}"); do
+		for m in mobilenetv1 shufflenetv2; do
+			for th in 1 2; do
+				/usr/bin/time -v "$tmp/lprconv" compress "testdata/models/$m.onnx" -o "$tmp/ft.onnx" --overwrite --json \
+					--data "$tmp/small.npy" --steps "${FT_STEPS:-40}" --val-fraction 0 --init weights --batch 64 --threads $th \
+					>"$tmp/ft.json" 2>"$tmp/ft.time"
+				ips=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["finetune"]["training"]["images_per_second"])' "$tmp/ft.json")
+				rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/ft.time")
+				echo "$m threads $th: $ips img/s, peak RSS $rss KiB"
+				echo "RESULT finetune model=$m threads=$th ips=$ips rss_kib=$rss" >>"$results"
+			done
+		done
+	done
+fi
+
 if [ "$what" = memory ] || [ "$what" = all ]; then
 	echo
 	echo "== memory: lprconv eval $imagenet_model, batch 1, 8 random 3x224x224 images (NPY)"
@@ -80,6 +105,15 @@ if [ "$what" = memory ] || [ "$what" = all ]; then
 		echo "RESULT memory threads=$th rss_kib=$rss" >>"$results"
 	done
 	"$tmp/bench-$b" peak -batch 1 "$imagenet_model" | tee -a "$results"
+	echo "== memory: lprconv eval testdata/models/mobilenetv1.onnx, batch 64, 1024 random 3x32x32 images (NPY)"
+	"$tmp/bench-$b" npy -o "$tmp/small1k.npy" -n 1024 -shape 3,32,32
+	for th in 1 2; do
+		/usr/bin/time -v "$tmp/lprconv" eval testdata/models/mobilenetv1.onnx --data "$tmp/small1k.npy" --batch 64 --threads $th \
+			>"$tmp/eval.out" 2>"$tmp/eval.time"
+		rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/eval.time")
+		echo "threads $th: peak RSS $rss KiB; $(grep throughput "$tmp/eval.out" | xargs)"
+		echo "RESULT memory64 threads=$th rss_kib=$rss" >>"$results"
+	done
 	echo "model file: $(stat -c %s "$imagenet_model") bytes"
 fi
 
@@ -105,10 +139,14 @@ function field(k,   i, n, kv) {
 	tcl[nt] = field("torch_cl"); tnc[nt] = field("torch_nchw"); tcp[nt] = field("torch_cl_passive")
 	tref[nt] = tcl[nt] + 0; if (tnc[nt] + 0 > tref[nt]) tref[nt] = tnc[nt] + 0; if (tcp[nt] + 0 > tref[nt]) tref[nt] = tcp[nt] + 0; tcpu[nt] = field("cpu_ratio"); tpair[nt] = field("paired")
 }
+/^RESULT finetune/ {
+	k = field("model") SUBSEP field("threads"); fn[k]++; fv[k, fn[k]] = field("ips") + 0; fr[k] = field("rss_kib"); fm[field("model")] = 1
+}
+/^RESULT memory64/ { mem = mem sprintf("lprconv eval mobilenetv1 batch 64 peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024); next }
 /^RESULT memory/ { mem = mem sprintf("lprconv eval peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024) }
 /^RESULT peak/ { mem = mem sprintf("engine PeakActivationBytes (%s, batch %s): %s bytes (%.2f MiB)\n", field("model"), field("batch"), field("peak_bytes"), field("peak_mib")) }
 END {
-	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %8s %10s %8s %6s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "paired", "best<=thr", "cpu", "goal"
+	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %8s %10s %8s %6s %6s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "paired", "best<=thr", "cpu", "goal", "scale"
 	for (i = 1; i <= ni; i++) {
 		best = 0
 		beste = 0
@@ -118,9 +156,11 @@ END {
 		}
 		r = ieng[i] / iref[i]
 		g = beste / best; if (ipair[i] + 0 < g) g = ipair[i] + 0
-		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ipair[i], beste / best, icpu[i], (g >= 0.5 ? "ok" : "MISS")
+		one = 0
+		for (j = 1; j <= ni; j++) if (ik[j] == ik[i] && ith[j] == 1) one = ieng[j] + 0
+		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s %5.2fx\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ipair[i], beste / best, icpu[i], (g >= 0.9 ? "ok" : "MISS"), (one ? ieng[i] / one : 0)
 	}
-	if (nt) printf "\n%-8s %-16s %5s %3s %12s %10s %10s %10s %8s %8s %10s %8s %6s\n", "build", "training model", "batch", "thr", "engine img/s", "torch CL", "torch NCHW", "CL passive", "same thr", "paired", "best<=thr", "cpu", "goal"
+	if (nt) printf "\n%-8s %-16s %5s %3s %12s %10s %10s %10s %8s %8s %10s %8s %6s %6s\n", "build", "training model", "batch", "thr", "engine img/s", "torch CL", "torch NCHW", "CL passive", "same thr", "paired", "best<=thr", "cpu", "goal", "scale"
 	for (i = 1; i <= nt; i++) {
 		best = 0
 		beste = 0
@@ -130,7 +170,20 @@ END {
 		}
 		r = teng[i] / tref[i]
 		g = beste / best; if (tpair[i] + 0 < g) g = tpair[i] + 0
-		printf "%-8s %-16s %5s %3s %12.1f %10.1f %10.1f %10.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s\n", tbuild[i], tmodel[i], tbatch[i], tth[i], teng[i], tcl[i], tnc[i], tcp[i], r, tpair[i], beste / best, tcpu[i], (g >= 1 ? "ok" : "MISS")
+		one = 0
+		for (j = 1; j <= nt; j++) if (tk[j] == tk[i] && tth[j] == 1) one = teng[j] + 0
+		printf "%-8s %-16s %5s %3s %12.1f %10.1f %10.1f %10.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s %5.2fx\n", tbuild[i], tmodel[i], tbatch[i], tth[i], teng[i], tcl[i], tnc[i], tcp[i], r, tpair[i], beste / best, tcpu[i], (g >= 1 ? "ok" : "MISS"), (one ? teng[i] / one : 0)
+	}
+	nf = 0
+	for (m in fm) {
+		if (!nf++) printf "\n%-16s %3s %12s %6s %12s\n", "fine-tuning", "thr", "median img/s", "scale", "peak RSS MiB"
+		for (th = 1; th <= 2; th++) {
+			k = m SUBSEP th; n = fn[k]
+			for (a = 1; a <= n; a++) s[a] = fv[k, a]
+			for (a = 1; a <= n; a++) for (c = a + 1; c <= n; c++) if (s[c] < s[a]) { x = s[a]; s[a] = s[c]; s[c] = x }
+			med[th] = (n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2)
+			printf "%-16s %3d %12.1f %5.2fx %12.1f\n", m, th, med[th], (med[1] ? med[th] / med[1] : 0), fr[k] / 1024
+		}
 	}
 	if (mem != "") printf "\n%s", mem
 }
