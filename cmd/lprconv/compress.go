@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -161,7 +162,7 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "dry-run", Usage: "plan and report only; write nothing"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
-		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
+		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: --threads)"},
 	}
 	flags = append(flags, dataFlagsSplit("fine-tune on these images (image folder, IDX folder or file, NPY): enables data-aware initialization and distillation", "train")...)
 	flags = append(flags, finetuneFlags(finetuneDefaults{Epochs: 1, ValFraction: defaultValFraction})...)
@@ -169,7 +170,7 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for calibration and training"},
 		&cli.StringFlag{Name: "checkpoint", Usage: "save training state in `DIR` (every --checkpoint-every steps, each epoch, and on Ctrl-C); rerunning the same command resumes"},
 		&cli.IntFlag{Name: "checkpoint-every", Value: 200, Usage: "checkpoint interval in `STEPS`"},
-		&cli.IntFlag{Name: "threads", Usage: "CPU threads for calibration and training (0: all cores)"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads for factorization, calibration, budgets and training (0: all cores)"},
 	)
 	flags = append(flags, budgetFlags()...)
 	return flagsAnywhere(&cli.Command{
@@ -246,7 +247,7 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 	opts = pipeline.Options{
 		In: in, Out: c.String("output"), ExternalData: c.Bool("external-data"), Tool: "lprconv " + version,
 		Progress: progressPrinter(c.App.ErrWriter),
-		Plan: convert.PlanOptions{SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)}, Workers: c.Int("workers"),
+		Plan: convert.PlanOptions{SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(c.Int("threads"))}, Workers: cmp.Or(c.Int("workers"), c.Int("threads")),
 			ChannelAlign: c.Int("channel-align"), Candidates: convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")}},
 	}
 	dry := c.Bool("dry-run")
