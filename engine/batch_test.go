@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -264,6 +266,23 @@ func TestChooseWorkers(t *testing.T) {
 			t.Errorf("batch %d on %d threads: %d workers, want %d", tc.batch, tc.threads, got, tc.want)
 		}
 		b.Close()
+	}
+	// ImageNet-shaped planes: a batch of one cannot be cut, and three
+	// images on two threads balance worse than op-level splits of 224x224
+	// convolutions
+	big, err := onnxio.Load(testutil.ImageNetModel(t, "mobilenetv1_1.0.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name = big.Graph.Input[0].Name
+	for _, tc := range []struct{ batch, threads, want int }{{1, 2, 1}, {3, 2, 1}, {16, 2, 2}} {
+		w, err := chooseWorkers(big, Options{InputShapes: map[string][]int{name: {tc.batch, 3, 224, 224}}}, tc.batch, tc.threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w != tc.want {
+			t.Errorf("ImageNet-shaped batch %d on %d threads: %d workers, want %d", tc.batch, tc.threads, w, tc.want)
+		}
 	}
 }
 
