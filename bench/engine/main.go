@@ -9,11 +9,14 @@
 //
 // infer: inference throughput of the engine and of ONNX Runtime (through
 // internal/ortrun) on the same model, input and thread count. A CASE is
-// MODEL.onnx:BATCH. For every case and thread count the two runtimes run
-// in alternation (engine, ORT, engine, ORT, ...), -reps times each; a
-// repetition runs the model for at least -min and yields images/s. The
-// medians, the ratio engine/ORT of the medians and the median of the
-// per-repetition (back-to-back) ratios are printed.
+// MODEL.onnx:BATCH. For every case, each repetition runs every thread count
+// in turn and, at each, the two runtimes in alternation (engine, ORT, then
+// ORT, engine in the next repetition), -reps times; a run lasts at least
+// -min and yields images/s. The medians, the ratio engine/ORT of the
+// medians, the median of the per-repetition (back-to-back) ratios, and the
+// engine's scaling (median per-repetition ratio of its throughput to that
+// at the first thread count, and the same for CPU time per image) are
+// printed, with the number of batch slices the engine chose (wrk).
 //
 // train: one training step (forward, loss gradient, backward, SGD update of
 // every float initializer) at batch 64 in the engine and in PyTorch. The

@@ -13,7 +13,11 @@
 # FT_STEPS (steps of one fine-tuning run, default 40).
 #
 # Scaling efficiency ("scale") is a case's engine throughput at its thread
-# count over the same case's at 1 thread (2.00x is perfect at 2 threads).
+# count over the same case's at 1 thread (2.00x is perfect at 2 threads);
+# for inference it is the median of per-repetition ratios (the thread
+# counts are interleaved in every repetition), and "cpuscale" is the CPU
+# time per image at 1 thread over that at the thread count (1.00x: the
+# threads add no work; independent of other load on the machine).
 #
 # Needs: Go and gcc (cgo for internal/ortrun), the ONNX Runtime 1.24.3
 # library (see internal/ortrun), /usr/bin/python3 with torch and onnx
@@ -132,6 +136,7 @@ function field(k,   i, n, kv) {
 	k = field("build") SUBSEP field("model") SUBSEP field("batch")
 	ni++; ik[ni] = k; ith[ni] = field("threads"); ieng[ni] = field("engine"); iref[ni] = field("ort")
 	ibuild[ni] = field("build"); imodel[ni] = field("model"); ibatch[ni] = field("batch"); icpu[ni] = field("cpu_ratio"); ipair[ni] = field("paired")
+	iscale[ni] = field("scale_paired"); icscale[ni] = field("cpu_scale"); iwrk[ni] = field("workers")
 }
 /^RESULT train/ {
 	nt++; tk[nt] = field("build") SUBSEP field("model"); tth[nt] = field("threads"); teng[nt] = field("engine")
@@ -146,7 +151,7 @@ function field(k,   i, n, kv) {
 /^RESULT memory/ { mem = mem sprintf("lprconv eval peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024) }
 /^RESULT peak/ { mem = mem sprintf("engine PeakActivationBytes (%s, batch %s): %s bytes (%.2f MiB)\n", field("model"), field("batch"), field("peak_bytes"), field("peak_mib")) }
 END {
-	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %8s %10s %8s %6s %6s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "paired", "best<=thr", "cpu", "goal", "scale"
+	if (ni) printf "%-8s %-16s %5s %3s %12s %12s %8s %8s %10s %8s %6s %6s %8s %4s\n", "build", "inference model", "batch", "thr", "engine img/s", "ORT img/s", "same thr", "paired", "best<=thr", "cpu", "goal", "scale", "cpuscale", "wrk"
 	for (i = 1; i <= ni; i++) {
 		best = 0
 		beste = 0
@@ -156,9 +161,7 @@ END {
 		}
 		r = ieng[i] / iref[i]
 		g = beste / best; if (ipair[i] + 0 < g) g = ipair[i] + 0
-		one = 0
-		for (j = 1; j <= ni; j++) if (ik[j] == ik[i] && ith[j] == 1) one = ieng[j] + 0
-		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s %5.2fx\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ipair[i], beste / best, icpu[i], (g >= 0.9 ? "ok" : "MISS"), (one ? ieng[i] / one : 0)
+		printf "%-8s %-16s %5s %3s %12.1f %12.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s %5.2fx %7.2fx %4s\n", ibuild[i], imodel[i], ibatch[i], ith[i], ieng[i], iref[i], r, ipair[i], beste / best, icpu[i], (g >= 0.9 ? "ok" : "MISS"), iscale[i], icscale[i], iwrk[i]
 	}
 	if (nt) printf "\n%-8s %-16s %5s %3s %12s %10s %10s %10s %8s %8s %10s %8s %6s %6s\n", "build", "training model", "batch", "thr", "engine img/s", "torch CL", "torch NCHW", "CL passive", "same thr", "paired", "best<=thr", "cpu", "goal", "scale"
 	for (i = 1; i <= nt; i++) {
