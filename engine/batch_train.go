@@ -38,7 +38,9 @@ func newTeam(b *Batched, n int) *team {
 		go func() {
 			for it := range ch {
 				it.b.runPhase(it.k, it.phase)
-				it.wg.Done()
+				wg := it.wg
+				it = teamItem{} // hold no reference to the Batched while idle
+				wg.Done()
 			}
 		}()
 	}
