@@ -54,7 +54,7 @@ func convWeights(m *onnxpb.ModelProto) []string {
 }
 
 // TestBatchedForwardMatchesOneThread runs the fixtures (and LPR models
-// made from them) at batch 7 with 2 and 3 batch slices and checks the
+// made from them) at batch 7 with 2, 3 and 7 batch slices and checks the
 // outputs against one op-level thread, and that two runs agree bit for bit.
 func TestBatchedForwardMatchesOneThread(t *testing.T) {
 	const batch = 7
@@ -71,7 +71,7 @@ func TestBatchedForwardMatchesOneThread(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, workers := range []int{2, 3} {
+			for _, workers := range []int{2, 3, 7} {
 				opts.Threads = workers
 				b, err := CompileBatched(m, opts, workers)
 				if err != nil {

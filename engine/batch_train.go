@@ -16,7 +16,9 @@ const (
 // team wakes the workers of a Batched: worker 0 runs on the caller's
 // goroutine, worker k > 0 on a long-lived goroutine reading its own
 // channel. Waking a worker sends a small struct; nothing is allocated and
-// no lock is shared beyond the one WaitGroup that ends a phase.
+// no lock is shared beyond the one WaitGroup that ends a phase. Wake-ups
+// go down a binary tree (worker k wakes 2k+1 and 2k+2 before it works), so
+// starting W workers takes about log2(W) wake-up latencies, not W.
 type team struct {
 	wake    []chan teamItem
 	wg      sync.WaitGroup
@@ -37,6 +39,7 @@ func newTeam(b *Batched, n int) *team {
 		t.wake = append(t.wake, ch)
 		go func() {
 			for it := range ch {
+				it.b.wakeChildren(it)
 				it.b.runPhase(it.k, it.phase)
 				wg := it.wg
 				it = teamItem{} // hold no reference to the Batched while idle
@@ -70,9 +73,7 @@ func (t *team) close() {
 func (b *Batched) do(phase int) error {
 	t := b.team
 	t.wg.Add(len(t.wake))
-	for k, ch := range t.wake {
-		ch <- teamItem{b: b, k: k + 1, phase: phase, wg: &t.wg}
-	}
+	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
 	b.runPhase(0, phase)
 	t.wg.Wait()
 	for _, err := range b.err {
@@ -81,6 +82,14 @@ func (b *Batched) do(phase int) error {
 		}
 	}
 	return nil
+}
+
+// wakeChildren wakes workers 2k+1 and 2k+2 (those that exist) for its
+// phase.
+func (b *Batched) wakeChildren(it teamItem) {
+	for c := 2*it.k + 1; c <= 2*it.k+2 && c < len(b.workers); c++ {
+		b.team.wake[c-1] <- teamItem{b: b, k: c, phase: it.phase, wg: it.wg}
+	}
 }
 
 // runPhase runs one phase of worker k, recording its error.
