@@ -65,7 +65,7 @@ type batchWorker struct {
 	lo, n  int                // first image and number of images of the slice
 	in     map[string]*Tensor // views of the caller's inputs (reused)
 	dOut   map[string]*Tensor // views of the caller's output gradients (reused)
-	src    map[string]*Tensor
+	src    map[string]*Tensor // the inputs of the current Forward (= in)
 	dView  map[string]*Tensor // persistent views behind dOut
 	pgrad  [][]float32        // gradients of the trainable tensors, in params order
 	gather []gatherView       // outputs copied to the full-batch buffers
