@@ -10,7 +10,7 @@
 # duration of one inference repetition, default 250ms), TRAIN_MIN (default
 # 600ms), BUILDS (default "default purego"), ONNXRUNTIME_LIB, IMAGENET_DIR,
 # FT_REPS (alternating 1- and 2-thread fine-tuning runs, default 3),
-# FT_STEPS (steps of one fine-tuning run, default 40).
+# FT_STEPS (steps of one fine-tuning run, default 150).
 #
 # Scaling efficiency ("scale") is a case's engine throughput at its thread
 # count over the same case's at 1 thread (2.00x is perfect at 2 threads);
@@ -77,14 +77,14 @@ fi
 
 if [ "$what" = finetune ] || [ "$what" = all ]; then
 	echo
-	echo "== fine-tuning loop: lprconv compress --data (LPR tensors, batch 64, ${FT_STEPS:-40} steps), 1 and 2 threads alternating"
+	echo "== fine-tuning loop: lprconv compress --data (LPR tensors, batch 64, ${FT_STEPS:-150} steps), 1 and 2 threads alternating"
 	b=$(echo "$builds" | cut -d' ' -f1)
 	"$tmp/bench-$b" npy -o "$tmp/small.npy" -n 4096 -shape 3,32,32
 	for r in $(seq "${FT_REPS:-3}"); do
 		for m in mobilenetv1 shufflenetv2; do
 			for th in 1 2; do
 				/usr/bin/time -v "$tmp/lprconv" compress "testdata/models/$m.onnx" -o "$tmp/ft.onnx" --overwrite --json \
-					--data "$tmp/small.npy" --steps "${FT_STEPS:-40}" --val-fraction 0 --init weights --batch 64 --threads $th \
+					--data "$tmp/small.npy" --steps "${FT_STEPS:-150}" --val-fraction 0 --init weights --batch 64 --threads $th \
 					>"$tmp/ft.json" 2>"$tmp/ft.time"
 				ips=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["finetune"]["training"]["images_per_second"])' "$tmp/ft.json")
 				rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/ft.time")
