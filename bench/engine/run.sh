@@ -52,6 +52,7 @@ for b in $builds; do
 done
 go build -o "$tmp/lprconv" ./cmd/lprconv
 "$tmp/lprconv" compress testdata/models/mobilenetv1.onnx -o "$tmp/mobilenetv1_lpr.onnx" >&2
+"$tmp/lprconv" compress testdata/models/shufflenetv2.onnx -o "$tmp/shufflenetv2_lpr.onnx" >&2
 
 echo "# $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# go $(go env GOVERSION), reps $reps, inference repetitions >= $infer_min, training repetitions >= $train_min"
@@ -62,7 +63,7 @@ if [ "$what" = infer ] || [ "$what" = all ]; then
 		echo "== inference, engine ($b build) vs ONNX Runtime"
 		"$tmp/bench-$b" infer -label "$b" -reps "$reps" -min "$infer_min" -threads 1,2 \
 			"$imagenet_model:1" testdata/models/mobilenetv1.onnx:64 testdata/models/shufflenetv2.onnx:64 \
-			"$tmp/mobilenetv1_lpr.onnx:64" | tee -a "$results"
+			"$tmp/mobilenetv1_lpr.onnx:64" "$tmp/shufflenetv2_lpr.onnx:64" | tee -a "$results"
 	done
 fi
 
