@@ -4,7 +4,7 @@
 # engine/kernels; then the memory of `lprconv eval`. Prints a summary table
 # of medians and ratios at the end.
 #
-#   bash bench/engine/run.sh [infer|train|finetune|memory|all]   (default all)
+#   bash bench/engine/run.sh [infer|scaling|train|finetune|memory|all]   (default all)
 #
 # Environment: REPS (alternating repetitions, default 11), INFER_MIN (least
 # duration of one inference repetition, default 250ms), TRAIN_MIN (default
@@ -65,6 +65,14 @@ if [ "$what" = infer ] || [ "$what" = all ]; then
 			"$imagenet_model:1" testdata/models/mobilenetv1.onnx:64 testdata/models/shufflenetv2.onnx:64 \
 			"$tmp/mobilenetv1_lpr.onnx:64" "$tmp/shufflenetv2_lpr.onnx:64" | tee -a "$results"
 	done
+fi
+
+if [ "$what" = scaling ] || [ "$what" = all ]; then
+	b=$(echo "$builds" | cut -d' ' -f1)
+	echo
+	echo "== scaling: engine at 2 threads over 1, next to 2 independent 1-thread programs on half batches (control)"
+	"$tmp/bench-$b" scaling -reps "$reps" -threads 2 testdata/models/mobilenetv1.onnx:64 testdata/models/shufflenetv2.onnx:64 \
+		"$tmp/mobilenetv1_lpr.onnx:64" "$tmp/shufflenetv2_lpr.onnx:64" | tee -a "$results"
 fi
 
 if [ "$what" = train ] || [ "$what" = all ]; then
@@ -148,6 +156,9 @@ function field(k,   i, n, kv) {
 /^RESULT finetune/ {
 	k = field("model") SUBSEP field("threads"); fn[k]++; fv[k, fn[k]] = field("ips") + 0; fr[k] = field("rss_kib"); fm[field("model")] = 1
 }
+/^RESULT scaling/ {
+	ns++; sc[ns] = sprintf("%-16s %5s %3s %12.1f %12.1f %6.2fx %4s %12.1f %6.2fx %8.2fx", field("model"), field("batch"), field("threads"), field("one"), field("engine"), field("scale"), field("workers"), field("control"), field("control_scale"), field("engine_over_control"))
+}
 /^RESULT memory64/ { mem = mem sprintf("lprconv eval mobilenetv1 batch 64 peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024); next }
 /^RESULT memory/ { mem = mem sprintf("lprconv eval peak RSS (threads %s): %.1f MiB\n", field("threads"), field("rss_kib") / 1024) }
 /^RESULT peak/ { mem = mem sprintf("engine PeakActivationBytes (%s, batch %s): %s bytes (%.2f MiB)\n", field("model"), field("batch"), field("peak_bytes"), field("peak_mib")) }
@@ -178,6 +189,8 @@ END {
 		for (j = 1; j <= nt; j++) if (tk[j] == tk[i] && tth[j] == 1) one = teng[j] + 0
 		printf "%-8s %-16s %5s %3s %12.1f %10.1f %10.1f %10.1f %7.2fx %7.2fx %9.2fx %7.2fx %6s %5.2fx\n", tbuild[i], tmodel[i], tbatch[i], tth[i], teng[i], tcl[i], tnc[i], tcp[i], r, tpair[i], beste / best, tcpu[i], (g >= 1 ? "ok" : "MISS"), (one ? teng[i] / one : 0)
 	}
+	if (ns) printf "\n%-16s %5s %3s %12s %12s %7s %4s %12s %7s %9s\n", "scaling model", "batch", "thr", "1-thr img/s", "engine img/s", "scale", "wrk", "ctrl img/s", "scale", "eng/ctrl"
+	for (i = 1; i <= ns; i++) print sc[i]
 	nf = 0
 	for (m in fm) {
 		if (!nf++) printf "\n%-16s %3s %12s %6s %12s\n", "fine-tuning", "thr", "median img/s", "scale", "peak RSS MiB"
