@@ -5,41 +5,50 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
 // Batched runs a graph on a batch with batch-level parallelism: the batch
-// of B images is cut into W contiguous slices, images [lo_k, lo_{k+1}) with
-// lo_k = k*B/W, and worker k runs its own Program, compiled for its slice,
-// on its own goroutine. Each worker keeps its own activation arena, scratch,
-// integer activations and (in training) gradient arena and parameter
-// gradients; all workers read the same weight tensors: initializers
-// (trainable ones included, so an optimizer's in-place update reaches every
-// worker) and folded BatchNormalization weights are shared, not copied.
-// Values folded from shapes are per worker (they may depend on the slice).
+// of B images is cut into K contiguous slices, images [lo_k, lo_{k+1}) with
+// lo_k = k*B/K, each with its own Program compiled for its images, and W
+// long-lived goroutines (W <= K) run the slices, each claiming the next
+// unclaimed slice until none is left (K is up to 4W, slices of at least 16
+// images, see slicesFor: a worker that the operating system runs more, or
+// that finishes early, takes more slices). Each slice keeps its own
+// activation arena, scratch, integer activations and (in training)
+// gradient arena and parameter gradients, so any goroutine can run the
+// forward or backward pass of any slice; all slices read the same weight
+// tensors: initializers (trainable ones included, so an optimizer's
+// in-place update reaches every slice) and folded BatchNormalization
+// weights are shared, not copied. Values folded from shapes are per slice
+// (they may depend on the slice size). Which goroutine ran a slice changes
+// no result: outputs are those of the slice's program, and gradients are
+// summed in slice order (see Backward).
 //
 // With W = 1 a Batched is one Program with Options.Threads threads (the
 // op-level split of package engine) and gives the same bits as that
 // Program. CompileBatched chooses W with a cost model (see chooseWorkers):
 // batch-level splitting when the batch has at least as many images as
 // threads, op-level splitting when it has too few images (a batch of one
-// cannot be cut) or too few for the slices to balance. Each of the W
-// workers gets Threads/W threads for op-level splitting inside its slice.
+// cannot be cut) or too few for the slices to balance. Each slice's
+// program gets Threads/W threads for op-level splitting inside the slice.
 //
-// Memory per worker: the arenas of W workers at B/W images hold as many
-// floats as one arena at B images, so activations (and, in training,
-// activation gradients) do not grow with W. What grows is per worker:
-// one scratch buffer (the largest im2col or packing buffer of one op,
-// a few images' worth), the kernels' per-thread packing buffers, the
-// gathered copies of the outputs (B times the output size, once), and in
-// training one gradient buffer per trainable tensor (W*P floats for P
-// trainable parameters).
+// Memory: the arenas of K slices of B/K images hold as many floats as one
+// arena at B images, so activations (and, in training, activation
+// gradients) do not grow with the number of workers. What grows is per
+// slice (K <= 4W): one scratch buffer (the largest im2col or packing
+// buffer of one op, a few images' worth) and the kernels' per-thread
+// packing buffers; once: the gathered copies of the outputs (B times the
+// output size); and in training one gradient buffer per trainable tensor
+// and slice (K*P floats for P trainable parameters).
 //
 // The hot path takes no lock and allocates nothing: workers are long-lived
-// goroutines woken through their own channels, each writes only its own
-// slice of the gathered outputs, and the gradient reduction splits the
-// parameters, not the workers, across goroutines (see Backward).
+// goroutines woken through their own channels, slices are claimed with one
+// atomic counter, each slice writes only its own rows of the gathered
+// outputs, and the gradient reduction splits the parameters, not the
+// slices, across goroutines (see Backward).
 //
 // The model must treat images independently along the first dimension of
 // its inputs and outputs (every CNN classifier does; a graph that mixes
@@ -51,7 +60,9 @@ import (
 type Batched struct {
 	mu      sync.Mutex
 	batch   int
-	workers []*batchWorker
+	slices  []*batchSlice
+	workers int                // goroutines W that run the slices
+	next    atomic.Int64       // next slice to claim in the current phase
 	outs    map[string]*Tensor // gathered outputs and observed values (W > 1)
 	params  []string
 	reduce  [][2]int // per worker: its element range of the flat parameter list (training)
@@ -59,8 +70,8 @@ type Batched struct {
 	err     []error
 }
 
-// batchWorker is one worker's program and the views of its slice.
-type batchWorker struct {
+// batchSlice is one worker's program and the views of its slice.
+type batchSlice struct {
 	p      *Program
 	lo, n  int                // first image and number of images of the slice
 	in     map[string]*Tensor // views of the caller's inputs (reused)
@@ -116,7 +127,7 @@ func CompileBatched(m *onnxpb.ModelProto, opts Options, workers int) (*Batched, 
 	if err != nil {
 		return nil, err
 	}
-	b := &Batched{batch: batch, workers: []*batchWorker{{p: p, n: batch}}, params: p.ParamNames()}
+	b := &Batched{batch: batch, slices: []*batchSlice{{p: p, n: batch}}, params: p.ParamNames()}
 	b.err = make([]error, 1)
 	b.team = newTeam(b, 1)
 	return b, nil
@@ -159,10 +170,11 @@ func batchOf(m *onnxpb.ModelProto, opts Options) (int, map[string][]int, error) 
 // compileWorkers compiles the per-worker programs; a graph that cannot be
 // cut along the batch returns a *fallbackError.
 func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[string][]int, workers, threads int) (*Batched, error) {
-	b := &Batched{batch: batch, outs: map[string]*Tensor{}}
+	b := &Batched{batch: batch, outs: map[string]*Tensor{}, workers: workers}
 	var first *Program
-	for k := range workers {
-		lo, hi := k*batch/workers, (k+1)*batch/workers
+	slices := slicesFor(batch, workers)
+	for k := range slices {
+		lo, hi := k*batch/slices, (k+1)*batch/slices
 		o := opts
 		o.Threads = max(1, threads/workers)
 		o.InputShapes = map[string][]int{}
@@ -177,8 +189,8 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 		if first == nil {
 			first = p
 		}
-		w := &batchWorker{p: p, lo: lo, n: hi - lo, in: map[string]*Tensor{}, dOut: map[string]*Tensor{}, dView: map[string]*Tensor{}}
-		b.workers = append(b.workers, w)
+		w := &batchSlice{p: p, lo: lo, n: hi - lo, in: map[string]*Tensor{}, dOut: map[string]*Tensor{}, dView: map[string]*Tensor{}}
+		b.slices = append(b.slices, w)
 	}
 	// outputs and observed values must be cut along the first dimension
 	for _, v := range append(append([]*value(nil), first.outputs...), first.observed...) {
@@ -186,7 +198,7 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 			continue
 		}
 		per := 0
-		for _, w := range b.workers {
+		for _, w := range b.slices {
 			s := w.p.byName[v.name].shape
 			if len(s) == 0 || s[0] != w.n || !v.dtype.IsFloat() {
 				b.closeWorkers()
@@ -196,18 +208,33 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 		}
 		full := &Tensor{Shape: append([]int{batch}, v.shape[1:]...), DType: v.dtype, F: make([]float32, batch*per)}
 		b.outs[v.name] = full
-		for _, w := range b.workers {
+		for _, w := range b.slices {
 			w.gather = append(w.gather, gatherView{from: w.p.byName[v.name].t.F, to: full.F[w.lo*per : (w.lo+w.n)*per]})
 		}
 	}
 	b.params = first.ParamNames()
-	b.err = make([]error, workers)
+	b.err = make([]error, slices)
 	b.team = newTeam(b, workers)
 	return b, nil
 }
 
+// minSliceImages is the least number of images a slice is cut to when
+// there are more images than workers: smaller slices run the kernels on
+// too little work per call.
+const minSliceImages = 16
+
+// slicesFor returns the number of slices K for batch images on workers
+// goroutines: up to 4 per worker, of at least minSliceImages images (and
+// at least one per worker). More slices than workers let a worker that
+// finishes early (or that the operating system ran more) take the next
+// slice, so one slow core does not hold the whole batch.
+func slicesFor(batch, workers int) int {
+	per := min(4, max(1, batch/(workers*minSliceImages)))
+	return min(batch, workers*per)
+}
+
 func (b *Batched) closeWorkers() {
-	for _, w := range b.workers {
+	for _, w := range b.slices {
 		w.p.Close()
 	}
 }
@@ -220,20 +247,24 @@ func (b *Batched) Close() {
 	b.closeWorkers()
 }
 
-// Workers returns the number of batch slices (1: op-level splitting only).
-func (b *Batched) Workers() int { return len(b.workers) }
+// Workers returns the number of goroutines that run batch slices (1:
+// op-level splitting only).
+func (b *Batched) Workers() int { return max(1, b.workers) }
+
+// Slices returns the number of batch slices (at least Workers).
+func (b *Batched) Slices() int { return len(b.slices) }
 
 // Batch returns the batch size the program was compiled for.
 func (b *Batched) Batch() int { return b.batch }
 
-// Program returns worker k's program (compiled for its slice).
-func (b *Batched) Program(k int) *Program { return b.workers[k].p }
+// Program returns slice k's program (compiled for its images).
+func (b *Batched) Program(k int) *Program { return b.slices[k].p }
 
 // PeakActivationBytes returns the activation arenas of all workers
 // together, in bytes.
 func (b *Batched) PeakActivationBytes() int {
 	n := 0
-	for _, w := range b.workers {
+	for _, w := range b.slices {
 		n += w.p.peak
 	}
 	return n
@@ -244,7 +275,7 @@ func (b *Batched) ParamNames() []string { return append([]string(nil), b.params.
 
 // Param returns the storage of a trainable initializer, shared by every
 // worker (nil if name is not trainable). Writing to it changes the model.
-func (b *Batched) Param(name string) *Tensor { return b.workers[0].p.Param(name) }
+func (b *Batched) Param(name string) *Tensor { return b.slices[0].p.Param(name) }
 
 // Forward runs the program on the full batch (inputs keyed by graph input
 // name, each with the compiled shape), each worker on its slice; read the
@@ -256,10 +287,10 @@ func (b *Batched) Forward(inputs map[string]*Tensor) error {
 }
 
 func (b *Batched) forward(inputs map[string]*Tensor) error {
-	if len(b.workers) == 1 {
-		return b.workers[0].p.forward(inputs)
+	if len(b.slices) == 1 {
+		return b.slices[0].p.forward(inputs)
 	}
-	for _, w := range b.workers {
+	for _, w := range b.slices {
 		for _, v := range w.p.inputs {
 			t := inputs[v.name]
 			if t == nil {
@@ -293,7 +324,7 @@ func (b *Batched) Run(inputs map[string]*Tensor) (map[string]*Tensor, error) {
 	if err := b.forward(inputs); err != nil {
 		return nil, err
 	}
-	p := b.workers[0].p
+	p := b.slices[0].p
 	res := map[string]*Tensor{}
 	for _, v := range append(append([]*value(nil), p.outputs...), p.observed...) {
 		res[v.name] = b.value(v.name).Clone()
@@ -316,19 +347,19 @@ func (b *Batched) value(name string) *Tensor {
 	if t := b.outs[name]; t != nil {
 		return t
 	}
-	p := b.workers[0].p
+	p := b.slices[0].p
 	v := p.byName[name]
 	if v == nil {
 		return nil
 	}
-	if len(b.workers) > 1 && v.konst == nil && !v.param {
+	if len(b.slices) > 1 && v.konst == nil && !v.param {
 		return nil
 	}
 	return v.t
 }
 
 // OutputNames returns the graph outputs, in graph order.
-func (b *Batched) OutputNames() []string { return b.workers[0].p.OutputNames() }
+func (b *Batched) OutputNames() []string { return b.slices[0].p.OutputNames() }
 
 // InputNames returns the graph inputs that Forward needs, in graph order.
-func (b *Batched) InputNames() []string { return b.workers[0].p.InputNames() }
+func (b *Batched) InputNames() []string { return b.slices[0].p.InputNames() }

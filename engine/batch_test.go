@@ -54,13 +54,22 @@ func convWeights(m *onnxpb.ModelProto) []string {
 }
 
 // TestBatchedForwardMatchesOneThread runs the fixtures (and LPR models
-// made from them) at batch 7 with 2, 3 and 7 batch slices and checks the
+// made from them) at batch 7 with 2, 3 and 7 workers, and at batch 64 with
+// 2 workers (4 slices of 16 images claimed dynamically), and checks the
 // outputs against one op-level thread, and that two runs agree bit for bit.
 func TestBatchedForwardMatchesOneThread(t *testing.T) {
-	const batch = 7
 	for _, tc := range batchCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.model(t)
+			batchedForward(t, m, 7, []int{2, 3, 7})
+			batchedForward(t, m, 64, []int{2})
+		})
+	}
+}
+
+func batchedForward(t *testing.T, m *onnxpb.ModelProto, batch int, workerCounts []int) {
+	{
+		{
 			name, out := m.Graph.Input[0].Name, m.Graph.Output[0].Name
 			shape := []int{batch, 3, 32, 32}
 			x := randTensor(rand.New(rand.NewPCG(3, 4)), shape...)
@@ -71,14 +80,14 @@ func TestBatchedForwardMatchesOneThread(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, workers := range []int{2, 3, 7} {
+			for _, workers := range workerCounts {
 				opts.Threads = workers
 				b, err := CompileBatched(m, opts, workers)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if b.Workers() != workers {
-					t.Fatalf("%d workers asked, %d compiled", workers, b.Workers())
+				if b.Workers() != workers || b.Slices() != slicesFor(batch, workers) {
+					t.Fatalf("%d workers asked, %d workers and %d slices compiled", workers, b.Workers(), b.Slices())
 				}
 				var runs [2][]float32
 				for i := range runs {
@@ -89,15 +98,15 @@ func TestBatchedForwardMatchesOneThread(t *testing.T) {
 				}
 				b.Close()
 				e := relMaxAbs(runs[0], want[out].F)
-				t.Logf("%d workers: output relative max-abs error %.3g", workers, e)
+				t.Logf("batch %d, %d workers, %d slices: output relative max-abs error %.3g", batch, workers, b.Slices(), e)
 				if e > batchForwardTolerance {
-					t.Errorf("%d workers: relative max-abs error %.3g > %g", workers, e, batchForwardTolerance)
+					t.Errorf("batch %d, %d workers: relative max-abs error %.3g > %g", batch, workers, e, batchForwardTolerance)
 				}
 				if !slices.Equal(runs[0], runs[1]) {
-					t.Errorf("%d workers: two runs differ", workers)
+					t.Errorf("batch %d, %d workers: two runs differ", batch, workers)
 				}
 			}
-		})
+		}
 	}
 }
 
@@ -108,10 +117,18 @@ func TestBatchedForwardMatchesOneThread(t *testing.T) {
 // compiled programs with the same number of slices, and that a single
 // slice gives exactly the gradients of a Program.
 func TestBatchedBackwardMatchesOneThread(t *testing.T) {
-	const batch = 6
 	for _, tc := range batchCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.model(t)
+			batchedBackward(t, m, 6, []int{1, 2, 4})
+			batchedBackward(t, m, 64, []int{2})
+		})
+	}
+}
+
+func batchedBackward(t *testing.T, m *onnxpb.ModelProto, batch int, workerCounts []int) {
+	{
+		{
 			name, out := m.Graph.Input[0].Name, m.Graph.Output[0].Name
 			shape := []int{batch, 3, 32, 32}
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -137,6 +154,9 @@ func TestBatchedBackwardMatchesOneThread(t *testing.T) {
 				if b.Workers() != workers {
 					t.Fatalf("%d workers asked, %d compiled", workers, b.Workers())
 				}
+				if workers > 1 && b.Slices() != slicesFor(batch, workers) {
+					t.Fatalf("%d slices, want %d", b.Slices(), slicesFor(batch, workers))
+				}
 				var first map[string][]float32
 				for run := range 2 {
 					if err := b.Forward(map[string]*Tensor{name: x}); err != nil {
@@ -161,7 +181,7 @@ func TestBatchedBackwardMatchesOneThread(t *testing.T) {
 				}
 				return first
 			}
-			for _, workers := range []int{1, 2, 4} {
+			for _, workers := range workerCounts {
 				g := grads(workers)
 				worst := 0.0
 				for _, n := range ref.ParamNames() {
@@ -172,10 +192,10 @@ func TestBatchedBackwardMatchesOneThread(t *testing.T) {
 					e := relMaxAbs(g[n], want)
 					worst = max(worst, e)
 					if e > batchGradTolerance {
-						t.Errorf("%d workers: gradient of %q: relative max-abs error %.3g > %g", workers, n, e, batchGradTolerance)
+						t.Errorf("batch %d, %d workers: gradient of %q: relative max-abs error %.3g > %g", batch, workers, n, e, batchGradTolerance)
 					}
 				}
-				t.Logf("%d workers: largest relative max-abs gradient error %.3g", workers, worst)
+				t.Logf("batch %d, %d workers: largest relative max-abs gradient error %.3g", batch, workers, worst)
 				if workers > 1 {
 					again := grads(workers)
 					for n := range g {
@@ -185,7 +205,7 @@ func TestBatchedBackwardMatchesOneThread(t *testing.T) {
 					}
 				}
 			}
-		})
+		}
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// Phases a team runs on every worker.
+// Phases a team runs on every worker goroutine.
 const (
 	phaseForward = iota
 	phaseBackward
@@ -40,7 +40,7 @@ func newTeam(b *Batched, n int) *team {
 		go func() {
 			for it := range ch {
 				it.b.wakeChildren(it)
-				it.b.runPhase(it.k, it.phase)
+				it.b.work(it.k, it.phase)
 				wg := it.wg
 				it = teamItem{} // hold no reference to the Batched while idle
 				wg.Done()
@@ -68,13 +68,14 @@ func (t *team) close() {
 	}
 }
 
-// do runs phase on every worker and returns the first error in worker
-// order.
+// do runs phase on every worker goroutine and returns the first error in
+// slice order.
 func (b *Batched) do(phase int) error {
 	t := b.team
+	b.next.Store(0)
 	t.wg.Add(len(t.wake))
 	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
-	b.runPhase(0, phase)
+	b.work(0, phase)
 	t.wg.Wait()
 	for _, err := range b.err {
 		if err != nil {
@@ -87,14 +88,32 @@ func (b *Batched) do(phase int) error {
 // wakeChildren wakes workers 2k+1 and 2k+2 (those that exist) for its
 // phase.
 func (b *Batched) wakeChildren(it teamItem) {
-	for c := 2*it.k + 1; c <= 2*it.k+2 && c < len(b.workers); c++ {
+	for c := 2*it.k + 1; c <= 2*it.k+2 && c <= len(b.team.wake); c++ {
 		b.team.wake[c-1] <- teamItem{b: b, k: c, phase: it.phase, wg: it.wg}
 	}
 }
 
-// runPhase runs one phase of worker k, recording its error.
+// work runs goroutine g's part of a phase: the reduction of its range of
+// parameters, or slices claimed one at a time until none is left (which
+// goroutine runs which slice does not change any result).
+func (b *Batched) work(g, phase int) {
+	if phase == phaseReduce {
+		b.reduceRange(g)
+		return
+	}
+	for {
+		k := int(b.next.Add(1)) - 1
+		if k >= len(b.slices) {
+			return
+		}
+		b.runPhase(k, phase)
+	}
+}
+
+// runPhase runs the forward or backward phase of slice k, recording its
+// error.
 func (b *Batched) runPhase(k, phase int) {
-	w := b.workers[k]
+	w := b.slices[k]
 	var err error
 	switch phase {
 	case phaseForward:
@@ -105,10 +124,8 @@ func (b *Batched) runPhase(k, phase int) {
 		}
 	case phaseBackward:
 		err = w.p.backward(w.dOut)
-	case phaseReduce:
-		b.reduceRange(k)
 	}
-	if err != nil && len(b.workers) > 1 {
+	if err != nil && len(b.slices) > 1 {
 		err = fmt.Errorf("batch slice %d (images %d to %d): %w", k, w.lo, w.lo+w.n-1, err)
 	}
 	b.err[k] = err
@@ -119,27 +136,28 @@ func (b *Batched) runPhase(k, phase int) {
 // shape), back through the last Forward, and leaves the gradient of every
 // trainable initializer in Grad.
 //
-// Each worker runs the backward pass of its slice with the rows of
-// dOutputs of its images, giving the parameter gradient g_k of its slice.
-// A loss that is a mean over the batch already carries its 1/B in
-// dOutputs, so the slices are weighted correctly and
+// The backward pass of every slice runs with the rows of dOutputs of its
+// images (on whichever worker claims it), giving the parameter gradient
+// g_k of slice k. A loss that is a mean over the batch already carries its
+// 1/B in dOutputs, so the slices are weighted correctly and
 //
-//	grad = g_0 + g_1 + ... + g_{W-1}
+//	grad = g_0 + g_1 + ... + g_{K-1}
 //
 // is the gradient of the full-batch loss. The sum is taken in that fixed
 // order for every element, so the result is deterministic for a given
-// number of workers; it equals the one-worker gradient up to float32
-// reassociation of the sum over images. The reduction is split by
-// parameter element: worker k sums elements [k*P/W, (k+1)*P/W) of the P
-// trainable parameters over all W slices into worker 0's buffers, so each
-// worker reads P floats and writes P/W, and the reduction's wall time is
-// about P reads (memory bound), whatever W. Input gradients
-// (RequireInputGrad) are not available through a Batched.
+// number of slices (a function of the batch and the thread count); it
+// equals the one-thread gradient up to float32 reassociation of the sum
+// over images. The reduction is split by parameter element: worker g of W
+// sums elements [g*P/W, (g+1)*P/W) of the P trainable parameters over all
+// K slices into slice 0's buffers, so each worker reads K*P/W floats and
+// writes P/W: the reduction's wall time is about (K/W)*P <= 4P reads
+// (memory bound), whatever W. Input gradients (RequireInputGrad) are not
+// available through a Batched.
 func (b *Batched) Backward(dOutputs map[string]*Tensor) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.workers) == 1 {
-		p := b.workers[0].p
+	if len(b.slices) == 1 {
+		p := b.slices[0].p
 		if err := p.buildGrads(); err != nil {
 			return err
 		}
@@ -148,7 +166,7 @@ func (b *Batched) Backward(dOutputs map[string]*Tensor) error {
 	if err := b.buildGrads(); err != nil {
 		return err
 	}
-	for _, w := range b.workers {
+	for _, w := range b.slices {
 		clear(w.dOut)
 		for name, t := range dOutputs {
 			v := w.p.byName[name]
@@ -174,13 +192,13 @@ func (b *Batched) Backward(dOutputs map[string]*Tensor) error {
 	return b.do(phaseReduce)
 }
 
-// buildGrads plans every worker's gradients and the reduction ranges.
+// buildGrads plans every slice's gradients and the reduction ranges.
 func (b *Batched) buildGrads() error {
 	if b.reduce != nil {
 		return nil
 	}
 	total := 0
-	for _, w := range b.workers {
+	for _, w := range b.slices {
 		if err := w.p.buildGrads(); err != nil {
 			return err
 		}
@@ -189,29 +207,30 @@ func (b *Batched) buildGrads() error {
 			w.pgrad = append(w.pgrad, w.p.grads.grad[w.p.params[name].id].F)
 		}
 	}
-	for _, g := range b.workers[0].pgrad {
+	for _, g := range b.slices[0].pgrad {
 		total += len(g)
 	}
-	b.reduce = make([][2]int, len(b.workers))
-	for k := range b.workers {
-		b.reduce[k] = [2]int{k * total / len(b.workers), (k + 1) * total / len(b.workers)}
+	b.reduce = make([][2]int, b.workers)
+	for g := range b.reduce {
+		b.reduce[g] = [2]int{g * total / b.workers, (g + 1) * total / b.workers}
 	}
 	return nil
 }
 
-// reduceRange adds the parameter gradients of workers 1..W-1, in that
-// order, into worker 0's, for worker k's range of the flat parameter list.
-func (b *Batched) reduceRange(k int) {
-	lo, hi := b.reduce[k][0], b.reduce[k][1]
+// reduceRange adds the parameter gradients of slices 1..K-1, in that
+// order, into slice 0's, for goroutine g's range of the flat parameter
+// list.
+func (b *Batched) reduceRange(g int) {
+	lo, hi := b.reduce[g][0], b.reduce[g][1]
 	off := 0
-	for i, dst := range b.workers[0].pgrad {
+	for i, dst := range b.slices[0].pgrad {
 		a, z := max(lo-off, 0), min(hi-off, len(dst))
 		off += len(dst)
 		if a >= z {
 			continue
 		}
 		d := dst[a:z]
-		for _, w := range b.workers[1:] {
+		for _, w := range b.slices[1:] {
 			s := w.pgrad[i][a:z]
 			for j := range d {
 				d[j] += s[j]
@@ -226,8 +245,8 @@ func (b *Batched) reduceRange(k int) {
 func (b *Batched) Grad(name string) []float32 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.workers[0].p
-	if len(b.workers) > 1 {
+	p := b.slices[0].p
+	if len(b.slices) > 1 {
 		if b.reduce == nil || p.params[name] == nil {
 			return nil
 		}

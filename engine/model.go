@@ -45,8 +45,8 @@ func (p *Program) inputShapes() map[string][]int {
 
 // inputShapes returns the full-batch shapes of the graph inputs.
 func (b *Batched) inputShapes() map[string][]int {
-	s := b.workers[0].p.inputShapes()
-	if len(b.workers) > 1 {
+	s := b.slices[0].p.inputShapes()
+	if len(b.slices) > 1 {
 		for n, d := range s {
 			s[n] = append([]int{b.batch}, d[1:]...)
 		}
