@@ -14,9 +14,12 @@ import (
 // of B images is cut into K contiguous slices, images [lo_k, lo_{k+1}) with
 // lo_k = k*B/K, each with its own Program compiled for its images, and W
 // long-lived goroutines (W <= K) run the slices, each claiming the next
-// unclaimed slice until none is left (K is up to 4W, slices of at least 16
-// images, see slicesFor: a worker that the operating system runs more, or
-// that finishes early, takes more slices). Each slice keeps its own
+// unclaimed slice until none is left (a worker that the operating system
+// runs more, or that finishes early, takes more slices). For inference K is
+// a multiple of W chosen so that a slice's activations fit in about one
+// core's L2 cache (see slicesFor), so even one thread may run a batch as
+// several slices, one after the other, which is faster than one large
+// batch whose activations spill to L3; in training K = W. Each slice keeps its own
 // activation arena, scratch, integer activations and (in training)
 // gradient arena and parameter gradients, so any goroutine can run the
 // forward or backward pass of any slice; all slices read the same weight
@@ -27,9 +30,10 @@ import (
 // no result: outputs are those of the slice's program, and gradients are
 // summed in slice order (see Backward).
 //
-// With W = 1 a Batched is one Program with Options.Threads threads (the
-// op-level split of package engine) and gives the same bits as that
-// Program. CompileBatched chooses W with a cost model (see chooseWorkers):
+// With W = 1 and K = 1 a Batched is one Program with Options.Threads
+// threads (the op-level split of package engine) and gives the same bits
+// as that Program; a Program kept for backward (Options.KeepForBackward) is
+// never cut at W = 1, so one-thread training sums gradients as before. CompileBatched chooses W with a cost model (see chooseWorkers):
 // batch-level splitting when the batch has at least as many images as
 // threads, op-level splitting when it has too few images (a batch of one
 // cannot be cut) or too few for the slices to balance. Each slice's
@@ -38,7 +42,7 @@ import (
 // Memory: the arenas of K slices of B/K images hold as many floats as one
 // arena at B images, so activations (and, in training, activation
 // gradients) do not grow with the number of workers. What grows is per
-// slice (K <= 4W): one scratch buffer (the largest im2col or packing
+// slice: one scratch buffer (the largest im2col or packing
 // buffer of one op, a few images' worth) and the kernels' per-thread
 // packing buffers; once: the gathered copies of the outputs (B times the
 // output size); and in training one gradient buffer per trainable tensor
@@ -103,17 +107,20 @@ func CompileBatched(m *onnxpb.ModelProto, opts Options, workers int) (*Batched, 
 	if err != nil {
 		return nil, err
 	}
-	if workers <= 0 {
-		workers = 1
-		if batch > 1 && threads > 1 {
-			if workers, err = chooseWorkers(m, opts, batch, threads); err != nil {
-				return nil, err
+	slices := 1
+	if batch > 1 {
+		if probe := probeOne(m, opts, shapes); probe != nil {
+			if workers <= 0 {
+				workers = chooseWorkers(probe, batch, threads)
 			}
+			workers = max(1, min(workers, batch))
+			slices = slicesFor(batch, workers, probe.peak, opts.KeepForBackward)
+			probe.Close()
 		}
 	}
 	workers = max(1, min(workers, batch))
-	if workers > 1 {
-		b, err := compileWorkers(m, opts, batch, shapes, workers, threads)
+	if slices > 1 {
+		b, err := compileWorkers(m, opts, batch, shapes, slices, workers, threads)
 		if err == nil {
 			return b, nil
 		}
@@ -169,10 +176,9 @@ func batchOf(m *onnxpb.ModelProto, opts Options) (int, map[string][]int, error) 
 
 // compileWorkers compiles the per-worker programs; a graph that cannot be
 // cut along the batch returns a *fallbackError.
-func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[string][]int, workers, threads int) (*Batched, error) {
+func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[string][]int, slices, workers, threads int) (*Batched, error) {
 	b := &Batched{batch: batch, outs: map[string]*Tensor{}, workers: workers}
 	var first *Program
-	slices := slicesFor(batch, workers)
 	for k := range slices {
 		lo, hi := k*batch/slices, (k+1)*batch/slices
 		o := opts
@@ -216,21 +222,6 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 	b.err = make([]error, slices)
 	b.team = newTeam(b, workers)
 	return b, nil
-}
-
-// minSliceImages is the least number of images a slice is cut to when
-// there are more images than workers: smaller slices run the kernels on
-// too little work per call.
-const minSliceImages = 16
-
-// slicesFor returns the number of slices K for batch images on workers
-// goroutines: up to 4 per worker, of at least minSliceImages images (and
-// at least one per worker). More slices than workers let a worker that
-// finishes early (or that the operating system ran more) take the next
-// slice, so one slow core does not hold the whole batch.
-func slicesFor(batch, workers int) int {
-	per := min(4, max(1, batch/(workers*minSliceImages)))
-	return min(batch, workers*per)
 }
 
 func (b *Batched) closeWorkers() {

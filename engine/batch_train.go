@@ -150,8 +150,8 @@ func (b *Batched) runPhase(k, phase int) {
 // over images. The reduction is split by parameter element: worker g of W
 // sums elements [g*P/W, (g+1)*P/W) of the P trainable parameters over all
 // K slices into slice 0's buffers, so each worker reads K*P/W floats and
-// writes P/W: the reduction's wall time is about (K/W)*P <= 4P reads
-// (memory bound), whatever W. Input gradients (RequireInputGrad) are not
+// writes P/W: the reduction's wall time is about (K/W)*P reads (memory
+// bound), whatever W (in training K = W, so that is P reads). Input gradients (RequireInputGrad) are not
 // available through a Batched.
 func (b *Batched) Backward(dOutputs map[string]*Tensor) error {
 	b.mu.Lock()
