@@ -76,12 +76,14 @@ func probeOne(m *onnxpb.ModelProto, opts Options, shapes map[string][]int) *Prog
 }
 
 // sliceArenaBudget is the activation arena a slice should fit in, in
-// bytes: about the L2 cache of one core. Measured on the 32x32 fixtures at
-// one thread (AMD EPYC, 2 MiB L2): MobileNetV1 runs a batch of 64 as two
-// slices of 32 images (arena 0.9 MiB each) 1.47-1.54x faster than as one
-// of 64 (1.8 MiB), and as four of 16 1.39-1.42x; ShuffleNetV2 (1.2 MiB per
-// 32 images) is as fast in slices of 32 as in one batch, and 0.86x in
-// slices of 16.
+// bytes: about the L2 cache of one core. Measured once on the 32x32
+// fixtures at one thread (AMD EPYC, 2 MiB L2, a shared machine, 21
+// interleaved repetitions): MobileNetV1 ran a batch of 64 as two slices of
+// 32 images (arena 0.9 MiB each) 1.47-1.54x faster than as one of 64
+// (1.8 MiB), and as four of 16 1.39-1.42x; ShuffleNetV2 (1.2 MiB per 32
+// images) was as fast in slices of 32 as in one batch, and 0.86x in slices
+// of 16. bench/engine did not reproduce the one-thread gain (see
+// bench/engine/RESULTS.md), so the value is provisional.
 const sliceArenaBudget = 5 << 18 // 1.25 MiB
 
 // minSliceImages is the least number of images a slice is cut to for
