@@ -101,6 +101,16 @@
 // # Threads
 //
 // Options.Threads (default runtime.NumCPU()) threads run the GEMM and
-// depthwise kernels of package engine/kernels. A Program serializes calls
-// to Run and Forward; compile one Program per goroutine for parallel use.
+// depthwise kernels of package engine/kernels (op-level splitting: every
+// operator is cut across the threads). A Program serializes calls to Run
+// and Forward; compile one Program per goroutine for parallel use.
+//
+// CompileBatched adds batch-level splitting: the batch is cut into W
+// slices, each run by its own Program (own activation arena, shared
+// weights) on its own goroutine, and parameter gradients are reduced in a
+// fixed order. A cost model chooses W per model and shape: small planes
+// with many images go to batch slices (op-level splits of them cost more
+// in dispatch than they save), a batch of one or a few large images keeps
+// op-level splitting. Model, package evaluate and the fine-tuning loop run
+// through it.
 package engine

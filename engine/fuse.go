@@ -97,23 +97,27 @@ func (p *Program) foldBN(st *Step, conv *ConvOp, bnSt *Step, bn *BatchNormOp) bo
 	}
 	gamma, beta, mean, vr := bnSt.in[1].konst.F, bnSt.in[2].konst.F, bnSt.in[3].konst.F, bnSt.in[4].konst.F
 	per := sizeOf(w.shape) / conv.M
-	nw := make([]float32, len(w.konst.F))
-	nb := make([]float32, conv.M)
-	for o := 0; o < conv.M; o++ {
-		a := gamma[o] / float32(math.Sqrt(float64(vr[o]+bn.Eps)))
-		for j := 0; j < per; j++ {
-			nw[o*per+j] = w.konst.F[o*per+j] * a
+	wName, bName := w.name+"/bn_folded", bnSt.Node.Name+"/bn_folded_bias"
+	nw, nb := p.share.folded(wName, len(w.konst.F)), p.share.folded(bName, conv.M)
+	if nw == nil || nb == nil {
+		nw, nb = make([]float32, len(w.konst.F)), make([]float32, conv.M)
+		for o := 0; o < conv.M; o++ {
+			a := gamma[o] / float32(math.Sqrt(float64(vr[o]+bn.Eps)))
+			for j := 0; j < per; j++ {
+				nw[o*per+j] = w.konst.F[o*per+j] * a
+			}
+			var b0 float32
+			if bias != nil {
+				b0 = bias.konst.F[o]
+			}
+			nb[o] = (b0-mean[o])*a + beta[o]
 		}
-		var b0 float32
-		if bias != nil {
-			b0 = bias.konst.F[o]
-		}
-		nb[o] = (b0-mean[o])*a + beta[o]
 	}
-	wv := &value{id: len(p.values), name: w.name + "/bn_folded", shape: w.shape, dtype: Float32, def: -1, lastUse: -1}
+	p.bnFolded[wName], p.bnFolded[bName] = &Tensor{Shape: w.shape, F: nw}, &Tensor{Shape: []int{conv.M}, F: nb}
+	wv := &value{id: len(p.values), name: wName, shape: w.shape, dtype: Float32, def: -1, lastUse: -1}
 	wv.konst = &Tensor{Shape: w.shape, F: nw}
 	wv.t = wv.konst
-	bv := &value{id: len(p.values) + 1, name: bnSt.Node.Name + "/bn_folded_bias", shape: []int{conv.M}, dtype: Float32, def: -1, lastUse: -1}
+	bv := &value{id: len(p.values) + 1, name: bName, shape: []int{conv.M}, dtype: Float32, def: -1, lastUse: -1}
 	bv.konst = &Tensor{Shape: []int{conv.M}, F: nb}
 	bv.t = bv.konst
 	p.values = append(p.values, wv, bv)

@@ -9,13 +9,14 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-// Model holds an ONNX model and compiles one Program per set of input
-// shapes on demand, so that callers can change the batch size freely.
+// Model holds an ONNX model and compiles one Batched program per set of
+// input shapes on demand (batch-parallel where it pays, see
+// CompileBatched), so that callers can change the batch size freely.
 type Model struct {
 	proto *onnxpb.ModelProto
 	opts  Options
 	mu    sync.Mutex
-	progs map[string]*Program
+	progs map[string]*Batched
 }
 
 // maxCachedPrograms bounds the per-shape cache; the oldest entries are not
@@ -25,8 +26,8 @@ const maxCachedPrograms = 8
 // NewModel checks that m compiles with opts (its default input shapes) and
 // returns a Model that recompiles for other input shapes as needed.
 func NewModel(m *onnxpb.ModelProto, opts Options) (*Model, error) {
-	md := &Model{proto: m, opts: opts, progs: map[string]*Program{}}
-	p, err := Compile(m, opts)
+	md := &Model{proto: m, opts: opts, progs: map[string]*Batched{}}
+	p, err := CompileBatched(m, opts, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -38,6 +39,17 @@ func (p *Program) inputShapes() map[string][]int {
 	s := map[string][]int{}
 	for _, v := range p.inputs {
 		s[v.name] = v.shape
+	}
+	return s
+}
+
+// inputShapes returns the full-batch shapes of the graph inputs.
+func (b *Batched) inputShapes() map[string][]int {
+	s := b.slices[0].p.inputShapes()
+	if len(b.slices) > 1 {
+		for n, d := range s {
+			s[n] = append([]int{b.batch}, d[1:]...)
+		}
 	}
 	return s
 }
@@ -55,8 +67,8 @@ func shapeKey(shapes map[string][]int) string {
 	return sb.String()
 }
 
-// Program returns the program compiled for the given input shapes.
-func (md *Model) Program(shapes map[string][]int) (*Program, error) {
+// Batched returns the program compiled for the given input shapes.
+func (md *Model) Batched(shapes map[string][]int) (*Batched, error) {
 	key := shapeKey(shapes)
 	md.mu.Lock()
 	defer md.mu.Unlock()
@@ -65,7 +77,7 @@ func (md *Model) Program(shapes map[string][]int) (*Program, error) {
 	}
 	opts := md.opts
 	opts.InputShapes = shapes
-	p, err := Compile(md.proto, opts)
+	p, err := CompileBatched(md.proto, opts, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +98,7 @@ func (md *Model) Run(inputs map[string]*Tensor) (map[string]*Tensor, error) {
 	for n, t := range inputs {
 		shapes[n] = t.Shape
 	}
-	p, err := md.Program(shapes)
+	p, err := md.Batched(shapes)
 	if err != nil {
 		return nil, err
 	}

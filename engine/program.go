@@ -84,6 +84,11 @@ type Program struct {
 	ctx      *Ctx
 	peak     int        // planned activation bytes
 	grads    *gradState // backward state (train.go), built on the first Backward
+	// share, during Compile only, is the program whose initializers and
+	// folded BatchNormalization weights this one reuses (batch.go).
+	share *Program
+	// bnFolded holds the weights foldBN made, by name, for sharing.
+	bnFolded map[string]*Tensor
 }
 
 type opDef struct {
@@ -94,6 +99,14 @@ type opDef struct {
 // Compile checks that every node of m is supported, infers all shapes for
 // the input shapes in opts, folds constant subgraphs and plans buffers.
 func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
+	return compile(m, opts, nil)
+}
+
+// compile is Compile; with share non-nil (compiled from the same model
+// and Trainable names), the program reuses share's initializer tensors
+// (trainable ones included, so that updates to them reach both) and its
+// folded BatchNormalization weights instead of making its own copies.
+func compile(m *onnxpb.ModelProto, opts Options, share *Program) (*Program, error) {
 	if m == nil || m.Graph == nil {
 		return nil, errors.New("compile: model has no graph")
 	}
@@ -114,7 +127,8 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 		opset:  opset,
 		byName: map[string]*value{},
 		params: map[string]*value{},
-		ctx:    &Ctx{K: kernels.NewContext(threads), Threads: threads, pool: newPool(threads)},
+		share:  share, bnFolded: map[string]*Tensor{},
+		ctx: &Ctx{K: kernels.NewContext(threads), Threads: threads, pool: newPool(threads)},
 	}
 	g := m.Graph
 	trainable := map[string]bool{}
@@ -130,6 +144,15 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 		return v
 	}
 	for _, init := range g.Initializer {
+		if sv := share.sharedInit(init.Name); sv != nil {
+			v := newValue(init.Name)
+			v.shape, v.dtype, v.param, v.konst, v.t = sv.shape, sv.dtype, sv.param, sv.konst, sv.t
+			if v.param {
+				p.params[init.Name] = v
+				delete(trainable, init.Name)
+			}
+			continue
+		}
 		t, err := TensorFromProto(init)
 		if err != nil {
 			return nil, fmt.Errorf("compile: initializer: %w", err)
@@ -282,6 +305,7 @@ func Compile(m *onnxpb.ModelProto, opts Options) (*Program, error) {
 	if err := p.plan(opts.KeepForBackward); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
+	p.share = nil
 	return p, nil
 }
 

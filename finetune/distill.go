@@ -225,12 +225,15 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 		return nil, nil, fmt.Errorf("distill: %w", err)
 	}
 	shape := []int{opts.Batch, in.Channels, in.Height, in.Width}
-	sp, err := engine.Compile(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true, Outputs: obj.names()})
+	// batch-parallel where it pays (engine.CompileBatched): each worker
+	// runs a slice of the batch, and the gradients are reduced in a fixed
+	// order, so a run is deterministic for a given thread count
+	sp, err := engine.CompileBatched(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true, Outputs: obj.names()}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: student: %w", err)
 	}
 	defer sp.Close()
-	tp, err := engine.Compile(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: obj.names()})
+	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: obj.names()}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
 	}
@@ -271,7 +274,7 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 type trainer struct {
 	opts    Options
 	in, tin evaluate.Input
-	sp, tp  *engine.Program
+	sp, tp  *engine.Batched
 	names   []string
 	total   int
 	opt     *optimizer

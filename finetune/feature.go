@@ -208,7 +208,7 @@ func (o *objective) names() []string {
 
 // eval adds the feature terms of the last forward passes of sp (student)
 // and tp (teacher) to seeds and returns their loss.
-func (o *objective) eval(sp, tp *engine.Program, seeds map[string]*engine.Tensor) (float64, error) {
+func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor) (float64, error) {
 	total := 0.0
 	for i := range o.features {
 		f := &o.features[i]
@@ -223,6 +223,12 @@ func (o *objective) eval(sp, tp *engine.Program, seeds map[string]*engine.Tensor
 		seeds[f.name] = f.grad
 	}
 	return total, nil
+}
+
+// valuer is a compiled model whose values can be read after a forward
+// pass (engine.Program, engine.Batched).
+type valuer interface {
+	Value(name string) *engine.Tensor
 }
 
 // FeatureLoss returns w · Σ(s−t)² / Σt² (the denominator taken as 1 when

@@ -44,8 +44,8 @@ func inferMain(args []string) error {
 	lib, _ := ortrun.LibraryPath()
 	fmt.Printf("# engine (%s) vs ONNX Runtime %s (%s); %d alternating repetitions of >= %v, medians\n",
 		build(), ver, lib, *reps, *minDur)
-	fmt.Printf("%-28s %5s %3s %12s %12s %7s %10s %10s %8s %8s\n",
-		"model", "batch", "thr", "engine img/s", "ORT img/s", "ratio", "eng cpu-ms", "ORT cpu-ms", "eng sprd", "ORT sprd")
+	fmt.Printf("%-28s %5s %3s %12s %12s %7s %10s %10s %8s %8s %7s %3s\n",
+		"model", "batch", "thr", "engine img/s", "ORT img/s", "ratio", "eng cpu-ms", "ORT cpu-ms", "eng sprd", "ORT sprd", "scale", "wrk")
 	for _, c := range fs.Args() {
 		i := strings.LastIndex(c, ":")
 		if i < 0 {
@@ -56,16 +56,27 @@ func inferMain(args []string) error {
 		if err != nil || batch < 1 {
 			return fmt.Errorf("case %q: batch must be a positive integer", c)
 		}
-		for _, th := range threads {
-			if err := inferCase(path, batch, th, *reps, *minDur, *label); err != nil {
-				return fmt.Errorf("%s batch %d, %d threads: %w", path, batch, th, err)
-			}
+		if err := inferCase(path, batch, threads, *reps, *minDur, *label); err != nil {
+			return fmt.Errorf("%s batch %d: %w", path, batch, err)
 		}
 	}
 	return nil
 }
 
-func inferCase(path string, batch, threads, reps int, minDur time.Duration, label string) error {
+// inferRun is the engine and ONNX Runtime at one thread count.
+type inferRun struct {
+	threads  int
+	p        *engine.Batched
+	sess     *ortrun.Session
+	eng, ort stats
+}
+
+// inferCase measures one model and batch at every thread count. The
+// thread counts are interleaved within each repetition (and engine and
+// ORT alternate within each), so that a slow phase of the machine hits all
+// alike; the scaling of the engine is also reported as the median of the
+// per-repetition ratios to its first thread count.
+func inferCase(path string, batch int, threads []int, reps int, minDur time.Duration, label string) error {
 	m, err := onnxio.Load(path)
 	if err != nil {
 		return err
@@ -74,16 +85,6 @@ func inferCase(path string, batch, threads, reps int, minDur time.Duration, labe
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	p, err := engine.Compile(m, engine.Options{Threads: threads, InputShapes: map[string][]int{name: shape}})
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	sess, err := ortrun.NewSession(path, ortrun.Options{IntraOpThreads: threads})
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
 	x := randomTensor(rand.New(rand.NewPCG(uint64(batch), 7)), shape)
 	in := map[string]*engine.Tensor{name: x}
 	dims := make([]int64, len(shape))
@@ -91,52 +92,75 @@ func inferCase(path string, batch, threads, reps int, minDur time.Duration, labe
 		dims[i] = int64(d)
 	}
 	ortIn := map[string]ortrun.Tensor{name: {Shape: dims, Data: x.F}}
-	out := p.OutputNames()[0]
-
-	// warm up both and check that they agree
-	if err := p.Forward(in); err != nil {
-		return err
-	}
-	want, err := sess.Run(ortIn, []string{out})
-	if err != nil {
-		return err
-	}
-	got := p.Value(out).F
-	var diff, ref float64
-	for i, v := range want[out].Data {
-		diff = max(diff, math.Abs(float64(got[i])-float64(v)))
-		ref = max(ref, math.Abs(float64(v)))
-	}
-	if rel := diff / max(ref, 1e-30); rel > 1e-3 || math.IsNaN(rel) {
-		return fmt.Errorf("engine and ONNX Runtime disagree on output %q: max|diff| %.3g, max|ORT| %.3g", out, diff, ref)
-	}
-
-	runEngine := func() error { return p.Forward(in) }
-	runORT := func() error { _, err := sess.Run(ortIn, []string{out}); return err }
-	var eng, ort stats
-	for r := 0; r < reps; r++ {
-		// alternate which one goes first, so that a slow phase of the
-		// machine hits both alike
-		order := []func() error{runEngine, runORT}
-		dst := []*stats{&eng, &ort}
-		if r%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-			dst[0], dst[1] = dst[1], dst[0]
-		}
-		for k, f := range order {
-			s, err := timeLoop(minDur, f)
-			if err != nil {
-				return err
+	var runs []*inferRun
+	defer func() {
+		for _, r := range runs {
+			r.p.Close()
+			if r.sess != nil {
+				r.sess.Close()
 			}
-			dst[k].add(s, batch)
+		}
+	}()
+	var out string
+	for _, th := range threads {
+		p, err := engine.CompileBatched(m, engine.Options{Threads: th, InputShapes: map[string][]int{name: shape}}, 0)
+		if err != nil {
+			return fmt.Errorf("%d threads: %w", th, err)
+		}
+		r := &inferRun{threads: th, p: p}
+		runs = append(runs, r)
+		if r.sess, err = ortrun.NewSession(path, ortrun.Options{IntraOpThreads: th}); err != nil {
+			return err
+		}
+		out = p.OutputNames()[0]
+		// warm up both and check that they agree
+		if err := p.Forward(in); err != nil {
+			return err
+		}
+		want, err := r.sess.Run(ortIn, []string{out})
+		if err != nil {
+			return err
+		}
+		got := p.Value(out).F
+		var diff, ref float64
+		for i, v := range want[out].Data {
+			diff = max(diff, math.Abs(float64(got[i])-float64(v)))
+			ref = max(ref, math.Abs(float64(v)))
+		}
+		if rel := diff / max(ref, 1e-30); rel > 1e-3 || math.IsNaN(rel) {
+			return fmt.Errorf("%d threads: engine and ONNX Runtime disagree on output %q: max|diff| %.3g, max|ORT| %.3g", th, out, diff, ref)
 		}
 	}
-	me, mo := median(eng.rates), median(ort.rates)
+	for rep := 0; rep < reps; rep++ {
+		for _, r := range runs {
+			runEngine := func() error { return r.p.Forward(in) }
+			runORT := func() error { _, err := r.sess.Run(ortIn, []string{out}); return err }
+			// alternate which one goes first
+			order := []func() error{runEngine, runORT}
+			dst := []*stats{&r.eng, &r.ort}
+			if rep%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+				dst[0], dst[1] = dst[1], dst[0]
+			}
+			for k, f := range order {
+				s, err := timeLoop(minDur, f)
+				if err != nil {
+					return err
+				}
+				dst[k].add(s, batch)
+			}
+		}
+	}
 	base := strings.TrimSuffix(filepath.Base(path), ".onnx")
-	fmt.Printf("%-28s %5d %3d %12.1f %12.1f %6.2fx %10.3f %10.3f %7.0f%% %7.0f%%\n",
-		base, batch, threads, me, mo, me/mo, median(eng.cpuPer), median(ort.cpuPer), 100*spread(eng.rates), 100*spread(ort.rates))
-	fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f peak_bytes=%d\n",
-		label, base, batch, threads, me, mo, me/mo, pairedRatio(eng.rates, ort.rates), median(ort.cpuPer)/median(eng.cpuPer), p.PeakActivationBytes())
+	for _, r := range runs {
+		me, mo := median(r.eng.rates), median(r.ort.rates)
+		scale := pairedRatio(r.eng.rates, runs[0].eng.rates)
+		fmt.Printf("%-28s %5d %3d %12.1f %12.1f %6.2fx %10.3f %10.3f %7.0f%% %7.0f%% %6.2fx %3d\n",
+			base, batch, r.threads, me, mo, me/mo, median(r.eng.cpuPer), median(r.ort.cpuPer), 100*spread(r.eng.rates), 100*spread(r.ort.rates), scale, r.p.Workers())
+		fmt.Printf("RESULT infer build=%q model=%s batch=%d threads=%d engine=%.2f ort=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f peak_bytes=%d workers=%d scale_paired=%.3f cpu_scale=%.3f\n",
+			label, base, batch, r.threads, me, mo, me/mo, pairedRatio(r.eng.rates, r.ort.rates), median(r.ort.cpuPer)/median(r.eng.cpuPer), r.p.PeakActivationBytes(), r.p.Workers(),
+			scale, median(runs[0].eng.cpuPer)/median(r.eng.cpuPer))
+	}
 	return nil
 }
 

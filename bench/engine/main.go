@@ -4,16 +4,20 @@
 //
 //	go run ./bench/engine infer [-reps 7] [-min 400ms] [-threads 1,2] CASE...
 //	go run ./bench/engine train [-reps 7] [-min 1s] [-threads 1,2] [-torch script] MODEL
+//	go run ./bench/engine scaling [-reps 21] [-min 150ms] [-threads 2] CASE...
 //	go run ./bench/engine peak [-batch 1] MODEL
 //	go run ./bench/engine npy -o FILE [-n 4] [-shape 3,224,224]
 //
 // infer: inference throughput of the engine and of ONNX Runtime (through
 // internal/ortrun) on the same model, input and thread count. A CASE is
-// MODEL.onnx:BATCH. For every case and thread count the two runtimes run
-// in alternation (engine, ORT, engine, ORT, ...), -reps times each; a
-// repetition runs the model for at least -min and yields images/s. The
-// medians, the ratio engine/ORT of the medians and the median of the
-// per-repetition (back-to-back) ratios are printed.
+// MODEL.onnx:BATCH. For every case, each repetition runs every thread count
+// in turn and, at each, the two runtimes in alternation (engine, ORT, then
+// ORT, engine in the next repetition), -reps times; a run lasts at least
+// -min and yields images/s. The medians, the ratio engine/ORT of the
+// medians, the median of the per-repetition (back-to-back) ratios, and the
+// engine's scaling (median per-repetition ratio of its throughput to that
+// at the first thread count, and the same for CPU time per image) are
+// printed, with the number of batch slices the engine chose (wrk).
 //
 // train: one training step (forward, loss gradient, backward, SGD update of
 // every float initializer) at batch 64 in the engine and in PyTorch. The
@@ -23,6 +27,11 @@
 // PyTorch is measured in channels_last and in contiguous (NCHW) memory
 // format, and in channels_last with OMP_WAIT_POLICY=PASSIVE (a second
 // worker); its best median is the reference of the ratio.
+//
+// scaling: the engine's throughput at -threads over 1 thread, next to a
+// control that no parallel design can beat on the same machine (as many
+// independent 1-thread programs as threads, each on its own slice of the
+// batch, never synchronizing); all three run in turn in every repetition.
 //
 // peak: the engine's planned activation arena for a model at a batch size.
 //
@@ -51,7 +60,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: engine infer|train|peak|npy ... (see the package comment)")
+		fmt.Fprintln(os.Stderr, "usage: engine infer|train|scaling|peak|npy ... (see the package comment)")
 		os.Exit(2)
 	}
 	var err error
@@ -62,10 +71,12 @@ func main() {
 		err = trainMain(os.Args[2:])
 	case "peak":
 		err = peakMain(os.Args[2:])
+	case "scaling":
+		err = scalingMain(os.Args[2:])
 	case "npy":
 		err = npyMain(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (want infer, train, peak or npy)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (want infer, train, scaling, peak or npy)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/engine:", err)

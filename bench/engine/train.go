@@ -64,7 +64,7 @@ func trainMain(args []string) error {
 
 // trainer holds an engine program compiled for training and its step.
 type trainer struct {
-	p      *engine.Program
+	p      *engine.Batched
 	in     map[string]*engine.Tensor
 	out    string
 	labels []int
@@ -89,13 +89,16 @@ func newTrainer(path string, batch, threads int, lr float32) (*trainer, error) {
 			trainable = append(trainable, t.Name)
 		}
 	}
-	p, err := engine.Compile(m, engine.Options{Threads: threads, InputShapes: map[string][]int{name: shape},
-		Trainable: trainable, KeepForBackward: true})
+	p, err := engine.CompileBatched(m, engine.Options{Threads: threads, InputShapes: map[string][]int{name: shape},
+		Trainable: trainable, KeepForBackward: true}, 0)
 	if err != nil {
 		return nil, err
 	}
 	out := p.OutputNames()[0]
-	os := p.Shape(out)
+	var os []int
+	if v := p.Value(out); v != nil {
+		os = v.Shape
+	}
 	if len(os) != 2 || os[0] != batch {
 		p.Close()
 		return nil, fmt.Errorf("output %q has shape %v; want [batch, classes]", out, os)
@@ -193,7 +196,7 @@ func trainCase(path string, batch, threads, reps int, minDur time.Duration, lr f
 	me := median(eng.rates)
 	if len(configs) == 0 {
 		fmt.Printf("%-16s %3d %12.1f %10s %10s %10s %10s %10.3f %10s %10s %7.0f%% %8s\n", base, threads, me, "-", "-", "-", "-", median(eng.cpuPer), "-", "-", 100*spread(eng.rates), "-")
-		fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f loss0=%.4f loss=%.4f\n", label, base, batch, threads, me, loss0, tr.loss)
+		fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f loss0=%.4f loss=%.4f workers=%d\n", label, base, batch, threads, me, loss0, tr.loss, tr.p.Workers())
 		return nil
 	}
 	bi := 0
@@ -208,7 +211,7 @@ func trainCase(path string, batch, threads, reps int, minDur time.Duration, lr f
 	mc, mn, mp := median(configs[0].st.rates), median(configs[1].st.rates), median(configs[2].st.rates)
 	fmt.Printf("%-16s %3d %12.1f %10.1f %10.1f %10.1f %9.2fx %10.3f %10.3f %9.2fx %7.0f%% %7.0f%%\n", base, threads, me, mc, mn, mp, me/best,
 		ec, tc, tc/ec, 100*spread(eng.rates), 100*spread(b.rates))
-	fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f torch_cl=%.2f torch_nchw=%.2f torch_cl_passive=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f loss0=%.4f loss=%.4f\n",
-		label, base, batch, threads, me, mc, mn, mp, me/best, pairedRatio(eng.rates, b.rates), tc/ec, loss0, tr.loss)
+	fmt.Printf("RESULT train build=%q model=%s batch=%d threads=%d engine=%.2f torch_cl=%.2f torch_nchw=%.2f torch_cl_passive=%.2f ratio=%.3f paired=%.3f cpu_ratio=%.3f loss0=%.4f loss=%.4f workers=%d\n",
+		label, base, batch, threads, me, mc, mn, mp, me/best, pairedRatio(eng.rates, b.rates), tc/ec, loss0, tr.loss, tr.p.Workers())
 	return nil
 }

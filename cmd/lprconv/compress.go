@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -97,7 +98,7 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "dry-run", Usage: "plan and report only; write nothing"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
-		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: all CPUs)"},
+		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: --threads)"},
 		&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "precision of OUT: fp32, fp16 (float16 weights, float32 inputs and outputs) or int8 (QDQ, calibrated on --data; see lprconv quantize)"},
 		&cli.StringFlag{Name: "quant-method", Value: "minmax", Usage: "int8 calibration: minmax or percentile"},
 		&cli.IntFlag{Name: "quant-samples", Value: quantize.DefaultSamples, Usage: "int8: calibrate on `N` --data images"},
@@ -109,7 +110,7 @@ func compressCommand() *cli.Command {
 		&cli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch `SIZE` for calibration and training"},
 		&cli.StringFlag{Name: "checkpoint", Usage: "save training state in `DIR` (every --checkpoint-every steps, each epoch, and on Ctrl-C); rerunning the same command resumes"},
 		&cli.IntFlag{Name: "checkpoint-every", Value: 200, Usage: "checkpoint interval in `STEPS`"},
-		&cli.IntFlag{Name: "threads", Usage: "CPU threads for calibration and training (0: all cores)"},
+		&cli.IntFlag{Name: "threads", Usage: "CPU threads for factorization, calibration, budgets and training (0: all cores)"},
 	)
 	flags = append(flags, budgetFlags()...)
 	flags = append(flags, latencyFlags()...)
@@ -215,7 +216,7 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 	opts = pipeline.Options{
 		In: in, Out: c.String("output"), ExternalData: c.Bool("external-data"), Tool: "lprconv " + version,
 		Progress: progressPrinter(c.App.ErrWriter),
-		Plan: convert.PlanOptions{SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(0)}, Workers: c.Int("workers"),
+		Plan: convert.PlanOptions{SVD: svd.Options{Seed: c.Uint64("seed"), Sgemm: enginegemm.New(c.Int("threads"))}, Workers: cmp.Or(c.Int("workers"), c.Int("threads")),
 			ChannelAlign: c.Int("channel-align"), Candidates: convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")}},
 	}
 	dry := c.Bool("dry-run")
