@@ -182,7 +182,7 @@ func accuracyPlot(s *Sweep, xName string, x func(Row) float64, origX float64) (*
 	} else {
 		p.Title.Text = "Fidelity vs " + xName
 		p.Y.Label.Text = "top-1 agreement with original"
-		lines = groupRows(s.Rows, x, func(r Row) (float64, bool) { return r.Agreement, true }, "", false)
+		lines = groupRows(s.Rows, x, func(r Row) (float64, bool) { return deref(r.Agreement) }, "", false)
 		one := 1.0
 		origY = &one
 	}

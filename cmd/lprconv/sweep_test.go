@@ -91,7 +91,7 @@ func TestSweepFixtureResumesAndParallel(t *testing.T) {
 		if r.AccBefore == nil || r.AccAfter != nil || r.LatencyMs != nil {
 			t.Errorf("row %s: acc before %v after %v latency %v", r.Config, r.AccBefore, r.AccAfter, r.LatencyMs)
 		}
-		if r.ParamsRatio >= 1 || len(r.Layers) == 0 || r.Agreement < 0 || r.Agreement > 1 {
+		if r.ParamsRatio >= 1 || len(r.Layers) == 0 || r.Agreement == nil || *r.Agreement < 0 || *r.Agreement > 1 {
 			t.Errorf("row %s: params ratio %v, %d layers, agreement %v", r.Config, r.ParamsRatio, len(r.Layers), r.Agreement)
 		}
 		if r.Model != filepath.Join(out, models[i]) {
