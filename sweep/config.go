@@ -29,7 +29,7 @@ type Config struct {
 	// Precision is the precision the model is written at: fp32 (also
 	// the zero value), fp16 or int8 (quantize.Convert after
 	// verification).
-	Precision quantize.Precision
+	Precision quantize.Precision `json:",omitempty"`
 }
 
 // Quantized reports whether the configuration's model is written at a
