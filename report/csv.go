@@ -13,7 +13,7 @@ var CSVHeader = []string{
 	"params", "macs", "file_bytes",
 	"params_ratio", "macs_ratio", "file_ratio",
 	"agreement", "cosine", "acc_before", "acc_after",
-	"latency_ms", "latency_ratio", "layers", "model",
+	"latency_ms", "latency_ratio", "layers", "model", "precision",
 }
 
 // WriteCSV writes one line per configuration under CSVHeader. Numbers are
@@ -31,10 +31,10 @@ func WriteCSV(w io.Writer, s *Sweep) error {
 			strconv.FormatInt(r.MACs, 10),
 			strconv.FormatInt(r.FileBytes, 10),
 			exact(r.ParamsRatio), exact(r.MACsRatio), exact(r.FileRatio),
-			exact(r.Agreement), exact(r.Cosine),
+			exactOpt(r.Agreement), exactOpt(r.Cosine),
 			exactOpt(r.AccBefore), exactOpt(r.AccAfter),
 			exactOpt(r.LatencyMs), exactOpt(r.LatencyRatio),
-			layersText(r.Layers), r.Model,
+			layersText(r.Layers), r.Model, r.Precision,
 		}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("write csv row %s: %w", r.Config, err)

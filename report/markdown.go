@@ -89,7 +89,7 @@ func WriteMarkdown(w io.Writer, s *Sweep) error {
 		head = append(head, "budget")
 	}
 	head = append(head, "layers", "params", "MACs", "file bytes", "agreement", "cosine",
-		"acc before", "acc after", "latency (ms)", "latency ratio")
+		"acc before", "acc after", "latency (ms)", "latency ratio", "precision")
 	o.mdHeader(head...)
 	for _, r := range s.Rows {
 		o.mdRow(configCells(r, budget)...)

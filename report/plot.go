@@ -116,13 +116,18 @@ type series struct {
 	dashed bool
 }
 
-// groupKey names the line a row belongs to: its residual kind, and its
-// budget when it has one.
+// groupKey names the line a row belongs to: its residual kind, its
+// budget when it has one, and its precision when not fp32.
 func groupKey(r Row) string {
+	k := r.Residual
 	if r.Budget != "" {
-		return r.Residual + " " + r.Budget
+		k += " " + r.Budget
 	}
-	return r.Residual
+	if r.Precision != "" {
+		// fp16 and int8 files are their own series.
+		k += " " + r.Precision
+	}
+	return k
 }
 
 // groupRows splits rows into per-residual series of (x, y) points sorted
@@ -182,7 +187,7 @@ func accuracyPlot(s *Sweep, xName string, x func(Row) float64, origX float64) (*
 	} else {
 		p.Title.Text = "Fidelity vs " + xName
 		p.Y.Label.Text = "top-1 agreement with original"
-		lines = groupRows(s.Rows, x, func(r Row) (float64, bool) { return r.Agreement, true }, "", false)
+		lines = groupRows(s.Rows, x, func(r Row) (float64, bool) { return deref(r.Agreement) }, "", false)
 		one := 1.0
 		origY = &one
 	}

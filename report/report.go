@@ -25,6 +25,9 @@ type Row struct {
 	RankRatio float64 `json:"rank_ratio"`
 	// Budget describes a parameter or FLOP budget, empty when unused.
 	Budget string `json:"budget,omitempty"`
+	// Precision is the precision the model file is written at (fp16,
+	// int8); empty for fp32.
+	Precision string `json:"precision,omitempty"`
 
 	// Params, MACs and FileBytes describe the compressed model.
 	Params    int64 `json:"params"`
@@ -36,9 +39,11 @@ type Row struct {
 	FileRatio   float64 `json:"file_ratio"`
 
 	// Agreement is the top-1 agreement with the original model's predictions
-	// and Cosine the mean cosine similarity of the logits (fidelity).
-	Agreement float64 `json:"agreement"`
-	Cosine    float64 `json:"cosine"`
+	// and Cosine the mean cosine similarity of the logits (fidelity); nil
+	// when they could not be measured (an fp16 or int8 file without ONNX
+	// Runtime).
+	Agreement *float64 `json:"agreement"`
+	Cosine    *float64 `json:"cosine"`
 	// NonFinite counts fidelity inputs on which the compressed model gave
 	// NaN or infinite logits (never agreeing, never correct).
 	NonFinite int `json:"nonfinite_samples"`

@@ -19,7 +19,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 		head = append(head, "BUDGET")
 	}
 	head = append(head, "LAYERS", "PARAMS", "MACS", "FILE", "AGREE", "COSINE",
-		"ACC-BEFORE", "ACC-AFTER", "LATENCY-MS", "LAT-RATIO")
+		"ACC-BEFORE", "ACC-AFTER", "LATENCY-MS", "LAT-RATIO", "PRECISION")
 	lines := [][]string{head}
 
 	b := s.Original
@@ -28,7 +28,7 @@ func WriteTable(w io.Writer, s *Sweep) error {
 		orig = append(orig, "-")
 	}
 	orig = append(orig, "-", groupDigits(b.Params), groupDigits(b.MACs), groupDigits(b.FileBytes),
-		"-", "-", percentOpt(b.Accuracy), "-", fixedOpt(b.LatencyMs, 3), "-")
+		"-", "-", percentOpt(b.Accuracy), "-", fixedOpt(b.LatencyMs, 3), "-", "fp32")
 	lines = append(lines, orig)
 
 	for _, r := range s.Rows {
@@ -57,11 +57,20 @@ func configCells(r Row, budget bool) []string {
 		withRatio(r.Params, r.ParamsRatio),
 		withRatio(r.MACs, r.MACsRatio),
 		withRatio(r.FileBytes, r.FileRatio),
-		fixed(100*r.Agreement, 2)+"%",
-		fixed(r.Cosine, 4),
+		percentOpt(r.Agreement),
+		fixedOpt(r.Cosine, 4),
 		percentOpt(r.AccBefore),
 		percentOpt(r.AccAfter),
 		fixedOpt(r.LatencyMs, 3),
 		fixedOpt(r.LatencyRatio, 3),
+		precisionCell(r.Precision),
 	)
+}
+
+// precisionCell writes a row's precision; empty means fp32.
+func precisionCell(p string) string {
+	if p == "" {
+		return "fp32"
+	}
+	return p
 }

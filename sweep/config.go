@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/lprconv/lprconv/pipeline"
+	"github.com/lprconv/lprconv/quantize"
 )
 
 // DefaultRatios are the rank ratios swept when none are given.
@@ -25,23 +26,39 @@ type Config struct {
 	// rankalloc so that the model keeps that fraction of the original's
 	// parameters or MACs; Ratio is then 0.
 	Budget pipeline.Budget
+	// Precision is the precision the model is written at: fp32 (also
+	// the zero value), fp16 or int8 (quantize.Convert after
+	// verification).
+	Precision quantize.Precision `json:",omitempty"`
 }
+
+// Quantized reports whether the configuration's model is written at a
+// precision other than fp32.
+func (c Config) Quantized() bool { return c.Precision != "" && c.Precision != quantize.FP32 }
 
 // HasBudget reports whether the configuration's ranks come from a budget.
 func (c Config) HasBudget() bool { return c.Budget.Fraction > 0 }
 
 // Name identifies the configuration in file names, state and reports:
 // "diag_r0.25" for a rank ratio, "diag_b0.6" for a parameter budget and
-// "diag_bmacs0.5" for a MAC budget.
+// "diag_bmacs0.5" for a MAC budget, followed by "_fp16" or "_int8" for
+// those precisions (fp32 adds nothing, so fp32 names are those of sweeps
+// without a precision axis).
 func (c Config) Name() string {
+	var name string
 	if c.HasBudget() {
 		prefix := "_b"
 		if c.Budget.Resource == pipeline.MACs {
 			prefix = "_bmacs"
 		}
-		return c.Residual + prefix + strconv.FormatFloat(c.Budget.Fraction, 'g', 4, 64)
+		name = c.Residual + prefix + strconv.FormatFloat(c.Budget.Fraction, 'g', 4, 64)
+	} else {
+		name = c.Residual + "_r" + strconv.FormatFloat(c.Ratio, 'g', 4, 64)
 	}
-	return c.Residual + "_r" + strconv.FormatFloat(c.Ratio, 'g', 4, 64)
+	if c.Quantized() {
+		name += "_" + string(c.Precision)
+	}
+	return name
 }
 
 // ModelFile returns the file name of the compressed model for the original
@@ -120,12 +137,48 @@ func ParseBudgets(s string) ([]pipeline.Budget, error) {
 	return out, nil
 }
 
+// ParsePrecisions parses a comma-separated list of precisions (fp32,
+// fp16, int8; see quantize.ParsePrecision). Empty items are ignored; an
+// empty list gives fp32 alone; a precision listed twice is an error.
+func ParsePrecisions(s string) ([]quantize.Precision, error) {
+	var out []quantize.Precision
+	seen := map[quantize.Precision]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := quantize.ParsePrecision(strings.ToLower(part))
+		if err != nil {
+			return nil, err
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("precision %s is listed twice", p)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		out = []quantize.Precision{quantize.FP32}
+	}
+	return out, nil
+}
+
 // Grid returns every combination of residual with a rank ratio or a
-// budget: residuals outer, then the ratios, then the budgets, in the order
-// given. Two entries with the same name are an error.
-func Grid(residuals []string, ratios []float64, budgets []pipeline.Budget) ([]Config, error) {
+// budget and a precision: residuals outer, then the ratios, then the
+// budgets, each followed by its precisions, in the order given (no
+// precisions: fp32 alone). Two entries with the same name are an error.
+func Grid(residuals []string, ratios []float64, budgets []pipeline.Budget, precisions ...quantize.Precision) ([]Config, error) {
 	if len(residuals) == 0 || len(ratios)+len(budgets) == 0 {
 		return nil, fmt.Errorf("sweep needs at least one residual and one rank ratio or budget")
+	}
+	if len(precisions) == 0 {
+		precisions = []quantize.Precision{quantize.FP32}
+	}
+	for _, p := range precisions {
+		if _, err := quantize.ParsePrecision(string(p)); err != nil {
+			return nil, err
+		}
 	}
 	seen := map[string]bool{}
 	var out []Config
@@ -143,12 +196,21 @@ func Grid(residuals []string, ratios []float64, budgets []pipeline.Budget) ([]Co
 			}
 			cfgs = append(cfgs, Config{Residual: res, Budget: b})
 		}
-		for _, c := range cfgs {
-			if seen[c.Name()] {
-				return nil, fmt.Errorf("configuration %s is listed twice (check --residuals, --rank-ratios and --budgets)", c.Name())
+		for _, base := range cfgs {
+			for _, p := range precisions {
+				c := base
+				c.Precision = p
+				if p == quantize.FP32 {
+					// The zero value, so that fp32 configurations equal
+					// those of a sweep without a precision axis.
+					c.Precision = ""
+				}
+				if seen[c.Name()] {
+					return nil, fmt.Errorf("configuration %s is listed twice (check --residuals, --rank-ratios, --budgets and --precisions)", c.Name())
+				}
+				seen[c.Name()] = true
+				out = append(out, c)
 			}
-			seen[c.Name()] = true
-			out = append(out, c)
 		}
 	}
 	return out, nil

@@ -50,6 +50,9 @@ func (p *Pipeline) Original(ctx context.Context) (Original, error) {
 	}
 	o.Notes = append(o.Notes, fmt.Sprintf("Singular values are those of W − R for the %s residual.", p.opts.SpectrumResidual))
 	o.Notes = append(o.Notes, p.fineTuneNote())
+	if p.quantized() {
+		o.Notes = append(o.Notes, p.precisionNotes()...)
+	}
 	return o, nil
 }
 
@@ -130,7 +133,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 		return report.Row{}, err
 	}
 	o := pipeline.Options{In: p.opts.Model, Original: p.orig, Out: modelPath, Overwrite: true, Residual: kind, Plan: p.planOptions(),
-		Tool: p.opts.Tool, Progress: p.progress(cfg)}
+		Tool: p.opts.Tool, Progress: p.progress(cfg), Precision: p.precision(cfg)}
 	if cfg.HasBudget() {
 		o.Budget = &pipeline.BudgetOptions{Target: cfg.Budget, Multiple: p.opts.Multiple, Data: p.data, Samples: p.opts.BudgetSamples,
 			Seed: int64(p.opts.Seed), Batch: p.opts.BatchSize, Threads: p.opts.Threads, Cache: p.sens}
@@ -155,11 +158,18 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 		return report.Row{}, err
 	}
 	v := r.Verification
+	agreement, cosine := v.Agreement, v.Cosine
 	row := report.Row{Params: r.ParamsAfter, MACs: r.MACsAfter, FileBytes: r.FileBytesAfter,
 		ParamsRatio: r.ParamsRatio, MACsRatio: r.MACsRatio, FileRatio: r.FileRatio,
-		Agreement: v.Agreement, Cosine: v.Cosine, NonFinite: v.NonFinite, AccBefore: v.Top1, Layers: []report.LayerRank{}}
+		Agreement: &agreement, Cosine: &cosine, NonFinite: v.NonFinite, AccBefore: v.Top1, Layers: []report.LayerRank{}}
 	if r.FineTune != nil {
 		row.AccBefore, row.AccAfter = v.Top1Before, v.Top1
+	}
+	if cfg.Quantized() {
+		// The pipeline measured the float32 model; measure the file.
+		if err := p.measureQuantized(ctx, modelPath, &row); err != nil {
+			return report.Row{}, fmt.Errorf("%s model %s: %w", cfg.Precision, modelPath, err)
+		}
 	}
 	for _, l := range r.Plan.Layers {
 		if l.Replace {

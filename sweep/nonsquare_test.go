@@ -173,7 +173,7 @@ func TestPipelineNonSquare(t *testing.T) {
 				} else if row.ParamsRatio > cfg.Budget.Fraction || got["expand"] == 0 && got["project"] == 0 {
 					t.Errorf("%s: params ratio %v with ranks %v", cfg.Name(), row.ParamsRatio, got)
 				}
-				if row.Agreement < 0 || row.Agreement > 1 || !(row.Cosine > 0) {
+				if row.Agreement == nil || row.Cosine == nil || *row.Agreement < 0 || *row.Agreement > 1 || !(*row.Cosine > 0) {
 					t.Errorf("%s: agreement %v cosine %v", cfg.Name(), row.Agreement, row.Cosine)
 				}
 			}

@@ -14,7 +14,9 @@ import (
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/ortapi"
 	"github.com/lprconv/lprconv/pipeline"
+	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -78,6 +80,13 @@ type PipelineOptions struct {
 	FineTune *pipeline.FineTune
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Precisions are the precisions the sweep writes models at (see
+	// Config.Precision). When fp16 or int8 is among them, ONNX Runtime
+	// is loaded from ORTLib (empty: found as ortapi.Find does) to measure
+	// those files' fidelity and accuracy; without it they are left
+	// empty and a note says why.
+	Precisions []quantize.Precision
+	ORTLib     string
 }
 
 // Pipeline is the Evaluator built on package pipeline: every configuration
@@ -105,6 +114,10 @@ type Pipeline struct {
 	// Caches shared by the configurations.
 	calib *pipeline.Calibration
 	sens  *pipeline.Sensitivities
+	// ort runs the fp16 and int8 files; nil (with ortErr saying why)
+	// without a runtime or when no such precision is swept.
+	ort    *ortapi.Runtime
+	ortErr error
 }
 
 // NewPipeline loads the model and opens the data sets. Close releases
@@ -151,6 +164,12 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if err := p.openInputs(); err != nil {
 		p.Close()
 		return nil, err
+	}
+	if p.quantized() {
+		if p.ort, p.ortErr = ortapi.Open(opts.ORTLib); p.ortErr != nil {
+			p.ort = nil
+			p.log.printf("sweep: fp16/int8 files will not be measured: %v", p.ortErr)
+		}
 	}
 	sum := sha256.Sum256(data)
 	p.fp, err = fingerprint(hex.EncodeToString(sum[:]), opts, p.fidelity, p.eval)
@@ -291,9 +310,23 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 // Fingerprint implements Evaluator.
 func (p *Pipeline) Fingerprint() string { return p.fp }
 
-// Close releases the data sets.
+// quantized reports whether the sweep writes fp16 or int8 models.
+func (p *Pipeline) quantized() bool {
+	for _, pr := range p.opts.Precisions {
+		if (Config{Precision: pr}).Quantized() {
+			return true
+		}
+	}
+	return false
+}
+
+// Close releases the data sets and ONNX Runtime.
 func (p *Pipeline) Close() error {
 	var first error
+	if p.ort != nil {
+		first = p.ort.Close()
+		p.ort = nil
+	}
 	for _, s := range p.sources {
 		if err := s.Close(); err != nil && first == nil {
 			first = err

@@ -139,6 +139,9 @@ func TestPipelineOnFixture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if row.Agreement == nil || row.Cosine == nil {
+				t.Fatalf("agreement %v, cosine %v: want both measured", row.Agreement, row.Cosine)
+			}
 			st, _ := os.Stat(path)
 			if row.Params != cs.Params || row.MACs != cs.MACs || row.FileBytes != st.Size() {
 				t.Errorf("row %d params %d MACs %d bytes; file has %d %d %d", row.Params, row.MACs, row.FileBytes, cs.Params, cs.MACs, st.Size())
@@ -154,8 +157,8 @@ func TestPipelineOnFixture(t *testing.T) {
 				}
 			}
 			if cfg.Ratio == 1 {
-				if len(row.Layers) != 0 || row.Agreement != 1 || math.Abs(row.Cosine-1) > 1e-9 || row.ParamsRatio != 1 {
-					t.Errorf("ratio 1: %d layers, agreement %v, cosine %v, params ratio %v; want the original", len(row.Layers), row.Agreement, row.Cosine, row.ParamsRatio)
+				if len(row.Layers) != 0 || *row.Agreement != 1 || math.Abs(*row.Cosine-1) > 1e-9 || row.ParamsRatio != 1 {
+					t.Errorf("ratio 1: %d layers, agreement %v, cosine %v, params ratio %v; want the original", len(row.Layers), *row.Agreement, *row.Cosine, row.ParamsRatio)
 				}
 			} else if len(row.Layers) == 0 || row.ParamsRatio >= 1 {
 				t.Errorf("%d layers replaced, params ratio %v", len(row.Layers), row.ParamsRatio)
@@ -172,14 +175,14 @@ func TestPipelineOnFixture(t *testing.T) {
 					hits++
 				}
 			}
-			if want := float64(agree) / float64(len(pred)); row.Agreement != want {
-				t.Errorf("agreement %v, recomputed %v", row.Agreement, want)
+			if want := float64(agree) / float64(len(pred)); *row.Agreement != want {
+				t.Errorf("agreement %v, recomputed %v", *row.Agreement, want)
 			}
 			if want := float64(hits) / float64(len(pred)); row.AccBefore == nil || *row.AccBefore != want {
 				t.Errorf("accuracy %v, recomputed %v", row.AccBefore, want)
 			}
-			if row.Cosine <= 0 || row.Cosine > 1+1e-12 {
-				t.Errorf("cosine %v out of range", row.Cosine)
+			if *row.Cosine <= 0 || *row.Cosine > 1+1e-12 {
+				t.Errorf("cosine %v out of range", *row.Cosine)
 			}
 		})
 	}
@@ -300,7 +303,7 @@ func TestPipelineFineTune(t *testing.T) {
 	}
 	// Distillation must improve the compressed model (about 40% -> 70% on
 	// this fixture), and the reported accuracy is that of the saved file.
-	t.Logf("diag r=1/8: accuracy %.3f before fine-tuning, %.3f after; agreement %.3f", *row.AccBefore, *row.AccAfter, row.Agreement)
+	t.Logf("diag r=1/8: accuracy %.3f before fine-tuning, %.3f after; agreement %.3f", *row.AccBefore, *row.AccAfter, *row.Agreement)
 	if *row.AccAfter <= *row.AccBefore+0.05 {
 		t.Errorf("fine-tuning did not help: accuracy %v before, %v after", *row.AccBefore, *row.AccAfter)
 	}

@@ -43,7 +43,7 @@ type Evaluator interface {
 	Original(ctx context.Context) (Original, error)
 	// Evaluate compresses the original model with cfg, saves the result to
 	// modelPath and returns its measurements. Run fills in the row's
-	// Config, Residual, RankRatio, Budget and Model fields.
+	// Config, Residual, RankRatio, Budget, Precision and Model fields.
 	Evaluate(ctx context.Context, cfg Config, modelPath string) (report.Row, error)
 	// Fingerprint identifies everything besides the configuration that
 	// affects results (model contents, data, settings). A configuration
@@ -266,7 +266,10 @@ func runOne(ctx context.Context, opts Options, ev Evaluator, cfg Config, fingerp
 	row.Config = cfg.Name()
 	row.Residual = cfg.Residual
 	row.RankRatio = cfg.Ratio
-	row.Budget = ""
+	row.Budget, row.Precision = "", ""
+	if cfg.Quantized() {
+		row.Precision = string(cfg.Precision)
+	}
 	if cfg.HasBudget() {
 		row.Budget = cfg.Budget.String()
 	}

@@ -84,7 +84,7 @@ func (f *fakeEvaluator) Evaluate(ctx context.Context, cfg Config, modelPath stri
 	return report.Row{
 		Params: params, MACs: params * 5, FileBytes: params * 4,
 		ParamsRatio: float64(params) / 1000, MACsRatio: float64(params) / 1000, FileRatio: float64(params) / 1000,
-		Agreement: ratio, Cosine: 0.5 + ratio/2,
+		Agreement: fptr(ratio), Cosine: fptr(0.5 + ratio/2),
 		Layers: []report.LayerRank{{Name: "pw1", C: c, Rank: rank}},
 	}, nil
 }
@@ -523,3 +523,6 @@ func TestRunMeasuresLatencyAfterConfigs(t *testing.T) {
 		t.Errorf("notes do not explain missing latency: %q", notes)
 	}
 }
+
+// fptr returns a pointer to v.
+func fptr(v float64) *float64 { return &v }

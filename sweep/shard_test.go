@@ -313,7 +313,7 @@ func TestRunWaitsForLockedConfig(t *testing.T) {
 				Progress: watch, LockPoll: 5 * time.Millisecond}, ev)
 		}()
 		<-watch.seen
-		other := report.Row{Agreement: 0.123, Config: held.Name()}
+		other := report.Row{Agreement: fptr(0.123), Config: held.Name()}
 		if finishes {
 			// The other worker finishes: model, state, then the lock goes.
 			if err := os.WriteFile(filepath.Join(out, held.ModelFile("net.onnx")), []byte("other"), 0o644); err != nil {
@@ -332,14 +332,14 @@ func TestRunWaitsForLockedConfig(t *testing.T) {
 		}
 		row := res.Sweep.Rows[1]
 		if finishes {
-			if ev.perConfig[held.Name()] != 0 || ev.calls.Load() != 3 || row.Agreement != 0.123 || res.Ran != 3 || res.Skipped != 1 {
+			if ev.perConfig[held.Name()] != 0 || ev.calls.Load() != 3 || *row.Agreement != 0.123 || res.Ran != 3 || res.Skipped != 1 {
 				t.Errorf("other worker finished: %d calls (%d of %s), row agreement %v, ran %d skipped %d; want 3, 0, 0.123, 3, 1",
-					ev.calls.Load(), ev.perConfig[held.Name()], held.Name(), row.Agreement, res.Ran, res.Skipped)
+					ev.calls.Load(), ev.perConfig[held.Name()], held.Name(), *row.Agreement, res.Ran, res.Skipped)
 			}
 			if !strings.Contains(watch.String(), held.Name()+" finished by another worker") {
 				t.Errorf("progress:\n%s", watch.String())
 			}
-		} else if ev.perConfig[held.Name()] != 1 || row.Agreement == 0.123 || res.Ran != 4 {
+		} else if ev.perConfig[held.Name()] != 1 || *row.Agreement == 0.123 || res.Ran != 4 {
 			t.Errorf("other worker gave up: %s evaluated %d times, ran %d", held.Name(), ev.perConfig[held.Name()], res.Ran)
 		}
 	}
@@ -486,7 +486,7 @@ func TestRunLeavesTakenOverConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out, cfg.ModelFile("net.onnx")), []byte("other"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := saveState(out, cfg, "fp", report.Row{Agreement: 0.5, Config: cfg.Name()}); err != nil {
+	if err := saveState(out, cfg, "fp", report.Row{Agreement: fptr(0.5), Config: cfg.Name()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(lockPath(out, cfg)); err != nil {
@@ -496,7 +496,7 @@ func TestRunLeavesTakenOverConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.calls.Load() != 1 || res.Ran != 0 || res.Skipped != 1 || res.Sweep.Rows[0].Agreement != 0.5 {
-		t.Errorf("calls %d ran %d skipped %d agreement %v; want 1 0 1 0.5", ev.calls.Load(), res.Ran, res.Skipped, res.Sweep.Rows[0].Agreement)
+	if ev.calls.Load() != 1 || res.Ran != 0 || res.Skipped != 1 || *res.Sweep.Rows[0].Agreement != 0.5 {
+		t.Errorf("calls %d ran %d skipped %d agreement %v; want 1 0 1 0.5", ev.calls.Load(), res.Ran, res.Skipped, *res.Sweep.Rows[0].Agreement)
 	}
 }

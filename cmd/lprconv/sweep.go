@@ -61,6 +61,13 @@ With --epochs or --steps, every configuration is fine-tuned on --data by
 distillation from the original (as compress --data does: data-aware factor
 initialization, then KD); the table then shows accuracy before and after.
 
+--precisions fp32,fp16,int8 also writes every configuration at those
+precisions (files and rows end in _fp16 / _int8; fp32 names are unchanged).
+int8 calibrates on the --data images, else on the fidelity inputs. The
+engine verifies the float32 model, so the fidelity and accuracy of fp16 and
+int8 rows are measured on the written file in ONNX Runtime (--ort-lib); without
+a runtime they are left empty.
+
 Latency is measured in ONNX Runtime at batch 1 (median over interleaved
 rounds, the original measured in the same run), after all configurations
 have finished, whenever a runtime library is found (--ort-lib, else
@@ -103,6 +110,7 @@ Examples:
 			&cli.StringFlag{Name: "residuals", Value: defaultResidual, Usage: "residual kinds to try: none, identity, diag, dwK (`LIST`)"},
 			&cli.StringFlag{Name: "eval", Usage: "measure top-1 accuracy on the labelled images in `DIR` (an IDX folder's test split)"},
 			&cli.IntFlag{Name: "random", Usage: "measure fidelity on `N` random standard-normal inputs"},
+			&cli.StringFlag{Name: "precisions", Value: "fp32", Usage: "precisions to write every configuration at: fp32, fp16, int8 (`LIST`; int8 calibrates on --data, else the fidelity inputs)"},
 		}, append(dataFlagsSplit("images for fidelity, or the training images when --epochs or --steps is given (image folder, IDX folder or file, NPY)", "train"),
 			finetuneFlags(finetuneDefaults{})...)...),
 			&cli.IntFlag{Name: "jobs", Value: 1, Usage: "run `N` configurations at once"},
@@ -113,7 +121,7 @@ Examples:
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD and the random inputs"},
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
-			&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to measure latency with (default: $ONNXRUNTIME_LIB, then the .ci/run cache)"},
+			&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to measure latency (and fp16/int8 files) with (default: $ONNXRUNTIME_LIB, then the .ci/run cache)"},
 			allowNonFiniteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
 			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the configurations (0 <= I <= N-1) and write no report; shards may share --out"},
@@ -187,7 +195,11 @@ func runSweep(c *cli.Context, args []string) error {
 	if len(residuals) == 0 {
 		return usage("--residuals: give at least one of none, identity, diag, dwK")
 	}
-	configs, err := sweep.Grid(residuals, ratios, budgets)
+	precisions, err := sweep.ParsePrecisions(c.String("precisions"))
+	if err != nil {
+		return usage("--precisions: %v", err)
+	}
+	configs, err := sweep.Grid(residuals, ratios, budgets, precisions...)
 	if err != nil {
 		return usage("%v", err)
 	}
@@ -228,6 +240,7 @@ func runSweep(c *cli.Context, args []string) error {
 		Candidates:    convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")},
 		BudgetSamples: c.Int("budget-samples"), SpectrumResidual: kinds[0],
 		Tool: "lprconv " + version, Version: version, FineTune: ft, Log: c.App.ErrWriter,
+		Precisions: precisions, ORTLib: c.String("ort-lib"),
 	})
 	if err != nil {
 		return err

@@ -91,7 +91,7 @@ func TestSweepFixtureResumesAndParallel(t *testing.T) {
 		if r.AccBefore == nil || r.AccAfter != nil || r.LatencyMs != nil {
 			t.Errorf("row %s: acc before %v after %v latency %v", r.Config, r.AccBefore, r.AccAfter, r.LatencyMs)
 		}
-		if r.ParamsRatio >= 1 || len(r.Layers) == 0 || r.Agreement < 0 || r.Agreement > 1 {
+		if r.ParamsRatio >= 1 || len(r.Layers) == 0 || r.Agreement == nil || *r.Agreement < 0 || *r.Agreement > 1 {
 			t.Errorf("row %s: params ratio %v, %d layers, agreement %v", r.Config, r.ParamsRatio, len(r.Layers), r.Agreement)
 		}
 		if r.Model != filepath.Join(out, models[i]) {
@@ -191,6 +191,8 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--rank-ratios", ""}, "give --rank-ratios, --budgets or both"},
 		{[]string{"sweep", model, "--out", out, "--budgets", "0.6,1.5"}, "--budgets"},
 		{[]string{"sweep", model, "--out", out, "--budgets", "0.6,0.6"}, "twice"},
+		{[]string{"sweep", model, "--out", out, "--precisions", "fp32,bf16"}, "--precisions: unknown precision \"bf16\""},
+		{[]string{"sweep", model, "--out", out, "--precisions", "int8,int8"}, "--precisions: precision int8 is listed twice"},
 		{[]string{"sweep", model, "--out", out, "--budget-samples", "8"}, "needs --budgets"},
 		{[]string{"sweep", model, "--out", out, "--channel-align", "-1"}, "--channel-align"},
 		{[]string{"sweep", model, "--out", out, "--shard", "0/0"}, "--shard: shard \"0/0\": the shard count N must be at least 1"},
@@ -210,6 +212,35 @@ func TestSweepUsageErrors(t *testing.T) {
 	code, _, stderr := runCLI("sweep", filepath.Join(out, "missing.onnx"), "--out", out)
 	if code == 0 || !strings.Contains(stderr, "missing.onnx") {
 		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestSweepPrecisionsFlag: --precisions adds an int8 configuration after
+// each fp32 one, with its own file and a precision column at the end of
+// results.csv (int8 calibrated on the random fidelity inputs here).
+func TestSweepPrecisionsFlag(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sweep")
+	code, _, stderr := runCLI("sweep", testutil.Fixture(t, "mobilenetv1.onnx"), "--out", out, "--rank-ratios", "1/4,1/8",
+		"--residuals", "diag", "--random", "8", "--precisions", "fp32,int8", "--threads", "2", "--no-latency")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rows := csvRows(t, out)
+	if len(rows) != 5 || rows[0][len(rows[0])-1] != "precision" {
+		t.Fatalf("results.csv:\n%v\nwant a header ending in precision and 4 rows", rows)
+	}
+	for i, want := range [][2]string{{"diag_r0.25", ""}, {"diag_r0.25_int8", "int8"}, {"diag_r0.125", ""}, {"diag_r0.125_int8", "int8"}} {
+		r := rows[i+1]
+		if r[0] != want[0] || r[len(r)-1] != want[1] {
+			t.Errorf("row %d: config %s precision %q, want %s %q", i, r[0], r[len(r)-1], want[0], want[1])
+		}
+		if _, err := os.Stat(filepath.Join(out, "mobilenetv1_"+want[0]+".onnx")); err != nil {
+			t.Errorf("missing model: %v", err)
+		}
+	}
+	s := readSweepJSON(t, filepath.Join(out, report.JSONFile))
+	if notes := strings.Join(s.Meta.Notes, "\n"); !strings.Contains(notes, "int8 models are calibrated on 8 random standard-normal inputs") {
+		t.Errorf("notes do not name the calibration inputs:\n%s", notes)
 	}
 }
 
@@ -420,8 +451,12 @@ func csvRows(t *testing.T, dir string) [][]string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	model := slices.Index(recs[0], "model")
+	if model < 0 {
+		t.Fatalf("results.csv header %v has no model column", recs[0])
+	}
 	for _, r := range recs[1:] {
-		r[len(r)-1] = filepath.Base(r[len(r)-1])
+		r[model] = filepath.Base(r[model])
 	}
 	return recs
 }
