@@ -1,0 +1,57 @@
+package rankalloc
+
+import (
+	"fmt"
+
+	"github.com/lprconv/lprconv/convert"
+)
+
+// LatencyTable holds the measured costs of a latency budget, in one unit
+// of time (e.g. nanoseconds) at one batch size.
+//
+// The model's latency at a choice of ranks is predicted additively:
+//
+//	T(r) = Whole - Σ_l Layers[l][0] + Σ_l Layers[l][r_l]
+//
+// that is the original's measured time with each candidate's time alone
+// (Layers[l][0], the original layer) swapped for its module's time alone
+// at the chosen rank. Whole - Σ_l Layers[l][0] is the time of everything
+// that is not a candidate.
+type LatencyTable struct {
+	// Whole is the original model's measured time.
+	Whole int64
+	// Layers maps a candidate's name to its time alone by rank: 0 is the
+	// original layer, r > 0 its module at rank r. A rank missing from
+	// the table is not offered (Allocate fails if a rank the user fixed
+	// is missing).
+	Layers map[string]map[int]int64
+}
+
+// cost returns the time of layer name at rank r.
+func (t *LatencyTable) cost(name string, r int) (int64, bool) {
+	c, ok := t.Layers[name][r]
+	return c, ok
+}
+
+// TimedRanks returns the ranks at which a latency budget needs layer l
+// timed (besides 0, the original layer): its fixed rank when the user's
+// selection fixes one (none for a kept layer), else the ranks the
+// allocator may offer (multiples of Multiple up to the parameter
+// break-even; see offeredRanks).
+func (o Options) TimedRanks(l *convert.LayerPlan) []int {
+	if r, fixed := o.fixedRank(l.Name); fixed {
+		if r > 0 {
+			return []int{r}
+		}
+		return nil
+	}
+	return o.offeredRanks(l)
+}
+
+// check verifies that t has what Allocate needs.
+func (t *LatencyTable) check(budget Budget) error {
+	if t == nil || t.Whole <= 0 {
+		return fmt.Errorf("budget %s: no measured latency table (the caller must time the layers in a runtime)", budget)
+	}
+	return nil
+}
