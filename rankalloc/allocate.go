@@ -7,7 +7,6 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
-	"github.com/lprconv/lprconv/svd"
 )
 
 // buckets is the resolution of the dynamic program: the savings needed
@@ -409,20 +408,9 @@ func (a *Allocation) count(m *onnxpb.ModelProto, base *convert.Plan, opts Option
 	plan.Layers = append([]convert.LayerPlan(nil), base.Layers...)
 	for i := range plan.Layers {
 		l := &plan.Layers[i]
-		r := a.Layers[i].Rank
-		if r <= 0 {
-			continue
+		if r := a.Layers[i].Rank; r > 0 {
+			*l = AtRank(*l, r)
 		}
-		out, in := l.Channels, l.InputChannels()
-		f := &svd.Factors{Rank: r, In: in, Out: out, Residual: l.Residual, A: make([]float32, r*in), B: make([]float32, out*r)}
-		switch l.Residual.Type {
-		case svd.Diag:
-			f.Diag = make([]float32, out)
-		case svd.Depthwise:
-			f.Diag = make([]float32, out)
-			f.Taps = make([]float32, out*l.Residual.K*l.Residual.K)
-		}
-		l.Replace, l.Rank, l.Factors = true, r, f
 	}
 	out, err := convert.Apply(m, &plan)
 	if err != nil {

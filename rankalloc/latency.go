@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/svd"
 )
 
 // LatencyTable holds the measured costs of a latency budget, in one unit
@@ -54,4 +55,20 @@ func (t *LatencyTable) check(budget Budget) error {
 		return fmt.Errorf("budget %s: no measured latency table (the caller must time the layers in a runtime)", budget)
 	}
 	return nil
+}
+
+// AtRank returns l replaced at rank r by zero factors of the module's
+// shapes: what costs (parameters, MACs, time) depend on, not values.
+func AtRank(l convert.LayerPlan, r int) convert.LayerPlan {
+	out, in := l.Channels, l.InputChannels()
+	f := &svd.Factors{Rank: r, In: in, Out: out, Residual: l.Residual, A: make([]float32, r*in), B: make([]float32, out*r)}
+	switch l.Residual.Type {
+	case svd.Diag:
+		f.Diag = make([]float32, out)
+	case svd.Depthwise:
+		f.Diag = make([]float32, out)
+		f.Taps = make([]float32, out*l.Residual.K*l.Residual.K)
+	}
+	l.Replace, l.Rank, l.Factors = true, r, f
+	return l
 }
