@@ -82,6 +82,8 @@ type LatencyResult struct {
 	// its LPR module) and the decision.
 	Planned bool           `json:"planned"`
 	Layers  []LayerLatency `json:"layers,omitempty"`
+	// Budget reports a --budget latency=F allocation (nil otherwise).
+	Budget *LatencyBudget `json:"budget,omitempty"`
 	// Notes are remarks (a fixed batch size, a goal not reached).
 	Notes []string `json:"notes,omitempty"`
 	// Seconds and CPUSeconds are the wall and process CPU time that
