@@ -130,6 +130,7 @@ func (lr *latencyRun) latencyTable(ctx context.Context, o *Options, base *conver
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	lr.res.Budget = rep
+	lr.pause()
 	o.logf(StageBudget, "timed %d (layer, rank) pairs in %.1f s: original %.3f ms, its candidates alone %.3f ms", rep.Timings, rep.Seconds, rep.OriginalMs, rep.LayersMs)
 	return tab, nil
 }
