@@ -156,3 +156,66 @@ func TestLatencyBudgetORT(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyBudgetKeepsSensitive: with the cost model, making one layer
+// that a latency budget replaces a million times more sensitive (through
+// the shared sensitivity cache) keeps it, and the budget is still met by
+// the other layers.
+func TestLatencyBudgetKeepsSensitive(t *testing.T) {
+	const f = 0.7
+	path, _ := fixture(t)
+	run := func(cache *Sensitivities) *Result {
+		t.Helper()
+		r, err := Run(context.Background(), Options{In: path, Residual: svd.KindDiag,
+			Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
+			Budget: &BudgetOptions{Target: Budget{Resource: LatencyResource, Fraction: f}, Multiple: 16, Cache: cache},
+			Tool:   "test", Latency: &Latency{Batches: []int64{1}, timer: &costTimer{perNode: 20, perWeight: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	plain := run(nil)
+	ro := rankalloc.Options{Multiple: 16, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}}
+	base, err := rankalloc.BasePlan(context.Background(), plain.Original, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sens, err := rankalloc.Measure(context.Background(), plain.Original, base, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hot layer: the replaced layer of least predicted loss (the
+	// cheapest to replace before).
+	hot, least := "", math.Inf(1)
+	for _, l := range plain.Allocation.Layers {
+		if l.Rank > 0 && l.Loss < least {
+			hot, least = l.Name, l.Loss
+		}
+	}
+	if hot == "" || plain.Replaced < 2 {
+		t.Fatalf("latency=%g replaced %d layers; want at least 2", f, plain.Replaced)
+	}
+	for i := range sens {
+		if sens[i].Name == hot {
+			loss := make([]float64, len(sens[i].Loss))
+			for k, v := range sens[i].Loss {
+				loss[k] = 1e6*v + 1
+			}
+			sens[i].Loss = loss
+		}
+	}
+	cache := &Sensitivities{}
+	if _, _, err := cache.get(context.Background(), svd.KindDiag, func() (*convert.Plan, []rankalloc.Sensitivity, error) { return base, sens, nil }); err != nil {
+		t.Fatal(err)
+	}
+	r := run(cache)
+	for _, l := range r.Allocation.Layers {
+		if l.Name == hot && l.Rank != 0 {
+			t.Errorf("%s, made the most sensitive, replaced at rank %d", hot, l.Rank)
+		}
+	}
+	if lb := r.Latency.Budget; lb.Predicted > f || lb.Achieved > f {
+		t.Errorf("predicted %.4f, achieved %.4f, budget %g", lb.Predicted, lb.Achieved, f)
+	}
+}
