@@ -167,7 +167,7 @@ func TestLatencyBudgetKeepsSensitive(t *testing.T) {
 	run := func(cache *Sensitivities) *Result {
 		t.Helper()
 		r, err := Run(context.Background(), Options{In: path, Residual: svd.KindDiag,
-			Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
+			Plan:   convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
 			Budget: &BudgetOptions{Target: Budget{Resource: LatencyResource, Fraction: f}, Multiple: 16, Cache: cache},
 			Tool:   "test", Latency: &Latency{Batches: []int64{1}, timer: &costTimer{perNode: 20, perWeight: 1}}})
 		if err != nil {
