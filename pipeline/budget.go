@@ -60,6 +60,7 @@ func allocate(ctx context.Context, r *Result, opts *Options, lat *latencyRun) (*
 	b := opts.Budget
 	ro := rankalloc.Options{Multiple: b.Multiple, Residual: opts.Residual, Threads: b.Threads,
 		Samples: b.Samples, Batch: b.Batch, Plan: opts.Plan}
+	var latBase *convert.Plan
 	if lat != nil {
 		base, err := rankalloc.BasePlan(ctx, r.Original, ro)
 		if err != nil {
@@ -68,6 +69,7 @@ func allocate(ctx context.Context, r *Result, opts *Options, lat *latencyRun) (*
 		if ro.Latency, err = lat.latencyTable(ctx, opts, base, ro); err != nil {
 			return nil, fmt.Errorf("--budget %s: %w", b.Target, err)
 		}
+		latBase = base
 	}
 	if b.Data != nil {
 		in, err := evaluate.ModelInput(r.Original)
@@ -119,6 +121,9 @@ func allocate(ctx context.Context, r *Result, opts *Options, lat *latencyRun) (*
 		if err = merr; err == nil {
 			a, err = rankalloc.Allocate(r.Original, base, sens, b.Target, ro)
 		}
+	}
+	if err == nil && lat != nil {
+		a, err = lat.correct(ctx, opts, latBase, a, ro)
 	}
 	opts.emit(Event{Stage: StageBudget, Finished: true})
 	if err != nil {

@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/ortapi"
 	"github.com/lprconv/lprconv/rankalloc"
 )
@@ -39,10 +41,80 @@ type LatencyBudget struct {
 	Achieved     float64 `json:"achieved_ratio,omitempty"`
 	AchievedLow  float64 `json:"achieved_ratio_low,omitempty"`
 	AchievedHigh float64 `json:"achieved_ratio_high,omitempty"`
+	// Checks are the whole models of the allocations measured against
+	// the original at Batch before the final one was chosen (see
+	// latencyRun.correct), with the fraction each was allocated for.
+	Checks []BudgetCheck `json:"checks,omitempty"`
 	// Timings is the number of (layer, rank) pairs timed and Seconds the
-	// wall time the table took.
+	// wall time the table and the checks took.
 	Timings int     `json:"timings"`
 	Seconds float64 `json:"seconds"`
+}
+
+// BudgetCheck is one whole-model measurement of an allocation.
+type BudgetCheck struct {
+	// Fraction is what the allocation was made for, Predicted what the
+	// table predicted and Measured the whole model against the original.
+	Fraction  float64 `json:"fraction"`
+	Predicted float64 `json:"predicted_ratio"`
+	Measured  float64 `json:"measured_ratio"`
+}
+
+// maxBudgetChecks bounds the whole-model checks of a latency budget.
+const maxBudgetChecks = 3
+
+// correct checks allocation a of a latency budget on the whole model (a
+// with zero factors of its shapes, timed against the original at the
+// table's batch size) and, while the measured ratio exceeds the budget,
+// allocates again for the budget lowered by the gap between measured and
+// predicted (at most maxBudgetChecks measurements). It returns the last
+// allocation that was measured within the budget, else the last one
+// measured; the allocation keeps the budget's text.
+func (lr *latencyRun) correct(ctx context.Context, o *Options, base *convert.Plan, a *rankalloc.Allocation, ro rankalloc.Options) (*rankalloc.Allocation, error) {
+	rep := lr.res.Budget
+	if rep == nil {
+		return a, nil
+	}
+	lr.resume()
+	defer lr.pause()
+	start := time.Now()
+	defer func() { rep.Seconds += time.Since(start).Seconds() }()
+	target, f := a.Budget, a.Budget.Fraction
+	for check := 0; check < maxBudgetChecks && a.Replaced() > 0; check++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := convert.Apply(lr.original, a.ShapedPlan(base))
+		if err != nil {
+			return nil, fmt.Errorf("check the allocation: %w", err)
+		}
+		enc, err := onnxio.Encode(m)
+		if err != nil {
+			return nil, fmt.Errorf("check the allocation: %w", err)
+		}
+		t, err := lr.timer.time(lr.orig, enc, timing{Batch: rep.Batch, Budget: lr.budget() / 10, Warmup: 1, MinRounds: 3, Sets: 1, Fill: true})
+		if err != nil {
+			return nil, fmt.Errorf("check the allocation at batch %d: %w", rep.Batch, err)
+		}
+		got := t.Ratio.Median
+		rep.Checks = append(rep.Checks, BudgetCheck{Fraction: f, Predicted: a.Fraction, Measured: got})
+		o.logf(StageBudget, "allocation for %.4f: predicted %.4f, measured %.4f", f, a.Fraction, got)
+		if got <= target.Fraction || check == maxBudgetChecks-1 {
+			break
+		}
+		f -= got - a.Fraction + 0.002 // a little below, as the measurement is noisy
+		next, err := rankalloc.Allocate(lr.original, base, a.Sensitivity, rankalloc.Budget{Resource: rankalloc.Latency, Fraction: f}, ro)
+		if err != nil {
+			var inf *rankalloc.InfeasibleError
+			if errors.As(err, &inf) {
+				break // the budget's own allocation stands; the final note says it is over
+			}
+			return nil, err
+		}
+		next.Budget, next.BudgetText = target, target.String()
+		a = next
+	}
+	return a, nil
 }
 
 // needsRuntime returns the one-line error of a latency budget that cannot

@@ -404,15 +404,8 @@ func (e *InfeasibleError) Error() string {
 // count fills the totals from the rewritten graph: the chosen layers get
 // zero factors of the chosen shapes (values do not change the counts).
 func (a *Allocation) count(m *onnxpb.ModelProto, base *convert.Plan, opts Options) error {
-	plan := *base
-	plan.Layers = append([]convert.LayerPlan(nil), base.Layers...)
-	for i := range plan.Layers {
-		l := &plan.Layers[i]
-		if r := a.Layers[i].Rank; r > 0 {
-			*l = AtRank(*l, r)
-		}
-	}
-	out, err := convert.Apply(m, &plan)
+	plan := a.ShapedPlan(base)
+	out, err := convert.Apply(m, plan)
 	if err != nil {
 		return fmt.Errorf("allocation: %w", err)
 	}

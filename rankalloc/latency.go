@@ -72,3 +72,18 @@ func AtRank(l convert.LayerPlan, r int) convert.LayerPlan {
 	l.Replace, l.Rank, l.Factors = true, r, f
 	return l
 }
+
+// ShapedPlan returns base (the plan Allocate was given) with the chosen
+// layers replaced at their ranks by zero factors (AtRank): convert.Apply
+// makes of it a model with the allocation's shapes, for counting or
+// timing.
+func (a *Allocation) ShapedPlan(base *convert.Plan) *convert.Plan {
+	plan := *base
+	plan.Layers = append([]convert.LayerPlan(nil), base.Layers...)
+	for i := range plan.Layers {
+		if r := a.Layers[i].Rank; r > 0 {
+			plan.Layers[i] = AtRank(plan.Layers[i], r)
+		}
+	}
+	return &plan
+}
