@@ -224,20 +224,20 @@ func TestLatencyBudgetKeepsSensitive(t *testing.T) {
 // layers alone predict (the cost model charges every module's Add in a
 // whole model only), the allocation is measured, found over the budget,
 // and allocated again for a lower fraction until the whole model meets
-// the budget.
+// the budget (within budgetSlack).
 func TestLatencyBudgetCorrects(t *testing.T) {
 	const f = 0.85
-	timer := &costTimer{perNode: 20, perWeight: 1, perModule: 1500}
+	timer := &costTimer{perNode: 20, perWeight: 1, perModule: 6000}
 	r, err := runLatencyBudget(t, f, &Latency{Batches: []int64{1}, timer: timer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lb := r.Latency.Budget
-	if len(lb.Checks) < 2 || lb.Checks[0].Measured <= f {
+	if len(lb.Checks) < 2 || lb.Checks[0].Measured <= f+budgetSlack {
 		t.Fatalf("checks %+v: want a first allocation measured over %g, then another", lb.Checks, f)
 	}
 	last := lb.Checks[len(lb.Checks)-1]
-	if !lb.Measured || lb.Achieved > f || math.Abs(lb.Achieved-last.Measured) > 1e-9 {
+	if !lb.Measured || lb.Achieved > f+budgetSlack || math.Abs(lb.Achieved-last.Measured) > 1e-9 {
 		t.Errorf("achieved %.4f (measured %v), last check %+v, budget %g", lb.Achieved, lb.Measured, last, f)
 	}
 	if r.Allocation.BudgetText != "latency=0.85" {
