@@ -55,10 +55,22 @@ func (c *Sensitivities) get(ctx context.Context, kind svd.ResidualKind, measure 
 
 // allocate measures sensitivities (or takes them from the cache) and
 // allocates ranks for the budget.
-func allocate(ctx context.Context, r *Result, opts *Options) (*rankalloc.Allocation, error) {
+// A latency budget first times its table in lat (latencybudget.go).
+func allocate(ctx context.Context, r *Result, opts *Options, lat *latencyRun) (*rankalloc.Allocation, error) {
 	b := opts.Budget
 	ro := rankalloc.Options{Multiple: b.Multiple, Residual: opts.Residual, Threads: b.Threads,
 		Samples: b.Samples, Batch: b.Batch, Plan: opts.Plan}
+	var latBase *convert.Plan
+	if lat != nil {
+		base, err := rankalloc.BasePlan(ctx, r.Original, ro)
+		if err != nil {
+			return nil, fmt.Errorf("--budget %s: find candidates: %w", b.Target, err)
+		}
+		if ro.Latency, err = lat.latencyTable(ctx, opts, base, ro); err != nil {
+			return nil, fmt.Errorf("--budget %s: %w", b.Target, err)
+		}
+		latBase = base
+	}
 	if b.Data != nil {
 		in, err := evaluate.ModelInput(r.Original)
 		if err != nil {
@@ -109,6 +121,9 @@ func allocate(ctx context.Context, r *Result, opts *Options) (*rankalloc.Allocat
 		if err = merr; err == nil {
 			a, err = rankalloc.Allocate(r.Original, base, sens, b.Target, ro)
 		}
+	}
+	if err == nil && lat != nil {
+		a, err = lat.correct(ctx, opts, latBase, a, ro)
 	}
 	opts.emit(Event{Stage: StageBudget, Finished: true})
 	if err != nil {

@@ -82,6 +82,8 @@ type LatencyResult struct {
 	// its LPR module) and the decision.
 	Planned bool           `json:"planned"`
 	Layers  []LayerLatency `json:"layers,omitempty"`
+	// Budget reports a --budget latency=F allocation (nil otherwise).
+	Budget *LatencyBudget `json:"budget,omitempty"`
 	// Notes are remarks (a fixed batch size, a goal not reached).
 	Notes []string `json:"notes,omitempty"`
 	// Seconds and CPUSeconds are the wall and process CPU time that
@@ -228,6 +230,31 @@ type latencyRun struct {
 	// the same.
 	measured []byte
 	whole    []BatchLatency
+	// paused, when set, is when a latency budget's table was done (and
+	// cpuPaused the CPU clock then): the work until the final
+	// measurement is not counted in the time measuring took.
+	paused    time.Time
+	cpuPaused time.Duration
+}
+
+// pause stops counting the time measuring takes until resume.
+func (lr *latencyRun) pause() {
+	lr.paused = time.Now()
+	if lr.cpu != nil {
+		lr.cpuPaused = lr.cpu()
+	}
+}
+
+// resume counts the time measuring takes again.
+func (lr *latencyRun) resume() {
+	if lr.paused.IsZero() {
+		return
+	}
+	lr.start = lr.start.Add(time.Since(lr.paused))
+	if lr.cpu != nil {
+		lr.cpu0 += lr.cpu() - lr.cpuPaused
+	}
+	lr.paused = time.Time{}
 }
 
 // newLatencyRun prepares measuring original; it returns nil (and sets
@@ -347,6 +374,7 @@ func (lr *latencyRun) measureFinal(r *Result) {
 	if lr == nil {
 		return
 	}
+	lr.resume()
 	if r.Replaced == 0 {
 		lr.res.Measured, lr.res.Batches = false, nil
 		lr.res.Reason = "no layer is replaced: the output runs as the original does"

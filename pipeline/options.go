@@ -61,13 +61,13 @@ type Options struct {
 	Progress func(Event)
 }
 
-// Budget is a parameter or MAC budget (see rankalloc.ParseBudget).
+// Budget is a parameter, MAC or latency budget (see rankalloc.ParseBudget).
 type Budget = rankalloc.Budget
 
 // InfeasibleError reports a budget below the smallest achievable fraction.
 type InfeasibleError = rankalloc.InfeasibleError
 
-// ParseBudget reads a budget: a fraction, params=F or macs=F.
+// ParseBudget reads a budget: a fraction, params=F, macs=F or latency=F.
 func ParseBudget(s string) (Budget, error) { return rankalloc.ParseBudget(s) }
 
 // DefaultBudgetSamples is the number of images on which a budget's
@@ -210,6 +210,9 @@ func (o *Options) validate() error {
 	if err := o.Residual.Validate(); err != nil {
 		return err
 	}
+	if err := needsRuntime(o); err != nil {
+		return err
+	}
 	if ft := o.FineTune; ft != nil {
 		if !(ft.ValFraction >= 0 && ft.ValFraction < 1) {
 			return fmt.Errorf("fine-tune: validation fraction %v must be in [0, 1)", ft.ValFraction)
@@ -243,4 +246,7 @@ func (o *Options) logf(stage Stage, format string, a ...any) {
 const (
 	Params = rankalloc.Params
 	MACs   = rankalloc.MACs
+	// LatencyResource limits the measured latency (Latency configures
+	// the runtime that measures it).
+	LatencyResource = rankalloc.Latency
 )

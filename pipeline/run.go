@@ -11,6 +11,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -45,8 +46,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	rule, po := opts.Rule, opts.Plan
+	var lat *latencyRun // latency: measure and plan (latency.go)
 	if opts.Budget != nil {
-		a, err := allocate(ctx, r, &opts)
+		if opts.Budget.Target.Resource == rankalloc.Latency {
+			// A latency budget times the layers before allocating.
+			if lat = newLatencyRun(opts.Latency, r); lat == nil {
+				return nil, fmt.Errorf("%s: %s", errNoRuntimeForBudget, r.Latency.Reason)
+			}
+		}
+		a, err := allocate(ctx, r, &opts, lat)
 		if err != nil {
 			return nil, err
 		}
@@ -58,9 +66,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", opts.In, err)
 	}
-	lat := newLatencyRun(opts.Latency, r) // latency: measure and plan (latency.go)
-	if plan, err = planLatency(ctx, lat, &opts, r, rule, po, plan); err != nil {
-		return nil, err
+	if lat == nil {
+		lat = newLatencyRun(opts.Latency, r)
+		if plan, err = planLatency(ctx, lat, &opts, r, rule, po, plan); err != nil {
+			return nil, err
+		}
 	}
 	plan.Tool = opts.Tool
 	r.Plan = plan
@@ -94,6 +104,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	lat.measureFinal(r) // latency of the written model (latency.go)
+	if lat != nil {
+		lat.reportBudget(r.Allocation)
+	}
 	return r, nil
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
-	"github.com/lprconv/lprconv/svd"
 )
 
 // buckets is the resolution of the dynamic program: the savings needed
@@ -32,6 +31,9 @@ type LayerChoice struct {
 	// Params and MACs are the layer's cost at Rank.
 	Params int64 `json:"params"`
 	MACs   int64 `json:"macs"`
+	// Latency is the layer's measured time alone at Rank (latency
+	// budgets only; the LatencyTable's unit).
+	Latency int64 `json:"latency,omitempty"`
 }
 
 // Allocation is the outcome of Allocate.
@@ -51,6 +53,10 @@ type Allocation struct {
 	Params   int64   `json:"params"`
 	MACs     int64   `json:"macs"`
 	Fraction float64 `json:"fraction"`
+	// Predicted is the budgeted total the allocation predicts: counted
+	// on the rewritten graph for parameters and MACs, from the
+	// LatencyTable for latency (Fraction is Predicted / Before).
+	Predicted int64 `json:"predicted"`
 	// Loss is the predicted total loss (the sum of the layers' losses).
 	Loss   float64       `json:"predicted_loss"`
 	Layers []LayerChoice `json:"layers"`
@@ -138,16 +144,30 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 	for i := range sens {
 		byName[sens[i].Name] = &sens[i]
 	}
+	var missing error
 	cost := func(l *convert.LayerPlan, r int) int64 {
 		p, mac := l.CostAt(r)
-		if budget.Resource == MACs {
+		switch budget.Resource {
+		case MACs:
 			return mac
+		case Latency:
+			c, ok := opts.Latency.cost(l.Name, r)
+			if !ok && missing == nil {
+				missing = fmt.Errorf("budget %s: layer %q has no measured latency at rank %d", budget, l.Name, r)
+			}
+			return c
 		}
 		return p
 	}
 	before := base.ParamsBefore
-	if budget.Resource == MACs {
+	switch budget.Resource {
+	case MACs:
 		before = base.MACsBefore
+	case Latency:
+		if err := opts.Latency.check(budget); err != nil {
+			return nil, err
+		}
+		before = opts.Latency.Whole
 	}
 	a := &Allocation{Budget: budget, BudgetText: budget.String(), Metric: opts.Metric(), Before: before, Sensitivity: sens}
 	a.Target = int64(math.Floor(budget.Fraction * float64(before)))
@@ -163,13 +183,19 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 			if !fixed {
 				ch.Rank = 0
 			}
-			c0 := cost(l, 0)
-			fixedCost += cost(l, ch.Rank) - c0
+			if ch.Rank > 0 {
+				fixedCost += cost(l, ch.Rank) - cost(l, 0)
+			}
 		} else {
 			c0 := cost(l, 0)
 			fixedCost -= c0
 			os := []option{{rank: 0, cost: c0}}
 			for _, r := range opts.offeredRanks(l) {
+				if budget.Resource == Latency {
+					if _, ok := opts.Latency.cost(l.Name, r); !ok {
+						continue // not timed: not offered
+					}
+				}
 				c := cost(l, r)
 				if c >= c0 {
 					continue // saves nothing of the budgeted resource
@@ -182,6 +208,9 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 		}
 		a.Layers = append(a.Layers, ch)
 	}
+	if missing != nil {
+		return nil, missing
+	}
 	// The per-layer costs can miss shared tensors; correct the target by
 	// what the rewritten graph shows and solve again (at most a few times).
 	target := a.Target
@@ -191,21 +220,35 @@ func Allocate(m *onnxpb.ModelProto, base *convert.Plan, sens []Sensitivity, budg
 			return nil, err
 		}
 		a.Loss = loss
+		got := fixedCost
 		for k, i := range free {
 			o := opts2[k][choice[k]]
 			a.Layers[i].Rank, a.Layers[i].Loss = o.rank, o.loss
+			got += o.cost
 		}
 		for i := range a.Layers {
-			a.Layers[i].Params, a.Layers[i].MACs = base.Layers[i].CostAt(a.Layers[i].Rank)
-			a.Layers[i].Reason = keptReason(a.Layers[i], budget, opts)
+			l := &a.Layers[i]
+			l.Params, l.MACs = base.Layers[i].CostAt(l.Rank)
+			l.Reason = keptReason(*l, budget, opts)
+			if budget.Resource == Latency {
+				l.Latency, _ = opts.Latency.cost(l.Name, l.Rank)
+			}
+		}
+		for k, i := range free {
+			if len(opts2[k]) == 1 && budget.Resource == Latency && a.Layers[i].Rank == 0 {
+				a.Layers[i].Reason = "kept by --budget: no offered rank is faster in the runtime"
+			}
 		}
 		if err := a.count(m, base, opts); err != nil {
 			return nil, err
 		}
-		got := a.Params
-		if budget.Resource == MACs {
+		switch budget.Resource {
+		case Params:
+			got = a.Params
+		case MACs:
 			got = a.MACs
 		}
+		a.Predicted = got
 		a.Fraction = float64(got) / float64(before)
 		if got <= a.Target {
 			return a, nil
@@ -361,26 +404,8 @@ func (e *InfeasibleError) Error() string {
 // count fills the totals from the rewritten graph: the chosen layers get
 // zero factors of the chosen shapes (values do not change the counts).
 func (a *Allocation) count(m *onnxpb.ModelProto, base *convert.Plan, opts Options) error {
-	plan := *base
-	plan.Layers = append([]convert.LayerPlan(nil), base.Layers...)
-	for i := range plan.Layers {
-		l := &plan.Layers[i]
-		r := a.Layers[i].Rank
-		if r <= 0 {
-			continue
-		}
-		out, in := l.Channels, l.InputChannels()
-		f := &svd.Factors{Rank: r, In: in, Out: out, Residual: l.Residual, A: make([]float32, r*in), B: make([]float32, out*r)}
-		switch l.Residual.Type {
-		case svd.Diag:
-			f.Diag = make([]float32, out)
-		case svd.Depthwise:
-			f.Diag = make([]float32, out)
-			f.Taps = make([]float32, out*l.Residual.K*l.Residual.K)
-		}
-		l.Replace, l.Rank, l.Factors = true, r, f
-	}
-	out, err := convert.Apply(m, &plan)
+	plan := a.ShapedPlan(base)
+	out, err := convert.Apply(m, plan)
 	if err != nil {
 		return fmt.Errorf("allocation: %w", err)
 	}

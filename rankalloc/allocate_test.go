@@ -31,6 +31,9 @@ func TestParseBudget(t *testing.T) {
 		{"flops", Budget{}, true},
 		{"size=0.5", Budget{}, true},
 		{"params=x", Budget{}, true},
+		{"latency=0.8", Budget{Latency, 0.8}, false},
+		{"Latency = 80%", Budget{Latency, 0.8}, false},
+		{"latency=0", Budget{}, true},
 	} {
 		got, err := ParseBudget(tc.in)
 		if (err != nil) != tc.err {

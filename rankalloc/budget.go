@@ -14,18 +14,25 @@ const (
 	Params Resource = iota
 	// MACs limits the model's multiply-accumulates per inference.
 	MACs
+	// Latency limits the model's latency measured in a runtime: each
+	// layer's cost at each rank comes from a LatencyTable (see
+	// Options.Latency).
+	Latency
 )
 
-// String returns "params" or "macs".
+// String returns "params", "macs" or "latency".
 func (r Resource) String() string {
-	if r == MACs {
+	switch r {
+	case MACs:
 		return "macs"
+	case Latency:
+		return "latency"
 	}
 	return "params"
 }
 
-// Budget is the fraction of the original model's total parameters (or
-// MACs) that the compressed model may keep.
+// Budget is the fraction of the original model's total parameters, MACs
+// or measured latency that the compressed model may keep.
 type Budget struct {
 	Resource Resource
 	// Fraction is in (0, 1].
@@ -39,7 +46,7 @@ func (b Budget) String() string {
 
 // Validate checks the fraction.
 func (b Budget) Validate() error {
-	if b.Resource != Params && b.Resource != MACs {
+	if b.Resource != Params && b.Resource != MACs && b.Resource != Latency {
 		return fmt.Errorf("budget: unknown resource %d", b.Resource)
 	}
 	if !(b.Fraction > 0 && b.Fraction <= 1) {
@@ -48,8 +55,8 @@ func (b Budget) Validate() error {
 	return nil
 }
 
-// ParseBudget reads "params=F" or "macs=F" (F in (0, 1], e.g. 0.6, 60%
-// or 3/5); a bare fraction limits parameters.
+// ParseBudget reads "params=F", "macs=F" or "latency=F" (F in (0, 1],
+// e.g. 0.6, 60% or 3/5); a bare fraction limits parameters.
 func ParseBudget(s string) (Budget, error) {
 	var b Budget
 	v := strings.TrimSpace(s)
@@ -59,8 +66,10 @@ func ParseBudget(s string) (Budget, error) {
 			b.Resource = Params
 		case "macs", "flops":
 			b.Resource = MACs
+		case "latency", "time":
+			b.Resource = Latency
 		default:
-			return b, fmt.Errorf("budget %q: want params=F or macs=F", s)
+			return b, fmt.Errorf("budget %q: want params=F, macs=F or latency=F", s)
 		}
 		v = strings.TrimSpace(rest)
 	}

@@ -110,6 +110,8 @@ type Options struct {
 	MaxExact int
 	// Progress, when set, is called after each measurement.
 	Progress func(done, total int)
+	// Latency holds the measured costs a Latency budget needs.
+	Latency *LatencyTable
 }
 
 func (o Options) withDefaults() Options {

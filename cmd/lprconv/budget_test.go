@@ -113,13 +113,20 @@ func TestCompressBudgetErrors(t *testing.T) {
 	}{
 		{[]string{"--budget", "params=0.6", "--rank-ratio", "0.25"}, 2, "drop --rank-ratio"},
 		{[]string{"--budget", "params=1.5"}, 2, "at most 1"},
-		{[]string{"--budget", "size=0.5"}, 2, "params=F or macs=F"},
+		{[]string{"--budget", "size=0.5"}, 2, "params=F, macs=F or latency=F"},
+		{[]string{"--budget", "latency=0.8", "--no-latency"}, 1, "--budget latency needs ONNX Runtime (--ort-lib or ONNXRUNTIME_LIB)"},
+		{[]string{"--budget", "latency=0.8", "--ort-lib", filepath.Join(t.TempDir(), "missing.so")}, 1, "--budget latency needs ONNX Runtime (--ort-lib or ONNXRUNTIME_LIB): "},
 		{[]string{"--budget-samples", "10"}, 2, "needs --budget"},
 		{[]string{"--budget", "params=0.2"}, 1, smallest},
 	} {
 		code, _, stderr := runCLI(append([]string{"compress", in, "--dry-run", "--multiple", "16"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, stderr, tc.want)
+		}
+		// The error is one line (progress messages may precede it).
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, tc.want) {
+			t.Errorf("%v: the last line %q does not hold the whole error %q", tc.args, last, tc.want)
 		}
 	}
 }

@@ -139,6 +139,11 @@ Runtime runs them outside its blocked layout, where the module is slower.
 Budget: --budget params=F (or macs=F) picks every layer's rank instead,
 keeping the fraction F of the original's parameters (MACs) with the least
 measured loss of fidelity (on --data images, else by weight error).
+--budget latency=F needs ONNX Runtime: it times the original at the first
+--latency-batch, and each candidate alone against its module at every rank
+offered (multiples of --multiple up to the break-even), then keeps the
+predicted whole-model latency (original minus the layers' savings) within
+F; the result's measured ratio is printed and in --json (latency.budget).
 --include-nonsquare also replaces 1x1 convolutions with C_in != C_out by
 plain low-rank factors.
 
