@@ -132,6 +132,9 @@ func ParseBudgets(s string) ([]pipeline.Budget, error) {
 		if err != nil {
 			return nil, err
 		}
+		if b.Resource == pipeline.LatencyResource {
+			return nil, fmt.Errorf("budget %q: sweep takes params=F or macs=F; a latency budget needs ONNX Runtime in every run (use lprconv compress --budget latency=F)", part)
+		}
 		out = append(out, b)
 	}
 	return out, nil

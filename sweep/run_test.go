@@ -459,7 +459,8 @@ func TestParseBudgets(t *testing.T) {
 		{"", nil, ""},
 		{"0.8, params=0.6,macs=1/2,", []pipeline.Budget{{Fraction: 0.8}, {Fraction: 0.6}, {Resource: pipeline.MACs, Fraction: 0.5}}, ""},
 		{"1.5", nil, "at most 1"},
-		{"time=0.5", nil, "params=F"},
+		{"size=0.5", nil, "params=F"},
+		{"latency=0.8", nil, "lprconv compress --budget latency=F"},
 	} {
 		got, err := ParseBudgets(c.in)
 		if c.err != "" {
