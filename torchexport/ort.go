@@ -1,22 +1,16 @@
-//go:build ort
-
 package torchexport
 
 import (
 	"fmt"
 
 	"github.com/lprconv/lprconv/evaluate"
-	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/ortapi"
 )
 
-// ORTAvailable reports whether this binary links ONNX Runtime (built with
-// the ort tag).
-const ORTAvailable = true
-
-// RunORT runs the model file at path (whose graph is m) in ONNX Runtime on
-// x of the given input shape and returns its first output.
-func RunORT(path string, m *onnxpb.ModelProto, x []float32, shape []int) ([]float32, error) {
+// RunORT runs the model file at path (whose graph is m) in the ONNX
+// Runtime rt on x of the given input shape and returns its first output.
+func RunORT(rt *ortapi.Runtime, path string, m *onnxpb.ModelProto, x []float32, shape []int) ([]float32, error) {
 	in, err := evaluate.ModelInput(m)
 	if err != nil {
 		return nil, err
@@ -25,7 +19,12 @@ func RunORT(path string, m *onnxpb.ModelProto, x []float32, shape []int) ([]floa
 	for i, d := range shape {
 		dims[i] = int64(d)
 	}
-	out, err := ortrun.Run(path, map[string]ortrun.Tensor{in.Name: {Shape: dims, Data: x}}, []string{in.Output})
+	s, err := rt.NewSessionFromFile(path, ortapi.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("onnx runtime: %w", err)
+	}
+	defer s.Close()
+	out, err := s.Run(map[string]ortapi.Tensor{in.Name: {Shape: dims, Data: x}}, []string{in.Output})
 	if err != nil {
 		return nil, fmt.Errorf("onnx runtime: %w", err)
 	}

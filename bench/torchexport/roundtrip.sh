@@ -24,7 +24,7 @@ DATA=/usr/share/datasets/fashion-mnist
 : "${ONNXRUNTIME_LIB:=$HOME/.cache/lprconv/ort/1.24.3/libonnxruntime.so.1}"
 export ONNXRUNTIME_LIB
 go build -o "$OUT/lprconv" ./cmd/lprconv
-go build -tags ort -o "$OUT/lprconv-ort" ./cmd/lprconv
+go build -o "$OUT/lprconv-ort" ./cmd/lprconv
 go build -o "$OUT/orteval" ./bench/finetune/orteval
 COMMON="--rank-ratio 0.25 --data $DATA --split train --fit pad --mean 0.286 --std 0.353 --val-fraction 0 --threads 2"
 printf '| model | original | LPR before tuning | lprconv 1 epoch | PyTorch DDP 2x32, 1 epoch | difference | lprconv wall | PyTorch wall |\n|---|---|---|---|---|---|---|---|\n'

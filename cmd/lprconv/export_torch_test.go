@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/torchexport"
 )
@@ -57,6 +58,17 @@ func TestExportImportTorchCLI(t *testing.T) {
 	var rep importTorchReport
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Tensors != 1 || rep.Probe {
 		t.Fatalf("import-torch report %q: %+v, %v", stdout, rep, err)
+	}
+	// The default binary verifies in ONNX Runtime wherever its library is
+	// found, and says why not elsewhere.
+	testutil.RequireORT(t)
+	if !rep.ORTVerified || rep.EngineORT == nil || !(*rep.EngineORT <= rep.Tolerance) {
+		t.Errorf("import-torch did not verify in ONNX Runtime: %+v", rep)
+	}
+	out2 := filepath.Join(dir, "out2.onnx")
+	code, stdout, errOut = runCLI("import-torch", weights, "--into", torchFixture, "-o", out2, "--json", "--ort-lib", filepath.Join(dir, "missing.so"))
+	if code != 0 || !strings.Contains(stdout, "not verified in ONNX Runtime") {
+		t.Errorf("import-torch with a missing --ort-lib: exit %d, %q, %q; want success with a note", code, stdout, errOut)
 	}
 	got, err := onnxio.Load(out)
 	if err != nil {

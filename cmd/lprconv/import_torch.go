@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/ortapi"
 	"github.com/lprconv/lprconv/torchexport"
 )
 
@@ -43,7 +44,7 @@ the initializer of the same name in IN (the shapes must match); OUT is written
 atomically.
 
 The result is verified before the command succeeds: it runs in lprconv's
-engine, and in ONNX Runtime when lprconv was built with -tags ort, on the probe
+engine, and in ONNX Runtime when its library is found (--ort-lib), on the probe
 inputs stored in the weights file, and the outputs must match PyTorch's within
 --tolerance (relative max-abs error). Without probe tensors, the engine and
 ONNX Runtime are compared on random inputs. A torch .pt checkpoint is not
@@ -57,6 +58,7 @@ Examples:
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace OUT if it exists (never IN)"},
 			&cli.Float64Flag{Name: "tolerance", Value: 1e-4, Usage: "largest relative max-abs `ERROR` accepted between runtimes"},
 			&cli.IntFlag{Name: "threads", Usage: "engine `THREADS` (0: all cores)"},
+			&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to verify OUT in (default: $ONNXRUNTIME_LIB, then the .ci/run cache)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 	}, func(c *cli.Context, args []string) error {
@@ -106,12 +108,13 @@ Examples:
 		if err := onnxio.Save(out, tuned, onnxio.SaveOptions{}); err != nil {
 			return err
 		}
-		if torchexport.ORTAvailable {
-			if err := verifyORT(out, x, shape, want, ye, &rep); err != nil {
+		if rt, err := ortapi.Open(c.String("ort-lib")); err != nil {
+			rep.ORTNote = "not verified in ONNX Runtime: " + err.Error()
+		} else {
+			defer rt.Close()
+			if err := verifyORT(rt, out, x, shape, want, ye, &rep); err != nil {
 				return errors.Join(err, os.Remove(out))
 			}
-		} else {
-			rep.ORTNote = "not linked into this binary (build with -tags ort to verify in ONNX Runtime)"
 		}
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, rep)
@@ -123,12 +126,12 @@ Examples:
 
 // verifyORT runs OUT in ONNX Runtime and checks it against PyTorch's probe
 // outputs (or the engine's when there are none).
-func verifyORT(out string, x []float32, shape []int, want, engine []float32, rep *importTorchReport) error {
+func verifyORT(rt *ortapi.Runtime, out string, x []float32, shape []int, want, engine []float32, rep *importTorchReport) error {
 	tuned, err := onnxio.Load(out)
 	if err != nil {
 		return err
 	}
-	yo, err := torchexport.RunORT(out, tuned, x, shape)
+	yo, err := torchexport.RunORT(rt, out, tuned, x, shape)
 	if err != nil {
 		return fmt.Errorf("import-torch: verify %s: %w", out, err)
 	}
