@@ -28,34 +28,19 @@ func compareWithORT(t *testing.T, path string, batch int, opts Options) float64 
 	if err != nil {
 		t.Fatal(err)
 	}
-	inits := map[string]bool{}
-	for _, tp := range m.Graph.Initializer {
-		inits[tp.Name] = true
-	}
 	rng := rand.New(rand.NewPCG(uint64(batch), 42))
-	shapes := map[string][]int{}
+	names, shapes := testutil.GraphInputs(m, batch)
 	inputs := map[string]*Tensor{}
 	ortIn := map[string]ortrun.Tensor{}
 	for _, in := range m.Graph.Input {
-		if inits[in.Name] {
-			continue
-		}
-		var shape []int
-		var dims []int64
-		for _, d := range in.GetType().GetTensorType().GetShape().GetDim() {
-			v := int(d.GetDimValue())
-			if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok {
-				v = batch // dynamic dims take the batch size; fixed ones stay
-			}
-			shape = append(shape, v)
-			dims = append(dims, int64(v))
-		}
-		if in.GetType().GetTensorType().GetElemType() != int32(onnxpb.TensorProto_FLOAT) {
+		if _, ok := shapes[in.Name]; ok && in.GetType().GetTensorType().GetElemType() != int32(onnxpb.TensorProto_FLOAT) {
 			t.Fatalf("%s: input %q is not float", path, in.Name)
 		}
-		x := randTensor(rng, shape...)
-		shapes[in.Name], inputs[in.Name] = shape, x
-		ortIn[in.Name] = ortrun.Tensor{Shape: dims, Data: x.F}
+	}
+	for _, name := range names {
+		x := randTensor(rng, shapes[name]...)
+		inputs[name] = x
+		ortIn[name] = ortrun.Tensor{Shape: testutil.Int64s(shapes[name]), Data: x.F}
 	}
 	opts.InputShapes = shapes
 	if opts.Trainable != nil {

@@ -134,31 +134,15 @@ func TestFind(t *testing.T) {
 // non-initializer inputs, with dynamic dimensions set to batch.
 func fixtureInputs(t *testing.T, m *onnxpb.ModelProto, batch int) (map[string]Tensor, map[string]*engine.Tensor, map[string][]int) {
 	t.Helper()
-	inits := map[string]bool{}
-	for _, tp := range m.Graph.Initializer {
-		inits[tp.Name] = true
-	}
 	rng := rand.New(rand.NewPCG(uint64(batch), 7))
-	ortIn, engIn, shapes := map[string]Tensor{}, map[string]*engine.Tensor{}, map[string][]int{}
-	for _, in := range m.Graph.Input {
-		if inits[in.Name] {
-			continue
-		}
-		var shape []int
-		var dims []int64
-		for _, d := range in.GetType().GetTensorType().GetShape().GetDim() {
-			v := int(d.GetDimValue())
-			if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok {
-				v = batch
-			}
-			shape = append(shape, v)
-			dims = append(dims, int64(v))
-		}
-		x := engine.NewTensor(shape...)
+	names, shapes := testutil.GraphInputs(m, batch)
+	ortIn, engIn := map[string]Tensor{}, map[string]*engine.Tensor{}
+	for _, name := range names {
+		x := engine.NewTensor(shapes[name]...)
 		for i := range x.F {
 			x.F[i] = float32(rng.NormFloat64())
 		}
-		ortIn[in.Name], engIn[in.Name], shapes[in.Name] = Tensor{Shape: dims, Data: x.F}, x, shape
+		ortIn[name], engIn[name] = Tensor{Shape: testutil.Int64s(shapes[name]), Data: x.F}, x
 	}
 	return ortIn, engIn, shapes
 }

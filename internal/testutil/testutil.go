@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/internal/ortrun/libpath"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
 // InCI reports whether the environment variable CI is set to any
@@ -210,4 +211,41 @@ func ImageNetModel(t testing.TB, name string) string {
 	}
 	missing(t, "ImageNet-shaped model "+name+" not found in "+strings.Join(dirs, " or ")+"; generate it with `bash .ci/run` or `/usr/bin/python3 testdata/gen/export_imagenet.py --out "+dirs[0]+"`")
 	return ""
+}
+
+// GraphInputs returns the names of m's graph inputs that are not
+// initializers, in graph order, and their shapes with every dynamic
+// dimension set to batch (fixed dimensions stay).
+func GraphInputs(m *onnxpb.ModelProto, batch int) ([]string, map[string][]int) {
+	inits := map[string]bool{}
+	for _, tp := range m.GetGraph().GetInitializer() {
+		inits[tp.GetName()] = true
+	}
+	var names []string
+	shapes := map[string][]int{}
+	for _, in := range m.GetGraph().GetInput() {
+		if inits[in.GetName()] {
+			continue
+		}
+		var shape []int
+		for _, d := range in.GetType().GetTensorType().GetShape().GetDim() {
+			v := int(d.GetDimValue())
+			if _, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !ok {
+				v = batch
+			}
+			shape = append(shape, v)
+		}
+		names = append(names, in.GetName())
+		shapes[in.GetName()] = shape
+	}
+	return names, shapes
+}
+
+// Int64s converts dims to the int64 dimensions runtimes take.
+func Int64s(dims []int) []int64 {
+	out := make([]int64, len(dims))
+	for i, d := range dims {
+		out[i] = int64(d)
+	}
+	return out
 }
