@@ -6,7 +6,7 @@
 #             (compress --exclude .), the folding alone;
 #   lpr-keep  compress's default output with --keep-shape-ops, LPR alone;
 #   default   compress's default output (LPR and folding), what users get.
-# Every output is compressed without latency planning (--keep-slower) so that
+# Every output is compressed without latency planning (--no-latency) so that
 # the three differ only in what they name.
 #
 #   bash bench/compress/ortlatency/fold.sh [OUTDIR]
