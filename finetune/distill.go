@@ -132,6 +132,10 @@ type Options struct {
 	// the step number) before both models see it; the zero value trains
 	// on the images as loaded.
 	Augment dataset.Augment
+
+	// fullStudent turns off the shared prefix (see sharedPrefix): the
+	// student then computes its frozen front itself. Tests compare both.
+	fullStudent bool
 }
 
 // Status is the state of a run, given to Options.Progress.
@@ -176,6 +180,10 @@ type Report struct {
 	Seconds    float64       `json:"seconds"`
 	ImagesPerS float64       `json:"images_per_second"`
 	Resumed    bool          `json:"resumed"`
+	// SharedNodes is the number of the student's nodes that were not run
+	// because the teacher computes the same values (the frozen prefix
+	// before the first trained tensor; 0 when nothing is shared).
+	SharedNodes int `json:"shared_prefix_nodes,omitempty"`
 }
 
 // ErrDiverged is wrapped by the error Distill returns when the loss
@@ -228,19 +236,31 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	// batch-parallel where it pays (engine.CompileBatched): each worker
 	// runs a slice of the batch, and the gradients are reduced in a fixed
 	// order, so a run is deterministic for a given thread count
-	sp, err := engine.CompileBatched(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true, Outputs: obj.names()}, 0)
+	sp, pre, err := compileStudent(teacher, student, in.Name, shape, names, obj.names(), opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: student: %w", err)
 	}
 	defer sp.Close()
-	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: obj.names()}, 0)
+	tOut := obj.names()
+	if pre != nil {
+		for _, b := range pre.boundary {
+			if b != in.Name {
+				tOut = append(tOut, b)
+			}
+		}
+	}
+	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: tOut}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
 	}
 	defer tp.Close()
 
-	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, names: names, total: total, obj: obj, aug: aug,
+	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+	if pre != nil {
+		r.rep.SharedNodes = pre.nodes
+		r.feed = map[string]*engine.Tensor{}
+	}
 	for _, n := range names {
 		r.rep.Params += len(sp.Param(n).F)
 	}
@@ -275,13 +295,18 @@ type trainer struct {
 	opts    Options
 	in, tin evaluate.Input
 	sp, tp  *engine.Batched
-	names   []string
-	total   int
-	opt     *optimizer
-	sched   Schedule
-	rep     *Report
-	obj     *objective
-	aug     *dataset.Augmenter
+	// pre, when set, is the prefix the student shares with the teacher:
+	// sp is then the student's suffix, fed the teacher's boundary values
+	// (see forwardStudent) through feed.
+	pre   *sharedPrefix
+	feed  map[string]*engine.Tensor
+	names []string
+	total int
+	opt   *optimizer
+	sched Schedule
+	rep   *Report
+	obj   *objective
+	aug   *dataset.Augmenter
 	// best holds the parameters of the best validated epoch.
 	best     [][]float32
 	bestAgr  float64
@@ -366,7 +391,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return fmt.Errorf("distill: teacher: %w", err)
 		}
-		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+		if err := r.forwardStudent(batch); err != nil {
 			return fmt.Errorf("distill: student: %w", err)
 		}
 		s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
@@ -547,7 +572,7 @@ func (r *trainer) validate(ctx context.Context, val dataset.Batches) error {
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return err
 		}
-		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+		if err := r.forwardStudent(batch); err != nil {
 			return err
 		}
 		s, t := r.sp.Value(r.in.Output), r.tp.Value(r.tin.Output)
