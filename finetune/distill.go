@@ -195,6 +195,12 @@ var ErrDiverged = errors.New("training diverged")
 // Distill trains the student's tensors chosen by opts.Train to match the
 // teacher on data, and returns a copy of the student with the learned
 // values. Neither input model is modified.
+//
+// The student's nodes that compute exactly what the teacher's do (with
+// the default LPR-only training, every node before the first LPR module)
+// are not run: the student runs from the teacher's values of the last of
+// them on (see sharedPrefix), which gives the same bits as running the
+// whole student, in less time and memory.
 func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data, opts Options) (*onnxpb.ModelProto, *Report, error) {
 	in, err := evaluate.ModelInput(student)
 	if err != nil {

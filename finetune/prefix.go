@@ -26,6 +26,18 @@ import (
 // the prefix is every node before the first LPR module; on the fixtures
 // it holds the high-resolution early layers, the most expensive part of
 // a forward pass at 32x32.
+//
+// The engine is deterministic and computes a value from the same inputs
+// and weights the same way in the teacher's program as in the student's
+// (batch slices hold whole images, and fusions such as a Relu run in a
+// Conv's epilogue are exact), so the suffix sees the bits the whole
+// student would compute, and training gives the same student bit for bit
+// (TestSharedPrefixIsBitIdentical). One caveat: the engine chooses the
+// number of batch-parallel workers of the suffix by its own cost model; if
+// that differs from the whole student's choice at some thread count,
+// per-worker gradients are summed in another grouping, and the run differs
+// from the whole student's by float32 reassociation only (as a run at
+// another thread count does).
 type sharedPrefix struct {
 	// suffix is the student without the prefix nodes: its graph inputs
 	// are the boundary values, with their full-batch shapes.
