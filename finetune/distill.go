@@ -323,8 +323,6 @@ type trainer struct {
 func (r *trainer) run(ctx context.Context, data Data) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
-	x := make([]float32, o.Batch*size)
-	labels := make([]int, o.Batch)
 	outName := r.in.Output
 	var grad *engine.Tensor
 	start := time.Now()
@@ -352,6 +350,8 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 	}
 	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
+	feed := startFeed(data.Train, r.aug, o.Batch, size, r.step, r.total-r.step)
+	defer feed.close()
 	stepInEpoch := 0
 	leadingEOF, startStep := false, r.step
 	if o.StepsPerEpoch > 0 {
@@ -366,7 +366,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			}
 			return err
 		}
-		n, err := data.Train.Next(x, labels)
+		x, labels, n, err := feed.next()
 		if errors.Is(err, io.EOF) {
 			if stepInEpoch == 0 {
 				// A source left at the end of an epoch (by an earlier
@@ -389,9 +389,6 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 		if n < o.Batch {
 			continue // a short last batch is dropped; the epoch ends next
-		}
-		if err := r.aug.Apply(x, labels, n, int64(r.step)); err != nil {
-			return fmt.Errorf("distill: %w", err)
 		}
 		batch := engine.NewTensorF(x, inShape...)
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
