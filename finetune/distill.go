@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
 	"time"
 
@@ -263,6 +264,10 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+	r.workers = opts.Threads
+	if r.workers <= 0 {
+		r.workers = runtime.NumCPU()
+	}
 	if pre != nil {
 		r.rep.SharedNodes = pre.nodes
 		r.feed = map[string]*engine.Tensor{}
@@ -307,12 +312,17 @@ type trainer struct {
 	pre   *sharedPrefix
 	feed  map[string]*engine.Tensor
 	names []string
-	total int
-	opt   *optimizer
-	sched Schedule
-	rep   *Report
-	obj   *objective
-	aug   *dataset.Augmenter
+	// params and grads are the trained tensors' storage and last
+	// gradients, in names order; workers is the number of goroutines for
+	// per-tensor work (Options.Threads).
+	params, grads [][]float32
+	workers       int
+	total         int
+	opt           *optimizer
+	sched         Schedule
+	rep           *Report
+	obj           *objective
+	aug           *dataset.Augmenter
 	// best holds the parameters of the best validated epoch.
 	best     [][]float32
 	bestAgr  float64
@@ -352,6 +362,14 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
 	feed := startFeed(data.Train, r.aug, o.Batch, size, r.step, r.total-r.step)
 	defer feed.close()
+	r.params, r.grads = make([][]float32, len(r.names)), make([][]float32, len(r.names))
+	for i, name := range r.names {
+		r.params[i] = r.sp.Param(name).F
+		r.opt.prepare(name, len(r.params[i]))
+	}
+	// the norm of the parameters before an update is the one checked
+	// after the previous update
+	before := r.paramNorm()
 	stepInEpoch := 0
 	leadingEOF, startStep := false, r.step
 	if o.StepsPerEpoch > 0 {
@@ -410,7 +428,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if r.obj.logits > 0 {
 			seeds[outName] = grad
 		}
-		fl, err := r.obj.eval(r.sp, r.tp, seeds)
+		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.workers)
 		if err != nil {
 			return fmt.Errorf("distill: %w", err)
 		}
@@ -426,14 +444,12 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			return fmt.Errorf("distill: backward: %w", err)
 		}
 		lr := r.sched.At(r.step)
-		before := r.paramNorm()
-		r.opt.begin()
-		for _, name := range r.names {
-			r.opt.update(name, r.sp.Param(name).F, r.sp.Grad(name), lr)
-		}
-		if err := r.checkParams(before, lr, &ck); err != nil {
+		r.update(lr)
+		after, err := r.checkParams(before, lr, &ck)
+		if err != nil {
 			return err
 		}
+		before = after
 		r.step++
 		stepInEpoch++
 		seenImages += o.Batch
@@ -521,20 +537,39 @@ func (r *trainer) paramNorm() float64 {
 // the norm by a small fraction; this catches a learning rate that blows the
 // weights up on the very first step, which the loss can only show one step
 // later (or never, when the run ends first).
-func (r *trainer) checkParams(before, lr float64, ck *checkpointer) error {
+func (r *trainer) checkParams(before, lr float64, ck *checkpointer) (float64, error) {
 	f := r.opts.DivergeFactor
 	if f <= 0 {
 		f = 50
 	}
 	after := r.paramNorm()
 	if !math.IsNaN(after) && !math.IsInf(after, 0) && after <= f*max(before, 1) {
-		return nil
+		return after, nil
 	}
 	msg := fmt.Sprintf("at step %d: the update at learning rate %g took the trained parameters' L2 norm from %g to %g; lower the learning rate (--lr, now %g)", r.step+1, lr, before, after, r.opts.LR)
 	if ck.saved {
 		msg += "; the last good checkpoint is kept in " + ck.dir
 	}
-	return fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+	return after, fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+}
+
+// update applies one optimizer step at rate lr to every trained tensor,
+// the tensors on up to r.workers goroutines (each tensor's update is
+// independent of the others, so the result does not depend on workers).
+func (r *trainer) update(lr float64) {
+	r.opt.begin()
+	size := 0
+	for i, name := range r.names {
+		r.grads[i] = r.sp.Grad(name)
+		size += len(r.grads[i])
+	}
+	workers := r.workers
+	if size < minParallelFloats {
+		workers = 1
+	}
+	forEach(workers, len(r.names), func(i int) {
+		r.opt.update(r.names[i], r.params[i], r.grads[i], lr)
+	})
 }
 
 func (r *trainer) endEpoch(ctx context.Context, val dataset.Batches, ck *checkpointer) error {

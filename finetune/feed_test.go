@@ -84,3 +84,17 @@ func TestBatchFeed(t *testing.T) {
 		})
 	}
 }
+
+// TestForEach checks that forEach runs f exactly once for every index,
+// whatever the number of workers.
+func TestForEach(t *testing.T) {
+	for _, c := range []struct{ workers, n int }{{1, 5}, {2, 0}, {2, 1}, {2, 7}, {4, 3}, {8, 100}} {
+		counts := make([]int32, c.n)
+		forEach(c.workers, c.n, func(i int) { counts[i]++ })
+		for i, k := range counts {
+			if k != 1 {
+				t.Errorf("workers %d, n %d: index %d ran %d times", c.workers, c.n, i, k)
+			}
+		}
+	}
+}
