@@ -13,25 +13,13 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
-	"github.com/lprconv/lprconv/svd"
 )
 
 // fixtureStudent returns a committed fixture model and its data-free LPR
-// student (rank ratio 1/4, diag residual).
+// student (fixturePlan applied).
 func fixtureStudent(t *testing.T, name string) (teacher, student *onnxpb.ModelProto) {
 	t.Helper()
-	m, err := onnxio.Load(testdata("models", name+".onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kind, err := svd.ParseResidual("diag")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, kind, convert.PlanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, plan := fixturePlan(t, name)
 	s, err := convert.Apply(m, plan)
 	if err != nil {
 		t.Fatal(err)

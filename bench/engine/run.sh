@@ -18,7 +18,7 @@
 # Runtime is installed (MobileNetV1: 1 of 8 replaced, ShuffleNetV2: none,
 # which leaves nothing to fine-tune), so --no-latency replaces every
 # candidate that shrinks, for a run that trains every LPR module. PyTorch
-# (torch_distill.py) trains the student lprconv wrote, with the same
+# (torch_finetune.py) trains the student lprconv wrote, with the same
 # objective (logits+modules), batch, optimizer and schedule, channels_last,
 # at 1 and 2 threads; the goal is lprconv's best over PyTorch's best >= 1.2.
 #
@@ -96,7 +96,7 @@ fi
 
 if [ "$what" = finetune ] || [ "$what" = all ]; then
 	echo
-	echo "== fine-tuning loop: lprconv compress --data --no-latency (LPR tensors, batch 64, ${FT_STEPS:-150} steps) vs PyTorch (torch_distill.py, channels_last), 1 and 2 threads alternating"
+	echo "== fine-tuning loop: lprconv compress --data --no-latency (LPR tensors, batch 64, ${FT_STEPS:-150} steps) vs PyTorch (torch_finetune.py, channels_last), 1 and 2 threads alternating"
 	b=$(echo "$builds" | cut -d' ' -f1)
 	"$tmp/bench-$b" npy -o "$tmp/small.npy" -n 4096 -shape 3,32,32
 	for r in $(seq "${FT_REPS:-3}"); do
@@ -110,7 +110,7 @@ if [ "$what" = finetune ] || [ "$what" = all ]; then
 				echo "$m threads $th: $ips img/s, peak RSS $rss KiB"
 				echo "RESULT finetune model=$m threads=$th ips=$ips rss_kib=$rss" >>"$results"
 				if [ "${FT_TORCH_STEPS:-40}" -gt 0 ]; then
-					tips=$(/usr/bin/python3 bench/engine/torch_distill.py --teacher "testdata/models/$m.onnx" --student "$tmp/ft.onnx" \
+					tips=$(/usr/bin/python3 bench/engine/torch_finetune.py --teacher "testdata/models/$m.onnx" --student "$tmp/ft.onnx" \
 						--threads $th --steps "${FT_TORCH_STEPS:-40}" --batch 64 --format channels_last |
 						/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
 					echo "$m threads $th: PyTorch $tips img/s"

@@ -21,7 +21,7 @@ data loading); the first --warmup steps are not timed. Activations and 4-D
 weights are channels_last with --format channels_last (contiguous NCHW
 otherwise).
 
-    /usr/bin/python3 bench/engine/torch_distill.py --teacher T.onnx \
+    /usr/bin/python3 bench/engine/torch_finetune.py --teacher T.onnx \
         --student S.onnx [--batch 64] [--steps 40] [--threads 2] \
         [--match logits+modules] [--format channels_last]
 
@@ -31,8 +31,8 @@ Prints {"images_per_s": ..., "images_per_cpu_s": ..., "steps": ...,
 
 import argparse
 import copy
+import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -42,9 +42,16 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "..", "testdata", "gen"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "testdata", "gen"))
 import torch_onnx_eval  # noqa: E402
+
+# the recipe's pieces (LPR tensors, learning-rate schedule) come from
+# bench/finetune/torch_distill.py, PyTorch's implementation of the recipe
+_spec = importlib.util.spec_from_file_location(
+    "finetune_torch_distill", os.path.join(HERE, "..", "finetune", "torch_distill.py"))
+recipe = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(recipe)
 
 
 def cache_attrs():
@@ -60,20 +67,6 @@ def cache_attrs():
             cache[key] = parse(node)
         return cache[key]
     torch_onnx_eval._attrs = cached
-
-
-def lpr_tensors(model):
-    """Float initializers of the nodes whose names contain /lpr_, in order."""
-    inits = {t.name: t for t in model.graph.initializer}
-    names = []
-    for n in model.graph.node:
-        if "/lpr_" not in n.name:
-            continue
-        for i in n.input:
-            t = inits.get(i)
-            if t is not None and i not in names and t.data_type == onnx.TensorProto.FLOAT and len(t.dims) > 0:
-                names.append(i)
-    return names
 
 
 def module_outputs(model):
@@ -140,16 +133,6 @@ class Graph:
         return torch_onnx_eval.run(self.model, feeds)
 
 
-def lr_at(step, peak, warmup, total):
-    """Linear warm-up to peak over warmup steps, then cosine decay to 0."""
-    if warmup > 0 and step < warmup:
-        return peak * (step + 1) / warmup
-    if total <= warmup:
-        return peak
-    frac = min(max((step - warmup) / (total - warmup), 0.0), 1.0)
-    return peak * 0.5 * (1 + math.cos(math.pi * frac))
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", required=True)
@@ -172,7 +155,7 @@ def main():
     fmt = torch.channels_last if cl else torch.contiguous_format
     batches = [torch.randn(a.batch, 3, a.size, a.size).contiguous(memory_format=fmt) for _ in range(4)]
     teacher_proto, student_proto = onnx.load(a.teacher), onnx.load(a.student)
-    names = lpr_tensors(student_proto)
+    names = recipe.lpr_tensors(student_proto)
     mods = module_outputs(student_proto) if a.match == "logits+modules" else []
     teacher = Graph(teacher_proto, batches[0], observe=mods, channels_last=cl)
     student = Graph(student_proto, batches[0], observe=mods, trainable=names, channels_last=cl)
@@ -190,7 +173,7 @@ def main():
         for sv, tv in zip(s[1:], t[1:]):
             loss = loss + (sv - tv).pow(2).sum() / tv.pow(2).sum() / len(mods)
         for g in opt.param_groups:
-            g["lr"] = lr_at(k, a.lr, total // 20, total)
+            g["lr"] = recipe.lr_at(k, a.lr, total // 20, total)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
