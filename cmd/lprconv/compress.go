@@ -144,6 +144,9 @@ measured loss of fidelity (on --data images, else by weight error).
 offered (multiples of --multiple up to the break-even), then keeps the
 predicted whole-model latency (original minus the layers' savings) within
 F; the result's measured ratio is printed and in --json (latency.budget).
+Without --data its sensitivity is the error of the model's outputs on 16
+random inputs (a proxy for images; the weight error misjudges layers of
+very different cost in time).
 --include-nonsquare also replaces 1x1 convolutions with C_in != C_out by
 plain low-rank factors.
 
