@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -82,6 +83,16 @@ func allocate(ctx context.Context, r *Result, opts *Options, lat *latencyRun) (*
 		latBase = base
 		if b.Data == nil {
 			ro.Random, ro.RandomSeed = randomSensitivity(b)
+			if err := rankalloc.CheckRandom(r.Original, ro); err != nil {
+				var c *rankalloc.ConstantOutputsError
+				if !errors.As(err, &c) {
+					return nil, fmt.Errorf("--budget %s: %w", b.Target, err)
+				}
+				ro.Random = 0
+				note := fmt.Sprintf("--budget %s: %s; sensitivity by weight error instead (--data gives the KL divergence on images)", b.Target, oneLineError(c))
+				opts.logf(StageBudget, "%s", note)
+				lat.res.Notes = append(lat.res.Notes, note)
+			}
 		}
 	}
 	if b.Data != nil {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
@@ -10,6 +11,7 @@ import (
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -130,4 +132,45 @@ func ranksOf(p *convert.Plan) []int {
 		rs = append(rs, r)
 	}
 	return rs
+}
+
+// TestLatencyBudgetConstantOutputs: a data-free latency budget on a model
+// whose outputs do not depend on its input (the fixture with its first
+// convolution's weights zeroed) cannot measure sensitivities on random
+// inputs; it falls back to the weight error and says so in the notes.
+func TestLatencyBudgetConstantOutputs(t *testing.T) {
+	path, m := fixture(t)
+	var first string
+	for _, n := range m.GetGraph().GetNode() {
+		if n.GetOpType() == "Conv" {
+			first = n.GetInput()[1]
+			break
+		}
+	}
+	inits := m.GetGraph().GetInitializer()
+	for i, init := range inits {
+		if init.GetName() == first {
+			w, err := onnxio.Float32s(init)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inits[i] = onnxio.NewFloat32(first, init.GetDims(), make([]float32, len(w)))
+		}
+	}
+	for _, tc := range []struct {
+		model  *onnxpb.ModelProto
+		metric string
+	}{{nil, rankalloc.MetricRandom}, {m, rankalloc.MetricWeights}} {
+		r, err := Run(context.Background(), Options{In: path, Original: tc.model, Residual: svd.KindDiag, Tool: "test",
+			Plan:    convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
+			Budget:  &BudgetOptions{Target: Budget{Resource: LatencyResource, Fraction: 0.8}, Multiple: 16},
+			Latency: &Latency{Batches: []int64{64}, timer: &costTimer{perNode: 2000, perWeight: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		noted := strings.Contains(strings.Join(r.Latency.Notes, "\n"), "hardly depend on the input")
+		if r.Allocation.Metric != tc.metric || noted != (tc.metric == rankalloc.MetricWeights) {
+			t.Errorf("zeroed %v: metric %q, notes %q", tc.model != nil, r.Allocation.Metric, r.Latency.Notes)
+		}
+	}
 }

@@ -374,6 +374,10 @@ func newRunner(m *onnxpb.ModelProto, base *convert.Plan, layers []*convert.Layer
 			r.close()
 			return nil, fmt.Errorf("sensitivity: the original's outputs on %d random inputs have norm %g; cannot measure relative errors", r.n, math.Sqrt(r.refNorm))
 		}
+		if s := spread(logits, r.classes); s < MinRandomSpread {
+			r.close()
+			return nil, &ConstantOutputsError{Inputs: r.n, Spread: s}
+		}
 		return r, nil
 	}
 	r.refLogP = logSoftmax(logits, r.classes)
