@@ -80,6 +80,10 @@ type repeatedString struct{ values []string }
 func (r *repeatedString) Set(v string) error { r.values = append(r.values, v); return nil }
 func (r *repeatedString) String() string     { return strings.Join(r.values, " ") }
 
+// Get returns the values given (flag.Getter: the checkpoint fingerprint
+// reads every set flag's value).
+func (r *repeatedString) Get() any { return r.values }
+
 func compressCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the compressed model to `OUT`"},

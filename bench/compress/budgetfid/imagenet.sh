@@ -8,7 +8,7 @@
 #
 # Budget runs: compress --budget latency=F at batch 1, 1 thread (sensitivity:
 # rankalloc.MetricRandom on 16 random inputs, seed 1). Uniform ratios
-# (RATIOS, default 1/4 5/16 3/8) with --keep-slower --no-latency. Then all are
+# (RATIOS, default 1/4 5/16 3/8) with --no-latency (no latency planning). Then all are
 # timed against the original, interleaved, at batch 1 (ortlatency), and
 # compared with the original on 64 random inputs of seed 7 (not those the
 # sensitivities were measured on) and of seed 1.
@@ -22,7 +22,7 @@ for i in $(seq 1 "${RUNS:-2}"); do
 	"$bin" compress "$m" --budget latency="$f" --latency-batch 1 --latency-threads 1 --json --overwrite -o "$out/b${f}_$i.onnx" >"$out/b${f}_$i.json" 2>"$out/b${f}_$i.err"
 done
 for r in $ratios; do
-	"$bin" compress "$m" --rank-ratio "$r" --keep-slower --no-latency --json --overwrite -o "$out/u$r.onnx" >"$out/u$r.json" 2>"$out/u$r.err"
+	"$bin" compress "$m" --rank-ratio "$r" --no-latency --json --overwrite -o "$out/u$r.onnx" >"$out/u$r.json" 2>"$out/u$r.err"
 done
 go run ./bench/compress/ortlatency -batches 1 -time "${LATENCY_TIME:-8s}" -sessions "${SESSIONS:-2}" "$m" "$out"/b*.onnx "$out"/u*.onnx >"$out/latency.txt"
 for x in "$out"/*.onnx; do
