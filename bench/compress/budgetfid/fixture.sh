@@ -8,7 +8,9 @@
 # For each F: compress --budget latency=F at --latency-batch 64 with KL
 # sensitivities on the 1,000 committed training images and the default
 # fine-tuning (bF_ft.onnx), then the same ranks data-free (bF_df.onnx: SVD
-# factors, --layer-rank/--exclude, no fine-tuning). For each uniform ratio
+# factors, --layer-rank/--exclude, no fine-tuning); and data-free
+# --budget latency=F (rF_df.onnx: sensitivity on random inputs) with its
+# ranks fine-tuned (rF_ft.onnx). For each uniform ratio
 # (RATIOS, default 5/16 1/4 3/16 1/8) the same two (uR_df.onnx, uR_ft.onnx),
 # with --keep-slower so that latency planning keeps every layer. Then every
 # data-free model (a fine-tuned one has its data-free twin's graph shapes)
@@ -26,10 +28,10 @@ mkdir -p "$out"
 data=(--data testdata/images/train --mean 0.286 --std 0.353 --fit pad)
 common=(--latency-batch 64 --latency-threads 1 --threads "${THREADS:-1}" --json --overwrite)
 test=(--data /usr/share/datasets/fashion-mnist --split test --fit pad --mean 0.286 --std 0.353 --threads "${THREADS:-1}" --json)
-for f in $fs; do
-	"$bin" compress "$m" --budget latency="$f" "${data[@]}" "${common[@]}" -o "$out/b${f}_ft.onnx" >"$out/b${f}_ft.json" 2>"$out/b${f}_ft.err"
-	# The same ranks, data-free: every replaced layer at its rank, every kept one excluded.
-	mapfile -t sel < <(python3 - "$out/b${f}_ft.json" <<'PY'
+# selection FILE prints the --layer-rank and --exclude flags that reproduce
+# the ranks in FILE (compress --json output).
+selection() {
+	python3 - "$1" <<'PY'
 import json, re, sys
 for l in json.load(open(sys.argv[1]))["layers"]:
     if l["replace"]:
@@ -37,8 +39,16 @@ for l in json.load(open(sys.argv[1]))["layers"]:
     else:
         print("--exclude"); print("^" + re.escape(l["name"]) + "$")
 PY
-)
+}
+for f in $fs; do
+	"$bin" compress "$m" --budget latency="$f" "${data[@]}" "${common[@]}" -o "$out/b${f}_ft.onnx" >"$out/b${f}_ft.json" 2>"$out/b${f}_ft.err"
+	# The same ranks, data-free: every replaced layer at its rank, every kept one excluded.
+	mapfile -t sel < <(selection "$out/b${f}_ft.json")
 	"$bin" compress "$m" "${sel[@]}" --keep-slower "${common[@]}" -o "$out/b${f}_df.onnx" >"$out/b${f}_df.json" 2>"$out/b${f}_df.err"
+	# Data-free budget (sensitivity on random inputs), then its ranks fine-tuned.
+	"$bin" compress "$m" --budget latency="$f" "${common[@]}" -o "$out/r${f}_df.onnx" >"$out/r${f}_df.json" 2>"$out/r${f}_df.err"
+	mapfile -t sel < <(selection "$out/r${f}_df.json")
+	"$bin" compress "$m" "${sel[@]}" --keep-slower "${data[@]}" "${common[@]}" -o "$out/r${f}_ft.onnx" >"$out/r${f}_ft.json" 2>"$out/r${f}_ft.err"
 done
 for r in $ratios; do
 	"$bin" compress "$m" --rank-ratio "$r" --keep-slower "${common[@]}" -o "$out/u${r}_df.onnx" >"$out/u${r}_df.json" 2>"$out/u${r}_df.err"
