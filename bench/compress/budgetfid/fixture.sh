@@ -40,22 +40,34 @@ for l in json.load(open(sys.argv[1]))["layers"]:
         print("--exclude"); print("^" + re.escape(l["name"]) + "$")
 PY
 }
+# lpr NAME ARGS... runs compress ARGS -o OUT/NAME.onnx (JSON to NAME.json)
+# unless NAME.onnx exists (a rerun resumes); a budget no ranks reach is
+# reported and skipped.
+lpr() {
+	local name=$1; shift
+	[ -s "$out/$name.onnx" ] && return 0
+	"$bin" compress "$m" "$@" "${common[@]}" -o "$out/$name.onnx" >"$out/$name.json" 2>"$out/$name.err" ||
+		{ echo "$name: $(tail -1 "$out/$name.err")" >&2; rm -f "$out/$name.json"; return 1; }
+}
 for f in $fs; do
-	"$bin" compress "$m" --budget latency="$f" "${data[@]}" "${common[@]}" -o "$out/b${f}_ft.onnx" >"$out/b${f}_ft.json" 2>"$out/b${f}_ft.err"
-	# The same ranks, data-free: every replaced layer at its rank, every kept one excluded.
-	mapfile -t sel < <(selection "$out/b${f}_ft.json")
-	"$bin" compress "$m" "${sel[@]}" --keep-slower "${common[@]}" -o "$out/b${f}_df.onnx" >"$out/b${f}_df.json" 2>"$out/b${f}_df.err"
+	if lpr "b${f}_ft" --budget latency="$f" "${data[@]}"; then
+		# The same ranks, data-free: every replaced layer at its rank, every kept one excluded.
+		mapfile -t sel < <(selection "$out/b${f}_ft.json")
+		lpr "b${f}_df" "${sel[@]}" --keep-slower
+	fi
 	# Data-free budget (sensitivity on random inputs), then its ranks fine-tuned.
-	"$bin" compress "$m" --budget latency="$f" "${common[@]}" -o "$out/r${f}_df.onnx" >"$out/r${f}_df.json" 2>"$out/r${f}_df.err"
-	mapfile -t sel < <(selection "$out/r${f}_df.json")
-	"$bin" compress "$m" "${sel[@]}" --keep-slower "${data[@]}" "${common[@]}" -o "$out/r${f}_ft.onnx" >"$out/r${f}_ft.json" 2>"$out/r${f}_ft.err"
+	if lpr "r${f}_df" --budget latency="$f"; then
+		mapfile -t sel < <(selection "$out/r${f}_df.json")
+		lpr "r${f}_ft" "${sel[@]}" --keep-slower "${data[@]}"
+	fi
 done
 for r in $ratios; do
-	"$bin" compress "$m" --rank-ratio "$r" --keep-slower "${common[@]}" -o "$out/u${r}_df.onnx" >"$out/u${r}_df.json" 2>"$out/u${r}_df.err"
-	"$bin" compress "$m" --rank-ratio "$r" --keep-slower "${data[@]}" "${common[@]}" -o "$out/u${r}_ft.onnx" >"$out/u${r}_ft.json" 2>"$out/u${r}_ft.err"
+	lpr "u${r}_df" --rank-ratio "$r" --keep-slower
+	lpr "u${r}_ft" --rank-ratio "$r" --keep-slower "${data[@]}"
 done
 go run ./bench/compress/ortlatency -batches 64 -time "${LATENCY_TIME:-4s}" -sessions "${SESSIONS:-3}" "$m" "$out"/*_df.onnx >"$out/latency.txt"
 for x in "$out"/*.onnx; do
+	[ -s "${x%.onnx}.compare.json" ] && continue
 	"$bin" compare "$m" "$x" "${test[@]}" >"${x%.onnx}.compare.json"
 done
 python3 - "$out" <<'PY'
@@ -70,6 +82,8 @@ print("| model | ranks (0 = kept) | MACs | latency b64 | data-free: agreement / 
 print("|---|---|---|---|---|---|")
 for df in sorted(glob.glob(os.path.join(out, "*_df.json"))):
     name = os.path.basename(df)[:-8]
+    if not os.path.exists(os.path.join(out, name + "_ft.compare.json")):
+        continue
     c = json.load(open(df))
     ranks = " ".join(str(l["rank"] if l["replace"] else 0) for l in c["layers"])
     row = [name, ranks, "%.3f" % c["macs_ratio"], lat.get(name, "?")]
