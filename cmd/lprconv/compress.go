@@ -80,6 +80,10 @@ type repeatedString struct{ values []string }
 func (r *repeatedString) Set(v string) error { r.values = append(r.values, v); return nil }
 func (r *repeatedString) String() string     { return strings.Join(r.values, " ") }
 
+// Get returns the values given (flag.Getter: the checkpoint fingerprint
+// reads every set flag's value).
+func (r *repeatedString) Get() any { return r.values }
+
 func compressCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the compressed model to `OUT`"},
@@ -145,6 +149,9 @@ measured loss of fidelity (on --data images, else by weight error).
 offered (multiples of --multiple up to the break-even), then keeps the
 predicted whole-model latency (original minus the layers' savings) within
 F; the result's measured ratio is printed and in --json (latency.budget).
+Without --data its sensitivity is the error of the model's outputs on 16
+random inputs (a proxy for images; the weight error misjudges layers of
+very different cost in time).
 --include-nonsquare also replaces 1x1 convolutions with C_in != C_out by
 plain low-rank factors.
 
