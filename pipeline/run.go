@@ -11,6 +11,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/rankalloc"
 	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
@@ -112,6 +113,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		lat.reportBudget(r.Allocation)
 	}
 	return r, nil
+}
+
+// asWritten returns a rewritten model as Run writes it when nothing is
+// fine-tuned: with its shape arithmetic folded unless KeepShapeOps, so that
+// whole-model latency checks time what will be written.
+func asWritten(opts *Options, m *onnxpb.ModelProto) (*onnxpb.ModelProto, error) {
+	if opts.KeepShapeOps {
+		return m, nil
+	}
+	f, _, err := shapefold.Fold(m)
+	return f, err
 }
 
 // foldShapes replaces the model's run-time shape arithmetic by constants
