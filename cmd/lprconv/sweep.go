@@ -45,7 +45,7 @@ alone at each offered rank in ONNX Runtime at the first --latency-batch
 (--latency-threads threads), chooses ranks from that table, and checks the
 whole model; without --data its sensitivity is the output error on random
 inputs. Latency budgets need the runtime (--ort-lib, $ONNXRUNTIME_LIB) and
-run one at a time. A budget that no offered ranks reach (see --multiple and
+run one at a time; the report's latency columns stay at batch 1. A budget that no offered ranks reach (see --multiple and
 --channel-align) gets no row and a note saying the smallest reachable
 fraction; the other configurations still run. Budget rows are listed among the rank-ratio rows of their
 residual in decreasing order of parameters, so that rows of similar size
@@ -260,6 +260,9 @@ func runSweep(c *cli.Context, args []string) error {
 	defer p.Close()
 
 	meta := report.Meta{Model: model, Date: time.Now().UTC().Format(time.RFC3339), Command: sweepCommandLine(c, model)}
+	if latBudgets != nil && latBudgets.Batches[0] != 1 {
+		meta.Notes = append(meta.Notes, fmt.Sprintf("Latency budgets (latency=F) were allocated and checked at batch %d; the latency columns and plots are at batch 1.", latBudgets.Batches[0]))
+	}
 	var meter sweep.LatencyMeter
 	latency := sweep.LatencyOptions{Runs: c.Int("latency-runs"), Threads: c.Int("latency-threads")}
 	if c.Bool("no-latency") {
