@@ -225,15 +225,16 @@ func gatherStride2(dst, src []float32) {
 	}
 }
 
-// zeroRow4K stands for input rows in the padding of the vectorized
-// im2col; it is never written.
-var zeroRow4K [4096]float32
+// zeroRow4K stands for input rows (of up to 4096 values) in the padding of
+// the vectorized im2col, with zeroGuard zero values on each side (see
+// zeroGuard); it is never written.
+var zeroRow4K [zeroGuard + 4096 + zeroGuard]float32
 
 // im2colFast writes the column matrix of one image (see Im2col) with the
 // AVX-512 kernels for strides 1 and 2; it reports false when it cannot.
 func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
 	s := g.Strides[0]
-	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K) {
+	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K)-2*zeroGuard {
 		return false
 	}
 	hw := g.OH * g.OW
@@ -245,9 +246,9 @@ func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
 			for kx := 0; kx < g.KW; kx++ {
 				pt, pl := g.Pads[0]-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
 				if s == 1 {
-					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], g.H, g.W, g.OH, g.OW, pt, pl)
 				} else {
-					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], g.H, g.W, g.OH, g.OW, pt, pl)
 				}
 				row++
 			}
