@@ -78,6 +78,9 @@ func (op *PoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 func (op *PoolOp) run(lo, hi int) {
 	g := op.Geom
 	hw, ohw := g.H*g.W, g.OH*g.OW
+	if op.Max && kernels.MaxPool3x3(&g, hi-lo, op.x[lo*hw:hi*hw], op.y[lo*ohw:hi*ohw]) {
+		return
+	}
 	// output columns whose window lies entirely inside the input
 	ilo, ihi := validRange(-g.Pads[1], g.Strides[1], g.W-(g.KW-1)*g.Dilations[1], g.OW)
 	for p := lo; p < hi; p++ {

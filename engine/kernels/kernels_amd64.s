@@ -4990,3 +4990,318 @@ dw3x3DirectGradS2AVX512_rowdone:
 	VMOVUPS Z8, 512(AX)
 	VZEROUPPER
 	RET
+
+DATA poolNegInf<>+0(SB)/4, $0xff800000
+GLOBL poolNegInf<>(SB), RODATA|NOPTR, $4
+
+// func maxPool3x3S1AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
+TEXT ·maxPool3x3S1AVX512(SB), NOSPLIT, $0-100
+	MOVQ         out+0(FP), AX
+	XORL         CX, CX
+	VBROADCASTSS poolNegInf<>+0(SB), Z0
+	VPBROADCASTD wd+32(FP), Z4
+	VPBROADCASTD ow+48(FP), Z5
+	VPBROADCASTD pl+64(FP), Z1
+	VMOVDQU32    dwIota<>+0(SB), Z6
+	VPSUBD       Z1, Z6, Z6
+	MOVQ         wd+32(FP), DX
+	SHLQ         $0x02, DX
+
+maxPool3x3S1AVX512_image:
+	MOVQ pt+56(FP), BX
+	NEGQ BX
+	XORQ SI, SI
+	XORQ DI, DI
+
+maxPool3x3S1AVX512_row:
+	MOVQ      BX, R9
+	MOVQ      R9, R8
+	IMULQ     DX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+24(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      BX, R10
+	ADDQ      $0x01, R10
+	MOVQ      R10, R9
+	IMULQ     DX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+24(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      BX, R11
+	ADDQ      $0x02, R11
+	MOVQ      R11, R10
+	IMULQ     DX, R10
+	ADDQ      in+8(FP), R10
+	CMPQ      R11, h+24(FP)
+	CMOVQCC   zero+16(FP), R10
+	MOVQ      pl+64(FP), R11
+	SHLQ      $0x02, R11
+	NEGQ      R11
+	VMOVDQA32 Z6, Z7
+	VMOVDQU32 dwIota<>+0(SB), Z8
+	MOVQ      ow+48(FP), R12
+
+maxPool3x3S1AVX512_col:
+	VPCMPUD     $0x01, Z5, Z8, K1
+	VPCMPUD     $0x01, Z4, Z7, K2
+	VPADDD.BCST dwConst<>+0(SB), Z7, Z1
+	VPCMPUD     $0x01, Z4, Z1, K3
+	VPADDD.BCST dwConst<>+4(SB), Z7, Z1
+	VPCMPUD     $0x01, Z4, Z1, K4
+	VMOVAPS     Z0, Z9
+	VMOVUPS     (R8)(R11*1), K2, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z9, Z1
+	VMOVAPS     Z0, Z9
+	VMOVUPS     4(R8)(R11*1), K3, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z1, Z1
+	VMOVAPS     Z0, Z9
+	VMOVUPS     8(R8)(R11*1), K4, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z1, Z1
+	VMOVAPS     Z0, Z9
+	VMOVUPS     (R9)(R11*1), K2, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z9, Z2
+	VMOVAPS     Z0, Z9
+	VMOVUPS     4(R9)(R11*1), K3, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z2, Z2
+	VMOVAPS     Z0, Z9
+	VMOVUPS     8(R9)(R11*1), K4, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z2, Z2
+	VMOVAPS     Z0, Z9
+	VMOVUPS     (R10)(R11*1), K2, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z9, Z3
+	VMOVAPS     Z0, Z9
+	VMOVUPS     4(R10)(R11*1), K3, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z3, Z3
+	VMOVAPS     Z0, Z9
+	VMOVUPS     8(R10)(R11*1), K4, Z9
+	VCMPPS      $0x03, Z9, Z9, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z9, Z3, Z3
+	VRANGEPS    $0x05, Z2, Z1, Z1
+	VRANGEPS    $0x05, Z3, Z1, Z1
+	VMOVUPS     Z1, K1, (AX)(DI*1)
+	VPADDD.BCST dwConst<>+8(SB), Z7, Z7
+	VPADDD.BCST dwConst<>+8(SB), Z8, Z8
+	ADDQ        $0x00000040, R11
+	SUBQ        $0x10, R12
+	JLE         maxPool3x3S1AVX512_rowdone
+	ADDQ        $0x00000040, DI
+	JMP         maxPool3x3S1AVX512_col
+
+maxPool3x3S1AVX512_rowdone:
+	ADDQ $0x10, R12
+	LEAQ (DI)(R12*4), DI
+	ADDQ $0x01, BX
+	INCQ SI
+	CMPQ SI, oh+40(FP)
+	JL   maxPool3x3S1AVX512_row
+	MOVQ inStride+80(FP), BX
+	SHLQ $0x02, BX
+	ADDQ BX, in+8(FP)
+	MOVQ outStride+88(FP), BX
+	SHLQ $0x02, BX
+	ADDQ BX, AX
+	DECQ count+72(FP)
+	JNE  maxPool3x3S1AVX512_image
+	MOVL CX, nan+96(FP)
+	VZEROUPPER
+	RET
+
+// func maxPool3x3S2AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)
+// Requires: AVX, AVX512DQ, AVX512F, CMOV
+TEXT ·maxPool3x3S2AVX512(SB), NOSPLIT, $0-100
+	MOVQ         out+0(FP), AX
+	XORL         CX, CX
+	VBROADCASTSS poolNegInf<>+0(SB), Z0
+	VPBROADCASTD wd+32(FP), Z4
+	VPBROADCASTD ow+48(FP), Z5
+	VPBROADCASTD pl+64(FP), Z1
+	VMOVDQU32    dwIota<>+0(SB), Z6
+	VPSUBD       Z1, Z6, Z6
+	VMOVUPS      dwEvenIndex<>+0(SB), Z7
+	MOVQ         wd+32(FP), DX
+	SHLQ         $0x02, DX
+
+maxPool3x3S2AVX512_image:
+	MOVQ pt+56(FP), BX
+	NEGQ BX
+	XORQ SI, SI
+	XORQ DI, DI
+
+maxPool3x3S2AVX512_row:
+	MOVQ      BX, R9
+	MOVQ      R9, R8
+	IMULQ     DX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+24(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      BX, R10
+	ADDQ      $0x01, R10
+	MOVQ      R10, R9
+	IMULQ     DX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+24(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      BX, R11
+	ADDQ      $0x02, R11
+	MOVQ      R11, R10
+	IMULQ     DX, R10
+	ADDQ      in+8(FP), R10
+	CMPQ      R11, h+24(FP)
+	CMOVQCC   zero+16(FP), R10
+	MOVQ      pl+64(FP), R11
+	SHLQ      $0x02, R11
+	NEGQ      R11
+	VMOVDQA32 Z6, Z8
+	VMOVDQU32 dwIota<>+0(SB), Z9
+	MOVQ      ow+48(FP), R12
+
+maxPool3x3S2AVX512_col:
+	VPCMPUD     $0x01, Z5, Z9, K1
+	VPCMPUD     $0x01, Z4, Z8, K2
+	VPADDD.BCST dwConst<>+8(SB), Z8, Z1
+	VPCMPUD     $0x01, Z4, Z1, K5
+	VPADDD.BCST dwConst<>+0(SB), Z8, Z1
+	VPCMPUD     $0x01, Z4, Z1, K3
+	VPADDD.BCST dwConst<>+12(SB), Z8, Z1
+	VPCMPUD     $0x01, Z4, Z1, K6
+	VPADDD.BCST dwConst<>+4(SB), Z8, Z1
+	VPCMPUD     $0x01, Z4, Z1, K4
+	VPADDD.BCST dwConst<>+16(SB), Z8, Z1
+	VPCMPUD     $0x01, Z4, Z1, K7
+	VMOVAPS     Z0, Z10
+	VMOVUPS     (R8)(R11*1), K2, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     64(R8)(R11*1), K5, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z10, Z1
+	VMOVAPS     Z0, Z10
+	VMOVUPS     4(R8)(R11*1), K3, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     68(R8)(R11*1), K6, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z1, Z1
+	VMOVAPS     Z0, Z10
+	VMOVUPS     8(R8)(R11*1), K4, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     72(R8)(R11*1), K7, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z1, Z1
+	VMOVAPS     Z0, Z10
+	VMOVUPS     (R9)(R11*1), K2, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     64(R9)(R11*1), K5, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z10, Z2
+	VMOVAPS     Z0, Z10
+	VMOVUPS     4(R9)(R11*1), K3, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     68(R9)(R11*1), K6, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z2, Z2
+	VMOVAPS     Z0, Z10
+	VMOVUPS     8(R9)(R11*1), K4, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     72(R9)(R11*1), K7, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z2, Z2
+	VMOVAPS     Z0, Z10
+	VMOVUPS     (R10)(R11*1), K2, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     64(R10)(R11*1), K5, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VMOVAPS     Z10, Z3
+	VMOVAPS     Z0, Z10
+	VMOVUPS     4(R10)(R11*1), K3, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     68(R10)(R11*1), K6, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z3, Z3
+	VMOVAPS     Z0, Z10
+	VMOVUPS     8(R10)(R11*1), K4, Z10
+	VMOVAPS     Z0, Z11
+	VMOVUPS     72(R10)(R11*1), K7, Z11
+	VPERMT2PS   Z11, Z7, Z10
+	VCMPPS      $0x03, Z10, Z10, K0
+	KMOVW       K0, R13
+	ORL         R13, CX
+	VRANGEPS    $0x05, Z10, Z3, Z3
+	VRANGEPS    $0x05, Z2, Z1, Z1
+	VRANGEPS    $0x05, Z3, Z1, Z1
+	VMOVUPS     Z1, K1, (AX)(DI*1)
+	VPADDD.BCST dwConst<>+20(SB), Z8, Z8
+	VPADDD.BCST dwConst<>+8(SB), Z9, Z9
+	ADDQ        $0x00000080, R11
+	SUBQ        $0x10, R12
+	JLE         maxPool3x3S2AVX512_rowdone
+	ADDQ        $0x00000040, DI
+	JMP         maxPool3x3S2AVX512_col
+
+maxPool3x3S2AVX512_rowdone:
+	ADDQ $0x10, R12
+	LEAQ (DI)(R12*4), DI
+	ADDQ $0x02, BX
+	INCQ SI
+	CMPQ SI, oh+40(FP)
+	JL   maxPool3x3S2AVX512_row
+	MOVQ inStride+80(FP), BX
+	SHLQ $0x02, BX
+	ADDQ BX, in+8(FP)
+	MOVQ outStride+88(FP), BX
+	SHLQ $0x02, BX
+	ADDQ BX, AX
+	DECQ count+72(FP)
+	JNE  maxPool3x3S2AVX512_image
+	MOVL CX, nan+96(FP)
+	VZEROUPPER
+	RET

@@ -169,3 +169,13 @@ func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *flo
 //
 //go:noescape
 func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
+
+// maxPool3x3S1AVX512 computes a 3x3 stride-1 max pooling of planes and reports whether it met a NaN.
+//
+//go:noescape
+func maxPool3x3S1AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)
+
+// maxPool3x3S2AVX512 computes a 3x3 stride-2 max pooling of planes and reports whether it met a NaN.
+//
+//go:noescape
+func maxPool3x3S2AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)

@@ -40,6 +40,9 @@ type directBody struct {
 	// nextImage, when set, loops over count images (parameters count and
 	// inStride, in values): it advances the body's own pointers.
 	nextImage func()
+	// fill, when set, is the value of the taps in the horizontal padding
+	// (merge-masked loads); otherwise they read zero.
+	fill VecVirtual
 }
 
 func directPlane(name string, s int, body directBody) {
@@ -109,9 +112,9 @@ func directPlane(name string, s int, body directBody) {
 	for ky := 0; ky < 3; ky++ {
 		for kx := 0; kx < 3; kx++ {
 			m := Mem{Base: rows[ky], Index: off, Scale: 1, Disp: 4 * kx}
-			VMOVUPS_Z(m, klo[kx], v)
+			maskedLoad(m, klo[kx], v, body.fill)
 			if s == 2 {
-				VMOVUPS_Z(m.Offset(64), khi[kx], v2)
+				maskedLoad(m.Offset(64), khi[kx], v2, body.fill)
 				VPERMT2PS(v2, l.idx, v)
 			}
 			body.tap(ky, kx, v, kst)
@@ -140,6 +143,17 @@ func directPlane(name string, s int, body directBody) {
 		DECQ(paramAddr("count"))
 		JNE(LabelRef(name + "_image"))
 	}
+}
+
+// maskedLoad loads the lanes of m selected by k into v, and sets the
+// others to fill, or to zero when fill is nil.
+func maskedLoad(m Mem, k Register, v, fill VecVirtual) {
+	if fill == nil {
+		VMOVUPS_Z(m, k, v)
+		return
+	}
+	VMOVAPS(fill, v)
+	VMOVUPS(m, k, v)
 }
 
 // dwDirectForward emits out[y*ow+x] = bias + sum w[ky*3+kx] *

@@ -51,6 +51,9 @@ func main() {
 	dwDirectForward("dw3x3DirectS2AVX512", 2)
 	dwDirectWeightGrad("dw3x3DirectGradS1AVX512", 1)
 	dwDirectWeightGrad("dw3x3DirectGradS2AVX512", 2)
+	poolData()
+	maxPoolDirect("maxPool3x3S1AVX512", 1)
+	maxPoolDirect("maxPool3x3S2AVX512", 2)
 	Generate()
 }
 
