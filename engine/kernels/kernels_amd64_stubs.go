@@ -70,6 +70,46 @@ func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 //go:noescape
 func gemmAVX2x6x16BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x12x32PackedEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32PackedEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32RowsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32RowsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32ColsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32ColsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32BRowsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32BRowsEp(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32PackedEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32PackedEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32RowsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32RowsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32ColsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32ColsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32BRowsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32BRowsEp(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
 // dw3x3s1AVX512 computes a 3x3 stride-1 depthwise convolution of a padded plane.
 //
 //go:noescape

@@ -46,6 +46,36 @@ type asmKernel func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, 
 // in place (row stride ldb).
 type asmKernelB func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
+// asmKernelEp and asmKernelBEp are asmKernel and asmKernelB with the fused
+// epilogue (see epKernels).
+type (
+	asmKernelEp  func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, bias *float32, lo, hi float32)
+	asmKernelBEp func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, bias *float32, lo, hi float32)
+)
+
+// asmEp wraps the fused-epilogue variants of an asmSpec family, checking
+// the slice bounds as asmSpec does.
+func asmEp(mr, nr int, packed, rows, cols asmKernelEp, bRows asmKernelBEp) *epKernels {
+	return &epKernels{
+		packed: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			packed(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		rows: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[(mr-1)*lda+kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		cols: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[(kc-1)*lda+mr-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		bRows: func(kc int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[mr*kc-1], b[(kc-1)*ldb+nr-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			bRows(kc, &a[0], 0, &b[0], ldb, &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+	}
+}
+
 // asmSpec wraps three generated micro-kernels (A packed, A rows, A columns)
 // of one mr x nr tile into a kernelSpec, checking the slice bounds.
 func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows asmKernelB) kernelSpec {
@@ -73,10 +103,18 @@ func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows as
 }
 
 var (
-	avx512Kernel  = asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows)
-	avx512Kernel8 = asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows)
-	avx2Kernel    = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
+	avx512Kernel = withEp(asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows),
+		asmEp(12, 32, gemmAVX512x12x32PackedEp, gemmAVX512x12x32RowsEp, gemmAVX512x12x32ColsEp, gemmAVX512x12x32BRowsEp))
+	avx512Kernel8 = withEp(asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows),
+		asmEp(8, 32, gemmAVX512x8x32PackedEp, gemmAVX512x8x32RowsEp, gemmAVX512x8x32ColsEp, gemmAVX512x8x32BRowsEp))
+	avx2Kernel = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
 )
+
+// withEp returns k with the fused-epilogue kernels ep.
+func withEp(k kernelSpec, ep *epKernels) kernelSpec {
+	k.ep = ep
+	return k
+}
 
 // bestKernel is the fastest GEMM micro-kernel this CPU supports.
 var bestKernel = func() *kernelSpec {

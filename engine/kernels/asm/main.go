@@ -24,10 +24,20 @@ func main() {
 		{"AVX512x8x32", 8, 2, true},
 		{"AVX2x6x16", 6, 2, false},
 	} {
-		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false)
-		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false)
-		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false)
-		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true)
+		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false, false)
+		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false, false)
+		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false, false)
+		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true, false)
+	}
+	// the fused-epilogue variants (AVX-512 only: AVX2 lacks the registers)
+	for _, k := range []struct {
+		name string
+		mr   int
+	}{{"AVX512x12x32", 12}, {"AVX512x8x32", 8}} {
+		gemmKernel("gemm"+k.name+"PackedEp", k.mr, 2, true, aPacked, false, true)
+		gemmKernel("gemm"+k.name+"RowsEp", k.mr, 2, true, aRows, false, true)
+		gemmKernel("gemm"+k.name+"ColsEp", k.mr, 2, true, aCols, false, true)
+		gemmKernel("gemm"+k.name+"BRowsEp", k.mr, 2, true, aPacked, true, true)
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
@@ -95,7 +105,12 @@ const (
 //
 // With bRows, B is read in place from a row-major matrix (row p at
 // b + p*ldb) instead of a packed panel; the signature then has ldb after b.
-func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
+//
+// With ep, the tile gets the GEMM epilogue before it is stored, in the
+// order and with the operations of biasActTileAVX512 (so the results are
+// the same bits): c = min(max(c + bias[i], lo), hi) for row i; the
+// signature then ends with bias (mr values), lo and hi.
+func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows, ep bool) {
 	lanes := 8
 	if zmm {
 		lanes = 16
@@ -106,7 +121,12 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	if bRows {
 		sig = "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)"
 	}
-	leaf(name, sig, fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
+	doc := fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr)
+	if ep {
+		sig = sig[:len(sig)-1] + ", bias *float32, lo, hi float32)"
+		doc = fmt.Sprintf("%s computes a %dx%d tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).", name, mr, nr)
+	}
+	leaf(name, sig, doc)
 	kc := Load(Param("kc"), GP64())
 	ap := GP64()
 	Load(Param("a"), ap)
@@ -237,6 +257,20 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 			}
 		}
 	}
+	// epilogue applies the fused epilogue to row i (nothing without ep).
+	epilogue := func(i int) {}
+	if ep {
+		biasp := Load(Param("bias"), GP64())
+		vlo, vhi := clampBounds()
+		epilogue = func(i int) {
+			VBROADCASTSS(Mem{Base: biasp, Disp: 4 * i}, t)
+			for v := 0; v < nv; v++ {
+				VADDPS(t, acc[i][v], acc[i][v])
+				VMAXPS(acc[i][v], vlo, acc[i][v])
+				VMINPS(acc[i][v], vhi, acc[i][v])
+			}
+		}
+	}
 	betaBits := GP32()
 	MOVL(paramAddr("beta"), betaBits)
 	ANDL(U32(0x7fffffff), betaBits)
@@ -245,15 +279,18 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	VBROADCASTSS(paramAddr("beta"), vb)
 	eachRow(func(i int) {
 		for v := 0; v < nv; v++ {
-			m := Mem{Base: cp, Disp: 4 * v * lanes}
-			VFMADD231PS(m, vb, acc[i][v])
-			VMOVUPS(acc[i][v], m)
+			VFMADD231PS(Mem{Base: cp, Disp: 4 * v * lanes}, vb, acc[i][v])
+		}
+		epilogue(i)
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
 		}
 	})
 	VZEROUPPER()
 	RET()
 	Label(name + "_overwrite")
 	eachRow(func(i int) {
+		epilogue(i)
 		for v := 0; v < nv; v++ {
 			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
 		}
