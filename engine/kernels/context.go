@@ -47,6 +47,7 @@ type Context struct {
 	dwTiny1     dwTinyTask
 	dwTinyGrad1 dwTinyGradTask
 	dwIdx       [9 * 16]int32 // lane permutations of dwTiny1
+	dwFlat      []uint16      // tap masks of the flat depthwise kernel
 }
 
 // threadScratch is the private working memory of one thread.

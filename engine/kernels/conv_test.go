@@ -137,6 +137,12 @@ var convGeoms = []convCase{
 	{2, 6, 37, 5, 1, [2]int{2, 2}, [4]int{2, 0, 2, 0}, [2]int{1, 1}},
 	{3, 1, 5, 1, 1, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}},
 	{4, 1, 1, 1, 5, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}}, // kernel taps entirely in the padding
+	// planes of the flat 3x3 kernel (width dividing 16, 16/W rows a vector)
+	{5, 4, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 8, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 32, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 12, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 8, 2, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 }
 
 func closeTo(got float32, want, scale float64) bool {

@@ -8443,6 +8443,425 @@ dw3x3DirectS2AVX512_rowdone:
 	VZEROUPPER
 	RET
 
+// func dw3x3DirectS1ClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectS1ClipAVX512(SB), NOSPLIT, $0-120
+	MOVQ         out+0(FP), AX
+	VBROADCASTSS lo+112(FP), Z0
+	VBROADCASTSS hi+116(FP), Z1
+	VPXORD       Z2, Z2, Z2
+	MOVQ         w+24(FP), CX
+	VBROADCASTSS (CX), Z3
+	VBROADCASTSS 4(CX), Z4
+	VBROADCASTSS 8(CX), Z5
+	VBROADCASTSS 12(CX), Z6
+	VBROADCASTSS 16(CX), Z7
+	VBROADCASTSS 20(CX), Z8
+	VBROADCASTSS 24(CX), Z9
+	VBROADCASTSS 28(CX), Z10
+	VBROADCASTSS 32(CX), Z11
+	VBROADCASTSS bias+32(FP), Z12
+	VPBROADCASTD wd+48(FP), Z16
+	VPBROADCASTD ow+64(FP), Z17
+	VPBROADCASTD pl+80(FP), Z13
+	VMOVDQU32    dwIota<>+0(SB), Z18
+	VPSUBD       Z13, Z18, Z18
+	MOVQ         wd+48(FP), CX
+	SHLQ         $0x02, CX
+
+dw3x3DirectS1ClipAVX512_image:
+	MOVQ pt+72(FP), DX
+	NEGQ DX
+	XORQ BX, BX
+	XORQ SI, SI
+
+dw3x3DirectS1ClipAVX512_row:
+	MOVQ      DX, R8
+	MOVQ      R8, DI
+	IMULQ     CX, DI
+	ADDQ      in+8(FP), DI
+	CMPQ      R8, h+40(FP)
+	CMOVQCC   zero+16(FP), DI
+	MOVQ      DX, R9
+	ADDQ      $0x01, R9
+	MOVQ      R9, R8
+	IMULQ     CX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+40(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      DX, R10
+	ADDQ      $0x02, R10
+	MOVQ      R10, R9
+	IMULQ     CX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+40(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      pl+80(FP), R10
+	SHLQ      $0x02, R10
+	NEGQ      R10
+	VMOVDQA32 Z18, Z19
+	VMOVDQU32 dwIota<>+0(SB), Z20
+	MOVQ      ow+64(FP), R11
+
+dw3x3DirectS1ClipAVX512_col:
+	VPCMPUD     $0x01, Z17, Z20, K1
+	VPCMPUD     $0x01, Z16, Z19, K2
+	VPADDD.BCST dwConst<>+0(SB), Z19, Z13
+	VPCMPUD     $0x01, Z16, Z13, K3
+	VPADDD.BCST dwConst<>+4(SB), Z19, Z13
+	VPCMPUD     $0x01, Z16, Z13, K4
+	VMOVUPS.Z   (DI)(R10*1), K2, Z21
+	VMOVAPS     Z12, Z13
+	VFMADD231PS Z21, Z3, Z13
+	VMOVUPS.Z   4(DI)(R10*1), K3, Z21
+	VFMADD231PS Z21, Z4, Z13
+	VMOVUPS.Z   8(DI)(R10*1), K4, Z21
+	VFMADD231PS Z21, Z5, Z13
+	VMOVUPS.Z   (R8)(R10*1), K2, Z21
+	VMULPS      Z21, Z6, Z14
+	VMOVUPS.Z   4(R8)(R10*1), K3, Z21
+	VFMADD231PS Z21, Z7, Z14
+	VMOVUPS.Z   8(R8)(R10*1), K4, Z21
+	VFMADD231PS Z21, Z8, Z14
+	VMOVUPS.Z   (R9)(R10*1), K2, Z21
+	VMULPS      Z21, Z9, Z15
+	VMOVUPS.Z   4(R9)(R10*1), K3, Z21
+	VFMADD231PS Z21, Z10, Z15
+	VMOVUPS.Z   8(R9)(R10*1), K4, Z21
+	VFMADD231PS Z21, Z11, Z15
+	VADDPS      Z14, Z13, Z13
+	VADDPS      Z15, Z13, Z13
+	VADDPS      Z2, Z13, Z13
+	VMAXPS      Z13, Z0, Z13
+	VMINPS      Z13, Z1, Z13
+	VMOVUPS     Z13, K1, (AX)(SI*1)
+	VPADDD.BCST dwConst<>+8(SB), Z19, Z19
+	VPADDD.BCST dwConst<>+8(SB), Z20, Z20
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x10, R11
+	JLE         dw3x3DirectS1ClipAVX512_rowdone
+	ADDQ        $0x00000040, SI
+	JMP         dw3x3DirectS1ClipAVX512_col
+
+dw3x3DirectS1ClipAVX512_rowdone:
+	ADDQ $0x10, R11
+	LEAQ (SI)(R11*4), SI
+	ADDQ $0x01, DX
+	INCQ BX
+	CMPQ BX, oh+56(FP)
+	JL   dw3x3DirectS1ClipAVX512_row
+	MOVQ inStride+96(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, in+8(FP)
+	MOVQ outStride+104(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, AX
+	DECQ count+88(FP)
+	JNE  dw3x3DirectS1ClipAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3DirectS2ClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512F, CMOV
+TEXT ·dw3x3DirectS2ClipAVX512(SB), NOSPLIT, $0-120
+	MOVQ         out+0(FP), AX
+	VBROADCASTSS lo+112(FP), Z0
+	VBROADCASTSS hi+116(FP), Z1
+	VPXORD       Z2, Z2, Z2
+	MOVQ         w+24(FP), CX
+	VBROADCASTSS (CX), Z3
+	VBROADCASTSS 4(CX), Z4
+	VBROADCASTSS 8(CX), Z5
+	VBROADCASTSS 12(CX), Z6
+	VBROADCASTSS 16(CX), Z7
+	VBROADCASTSS 20(CX), Z8
+	VBROADCASTSS 24(CX), Z9
+	VBROADCASTSS 28(CX), Z10
+	VBROADCASTSS 32(CX), Z11
+	VBROADCASTSS bias+32(FP), Z12
+	VPBROADCASTD wd+48(FP), Z16
+	VPBROADCASTD ow+64(FP), Z17
+	VPBROADCASTD pl+80(FP), Z13
+	VMOVDQU32    dwIota<>+0(SB), Z18
+	VPSUBD       Z13, Z18, Z18
+	VMOVUPS      dwEvenIndex<>+0(SB), Z19
+	MOVQ         wd+48(FP), CX
+	SHLQ         $0x02, CX
+
+dw3x3DirectS2ClipAVX512_image:
+	MOVQ pt+72(FP), DX
+	NEGQ DX
+	XORQ BX, BX
+	XORQ SI, SI
+
+dw3x3DirectS2ClipAVX512_row:
+	MOVQ      DX, R8
+	MOVQ      R8, DI
+	IMULQ     CX, DI
+	ADDQ      in+8(FP), DI
+	CMPQ      R8, h+40(FP)
+	CMOVQCC   zero+16(FP), DI
+	MOVQ      DX, R9
+	ADDQ      $0x01, R9
+	MOVQ      R9, R8
+	IMULQ     CX, R8
+	ADDQ      in+8(FP), R8
+	CMPQ      R9, h+40(FP)
+	CMOVQCC   zero+16(FP), R8
+	MOVQ      DX, R10
+	ADDQ      $0x02, R10
+	MOVQ      R10, R9
+	IMULQ     CX, R9
+	ADDQ      in+8(FP), R9
+	CMPQ      R10, h+40(FP)
+	CMOVQCC   zero+16(FP), R9
+	MOVQ      pl+80(FP), R10
+	SHLQ      $0x02, R10
+	NEGQ      R10
+	VMOVDQA32 Z18, Z20
+	VMOVDQU32 dwIota<>+0(SB), Z21
+	MOVQ      ow+64(FP), R11
+
+dw3x3DirectS2ClipAVX512_col:
+	VPCMPUD     $0x01, Z17, Z21, K1
+	VPCMPUD     $0x01, Z16, Z20, K2
+	VPADDD.BCST dwConst<>+8(SB), Z20, Z13
+	VPCMPUD     $0x01, Z16, Z13, K5
+	VPADDD.BCST dwConst<>+0(SB), Z20, Z13
+	VPCMPUD     $0x01, Z16, Z13, K3
+	VPADDD.BCST dwConst<>+12(SB), Z20, Z13
+	VPCMPUD     $0x01, Z16, Z13, K6
+	VPADDD.BCST dwConst<>+4(SB), Z20, Z13
+	VPCMPUD     $0x01, Z16, Z13, K4
+	VPADDD.BCST dwConst<>+16(SB), Z20, Z13
+	VPCMPUD     $0x01, Z16, Z13, K7
+	VMOVUPS.Z   (DI)(R10*1), K2, Z22
+	VMOVUPS.Z   64(DI)(R10*1), K5, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VMOVAPS     Z12, Z13
+	VFMADD231PS Z22, Z3, Z13
+	VMOVUPS.Z   4(DI)(R10*1), K3, Z22
+	VMOVUPS.Z   68(DI)(R10*1), K6, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z4, Z13
+	VMOVUPS.Z   8(DI)(R10*1), K4, Z22
+	VMOVUPS.Z   72(DI)(R10*1), K7, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z5, Z13
+	VMOVUPS.Z   (R8)(R10*1), K2, Z22
+	VMOVUPS.Z   64(R8)(R10*1), K5, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VMULPS      Z22, Z6, Z14
+	VMOVUPS.Z   4(R8)(R10*1), K3, Z22
+	VMOVUPS.Z   68(R8)(R10*1), K6, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z7, Z14
+	VMOVUPS.Z   8(R8)(R10*1), K4, Z22
+	VMOVUPS.Z   72(R8)(R10*1), K7, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z8, Z14
+	VMOVUPS.Z   (R9)(R10*1), K2, Z22
+	VMOVUPS.Z   64(R9)(R10*1), K5, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VMULPS      Z22, Z9, Z15
+	VMOVUPS.Z   4(R9)(R10*1), K3, Z22
+	VMOVUPS.Z   68(R9)(R10*1), K6, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z10, Z15
+	VMOVUPS.Z   8(R9)(R10*1), K4, Z22
+	VMOVUPS.Z   72(R9)(R10*1), K7, Z23
+	VPERMT2PS   Z23, Z19, Z22
+	VFMADD231PS Z22, Z11, Z15
+	VADDPS      Z14, Z13, Z13
+	VADDPS      Z15, Z13, Z13
+	VADDPS      Z2, Z13, Z13
+	VMAXPS      Z13, Z0, Z13
+	VMINPS      Z13, Z1, Z13
+	VMOVUPS     Z13, K1, (AX)(SI*1)
+	VPADDD.BCST dwConst<>+20(SB), Z20, Z20
+	VPADDD.BCST dwConst<>+8(SB), Z21, Z21
+	ADDQ        $0x00000080, R10
+	SUBQ        $0x10, R11
+	JLE         dw3x3DirectS2ClipAVX512_rowdone
+	ADDQ        $0x00000040, SI
+	JMP         dw3x3DirectS2ClipAVX512_col
+
+dw3x3DirectS2ClipAVX512_rowdone:
+	ADDQ $0x10, R11
+	LEAQ (SI)(R11*4), SI
+	ADDQ $0x02, DX
+	INCQ BX
+	CMPQ BX, oh+56(FP)
+	JL   dw3x3DirectS2ClipAVX512_row
+	MOVQ inStride+96(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, in+8(FP)
+	MOVQ outStride+104(FP), DX
+	SHLQ $0x02, DX
+	ADDQ DX, AX
+	DECQ count+88(FP)
+	JNE  dw3x3DirectS2ClipAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3FlatAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int)
+// Requires: AVX, AVX512F
+TEXT ·dw3x3FlatAVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+16(FP), DX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+	VBROADCASTSS 16(DX), Z4
+	VBROADCASTSS 20(DX), Z5
+	VBROADCASTSS 24(DX), Z6
+	VBROADCASTSS 28(DX), Z7
+	VBROADCASTSS 32(DX), Z8
+	VBROADCASTSS bias+24(FP), Z9
+	MOVQ         wd+40(FP), DX
+	SHLQ         $0x02, DX
+
+dw3x3FlatAVX512_image:
+	MOVQ masks+32(FP), DI
+	MOVQ nvec+48(FP), R8
+	MOVQ CX, BX
+	MOVQ AX, SI
+
+dw3x3FlatAVX512_vec:
+	MOVQ        BX, R9
+	SUBQ        DX, R9
+	LEAQ        (BX)(DX*1), R10
+	KMOVW       (DI), K1
+	VMOVUPS.Z   -4(R9), K1, Z13
+	VMOVAPS     Z9, Z10
+	VFMADD231PS Z13, Z0, Z10
+	KMOVW       2(DI), K1
+	VMOVUPS.Z   (R9), K1, Z13
+	VFMADD231PS Z13, Z1, Z10
+	KMOVW       4(DI), K1
+	VMOVUPS.Z   4(R9), K1, Z13
+	VFMADD231PS Z13, Z2, Z10
+	KMOVW       6(DI), K1
+	VMOVUPS.Z   -4(BX), K1, Z13
+	VMULPS      Z13, Z3, Z11
+	KMOVW       8(DI), K1
+	VMOVUPS.Z   (BX), K1, Z13
+	VFMADD231PS Z13, Z4, Z11
+	KMOVW       10(DI), K1
+	VMOVUPS.Z   4(BX), K1, Z13
+	VFMADD231PS Z13, Z5, Z11
+	KMOVW       12(DI), K1
+	VMOVUPS.Z   -4(R10), K1, Z13
+	VMULPS      Z13, Z6, Z12
+	KMOVW       14(DI), K1
+	VMOVUPS.Z   (R10), K1, Z13
+	VFMADD231PS Z13, Z7, Z12
+	KMOVW       16(DI), K1
+	VMOVUPS.Z   4(R10), K1, Z13
+	VFMADD231PS Z13, Z8, Z12
+	VADDPS      Z11, Z10, Z10
+	VADDPS      Z12, Z10, Z10
+	VMOVUPS     Z10, (SI)
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000012, DI
+	DECQ        R8
+	JNE         dw3x3FlatAVX512_vec
+	MOVQ        inStride+64(FP), BX
+	SHLQ        $0x02, BX
+	ADDQ        BX, CX
+	MOVQ        outStride+72(FP), BX
+	SHLQ        $0x02, BX
+	ADDQ        BX, AX
+	DECQ        count+56(FP)
+	JNE         dw3x3FlatAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3FlatClipAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512F
+TEXT ·dw3x3FlatClipAVX512(SB), NOSPLIT, $0-88
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+16(FP), DX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+	VBROADCASTSS 16(DX), Z4
+	VBROADCASTSS 20(DX), Z5
+	VBROADCASTSS 24(DX), Z6
+	VBROADCASTSS 28(DX), Z7
+	VBROADCASTSS 32(DX), Z8
+	VBROADCASTSS bias+24(FP), Z9
+	MOVQ         wd+40(FP), DX
+	SHLQ         $0x02, DX
+	VBROADCASTSS lo+80(FP), Z10
+	VBROADCASTSS hi+84(FP), Z11
+	VPXORD       Z12, Z12, Z12
+
+dw3x3FlatClipAVX512_image:
+	MOVQ masks+32(FP), DI
+	MOVQ nvec+48(FP), R8
+	MOVQ CX, BX
+	MOVQ AX, SI
+
+dw3x3FlatClipAVX512_vec:
+	MOVQ        BX, R9
+	SUBQ        DX, R9
+	LEAQ        (BX)(DX*1), R10
+	KMOVW       (DI), K1
+	VMOVUPS.Z   -4(R9), K1, Z16
+	VMOVAPS     Z9, Z13
+	VFMADD231PS Z16, Z0, Z13
+	KMOVW       2(DI), K1
+	VMOVUPS.Z   (R9), K1, Z16
+	VFMADD231PS Z16, Z1, Z13
+	KMOVW       4(DI), K1
+	VMOVUPS.Z   4(R9), K1, Z16
+	VFMADD231PS Z16, Z2, Z13
+	KMOVW       6(DI), K1
+	VMOVUPS.Z   -4(BX), K1, Z16
+	VMULPS      Z16, Z3, Z14
+	KMOVW       8(DI), K1
+	VMOVUPS.Z   (BX), K1, Z16
+	VFMADD231PS Z16, Z4, Z14
+	KMOVW       10(DI), K1
+	VMOVUPS.Z   4(BX), K1, Z16
+	VFMADD231PS Z16, Z5, Z14
+	KMOVW       12(DI), K1
+	VMOVUPS.Z   -4(R10), K1, Z16
+	VMULPS      Z16, Z6, Z15
+	KMOVW       14(DI), K1
+	VMOVUPS.Z   (R10), K1, Z16
+	VFMADD231PS Z16, Z7, Z15
+	KMOVW       16(DI), K1
+	VMOVUPS.Z   4(R10), K1, Z16
+	VFMADD231PS Z16, Z8, Z15
+	VADDPS      Z14, Z13, Z13
+	VADDPS      Z15, Z13, Z13
+	VADDPS      Z12, Z13, Z13
+	VMAXPS      Z13, Z10, Z13
+	VMINPS      Z13, Z11, Z13
+	VMOVUPS     Z13, (SI)
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000012, DI
+	DECQ        R8
+	JNE         dw3x3FlatClipAVX512_vec
+	MOVQ        inStride+64(FP), BX
+	SHLQ        $0x02, BX
+	ADDQ        BX, CX
+	MOVQ        outStride+72(FP), BX
+	SHLQ        $0x02, BX
+	ADDQ        BX, AX
+	DECQ        count+56(FP)
+	JNE         dw3x3FlatClipAVX512_image
+	VZEROUPPER
+	RET
+
 // func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
 TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-104
