@@ -262,6 +262,18 @@ func buildGlobalPool(isMax bool) func(b *nodeBuild) (Op, error) {
 // Forward reduces every plane to one value.
 func (op *GlobalPoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 	x, y := in[0].F, out[0].F
+	if op.Inner == 1 {
+		// 1x1 planes: the max of one value is the value, the mean 0 + the
+		// value (as the loop below computes it: -0 becomes +0)
+		if op.Max {
+			copy(y[:op.Planes], x)
+			return nil
+		}
+		for p, v := range x[:op.Planes] {
+			y[p] = 0 + v
+		}
+		return nil
+	}
 	for p := 0; p < op.Planes; p++ {
 		row := x[p*op.Inner : (p+1)*op.Inner]
 		if op.Max {
