@@ -143,6 +143,12 @@ var convGeoms = []convCase{
 	{2, 32, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{3, 12, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{2, 8, 2, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	// stride 2 with output rows of at most 8 values (two rows per vector)
+	{3, 16, 16, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 15, 13, 3, 3, [2]int{2, 2}, [4]int{2, 2, 2, 2}, [2]int{1, 1}},
+	{3, 9, 5, 3, 3, [2]int{2, 2}, [4]int{0, 2, 1, 0}, [2]int{1, 1}},
+	{2, 6, 17, 3, 3, [2]int{2, 2}, [4]int{0, 0, 0, 0}, [2]int{1, 1}},
+	{2, 14, 14, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 }
 
 func closeTo(got float32, want, scale float64) bool {

@@ -28,6 +28,16 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 		return true
 	}
 	zero := s.zeroRow(g.W)
+	if g.Strides[0] == 2 && g.OW <= 8 {
+		// two output rows per vector (see dwPairMasks)
+		masks := dwPairMasks(g)
+		if clip {
+			dw3x3PairClipAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], masks, count, inStride, outStride, lo, hi)
+		} else {
+			dw3x3PairAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], masks, count, inStride, outStride)
+		}
+		return true
+	}
 	switch {
 	case g.Strides[0] == 1 && clip:
 		dw3x3DirectS1ClipAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride, lo, hi)
@@ -39,6 +49,22 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 		dw3x3DirectS2AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	}
 	return true
+}
+
+// dwPairMasks returns the column masks of the paired-row stride-2 kernel:
+// bits 16*kx to 16*kx+15 select the lanes e of a 16-value load from input
+// column e+kx-pl that lie inside the plane. The kernel uses the even lanes
+// e = 2x of output column x (at most 8 columns).
+func dwPairMasks(g *ConvGeom) int {
+	masks := 0
+	for kx := 0; kx < 3; kx++ {
+		for e := 0; e < 16; e++ {
+			if c := e + kx - g.Pads[1]; c >= 0 && c < g.W {
+				masks |= 1 << (16*kx + e)
+			}
+		}
+	}
+	return masks
 }
 
 // dwFlatMasks returns, in buf (grown as needed), the tap masks of the flat

@@ -8862,6 +8862,328 @@ dw3x3FlatClipAVX512_vec:
 	VZEROUPPER
 	RET
 
+// func dw3x3PairAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int)
+// Requires: AVX, AVX512F, BMI2, CMOV
+TEXT ·dw3x3PairAVX512(SB), NOSPLIT, $0-120
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+24(FP), DX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+	VBROADCASTSS 16(DX), Z4
+	VBROADCASTSS 20(DX), Z5
+	VBROADCASTSS 24(DX), Z6
+	VBROADCASTSS 28(DX), Z7
+	VBROADCASTSS 32(DX), Z8
+	VBROADCASTSS bias+32(FP), Z9
+	VMOVUPS      dwEvenIndex<>+0(SB), Z10
+	MOVQ         wd+48(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         ow+64(FP), BX
+	MOVQ         masks+88(FP), SI
+	KMOVW        SI, K2
+	SHRQ         $0x10, SI
+	KMOVW        SI, K3
+	SHRQ         $0x10, SI
+	KMOVW        SI, K4
+	MOVL         $0x00000001, DI
+	SHLXL        BX, DI, DI
+	DECL         DI
+	KMOVW        DI, K7
+	MOVL         DI, SI
+	SHLL         $0x08, SI
+	ORL          DI, SI
+	KMOVW        SI, K5
+	MOVL         DI, SI
+	SHLXL        BX, DI, DI
+	ORL          SI, DI
+	KMOVW        DI, K6
+	SHLQ         $0x03, BX
+
+dw3x3PairAVX512_image:
+	MOVQ AX, SI
+	MOVQ pt+72(FP), DI
+	NEGQ DI
+	XORQ R8, R8
+
+dw3x3PairAVX512_pair:
+	MOVQ          DI, R10
+	MOVQ          R10, R9
+	IMULQ         DX, R9
+	ADDQ          CX, R9
+	CMPQ          R10, h+40(FP)
+	CMOVQCC       zero+16(FP), R9
+	MOVQ          DI, R11
+	ADDQ          $0x02, R11
+	MOVQ          R11, R10
+	IMULQ         DX, R10
+	ADDQ          CX, R10
+	CMPQ          R11, h+40(FP)
+	CMOVQCC       zero+16(FP), R10
+	MOVQ          DI, R12
+	ADDQ          $0x01, R12
+	MOVQ          R12, R11
+	IMULQ         DX, R11
+	ADDQ          CX, R11
+	CMPQ          R12, h+40(FP)
+	CMOVQCC       zero+16(FP), R11
+	MOVQ          DI, R13
+	ADDQ          $0x03, R13
+	MOVQ          R13, R12
+	IMULQ         DX, R12
+	ADDQ          CX, R12
+	CMPQ          R13, h+40(FP)
+	CMOVQCC       zero+16(FP), R12
+	MOVQ          DI, R14
+	ADDQ          $0x02, R14
+	MOVQ          R14, R13
+	IMULQ         DX, R13
+	ADDQ          CX, R13
+	CMPQ          R14, h+40(FP)
+	CMOVQCC       zero+16(FP), R13
+	MOVQ          DI, R15
+	ADDQ          $0x04, R15
+	MOVQ          R15, R14
+	IMULQ         DX, R14
+	ADDQ          CX, R14
+	CMPQ          R15, h+40(FP)
+	CMOVQCC       zero+16(FP), R14
+	MOVQ          pl+80(FP), R15
+	SHLQ          $0x02, R15
+	NEGQ          R15
+	VMOVUPS.Z     (R9)(R15*1), K2, Z14
+	VMOVUPS.Z     (R10)(R15*1), K2, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VMOVAPS       Z9, Z11
+	VFMADD231PS   Z14, Z0, Z11
+	VMOVUPS.Z     4(R9)(R15*1), K3, Z14
+	VMOVUPS.Z     4(R10)(R15*1), K3, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z1, Z11
+	VMOVUPS.Z     8(R9)(R15*1), K4, Z14
+	VMOVUPS.Z     8(R10)(R15*1), K4, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z2, Z11
+	VMOVUPS.Z     (R11)(R15*1), K2, Z14
+	VMOVUPS.Z     (R12)(R15*1), K2, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VMULPS        Z14, Z3, Z12
+	VMOVUPS.Z     4(R11)(R15*1), K3, Z14
+	VMOVUPS.Z     4(R12)(R15*1), K3, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z4, Z12
+	VMOVUPS.Z     8(R11)(R15*1), K4, Z14
+	VMOVUPS.Z     8(R12)(R15*1), K4, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z5, Z12
+	VMOVUPS.Z     (R13)(R15*1), K2, Z14
+	VMOVUPS.Z     (R14)(R15*1), K2, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VMULPS        Z14, Z6, Z13
+	VMOVUPS.Z     4(R13)(R15*1), K3, Z14
+	VMOVUPS.Z     4(R14)(R15*1), K3, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z7, Z13
+	VMOVUPS.Z     8(R13)(R15*1), K4, Z14
+	VMOVUPS.Z     8(R14)(R15*1), K4, Z15
+	VPERMT2PS     Z15, Z10, Z14
+	VFMADD231PS   Z14, Z8, Z13
+	VADDPS        Z12, Z11, Z11
+	VADDPS        Z13, Z11, Z11
+	VCOMPRESSPS.Z Z11, K5, Z11
+	MOVQ          R8, R9
+	INCQ          R9
+	CMPQ          R9, oh+56(FP)
+	JGE           dw3x3PairAVX512_one
+	VMOVUPS       Z11, K6, (SI)
+	JMP           dw3x3PairAVX512_next
+
+dw3x3PairAVX512_one:
+	VMOVUPS Z11, K7, (SI)
+
+dw3x3PairAVX512_next:
+	ADDQ BX, SI
+	ADDQ $0x04, DI
+	ADDQ $0x02, R8
+	CMPQ R8, oh+56(FP)
+	JL   dw3x3PairAVX512_pair
+	MOVQ inStride+104(FP), SI
+	SHLQ $0x02, SI
+	ADDQ SI, CX
+	MOVQ outStride+112(FP), SI
+	SHLQ $0x02, SI
+	ADDQ SI, AX
+	DECQ count+96(FP)
+	JNE  dw3x3PairAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3PairClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512F, BMI2, CMOV
+TEXT ·dw3x3PairClipAVX512(SB), NOSPLIT, $0-128
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+24(FP), DX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+	VBROADCASTSS 16(DX), Z4
+	VBROADCASTSS 20(DX), Z5
+	VBROADCASTSS 24(DX), Z6
+	VBROADCASTSS 28(DX), Z7
+	VBROADCASTSS 32(DX), Z8
+	VBROADCASTSS bias+32(FP), Z9
+	VBROADCASTSS lo+120(FP), Z10
+	VBROADCASTSS hi+124(FP), Z11
+	VPXORD       Z12, Z12, Z12
+	VMOVUPS      dwEvenIndex<>+0(SB), Z13
+	MOVQ         wd+48(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         ow+64(FP), BX
+	MOVQ         masks+88(FP), SI
+	KMOVW        SI, K2
+	SHRQ         $0x10, SI
+	KMOVW        SI, K3
+	SHRQ         $0x10, SI
+	KMOVW        SI, K4
+	MOVL         $0x00000001, DI
+	SHLXL        BX, DI, DI
+	DECL         DI
+	KMOVW        DI, K7
+	MOVL         DI, SI
+	SHLL         $0x08, SI
+	ORL          DI, SI
+	KMOVW        SI, K5
+	MOVL         DI, SI
+	SHLXL        BX, DI, DI
+	ORL          SI, DI
+	KMOVW        DI, K6
+	SHLQ         $0x03, BX
+
+dw3x3PairClipAVX512_image:
+	MOVQ AX, SI
+	MOVQ pt+72(FP), DI
+	NEGQ DI
+	XORQ R8, R8
+
+dw3x3PairClipAVX512_pair:
+	MOVQ          DI, R10
+	MOVQ          R10, R9
+	IMULQ         DX, R9
+	ADDQ          CX, R9
+	CMPQ          R10, h+40(FP)
+	CMOVQCC       zero+16(FP), R9
+	MOVQ          DI, R11
+	ADDQ          $0x02, R11
+	MOVQ          R11, R10
+	IMULQ         DX, R10
+	ADDQ          CX, R10
+	CMPQ          R11, h+40(FP)
+	CMOVQCC       zero+16(FP), R10
+	MOVQ          DI, R12
+	ADDQ          $0x01, R12
+	MOVQ          R12, R11
+	IMULQ         DX, R11
+	ADDQ          CX, R11
+	CMPQ          R12, h+40(FP)
+	CMOVQCC       zero+16(FP), R11
+	MOVQ          DI, R13
+	ADDQ          $0x03, R13
+	MOVQ          R13, R12
+	IMULQ         DX, R12
+	ADDQ          CX, R12
+	CMPQ          R13, h+40(FP)
+	CMOVQCC       zero+16(FP), R12
+	MOVQ          DI, R14
+	ADDQ          $0x02, R14
+	MOVQ          R14, R13
+	IMULQ         DX, R13
+	ADDQ          CX, R13
+	CMPQ          R14, h+40(FP)
+	CMOVQCC       zero+16(FP), R13
+	MOVQ          DI, R15
+	ADDQ          $0x04, R15
+	MOVQ          R15, R14
+	IMULQ         DX, R14
+	ADDQ          CX, R14
+	CMPQ          R15, h+40(FP)
+	CMOVQCC       zero+16(FP), R14
+	MOVQ          pl+80(FP), R15
+	SHLQ          $0x02, R15
+	NEGQ          R15
+	VMOVUPS.Z     (R9)(R15*1), K2, Z17
+	VMOVUPS.Z     (R10)(R15*1), K2, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VMOVAPS       Z9, Z14
+	VFMADD231PS   Z17, Z0, Z14
+	VMOVUPS.Z     4(R9)(R15*1), K3, Z17
+	VMOVUPS.Z     4(R10)(R15*1), K3, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z1, Z14
+	VMOVUPS.Z     8(R9)(R15*1), K4, Z17
+	VMOVUPS.Z     8(R10)(R15*1), K4, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z2, Z14
+	VMOVUPS.Z     (R11)(R15*1), K2, Z17
+	VMOVUPS.Z     (R12)(R15*1), K2, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VMULPS        Z17, Z3, Z15
+	VMOVUPS.Z     4(R11)(R15*1), K3, Z17
+	VMOVUPS.Z     4(R12)(R15*1), K3, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z4, Z15
+	VMOVUPS.Z     8(R11)(R15*1), K4, Z17
+	VMOVUPS.Z     8(R12)(R15*1), K4, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z5, Z15
+	VMOVUPS.Z     (R13)(R15*1), K2, Z17
+	VMOVUPS.Z     (R14)(R15*1), K2, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VMULPS        Z17, Z6, Z16
+	VMOVUPS.Z     4(R13)(R15*1), K3, Z17
+	VMOVUPS.Z     4(R14)(R15*1), K3, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z7, Z16
+	VMOVUPS.Z     8(R13)(R15*1), K4, Z17
+	VMOVUPS.Z     8(R14)(R15*1), K4, Z18
+	VPERMT2PS     Z18, Z13, Z17
+	VFMADD231PS   Z17, Z8, Z16
+	VADDPS        Z15, Z14, Z14
+	VADDPS        Z16, Z14, Z14
+	VADDPS        Z12, Z14, Z14
+	VMAXPS        Z14, Z10, Z14
+	VMINPS        Z14, Z11, Z14
+	VCOMPRESSPS.Z Z14, K5, Z14
+	MOVQ          R8, R9
+	INCQ          R9
+	CMPQ          R9, oh+56(FP)
+	JGE           dw3x3PairClipAVX512_one
+	VMOVUPS       Z14, K6, (SI)
+	JMP           dw3x3PairClipAVX512_next
+
+dw3x3PairClipAVX512_one:
+	VMOVUPS Z14, K7, (SI)
+
+dw3x3PairClipAVX512_next:
+	ADDQ BX, SI
+	ADDQ $0x04, DI
+	ADDQ $0x02, R8
+	CMPQ R8, oh+56(FP)
+	JL   dw3x3PairClipAVX512_pair
+	MOVQ inStride+104(FP), SI
+	SHLQ $0x02, SI
+	ADDQ SI, CX
+	MOVQ outStride+112(FP), SI
+	SHLQ $0x02, SI
+	ADDQ SI, AX
+	DECQ count+96(FP)
+	JNE  dw3x3PairClipAVX512_image
+	VZEROUPPER
+	RET
+
 // func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, CMOV
 TEXT ·dw3x3DirectGradS1AVX512(SB), NOSPLIT, $0-104

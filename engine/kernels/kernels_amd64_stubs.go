@@ -220,6 +220,16 @@ func dw3x3FlatAVX512(out *float32, in *float32, w *float32, bias float32, masks 
 //go:noescape
 func dw3x3FlatClipAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
 
+// dw3x3PairAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector.
+//
+//go:noescape
+func dw3x3PairAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int)
+
+// dw3x3PairClipAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3PairClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int, lo float32, hi float32)
+
 // dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
 //
 //go:noescape

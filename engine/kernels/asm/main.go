@@ -63,6 +63,8 @@ func main() {
 	dwDirectForward("dw3x3DirectS2ClipAVX512", 2, true)
 	dwFlatForward("dw3x3FlatAVX512", false)
 	dwFlatForward("dw3x3FlatClipAVX512", true)
+	dwPairForward("dw3x3PairAVX512", false)
+	dwPairForward("dw3x3PairClipAVX512", true)
 	dwDirectWeightGrad("dw3x3DirectGradS1AVX512", 1)
 	dwDirectWeightGrad("dw3x3DirectGradS2AVX512", 2)
 	poolData()
