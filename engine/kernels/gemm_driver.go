@@ -26,6 +26,11 @@ type kernelSpec struct {
 	// epKernels, when set, are packed, rows, cols and bRows with the
 	// epilogue fused (row bias and clamp; see epKernels).
 	ep *epKernels
+	// edge, when set, are packed, rows and cols computing only the first
+	// 16 columns of a tile (from the same nr-column B panel), for the last
+	// panel of C when it has at most 16 columns: half the work of a full
+	// tile (a 14x14 plane has 196 = 6*32 + 4 columns).
+	edge *[3]microKernel
 }
 
 // epKernels are a family's micro-kernels that apply a row-bias-and-clamp
@@ -209,6 +214,9 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 								g.ep.applyTile(cp, g.ldc, mr, nr, ic+ir, j)
 							}
 							continue
+						}
+						if cols <= 16 && spec.edge != nil {
+							kern = spec.edge[mode]
 						}
 						kern(kc, a, lda, bp, s.tile, nr, 1, 0)
 						writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta, last)

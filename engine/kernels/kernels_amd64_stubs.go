@@ -70,6 +70,36 @@ func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 //go:noescape
 func gemmAVX2x6x16BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x12x16PackedEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16PackedEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x12x16RowsEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16RowsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x12x16ColsEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16ColsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16PackedEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16PackedEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16RowsEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16RowsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16ColsEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16ColsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
 // gemmAVX512x12x32PackedEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
 //
 //go:noescape

@@ -104,15 +104,33 @@ func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows as
 
 var (
 	avx512Kernel = withEp(asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows),
-		asmEp(12, 32, gemmAVX512x12x32PackedEp, gemmAVX512x12x32RowsEp, gemmAVX512x12x32ColsEp, gemmAVX512x12x32BRowsEp))
+		asmEp(12, 32, gemmAVX512x12x32PackedEp, gemmAVX512x12x32RowsEp, gemmAVX512x12x32ColsEp, gemmAVX512x12x32BRowsEp),
+		gemmAVX512x12x16PackedEdge, gemmAVX512x12x16RowsEdge, gemmAVX512x12x16ColsEdge)
 	avx512Kernel8 = withEp(asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows),
-		asmEp(8, 32, gemmAVX512x8x32PackedEp, gemmAVX512x8x32RowsEp, gemmAVX512x8x32ColsEp, gemmAVX512x8x32BRowsEp))
+		asmEp(8, 32, gemmAVX512x8x32PackedEp, gemmAVX512x8x32RowsEp, gemmAVX512x8x32ColsEp, gemmAVX512x8x32BRowsEp),
+		gemmAVX512x8x16PackedEdge, gemmAVX512x8x16RowsEdge, gemmAVX512x8x16ColsEdge)
 	avx2Kernel = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
 )
 
-// withEp returns k with the fused-epilogue kernels ep.
-func withEp(k kernelSpec, ep *epKernels) kernelSpec {
+// withEp returns k with the fused-epilogue kernels ep and the 16-column
+// kernels packed, rows and cols (see kernelSpec.edge).
+func withEp(k kernelSpec, ep *epKernels, packed, rows, cols asmKernel) kernelSpec {
 	k.ep = ep
+	mr, nr := k.mr, k.nr
+	k.edge = &[3]microKernel{
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			packed(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(mr-1)*lda+kc-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(kc-1)*lda+mr-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+	}
 	return k
 }
 

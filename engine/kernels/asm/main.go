@@ -24,20 +24,30 @@ func main() {
 		{"AVX512x8x32", 8, 2, true},
 		{"AVX2x6x16", 6, 2, false},
 	} {
-		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false, false)
-		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false, false)
-		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false, false)
-		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true, false)
+		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false, false, 0)
+		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false, false, 0)
+		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false, false, 0)
+		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true, false, 0)
+	}
+	// 16-column kernels for the last panel of C when it has at most 16
+	// columns, reading the 32-column packed panel
+	for _, k := range []struct {
+		name string
+		mr   int
+	}{{"AVX512x12x16", 12}, {"AVX512x8x16", 8}} {
+		gemmKernel("gemm"+k.name+"PackedEdge", k.mr, 1, true, aPacked, false, false, 32)
+		gemmKernel("gemm"+k.name+"RowsEdge", k.mr, 1, true, aRows, false, false, 32)
+		gemmKernel("gemm"+k.name+"ColsEdge", k.mr, 1, true, aCols, false, false, 32)
 	}
 	// the fused-epilogue variants (AVX-512 only: AVX2 lacks the registers)
 	for _, k := range []struct {
 		name string
 		mr   int
 	}{{"AVX512x12x32", 12}, {"AVX512x8x32", 8}} {
-		gemmKernel("gemm"+k.name+"PackedEp", k.mr, 2, true, aPacked, false, true)
-		gemmKernel("gemm"+k.name+"RowsEp", k.mr, 2, true, aRows, false, true)
-		gemmKernel("gemm"+k.name+"ColsEp", k.mr, 2, true, aCols, false, true)
-		gemmKernel("gemm"+k.name+"BRowsEp", k.mr, 2, true, aPacked, true, true)
+		gemmKernel("gemm"+k.name+"PackedEp", k.mr, 2, true, aPacked, false, true, 0)
+		gemmKernel("gemm"+k.name+"RowsEp", k.mr, 2, true, aRows, false, true, 0)
+		gemmKernel("gemm"+k.name+"ColsEp", k.mr, 2, true, aCols, false, true, 0)
+		gemmKernel("gemm"+k.name+"BRowsEp", k.mr, 2, true, aPacked, true, true, 0)
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
@@ -116,7 +126,11 @@ const (
 // order and with the operations of biasActTileAVX512 (so the results are
 // the same bits): c = min(max(c + bias[i], lo), hi) for row i; the
 // signature then ends with bias (mr values), lo and hi.
-func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows, ep bool) {
+//
+// bStride, when not 0, is the number of values per k step of the packed B
+// panel (wider than the tile: a 16-column kernel reading a 32-column
+// panel).
+func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows, ep bool, bStride int) {
 	lanes := 8
 	if zmm {
 		lanes = 16
@@ -199,8 +213,11 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows, ep bool) {
 		bv[v] = vec()
 	}
 	t := vec()
-	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)} }
-	bNext := func(steps int) { ADDQ(U32(4*steps*nr), bp) }
+	if bStride == 0 {
+		bStride = nr
+	}
+	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*bStride + v*lanes)} }
+	bNext := func(steps int) { ADDQ(U32(4*steps*bStride), bp) }
 	if bRows {
 		ldb4 := loadBytes("ldb")
 		ldb12 := times3(ldb4)
