@@ -440,40 +440,28 @@ func gatherStrided[T float32 | int64](shape, stride, cnt []int, start int, x, y 
 }
 
 // copyRows copies rows rows of n values, row j from x[j*xs:] to y[j*ys:].
+// Rows of 2, 4, 8 and 16 values move as arrays, without a call to memmove.
 func copyRows[T float32 | int64](y, x []T, rows, ys, xs, n int) {
 	if rows == 0 {
 		return
 	}
 	y, x = y[:(rows-1)*ys+n], x[:(rows-1)*xs+n]
-	if y32, ok := any(y).([]float32); ok {
-		copyRows32(y32, any(x).([]float32), ys, xs, n)
-		return
-	}
-	for j, k := 0, 0; j < len(y); j, k = j+ys, k+xs {
-		copy(y[j:j+n], x[k:k+n])
-	}
-}
-
-// copyRows32 is copyRows for float32 (len(y) and len(x) end at the last
-// row): rows of 2, 4, 8 and 16 values move as arrays, without a call to
-// memmove.
-func copyRows32(y, x []float32, ys, xs, n int) {
 	switch n {
 	case 2:
 		for j, k := 0, 0; j+2 <= len(y) && k+2 <= len(x); j, k = j+ys, k+xs {
-			*(*[2]float32)(y[j : j+2]) = *(*[2]float32)(x[k : k+2])
+			*(*[2]T)(y[j : j+2]) = *(*[2]T)(x[k : k+2])
 		}
 	case 4:
 		for j, k := 0, 0; j+4 <= len(y) && k+4 <= len(x); j, k = j+ys, k+xs {
-			*(*[4]float32)(y[j : j+4]) = *(*[4]float32)(x[k : k+4])
+			*(*[4]T)(y[j : j+4]) = *(*[4]T)(x[k : k+4])
 		}
 	case 8:
 		for j, k := 0, 0; j+8 <= len(y) && k+8 <= len(x); j, k = j+ys, k+xs {
-			*(*[8]float32)(y[j : j+8]) = *(*[8]float32)(x[k : k+8])
+			*(*[8]T)(y[j : j+8]) = *(*[8]T)(x[k : k+8])
 		}
 	case 16:
 		for j, k := 0, 0; j+16 <= len(y) && k+16 <= len(x); j, k = j+ys, k+xs {
-			*(*[16]float32)(y[j : j+16]) = *(*[16]float32)(x[k : k+16])
+			*(*[16]T)(y[j : j+16]) = *(*[16]T)(x[k : k+16])
 		}
 	default:
 		for j, k := 0, 0; j < len(y); j, k = j+ys, k+xs {

@@ -59,9 +59,12 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) {
 		return
 	}
-	ctx.dwFlat = dwFlatMasks(&g, ctx.dwFlat)
+	flat := dwFlatMasks(&g, ctx.dwFlat)
+	if flat != nil {
+		ctx.dwFlat = flat // keep the buffer for the next call
+	}
 	t := &ctx.dw
-	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max, flat: ctx.dwFlat}
+	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max, flat: flat}
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < dwParallelMinMACs {
 		threads = 1
