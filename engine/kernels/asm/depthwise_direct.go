@@ -181,27 +181,38 @@ func dwDirectForward(name string, s int, clip bool) {
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	directPlane(name, s, directBody{
 		begin: func(kst, outOff Register) {},
-		tap: func(ky, kx int, v VecVirtual, kst Register) {
-			switch {
-			case ky == 0 && kx == 0:
-				VMOVAPS(bias, acc[0])
-				VFMADD231PS(v, w[0], acc[0])
-			case kx == 0:
-				VMULPS(v, w[ky*3], acc[ky])
-			default:
-				VFMADD231PS(v, w[ky*3+kx], acc[ky])
-			}
-		},
+		tap: func(ky, kx int, v VecVirtual, kst Register) { tapFMA(ky, kx, v, w, bias, acc) },
 		end: func(kst, outOff Register) {
-			VADDPS(acc[1], acc[0], acc[0])
-			VADDPS(acc[2], acc[0], acc[0])
-			clamp(acc[0])
+			sumRows(acc, clamp)
 			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
 		},
 		nextImage: func() { addParamBytes("outStride", outp) },
 	})
 	VZEROUPPER()
 	RET()
+}
+
+// tapFMA adds tap (ky, kx) of a 3x3 filter w, with the input values v, to
+// the accumulator of row ky: the first tap starts acc[0] at bias, the first
+// of each other row starts its accumulator with a product.
+func tapFMA(ky, kx int, v VecVirtual, w [9]VecVirtual, bias VecVirtual, acc [3]VecVirtual) {
+	k := ky*3 + kx
+	switch {
+	case k == 0:
+		VMOVAPS(bias, acc[0])
+		VFMADD231PS(v, w[0], acc[0])
+	case kx == 0:
+		VMULPS(v, w[k], acc[ky])
+	default:
+		VFMADD231PS(v, w[k], acc[ky])
+	}
+}
+
+// sumRows adds the row accumulators of tapFMA into acc[0] and clamps it.
+func sumRows(acc [3]VecVirtual, clamp func(VecVirtual)) {
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[2], acc[0], acc[0])
+	clamp(acc[0])
 }
 
 // clampOutput returns what clamps a vector of outputs to the parameters
@@ -262,20 +273,10 @@ func dwFlatForward(name string, clip bool) {
 			k := ky*3 + kx
 			KMOVW(Mem{Base: mp, Disp: 2 * k}, K1)
 			VMOVUPS_Z(Mem{Base: rows[ky], Disp: 4 * (kx - 1)}, K1, v)
-			switch {
-			case k == 0:
-				VMOVAPS(bias, acc[0])
-				VFMADD231PS(v, w[0], acc[0])
-			case kx == 0:
-				VMULPS(v, w[k], acc[ky])
-			default:
-				VFMADD231PS(v, w[k], acc[ky])
-			}
+			tapFMA(ky, kx, v, w, bias, acc)
 		}
 	}
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[2], acc[0], acc[0])
-	clamp(acc[0])
+	sumRows(acc, clamp)
 	VMOVUPS(acc[0], Mem{Base: o})
 	ADDQ(U32(64), p)
 	ADDQ(U32(64), o)

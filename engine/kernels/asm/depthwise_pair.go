@@ -99,24 +99,13 @@ func dwPairForward(name string, clip bool) {
 	NEGQ(pl4)
 	for ky := 0; ky < 3; ky++ {
 		for kx := 0; kx < 3; kx++ {
-			k := ky*3 + kx
 			VMOVUPS_Z(Mem{Base: rows[ky][0], Index: pl4, Scale: 1, Disp: 4 * kx}, kcol[kx], a)
 			VMOVUPS_Z(Mem{Base: rows[ky][1], Index: pl4, Scale: 1, Disp: 4 * kx}, kcol[kx], b)
 			VPERMT2PS(b, idx, a)
-			switch {
-			case k == 0:
-				VMOVAPS(bias, acc[0])
-				VFMADD231PS(a, w[0], acc[0])
-			case kx == 0:
-				VMULPS(a, w[k], acc[ky])
-			default:
-				VFMADD231PS(a, w[k], acc[ky])
-			}
+			tapFMA(ky, kx, a, w, bias, acc)
 		}
 	}
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[2], acc[0], acc[0])
-	clamp(acc[0])
+	sumRows(acc, clamp)
 	VCOMPRESSPS_Z(acc[0], K5, acc[0])
 	// two rows, or one when oy+1 is past the last
 	last := GP64()
