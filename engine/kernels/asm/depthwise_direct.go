@@ -181,7 +181,7 @@ func dwDirectForward(name string, s int, clip bool) {
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	directPlane(name, s, directBody{
 		begin: func(kst, outOff Register) {},
-		tap: func(ky, kx int, v VecVirtual, kst Register) { tapFMA(ky, kx, v, w, bias, acc) },
+		tap:   func(ky, kx int, v VecVirtual, kst Register) { tapFMA(ky, kx, v, w, bias, acc) },
 		end: func(kst, outOff Register) {
 			sumRows(acc, clamp)
 			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
@@ -190,6 +190,29 @@ func dwDirectForward(name string, s int, clip bool) {
 	})
 	VZEROUPPER()
 	RET()
+}
+
+// dwPrologue declares a depthwise forward kernel with signature sig (with
+// clip, lo and hi appended and the doc saying so) and loads its out and
+// in pointers, its 9 weights broadcast and its bias broadcast; clamp is
+// clampOutput's.
+func dwPrologue(name string, clip bool, sig, what string) (outp, inp Register, w [9]VecVirtual, bias VecVirtual, clamp func(VecVirtual)) {
+	doc := name + " " + what + "."
+	if clip {
+		sig = sig[:len(sig)-1] + ", lo, hi float32)"
+		doc = name + " " + what + ", clamped to [lo, hi]."
+	}
+	leaf(name, sig, doc)
+	outp = Load(Param("out"), GP64())
+	inp = Load(Param("in"), GP64())
+	w = broadcastTaps(Load(Param("w"), GP64()))
+	bias = ZMM()
+	b, err := Param("bias").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	VBROADCASTSS(b.Addr, bias)
+	return outp, inp, w, bias, clampOutput(clip)
 }
 
 // tapFMA adds tap (ky, kx) of a 3x3 filter w, with the input values v, to
@@ -240,20 +263,10 @@ func clampOutput(clip bool) func(v VecVirtual) {
 // plane). count planes inStride and outStride values apart; with clip the
 // outputs are clamped as dwDirectForward's.
 func dwFlatForward(name string, clip bool) {
-	sig := "func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)"
-	doc := name + " computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector."
-	if clip {
-		sig = sig[:len(sig)-1] + ", lo, hi float32)"
-		doc = name + " computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector, clamped to [lo, hi]."
-	}
-	leaf(name, sig, doc)
-	outp := Load(Param("out"), GP64())
-	inp := Load(Param("in"), GP64())
-	w := broadcastTaps(Load(Param("w"), GP64()))
-	bias := ZMM()
-	VBROADCASTSS(NewParamAddr("bias", 24), bias)
+	outp, inp, w, bias, clamp := dwPrologue(name, clip,
+		"func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)",
+		"computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector")
 	wd4 := loadBytes("wd")
-	clamp := clampOutput(clip)
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	v := ZMM()
 	Label(name + "_image")

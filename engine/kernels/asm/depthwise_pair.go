@@ -19,19 +19,9 @@ import (
 // as dwDirectForward's. The two rows are stored compressed (ow values
 // each), the second only when it exists.
 func dwPairForward(name string, clip bool) {
-	sig := "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, masks, count, inStride, outStride int)"
-	doc := name + " computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector."
-	if clip {
-		sig = sig[:len(sig)-1] + ", lo, hi float32)"
-		doc = name + " computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector, clamped to [lo, hi]."
-	}
-	leaf(name, sig, doc)
-	outp := Load(Param("out"), GP64())
-	inp := Load(Param("in"), GP64())
-	w := broadcastTaps(Load(Param("w"), GP64()))
-	bias := ZMM()
-	VBROADCASTSS(NewParamAddr("bias", 32), bias)
-	clamp := clampOutput(clip)
+	outp, inp, w, bias, clamp := dwPrologue(name, clip,
+		"func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, masks, count, inStride, outStride int)",
+		"computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector")
 	idx := evenLanes(2)
 	wd4 := loadBytes("wd")
 	ow := GP64()
