@@ -215,6 +215,18 @@ func dwPrologue(name string, clip bool, sig, what string) (outp, inp Register, w
 	return outp, inp, w, bias, clampOutput(clip)
 }
 
+// nextPlaneOrReturn moves inp and outp to the next plane (parameters
+// inStride and outStride) and loops to the label name_image while the
+// parameter count is not exhausted; then it returns.
+func nextPlaneOrReturn(name string, inp, outp Register) {
+	addParamBytes("inStride", inp)
+	addParamBytes("outStride", outp)
+	DECQ(paramAddr("count"))
+	JNE(LabelRef(name + "_image"))
+	VZEROUPPER()
+	RET()
+}
+
 // tapFMA adds tap (ky, kx) of a 3x3 filter w, with the input values v, to
 // the accumulator of row ky: the first tap starts acc[0] at bias, the first
 // of each other row starts its accumulator with a product.
@@ -296,12 +308,7 @@ func dwFlatForward(name string, clip bool) {
 	ADDQ(U32(18), mp)
 	DECQ(nv)
 	JNE(LabelRef(name + "_vec"))
-	addParamBytes("inStride", inp)
-	addParamBytes("outStride", outp)
-	DECQ(paramAddr("count"))
-	JNE(LabelRef(name + "_image"))
-	VZEROUPPER()
-	RET()
+	nextPlaneOrReturn(name, inp, outp)
 }
 
 // dwDirectWeightGrad emits the lane-wise partial sums of the weight

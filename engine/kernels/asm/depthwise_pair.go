@@ -113,10 +113,5 @@ func dwPairForward(name string, clip bool) {
 	ADDQ(Imm(2), oy)
 	CMPQ(oy, paramAddr("oh"))
 	JL(LabelRef(name + "_pair"))
-	addParamBytes("inStride", inp)
-	addParamBytes("outStride", outp)
-	DECQ(paramAddr("count"))
-	JNE(LabelRef(name + "_image"))
-	VZEROUPPER()
-	RET()
+	nextPlaneOrReturn(name, inp, outp)
 }
