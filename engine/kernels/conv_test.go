@@ -155,6 +155,41 @@ func closeTo(got float32, want, scale float64) bool {
 	return math.Abs(float64(got)-want) <= 1e-5*(scale+math.Abs(want))
 }
 
+// TestIm2colRows checks that every band of output rows unfolds to the
+// matching columns of the whole image's Im2col, with the gaps of ld left
+// alone.
+func TestIm2colRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, cg := range convGeoms {
+		g := cg.geom(t)
+		in := randSlice(r, cg.c*cg.h*cg.w)
+		kdim, hw := cg.c*cg.kh*cg.kw, g.OH*g.OW
+		col := make([]float32, kdim*hw)
+		Im2col(g, in, col)
+		for band := 1; band <= g.OH; band++ {
+			for oy0 := 0; oy0 < g.OH; oy0 += band {
+				oy1 := min(g.OH, oy0+band)
+				n := (oy1 - oy0) * g.OW
+				ld := n + 2
+				got := randSlice(r, (kdim-1)*ld+n+2)
+				gaps := append([]float32(nil), got...)
+				Im2colRows(g, in, got, ld, oy0, oy1)
+				for row := 0; row < kdim; row++ {
+					for j := 0; j < ld; j++ {
+						v := got[row*ld+j]
+						if j < n && v != col[row*hw+oy0*g.OW+j] {
+							t.Fatalf("%+v rows [%d, %d): [%d,%d] = %g, Im2col gives %g", cg, oy0, oy1, row, j, v, col[row*hw+oy0*g.OW+j])
+						}
+						if j >= n && v != gaps[row*ld+j] {
+							t.Fatalf("%+v rows [%d, %d): wrote the gap at [%d,%d]", cg, oy0, oy1, row, j)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestIm2colConv(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, cg := range convGeoms {

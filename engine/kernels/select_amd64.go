@@ -286,25 +286,37 @@ func gatherStride2(dst, src []float32) {
 // zeroGuard); it is never written.
 var zeroRow4K [zeroGuard + 4096 + zeroGuard]float32
 
-// im2colFast writes the column matrix of one image (see Im2col) with the
-// AVX-512 kernels for strides 1 and 2; it reports false when it cannot.
-func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
+// im2colFast writes the column matrix of output rows [oy0, oy1) of one
+// image (see Im2colRows) with the AVX-512 kernels for strides 1 and 2; it
+// reports false when it cannot.
+func im2colFast(g *ConvGeom, in, col []float32, ld, oy0, oy1 int) bool {
 	s := g.Strides[0]
 	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K)-2*zeroGuard {
 		return false
 	}
-	hw := g.OH * g.OW
+	// the band reads input rows from base = oy0*s - pt on: start the planes
+	// there (or keep the top padding when base < 0)
+	base := oy0*s - g.Pads[0]
+	shift, top := 0, g.Pads[0]-oy0*s
+	if base > 0 {
+		shift, top = base, 0
+	}
+	h, oh := g.H-shift, oy1-oy0
+	if h < 1 {
+		return false
+	}
+	hw := oh * g.OW
 	_, _ = in[g.C*g.H*g.W-1], col[(g.C*g.KH*g.KW-1)*ld+hw-1]
 	row := 0
 	for c := 0; c < g.C; c++ {
-		plane := &in[c*g.H*g.W]
+		plane := &in[c*g.H*g.W+shift*g.W]
 		for ky := 0; ky < g.KH; ky++ {
 			for kx := 0; kx < g.KW; kx++ {
-				pt, pl := g.Pads[0]-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
+				pt, pl := top-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
 				if s == 1 {
-					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], h, g.W, oh, g.OW, pt, pl)
 				} else {
-					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], h, g.W, oh, g.OW, pt, pl)
 				}
 				row++
 			}
