@@ -24,8 +24,9 @@
 //   - DepthwiseConv2D(Ex) / DepthwiseConv2DBackward: group = C convolution
 //     with one filter per channel, direct (no im2col), with vectorized 3x3
 //     stride 1 and 2 paths for large, narrow and tiny planes.
-//   - Im2col, Im2colLD (rows ld apart, for several images side by side) and
-//     Col2im for building other convolutions.
+//   - Im2col, Im2colLD (rows ld apart, for several images side by side),
+//     Im2colRows (a band of output rows, for unfolding large images a piece
+//     at a time) and Col2im for building other convolutions.
 //
 // Pooling: MaxPool3x3 (3x3 windows, stride 1 or 2; vectorized only, the
 // caller keeps a scalar path).
