@@ -3,6 +3,7 @@ package finetune
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -62,5 +63,29 @@ func TestDivergenceFirstStep(t *testing.T) {
 				t.Errorf("a diverged first step left %s in the checkpoint folder", e.Name())
 			}
 		})
+	}
+}
+
+// TestCheckLossNearZeroStart: a loss that jumps many times over a running
+// mean near zero but stays small is a working student (a run with one
+// layer replaced stopped at step 2 with loss 0.026 over a mean of 1.5e-4);
+// NaN, infinity and a large jump stop the run.
+func TestCheckLossNearZeroStart(t *testing.T) {
+	cases := []struct {
+		loss    float64
+		diverge bool
+	}{
+		{0.026, false},
+		{0.9, false},
+		{5, true},
+		{math.NaN(), true},
+		{math.Inf(1), true},
+	}
+	for _, c := range cases {
+		r := &trainer{opts: Options{LR: 1e-3}, step: 1, lossMean: 1.5e-4}
+		err := r.checkLoss(c.loss, &checkpointer{})
+		if got := errors.Is(err, ErrDiverged); got != c.diverge {
+			t.Errorf("loss %g over mean 1.5e-4: diverged %v, want %v (%v)", c.loss, got, c.diverge, err)
+		}
 	}
 }
