@@ -12,35 +12,22 @@ import (
 	"github.com/lprconv/lprconv/svd"
 )
 
-// TestRefitLayerExact checks SequentialInit's per-layer refit on synthetic
-// activations against direct sums over the samples: the error it reports
-// is the sample error of the refitted factors and bias, the bias is the
-// optimum for them (moving any entry raises the error), and the refit
-// beats the data-aware factors of the student's inputs (what InitFromData
-// would give) with the original bias.
-func TestRefitLayerExact(t *testing.T) {
-	const c, n, rank = 8, 3000, 2
-	rng := rand.New(rand.NewSource(4))
-	w := make([]float32, c*c)
-	bias := make([]float32, c)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	for i := range bias {
-		bias[i] = float32(rng.NormFloat64())
-	}
-	// x_t correlated with a non-zero mean; x_s = P x_t + offset + noise
-	// (an earlier compressed layer's distortion).
+// synthLayer draws n samples of a teacher input x_t (correlated, with a
+// non-zero mean) and a student input x_s = P x_t + offset + noise, where
+// P = I + distort·(random): an earlier compressed layer's distortion.
+// It returns them and their moment sums.
+func synthLayer(rng *rand.Rand, c, n int, distort float64) (xt, xs [][]float64, st *moments) {
 	mix := make([]float64, c*c)
 	p := make([]float64, c*c)
 	for i := range mix {
 		mix[i] = rng.NormFloat64()
-		p[i] = 0.3 * rng.NormFloat64()
+		p[i] = distort * rng.NormFloat64()
 	}
 	for i := 0; i < c; i++ {
 		p[i*c+i] += 1
 	}
-	xt, xs := make([][]float64, n), make([][]float64, n)
+	st = newMoments(c)
+	xt, xs = make([][]float64, n), make([][]float64, n)
 	for k := range xt {
 		z := make([]float64, c)
 		for i := range z {
@@ -54,24 +41,58 @@ func TestRefitLayerExact(t *testing.T) {
 			}
 		}
 		for i := 0; i < c; i++ {
-			xs[k][i] = 0.2 + 0.1*rng.NormFloat64()
+			if distort > 0 {
+				xs[k][i] = 0.2 + 0.1*rng.NormFloat64()
+			}
 			for j := 0; j < c; j++ {
 				xs[k][i] += p[i*c+j] * xt[k][j]
 			}
 		}
-	}
-	st := &moments{c: c, ss: make([]float64, c*c), ts: make([]float64, c*c), tt: make([]float64, c*c), mt: make([]float64, c), ms: make([]float64, c)}
-	for k := range xt {
 		for i := 0; i < c; i++ {
-			st.mt[i] += xt[k][i] / n
-			st.ms[i] += xs[k][i] / n
+			st.mt[i] += xt[k][i]
+			st.ms[i] += xs[k][i]
 			for j := 0; j < c; j++ {
-				st.ss[i*c+j] += xs[k][i] * xs[k][j] / n
-				st.ts[i*c+j] += xt[k][i] * xs[k][j] / n
-				st.tt[i*c+j] += xt[k][i] * xt[k][j] / n
+				st.ss[i*c+j] += xs[k][i] * xs[k][j]
+				st.ts[i*c+j] += xt[k][i] * xs[k][j]
+				st.tt[i*c+j] += xt[k][i] * xt[k][j]
 			}
 		}
 	}
+	st.pixels = float64(n)
+	return xt, xs, st
+}
+
+// synthPlan is a c x c layer with random weight and bias and its
+// data-aware factors of rank 2 for the second moment of x_s, as
+// InitFromData computes them.
+func synthPlan(t *testing.T, rng *rand.Rand, c int, st *moments) *convert.LayerPlan {
+	t.Helper()
+	w := make([]float32, c*c)
+	bias := make([]float32, c)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	for i := range bias {
+		bias[i] = float32(rng.NormFloat64())
+	}
+	f, err := svd.FactorizeData(w, c, c, 2, svd.KindDiag, st.normalized().ss, svd.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &convert.LayerPlan{Candidate: convert.Candidate{Name: "synthetic", Channels: c}, W: w, Bias: bias, Factors: f}
+}
+
+// TestRefitLayerExact checks SequentialInit's per-layer refit on synthetic
+// activations against direct sums over the samples: layerError is the
+// sample error, the refitted bias is the optimum for the refitted factors
+// (moving any entry raises the error), and the refit beats the
+// data-aware factors of the student's inputs (what InitFromData gives)
+// with the original bias.
+func TestRefitLayerExact(t *testing.T) {
+	const c, n = 8, 3000
+	rng := rand.New(rand.NewSource(4))
+	xt, xs, st := synthLayer(rng, c, n, 0.3)
+	l := synthPlan(t, rng, c, st)
 	// sampleErr is E‖W x_t + b − M x_s − b′‖² / E‖W x_t‖² over the samples.
 	sampleErr := func(f *svd.Factors, b2 []float32) float64 {
 		m, err := dense(f)
@@ -81,51 +102,73 @@ func TestRefitLayerExact(t *testing.T) {
 		num, den := 0.0, 0.0
 		for k := range xt {
 			for o := 0; o < c; o++ {
-				y, z := float64(bias[o])-float64(b2[o]), 0.0
-				wx := 0.0
+				wx, mx := 0.0, 0.0
 				for i := 0; i < c; i++ {
-					wx += float64(w[o*c+i]) * xt[k][i]
-					z += m[o*c+i] * xs[k][i]
+					wx += float64(l.W[o*c+i]) * xt[k][i]
+					mx += m[o*c+i] * xs[k][i]
 				}
-				y += wx - z
+				y := wx + float64(l.Bias[o]) - mx - float64(b2[o])
 				num += y * y
 				den += wx * wx
 			}
 		}
 		return num / den
 	}
-	// The data-aware factors of the student's inputs (uncentred second
-	// moment), as InitFromData computes them.
-	before, err := svd.FactorizeData(w, c, c, rank, svd.KindDiag, st.ss, svd.Options{})
+	norm := st.normalized()
+	f, b2, err := fitLayer(l, norm, svd.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &convert.LayerPlan{Candidate: convert.Candidate{Name: "synthetic", Channels: c}, W: w, Bias: append([]float32(nil), bias...), Factors: before}
-	li, err := refitLayer(l, st, svd.Options{})
-	if err != nil {
-		t.Fatal(err)
+	got := sampleErr(f, b2)
+	for _, tc := range []struct {
+		name string
+		f    *svd.Factors
+		b    []float32
+		want float64
+	}{{"refit", f, b2, got}, {"data-aware", l.Factors, l.Bias, sampleErr(l.Factors, l.Bias)}} {
+		e, err := layerError(l, tc.f, tc.b, norm)
+		if err != nil || math.Abs(e-tc.want) > 1e-6*tc.want {
+			t.Errorf("%s: layerError %v (%v), sample error %v", tc.name, e, err, tc.want)
+		}
 	}
-	if li.Kept != "data" || l.Factors == before {
-		t.Fatalf("refit not kept: %+v", li)
-	}
-	got := sampleErr(l.Factors, l.Bias)
-	if want := li.DataAwareErr * li.DataAwareErr; math.Abs(got-want) > 1e-4*want {
-		t.Errorf("reported squared error %v, sample error %v", want, got)
-	}
-	if old, want := sampleErr(before, bias), li.DataFreeErr*li.DataFreeErr; math.Abs(old-want) > 1e-4*want {
-		t.Errorf("reported squared error of the previous factors %v, sample error %v", want, old)
-	}
-	t.Logf("relative output error: data-aware on the student's inputs %.4f, refit %.4f", li.DataFreeErr, li.DataAwareErr)
-	if li.DataAwareErr > 0.9*li.DataFreeErr {
-		t.Errorf("refit error %.4f not clearly below the data-aware factors' %.4f", li.DataAwareErr, li.DataFreeErr)
+	old := sampleErr(l.Factors, l.Bias)
+	t.Logf("relative squared output error: data-aware on the student's inputs %.4f, refit %.4f", old, got)
+	if got > 0.8*old {
+		t.Errorf("refit error %.4f not clearly below the data-aware factors' %.4f", got, old)
 	}
 	for o := 0; o < c; o++ {
 		for _, eps := range []float32{-0.05, 0.05} {
-			b2 := append([]float32(nil), l.Bias...)
-			b2[o] += eps
-			if e := sampleErr(l.Factors, b2); e <= got {
+			b := append([]float32(nil), b2...)
+			b[o] += eps
+			if e := sampleErr(f, b); e <= got {
 				t.Errorf("bias[%d]%+g lowers the error from %v to %v: the refitted bias is not optimal", o, eps, got, e)
 			}
+		}
+	}
+}
+
+// TestRefitCheckedHoldsOut checks the held-out guard of SequentialInit:
+// a refit is kept when the held-out half shows the distortion it was fitted
+// to (here a copy of the first half), and refused when the held-out half
+// shows another one (the fit would only model the first half).
+func TestRefitCheckedHoldsOut(t *testing.T) {
+	const c, n = 8, 2000
+	_, _, a := synthLayer(rand.New(rand.NewSource(5)), c, n, 0.3)
+	_, _, other := synthLayer(rand.New(rand.NewSource(7)), c, n, 0)
+	for _, tc := range []struct {
+		name string
+		held *moments
+		kept string
+	}{{"same distortion", a.plus(newMoments(c)), "data"}, {"no distortion held out", other, "weights"}} {
+		l := synthPlan(t, rand.New(rand.NewSource(6)), c, a)
+		before := l.Factors
+		li, err := refitChecked(l, [2]*moments{a, tc.held}, svd.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: held-out error %.4f before, %.4f refit; kept %s", tc.name, li.DataFreeErr, li.DataAwareErr, li.Kept)
+		if li.Kept != tc.kept || (li.Kept == "weights") != (l.Factors == before) {
+			t.Errorf("%s: kept %s (factors replaced: %v), want %s", tc.name, li.Kept, l.Factors != before, tc.kept)
 		}
 	}
 }
@@ -161,7 +204,7 @@ func shuffleFixture(t *testing.T, images int) (*convert.Plan, []float32) {
 // TestSequentialInitRaisesAgreement checks that SequentialInit, after
 // InitFromData on the same 200 training images, raises the untrained
 // ShuffleNetV2 student's agreement with the teacher on the 500 unseen test
-// images by more than two points (at the time of writing 64.0% -> 90.8%;
+// images by more than two points (at the time of writing 64.0% -> 87.4%;
 // on the 10,000 Fashion-MNIST test images top-1 went 46.7% -> 61.3% with
 // 512 calibration images), that every replaced layer was visited in order,
 // and that the plan's Replace flags are restored.

@@ -176,6 +176,15 @@ func run(ctx context.Context, c config) (*result, error) {
 		if !set["pre-steps"] {
 			c.PreSteps = rc.ReconstructSteps
 		}
+		if !set["lr"] {
+			c.LR = rc.LR
+		}
+		if !set["loss"] {
+			c.Loss = rc.Loss
+		}
+		if !set["init"] && rc.Init == finetune.InitSequential {
+			c.Init = "seq"
+		}
 	}
 	lossKind, err := finetune.ParseLoss(c.Loss)
 	if err != nil {
@@ -228,18 +237,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		size := in.Channels * in.Height * in.Width
-		imgs := make([]float32, (n+c.Batch)*size)
-		got := 0
-		for got < n {
-			k, err := cl.Next(imgs[got*size:(got+c.Batch)*size], make([]int, c.Batch))
-			if k == 0 || err != nil {
-				break
-			}
-			got += k
-		}
+		_, err = finetune.SequentialInitFrom(ctx, m, plan, cl, n, c.Batch, c.Threads, so)
 		cl.Close()
-		if _, err := finetune.SequentialInit(ctx, m, plan, imgs, min(got, n), c.Batch, c.Threads, so); err != nil {
+		if err != nil {
 			return nil, err
 		}
 	}
