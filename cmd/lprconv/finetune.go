@@ -225,7 +225,7 @@ func finetuneNotes(s *pipeline.FineTuneResult, train finetune.TrainSet) []string
 			before += l.DataFreeErr / float64(n)
 			after += min(l.DataAwareErr, l.DataFreeErr) / float64(n)
 		}
-		out = append(out, fmt.Sprintf("sequential init: %d of %d layers refitted to the original's output given the compressed input; mean relative output error %.4f -> %.4f", kept, n, before, after))
+		out = append(out, fmt.Sprintf("sequential init: %d of %d layers refitted to the original's output given the compressed input; mean relative output error on held-out calibration images %.4f -> %.4f", kept, n, before, after))
 	}
 	if s.Reconstruct != nil {
 		out = append(out, fmt.Sprintf("reconstructed: %d steps fitting the LPR modules' outputs, final loss %.4f", s.Reconstruct.Steps, s.Reconstruct.FinalLoss))
