@@ -36,8 +36,8 @@
 // scale, straight into the GEMM's packed output) and the 1x1 Conv's GEMM
 // accumulates into it (beta = 1), with the bias and a following Relu or
 // Clip in its epilogue. A 1x1 Conv with group = C = M (not fused) runs as
-// a direct per-channel scale, and group-1 1x1 Convs on planes of at most 4
-// pixels multiply all images of the batch in one GEMM.
+// a direct per-channel scale, and group-1 1x1 Convs on planes of at most 16
+// pixels (4x4) multiply all images of the batch in one GEMM.
 //
 // A panic inside an op (a bug) is returned as an error naming the node; bad
 // models are rejected at Compile. ProfileSteps measures the time of every

@@ -108,18 +108,25 @@ type convRun struct {
 	nb         int // images in the current chunk
 }
 
-// batchedPlaneLimit is the largest output plane (OH*OW) for which the
-// batched GEMM path is used; larger planes make per-image GEMMs efficient.
-const batchedPlaneLimit = 1024
+// batchedPlaneLimit bounds the output planes (OH*OW below it) for which
+// the batched GEMM path is used for general convolutions; larger planes
+// make per-image GEMMs efficient. At 16x16 (the first 3x3 stride-2
+// convolution of the 32x32 fixtures) the per-image path was 8-15% faster
+// (it writes NCHW directly; the batched path scatters its output back).
+const batchedPlaneLimit = 256
 
 // pointwiseBatchedPlaneLimit is the largest output plane for which a
 // group-1 pointwise convolution over several images uses the batched path:
 // per-image GEMMs with so few columns run far below the kernels' peak.
 // Measured with BenchmarkPointwiseSmallPlane (one thread, batch 64): at
 // 2x2 planes the batched path is 1.0-1.5x faster for C >= M and 2.6-3x
-// for C < M (an LPR module's second factor); at 4x4 it ranges from 0.8x
-// to 1.15x, at 8x8 it is slower.
-const pointwiseBatchedPlaneLimit = 4
+// for C < M (an LPR module's second factor). Since the GEMM kernels apply
+// the bias and activation before their store (which the batched path's
+// one GEMM over whole panels can use, and tiles spanning images cannot),
+// it is also faster at 4x4: the 4x4 pointwise layers of the MobileNetV1
+// and ShuffleNetV2 fixtures took 490 us instead of 600 us (sum of per-step
+// thread CPU minima, batch 64); at 8x8 it is slower (310 us against 230).
+const pointwiseBatchedPlaneLimit = 16
 
 // batchedScratchLimit bounds the scratch of the batched path, in floats.
 const batchedScratchLimit = 4 << 20
@@ -265,28 +272,42 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	cg, mg := op.C/op.Group, op.M/op.Group
 	kk := cg * g.KH * g.KW
 	var col []float32
+	band := g.OH // output rows unfolded at a time
 	if op.Kind == convGeneral {
 		col = c.Scratch(kk * ohw)
+		band = min(g.OH, max(1, im2colBandFloats/max(kk*g.OW, 1)))
 	}
 	for i := 0; i < op.N; i++ {
 		for gi := 0; gi < op.Group; gi++ {
 			xg := x[(i*op.C+gi*cg)*hw : (i*op.C+(gi+1)*cg)*hw]
 			yg := y[(i*op.M+gi*mg)*ohw : (i*op.M+(gi+1)*mg)*ohw]
 			wg := w[gi*mg*kk : (gi+1)*mg*kk]
-			src := xg
-			if op.Kind == convGeneral {
-				kernels.Im2col(g, xg, col)
-				src = col
-			}
 			var gb []float32
 			if bias != nil {
 				gb = bias[gi*mg : (gi+1)*mg]
 			}
-			c.K.SgemmEx(false, false, mg, ohw, kk, 1, wg, kk, src, ohw, 0, yg, ohw, op.epilogue(gb, nil))
+			if op.Kind != convGeneral {
+				c.K.SgemmEx(false, false, mg, ohw, kk, 1, wg, kk, xg, ohw, 0, yg, ohw, op.epilogue(gb, nil))
+				continue
+			}
+			for oy0 := 0; oy0 < g.OH; oy0 += band {
+				oy1 := min(g.OH, oy0+band)
+				cols := (oy1 - oy0) * g.OW
+				kernels.Im2colRows(g, xg, col, cols, oy0, oy1)
+				c.K.SgemmEx(false, false, mg, cols, kk, 1, wg, kk, col, cols, 0, yg[oy0*g.OW:], ohw, op.epilogue(gb, nil))
+			}
 		}
 	}
 	return nil
 }
+
+// im2colBandFloats bounds the column matrix of one band of output rows of
+// a general convolution run image by image (128 KiB: it stays in L2 while
+// the GEMM reads it). Unfolding a 224x224 image's first 3x3 convolution
+// whole wrote 1.35 MB that the GEMM then read back from L3; in bands of
+// 128 KiB the step took 410-530 us instead of 600-690 (thread CPU minima;
+// bands of 32 to 256 KiB were alike).
+const im2colBandFloats = 32 << 10
 
 // channelScale reports whether the convolution is a per-channel scale: 1x1,
 // stride 1, no padding, group = C = M (the diag residual of an LPR module).

@@ -78,6 +78,9 @@ func (op *PoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 func (op *PoolOp) run(lo, hi int) {
 	g := op.Geom
 	hw, ohw := g.H*g.W, g.OH*g.OW
+	if op.Max && kernels.MaxPool3x3(&g, hi-lo, op.x[lo*hw:hi*hw], op.y[lo*ohw:hi*ohw]) {
+		return
+	}
 	// output columns whose window lies entirely inside the input
 	ilo, ihi := validRange(-g.Pads[1], g.Strides[1], g.W-(g.KW-1)*g.Dilations[1], g.OW)
 	for p := lo; p < hi; p++ {
@@ -259,6 +262,18 @@ func buildGlobalPool(isMax bool) func(b *nodeBuild) (Op, error) {
 // Forward reduces every plane to one value.
 func (op *GlobalPoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 	x, y := in[0].F, out[0].F
+	if op.Inner == 1 {
+		// 1x1 planes: the max of one value is the value, the mean 0 + the
+		// value (as the loop below computes it: -0 becomes +0)
+		if op.Max {
+			copy(y[:op.Planes], x)
+			return nil
+		}
+		for p, v := range x[:op.Planes] {
+			y[p] = 0 + v
+		}
+		return nil
+	}
 	for p := 0; p < op.Planes; p++ {
 		row := x[p*op.Inner : (p+1)*op.Inner]
 		if op.Max {

@@ -400,6 +400,30 @@ func gatherStrided[T float32 | int64](shape, stride, cnt []int, start int, x, y 
 	clear(cnt)
 	last, ls := shape[rank-1], stride[rank-1]
 	xo := start
+	if rank >= 2 && ls == 1 && last <= 16 {
+		// short contiguous rows (a channel shuffle moves 1-16 values at a
+		// time): copy the rows of the next two axes per odometer step, the
+		// longer of the two in the inner loop
+		mid, ms := shape[rank-2], stride[rank-2]
+		outer, os, odo := 1, 0, rank-2
+		if rank >= 3 {
+			outer, os, odo = shape[rank-3], stride[rank-3], rank-3
+		}
+		for yo := 0; yo < len(y); yo += outer * mid * last {
+			yb := y[yo : yo+outer*mid*last]
+			if outer > mid {
+				for j := 0; j < mid; j++ {
+					copyRows(yb[j*last:], x[xo+j*ms:], outer, mid*last, os, last)
+				}
+			} else {
+				for i := 0; i < outer; i++ {
+					copyRows(yb[i*mid*last:], x[xo+i*os:], mid, last, ms, last)
+				}
+			}
+			xo = advance(cnt[:odo], shape[:odo], stride[:odo], xo)
+		}
+		return
+	}
 	for yo := 0; yo < len(y); yo += last {
 		row := y[yo : yo+last]
 		if ls == 1 {
@@ -412,6 +436,37 @@ func gatherStrided[T float32 | int64](shape, stride, cnt []int, start int, x, y 
 			}
 		}
 		xo = advance(cnt[:rank-1], shape[:rank-1], stride[:rank-1], xo)
+	}
+}
+
+// copyRows copies rows rows of n values, row j from x[j*xs:] to y[j*ys:].
+// Rows of 2, 4, 8 and 16 values move as arrays, without a call to memmove.
+func copyRows[T float32 | int64](y, x []T, rows, ys, xs, n int) {
+	if rows == 0 {
+		return
+	}
+	y, x = y[:(rows-1)*ys+n], x[:(rows-1)*xs+n]
+	switch n {
+	case 2:
+		for j, k := 0, 0; j+2 <= len(y) && k+2 <= len(x); j, k = j+ys, k+xs {
+			*(*[2]T)(y[j : j+2]) = *(*[2]T)(x[k : k+2])
+		}
+	case 4:
+		for j, k := 0, 0; j+4 <= len(y) && k+4 <= len(x); j, k = j+ys, k+xs {
+			*(*[4]T)(y[j : j+4]) = *(*[4]T)(x[k : k+4])
+		}
+	case 8:
+		for j, k := 0, 0; j+8 <= len(y) && k+8 <= len(x); j, k = j+ys, k+xs {
+			*(*[8]T)(y[j : j+8]) = *(*[8]T)(x[k : k+8])
+		}
+	case 16:
+		for j, k := 0, 0; j+16 <= len(y) && k+16 <= len(x); j, k = j+ys, k+xs {
+			*(*[16]T)(y[j : j+16]) = *(*[16]T)(x[k : k+16])
+		}
+	default:
+		for j, k := 0, 0; j < len(y); j, k = j+ys, k+xs {
+			copy(y[j:j+n], x[k:k+n])
+		}
 	}
 }
 

@@ -447,7 +447,11 @@ func (p *Program) plan(keepAll bool) error {
 	if total > onnxio.MaxElements {
 		return fmt.Errorf("activations need %d floats at once, over the %d limit; use a smaller batch", total, int64(onnxio.MaxElements))
 	}
-	p.arena = make([]float32, total)
+	// arenaGuard unused values on each side: the vector kernels' masked
+	// loads may reach a vector beyond a tensor (discarding those lanes), and
+	// must not touch another heap object (see kernels' zeroGuard).
+	const arenaGuard = 64
+	p.arena = make([]float32, total+2*arenaGuard)[arenaGuard : arenaGuard+total]
 	p.peak = 4 * total
 	for _, v := range roots {
 		n := sizeOf(v.shape)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
 	"time"
 
@@ -132,6 +133,10 @@ type Options struct {
 	// the step number) before both models see it; the zero value trains
 	// on the images as loaded.
 	Augment dataset.Augment
+
+	// fullStudent turns off the shared prefix (see sharedPrefix): the
+	// student then computes its frozen front itself. Tests compare both.
+	fullStudent bool
 }
 
 // Status is the state of a run, given to Options.Progress.
@@ -176,6 +181,10 @@ type Report struct {
 	Seconds    float64       `json:"seconds"`
 	ImagesPerS float64       `json:"images_per_second"`
 	Resumed    bool          `json:"resumed"`
+	// SharedNodes is the number of the student's nodes that were not run
+	// because the teacher computes the same values (the frozen prefix
+	// before the first trained tensor; 0 when nothing is shared).
+	SharedNodes int `json:"shared_prefix_nodes,omitempty"`
 }
 
 // ErrDiverged is wrapped by the error Distill returns when the loss
@@ -187,6 +196,12 @@ var ErrDiverged = errors.New("training diverged")
 // Distill trains the student's tensors chosen by opts.Train to match the
 // teacher on data, and returns a copy of the student with the learned
 // values. Neither input model is modified.
+//
+// The student's nodes that compute exactly what the teacher's do (with
+// the default LPR-only training, every node before the first LPR module)
+// are not run: the student runs from the teacher's values of the last of
+// them on (see sharedPrefix), which gives the same bits as running the
+// whole student, in less time and memory.
 func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data, opts Options) (*onnxpb.ModelProto, *Report, error) {
 	in, err := evaluate.ModelInput(student)
 	if err != nil {
@@ -228,19 +243,35 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	// batch-parallel where it pays (engine.CompileBatched): each worker
 	// runs a slice of the batch, and the gradients are reduced in a fixed
 	// order, so a run is deterministic for a given thread count
-	sp, err := engine.CompileBatched(student, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{in.Name: shape}, Trainable: names, KeepForBackward: true, Outputs: obj.names()}, 0)
+	sp, pre, err := compileStudent(teacher, student, in.Name, shape, names, obj.names(), opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: student: %w", err)
 	}
 	defer sp.Close()
-	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: obj.names()}, 0)
+	tOut := obj.names()
+	if pre != nil {
+		for _, b := range pre.boundary {
+			if b != in.Name {
+				tOut = append(tOut, b)
+			}
+		}
+	}
+	tp, err := engine.CompileBatched(teacher, engine.Options{Threads: opts.Threads, InputShapes: map[string][]int{tin.Name: shape}, Outputs: tOut}, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
 	}
 	defer tp.Close()
 
-	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, names: names, total: total, obj: obj, aug: aug,
+	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+	r.workers = opts.Threads
+	if r.workers <= 0 {
+		r.workers = runtime.NumCPU()
+	}
+	if pre != nil {
+		r.rep.SharedNodes = pre.nodes
+		r.feed = map[string]*engine.Tensor{}
+	}
 	for _, n := range names {
 		r.rep.Params += len(sp.Param(n).F)
 	}
@@ -275,13 +306,23 @@ type trainer struct {
 	opts    Options
 	in, tin evaluate.Input
 	sp, tp  *engine.Batched
-	names   []string
-	total   int
-	opt     *optimizer
-	sched   Schedule
-	rep     *Report
-	obj     *objective
-	aug     *dataset.Augmenter
+	// pre, when set, is the prefix the student shares with the teacher:
+	// sp is then the student's suffix, fed the teacher's boundary values
+	// (see forwardStudent) through feed.
+	pre   *sharedPrefix
+	feed  map[string]*engine.Tensor
+	names []string
+	// params and grads are the trained tensors' storage and last
+	// gradients, in names order; workers is the number of goroutines for
+	// per-tensor work (Options.Threads).
+	params, grads [][]float32
+	workers       int
+	total         int
+	opt           *optimizer
+	sched         Schedule
+	rep           *Report
+	obj           *objective
+	aug           *dataset.Augmenter
 	// best holds the parameters of the best validated epoch.
 	best     [][]float32
 	bestAgr  float64
@@ -292,8 +333,6 @@ type trainer struct {
 func (r *trainer) run(ctx context.Context, data Data) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
-	x := make([]float32, o.Batch*size)
-	labels := make([]int, o.Batch)
 	outName := r.in.Output
 	var grad *engine.Tensor
 	start := time.Now()
@@ -321,6 +360,16 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 	}
 	inShape := []int{o.Batch, r.in.Channels, r.in.Height, r.in.Width}
+	feed := startFeed(data.Train, r.aug, o.Batch, size, r.step, r.total-r.step)
+	defer feed.close()
+	r.params, r.grads = make([][]float32, len(r.names)), make([][]float32, len(r.names))
+	for i, name := range r.names {
+		r.params[i] = r.sp.Param(name).F
+		r.opt.prepare(name, len(r.params[i]))
+	}
+	// the norm of the parameters before an update is the one checked
+	// after the previous update
+	before := r.paramNorm()
 	stepInEpoch := 0
 	leadingEOF, startStep := false, r.step
 	if o.StepsPerEpoch > 0 {
@@ -335,7 +384,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			}
 			return err
 		}
-		n, err := data.Train.Next(x, labels)
+		x, labels, n, err := feed.next()
 		if errors.Is(err, io.EOF) {
 			if stepInEpoch == 0 {
 				// A source left at the end of an epoch (by an earlier
@@ -359,14 +408,11 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if n < o.Batch {
 			continue // a short last batch is dropped; the epoch ends next
 		}
-		if err := r.aug.Apply(x, labels, n, int64(r.step)); err != nil {
-			return fmt.Errorf("distill: %w", err)
-		}
 		batch := engine.NewTensorF(x, inShape...)
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return fmt.Errorf("distill: teacher: %w", err)
 		}
-		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+		if err := r.forwardStudent(batch); err != nil {
 			return fmt.Errorf("distill: student: %w", err)
 		}
 		s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
@@ -382,7 +428,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if r.obj.logits > 0 {
 			seeds[outName] = grad
 		}
-		fl, err := r.obj.eval(r.sp, r.tp, seeds)
+		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.workers)
 		if err != nil {
 			return fmt.Errorf("distill: %w", err)
 		}
@@ -398,14 +444,12 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			return fmt.Errorf("distill: backward: %w", err)
 		}
 		lr := r.sched.At(r.step)
-		before := r.paramNorm()
-		r.opt.begin()
-		for _, name := range r.names {
-			r.opt.update(name, r.sp.Param(name).F, r.sp.Grad(name), lr)
-		}
-		if err := r.checkParams(before, lr, &ck); err != nil {
+		r.update(lr)
+		after, err := r.checkParams(before, lr, &ck)
+		if err != nil {
 			return err
 		}
+		before = after
 		r.step++
 		stepInEpoch++
 		seenImages += o.Batch
@@ -493,20 +537,39 @@ func (r *trainer) paramNorm() float64 {
 // the norm by a small fraction; this catches a learning rate that blows the
 // weights up on the very first step, which the loss can only show one step
 // later (or never, when the run ends first).
-func (r *trainer) checkParams(before, lr float64, ck *checkpointer) error {
+func (r *trainer) checkParams(before, lr float64, ck *checkpointer) (float64, error) {
 	f := r.opts.DivergeFactor
 	if f <= 0 {
 		f = 50
 	}
 	after := r.paramNorm()
 	if !math.IsNaN(after) && !math.IsInf(after, 0) && after <= f*max(before, 1) {
-		return nil
+		return after, nil
 	}
 	msg := fmt.Sprintf("at step %d: the update at learning rate %g took the trained parameters' L2 norm from %g to %g; lower the learning rate (--lr, now %g)", r.step+1, lr, before, after, r.opts.LR)
 	if ck.saved {
 		msg += "; the last good checkpoint is kept in " + ck.dir
 	}
-	return fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+	return after, fmt.Errorf("distill: %w %s", ErrDiverged, msg)
+}
+
+// update applies one optimizer step at rate lr to every trained tensor,
+// the tensors on up to r.workers goroutines (each tensor's update is
+// independent of the others, so the result does not depend on workers).
+func (r *trainer) update(lr float64) {
+	r.opt.begin()
+	size := 0
+	for i, name := range r.names {
+		r.grads[i] = r.sp.Grad(name)
+		size += len(r.grads[i])
+	}
+	workers := r.workers
+	if size < minParallelFloats {
+		workers = 1
+	}
+	forEach(workers, len(r.names), func(i int) {
+		r.opt.update(r.names[i], r.params[i], r.grads[i], lr)
+	})
 }
 
 func (r *trainer) endEpoch(ctx context.Context, val dataset.Batches, ck *checkpointer) error {
@@ -547,7 +610,7 @@ func (r *trainer) validate(ctx context.Context, val dataset.Batches) error {
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return err
 		}
-		if err := r.sp.Forward(map[string]*engine.Tensor{r.in.Name: batch}); err != nil {
+		if err := r.forwardStudent(batch); err != nil {
 			return err
 		}
 		s, t := r.sp.Value(r.in.Output), r.tp.Value(r.tin.Output)

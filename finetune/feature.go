@@ -126,6 +126,10 @@ type featureTarget struct {
 type objective struct {
 	logits   float64 // weight of Options.Loss (0: not matched)
 	features []featureTarget
+	// per-step scratch of eval: each feature's loss and its student and
+	// teacher values
+	losses []float64
+	vals   [][2][]float32
 }
 
 // resolveMatch turns specs into the values to observe in both models.
@@ -207,9 +211,15 @@ func (o *objective) names() []string {
 }
 
 // eval adds the feature terms of the last forward passes of sp (student)
-// and tp (teacher) to seeds and returns their loss.
-func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor) (float64, error) {
-	total := 0.0
+// and tp (teacher) to seeds and returns their loss, computing the terms on
+// up to workers goroutines (the sum is taken in feature order, so the
+// result does not depend on workers).
+func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor, workers int) (float64, error) {
+	if len(o.losses) != len(o.features) {
+		o.losses = make([]float64, len(o.features))
+		o.vals = make([][2][]float32, len(o.features))
+	}
+	size := 0
 	for i := range o.features {
 		f := &o.features[i]
 		s, t := sp.Value(f.name), tp.Value(f.name)
@@ -219,8 +229,20 @@ func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor) (float6
 		if f.grad == nil {
 			f.grad = engine.NewTensor(s.Shape...)
 		}
-		total += FeatureLoss(s.F, t.F, f.weight, f.grad.F)
+		o.vals[i] = [2][]float32{s.F, t.F}
 		seeds[f.name] = f.grad
+		size += len(s.F)
+	}
+	if size < minParallelFloats {
+		workers = 1
+	}
+	forEach(workers, len(o.features), func(i int) {
+		f := &o.features[i]
+		o.losses[i] = FeatureLoss(o.vals[i][0], o.vals[i][1], f.weight, f.grad.F)
+	})
+	total := 0.0
+	for _, l := range o.losses {
+		total += l
 	}
 	return total, nil
 }

@@ -31,7 +31,18 @@ func testdata(parts ...string) string {
 // rank ratio 1/4 with the diag residual.
 func lprFixture(t *testing.T) (*onnxpb.ModelProto, *convert.Plan) {
 	t.Helper()
-	m, err := onnxio.Load(testdata("models", "mobilenetv1.onnx"))
+	m, plan := fixturePlan(t, "mobilenetv1")
+	if plan.Replaced() != 8 {
+		t.Fatalf("plan replaces %d layers, want 8", plan.Replaced())
+	}
+	return m, plan
+}
+
+// fixturePlan returns a committed fixture model (testdata/models/NAME.onnx)
+// and its data-free LPR plan at rank ratio 1/4 with the diag residual.
+func fixturePlan(t *testing.T, name string) (*onnxpb.ModelProto, *convert.Plan) {
+	t.Helper()
+	m, err := onnxio.Load(testdata("models", name+".onnx"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,9 +53,6 @@ func lprFixture(t *testing.T) (*onnxpb.ModelProto, *convert.Plan) {
 	plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25}, kind, convert.PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if plan.Replaced() != 8 {
-		t.Fatalf("plan replaces %d layers, want 8", plan.Replaced())
 	}
 	return m, plan
 }

@@ -73,6 +73,18 @@ func newOptimizer(cfg OptimizerConfig) *optimizer {
 // begin starts an update step (call once per step before update).
 func (o *optimizer) begin() { o.step++ }
 
+// prepare allocates the (zero) state of a parameter of n values unless it
+// has one, so that later updates only read the state maps: update may
+// then run concurrently for different prepared names.
+func (o *optimizer) prepare(name string, n int) {
+	if o.m[name] == nil {
+		o.m[name] = make([]float32, n)
+	}
+	if o.cfg.Kind == Adam && o.v[name] == nil {
+		o.v[name] = make([]float32, n)
+	}
+}
+
 // update applies one step of learning rate lr to param from grad.
 func (o *optimizer) update(name string, param, grad []float32, lr float64) {
 	m := o.m[name]

@@ -95,6 +95,9 @@ func (lr *latencyRun) correct(ctx context.Context, o *Options, base *convert.Pla
 		if err != nil {
 			return nil, fmt.Errorf("check the allocation: %w", err)
 		}
+		if m, err = asWritten(o, m); err != nil {
+			return nil, fmt.Errorf("check the allocation: %w", err)
+		}
 		enc, err := onnxio.Encode(m)
 		if err != nil {
 			return nil, fmt.Errorf("check the allocation: %w", err)

@@ -176,7 +176,8 @@ func TestLatencyBudgetKeepsSensitive(t *testing.T) {
 		return r
 	}
 	plain := run(nil)
-	ro := rankalloc.Options{Multiple: 16, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}}
+	ro := rankalloc.Options{Multiple: 16, Residual: svd.KindDiag, Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
+		Random: rankalloc.DefaultRandom}
 	base, err := rankalloc.BasePlan(context.Background(), plain.Original, ro)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func TestLatencyBudgetKeepsSensitive(t *testing.T) {
 		}
 	}
 	cache := &Sensitivities{}
-	if _, _, err := cache.get(context.Background(), svd.KindDiag, func() (*convert.Plan, []rankalloc.Sensitivity, error) { return base, sens, nil }); err != nil {
+	if _, _, err := cache.get(context.Background(), sensKey{svd.KindDiag, rankalloc.MetricRandom}, func() (*convert.Plan, []rankalloc.Sensitivity, error) { return base, sens, nil }); err != nil {
 		t.Fatal(err)
 	}
 	r := run(cache)

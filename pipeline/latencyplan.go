@@ -94,6 +94,9 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 		if err != nil {
 			return nil, err
 		}
+		if m, err = asWritten(o, m); err != nil {
+			return nil, err
+		}
 		enc, err := onnxio.Encode(m)
 		if err != nil {
 			lr.fail(fmt.Errorf("encode the compressed model: %w", err))

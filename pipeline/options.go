@@ -28,6 +28,10 @@ type Options struct {
 	// Overwrite allows Out (and its data file) to replace existing files;
 	// never an input file, whatever it says.
 	Overwrite bool
+	// KeepShapeOps leaves the model's run-time shape arithmetic as it is;
+	// by default it is folded into constants after fine-tuning (package
+	// shapefold), which changes no floating-point computation.
+	KeepShapeOps bool
 	// Precision, when set to fp16 or int8, converts the compressed model
 	// before it is written (package quantize).
 	Precision *Precision

@@ -6,6 +6,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/shapefold"
 )
 
 // Result is what Run did. Its JSON form is `lprconv compress --json`'s
@@ -46,6 +47,9 @@ type Result struct {
 	// Verification is the measurement of the compressed model (nil
 	// without Options.Verify).
 	Verification *Verification `json:"-"`
+	// ShapeFold reports the folding of run-time shape arithmetic (nil with
+	// Options.KeepShapeOps).
+	ShapeFold *shapefold.Report `json:"shape_fold,omitempty"`
 	// Quantize reports the conversion of the written model to fp16 or
 	// int8 (nil at fp32). Verification and the parameter and MAC counts
 	// are those of the float32 model; FileBytesAfter is the converted file.

@@ -11,7 +11,9 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -91,6 +93,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := ft.distill(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.foldShapes(&opts); err != nil {
+		return nil, err
+	}
 	if err := ver.after(ctx); err != nil {
 		return nil, err
 	}
@@ -108,6 +113,34 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		lat.reportBudget(r.Allocation)
 	}
 	return r, nil
+}
+
+// asWritten returns a rewritten model as Run writes it when nothing is
+// fine-tuned: with its shape arithmetic folded unless KeepShapeOps, so that
+// whole-model latency checks time what will be written.
+func asWritten(opts *Options, m *onnxpb.ModelProto) (*onnxpb.ModelProto, error) {
+	if opts.KeepShapeOps {
+		return m, nil
+	}
+	f, _, err := shapefold.Fold(m)
+	return f, err
+}
+
+// foldShapes replaces the model's run-time shape arithmetic by constants
+// (shapefold), unless Options.KeepShapeOps.
+func (r *Result) foldShapes(opts *Options) error {
+	if opts.KeepShapeOps {
+		return nil
+	}
+	m, rep, err := shapefold.Fold(r.Model)
+	if err != nil {
+		return err
+	}
+	r.Model, r.ShapeFold = m, &rep
+	if rep.Removed() > 0 {
+		opts.logf(StageSave, "folded shape arithmetic: %d of %d nodes removed", rep.Removed(), rep.NodesBefore)
+	}
+	return nil
 }
 
 // account fills the report fields from the plan and the final model.

@@ -25,12 +25,29 @@ const (
 	// MetricWeights is the squared relative weight reconstruction error
 	// ‖W − (B A + R)‖²_F / ‖W‖²_F (no images given).
 	MetricWeights = "weights"
+	// MetricRandom is the squared relative error of the model's outputs
+	// on Options.Random standard-normal random inputs x_n (no images
+	// given):
+	//
+	//	Σ_n ‖f̂(x_n) − f(x_n)‖² / Σ_n ‖f(x_n)‖²
+	//
+	// with f the original and f̂ the model with one layer replaced. It
+	// measures what a layer does to the whole model's outputs, which the
+	// weight error cannot (a layer whose output the rest of the model
+	// amplifies counts for more), but only on inputs unlike real images:
+	// a proxy for fidelity where no images are at hand.
+	MetricRandom = "random"
 )
 
 // Defaults for Options.
 const (
 	DefaultSamples = 256
 	DefaultBatch   = 32
+	// DefaultRandom is a good Options.Random: enough standard-normal
+	// inputs for the output error of each (layer, rank) to settle to a
+	// few percent, few enough to keep an ImageNet-sized model's
+	// measurement to seconds.
+	DefaultRandom = 16
 )
 
 // Sensitivity is the loss of one layer replaced alone, measured at a few
@@ -90,8 +107,14 @@ type Options struct {
 	// Data, when not nil, yields calibration images (NCHW float32 in the
 	// model's input shape) in batches of at most Batch images:
 	// sensitivities are then measured as MetricKL on the first Samples of
-	// them; otherwise as MetricWeights.
+	// them; otherwise as MetricRandom when Random > 0, else as
+	// MetricWeights.
 	Data dataset.Batches
+	// Random is the number of standard-normal random inputs (seeded by
+	// RandomSeed) on which sensitivities are measured as MetricRandom
+	// when Data is nil; 0 measures MetricWeights.
+	Random     int
+	RandomSeed uint64
 	// Samples is the number of calibration images (default 256), rounded
 	// down to a multiple of the batch size.
 	Samples int
@@ -132,8 +155,11 @@ func (o Options) withDefaults() Options {
 
 // Metric returns the metric Measure uses with these options.
 func (o Options) Metric() string {
-	if o.Data != nil {
+	switch {
+	case o.Data != nil:
 		return MetricKL
+	case o.Random > 0:
+		return MetricRandom
 	}
 	return MetricWeights
 }
@@ -237,7 +263,7 @@ func Measure(ctx context.Context, m *onnxpb.ModelProto, base *convert.Plan, opts
 	if err != nil {
 		return nil, fmt.Errorf("sensitivity: %w", err)
 	}
-	if opts.Data == nil {
+	if opts.Metric() == MetricWeights {
 		for j, f := range fs {
 			sens[jobOf[j][0]].Loss[jobOf[j][1]] = f.RelErr * f.RelErr
 			if opts.Progress != nil {
@@ -268,19 +294,23 @@ func Measure(ctx context.Context, m *onnxpb.ModelProto, base *convert.Plan, opts
 	return sens, nil
 }
 
-// runner runs m on the calibration images with one layer's weight set to
-// a low-rank reconstruction and measures the KL divergence to the
-// original's outputs.
+// runner runs m on the calibration images (or random inputs) with one
+// layer's weight set to a low-rank reconstruction and measures the
+// difference to the original's outputs (MetricKL or MetricRandom).
 type runner struct {
 	m       *onnxpb.ModelProto
 	base    *convert.Plan
 	opts    Options
+	metric  string
 	in      evaluate.Input
 	batch   int
 	x       []float32 // n images
 	n       int
-	refLogP []float64 // log-softmax of the original's outputs
+	refLogP []float64 // MetricKL: log-softmax of the original's outputs
 	classes int
+	// MetricRandom: the original's outputs and their squared norm.
+	ref     []float32
+	refNorm float64
 	prog    *engine.Program
 	// direct maps a layer name to how its weight is substituted in prog;
 	// layers not in it are measured on a rewritten model.
@@ -301,7 +331,7 @@ func newRunner(m *onnxpb.ModelProto, base *convert.Plan, layers []*convert.Layer
 	if err != nil {
 		return nil, fmt.Errorf("sensitivity: %w", err)
 	}
-	r := &runner{m: m, base: base, opts: opts, in: in, direct: map[string]*substitute{}}
+	r := &runner{m: m, base: base, opts: opts, metric: opts.Metric(), in: in, direct: map[string]*substitute{}}
 	r.batch = opts.Batch
 	if in.Batch > 0 {
 		r.batch = in.Batch
@@ -335,6 +365,21 @@ func newRunner(m *onnxpb.ModelProto, base *convert.Plan, layers []*convert.Layer
 		return nil, err
 	}
 	r.classes = len(logits) / r.n
+	if r.metric == MetricRandom {
+		r.ref = logits
+		for _, v := range logits {
+			r.refNorm += float64(v) * float64(v)
+		}
+		if !(r.refNorm > 0) || math.IsInf(r.refNorm, 0) {
+			r.close()
+			return nil, fmt.Errorf("sensitivity: the original's outputs on %d random inputs have norm %g; cannot measure relative errors", r.n, math.Sqrt(r.refNorm))
+		}
+		if s := spread(logits, r.classes); s < MinRandomSpread {
+			r.close()
+			return nil, &ConstantOutputsError{Inputs: r.n, Spread: s}
+		}
+		return r, nil
+	}
 	r.refLogP = logSoftmax(logits, r.classes)
 	return r, nil
 }
@@ -345,14 +390,27 @@ func (r *runner) close() {
 	}
 }
 
-// readImages reads up to Samples images, a whole number of batches.
+// readImages reads up to Samples images (Random random inputs for
+// MetricRandom), a whole number of batches.
 func (r *runner) readImages() error {
 	size := r.in.Channels * r.in.Height * r.in.Width
-	want := r.opts.Samples
+	want, data := r.opts.Samples, r.opts.Data
+	if r.metric == MetricRandom {
+		want = r.opts.Random
+		if r.in.Batch <= 0 {
+			r.batch = min(r.batch, want)
+		}
+		noise, err := dataset.Noise{Count: want, Size: size, Seed: r.opts.RandomSeed}.Open(r.batch)
+		if err != nil {
+			return fmt.Errorf("sensitivity: %w", err)
+		}
+		defer noise.Close()
+		data = noise
+	}
 	buf := make([]float32, r.batch*size)
 	labels := make([]int, r.batch)
 	for r.n < want {
-		k, err := r.opts.Data.Next(buf, labels)
+		k, err := data.Next(buf, labels)
 		if k > 0 {
 			k = min(k, want-r.n)
 			r.x = append(r.x, buf[:k*size]...)
@@ -437,6 +495,17 @@ func (r *runner) loss(l *convert.LayerPlan, f *svd.Factors) (float64, error) {
 		if err != nil {
 			return 0, err
 		}
+	}
+	if r.metric == MetricRandom {
+		if len(logits) != len(r.ref) {
+			return 0, fmt.Errorf("%d outputs, the original gave %d", len(logits), len(r.ref))
+		}
+		var d float64
+		for i, v := range logits {
+			e := float64(v) - float64(r.ref[i])
+			d += e * e
+		}
+		return d / r.refNorm, nil
 	}
 	if len(logits) != len(r.refLogP) {
 		return 0, fmt.Errorf("%d outputs, the original gave %d", len(logits), len(r.refLogP))

@@ -24,7 +24,8 @@ type Config struct {
 	Ratio float64
 	// Budget, when its Fraction is set, chooses every layer's rank with
 	// rankalloc so that the model keeps that fraction of the original's
-	// parameters or MACs; Ratio is then 0.
+	// parameters, MACs or latency measured in ONNX Runtime (which needs
+	// PipelineOptions.Latency); Ratio is then 0.
 	Budget pipeline.Budget
 	// Precision is the precision the model is written at: fp32 (also
 	// the zero value), fp16 or int8 (quantize.Convert after
@@ -40,16 +41,20 @@ func (c Config) Quantized() bool { return c.Precision != "" && c.Precision != qu
 func (c Config) HasBudget() bool { return c.Budget.Fraction > 0 }
 
 // Name identifies the configuration in file names, state and reports:
-// "diag_r0.25" for a rank ratio, "diag_b0.6" for a parameter budget and
-// "diag_bmacs0.5" for a MAC budget, followed by "_fp16" or "_int8" for
+// "diag_r0.25" for a rank ratio, "diag_b0.6" for a parameter budget,
+// "diag_bmacs0.5" for a MAC budget and "diag_blatency0.8" for a latency
+// budget, followed by "_fp16" or "_int8" for
 // those precisions (fp32 adds nothing, so fp32 names are those of sweeps
 // without a precision axis).
 func (c Config) Name() string {
 	var name string
 	if c.HasBudget() {
 		prefix := "_b"
-		if c.Budget.Resource == pipeline.MACs {
+		switch c.Budget.Resource {
+		case pipeline.MACs:
 			prefix = "_bmacs"
+		case pipeline.LatencyResource:
+			prefix = "_blatency"
 		}
 		name = c.Residual + prefix + strconv.FormatFloat(c.Budget.Fraction, 'g', 4, 64)
 	} else {
@@ -121,7 +126,9 @@ func ParseRatios(s string) ([]float64, error) {
 
 // ParseBudgets parses a comma-separated list of budgets, each as
 // pipeline.ParseBudget reads it ("0.6" or "params=0.6" for parameters,
-// "macs=0.5" for MACs). Empty items are ignored, so "" gives no budgets.
+// "macs=0.5" for MACs, "latency=0.8" for latency measured in ONNX Runtime,
+// which the Pipeline must be given: PipelineOptions.Latency). Empty items
+// are ignored, so "" gives no budgets.
 func ParseBudgets(s string) ([]pipeline.Budget, error) {
 	var out []pipeline.Budget
 	for _, part := range strings.Split(s, ",") {
@@ -131,9 +138,6 @@ func ParseBudgets(s string) ([]pipeline.Budget, error) {
 		b, err := pipeline.ParseBudget(part)
 		if err != nil {
 			return nil, err
-		}
-		if b.Resource == pipeline.LatencyResource {
-			return nil, fmt.Errorf("budget %q: sweep takes params=F or macs=F; a latency budget needs ONNX Runtime in every run (use lprconv compress --budget latency=F)", part)
 		}
 		out = append(out, b)
 	}

@@ -137,6 +137,17 @@ func (p *Pipeline) Evaluate(ctx context.Context, cfg Config, modelPath string) (
 	if cfg.HasBudget() {
 		o.Budget = &pipeline.BudgetOptions{Target: cfg.Budget, Multiple: p.opts.Multiple, Data: p.data, Samples: p.opts.BudgetSamples,
 			Seed: int64(p.opts.Seed), Batch: p.opts.BatchSize, Threads: p.opts.Threads, Cache: p.sens}
+		if cfg.Budget.Resource == pipeline.LatencyResource {
+			lb := p.opts.Latency
+			if lb == nil || p.ort == nil {
+				return report.Row{}, fmt.Errorf("%s: %s", cfg.Name(), errNoLatencyRuntime)
+			}
+			o.Latency = &pipeline.Latency{Runtime: p.ort, Batches: lb.Batches, Threads: lb.Threads}
+			// One latency budget at a time: their timings would disturb
+			// each other.
+			p.latency.Lock()
+			defer p.latency.Unlock()
+		}
 	} else {
 		o.Rule = svd.Policy{Ratio: cfg.Ratio, Multiple: p.opts.Multiple}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
@@ -66,8 +67,16 @@ type PipelineOptions struct {
 	// BudgetSamples is the number of Data images on which budget
 	// configurations measure per-layer sensitivity (default
 	// pipeline.DefaultBudgetSamples); without Data the sensitivity is the
-	// weight reconstruction error.
+	// weight reconstruction error (for latency budgets the output error
+	// on random inputs, as compress measures it).
 	BudgetSamples int
+	// Latency, when set, lets latency budgets (latency=F) run: ONNX
+	// Runtime is loaded from ORTLib (NewPipeline fails without it), and
+	// each latency budget times its per-layer table and its result as
+	// compress --budget latency=F does. Latency budgets run one at a
+	// time, but other configurations (--jobs) may run beside them and
+	// disturb their timings.
+	Latency *LatencyBudgets
 	// SpectrumResidual is the residual kind whose factored matrix (W − R)
 	// the singular-value plots show.
 	SpectrumResidual svd.ResidualKind
@@ -88,6 +97,20 @@ type PipelineOptions struct {
 	Precisions []quantize.Precision
 	ORTLib     string
 }
+
+// LatencyBudgets configure the ONNX Runtime measurements of a sweep's
+// latency budgets (compress's --latency-batch and --latency-threads).
+type LatencyBudgets struct {
+	// Batches are the batch sizes measured; the per-layer table is timed
+	// at the first (none: 1).
+	Batches []int64 `json:",omitempty"`
+	// Threads is ONNX Runtime's intra-op thread count (0: 1).
+	Threads int `json:",omitempty"`
+}
+
+// errNoLatencyRuntime starts the error of a latency budget without ONNX
+// Runtime.
+const errNoLatencyRuntime = "sweep: --budgets latency=F needs ONNX Runtime (--ort-lib or ONNXRUNTIME_LIB)"
 
 // Pipeline is the Evaluator built on package pipeline: every configuration
 // is one pipeline.Run, with the model, data sets, calibration,
@@ -114,10 +137,13 @@ type Pipeline struct {
 	// Caches shared by the configurations.
 	calib *pipeline.Calibration
 	sens  *pipeline.Sensitivities
-	// ort runs the fp16 and int8 files; nil (with ortErr saying why)
-	// without a runtime or when no such precision is swept.
+	// ort runs the fp16 and int8 files and times latency budgets; nil
+	// (with ortErr saying why) without a runtime or when neither is
+	// swept.
 	ort    *ortapi.Runtime
 	ortErr error
+	// latency serializes the latency budgets' runs.
+	latency sync.Mutex
 }
 
 // NewPipeline loads the model and opens the data sets. Close releases
@@ -165,9 +191,13 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		p.Close()
 		return nil, err
 	}
-	if p.quantized() {
+	if p.quantized() || opts.Latency != nil {
 		if p.ort, p.ortErr = ortapi.Open(opts.ORTLib); p.ortErr != nil {
 			p.ort = nil
+			if opts.Latency != nil {
+				p.Close()
+				return nil, fmt.Errorf("%s: %v", errNoLatencyRuntime, p.ortErr)
+			}
 			p.log.printf("sweep: fp16/int8 files will not be measured: %v", p.ortErr)
 		}
 	}
@@ -297,9 +327,12 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		ChannelAlign                        int
 		NonSquare                           bool
 		BudgetData                          string
+		// Latency is left out when not set, so that sweeps without
+		// latency budgets keep their fingerprints.
+		Latency *LatencyBudgets `json:",omitempty"`
 	}{modelHash, desc(fid), desc(eval), o.Version, o.Fit.String(), o.Mean, o.Std, o.Seed, o.Multiple, o.BatchSize, ft,
 		o.ChannelAlign, o.Candidates.NonSquare,
-		fmt.Sprintf("%s split=%s labels=%s limit=%d samples=%d", o.Data, o.Split, o.Labels, o.Limit, o.BudgetSamples)})
+		fmt.Sprintf("%s split=%s labels=%s limit=%d samples=%d", o.Data, o.Split, o.Labels, o.Limit, o.BudgetSamples), o.Latency})
 	if err != nil {
 		return "", err
 	}

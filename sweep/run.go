@@ -248,7 +248,7 @@ func assemble(meta report.Meta, orig Original, cfgs []Config, outs []outcome, no
 	}
 	if hasBudget(cfgs) {
 		rows = byResidualAndSize(keptCfgs, rows)
-		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter or MAC budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
+		meta.Notes = append(meta.Notes, "Budget rows (ranks chosen per layer by rankalloc for a parameter, MAC or measured-latency budget) are listed with the uniform rank-ratio rows of the same residual, in decreasing order of parameters, so that neighbouring rows have similar sizes.")
 	}
 	return &report.Sweep{Meta: meta, Original: orig.Baseline, Rows: rows, Spectra: orig.Spectra}
 }

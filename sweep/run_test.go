@@ -415,6 +415,7 @@ func TestConfigNames(t *testing.T) {
 		{Config{Residual: "none", Ratio: 1.0 / 3}, "none_r0.3333", "mobilenetv1_none_r0.3333.onnx"},
 		{Config{Residual: "diag", Budget: pipeline.Budget{Fraction: 0.6}}, "diag_b0.6", "mobilenetv1_diag_b0.6.onnx"},
 		{Config{Residual: "none", Budget: pipeline.Budget{Resource: pipeline.MACs, Fraction: 0.5}}, "none_bmacs0.5", "mobilenetv1_none_bmacs0.5.onnx"},
+		{Config{Residual: "diag", Budget: pipeline.Budget{Resource: pipeline.LatencyResource, Fraction: 0.8}}, "diag_blatency0.8", "mobilenetv1_diag_blatency0.8.onnx"},
 	} {
 		if got := c.cfg.Name(); got != c.name {
 			t.Errorf("Name() = %q, want %q", got, c.name)
@@ -460,7 +461,7 @@ func TestParseBudgets(t *testing.T) {
 		{"0.8, params=0.6,macs=1/2,", []pipeline.Budget{{Fraction: 0.8}, {Fraction: 0.6}, {Resource: pipeline.MACs, Fraction: 0.5}}, ""},
 		{"1.5", nil, "at most 1"},
 		{"size=0.5", nil, "params=F"},
-		{"latency=0.8", nil, "lprconv compress --budget latency=F"},
+		{"latency=0.8,macs=0.5", []pipeline.Budget{{Resource: pipeline.LatencyResource, Fraction: 0.8}, {Resource: pipeline.MACs, Fraction: 0.5}}, ""},
 	} {
 		got, err := ParseBudgets(c.in)
 		if c.err != "" {

@@ -10,7 +10,17 @@
 # duration of one inference repetition, default 250ms), TRAIN_MIN (default
 # 600ms), BUILDS (default "default purego"), ONNXRUNTIME_LIB, IMAGENET_DIR,
 # FT_REPS (alternating 1- and 2-thread fine-tuning runs, default 3),
-# FT_STEPS (steps of one fine-tuning run, default 150).
+# FT_STEPS (steps of one fine-tuning run, default 150), FT_TORCH_STEPS
+# (timed steps of one PyTorch fine-tuning run, default 40; 0 skips PyTorch).
+#
+# The fine-tuning section runs `lprconv compress --data --no-latency`:
+# latency-aware planning keeps most layers of the 32x32 fixtures when ONNX
+# Runtime is installed (MobileNetV1: 1 of 8 replaced, ShuffleNetV2: none,
+# which leaves nothing to fine-tune), so --no-latency replaces every
+# candidate that shrinks, for a run that trains every LPR module. PyTorch
+# (torch_finetune.py) trains the student lprconv wrote, with the same
+# objective (logits+modules), batch, optimizer and schedule, channels_last,
+# at 1 and 2 threads; the goal is lprconv's best over PyTorch's best >= 1.2.
 #
 # Scaling efficiency ("scale") is a case's engine throughput at its thread
 # count over the same case's at 1 thread (2.00x is perfect at 2 threads);
@@ -86,19 +96,26 @@ fi
 
 if [ "$what" = finetune ] || [ "$what" = all ]; then
 	echo
-	echo "== fine-tuning loop: lprconv compress --data (LPR tensors, batch 64, ${FT_STEPS:-150} steps), 1 and 2 threads alternating"
+	echo "== fine-tuning loop: lprconv compress --data --no-latency (LPR tensors, batch 64, ${FT_STEPS:-150} steps) vs PyTorch (torch_finetune.py, channels_last), 1 and 2 threads alternating"
 	b=$(echo "$builds" | cut -d' ' -f1)
 	"$tmp/bench-$b" npy -o "$tmp/small.npy" -n 4096 -shape 3,32,32
 	for r in $(seq "${FT_REPS:-3}"); do
 		for m in mobilenetv1 shufflenetv2; do
 			for th in 1 2; do
 				/usr/bin/time -v "$tmp/lprconv" compress "testdata/models/$m.onnx" -o "$tmp/ft.onnx" --overwrite --json \
-					--data "$tmp/small.npy" --steps "${FT_STEPS:-150}" --val-fraction 0 --init weights --batch 64 --threads $th \
+					--data "$tmp/small.npy" --steps "${FT_STEPS:-150}" --val-fraction 0 --init weights --batch 64 --threads $th --no-latency \
 					>"$tmp/ft.json" 2>"$tmp/ft.time"
 				ips=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["finetune"]["training"]["images_per_second"])' "$tmp/ft.json")
 				rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tmp/ft.time")
 				echo "$m threads $th: $ips img/s, peak RSS $rss KiB"
 				echo "RESULT finetune model=$m threads=$th ips=$ips rss_kib=$rss" >>"$results"
+				if [ "${FT_TORCH_STEPS:-40}" -gt 0 ]; then
+					tips=$(/usr/bin/python3 bench/engine/torch_finetune.py --teacher "testdata/models/$m.onnx" --student "$tmp/ft.onnx" \
+						--threads $th --steps "${FT_TORCH_STEPS:-40}" --batch 64 --format channels_last |
+						/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["images_per_s"])')
+					echo "$m threads $th: PyTorch $tips img/s"
+					echo "RESULT finetune_torch model=$m threads=$th ips=$tips" >>"$results"
+				fi
 			done
 		done
 	done
@@ -137,6 +154,13 @@ echo "# best<=thr: the engine's best median / the reference's best median, each 
 echo "# (on an oversubscribed machine a reference can run slower with 2 threads than with 1); goal judged on the lower of paired and best<=thr"
 echo "# cpu: reference CPU time per image / engine CPU time per image (process user+sys; at 2 threads it counts spinning)"
 awk '
+# median returns the median of the n values v[k, 1..n] (0 for none).
+function median(v, k, n,   a, c, x, s) {
+	if (!n) return 0
+	for (a = 1; a <= n; a++) s[a] = v[k, a]
+	for (a = 1; a <= n; a++) for (c = a + 1; c <= n; c++) if (s[c] < s[a]) { x = s[a]; s[a] = s[c]; s[c] = x }
+	return (n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2)
+}
 function field(k,   i, n, kv) {
 	for (i = 3; i <= NF; i++) { n = split($i, kv, "="); if (kv[1] == k) { gsub(/"/, "", kv[2]); return kv[2] } }
 	return ""
@@ -166,6 +190,9 @@ function bestUpTo(i, n, k, th, eng, ref, pair,   j, g) {
 	tcl[nt] = field("torch_cl"); tnc[nt] = field("torch_nchw"); tcp[nt] = field("torch_cl_passive")
 	tref[nt] = tcl[nt] + 0; if (tnc[nt] + 0 > tref[nt]) tref[nt] = tnc[nt] + 0; if (tcp[nt] + 0 > tref[nt]) tref[nt] = tcp[nt] + 0; tcpu[nt] = field("cpu_ratio"); tpair[nt] = field("paired")
 }
+/^RESULT finetune_torch/ {
+	k = field("model") SUBSEP field("threads"); pn[k]++; pv[k, pn[k]] = field("ips") + 0; next
+}
 /^RESULT finetune/ {
 	k = field("model") SUBSEP field("threads"); fn[k]++; fv[k, fn[k]] = field("ips") + 0; fr[k] = field("rss_kib"); fm[field("model")] = 1
 }
@@ -194,13 +221,18 @@ END {
 	for (i = 1; i <= ns; i++) print sc[i]
 	nf = 0
 	for (m in fm) {
-		if (!nf++) printf "\n%-16s %3s %12s %6s %12s\n", "fine-tuning", "thr", "median img/s", "scale", "peak RSS MiB"
+		if (!nf++) printf "\n%-16s %3s %12s %6s %12s %12s %8s %10s %6s\n", "fine-tuning", "thr", "median img/s", "scale", "peak RSS MiB", "torch img/s", "same thr", "best/best", "goal"
+		best = 0; tbest = 0
 		for (th = 1; th <= 2; th++) {
-			k = m SUBSEP th; n = fn[k]
-			for (a = 1; a <= n; a++) s[a] = fv[k, a]
-			for (a = 1; a <= n; a++) for (c = a + 1; c <= n; c++) if (s[c] < s[a]) { x = s[a]; s[a] = s[c]; s[c] = x }
-			med[th] = (n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2)
-			printf "%-16s %3d %12.1f %5.2fx %12.1f\n", m, th, med[th], (med[1] ? med[th] / med[1] : 0), fr[k] / 1024
+			med[th] = median(fv, m SUBSEP th, fn[m SUBSEP th])
+			tmed[th] = median(pv, m SUBSEP th, pn[m SUBSEP th])
+			if (med[th] > best) best = med[th]
+			if (tmed[th] > tbest) tbest = tmed[th]
+		}
+		for (th = 1; th <= 2; th++) {
+			k = m SUBSEP th
+			if (tbest) printf "%-16s %3d %12.1f %5.2fx %12.1f %12.1f %7.2fx %9.2fx %6s\n", m, th, med[th], (med[1] ? med[th] / med[1] : 0), fr[k] / 1024, tmed[th], (tmed[th] ? med[th] / tmed[th] : 0), best / tbest, (best / tbest >= 1.2 ? "ok" : "MISS")
+			else printf "%-16s %3d %12.1f %5.2fx %12.1f\n", m, th, med[th], (med[1] ? med[th] / med[1] : 0), fr[k] / 1024
 		}
 	}
 	if (mem != "") printf "\n%s", mem

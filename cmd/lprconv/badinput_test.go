@@ -110,3 +110,17 @@ func TestNonFiniteLogitsFail(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressLayerRankWithData: --layer-rank and --exclude with --data
+// (whose checkpoint fingerprint reads every set flag) compress without a
+// panic.
+func TestCompressLayerRankWithData(t *testing.T) {
+	in := testutil.Fixture(t, "mobilenetv1.onnx")
+	out := filepath.Join(t.TempDir(), "out.onnx")
+	images := filepath.Join(testutil.RepoRoot(t), "testdata", "images", "test")
+	code, _, stderr := runCLI("compress", in, "-o", out, "--data", images, "--mean", "0.286", "--std", "0.353", "--steps", "1", "--limit", "64", "--batch", "16",
+		"--layer-rank", "/features/features.13/features.13.1/features.13.1.0/Conv=32", "--exclude", "features\\.3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}

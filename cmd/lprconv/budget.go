@@ -12,7 +12,7 @@ import (
 // the candidates beyond square layers.
 func budgetFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "budget", Usage: "choose each layer's rank automatically so that the model keeps the fraction `RES=F` of the original's parameters, MACs or latency measured in ONNX Runtime (params=0.6, macs=0.5, latency=0.8), by per-layer sensitivity measured on --data images (else on weight reconstruction error)"},
+		&cli.StringFlag{Name: "budget", Usage: "choose each layer's rank automatically so that the model keeps the fraction `RES=F` of the original's parameters, MACs or latency measured in ONNX Runtime (params=0.6, macs=0.5, latency=0.8), by per-layer sensitivity measured on --data images (else on weight reconstruction error; for latency, on the outputs for random inputs)"},
 		&cli.IntFlag{Name: "budget-samples", Value: pipeline.DefaultBudgetSamples, Usage: "calibration images `N` on which --budget measures each layer's sensitivity"},
 		&cli.BoolFlag{Name: "include-nonsquare", Usage: "also replace 1x1 convolutions whose input and output widths differ (MobileNetV2's expand/project layers) by plain low-rank factors (residual none); the rank ratio applies to min(C_in, C_out)"},
 	}

@@ -80,6 +80,10 @@ type repeatedString struct{ values []string }
 func (r *repeatedString) Set(v string) error { r.values = append(r.values, v); return nil }
 func (r *repeatedString) String() string     { return strings.Join(r.values, " ") }
 
+// Get returns the values given (flag.Getter: the checkpoint fingerprint
+// reads every set flag's value).
+func (r *repeatedString) Get() any { return r.values }
+
 func compressCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the compressed model to `OUT`"},
@@ -96,6 +100,7 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "external-data", Usage: "store tensors in a data file next to OUT"},
 		&cli.BoolFlag{Name: "overwrite", Usage: "replace OUT if it exists (never the input)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "plan and report only; write nothing"},
+		&cli.BoolFlag{Name: "keep-shape-ops", Usage: "keep the model's run-time shape arithmetic (Shape, Gather, ... feeding Reshape and Slice); by default it is folded into constants, which changes no computed value"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
 		&cli.IntFlag{Name: "workers", Usage: "factorize up to `N` layers at once (default: --threads)"},
@@ -144,6 +149,9 @@ measured loss of fidelity (on --data images, else by weight error).
 offered (multiples of --multiple up to the break-even), then keeps the
 predicted whole-model latency (original minus the layers' savings) within
 F; the result's measured ratio is printed and in --json (latency.budget).
+Without --data its sensitivity is the error of the model's outputs on 16
+random inputs (a proxy for images; the weight error misjudges layers of
+very different cost in time).
 --include-nonsquare also replaces 1x1 convolutions with C_in != C_out by
 plain low-rank factors.
 
@@ -294,6 +302,7 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 		return opts, closeData, usage("no output file; give -o OUT (or --dry-run)")
 	}
 	opts.Overwrite = c.Bool("overwrite")
+	opts.KeepShapeOps = c.Bool("keep-shape-ops")
 	if opts.Original, opts.Inputs, err = onnxio.LoadFiles(in); err != nil {
 		return opts, closeData, fmt.Errorf("compress: %w", err)
 	}
@@ -407,6 +416,9 @@ func printCompress(w io.Writer, r compressOutput) error {
 	fmt.Fprintf(w, "params:    %s -> %s (%.3fx)\n", count(r.ParamsBefore), count(r.ParamsAfter), r.ParamsRatio)
 	fmt.Fprintf(w, "MACs:      %s -> %s (%.3fx)\n", count(r.MACsBefore), count(r.MACsAfter), r.MACsRatio)
 	fmt.Fprintf(w, "file:      %s -> %s (%.3fx)%s\n", bytesText(r.FileBytesBefore), bytesText(r.FileBytesAfter), r.FileRatio, fileNote)
+	if f := r.ShapeFold; f != nil && f.Removed() > 0 {
+		fmt.Fprintf(w, "graph:     %d -> %d nodes (shape arithmetic folded into constants; --keep-shape-ops keeps it)\n", f.NodesBefore, f.NodesAfter)
+	}
 	if q := r.Quantize; q != nil {
 		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)
 	}

@@ -39,7 +39,13 @@ sensitivity is measured (on --budget-samples of the --data images, else from
 the weight reconstruction error), once per residual, and the ranks with the
 least predicted loss that keep that fraction of the original's parameters
 are planned. Items may be params=F or macs=F (a MAC budget's files end in
-_bmacs<F>.onnx). A budget that no offered ranks reach (see --multiple and
+_bmacs<F>.onnx) or latency=F (files end in _blatency<F>.onnx): as compress
+--budget latency=F, the latency budget times the original and each layer
+alone at each offered rank in ONNX Runtime at the first --latency-batch
+(--latency-threads threads), chooses ranks from that table, and checks the
+whole model; without --data its sensitivity is the output error on random
+inputs. Latency budgets need the runtime (--ort-lib, $ONNXRUNTIME_LIB) and
+run one at a time; the report's latency columns stay at batch 1. A budget that no offered ranks reach (see --multiple and
 --channel-align) gets no row and a note saying the smallest reachable
 fraction; the other configurations still run. Budget rows are listed among the rank-ratio rows of their
 residual in decreasing order of parameters, so that rows of similar size
@@ -122,6 +128,8 @@ Examples:
 			&cli.IntFlag{Name: "latency-runs", Value: 30, Usage: "least number of timed ONNX Runtime runs per model (median reported; fast models get more)"},
 			&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency"},
 			&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to measure latency (and fp16/int8 files) with (default: $ONNXRUNTIME_LIB, then the .ci/run cache)"},
+			&cli.StringFlag{Name: "latency-batch", Value: "1", Usage: "batch `SIZES` at which latency=F budgets time their per-layer table (the first) and their result, comma-separated"},
+			&cli.IntFlag{Name: "latency-threads", Value: 1, Usage: "ONNX Runtime intra-op `THREADS` for latency=F budgets and the latency measurement"},
 			allowNonFiniteFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of a table"},
 			&cli.StringFlag{Name: "shard", Usage: "run only shard `I/N` of the configurations (0 <= I <= N-1) and write no report; shards may share --out"},
@@ -227,6 +235,10 @@ func runSweep(c *cli.Context, args []string) error {
 	if err != nil {
 		return usage("%v", err)
 	}
+	latBudgets, err := sweepLatencyBudgets(c, budgets)
+	if err != nil {
+		return usage("%v", err)
+	}
 	jobs, threads := max(1, c.Int("jobs")), c.Int("threads")
 	if threads == 0 {
 		// Results do not depend on the thread count; share the CPUs.
@@ -240,7 +252,7 @@ func runSweep(c *cli.Context, args []string) error {
 		Candidates:    convert.CandidateOptions{NonSquare: c.Bool("include-nonsquare")},
 		BudgetSamples: c.Int("budget-samples"), SpectrumResidual: kinds[0],
 		Tool: "lprconv " + version, Version: version, FineTune: ft, Log: c.App.ErrWriter,
-		Precisions: precisions, ORTLib: c.String("ort-lib"),
+		Precisions: precisions, ORTLib: c.String("ort-lib"), Latency: latBudgets,
 	})
 	if err != nil {
 		return err
@@ -248,8 +260,11 @@ func runSweep(c *cli.Context, args []string) error {
 	defer p.Close()
 
 	meta := report.Meta{Model: model, Date: time.Now().UTC().Format(time.RFC3339), Command: sweepCommandLine(c, model)}
+	if latBudgets != nil && latBudgets.Batches[0] != 1 {
+		meta.Notes = append(meta.Notes, fmt.Sprintf("Latency budgets (latency=F) were allocated and checked at batch %d; the latency columns and plots are at batch 1.", latBudgets.Batches[0]))
+	}
 	var meter sweep.LatencyMeter
-	latency := sweep.LatencyOptions{Runs: c.Int("latency-runs")}
+	latency := sweep.LatencyOptions{Runs: c.Int("latency-runs"), Threads: c.Int("latency-threads")}
 	if c.Bool("no-latency") {
 		meta.Notes = append(meta.Notes, "Latency was not measured (--no-latency).")
 	} else if meter, err = sweep.NewLatencyMeter(c.String("ort-lib"), latency); err != nil {
@@ -368,4 +383,29 @@ func sweepCommandLine(c *cli.Context, model string) string {
 		parts = append(parts, "--"+name, c.String(name))
 	}
 	return strings.Join(parts, " ")
+}
+
+// sweepLatencyBudgets returns the ONNX Runtime settings of the sweep's
+// latency budgets, nil when it has none.
+func sweepLatencyBudgets(c *cli.Context, budgets []pipeline.Budget) (*sweep.LatencyBudgets, error) {
+	if c.Int("latency-threads") < 1 {
+		return nil, fmt.Errorf("--latency-threads %d must be at least 1", c.Int("latency-threads"))
+	}
+	batches, err := parseBatches(c.String("latency-batch"))
+	if err != nil {
+		return nil, fmt.Errorf("--latency-batch: %w", err)
+	}
+	for _, b := range budgets {
+		if b.Resource != pipeline.LatencyResource {
+			continue
+		}
+		if c.Bool("no-latency") {
+			return nil, fmt.Errorf("--budgets %s is measured in ONNX Runtime; drop --no-latency", b)
+		}
+		return &sweep.LatencyBudgets{Batches: batches, Threads: c.Int("latency-threads")}, nil
+	}
+	if c.IsSet("latency-batch") {
+		return nil, fmt.Errorf("--latency-batch needs a latency=F item in --budgets")
+	}
+	return nil, nil
 }

@@ -194,6 +194,10 @@ func TestSweepUsageErrors(t *testing.T) {
 		{[]string{"sweep", model, "--out", out, "--precisions", "fp32,bf16"}, "--precisions: unknown precision \"bf16\""},
 		{[]string{"sweep", model, "--out", out, "--precisions", "int8,int8"}, "--precisions: precision int8 is listed twice"},
 		{[]string{"sweep", model, "--out", out, "--budget-samples", "8"}, "needs --budgets"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "latency=0.9", "--no-latency"}, "--budgets latency=0.9 is measured in ONNX Runtime; drop --no-latency"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "0.9", "--latency-batch", "64"}, "--latency-batch needs a latency=F item in --budgets"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "latency=0.9", "--latency-batch", "0"}, "--latency-batch"},
+		{[]string{"sweep", model, "--out", out, "--budgets", "latency=0.9", "--latency-threads", "0"}, "--latency-threads 0 must be at least 1"},
 		{[]string{"sweep", model, "--out", out, "--channel-align", "-1"}, "--channel-align"},
 		{[]string{"sweep", model, "--out", out, "--shard", "0/0"}, "--shard: shard \"0/0\": the shard count N must be at least 1"},
 		{[]string{"sweep", model, "--out", out, "--shard", "2/2"}, "--shard: shard \"2/2\": the shard index I must be in 0..1"},
@@ -212,6 +216,11 @@ func TestSweepUsageErrors(t *testing.T) {
 	code, _, stderr := runCLI("sweep", filepath.Join(out, "missing.onnx"), "--out", out)
 	if code == 0 || !strings.Contains(stderr, "missing.onnx") {
 		t.Errorf("missing model: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI("sweep", model, "--out", out, "--rank-ratios", "none", "--budgets", "latency=0.9",
+		"--ort-lib", filepath.Join(out, "libonnxruntime.so"))
+	if code == 0 || !strings.Contains(stderr, "--budgets latency=F needs ONNX Runtime (--ort-lib or ONNXRUNTIME_LIB)") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("latency budget without a runtime: exit %d, stderr %q", code, stderr)
 	}
 }
 

@@ -101,21 +101,30 @@ func Im2col(g ConvGeom, in, col []float32) { Im2colLD(g, in, col, g.OH*g.OW) }
 
 // Im2colLD is Im2col with the rows of col ld >= OH*OW values apart, so
 // that the columns of several images can sit side by side in one matrix.
-func Im2colLD(g ConvGeom, in, col []float32, ld int) {
-	hw := g.OH * g.OW
+func Im2colLD(g ConvGeom, in, col []float32, ld int) { Im2colRows(g, in, col, ld, 0, g.OH) }
+
+// Im2colRows is Im2colLD for the output rows [oy0, oy1) only: column
+// (oy-oy0)*OW+ox of col holds what column oy*OW+ox of Im2col does, so that
+// a large image can be unfolded and multiplied a band of rows at a time
+// (the band's column matrix stays in cache).
+func Im2colRows(g ConvGeom, in, col []float32, ld, oy0, oy1 int) {
+	hw := (oy1 - oy0) * g.OW
 	rows := g.C * g.KH * g.KW
+	if oy0 < 0 || oy1 > g.OH || oy0 > oy1 {
+		panic(fmt.Sprintf("kernels: Im2colRows rows [%d, %d) outside the %d output rows", oy0, oy1, g.OH))
+	}
 	if ld < hw || len(in) < g.C*g.H*g.W || len(col) < (rows-1)*ld+hw {
 		panic(fmt.Sprintf("kernels: Im2col buffers too small (in %d, col %d, ld %d) for %+v", len(in), len(col), ld, g))
 	}
-	if im2colFast(&g, in, col, ld) {
+	if hw == 0 || im2colFast(&g, in, col, ld, oy0, oy1) {
 		return
 	}
 	sw := g.Strides[1]
 	g.eachColRow(func(row, c, ky, xlo, xhi, ix0 int) {
 		plane := in[c*g.H*g.W : (c+1)*g.H*g.W]
 		dst := col[row*ld : row*ld+hw]
-		for oy := 0; oy < g.OH; oy++ {
-			d := dst[oy*g.OW : (oy+1)*g.OW]
+		for oy := oy0; oy < oy1; oy++ {
+			d := dst[(oy-oy0)*g.OW : (oy-oy0+1)*g.OW]
 			iy, ok := g.tapRow(oy, ky)
 			if !ok || xlo >= xhi {
 				// the row, or every tap of it, lies in the padding

@@ -137,10 +137,57 @@ var convGeoms = []convCase{
 	{2, 6, 37, 5, 1, [2]int{2, 2}, [4]int{2, 0, 2, 0}, [2]int{1, 1}},
 	{3, 1, 5, 1, 1, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}},
 	{4, 1, 1, 1, 5, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}}, // kernel taps entirely in the padding
+	// planes of the flat 3x3 kernel (width dividing 16, 16/W rows a vector)
+	{5, 4, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 8, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 32, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 12, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 8, 2, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	// stride 2 with output rows of at most 8 values (two rows per vector)
+	{3, 16, 16, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 15, 13, 3, 3, [2]int{2, 2}, [4]int{2, 2, 2, 2}, [2]int{1, 1}},
+	{3, 9, 5, 3, 3, [2]int{2, 2}, [4]int{0, 2, 1, 0}, [2]int{1, 1}},
+	{2, 6, 17, 3, 3, [2]int{2, 2}, [4]int{0, 0, 0, 0}, [2]int{1, 1}},
+	{2, 14, 14, 3, 3, [2]int{2, 2}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 }
 
 func closeTo(got float32, want, scale float64) bool {
 	return math.Abs(float64(got)-want) <= 1e-5*(scale+math.Abs(want))
+}
+
+// TestIm2colRows checks that every band of output rows unfolds to the
+// matching columns of the whole image's Im2col, with the gaps of ld left
+// alone.
+func TestIm2colRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, cg := range convGeoms {
+		g := cg.geom(t)
+		in := randSlice(r, cg.c*cg.h*cg.w)
+		kdim, hw := cg.c*cg.kh*cg.kw, g.OH*g.OW
+		col := make([]float32, kdim*hw)
+		Im2col(g, in, col)
+		for band := 1; band <= g.OH; band++ {
+			for oy0 := 0; oy0 < g.OH; oy0 += band {
+				oy1 := min(g.OH, oy0+band)
+				n := (oy1 - oy0) * g.OW
+				ld := n + 2
+				got := randSlice(r, (kdim-1)*ld+n+2)
+				gaps := append([]float32(nil), got...)
+				Im2colRows(g, in, got, ld, oy0, oy1)
+				for row := 0; row < kdim; row++ {
+					for j := 0; j < ld; j++ {
+						v := got[row*ld+j]
+						if j < n && v != col[row*hw+oy0*g.OW+j] {
+							t.Fatalf("%+v rows [%d, %d): [%d,%d] = %g, Im2col gives %g", cg, oy0, oy1, row, j, v, col[row*hw+oy0*g.OW+j])
+						}
+						if j >= n && v != gaps[row*ld+j] {
+							t.Fatalf("%+v rows [%d, %d): wrote the gap at [%d,%d]", cg, oy0, oy1, row, j)
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 func TestIm2colConv(t *testing.T) {

@@ -14,6 +14,7 @@ type dwTask struct {
 	in, weight, bias, out []float32
 	clip                  bool // clamp the output to [lo, hi]
 	lo, hi                float32
+	flat                  []uint16 // masks of the flat kernel, or nil (dwFlatMasks)
 }
 
 // dwBackTask runs the depthwise backward pass over channels.
@@ -58,8 +59,12 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) {
 		return
 	}
+	flat := dwFlatMasks(&g, ctx.dwFlat)
+	if flat != nil {
+		ctx.dwFlat = flat // keep the buffer for the next call
+	}
 	t := &ctx.dw
-	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max}
+	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max, flat: flat}
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < dwParallelMinMACs {
 		threads = 1
@@ -83,11 +88,13 @@ func (t *dwTask) run(lo, hi, tid int) {
 		}
 		w := t.weight[c*ksz : (c+1)*ksz]
 		pi := img*g.C + c
-		if !dw3x3Forward(&t.ctx.scratch[tid], g, t.in[pi*plane:], w, b, t.out[pi*oplane:], cnt, g.C*plane, g.C*oplane) {
-			for i := 0; i < cnt; i++ {
-				p := pi + i*g.C
-				dwPlane(g, t.in[p*plane:(p+1)*plane], w, b, t.out[p*oplane:(p+1)*oplane])
-			}
+		if dw3x3Forward(&t.ctx.scratch[tid], g, t.flat, t.in[pi*plane:], w, b, t.out[pi*oplane:], cnt, g.C*plane, g.C*oplane, t.clip, t.lo, t.hi) {
+			u += cnt
+			continue
+		}
+		for i := 0; i < cnt; i++ {
+			p := pi + i*g.C
+			dwPlane(g, t.in[p*plane:(p+1)*plane], w, b, t.out[p*oplane:(p+1)*oplane])
 		}
 		if t.clip {
 			for i := 0; i < cnt; i++ {

@@ -5,23 +5,100 @@ package kernels
 import "math"
 
 // dw3x3Forward convolves count planes of one channel (in and out planes
-// inStride and outStride values apart) with the AVX-512 3x3 kernels; it
-// reports false when the CPU or the geometry is not supported.
-func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32, count, inStride, outStride int) bool {
+// inStride and outStride values apart) with the AVX-512 3x3 kernels, and
+// with clip clamps the outputs to [lo, hi]; flat holds the lane masks of
+// dwFlatMasks when g suits the flat kernel (nil otherwise). It reports
+// false when the CPU or the geometry is not supported.
+func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32, bias float32, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
 	if !cpu.avx512 || !dw3x3Geom(g) {
 		return false
 	}
 	if count == 0 {
 		return true
 	}
-	zero := s.zeroRow(g.W)
 	_, _, _ = w[8], out[(count-1)*outStride+g.OH*g.OW-1], in[(count-1)*inStride+g.H*g.W-1]
-	if g.Strides[0] == 1 {
+	if flat != nil {
+		nvec := g.H * g.W / 16
+		_ = flat[nvec*9-1]
+		if clip {
+			dw3x3FlatClipAVX512(&out[0], &in[0], &w[0], bias, &flat[0], g.W, nvec, count, inStride, outStride, lo, hi)
+		} else {
+			dw3x3FlatAVX512(&out[0], &in[0], &w[0], bias, &flat[0], g.W, nvec, count, inStride, outStride)
+		}
+		return true
+	}
+	zero := s.zeroRow(g.W)
+	if g.Strides[0] == 2 && g.OW <= 8 {
+		// two output rows per vector (see dwPairMasks)
+		masks := dwPairMasks(g)
+		if clip {
+			dw3x3PairClipAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], masks, count, inStride, outStride, lo, hi)
+		} else {
+			dw3x3PairAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], masks, count, inStride, outStride)
+		}
+		return true
+	}
+	switch {
+	case g.Strides[0] == 1 && clip:
+		dw3x3DirectS1ClipAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride, lo, hi)
+	case g.Strides[0] == 1:
 		dw3x3DirectS1AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
-	} else {
+	case clip:
+		dw3x3DirectS2ClipAVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride, lo, hi)
+	default:
 		dw3x3DirectS2AVX512(&out[0], &in[0], &zero[0], &w[0], bias, g.H, g.W, g.OH, g.OW, g.Pads[0], g.Pads[1], count, inStride, outStride)
 	}
 	return true
+}
+
+// dwPairMasks returns the column masks of the paired-row stride-2 kernel:
+// bits 16*kx to 16*kx+15 select the lanes e of a 16-value load from input
+// column e+kx-pl that lie inside the plane. The kernel uses the even lanes
+// e = 2x of output column x (at most 8 columns).
+func dwPairMasks(g *ConvGeom) int {
+	masks := 0
+	for kx := 0; kx < 3; kx++ {
+		for e := 0; e < 16; e++ {
+			if c := e + kx - g.Pads[1]; c >= 0 && c < g.W {
+				masks |= 1 << (16*kx + e)
+			}
+		}
+	}
+	return masks
+}
+
+// dwFlatMasks returns, in buf (grown as needed), the tap masks of the flat
+// stride-1 kernel for g: bit l of mask v*9+k is set when output 16v+l of
+// the flattened plane reads tap k (ky*3+kx) inside the plane. It returns
+// nil when g does not suit the kernel: 3x3, stride 1, pads 1 on every
+// side, a width below 16 that divides 16 and a plane of 16 to 1024 values
+// (wider planes run the row kernel at full vector width).
+func dwFlatMasks(g *ConvGeom, buf []uint16) []uint16 {
+	plane := g.H * g.W
+	if !cpu.avx512 || !dw3x3Geom(g) || g.Strides[0] != 1 || g.Pads != [4]int{1, 1, 1, 1} ||
+		g.W >= 16 || 16%g.W != 0 || plane%16 != 0 || plane > 1024 {
+		return nil
+	}
+	nvec := plane / 16
+	if cap(buf) < nvec*9 {
+		buf = make([]uint16, nvec*9)
+	}
+	buf = buf[:nvec*9]
+	for v := 0; v < nvec; v++ {
+		for k := 0; k < 9; k++ {
+			ky, kx := k/3, k%3
+			var m uint16
+			for l := 0; l < 16; l++ {
+				o := 16*v + l
+				iy, ix := o/g.W+ky-1, o%g.W+kx-1
+				if iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
+					m |= 1 << l
+				}
+			}
+			buf[v*9+k] = m
+		}
+	}
+	return buf
 }
 
 // dw3x3WeightGrad adds the lane-wise weight-gradient partial sums of count

@@ -3,9 +3,12 @@
 package kernels
 
 // dw3x3Forward has no vectorized version in this build.
-func dw3x3Forward(s *threadScratch, g *ConvGeom, in, w []float32, bias float32, out []float32, count, inStride, outStride int) bool {
+func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32, bias float32, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
 	return false
 }
+
+// dwFlatMasks has no use in this build.
+func dwFlatMasks(g *ConvGeom, buf []uint16) []uint16 { return nil }
 
 // dw3x3WeightGrad has no vectorized version in this build.
 func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32, count, inStride, outStride int) bool {

@@ -45,6 +45,21 @@ func (e *Epilogue) bounds() (lo, hi float32) {
 	return e.Min, e.Max
 }
 
+// rowTile returns the row biases of rows i0 to i0+rows (zeros when e has
+// none) and the clamp interval, for the fused-epilogue micro-kernels.
+func (e *Epilogue) rowTile(i0, rows int) (bias []float32, lo, hi float32) {
+	bias = zeroBias[:rows]
+	if e.RowBias != nil {
+		bias = e.RowBias[i0 : i0+rows]
+	}
+	lo, hi = e.bounds()
+	return bias, lo, hi
+}
+
+// zeroBias stands for a missing row bias in rowTile (at least the rows of
+// any micro-kernel tile); it is never written.
+var zeroBias [32]float32
+
 // applyTile applies e to rows x cols values of c (row stride ldc) whose
 // first row is row i0 of the product and first column is column j0.
 func (e *Epilogue) applyTile(c []float32, ldc, rows, cols, i0, j0 int) {

@@ -27,7 +27,8 @@ func refEpilogue(ep Epilogue, c []float32, m, n, ldc int) {
 
 // TestSgemmEpilogue checks SgemmEx and SgemmBatchedEx against Sgemm
 // followed by a scalar epilogue, on every micro-kernel, for the GEMM, GEMV,
-// k = 0, fused-batch and summed-batch paths.
+// k = 0, fused-batch and summed-batch paths, and that the kernels with the
+// epilogue fused give the same bits as without.
 func TestSgemmEpilogue(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	type tc struct {
@@ -101,6 +102,26 @@ func TestSgemmEpilogue(t *testing.T) {
 				for i := range got {
 					if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*(1+math.Abs(float64(want[i])))) {
 						t.Fatalf("%s %+v ep %+v: c[%d] = %g, want %g", kern.name, c, ep, i, got[i], want[i])
+					}
+				}
+				if kern.ep == nil {
+					continue
+				}
+				// the fused-epilogue kernels give the bits of the kernel
+				// followed by the epilogue pass
+				unfused := *kern
+				unfused.ep = nil
+				ctx.kern = &unfused
+				sep := append([]float32(nil), c0...)
+				if c.count == 1 {
+					ctx.SgemmEx(c.tA, c.tB, c.m, c.n, c.k, 1.25, a, ac, b, bc, c.beta, sep, c.n, ep)
+				} else {
+					ctx.SgemmBatchedEx(c.tA, c.tB, c.m, c.n, c.k, 1.25, a, ac, sa, b, bc, sb, c.beta, sep, c.n, sc, c.count, ep)
+				}
+				ctx.kern = kern
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(sep[i]) {
+						t.Fatalf("%s %+v ep %+v: fused c[%d] = %g, unfused %g", kern.name, c, ep, i, got[i], sep[i])
 					}
 				}
 			}

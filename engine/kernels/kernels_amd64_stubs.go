@@ -70,6 +70,76 @@ func gemmAVX2x6x16Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc 
 //go:noescape
 func gemmAVX2x6x16BRows(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x12x16PackedEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16PackedEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x12x16RowsEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16RowsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x12x16ColsEdge computes a 12x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x12x16ColsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16PackedEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16PackedEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16RowsEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16RowsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x8x16ColsEdge computes a 8x16 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x8x16ColsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// gemmAVX512x12x32PackedEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32PackedEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32RowsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32RowsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32ColsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32ColsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x12x32BRowsEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x12x32BRowsEp(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32PackedEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32PackedEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32RowsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32RowsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32ColsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32ColsEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
+// gemmAVX512x8x32BRowsEp computes a 8x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
+//
+//go:noescape
+func gemmAVX512x8x32BRowsEp(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
+
 // dw3x3s1AVX512 computes a 3x3 stride-1 depthwise convolution of a padded plane.
 //
 //go:noescape
@@ -160,6 +230,36 @@ func dw3x3DirectS1AVX512(out *float32, in *float32, zero *float32, w *float32, b
 //go:noescape
 func dw3x3DirectS2AVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
 
+// dw3x3DirectS1ClipAVX512 computes a 3x3 stride-1 depthwise convolution of one plane, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3DirectS1ClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int, lo float32, hi float32)
+
+// dw3x3DirectS2ClipAVX512 computes a 3x3 stride-2 depthwise convolution of one plane, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3DirectS2ClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int, lo float32, hi float32)
+
+// dw3x3FlatAVX512 computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector.
+//
+//go:noescape
+func dw3x3FlatAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int)
+
+// dw3x3FlatClipAVX512 computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3FlatClipAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+
+// dw3x3PairAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector.
+//
+//go:noescape
+func dw3x3PairAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int)
+
+// dw3x3PairClipAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3PairClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int, lo float32, hi float32)
+
 // dw3x3DirectGradS1AVX512 accumulates the 3x3 stride-1 depthwise weight gradient of one plane.
 //
 //go:noescape
@@ -169,3 +269,13 @@ func dw3x3DirectGradS1AVX512(acc *float32, in *float32, zero *float32, dout *flo
 //
 //go:noescape
 func dw3x3DirectGradS2AVX512(acc *float32, in *float32, zero *float32, dout *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int)
+
+// maxPool3x3S1AVX512 computes a 3x3 stride-1 max pooling of planes and reports whether it met a NaN.
+//
+//go:noescape
+func maxPool3x3S1AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)
+
+// maxPool3x3S2AVX512 computes a 3x3 stride-2 max pooling of planes and reports whether it met a NaN.
+//
+//go:noescape
+func maxPool3x3S2AVX512(out *float32, in *float32, zero *float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int) (nan uint32)

@@ -46,6 +46,36 @@ type asmKernel func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, 
 // in place (row stride ldb).
 type asmKernelB func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
+// asmKernelEp and asmKernelBEp are asmKernel and asmKernelB with the fused
+// epilogue (see epKernels).
+type (
+	asmKernelEp  func(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, bias *float32, lo, hi float32)
+	asmKernelBEp func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, bias *float32, lo, hi float32)
+)
+
+// asmEp wraps the fused-epilogue variants of an asmSpec family, checking
+// the slice bounds as asmSpec does.
+func asmEp(mr, nr int, packed, rows, cols asmKernelEp, bRows asmKernelBEp) *epKernels {
+	return &epKernels{
+		packed: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			packed(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		rows: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[(mr-1)*lda+kc-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		cols: func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[(kc-1)*lda+mr-1], b[nr*kc-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+		bRows: func(kc int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, bias []float32, lo, hi float32) {
+			_, _, _, _ = a[mr*kc-1], b[(kc-1)*ldb+nr-1], c[(mr-1)*ldc+nr-1], bias[mr-1]
+			bRows(kc, &a[0], 0, &b[0], ldb, &c[0], ldc, alpha, beta, &bias[0], lo, hi)
+		},
+	}
+}
+
 // asmSpec wraps three generated micro-kernels (A packed, A rows, A columns)
 // of one mr x nr tile into a kernelSpec, checking the slice bounds.
 func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows asmKernelB) kernelSpec {
@@ -73,10 +103,36 @@ func asmSpec(name string, mr, nr, mc int, packed, rows, cols asmKernel, bRows as
 }
 
 var (
-	avx512Kernel  = asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows)
-	avx512Kernel8 = asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows)
-	avx2Kernel    = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
+	avx512Kernel = withEp(asmSpec("avx512-12x32", 12, 32, 144, gemmAVX512x12x32Packed, gemmAVX512x12x32Rows, gemmAVX512x12x32Cols, gemmAVX512x12x32BRows),
+		asmEp(12, 32, gemmAVX512x12x32PackedEp, gemmAVX512x12x32RowsEp, gemmAVX512x12x32ColsEp, gemmAVX512x12x32BRowsEp),
+		gemmAVX512x12x16PackedEdge, gemmAVX512x12x16RowsEdge, gemmAVX512x12x16ColsEdge)
+	avx512Kernel8 = withEp(asmSpec("avx512-8x32", 8, 32, 128, gemmAVX512x8x32Packed, gemmAVX512x8x32Rows, gemmAVX512x8x32Cols, gemmAVX512x8x32BRows),
+		asmEp(8, 32, gemmAVX512x8x32PackedEp, gemmAVX512x8x32RowsEp, gemmAVX512x8x32ColsEp, gemmAVX512x8x32BRowsEp),
+		gemmAVX512x8x16PackedEdge, gemmAVX512x8x16RowsEdge, gemmAVX512x8x16ColsEdge)
+	avx2Kernel = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
 )
+
+// withEp returns k with the fused-epilogue kernels ep and the 16-column
+// kernels packed, rows and cols (see kernelSpec.edge).
+func withEp(k kernelSpec, ep *epKernels, packed, rows, cols asmKernel) kernelSpec {
+	k.ep = ep
+	mr, nr := k.mr, k.nr
+	k.edge = &[3]microKernel{
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			packed(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(mr-1)*lda+kc-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			rows(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+			_, _, _ = a[(kc-1)*lda+mr-1], b[nr*kc-1], c[(mr-1)*ldc+15]
+			cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+		},
+	}
+	return k
+}
 
 // bestKernel is the fastest GEMM micro-kernel this CPU supports.
 var bestKernel = func() *kernelSpec {
@@ -225,29 +281,42 @@ func gatherStride2(dst, src []float32) {
 	}
 }
 
-// zeroRow4K stands for input rows in the padding of the vectorized
-// im2col; it is never written.
-var zeroRow4K [4096]float32
+// zeroRow4K stands for input rows (of up to 4096 values) in the padding of
+// the vectorized im2col, with zeroGuard zero values on each side (see
+// zeroGuard); it is never written.
+var zeroRow4K [zeroGuard + 4096 + zeroGuard]float32
 
-// im2colFast writes the column matrix of one image (see Im2col) with the
-// AVX-512 kernels for strides 1 and 2; it reports false when it cannot.
-func im2colFast(g *ConvGeom, in, col []float32, ld int) bool {
+// im2colFast writes the column matrix of output rows [oy0, oy1) of one
+// image (see Im2colRows) with the AVX-512 kernels for strides 1 and 2; it
+// reports false when it cannot.
+func im2colFast(g *ConvGeom, in, col []float32, ld, oy0, oy1 int) bool {
 	s := g.Strides[0]
-	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K) {
+	if !cpu.avx512 || g.Strides[1] != s || (s != 1 && s != 2) || g.W > len(zeroRow4K)-2*zeroGuard {
 		return false
 	}
-	hw := g.OH * g.OW
+	// the band reads input rows from base = oy0*s - pt on: start the planes
+	// there (or keep the top padding when base < 0)
+	base := oy0*s - g.Pads[0]
+	shift, top := 0, g.Pads[0]-oy0*s
+	if base > 0 {
+		shift, top = base, 0
+	}
+	h, oh := g.H-shift, oy1-oy0
+	if h < 1 {
+		return false
+	}
+	hw := oh * g.OW
 	_, _ = in[g.C*g.H*g.W-1], col[(g.C*g.KH*g.KW-1)*ld+hw-1]
 	row := 0
 	for c := 0; c < g.C; c++ {
-		plane := &in[c*g.H*g.W]
+		plane := &in[c*g.H*g.W+shift*g.W]
 		for ky := 0; ky < g.KH; ky++ {
 			for kx := 0; kx < g.KW; kx++ {
-				pt, pl := g.Pads[0]-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
+				pt, pl := top-ky*g.Dilations[0], g.Pads[1]-kx*g.Dilations[1]
 				if s == 1 {
-					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS1AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], h, g.W, oh, g.OW, pt, pl)
 				} else {
-					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[0], g.H, g.W, g.OH, g.OW, pt, pl)
+					im2colS2AVX512(&col[row*ld], plane, &zeroRow4K[zeroGuard], h, g.W, oh, g.OW, pt, pl)
 				}
 				row++
 			}

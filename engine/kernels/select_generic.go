@@ -41,7 +41,7 @@ func gatherStride2(dst, src []float32) {
 }
 
 // im2colFast has no vector version in this build.
-func im2colFast(g *ConvGeom, in, col []float32, ld int) bool { return false }
+func im2colFast(g *ConvGeom, in, col []float32, ld, oy0, oy1 int) bool { return false }
 
 // segCopyFast has no vector version in this build.
 func segCopyFast(toPanel bool, panel, items []float32, stride, ld, rows, seglen int) bool {

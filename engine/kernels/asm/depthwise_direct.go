@@ -40,6 +40,9 @@ type directBody struct {
 	// nextImage, when set, loops over count images (parameters count and
 	// inStride, in values): it advances the body's own pointers.
 	nextImage func()
+	// fill, when set, is the value of the taps in the horizontal padding
+	// (merge-masked loads); otherwise they read zero.
+	fill VecVirtual
 }
 
 func directPlane(name string, s int, body directBody) {
@@ -109,9 +112,9 @@ func directPlane(name string, s int, body directBody) {
 	for ky := 0; ky < 3; ky++ {
 		for kx := 0; kx < 3; kx++ {
 			m := Mem{Base: rows[ky], Index: off, Scale: 1, Disp: 4 * kx}
-			VMOVUPS_Z(m, klo[kx], v)
+			maskedLoad(m, klo[kx], v, body.fill)
 			if s == 2 {
-				VMOVUPS_Z(m.Offset(64), khi[kx], v2)
+				maskedLoad(m.Offset(64), khi[kx], v2, body.fill)
 				VPERMT2PS(v2, l.idx, v)
 			}
 			body.tap(ky, kx, v, kst)
@@ -142,40 +145,170 @@ func directPlane(name string, s int, body directBody) {
 	}
 }
 
+// maskedLoad loads the lanes of m selected by k into v, and sets the
+// others to fill, or to zero when fill is nil.
+func maskedLoad(m Mem, k Register, v, fill VecVirtual) {
+	if fill == nil {
+		VMOVUPS_Z(m, k, v)
+		return
+	}
+	VMOVAPS(fill, v)
+	VMOVUPS(m, k, v)
+}
+
 // dwDirectForward emits out[y*ow+x] = bias + sum w[ky*3+kx] *
 // in[(s*y-pt+ky)*wd + s*x-pl+kx] over the taps inside the h x wd plane,
 // for count planes inStride and outStride values apart (one channel of
 // several images); zero must point to at least wd zero values.
-func dwDirectForward(name string, s int) {
-	leaf(name, "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)",
-		fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s))
+//
+// With clip, the signature ends with lo and hi and every output is clamped
+// to [lo, hi] before the store with the operations of biasActTileAVX512
+// without biases (x + 0, then max with lo, then min with hi), so that the
+// bits are those of the separate pass.
+func dwDirectForward(name string, s int, clip bool) {
+	sig := "func(out, in, zero, w *float32, bias float32, h, wd, oh, ow, pt, pl, count, inStride, outStride int)"
+	doc := fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane.", name, s)
+	if clip {
+		sig = sig[:len(sig)-1] + ", lo, hi float32)"
+		doc = fmt.Sprintf("%s computes a 3x3 stride-%d depthwise convolution of one plane, clamped to [lo, hi].", name, s)
+	}
+	leaf(name, sig, doc)
 	outp := Load(Param("out"), GP64())
+	clamp := clampOutput(clip)
 	w := broadcastTaps(Load(Param("w"), GP64()))
 	bias := ZMM()
 	VBROADCASTSS(NewParamAddr("bias", 32), bias)
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	directPlane(name, s, directBody{
 		begin: func(kst, outOff Register) {},
-		tap: func(ky, kx int, v VecVirtual, kst Register) {
-			switch {
-			case ky == 0 && kx == 0:
-				VMOVAPS(bias, acc[0])
-				VFMADD231PS(v, w[0], acc[0])
-			case kx == 0:
-				VMULPS(v, w[ky*3], acc[ky])
-			default:
-				VFMADD231PS(v, w[ky*3+kx], acc[ky])
-			}
-		},
+		tap:   func(ky, kx int, v VecVirtual, kst Register) { tapFMA(ky, kx, v, w, bias, acc) },
 		end: func(kst, outOff Register) {
-			VADDPS(acc[1], acc[0], acc[0])
-			VADDPS(acc[2], acc[0], acc[0])
+			sumRows(acc, clamp)
 			VMOVUPS(acc[0], kst, Mem{Base: outp, Index: outOff, Scale: 1})
 		},
 		nextImage: func() { addParamBytes("outStride", outp) },
 	})
 	VZEROUPPER()
 	RET()
+}
+
+// dwPrologue declares a depthwise forward kernel with signature sig (with
+// clip, lo and hi appended and the doc saying so) and loads its out and
+// in pointers, its 9 weights broadcast and its bias broadcast; clamp is
+// clampOutput's.
+func dwPrologue(name string, clip bool, sig, what string) (outp, inp Register, w [9]VecVirtual, bias VecVirtual, clamp func(VecVirtual)) {
+	doc := name + " " + what + "."
+	if clip {
+		sig = sig[:len(sig)-1] + ", lo, hi float32)"
+		doc = name + " " + what + ", clamped to [lo, hi]."
+	}
+	leaf(name, sig, doc)
+	outp = Load(Param("out"), GP64())
+	inp = Load(Param("in"), GP64())
+	w = broadcastTaps(Load(Param("w"), GP64()))
+	bias = ZMM()
+	b, err := Param("bias").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	VBROADCASTSS(b.Addr, bias)
+	return outp, inp, w, bias, clampOutput(clip)
+}
+
+// nextPlaneOrReturn moves inp and outp to the next plane (parameters
+// inStride and outStride) and loops to the label name_image while the
+// parameter count is not exhausted; then it returns.
+func nextPlaneOrReturn(name string, inp, outp Register) {
+	addParamBytes("inStride", inp)
+	addParamBytes("outStride", outp)
+	DECQ(paramAddr("count"))
+	JNE(LabelRef(name + "_image"))
+	VZEROUPPER()
+	RET()
+}
+
+// tapFMA adds tap (ky, kx) of a 3x3 filter w, with the input values v, to
+// the accumulator of row ky: the first tap starts acc[0] at bias, the first
+// of each other row starts its accumulator with a product.
+func tapFMA(ky, kx int, v VecVirtual, w [9]VecVirtual, bias VecVirtual, acc [3]VecVirtual) {
+	k := ky*3 + kx
+	switch {
+	case k == 0:
+		VMOVAPS(bias, acc[0])
+		VFMADD231PS(v, w[0], acc[0])
+	case kx == 0:
+		VMULPS(v, w[k], acc[ky])
+	default:
+		VFMADD231PS(v, w[k], acc[ky])
+	}
+}
+
+// sumRows adds the row accumulators of tapFMA into acc[0] and clamps it.
+func sumRows(acc [3]VecVirtual, clamp func(VecVirtual)) {
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[2], acc[0], acc[0])
+	clamp(acc[0])
+}
+
+// clampOutput returns what clamps a vector of outputs to the parameters
+// [lo, hi] as biasActTileAVX512 does without biases (nothing without clip).
+func clampOutput(clip bool) func(v VecVirtual) {
+	if !clip {
+		return func(VecVirtual) {}
+	}
+	vlo, vhi := clampBounds()
+	zero := ZMM()
+	VPXORD(zero, zero, zero)
+	return func(v VecVirtual) {
+		VADDPS(zero, v, v)
+		VMAXPS(v, vlo, v)
+		VMINPS(v, vhi, v)
+	}
+}
+
+// dwFlatForward emits the stride-1, pad-1 3x3 depthwise convolution of
+// planes whose width divides 16 and whose size is a multiple of 16, 16
+// outputs of the flattened plane (16/wd rows) per vector: output o (row
+// o/wd, column o%wd) is bias + sum w[ky*3+kx] * in[o + (ky-1)*wd + kx-1]
+// over the taps whose lane bit is set in masks[v*9 + ky*3+kx] (v = o/16,
+// nvec vectors per plane; the caller sets the bits of the taps inside the
+// plane). count planes inStride and outStride values apart; with clip the
+// outputs are clamped as dwDirectForward's.
+func dwFlatForward(name string, clip bool) {
+	outp, inp, w, bias, clamp := dwPrologue(name, clip,
+		"func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)",
+		"computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector")
+	wd4 := loadBytes("wd")
+	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
+	v := ZMM()
+	Label(name + "_image")
+	p := GP64()
+	o := GP64()
+	mp := Load(Param("masks"), GP64())
+	nv := Load(Param("nvec"), GP64())
+	MOVQ(inp, p)
+	MOVQ(outp, o)
+	Label(name + "_vec")
+	rows := [3]GPVirtual{GP64(), p, GP64()}
+	MOVQ(p, rows[0])
+	SUBQ(wd4, rows[0])
+	LEAQ(Mem{Base: p, Index: wd4, Scale: 1}, rows[2])
+	for ky := 0; ky < 3; ky++ {
+		for kx := 0; kx < 3; kx++ {
+			k := ky*3 + kx
+			KMOVW(Mem{Base: mp, Disp: 2 * k}, K1)
+			VMOVUPS_Z(Mem{Base: rows[ky], Disp: 4 * (kx - 1)}, K1, v)
+			tapFMA(ky, kx, v, w, bias, acc)
+		}
+	}
+	sumRows(acc, clamp)
+	VMOVUPS(acc[0], Mem{Base: o})
+	ADDQ(U32(64), p)
+	ADDQ(U32(64), o)
+	ADDQ(U32(18), mp)
+	DECQ(nv)
+	JNE(LabelRef(name + "_vec"))
+	nextPlaneOrReturn(name, inp, outp)
 }
 
 // dwDirectWeightGrad emits the lane-wise partial sums of the weight

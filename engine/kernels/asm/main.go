@@ -24,10 +24,30 @@ func main() {
 		{"AVX512x8x32", 8, 2, true},
 		{"AVX2x6x16", 6, 2, false},
 	} {
-		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false)
-		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false)
-		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false)
-		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true)
+		gemmKernel("gemm"+k.name+"Packed", k.mr, k.nv, k.zmm, aPacked, false, false, 0)
+		gemmKernel("gemm"+k.name+"Rows", k.mr, k.nv, k.zmm, aRows, false, false, 0)
+		gemmKernel("gemm"+k.name+"Cols", k.mr, k.nv, k.zmm, aCols, false, false, 0)
+		gemmKernel("gemm"+k.name+"BRows", k.mr, k.nv, k.zmm, aPacked, true, false, 0)
+	}
+	// 16-column kernels for the last panel of C when it has at most 16
+	// columns, reading the 32-column packed panel
+	for _, k := range []struct {
+		name string
+		mr   int
+	}{{"AVX512x12x16", 12}, {"AVX512x8x16", 8}} {
+		gemmKernel("gemm"+k.name+"PackedEdge", k.mr, 1, true, aPacked, false, false, 32)
+		gemmKernel("gemm"+k.name+"RowsEdge", k.mr, 1, true, aRows, false, false, 32)
+		gemmKernel("gemm"+k.name+"ColsEdge", k.mr, 1, true, aCols, false, false, 32)
+	}
+	// the fused-epilogue variants (AVX-512 only: AVX2 lacks the registers)
+	for _, k := range []struct {
+		name string
+		mr   int
+	}{{"AVX512x12x32", 12}, {"AVX512x8x32", 8}} {
+		gemmKernel("gemm"+k.name+"PackedEp", k.mr, 2, true, aPacked, false, true, 0)
+		gemmKernel("gemm"+k.name+"RowsEp", k.mr, 2, true, aRows, false, true, 0)
+		gemmKernel("gemm"+k.name+"ColsEp", k.mr, 2, true, aCols, false, true, 0)
+		gemmKernel("gemm"+k.name+"BRowsEp", k.mr, 2, true, aPacked, true, true, 0)
 	}
 	depthwiseData()
 	dwForward("dw3x3s1AVX512", 1)
@@ -47,10 +67,19 @@ func main() {
 	directData()
 	im2colTap(1)
 	im2colTap(2)
-	dwDirectForward("dw3x3DirectS1AVX512", 1)
-	dwDirectForward("dw3x3DirectS2AVX512", 2)
+	dwDirectForward("dw3x3DirectS1AVX512", 1, false)
+	dwDirectForward("dw3x3DirectS2AVX512", 2, false)
+	dwDirectForward("dw3x3DirectS1ClipAVX512", 1, true)
+	dwDirectForward("dw3x3DirectS2ClipAVX512", 2, true)
+	dwFlatForward("dw3x3FlatAVX512", false)
+	dwFlatForward("dw3x3FlatClipAVX512", true)
+	dwPairForward("dw3x3PairAVX512", false)
+	dwPairForward("dw3x3PairClipAVX512", true)
 	dwDirectWeightGrad("dw3x3DirectGradS1AVX512", 1)
 	dwDirectWeightGrad("dw3x3DirectGradS2AVX512", 2)
+	poolData()
+	maxPoolDirect("maxPool3x3S1AVX512", 1)
+	maxPoolDirect("maxPool3x3S2AVX512", 2)
 	Generate()
 }
 
@@ -92,7 +121,16 @@ const (
 //
 // With bRows, B is read in place from a row-major matrix (row p at
 // b + p*ldb) instead of a packed panel; the signature then has ldb after b.
-func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
+//
+// With ep, the tile gets the GEMM epilogue before it is stored, in the
+// order and with the operations of biasActTileAVX512 (so the results are
+// the same bits): c = min(max(c + bias[i], lo), hi) for row i; the
+// signature then ends with bias (mr values), lo and hi.
+//
+// bStride, when not 0, is the number of values per k step of the packed B
+// panel (wider than the tile: a 16-column kernel reading a 32-column
+// panel).
+func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows, ep bool, bStride int) {
 	lanes := 8
 	if zmm {
 		lanes = 16
@@ -103,7 +141,12 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	if bRows {
 		sig = "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)"
 	}
-	leaf(name, sig, fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr))
+	doc := fmt.Sprintf("%s computes a %dx%d tile of C = alpha*A*B + beta*C.", name, mr, nr)
+	if ep {
+		sig = sig[:len(sig)-1] + ", bias *float32, lo, hi float32)"
+		doc = fmt.Sprintf("%s computes a %dx%d tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).", name, mr, nr)
+	}
+	leaf(name, sig, doc)
 	kc := Load(Param("kc"), GP64())
 	ap := GP64()
 	Load(Param("a"), ap)
@@ -170,8 +213,11 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 		bv[v] = vec()
 	}
 	t := vec()
-	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*nr + v*lanes)} }
-	bNext := func(steps int) { ADDQ(U32(4*steps*nr), bp) }
+	if bStride == 0 {
+		bStride = nr
+	}
+	bAddr := func(k, v int) Mem { return Mem{Base: bp, Disp: 4 * (k*bStride + v*lanes)} }
+	bNext := func(steps int) { ADDQ(U32(4*steps*bStride), bp) }
 	if bRows {
 		ldb4 := loadBytes("ldb")
 		ldb12 := times3(ldb4)
@@ -234,6 +280,20 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 			}
 		}
 	}
+	// epilogue applies the fused epilogue to row i (nothing without ep).
+	epilogue := func(i int) {}
+	if ep {
+		biasp := Load(Param("bias"), GP64())
+		vlo, vhi := clampBounds()
+		epilogue = func(i int) {
+			VBROADCASTSS(Mem{Base: biasp, Disp: 4 * i}, t)
+			for v := 0; v < nv; v++ {
+				VADDPS(t, acc[i][v], acc[i][v])
+				VMAXPS(acc[i][v], vlo, acc[i][v])
+				VMINPS(acc[i][v], vhi, acc[i][v])
+			}
+		}
+	}
 	betaBits := GP32()
 	MOVL(paramAddr("beta"), betaBits)
 	ANDL(U32(0x7fffffff), betaBits)
@@ -242,15 +302,18 @@ func gemmKernel(name string, mr, nv int, zmm bool, mode aMode, bRows bool) {
 	VBROADCASTSS(paramAddr("beta"), vb)
 	eachRow(func(i int) {
 		for v := 0; v < nv; v++ {
-			m := Mem{Base: cp, Disp: 4 * v * lanes}
-			VFMADD231PS(m, vb, acc[i][v])
-			VMOVUPS(acc[i][v], m)
+			VFMADD231PS(Mem{Base: cp, Disp: 4 * v * lanes}, vb, acc[i][v])
+		}
+		epilogue(i)
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
 		}
 	})
 	VZEROUPPER()
 	RET()
 	Label(name + "_overwrite")
 	eachRow(func(i int) {
+		epilogue(i)
 		for v := 0; v < nv; v++ {
 			VMOVUPS(acc[i][v], Mem{Base: cp, Disp: 4 * v * lanes})
 		}
