@@ -8,7 +8,9 @@
 // learning-rate schedule (linear warm-up then cosine decay), the choice of
 // trainable tensors, checkpoints that make long runs resumable, and the
 // data-aware initialization that fits LPR factors to each layer's
-// calibration activations (Calibrate, then svd.FactorizeData). The
+// calibration activations (Calibrate, then svd.FactorizeData), optionally
+// followed by SequentialInit, which refits the layers one at a time in
+// order to the teacher's outputs given the compressed student's inputs. The
 // objective can add feature mimicking (Options.Match: the penultimate
 // feature map, every LPR module's output, or named values) and train on
 // augmented inputs (Options.Augment); Reconstruct is an optional first

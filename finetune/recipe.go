@@ -18,6 +18,14 @@ type Recipe struct {
 	// LR is the peak learning rate, Temperature the KD temperature.
 	LR          float64 `json:"lr"`
 	Temperature float64 `json:"temperature"`
+	// Loss is the logit loss (ParseLoss spelling): kd, or kd+ce, which
+	// adds cross-entropy with the labels where the data has them (and is
+	// kd where it has none).
+	Loss string `json:"loss"`
+	// Init is the factor initialization after the data-aware one:
+	// "sequential" refits every replaced layer in order (SequentialInit),
+	// "" keeps the data-aware factors.
+	Init string `json:"init,omitempty"`
 	// Match is the objective (ParseMatch spelling), Augment the input
 	// transforms (dataset.ParseAugment spelling).
 	Match   string `json:"match"`
@@ -55,28 +63,45 @@ const (
 	// RecipeReconstructBelow is the number of images under which a third
 	// of the steps go to the Reconstruct stage first.
 	RecipeReconstructBelow = 5000
+	// RecipeLargeFrom is the number of images from which the recipe
+	// trains RecipeLargePasses times longer (RecipeLargePasses·RecipeImages
+	// images processed, or one pass when there are more), with labels
+	// (kd+ce), lr RecipeLargeLR and SequentialInit.
+	RecipeLargeFrom   = 5000
+	RecipeLargePasses = 3
+	RecipeLargeLR     = 5e-3
+	// InitSequential is the Recipe.Init that runs SequentialInit.
+	InitSequential = "sequential"
 )
 
 // RecipeFor returns the fine-tuning recipe for numImages training images
 // (before any hold-out):
 //
-//   - Steps: RecipeImages/Batch (≈ one pass over 60,000 images) for up to
-//     60,000 images, one pass over the data for more. Few images are
+//   - Below RecipeLargeFrom (5,000) images: RecipeImages/Batch steps (≈
+//     one pass over 60,000 images, 937), LR 2e-3, loss kd (label-free),
+//     and a third of the steps in Reconstruct first. Few images are
 //     revisited many times rather than trained for a fixed epoch count.
-//   - Batch 64 (all images when fewer), LR 2e-3 (Adam), temperature 2.
+//   - From 5,000 images: RecipeLargePasses times the steps (2,811 of 64:
+//     180,000 images processed), one pass over the data where that is
+//     more; LR 5e-3; loss kd+ce (cross-entropy with the labels where the
+//     data has them, weight 0.5); SequentialInit after the data-aware
+//     initialization.
+//   - Batch 64 (all images when fewer), Adam, temperature 2.
 //   - Match RecipeMatch: KD on the logits plus the normalized error of
 //     every LPR module's output (weight 1 in total).
 //   - Augment RecipeAugment (none).
-//   - A third of the steps in Reconstruct first, below
-//     RecipeReconstructBelow images.
 //   - Hold-out RecipeValFraction with best-epoch selection only when it
 //     holds at least RecipeMinHoldout images (20,000 images and more).
 //
 // bench/finetune/RESULTS.md ("Few images") has the measurements.
 func RecipeFor(numImages int) Recipe {
 	n := max(numImages, 1)
-	r := Recipe{Images: numImages, Batch: min(recipeBatch, n), LR: 2e-3, Temperature: 2, Match: RecipeMatch, Augment: RecipeAugment}
+	r := Recipe{Images: numImages, Batch: min(recipeBatch, n), LR: 2e-3, Temperature: 2, Loss: LossKD.String(), Match: RecipeMatch, Augment: RecipeAugment}
 	r.Steps = max(n, RecipeImages) / r.Batch
+	if numImages >= RecipeLargeFrom {
+		r.Steps = max(n/r.Batch, RecipeLargePasses*(RecipeImages/r.Batch))
+		r.LR, r.Loss, r.Init = RecipeLargeLR, LossKDCE.String(), InitSequential
+	}
 	r.ImagesProcessed = r.Steps * r.Batch
 	if numImages < RecipeReconstructBelow {
 		r.ReconstructSteps = r.Steps / 3
@@ -97,14 +122,19 @@ func (r Recipe) String() string {
 	if r.ReconstructSteps > 0 {
 		recon = fmt.Sprintf(" (the first %d reconstructing module outputs)", r.ReconstructSteps)
 	}
-	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g, match %s, temperature %g, augment %s, hold-out %s",
-		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, r.Match, r.Temperature, r.Augment, hold)
+	init := ""
+	if r.Init != "" {
+		init = ", init " + r.Init
+	}
+	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g, loss %s, match %s, temperature %g, augment %s%s, hold-out %s",
+		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, r.Loss, r.Match, r.Temperature, r.Augment, init, hold)
 }
 
 // Apply sets the recipe's schedule and objective on opts (Steps, Batch,
-// LR, Loss temperature, Match, Augment with the given seed). Steps is the
-// whole run: the caller runs Reconstruct for ReconstructSteps first and
-// then Distill for the remaining Steps − ReconstructSteps.
+// LR, Loss kind and temperature, Match, Augment with the given seed).
+// Steps is the whole run: the caller runs Reconstruct for
+// ReconstructSteps first and then Distill for the remaining Steps −
+// ReconstructSteps, and SequentialInit before both when Init says so.
 func (r Recipe) Apply(opts *Options, seed int64) error {
 	m, err := ParseMatch(r.Match)
 	if err != nil {
@@ -114,9 +144,16 @@ func (r Recipe) Apply(opts *Options, seed int64) error {
 	if err != nil {
 		return fmt.Errorf("recipe: %w", err)
 	}
+	lk, err := ParseLoss(r.Loss)
+	if err != nil {
+		return fmt.Errorf("recipe: %w", err)
+	}
+	if r.Init != "" && r.Init != InitSequential {
+		return fmt.Errorf("recipe: unknown init %q (want %q or none)", r.Init, InitSequential)
+	}
 	a.Seed = seed
 	opts.Steps, opts.Batch, opts.LR = r.Steps, r.Batch, r.LR
-	opts.Loss.Temperature = r.Temperature
+	opts.Loss.Kind, opts.Loss.Temperature = lk, r.Temperature
 	opts.Match, opts.Augment = m, a
 	return nil
 }

@@ -114,7 +114,16 @@ func (f *fineTuner) initialize(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
-	f.summary.Layers, err = finetune.InitFromData(ctx, plan, covs, f.opts.Plan.SVD)
+	if f.summary.Layers, err = finetune.InitFromData(ctx, plan, covs, f.opts.Plan.SVD); err != nil || !f.ft.Sequential {
+		return err
+	}
+	l, err := f.loader(dataset.First(f.train, n), false)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	f.opts.logf(StageCalibrate, "refitting %d layers in order on %d images", plan.Replaced(), n)
+	f.summary.Sequential, err = finetune.SequentialInitFrom(ctx, f.r.Original, plan, l, n, f.ft.Options.Batch, f.ft.Options.Threads, f.opts.Plan.SVD)
 	return err
 }
 

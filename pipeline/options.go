@@ -134,6 +134,10 @@ type FineTune struct {
 	// training images whose activations InitData fits.
 	Init  Init
 	Calib int
+	// Sequential, with InitData, then refits the replaced layers one at a
+	// time in node order on the same calibration images
+	// (finetune.SequentialInit).
+	Sequential bool
 	// Calibration, when set, caches the calibration covariances for other
 	// runs with the same model and training images.
 	Calibration *Calibration

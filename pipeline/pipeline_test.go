@@ -224,6 +224,34 @@ func TestRunFineTuneVerify(t *testing.T) {
 		t.Errorf("top-1 %v before %v, evaluated %v", v.Top1, v.Top1Before, ref.Models[1].Accuracy.Top1Rate())
 	}
 
+	// The sequential refit after the data-aware initialization visits
+	// every replaced layer, reports it, and changes the student.
+	seq := *opts.FineTune
+	seq.Sequential, seq.Calib = true, 270
+	so := opts
+	so.FineTune, so.Out = &seq, filepath.Join(dir, "seq.onnx")
+	rs, err := Run(ctx, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.FineTune.Sequential; len(got) != r.Replaced || len(got) == 0 || got[0].Name != ft.Layers[0].Name {
+		t.Errorf("sequential init report %+v for %d replaced layers", got, r.Replaced)
+	}
+	if len(ft.Sequential) != 0 {
+		t.Errorf("sequential init ran without FineTune.Sequential: %+v", ft.Sequential)
+	}
+	refitted := 0
+	for _, l := range rs.FineTune.Sequential {
+		if l.Kept == "data" {
+			refitted++
+		}
+	}
+	if changed := rs.Verification.Cosine != v.Cosine; changed != (refitted > 0) {
+		t.Errorf("%d layers refitted, student changed: %v", refitted, changed)
+	}
+	t.Logf("agreement on the test images: data-aware init %.4f, with the sequential refit %.4f (%d of %d layers refitted, 6 steps)",
+		v.Agreement, rs.Verification.Agreement, refitted, r.Replaced)
+
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	opts.Out = filepath.Join(dir, "cancelled.onnx")

@@ -75,6 +75,10 @@ type FineTuneResult struct {
 	// Init is the initialization, Layers its per-layer errors (InitData).
 	Init   Init                 `json:"init"`
 	Layers []finetune.LayerInit `json:"init_layers,omitempty"`
+	// Sequential is the per-layer report of FineTune.Sequential
+	// (DataFreeErr: the error of the data-aware factors given the
+	// compressed student's input; DataAwareErr: the refit's).
+	Sequential []finetune.LayerInit `json:"sequential_init,omitempty"`
 	// TeacherTop1, BeforeAgree and BeforeTop1 are measured on the
 	// validation images before training, in percent: the original's
 	// top-1, the untrained model's top-1 agreement with it and its top-1.

@@ -5,7 +5,8 @@
 #   OUTDIR=/tmp/fs/runs bench/finetune/fewshot.sh CONFIGS
 #
 # CONFIGS has one run per line: NAME MODEL SEED FLAGS... (MODEL: m for
-# MobileNetV1 with default ranks, s for ShuffleNetV2 with exact ranks).
+# MobileNetV1 with default ranks, s for ShuffleNetV2 with exact ranks, d for
+# ShuffleNetV2 with default ranks).
 # Each run appends one JSON line (fewshot's output plus "top1") to
 # $OUTDIR/results.jsonl; runs already there are skipped.
 set -euo pipefail
@@ -23,6 +24,7 @@ while read -r name model seed flags; do
 	case $model in
 	m) mflags="-model testdata/models/mobilenetv1.onnx" ;;
 	s) mflags="-model testdata/models/shufflenetv2.onnx -multiple 1 -channel-align 1" ;;
+	d) mflags="-model testdata/models/shufflenetv2.onnx" ;;
 	*) echo "unknown model $model" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086

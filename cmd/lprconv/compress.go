@@ -159,21 +159,26 @@ Residuals: none (plain SVD), identity (the LPRNet paper's W ≈ I + BA),
 diag (per-channel scale, W ≈ diag(d) + BA; default), dwK (KxK depthwise).
 
 Fine-tuning: with --data, each layer's factors are first fitted to its
-input activations, then the model is distilled from the original, label-
-free. Without --epochs or --steps the schedule follows the amount of data
+input activations, then the model is distilled from the original. Without --epochs or --steps the schedule follows the amount of data
 (measured on Fashion-MNIST, bench/finetune/RESULTS.md):
-  - steps: about 60,000 images' worth (937 steps of 64) for up to 60,000
-    images, one pass over more: few images are revisited, not under-trained;
+  - below 5,000 images: about 60,000 images' worth of steps (937 of 64):
+    few images are revisited, not under-trained; label-free (--loss kd,
+    --lr 2e-3); the first third of the steps fit only the modules' outputs
+    (reconstruction), then distillation;
+  - from 5,000 images: three times that (2,811 steps, 180,000 images), or
+    one pass over more; --loss kd+ce (cross-entropy with the labels where
+    the data has them; kd where it has none), --lr 5e-3; and after the
+    data-aware initialization each replaced layer is refitted in order to
+    the original's output given the compressed model's own input;
   - objective: KD on the logits at temperature 2 plus every LPR module's
     output matched to the original's (--match logits+modules);
-  - below 5,000 images, the first third of the steps fit only the modules'
-    outputs (reconstruction), then distillation;
   - hold-out: 10% with best-epoch selection only from 20,000 images (2,000
     held out); fewer would select by noise, so the last step is kept;
   - no augmentation (it did not pay at 1,000 or 5,000 images).
-Any of --batch, --lr, --temperature, --match, --augment, --val-fraction
-given explicitly overrides the recipe; --epochs or --steps replaces it. The
-chosen recipe is printed and is in --json (finetune.recipe).
+Any of --batch, --lr, --loss, --temperature, --match, --augment,
+--val-fraction given explicitly overrides the recipe (--init weights drops
+the refit); --epochs or --steps replaces it. The chosen recipe is printed
+and is in --json (finetune.recipe).
 
 Latency (latency.go): with ONNX Runtime (--ort-lib, $ONNXRUNTIME_LIB)
 compress times original and result at --latency-batch (default 1 and 64)

@@ -153,6 +153,7 @@ func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
 		"temperature": func() { o.Loss.Temperature = ft.Options.Loss.Temperature },
 		"match":       func() { o.Match = ft.Options.Match },
 		"augment":     func() { o.Augment = ft.Options.Augment },
+		"loss":        func() { o.Loss.Kind = ft.Options.Loss.Kind },
 	} {
 		if c.IsSet(name) {
 			keep()
@@ -168,7 +169,13 @@ func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
 	ft.Options, ft.ReconstructSteps = o, recon
 	rec.Steps, rec.Batch, rec.ImagesProcessed, rec.ReconstructSteps = total, o.Batch, total*o.Batch, recon
 	rec.LR, rec.Temperature, rec.ValFraction = o.LR, o.Loss.Temperature, ft.ValFraction
-	rec.Match, rec.Augment = finetune.FormatMatch(o.Match), o.Augment.String()
+	rec.Match, rec.Augment, rec.Loss = finetune.FormatMatch(o.Match), o.Augment.String(), o.Loss.Kind.String()
+	// The sequential refit follows the data-aware initialization only.
+	if rec.Init == finetune.InitSequential && (ft.Init == pipeline.InitData || ft.Init == "") {
+		ft.Sequential = true
+	} else {
+		rec.Init = ""
+	}
 	ft.Recipe = &rec
 	return nil
 }
@@ -208,6 +215,17 @@ func finetuneNotes(s *pipeline.FineTuneResult, train finetune.TrainSet) []string
 	rep := s.Report
 	if s.Recipe != nil {
 		out = append(out, "", s.Recipe.String())
+	}
+	if n := len(s.Sequential); n > 0 {
+		kept, before, after := 0, 0.0, 0.0
+		for _, l := range s.Sequential {
+			if l.Kept == "data" {
+				kept++
+			}
+			before += l.DataFreeErr / float64(n)
+			after += min(l.DataAwareErr, l.DataFreeErr) / float64(n)
+		}
+		out = append(out, fmt.Sprintf("sequential init: %d of %d layers refitted to the original's output given the compressed input; mean relative output error on held-out calibration images %.4f -> %.4f", kept, n, before, after))
 	}
 	if s.Reconstruct != nil {
 		out = append(out, fmt.Sprintf("reconstructed: %d steps fitting the LPR modules' outputs, final loss %.4f", s.Reconstruct.Steps, s.Reconstruct.FinalLoss))

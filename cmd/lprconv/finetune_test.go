@@ -129,7 +129,7 @@ func TestCompressRecipe(t *testing.T) {
 		t.Fatal("no recipe in --json")
 	}
 	want := finetune.RecipeFor(100)
-	if rec.Images != 100 || rec.Steps != want.Steps || rec.Batch != 64 || rec.Match != "logits+modules" || rec.Augment != "none" ||
+	if rec.Images != 100 || rec.Steps != want.Steps || rec.Batch != 64 || rec.Match != "logits+modules" || rec.Augment != "none" || rec.Loss != "kd" || rec.Init != "" ||
 		rec.ValFraction != 0 || rec.ReconstructSteps != want.ReconstructSteps || rec.ImagesProcessed > 60000 {
 		t.Errorf("recipe %+v, want the RecipeFor(100) schedule %+v", rec, want)
 	}
@@ -141,9 +141,9 @@ func TestCompressRecipe(t *testing.T) {
 	}
 
 	// Explicit flags override the recipe's values and keep its compute.
-	r = decode("--batch", "50", "--lr", "0.001", "--match", "logits", "--val-fraction", "0.2")
+	r = decode("--batch", "50", "--lr", "0.001", "--match", "logits", "--val-fraction", "0.2", "--loss", "kd+ce")
 	rec = r.FineTune.Recipe
-	if rec == nil || rec.Batch != 50 || rec.LR != 0.001 || rec.Match != "logits" || rec.ValFraction != 0.2 || rec.Steps != want.ImagesProcessed/50 {
+	if rec == nil || rec.Batch != 50 || rec.LR != 0.001 || rec.Match != "logits" || rec.ValFraction != 0.2 || rec.Steps != want.ImagesProcessed/50 || rec.Loss != "kd+ce" {
 		t.Errorf("recipe with overrides %+v", rec)
 	}
 	if r.FineTune.ValImages != 20 {

@@ -56,6 +56,10 @@ type config struct {
 	Recipe       bool    `json:"recipe"`
 	Train        string  `json:"train"`
 	PreSteps     int     `json:"pre_steps,omitempty"`
+	Loss         string  `json:"loss,omitempty"`
+	CEWeight     float64 `json:"ce_weight,omitempty"`
+	Init         string  `json:"init,omitempty"`
+	InitOnly     bool    `json:"init_only,omitempty"`
 }
 
 type result struct {
@@ -94,6 +98,10 @@ func main() {
 	flag.StringVar(&c.Out, "o", "", "output model")
 	flag.StringVar(&c.Train, "train", "lpr", "trainable tensors: lpr or all")
 	flag.IntVar(&c.PreSteps, "pre-steps", 0, "first stage: `N` steps of finetune.Reconstruct (module outputs only), counted in -steps")
+	flag.StringVar(&c.Loss, "loss", "kd", "logit loss: kd, kd+ce (labels where known) or mse")
+	flag.Float64Var(&c.CEWeight, "ce-weight", 0, "weight of cross-entropy in kd+ce (0: finetune's default)")
+	flag.StringVar(&c.Init, "init", "data", "factor initialization: data (finetune.InitFromData) or seq (then finetune.SequentialInit)")
+	flag.BoolVar(&c.InitOnly, "init-only", false, "write the initialized student without training")
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
@@ -168,6 +176,19 @@ func run(ctx context.Context, c config) (*result, error) {
 		if !set["pre-steps"] {
 			c.PreSteps = rc.ReconstructSteps
 		}
+		if !set["lr"] {
+			c.LR = rc.LR
+		}
+		if !set["loss"] {
+			c.Loss = rc.Loss
+		}
+		if !set["init"] && rc.Init == finetune.InitSequential {
+			c.Init = "seq"
+		}
+	}
+	lossKind, err := finetune.ParseLoss(c.Loss)
+	if err != nil {
+		return nil, err
 	}
 	match, err := finetune.ParseMatch(c.Match)
 	if err != nil {
@@ -211,9 +232,24 @@ func run(ctx context.Context, c config) (*result, error) {
 	if _, err := finetune.InitFromData(ctx, plan, covs, so); err != nil {
 		return nil, err
 	}
+	if c.Init == "seq" {
+		cl, err := loader(dataset.First(train, n), false)
+		if err != nil {
+			return nil, err
+		}
+		_, err = finetune.SequentialInitFrom(ctx, m, plan, cl, n, c.Batch, c.Threads, so)
+		cl.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	student, err := convert.Apply(m, plan)
 	if err != nil {
 		return nil, err
+	}
+	if c.InitOnly {
+		res.config = c
+		return res, onnxio.Save(c.Out, student, onnxio.SaveOptions{})
 	}
 	tl, err := loader(train, true)
 	if err != nil {
@@ -231,7 +267,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
 		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
-		Loss: finetune.Loss{Kind: finetune.LossKD, Temperature: c.Temperature}, Match: match, Augment: aug, Train: trainSet}
+		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet}
 	preSteps, preSecs := 0, 0.0
 	if c.PreSteps > 0 {
 		pl, err := loader(train, true)

@@ -46,15 +46,16 @@ func printTable(w io.Writer, path string) error {
 		}
 		model := strings.TrimSuffix(r.config.Model[strings.LastIndex(r.config.Model, "/")+1:], ".onnx")
 		name := r.ID[:strings.Index(r.ID, "-")]
-		key := name + "/" + model
+		key := fmt.Sprintf("%s/%s/%d", name, model, r.Multiple)
 		g := groups[key]
 		if g == nil {
 			ranks := "default ranks"
 			if r.Multiple == 1 {
 				ranks = "exact ranks"
 			}
-			setting := fmt.Sprintf("%s %g, %d images, %d steps (%d reconstruct), match %s, augment %s, T %g, lr %g, train %s, hold-out %g",
-				ranks, r.RankRatio, r.TrainImages+r.ValImages, r.Steps, r.PreSteps, r.Match, r.Augment, r.Temperature, r.LR, orDefault(r.Train, "lpr"), r.ValFraction)
+			setting := fmt.Sprintf("%s %g, %d images, %d steps (%d reconstruct), loss %s, match %s, augment %s, T %g, lr %g, train %s, init %s, hold-out %g",
+				ranks, r.RankRatio, r.TrainImages+r.ValImages, r.Steps, r.PreSteps, orDefault(r.Loss, "kd"), r.Match, r.Augment, r.Temperature, r.LR,
+				orDefault(r.Train, "lpr"), orDefault(r.Init, "data"), r.ValFraction)
 			g = &group{name: name, model: model, setting: setting, images: r.ImagesProcessed}
 			groups[key] = g
 			order = append(order, key)
