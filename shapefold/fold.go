@@ -11,10 +11,10 @@ import (
 	"github.com/lprconv/lprconv/shapeinfer"
 )
 
-// FoldSizes are the sizes every dynamic input dimension takes in turn; a
-// value that is the same at all of them is folded (see the package
+// FoldSizes returns the sizes every dynamic input dimension takes in turn;
+// a value that is the same at all of them is folded (see the package
 // documentation for why these four).
-var FoldSizes = [...]int64{2, 3, 67, 1031}
+func FoldSizes() []int64 { return []int64{2, 3, 67, 1031} }
 
 // Report says what Fold changed.
 type Report struct {
@@ -123,7 +123,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 	return out, rep, nil
 }
 
-// inferAt runs shape inference once per FoldSizes entry, with every dynamic
+// inferAt runs shape inference once per FoldSizes size, with every dynamic
 // dimension of every graph input at that size.
 func inferAt(m *onnxpb.ModelProto) ([]*shapeinfer.Shapes, error) {
 	g := m.GetGraph()
@@ -132,7 +132,7 @@ func inferAt(m *onnxpb.ModelProto) ([]*shapeinfer.Shapes, error) {
 		inits[t.GetName()] = true
 	}
 	var out []*shapeinfer.Shapes
-	for _, size := range FoldSizes {
+	for _, size := range FoldSizes() {
 		shapes := map[string][]int64{}
 		for _, in := range g.GetInput() {
 			if inits[in.GetName()] {
