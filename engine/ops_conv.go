@@ -71,6 +71,10 @@ type ConvOp struct {
 	// scattered back to NCHW with bias and activation.
 	Chunk int
 
+	// wt, when set, is the constant weight packed for the pixel-major
+	// path (pixelmajor.go), which then computes each image's product.
+	wt *kernels.PackedWeights
+
 	cur convRun // operands of the current Forward, for worker threads
 }
 
@@ -260,6 +264,12 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	if op.Kind == convPointwise && ohw == 1 && op.Group == 1 {
 		// X is [N, C]: Y[N, M] = X * W^T in one GEMM, bias per column
 		c.K.SgemmEx(false, true, op.N, op.M, op.C, 1, x, op.C, w, op.C, beta, y, op.M, op.epilogue(nil, bias))
+		return nil
+	}
+	if op.wt != nil && beta == 0 && c.K.PointwisePixelMajor(hw, x, op.wt, y, op.epilogue(bias, nil)) {
+		for i := 1; i < op.N; i++ {
+			c.K.PointwisePixelMajor(hw, x[i*op.C*hw:], op.wt, y[i*op.M*hw:], op.epilogue(bias, nil))
+		}
 		return nil
 	}
 	if op.Kind == convPointwise && op.Group == 1 {

@@ -89,6 +89,9 @@ type Program struct {
 	share *Program
 	// bnFolded holds the weights foldBN made, by name, for sharing.
 	bnFolded map[string]*Tensor
+	// packedW holds the constant weights packed for pixel-major pointwise
+	// convolutions, by weight name, for sharing (pixelmajor.go).
+	packedW map[string]*kernels.PackedWeights
 }
 
 type opDef struct {
@@ -127,7 +130,7 @@ func compile(m *onnxpb.ModelProto, opts Options, share *Program) (*Program, erro
 		opset:  opset,
 		byName: map[string]*value{},
 		params: map[string]*value{},
-		share:  share, bnFolded: map[string]*Tensor{},
+		share:  share, bnFolded: map[string]*Tensor{}, packedW: map[string]*kernels.PackedWeights{},
 		ctx: &Ctx{K: kernels.NewContext(threads), Threads: threads, pool: newPool(threads)},
 	}
 	g := m.Graph
@@ -302,6 +305,7 @@ func compile(m *onnxpb.ModelProto, opts Options, share *Program) (*Program, erro
 		p.observed = append(p.observed, v)
 	}
 	p.fuse(opts.KeepForBackward)
+	p.packPixelMajor()
 	if err := p.plan(opts.KeepForBackward); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}

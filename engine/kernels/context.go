@@ -41,6 +41,7 @@ type Context struct {
 
 	imcol1   imcolTask
 	col      []float32 // Conv2D column buffer
+	colT     []float32 // PointwisePixelMajor's transposed output
 	colLimit int       // column buffer budget in values (0: colBudget)
 
 	dwW16       []float32 // interleaved depthwise weights of dwTiny1

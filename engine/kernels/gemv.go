@@ -12,7 +12,7 @@ type gemvTask struct {
 
 // gemv computes g when one of m, n is 1 and reports whether it did.
 func (ctx *Context) gemv(g *gemmArgs) bool {
-	if g.nb != g.n || g.kb != g.k || (g.m != 1 && g.n != 1) {
+	if g.bPacked || g.nb != g.n || g.kb != g.k || (g.m != 1 && g.n != 1) {
 		return false
 	}
 	s := &ctx.scratch[0]

@@ -22,6 +22,9 @@ type gemmArgs struct {
 	sa, sb, sc     int
 	ep             Epilogue // applied to C after the product when hasEp
 	hasEp          bool
+	// bPacked: b holds op(B) already packed in panels of the kernel's nr
+	// columns over the whole depth (see PackedWeights); ldb is unused.
+	bPacked bool
 }
 
 // gemmTask splits one GEMM into independent blocks of C for the pool.
