@@ -31,7 +31,19 @@ type kernelSpec struct {
 	// panel of C when it has at most 16 columns: half the work of a full
 	// tile (a 14x14 plane has 196 = 6*32 + 4 columns).
 	edge *[3]microKernel
+	// row1, when set, computes one row of a tile (1 x nr) reading A as
+	// columns (element (0, p) at a[p*lda]): the rows of a last row panel
+	// shorter than rowTailMax, one by one (a packed panel is read with lda
+	// = mr).
+	row1 microKernel
 }
+
+// rowTailMax is the most rows of a partial row panel computed with
+// kernelSpec.row1 one by one instead of one full tile: the one-row kernel
+// is bound by its two chains of dependent FMAs, about a quarter of a full
+// tile's time for 8x32 (a 7x7 plane, 49 = 6*8 + 1 pixels, in
+// PointwisePixelMajor).
+const rowTailMax = 3
 
 // epKernels are a family's micro-kernels that apply a row-bias-and-clamp
 // epilogue to the tile before storing it: c = min(max(alpha*A*B + beta*C
@@ -225,10 +237,16 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 							}
 							continue
 						}
-						if cols <= 16 && spec.edge != nil {
-							kern = spec.edge[mode]
+						switch {
+						case rows <= rowTailMax && spec.row1 != nil && mode == 0:
+							for i := 0; i < rows; i++ {
+								spec.row1(kc, a[i:], mr, bp, s.tile[i*nr:], nr, 1, 0)
+							}
+						case cols <= 16 && spec.edge != nil:
+							spec.edge[mode](kc, a, lda, bp, s.tile, nr, 1, 0)
+						default:
+							kern(kc, a, lda, bp, s.tile, nr, 1, 0)
 						}
-						kern(kc, a, lda, bp, s.tile, nr, 1, 0)
 						writeTile(g, s.tile[:rows*nr], nr, ic+ir, jg, cols, alpha, beta, last)
 					}
 				}

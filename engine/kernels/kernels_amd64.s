@@ -4738,6 +4738,85 @@ gemmAVX512x8x16ColsEdge_overwrite:
 	VZEROUPPER
 	RET
 
+// func gemmAVX512x1x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F
+TEXT ·gemmAVX512x1x32Cols(SB), NOSPLIT, $0-56
+	MOVQ   kc+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   b+24(FP), DX
+	MOVQ   lda+16(FP), BX
+	SHLQ   $0x02, BX
+	LEAQ   (BX)(BX*2), SI
+	MOVQ   BX, DI
+	SHLQ   $0x02, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+gemmAVX512x1x32Cols_loop:
+	CMPQ         AX, $0x04
+	JL           gemmAVX512x1x32Cols_tail
+	VMOVUPS      (DX), Z2
+	VMOVUPS      64(DX), Z3
+	VBROADCASTSS (CX), Z4
+	VFMADD231PS  Z2, Z4, Z0
+	VFMADD231PS  Z3, Z4, Z1
+	VMOVUPS      128(DX), Z2
+	VMOVUPS      192(DX), Z3
+	VBROADCASTSS (CX)(BX*1), Z4
+	VFMADD231PS  Z2, Z4, Z0
+	VFMADD231PS  Z3, Z4, Z1
+	VMOVUPS      256(DX), Z2
+	VMOVUPS      320(DX), Z3
+	VBROADCASTSS (CX)(BX*2), Z4
+	VFMADD231PS  Z2, Z4, Z0
+	VFMADD231PS  Z3, Z4, Z1
+	VMOVUPS      384(DX), Z2
+	VMOVUPS      448(DX), Z3
+	VBROADCASTSS (CX)(SI*1), Z4
+	VFMADD231PS  Z2, Z4, Z0
+	VFMADD231PS  Z3, Z4, Z1
+	ADDQ         DI, CX
+	ADDQ         $0x00000200, DX
+	SUBQ         $0x04, AX
+	JMP          gemmAVX512x1x32Cols_loop
+
+gemmAVX512x1x32Cols_tail:
+	TESTQ        AX, AX
+	JE           gemmAVX512x1x32Cols_store
+	VMOVUPS      (DX), Z2
+	VMOVUPS      64(DX), Z3
+	VBROADCASTSS (CX), Z4
+	VFMADD231PS  Z2, Z4, Z0
+	VFMADD231PS  Z3, Z4, Z1
+	ADDQ         BX, CX
+	ADDQ         $0x00000080, DX
+	DECQ         AX
+	JMP          gemmAVX512x1x32Cols_tail
+
+gemmAVX512x1x32Cols_store:
+	VBROADCASTSS alpha+48(FP), Z2
+	VMULPS       Z2, Z0, Z0
+	VMULPS       Z2, Z1, Z1
+	MOVQ         c+32(FP), AX
+	MOVQ         ldc+40(FP), CX
+	SHLQ         $0x02, CX
+	MOVL         beta+52(FP), CX
+	ANDL         $0x7fffffff, CX
+	JE           gemmAVX512x1x32Cols_overwrite
+	VBROADCASTSS beta+52(FP), Z2
+	VFMADD231PS  (AX), Z2, Z0
+	VFMADD231PS  64(AX), Z2, Z1
+	VMOVUPS      Z0, (AX)
+	VMOVUPS      Z1, 64(AX)
+	VZEROUPPER
+	RET
+
+gemmAVX512x1x32Cols_overwrite:
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VZEROUPPER
+	RET
+
 // func gemmAVX512x12x32PackedEp(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32, bias *float32, lo float32, hi float32)
 // Requires: AVX, AVX512F
 TEXT ·gemmAVX512x12x32PackedEp(SB), NOSPLIT, $0-72

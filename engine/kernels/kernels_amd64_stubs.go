@@ -100,6 +100,11 @@ func gemmAVX512x8x16RowsEdge(kc int, a *float32, lda int, b *float32, c *float32
 //go:noescape
 func gemmAVX512x8x16ColsEdge(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
 
+// gemmAVX512x1x32Cols computes a 1x32 tile of C = alpha*A*B + beta*C.
+//
+//go:noescape
+func gemmAVX512x1x32Cols(kc int, a *float32, lda int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
 // gemmAVX512x12x32PackedEp computes a 12x32 tile of C = min(max(alpha*A*B + beta*C + bias, lo), hi).
 //
 //go:noescape

@@ -116,11 +116,16 @@ var (
 	avx2Kernel = asmSpec("avx2-6x16", 6, 16, 144, gemmAVX2x6x16Packed, gemmAVX2x6x16Rows, gemmAVX2x6x16Cols, gemmAVX2x6x16BRows)
 )
 
-// withEp returns k with the fused-epilogue kernels ep and the 16-column
-// kernels packed, rows and cols (see kernelSpec.edge).
+// withEp returns k with the fused-epilogue kernels ep, the 16-column
+// kernels packed, rows and cols (see kernelSpec.edge) and the one-row
+// kernel (kernelSpec.row1; the AVX-512 families have 32 columns).
 func withEp(k kernelSpec, ep *epKernels, packed, rows, cols asmKernel) kernelSpec {
 	k.ep = ep
 	mr, nr := k.mr, k.nr
+	k.row1 = func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
+		_, _, _ = a[(kc-1)*lda], b[nr*kc-1], c[nr-1]
+		gemmAVX512x1x32Cols(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta)
+	}
 	k.edge = &[3]microKernel{
 		func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32) {
 			_, _, _ = a[mr*kc-1], b[nr*kc-1], c[(mr-1)*ldc+15]

@@ -39,6 +39,9 @@ func main() {
 		gemmKernel("gemm"+k.name+"RowsEdge", k.mr, 1, true, aRows, false, false, 32)
 		gemmKernel("gemm"+k.name+"ColsEdge", k.mr, 1, true, aCols, false, false, 32)
 	}
+	// a one-row kernel for the rows of a last partial row panel, reading
+	// that packed panel (lda = its mr) or A in place
+	gemmKernel("gemmAVX512x1x32Cols", 1, 2, true, aCols, false, false, 0)
 	// the fused-epilogue variants (AVX-512 only: AVX2 lacks the registers)
 	for _, k := range []struct {
 		name string
