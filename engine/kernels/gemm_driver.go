@@ -38,6 +38,10 @@ type kernelSpec struct {
 	row1 microKernel
 }
 
+// directBMaxK is the deepest GEMM whose B gemmBlock always reads in place
+// (when the micro-kernels can).
+const directBMaxK = 256
+
 // rowTailMax is the most rows of a partial row panel computed with
 // kernelSpec.row1 one by one instead of one full tile: the one-row kernel
 // is bound by its two chains of dependent FMAs, about a quarter of a full
@@ -149,12 +153,14 @@ func gemmBlock(spec *kernelSpec, s *threadScratch, g *gemmArgs, i0, i1, j0, j1 i
 	mr, nr := spec.mr, spec.nr
 	// With few row panels a packed B panel is used once or twice: read B in
 	// place instead (panels of full width inside one batch item). With a
-	// short k (at most 64: 8 KiB of a 32-column panel) a panel read in place
-	// stays in L1 for all the row panels of a block, and packing costs more
-	// than it saves: a first 3x3 convolution (k = 27) with 24 or 32 filters
-	// ran 8-10% faster, MobileNetV1's 1x1 convolutions with 32 and 64 input
-	// channels on 112x112 and 56x56 planes 6-15%.
-	directB := spec.bRows != nil && !g.bPacked && !g.transB && g.kb == g.k && (i1-i0 <= 2*mr || g.k <= 64)
+	// short k (at most directBMaxK: 32 KiB of a 32-column panel) a panel
+	// read in place stays in L1 or L2 for all the row panels of a block,
+	// and packing costs more than it saves: a first 3x3 convolution (k =
+	// 27) with 24 or 32 filters ran 8-10% faster, MobileNetV1's 1x1
+	// convolutions with 32 and 64 input channels on 112x112 and 56x56
+	// planes 6-15%, and (MobileNetV1 1.0, batch 1) with 128 input channels
+	// on 56x56 planes 10% (the packed B, 1.6 MB, outgrew L2).
+	directB := spec.bRows != nil && !g.bPacked && !g.transB && g.kb == g.k && (i1-i0 <= 2*mr || g.k <= directBMaxK)
 	// With B packed ahead (PointwisePixelMajor), A is an image's Xᵀ, reused
 	// by every column panel: read in place, it made the 14x14 planes of
 	// MobileNetV1 6% faster, but the 7x7 ones 6% slower (the partial last
