@@ -37,7 +37,10 @@
 // accumulates into it (beta = 1), with the bias and a following Relu or
 // Clip in its epilogue. A 1x1 Conv with group = C = M (not fused) runs as
 // a direct per-channel scale, and group-1 1x1 Convs on planes of at most 16
-// pixels (4x4) multiply all images of the batch in one GEMM.
+// pixels (4x4) multiply all images of the batch in one GEMM. Group-1 1x1
+// Convs with a constant weight on small planes that kernels.PixelMajorPays
+// selects (7x7 and 14x14 with AVX-512) run pixel-major, from the weight
+// packed once at Compile (kernels.PointwisePixelMajor; same bits).
 //
 // A panic inside an op (a bug) is returned as an error naming the node; bad
 // models are rejected at Compile. ProfileSteps measures the time of every

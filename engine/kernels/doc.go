@@ -21,6 +21,10 @@
 //
 //   - Context.Conv2D / Conv2DBackward: one-group convolution; 1x1 without
 //     stride or padding is a batched GEMM, others go through Im2col/Col2im.
+//   - PackWeightsT / PointwisePixelMajor: a 1x1 convolution of one image
+//     as Xᵀ·Wᵀ (vector lanes along the output channels) from a constant
+//     weight packed once, for small planes where lanes along the pixels
+//     are partly idle; PixelMajorPays is the rule choosing it.
 //   - DepthwiseConv2D(Ex) / DepthwiseConv2DBackward: group = C convolution
 //     with one filter per channel, direct (no im2col), with vectorized 3x3
 //     stride 1 and 2 paths for large, narrow and tiny planes.
@@ -38,7 +42,8 @@
 // ./asm (`go generate` in this folder): an AVX-512 8x32 GEMM micro-kernel
 // (and 12x32; AVX2+FMA 6x16 on CPUs without AVX-512) that reads A packed or
 // in place, with variants that apply a row-bias-and-clamp epilogue before
-// the store and 16-column variants for a last narrow panel of C;
+// the store, 16-column variants for a last narrow panel of C and a
+// one-row kernel for the rows of a last short row panel;
 // AVX/AVX-512 panel packers; AVX-512 depthwise kernels (rows of 16 outputs,
 // whole 16-value runs of planes narrower than 16 at stride 1, two output
 // rows per vector at stride 2, several channels per vector for planes of at
