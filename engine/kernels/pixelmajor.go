@@ -30,10 +30,11 @@ const pixelMajorPlaneLimit = 256
 // pixel-major ones nr channels, with pixels in rows of mr. It holds when m
 // fills whole lane panels and the pixel rows, rounded up to mr, are fewer
 // than the pixel columns rounded up to the lanes, on planes of at most 256
-// pixels: MobileNetV1 1.0 at batch 1 (one thread, AVX-512, 8x32 tiles)
-// runs its 7x7 pointwise convolutions (49 of 64 lanes used channel-major,
-// 49 of 56 rows pixel-major) 10-15% faster and its 14x14 ones (196 of 208,
-// 196 of 200) 5-8% faster.
+// pixels: MobileNetV1 1.0 at batch 1 (one thread, AVX-512, 8x32 tiles,
+// sums of per-step thread CPU minima) runs its 7x7 pointwise convolutions
+// (49 of 64 lanes used channel-major, 49 of 56 rows pixel-major) 7-12%
+// faster and its 14x14 ones (196 of 208, 196 of 200) 5-6% faster. The
+// packed weights are a second copy of the weights of those layers.
 func PixelMajorPays(hw, m int) bool {
 	return pixelMajorPays(bestKernel, hw, m)
 }
