@@ -25,15 +25,7 @@ func TestRunFoldsShapes(t *testing.T) {
 	ctx := context.Background()
 	rule := svd.Policy{Ratio: 0.25, Multiple: 16}
 	po := convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}
-	plan, err := convert.NewPlan(ctx, m, rule, svd.KindDiag, po)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan.Tool = "test"
-	rewritten, err := convert.Apply(m, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rewritten := rewrite(t, m, rule, po)
 	want, rep, err := shapefold.Fold(rewritten)
 	if err != nil {
 		t.Fatal(err)

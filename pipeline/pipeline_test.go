@@ -57,6 +57,23 @@ func images(t *testing.T, m *onnxpb.ModelProto, split string, limit int) *datase
 	return &dataset.Subset{Source: src, Indices: idx, Pre: pre, Name: dir}
 }
 
+// rewrite plans m data-free with the diag residual (Tool "test", as the
+// tests' Run calls name it) and applies the plan: what Run writes without
+// data, fine-tuning or folding.
+func rewrite(t *testing.T, m *onnxpb.ModelProto, rule svd.Policy, po convert.PlanOptions) (*convert.Plan, *onnxpb.ModelProto) {
+	t.Helper()
+	plan, err := convert.NewPlan(context.Background(), m, rule, svd.KindDiag, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Tool = "test"
+	out, err := convert.Apply(m, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan, out
+}
+
 // TestRunDataFree: a data-free Run writes exactly the model that planning
 // and rewriting give directly, and its counts are those of the written
 // model; a dry run writes nothing and reports the encoded size.
@@ -65,15 +82,7 @@ func TestRunDataFree(t *testing.T) {
 	ctx := context.Background()
 	rule := svd.Policy{Ratio: 0.25, Multiple: 16}
 	po := convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}
-	plan, err := convert.NewPlan(ctx, m, rule, svd.KindDiag, po)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan.Tool = "test"
-	want, err := convert.Apply(m, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan, want := rewrite(t, m, rule, po)
 	out := filepath.Join(t.TempDir(), "small.onnx")
 	var events []Event
 	r, err := Run(ctx, Options{In: path, Out: out, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test",

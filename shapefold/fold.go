@@ -92,6 +92,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 
 	// 2. Reshape targets that still depend on the sizes.
 	var shapeInits []*onnxpb.TensorProto
+	taken := tensorNames(g)
 	for _, n := range g.GetNode() {
 		if n.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(n) || len(n.GetInput()) < 2 || len(n.GetOutput()) < 1 {
 			continue
@@ -103,14 +104,19 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 		if !ok {
 			continue
 		}
-		name := uniqueName(out, n.GetOutput()[0]+"_folded_shape")
+		name := uniqueName(taken, n.GetOutput()[0]+"_folded_shape")
+		taken[name] = true
 		shapeInits = append(shapeInits, onnxio.NewInt64(name, []int64{int64(len(target))}, target))
 		n.Input[1] = name
 		rep.Reshapes++
 	}
 
 	// Only the folded tensors something still reads become initializers.
-	used := usedNames(g, folded)
+	// The nodes that stay: those a graph output needs once the folded
+	// tensors are initializers (the rewritten Reshapes read new names, but
+	// no node is added or removed before removeDead).
+	live := liveNodes(g, folded)
+	used := usedNames(g, live)
 	for _, t := range newInits {
 		if used[t.GetName()] {
 			g.Initializer = append(g.Initializer, t)
@@ -118,7 +124,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 		}
 	}
 	g.Initializer = append(g.Initializer, shapeInits...)
-	removeDead(g, folded)
+	removeDead(g, live)
 	rep.NodesAfter = len(g.GetNode())
 	return out, rep, nil
 }
@@ -241,10 +247,9 @@ func reshapeTarget(samples []*shapeinfer.Shapes, in, out string) ([]int64, bool)
 	return target, varies
 }
 
-// usedNames returns the tensors read by the nodes that stay (those a graph
-// output needs once the folded tensors are cut off) or by a graph output.
-func usedNames(g *onnxpb.GraphProto, folded map[string]bool) map[string]bool {
-	live := liveNodes(g, folded)
+// usedNames returns the tensors read by the live nodes or by a graph
+// output.
+func usedNames(g *onnxpb.GraphProto, live []bool) map[string]bool {
 	used := map[string]bool{}
 	for i, n := range g.GetNode() {
 		if !live[i] {
@@ -296,11 +301,10 @@ func liveNodes(g *onnxpb.GraphProto, folded map[string]bool) []bool {
 	return live
 }
 
-// removeDead drops the nodes no graph output depends on once the folded
-// tensors are initializers, and the initializers and value_info entries
-// that nothing reads or produces any more.
-func removeDead(g *onnxpb.GraphProto, folded map[string]bool) {
-	live := liveNodes(g, folded)
+// removeDead keeps only the live nodes (see liveNodes), and the
+// initializers and value_info entries that something still reads or
+// produces.
+func removeDead(g *onnxpb.GraphProto, live []bool) {
 	var nodes []*onnxpb.NodeProto
 	for i, n := range g.GetNode() {
 		if live[i] {
@@ -343,11 +347,10 @@ func removeDead(g *onnxpb.GraphProto, folded map[string]bool) {
 	g.ValueInfo = infos
 }
 
-// uniqueName returns base, or base with a numeric suffix, so that no
-// tensor of m has that name.
-func uniqueName(m *onnxpb.ModelProto, base string) string {
+// tensorNames returns every tensor name the graph's nodes and
+// initializers use.
+func tensorNames(g *onnxpb.GraphProto) map[string]bool {
 	taken := map[string]bool{}
-	g := m.GetGraph()
 	for _, t := range g.GetInitializer() {
 		taken[t.GetName()] = true
 	}
@@ -359,6 +362,12 @@ func uniqueName(m *onnxpb.ModelProto, base string) string {
 			taken[s] = true
 		}
 	}
+	return taken
+}
+
+// uniqueName returns base, or base with a numeric suffix, so that it is not
+// in taken.
+func uniqueName(taken map[string]bool, base string) string {
 	name := base
 	for i := 1; taken[name]; i++ {
 		name = fmt.Sprintf("%s_%d", base, i)

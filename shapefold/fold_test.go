@@ -26,12 +26,6 @@ func opCount(m *onnxpb.ModelProto, op string) int {
 	return n
 }
 
-// randomInputs returns seeded uniform inputs of m at batch.
-func randomInputs(m *onnxpb.ModelProto, batch int) map[string][]int {
-	_, shapes := testutil.GraphInputs(m, batch)
-	return shapes
-}
-
 func fill(shape []int, seed uint64) []float32 {
 	r := rand.New(rand.NewPCG(seed, 7))
 	n := 1
@@ -84,7 +78,7 @@ func TestFoldFixtures(t *testing.T) {
 				batches = []int{1}
 			}
 			for _, batch := range batches {
-				shapes := randomInputs(m, batch)
+				_, shapes := testutil.GraphInputs(m, batch)
 				in := map[string]*engine.Tensor{}
 				for name, s := range shapes {
 					in[name] = engine.NewTensorF(fill(s, uint64(batch)), s...)
