@@ -60,6 +60,8 @@ type config struct {
 	CEWeight     float64 `json:"ce_weight,omitempty"`
 	Init         string  `json:"init,omitempty"`
 	InitOnly     bool    `json:"init_only,omitempty"`
+	Anneal       string  `json:"anneal,omitempty"`
+	AnnealFrac   float64 `json:"anneal_frac,omitempty"`
 }
 
 type result struct {
@@ -103,6 +105,8 @@ func main() {
 	flag.StringVar(&c.Init, "init", "data", "factor initialization: data (finetune.InitFromData) or seq (then finetune.SequentialInit)")
 	flag.BoolVar(&c.InitOnly, "init-only", false, "write the initialized student without training")
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
+	flag.StringVar(&c.Anneal, "anneal", "", "rank ratios `R1,R2,...` of stages trained before -rank-ratio; each stage starts from the data-aware factorization of the previous stage's trained weights")
+	flag.Float64Var(&c.AnnealFrac, "anneal-frac", 0.5, "fraction of the distillation steps spent in the -anneal stages (equal shares)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -214,8 +218,16 @@ func run(ctx context.Context, c config) (*result, error) {
 			Seed: c.DataSeed, DropLast: shuffle, Workers: 2, Prefetch: 2})
 	}
 	so := svd.Options{Seed: 1, Sgemm: enginegemm.New(0)}
-	plan, err := convert.NewPlan(ctx, m, svd.Policy{Ratio: c.RankRatio, Multiple: c.Multiple}, svd.KindDiag,
-		convert.PlanOptions{SVD: so, ChannelAlign: c.ChannelAlign})
+	ratios, err := parseRatios(c.Anneal)
+	if err != nil {
+		return nil, err
+	}
+	ratios = append(ratios, c.RankRatio)
+	newPlan := func(ratio float64) (*convert.Plan, error) {
+		return convert.NewPlan(ctx, m, svd.Policy{Ratio: ratio, Multiple: c.Multiple}, svd.KindDiag,
+			convert.PlanOptions{SVD: so, ChannelAlign: c.ChannelAlign})
+	}
+	plan, err := newPlan(ratios[0])
 	if err != nil {
 		return nil, err
 	}
@@ -281,6 +293,35 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		preSteps, preSecs = prep.Steps, prep.Seconds
 		opts.Steps -= c.PreSteps
+	}
+	total := opts.Steps
+	share := 0
+	if len(ratios) > 1 {
+		share = int(float64(total) * c.AnnealFrac / float64(len(ratios)-1))
+	}
+	for k := 0; k < len(ratios)-1; k++ {
+		st := opts
+		st.Steps = share
+		trained, rep, err := finetune.Distill(ctx, m, student, data, st)
+		if err != nil {
+			return nil, err
+		}
+		preSteps += rep.Steps
+		preSecs += rep.Seconds
+		opts.Steps -= rep.Steps
+		next, err := newPlan(ratios[k+1])
+		if err != nil {
+			return nil, err
+		}
+		if err := takeTrained(trained, next); err != nil {
+			return nil, err
+		}
+		if _, err := finetune.InitFromData(ctx, next, covs, so); err != nil {
+			return nil, err
+		}
+		if student, err = convert.Apply(m, next); err != nil {
+			return nil, err
+		}
 	}
 	tuned, rep, err := finetune.Distill(ctx, m, student, data, opts)
 	if err != nil {
