@@ -10,6 +10,7 @@ import (
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
@@ -148,5 +149,34 @@ func TestCheckRandom(t *testing.T) {
 	var c *ConstantOutputsError
 	if !errors.As(err, &c) || c.Spread >= MinRandomSpread || c.Inputs != DefaultRandom {
 		t.Fatalf("first convolution zeroed: %v", err)
+	}
+}
+
+// TestCheckRandomImageNet: the ImageNet-shaped MobileNetV1 1.0 export with
+// seeded random BatchNorm statistics loses the signal on the way to its
+// logits (CheckRandom refuses it), while the same network with statistics
+// measured on random images (testdata/gen/export_imagenet.py,
+// mobilenetv1_1.0_calib.onnx) keeps it: the latter is the one on which a
+// data-free latency budget's fidelity can be judged (bench/compress).
+func TestCheckRandomImageNet(t *testing.T) {
+	opts := Options{Random: DefaultRandom, RandomSeed: 1, Threads: 2}
+	for _, tc := range []struct {
+		name     string
+		constant bool
+	}{
+		{"mobilenetv1_1.0.onnx", true},
+		{"mobilenetv1_1.0_calib.onnx", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := onnxio.Load(testutil.ImageNetModel(t, tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckRandom(m, opts)
+			var c *ConstantOutputsError
+			if got := errors.As(err, &c); got != tc.constant || (err != nil && c == nil) {
+				t.Fatalf("CheckRandom = %v, want constant outputs %v", err, tc.constant)
+			}
+		})
 	}
 }

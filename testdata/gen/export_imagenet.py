@@ -8,6 +8,12 @@ benchmarks and larger conversion tests.
 The weights are random (seeded), so accuracy means nothing; the files exist to
 exercise the real ImageNet layer shapes. BatchNorm running statistics are set
 to seeded random values, not the identity, so that folding them is not a no-op.
+With such statistics the signal dies inside MobileNetV1 and its logits hardly
+depend on the input, so mobilenetv1_1.0_calib.onnx is the same network with its
+BatchNorm statistics measured instead on seeded standard-normal images (training
+mode, cumulative averages): every layer's output is normalized, the logits
+depend on the input, and output-fidelity comparisons on random inputs mean
+something (a proxy still: the weights are random).
 The output folder is a cache outside the repository and is not committed.
 """
 
@@ -26,6 +32,7 @@ from torch_onnx_eval import max_abs_diff  # noqa: E402
 
 MODELS = {
     "mobilenetv1_1.0.onnx": lambda: MobileNetV1(width=1.0, num_classes=1000),
+    "mobilenetv1_1.0_calib.onnx": lambda: MobileNetV1(width=1.0, num_classes=1000),
     "shufflenetv2_x1.0.onnx": lambda: torchvision.models.shufflenet_v2_x1_0(num_classes=1000),
     "mobilenetv2.onnx": lambda: torchvision.models.mobilenet_v2(num_classes=1000),
     "mobilenetv3_small.onnx": lambda: torchvision.models.mobilenet_v3_small(num_classes=1000),
@@ -43,6 +50,21 @@ def randomize_bn(model, gen):
             m.running_var = 0.5 + torch.rand(n, generator=gen)
 
 
+def measure_bn(model, seed, batches=8, batch=16):
+    """Replace every BatchNorm's running statistics by those of the model's
+    own activations on seeded standard-normal images (cumulative averages)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(batch, 3, 224, 224, generator=gen))
+    model.eval()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +79,8 @@ def main():
         torch.manual_seed(args.seed)
         model = build()
         randomize_bn(model, torch.Generator().manual_seed(args.seed + 1))
+        if fname.endswith("_calib.onnx"):
+            measure_bn(model, args.seed + 2)
         model.eval()
         path = os.path.join(args.out, fname)
         tmp = path + ".tmp"

@@ -16,7 +16,7 @@ set -euo pipefail
 bin=$(realpath "$1"); out=$2; f=${3:-0.8}
 ratios=${RATIOS:-0.25 0.3125 0.375}
 cd "$(dirname "$0")/../../.."
-m=${IMAGENET_DIR:-/root/.cache/lprconv/imagenet}/mobilenetv1_1.0.onnx
+m=${MODEL:-${IMAGENET_DIR:-/root/.cache/lprconv/imagenet}/mobilenetv1_1.0.onnx}
 mkdir -p "$out"
 for i in $(seq 1 "${RUNS:-2}"); do
 	"$bin" compress "$m" --budget latency="$f" --latency-batch 1 --latency-threads 1 --json --overwrite -o "$out/b${f}_$i.onnx" >"$out/b${f}_$i.json" 2>"$out/b${f}_$i.err"
