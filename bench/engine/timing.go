@@ -8,17 +8,16 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
-	"syscall"
+
 	"time"
+
+	"github.com/lprconv/lprconv/internal/cputime"
 )
 
-// cpuTime returns the process's user+system CPU time.
+// cpuTime returns the process's user+system CPU time (0 where unknown).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }
 
 // startProfile starts a CPU profile into path (nothing when path is empty)

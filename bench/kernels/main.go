@@ -18,13 +18,15 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"syscall"
+
 	"text/tabwriter"
 	"time"
 
-	"github.com/lprconv/lprconv/engine/kernels"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/lprconv/lprconv/engine/kernels"
+	"github.com/lprconv/lprconv/internal/cputime"
 )
 
 // shape is one GEMM C (m x n) = op(A) (m x k) * op(B) (k x n), possibly a
@@ -140,13 +142,11 @@ func best(f func(), reps int, minDur time.Duration) (wall, cpu float64) {
 	return wall, cpu
 }
 
-// cpuTime returns the user+system CPU time of the process.
+// cpuTime returns the user+system CPU time of the process (0 where
+// unknown).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }
 
 func randSlice(r *rand.Rand, n int) []float32 {

@@ -12,9 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
+
 	"time"
 
+	"github.com/lprconv/lprconv/internal/cputime"
 	"github.com/lprconv/lprconv/svd"
 	"github.com/lprconv/lprconv/svd/enginegemm"
 )
@@ -135,11 +136,12 @@ func readF64(path string, n int) ([]float64, error) {
 	return v, nil
 }
 
-// cpuSeconds returns the user plus system CPU time of the process.
+// cpuSeconds returns the user plus system CPU time of the process (NaN
+// where unknown).
 func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	s, ok := cputime.Seconds()
+	if !ok {
 		return math.NaN()
 	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	return s
 }
