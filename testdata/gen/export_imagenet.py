@@ -30,9 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mobilenetv1 import MobileNetV1  # noqa: E402
 from torch_onnx_eval import max_abs_diff  # noqa: E402
 
+# the export whose BatchNorm statistics are measured (measure_bn)
+CALIBRATED = "mobilenetv1_1.0_calib.onnx"
+
 MODELS = {
     "mobilenetv1_1.0.onnx": lambda: MobileNetV1(width=1.0, num_classes=1000),
-    "mobilenetv1_1.0_calib.onnx": lambda: MobileNetV1(width=1.0, num_classes=1000),
+    CALIBRATED: lambda: MobileNetV1(width=1.0, num_classes=1000),
     "shufflenetv2_x1.0.onnx": lambda: torchvision.models.shufflenet_v2_x1_0(num_classes=1000),
     "mobilenetv2.onnx": lambda: torchvision.models.mobilenet_v2(num_classes=1000),
     "mobilenetv3_small.onnx": lambda: torchvision.models.mobilenet_v3_small(num_classes=1000),
@@ -79,7 +82,7 @@ def main():
         torch.manual_seed(args.seed)
         model = build()
         randomize_bn(model, torch.Generator().manual_seed(args.seed + 1))
-        if fname.endswith("_calib.onnx"):
+        if fname == CALIBRATED:
             measure_bn(model, args.seed + 2)
         model.eval()
         path = os.path.join(args.out, fname)
