@@ -279,7 +279,11 @@ type pool struct {
 	jobs chan job
 	wg   sync.WaitGroup
 	mu   sync.Mutex
+	// err is the error of the failed sample earliest in the batch (errK
+	// its position), whichever worker met it first, so that the error a
+	// batch reports does not depend on the goroutines' timing.
 	err  error
+	errK int
 	// Batch in progress.
 	order  []int
 	dst    []float32
@@ -309,8 +313,8 @@ func (p *pool) run(jobs <-chan job) {
 	for j := range jobs {
 		if err := p.one(&w, j.k); err != nil {
 			p.mu.Lock()
-			if p.err == nil {
-				p.err = err
+			if p.err == nil || j.k < p.errK {
+				p.err, p.errK = err, j.k
 			}
 			p.mu.Unlock()
 		}
