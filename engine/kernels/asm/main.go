@@ -67,6 +67,7 @@ func main() {
 	axpyKernel()
 	dwTiny()
 	dwTinyGrad()
+	dwTinyCN()
 	directData()
 	im2colTap(1)
 	im2colTap(2)
