@@ -38,6 +38,8 @@ type Options struct {
 	// program (no buffer reuse), so that a backward pass can read the
 	// inputs and outputs of every op after Forward.
 	KeepForBackward bool
+	// nchwOnly keeps every activation NCHW (no chooseLayouts), for tests.
+	nchwOnly bool
 }
 
 // value is one named tensor of the graph.
@@ -306,6 +308,9 @@ func compile(m *onnxpb.ModelProto, opts Options, share *Program) (*Program, erro
 	}
 	p.fuse(opts.KeepForBackward)
 	p.packPixelMajor()
+	if !opts.KeepForBackward && !opts.nchwOnly {
+		p.chooseLayouts()
+	}
 	if err := p.plan(opts.KeepForBackward); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
