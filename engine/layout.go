@@ -129,22 +129,16 @@ func (p *Program) chooseLayouts() {
 // or scaled (d[m]*v + db[m]).
 func (op *ConvOp) fillResidualRows(lo, hi int) {
 	r := &op.cur
-	nc := op.N * op.Geom.OH * op.Geom.OW
-	off := r.n0 * op.Geom.OH * op.Geom.OW
-	for m := lo; m < hi; m++ {
-		src := r.res.r[m*nc+off : m*nc+off+r.cols]
-		dst := r.yp[m*r.ldc : m*r.ldc+r.cols]
-		if r.res.mode == resCopy {
-			copy(dst, src)
-			continue
-		}
-		a := r.res.d[m]
-		var b0 float32
+	ohw := op.Geom.OH * op.Geom.OW
+	nc := op.N * ohw
+	src := r.res.r[lo*nc+r.n0*ohw:]
+	if r.res.mode == resScale {
+		var db []float32
 		if r.res.db != nil {
-			b0 = r.res.db[m]
+			db = r.res.db[lo:hi]
 		}
-		for k, v := range src {
-			dst[k] = v*a + b0
-		}
+		kernels.ScaleRows(r.yp[lo*r.ldc:], r.ldc, src, nc, hi-lo, r.cols, r.res.d[lo:hi], db)
+		return
 	}
+	stridedCopy(r.yp[lo*r.ldc:], r.ldc, src, nc, r.cols, hi-lo)
 }

@@ -35,14 +35,3 @@ type dwTinyGradTask struct{}
 func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dweight []float32) bool {
 	return false
 }
-
-// dwTinyCNTask has no use in this build.
-type dwTinyCNTask struct{}
-
-// dwTinyCN has no vectorized version in this build.
-func (ctx *Context) dwTinyCN(g *ConvGeom, n int, in, weight, bias, out []float32, lo, hi float32) bool {
-	return false
-}
-
-// dwTinyLayout reports that this build has no kernel for tiny planes.
-func dwTinyLayout(g *ConvGeom) (per, groups, last int, ok bool) { return 0, 0, 0, false }

@@ -9583,6 +9583,63 @@ dwTinyCNAVX512_next:
 	VZEROUPPER
 	RET
 
+// func scaleRowsAVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int, d *float32, b *float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·scaleRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ  dst+0(FP), AX
+	MOVQ  ldd+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  src+16(FP), DX
+	MOVQ  lds+24(FP), BX
+	SHLQ  $0x02, BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  cols+40(FP), DI
+	MOVQ  d+48(FP), R8
+	MOVQ  b+56(FP), R9
+	MOVQ  DI, R10
+	ANDQ  $0x0f, R10
+	MOVL  $0x00000001, R11
+	SHLXL R10, R11, R11
+	DECL  R11
+	KMOVW R11, K1
+	SHRQ  $0x04, DI
+
+scaleRowsAVX512_row:
+	VBROADCASTSS (R8), Z0
+	VBROADCASTSS (R9), Z1
+	MOVQ         AX, R11
+	MOVQ         DX, R12
+	MOVQ         DI, R13
+
+scaleRowsAVX512_block:
+	TESTQ   R13, R13
+	JE      scaleRowsAVX512_tail
+	VMULPS  (R12), Z0, Z2
+	VADDPS  Z1, Z2, Z2
+	VMOVUPS Z2, (R11)
+	ADDQ    $0x00000040, R11
+	ADDQ    $0x00000040, R12
+	DECQ    R13
+	JMP     scaleRowsAVX512_block
+
+scaleRowsAVX512_tail:
+	TESTQ     R10, R10
+	JE        scaleRowsAVX512_next
+	VMOVUPS.Z (R12), K1, Z2
+	VMULPS    Z2, Z0, Z2
+	VADDPS    Z1, Z2, Z2
+	VMOVUPS   Z2, K1, (R11)
+
+scaleRowsAVX512_next:
+	ADDQ CX, AX
+	ADDQ BX, DX
+	ADDQ $0x04, R8
+	ADDQ $0x04, R9
+	DECQ SI
+	JNE  scaleRowsAVX512_row
+	VZEROUPPER
+	RET
+
 DATA dwIota<>+0(SB)/4, $0x00000000
 DATA dwIota<>+4(SB)/4, $0x00000001
 DATA dwIota<>+8(SB)/4, $0x00000002

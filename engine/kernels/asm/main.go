@@ -68,6 +68,7 @@ func main() {
 	dwTiny()
 	dwTinyGrad()
 	dwTinyCN()
+	scaleRows()
 	directData()
 	im2colTap(1)
 	im2colTap(2)

@@ -73,3 +73,40 @@ func TestDepthwiseLayoutBits(t *testing.T) {
 		}
 	}
 }
+
+// TestScaleRows checks ScaleRows against the scalar expression v*d + b,
+// bit for bit, on row lengths around the vector width, with and without
+// the shift, and that it leaves the values between rows alone.
+func TestScaleRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, cols := range []int{1, 4, 15, 16, 17, 64, 100} {
+		for _, rows := range []int{1, 3, 70} {
+			for _, withB := range []bool{false, true} {
+				lds, ldd := cols+3, cols+5
+				src := randSlice(r, (rows-1)*lds+cols)
+				d, b := randSlice(r, rows), randSlice(r, rows)
+				if !withB {
+					b = nil
+				}
+				dst := randSlice(r, (rows-1)*ldd+cols)
+				orig := append([]float32(nil), dst...)
+				ScaleRows(dst, ldd, src, lds, rows, cols, d, b)
+				for i := 0; i < rows; i++ {
+					var b0 float32
+					if b != nil {
+						b0 = b[i]
+					}
+					for j := 0; j < ldd && i*ldd+j < len(dst); j++ {
+						want := orig[i*ldd+j]
+						if j < cols {
+							want = src[i*lds+j]*d[i] + b0
+						}
+						if math.Float32bits(dst[i*ldd+j]) != math.Float32bits(want) {
+							t.Fatalf("cols %d rows %d b %v: dst[%d][%d] = %g, want %g", cols, rows, withB, i, j, dst[i*ldd+j], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,5 +1,7 @@
 package kernels
 
+import "fmt"
+
 // DepthwiseConv2DLayout is DepthwiseConv2DEx for activations that may be
 // stored channel-major across the batch. An activation of n images with C
 // channels of H x W planes is image-major (NCHW) when plane (i, c) starts
@@ -36,4 +38,35 @@ func planeStrides(n, c, plane int, cn bool) (img, ch int) {
 		return plane, n * plane
 	}
 	return c * plane, plane
+}
+
+// ScaleRows writes dst[i*ldd+j] = src[i*lds+j]*d[i] + b[i] for i < rows
+// and j < cols (b nil: 0), rounding the product and then the sum as the
+// scalar expression does: the diag residual of an LPR module for a CNHW
+// source, whose rows are one channel of every image.
+func ScaleRows(dst []float32, ldd int, src []float32, lds, rows, cols int, d, b []float32) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	if len(dst) < (rows-1)*ldd+cols || len(src) < (rows-1)*lds+cols || len(d) < rows || (b != nil && len(b) < rows) {
+		panic(fmt.Sprintf("kernels: ScaleRows buffers too small (dst %d, src %d, d %d, b %d) for %dx%d", len(dst), len(src), len(d), len(b), rows, cols))
+	}
+	if b == nil {
+		var zero [64]float32
+		for i := 0; i < rows; i += len(zero) {
+			k := min(len(zero), rows-i)
+			ScaleRows(dst[i*ldd:], ldd, src[i*lds:], lds, k, cols, d[i:], zero[:k])
+		}
+		return
+	}
+	if scaleRowsFast(dst, ldd, src, lds, rows, cols, d, b) {
+		return
+	}
+	for i := 0; i < rows; i++ {
+		a, b0 := d[i], b[i]
+		s, o := src[i*lds:i*lds+cols], dst[i*ldd:i*ldd+cols]
+		for j, v := range s {
+			o[j] = v*a + b0
+		}
+	}
 }

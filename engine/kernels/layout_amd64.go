@@ -51,3 +51,13 @@ func (t *dwTinyCNTask) run(lo, hi, tid int) {
 	b := t.bias[lo:hi]
 	dwTinyCNAVX512(&out[0], &in[0], &w[0], &b[0], &t.idx[0], hi-lo, t.full, t.inStep, t.outSt, t.masks, t.lo, t.hi)
 }
+
+// scaleRowsFast runs ScaleRows with AVX-512 and reports whether it did; b
+// must not be nil.
+func scaleRowsFast(dst []float32, ldd int, src []float32, lds, rows, cols int, d, b []float32) bool {
+	if !cpu.avx512 {
+		return false
+	}
+	scaleRowsAVX512(&dst[0], ldd, &src[0], lds, rows, cols, &d[0], &b[0])
+	return true
+}
