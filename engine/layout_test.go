@@ -104,3 +104,46 @@ func TestChannelMajorNotForBackward(t *testing.T) {
 		t.Fatalf("%d convolutions use CNHW in a program kept for backward", n)
 	}
 }
+
+// TestChannelMajorChunks checks the CNHW batched path when a chunk holds
+// fewer images than the batch (the GEMM then reads and writes column
+// ranges of the CNHW rows): every batched convolution of the LPR models
+// runs 5 images at a time, with and without CNHW, and the outputs must
+// agree bit for bit.
+func TestChannelMajorChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	x := randTensor(rng, 23, 3, 32, 32)
+	for _, file := range []string{"mobilenetv1.onnx", "shufflenetv2.onnx"} {
+		for _, res := range lprResiduals {
+			m := lprFixture(t, file, res)
+			var outs [2]*Tensor
+			for k, nchw := range []bool{true, false} {
+				p, err := Compile(m, Options{Threads: 1, InputShapes: map[string][]int{"input": x.Shape}, nchwOnly: nchw})
+				if err != nil {
+					t.Fatal(err)
+				}
+				chunked := 0
+				for _, st := range p.Steps() {
+					if op, ok := st.Op.(*ConvOp); ok && op.Chunk > 0 {
+						op.Chunk = 5
+						chunked++
+					}
+				}
+				if chunked == 0 {
+					t.Fatalf("%s/%s: no batched convolution", file, res)
+				}
+				out, err := p.Run(map[string]*Tensor{"input": x})
+				p.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				outs[k] = out[p.OutputNames()[0]]
+			}
+			for i := range outs[0].F {
+				if math.Float32bits(outs[0].F[i]) != math.Float32bits(outs[1].F[i]) {
+					t.Fatalf("%s/%s: output[%d] = %g with CNHW, %g without", file, res, i, outs[1].F[i], outs[0].F[i])
+				}
+			}
+		}
+	}
+}
