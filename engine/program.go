@@ -573,8 +573,9 @@ func (p *Program) forward(inputs map[string]*Tensor) (err error) {
 // Value returns the current tensor of a named value (graph input, output,
 // observed value, constant or parameter). Activations that are neither
 // outputs nor observed may have been overwritten by later ops unless the
-// program was compiled with KeepForBackward. The tensor is a view: it is
-// valid until the next Forward or Run.
+// program was compiled with KeepForBackward (otherwise they may also be
+// stored channel-major, see layout.go). The tensor is a view: it is valid
+// until the next Forward or Run.
 func (p *Program) Value(name string) *Tensor {
 	if v := p.byName[name]; v != nil {
 		return v.t
