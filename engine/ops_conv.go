@@ -490,12 +490,13 @@ func (op *ConvOp) run(lo, hi int) {
 		op.fillResidualRows(lo, hi)
 	case phasePack:
 		for i := lo; i < hi; i++ {
-			if xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]; op.cn.x {
-				// read in place by the GEMM
-			} else if op.Kind == convPointwise {
-				stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
-			} else {
-				kernels.Im2colLD(g, xi, r.b[i*ohw:], r.cols)
+			if !op.cn.x { // a CNHW input is read in place by the GEMM
+				xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
+				if op.Kind == convPointwise {
+					stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
+				} else {
+					kernels.Im2colLD(g, xi, r.b[i*ohw:], r.cols)
+				}
 			}
 			if r.res.cn {
 				continue
