@@ -41,6 +41,10 @@
 // Convs with a constant weight on small planes that kernels.PixelMajorPays
 // selects (7x7 and 14x14 with AVX-512) run pixel-major, from the weight
 // packed once at Compile (kernels.PointwisePixelMajor; same bits).
+// Unless KeepForBackward is set, the values between such batched 1x1
+// Convs and depthwise Convs are stored channel-major across the batch
+// (CNHW, layout.go), so that the batched GEMM reads and writes them in
+// place instead of packing and scattering NCHW copies (same bits).
 //
 // A panic inside an op (a bug) is returned as an error naming the node; bad
 // models are rejected at Compile. ProfileSteps measures the time of every

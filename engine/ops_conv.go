@@ -74,6 +74,8 @@ type ConvOp struct {
 	// wt, when set, is the constant weight packed for the pixel-major
 	// path (pixelmajor.go), which then computes each image's product.
 	wt *kernels.PackedWeights
+	// cn says which activations are stored channel-major (layout.go).
+	cn convLayout
 
 	cur convRun // operands of the current Forward, for worker threads
 }
@@ -94,12 +96,14 @@ const (
 type resSource struct {
 	mode     resMode
 	r, d, db []float32
+	cn       bool // r is CNHW (layout.go)
 }
 
 const (
 	phasePack convPhase = iota
 	phaseUnpack
 	phaseScale // per-channel scale: 1x1 convolution with group = C = M
+	phaseRows  // batched path: fused residual rows from a CNHW source
 )
 
 type convRun struct {
@@ -108,6 +112,7 @@ type convRun struct {
 	x, y, bias []float32
 	w          []float32
 	b, yp      []float32 // batched path: unfolded input and GEMM output
+	ldb, ldc   int       // their row strides
 	n0, cols   int
 	nb         int // images in the current chunk
 }
@@ -209,7 +214,14 @@ func (op *ConvOp) ScratchFloats() int {
 	g := op.Geom
 	ohw := g.OH * g.OW
 	if op.Chunk > 0 {
-		return (op.C*g.KH*g.KW + op.M) * op.Chunk * ohw
+		rows := 0 // CNHW input and output are used in place
+		if !op.cn.x {
+			rows += op.C * g.KH * g.KW
+		}
+		if !op.cn.y {
+			rows += op.M
+		}
+		return rows * op.Chunk * ohw
 	}
 	if op.Kind != convGeneral {
 		return 0
@@ -227,7 +239,7 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 	g := op.Geom
 	ohw, hw := g.OH*g.OW, g.H*g.W
 	if op.Kind == convDepthwise {
-		kernels.DepthwiseConv2DEx(c.K, g, op.N, x, w, y, op.epilogue(bias, nil))
+		kernels.DepthwiseConv2DLayout(c.K, g, op.N, x, w, y, op.epilogue(bias, nil), op.cn.x, op.cn.y)
 		return nil
 	}
 	if op.channelScale() {
@@ -243,10 +255,10 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 		switch {
 		case op.Chunk > 0 && op.Res == nil:
 			// identity: packed straight from the residual tensor
-			res = resSource{mode: resCopy, r: in[3].F}
+			res = resSource{mode: resCopy, r: in[3].F, cn: op.cn.r}
 		case op.Chunk > 0 && op.Res.channelScale():
 			// diag: d*x + bias computed straight into the packed output
-			res = resSource{mode: resScale, r: in[3].F, d: in[4].F}
+			res = resSource{mode: resScale, r: in[3].F, d: in[4].F, cn: op.cn.r}
 			if len(in) > 5 && in[5] != nil {
 				res.db = in[5].F
 			}
@@ -254,7 +266,9 @@ func (op *ConvOp) Forward(c *Ctx, in, out []*Tensor) error {
 			if err := op.residual(c, in[3:], out); err != nil {
 				return err
 			}
-			res = resSource{mode: resCopy, r: y}
+			if !op.cn.y { // a CNHW y holds R in place already
+				res = resSource{mode: resCopy, r: y}
+			}
 		}
 	}
 	if op.Chunk > 0 {
@@ -427,6 +441,7 @@ func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32, beta float32, 
 	g := op.Geom
 	ohw := g.OH * g.OW
 	kk := op.C * g.KH * g.KW
+	nc := op.N * ohw // one channel of every image in CNHW
 	op.setRun(phasePack, x, y, w, bias)
 	op.cur.res = res
 	scratch := c.Scratch(op.ScratchFloats())
@@ -434,15 +449,30 @@ func (op *ConvOp) forwardBatched(c *Ctx, x, w, bias, y []float32, beta float32, 
 		nb := min(op.Chunk, op.N-n0)
 		cols := nb * ohw
 		r := &op.cur
-		r.n0, r.cols = n0, cols
-		r.b = scratch[:kk*cols]
-		r.yp = scratch[kk*cols : (kk+op.M)*cols]
-		r.phase = phasePack
-		c.parallelFor(nb, kk*ohw, op)
-		c.K.SgemmEx(false, false, op.M, cols, kk, 1, w, kk, r.b, cols, beta, r.yp, cols, op.epilogue(bias, nil))
-		r.phase = phaseUnpack
-		r.nb = nb
-		c.parallelFor(op.M, nb*ohw, op)
+		r.n0, r.cols, r.nb = n0, cols, nb
+		// B [kk][cols] and C [M][cols] of the GEMM: CNHW input and output
+		// are used in place, the others packed in the scratch
+		off := 0
+		if r.b, r.ldb = x[n0*ohw:], nc; !op.cn.x {
+			r.b, r.ldb = scratch[:kk*cols], cols
+			off = kk * cols
+		}
+		if r.yp, r.ldc = y[n0*ohw:], nc; !op.cn.y {
+			r.yp, r.ldc = scratch[off:off+op.M*cols], cols
+		}
+		if !op.cn.x || (res.mode != resNone && !res.cn) {
+			r.phase = phasePack
+			c.parallelFor(nb, kk*ohw, op)
+		}
+		if res.mode != resNone && res.cn {
+			r.phase = phaseRows
+			c.parallelFor(op.M, cols, op)
+		}
+		c.K.SgemmEx(false, false, op.M, cols, kk, 1, w, kk, r.b, r.ldb, beta, r.yp, r.ldc, op.epilogue(bias, nil))
+		if !op.cn.y {
+			r.phase = phaseUnpack
+			c.parallelFor(op.M, nb*ohw, op)
+		}
 	}
 	op.cur = convRun{}
 }
@@ -456,20 +486,27 @@ func (op *ConvOp) run(lo, hi int) {
 	switch r.phase {
 	case phaseScale:
 		op.scalePlanes(lo, hi)
+	case phaseRows:
+		op.fillResidualRows(lo, hi)
 	case phasePack:
 		for i := lo; i < hi; i++ {
-			xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
-			if op.Kind == convPointwise {
-				stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
-			} else {
-				kernels.Im2colLD(g, xi, r.b[i*ohw:], r.cols)
+			if !op.cn.x { // a CNHW input is read in place by the GEMM
+				xi := r.x[(r.n0+i)*op.C*hw : (r.n0+i+1)*op.C*hw]
+				if op.Kind == convPointwise {
+					stridedCopy(r.b[i*ohw:], r.cols, xi, hw, hw, op.C)
+				} else {
+					kernels.Im2colLD(g, xi, r.b[i*ohw:], r.cols)
+				}
+			}
+			if r.res.cn {
+				continue
 			}
 			ri := (r.n0 + i) * op.M * ohw
 			switch r.res.mode {
 			case resCopy:
-				stridedCopy(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], ohw, ohw, op.M)
+				stridedCopy(r.yp[i*ohw:], r.ldc, r.res.r[ri:ri+op.M*ohw], ohw, ohw, op.M)
 			case resScale:
-				scaledPlanesToCols(r.yp[i*ohw:], r.cols, r.res.r[ri:ri+op.M*ohw], op.M, ohw, r.res.d, r.res.db)
+				scaledPlanesToCols(r.yp[i*ohw:], r.ldc, r.res.r[ri:ri+op.M*ohw], op.M, ohw, r.res.d, r.res.db)
 			}
 		}
 	case phaseUnpack:

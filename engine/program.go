@@ -38,6 +38,8 @@ type Options struct {
 	// program (no buffer reuse), so that a backward pass can read the
 	// inputs and outputs of every op after Forward.
 	KeepForBackward bool
+	// nchwOnly keeps every activation NCHW (no chooseLayouts), for tests.
+	nchwOnly bool
 }
 
 // value is one named tensor of the graph.
@@ -306,6 +308,9 @@ func compile(m *onnxpb.ModelProto, opts Options, share *Program) (*Program, erro
 	}
 	p.fuse(opts.KeepForBackward)
 	p.packPixelMajor()
+	if !opts.KeepForBackward && !opts.nchwOnly {
+		p.chooseLayouts()
+	}
 	if err := p.plan(opts.KeepForBackward); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
@@ -568,8 +573,9 @@ func (p *Program) forward(inputs map[string]*Tensor) (err error) {
 // Value returns the current tensor of a named value (graph input, output,
 // observed value, constant or parameter). Activations that are neither
 // outputs nor observed may have been overwritten by later ops unless the
-// program was compiled with KeepForBackward. The tensor is a view: it is
-// valid until the next Forward or Run.
+// program was compiled with KeepForBackward (otherwise they may also be
+// stored channel-major, see layout.go). The tensor is a view: it is valid
+// until the next Forward or Run.
 func (p *Program) Value(name string) *Tensor {
 	if v := p.byName[name]; v != nil {
 		return v.t

@@ -46,6 +46,7 @@ type Context struct {
 
 	dwW16       []float32 // interleaved depthwise weights of dwTiny1
 	dwTiny1     dwTinyTask
+	dwTinyCN1   dwTinyCNTask // dwTinyCN (layout_amd64.go)
 	dwTinyGrad1 dwTinyGradTask
 	dwIdx       [9 * 16]int32 // lane permutations of dwTiny1
 	dwFlat      []uint16      // tap masks of the flat depthwise kernel

@@ -15,6 +15,9 @@ type dwTask struct {
 	clip                  bool // clamp the output to [lo, hi]
 	lo, hi                float32
 	flat                  []uint16 // masks of the flat kernel, or nil (dwFlatMasks)
+	// distances between the planes of consecutive images of a channel and
+	// of consecutive channels of an image (planeStrides)
+	inImg, inCh, outImg, outCh int
 }
 
 // dwBackTask runs the depthwise backward pass over channels.
@@ -46,6 +49,11 @@ func DepthwiseConv2D(ctx *Context, g ConvGeom, n int, in, weight, bias, out []fl
 // is the per-channel bias (or nil) and ep.Clip clamps the output (ReLU,
 // ReLU6); ep.ColBias must be nil.
 func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float32, ep Epilogue) {
+	depthwiseForward(ctx, g, n, in, weight, out, ep, false, false)
+}
+
+// depthwiseForward is DepthwiseConv2DLayout.
+func depthwiseForward(ctx *Context, g ConvGeom, n int, in, weight, out []float32, ep Epilogue, inCN, outCN bool) {
 	bias := ep.RowBias
 	if ep.ColBias != nil {
 		panic("kernels: DepthwiseConv2DEx does not take a column bias")
@@ -56,8 +64,15 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	}
 	ctx = orSingle(ctx)
 	lo, hi := ep.bounds()
-	if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) {
-		return
+	switch {
+	case !inCN && !outCN:
+		if ctx.dwTiny(&g, n, in, weight, bias, out, lo, hi) {
+			return
+		}
+	case inCN && outCN:
+		if ctx.dwTinyCN(&g, n, in, weight, bias, out, lo, hi) {
+			return
+		}
 	}
 	flat := dwFlatMasks(&g, ctx.dwFlat)
 	if flat != nil {
@@ -65,6 +80,8 @@ func DepthwiseConv2DEx(ctx *Context, g ConvGeom, n int, in, weight, out []float3
 	}
 	t := &ctx.dw
 	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max, flat: flat}
+	t.inImg, t.inCh = planeStrides(n, g.C, plane, inCN)
+	t.outImg, t.outCh = planeStrides(n, g.C, oplane, outCN)
 	threads := ctx.threads
 	if n*g.C*oplane*g.KH*g.KW < dwParallelMinMACs {
 		threads = 1
@@ -87,19 +104,19 @@ func (t *dwTask) run(lo, hi, tid int) {
 			b = t.bias[c]
 		}
 		w := t.weight[c*ksz : (c+1)*ksz]
-		pi := img*g.C + c
-		if dw3x3Forward(&t.ctx.scratch[tid], g, t.flat, t.in[pi*plane:], w, b, t.out[pi*oplane:], cnt, g.C*plane, g.C*oplane, t.clip, t.lo, t.hi) {
+		xi, yi := img*t.inImg+c*t.inCh, img*t.outImg+c*t.outCh
+		if dw3x3Forward(&t.ctx.scratch[tid], g, t.flat, t.in[xi:], w, b, t.out[yi:], cnt, t.inImg, t.outImg, t.clip, t.lo, t.hi) {
 			u += cnt
 			continue
 		}
 		for i := 0; i < cnt; i++ {
-			p := pi + i*g.C
-			dwPlane(g, t.in[p*plane:(p+1)*plane], w, b, t.out[p*oplane:(p+1)*oplane])
+			x, y := xi+i*t.inImg, yi+i*t.outImg
+			dwPlane(g, t.in[x:x+plane], w, b, t.out[y:y+oplane])
 		}
 		if t.clip {
 			for i := 0; i < cnt; i++ {
-				p := pi + i*g.C
-				biasActTile(t.out[p*oplane:(p+1)*oplane], oplane, 1, oplane, nil, nil, t.lo, t.hi)
+				y := yi + i*t.outImg
+				biasActTile(t.out[y:y+oplane], oplane, 1, oplane, nil, nil, t.lo, t.hi)
 			}
 		}
 		u += cnt

@@ -9447,6 +9447,199 @@ dwTinyGradAVX512_taps:
 	VZEROUPPER
 	RET
 
+// func dwTinyCNAVX512(out *float32, in *float32, w *float32, bias *float32, idx *int32, nch int, full int, inStep int, outStep int, masks uint64, lo float32, hi float32)
+// Requires: AVX, AVX512F, POPCNT
+TEXT ·dwTinyCNAVX512(SB), NOSPLIT, $0-88
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         bias+24(FP), BX
+	MOVQ         idx+32(FP), SI
+	VMOVDQU32    (SI), Z0
+	VMOVDQU32    64(SI), Z1
+	VMOVDQU32    128(SI), Z2
+	VMOVDQU32    192(SI), Z3
+	VMOVDQU32    256(SI), Z4
+	VMOVDQU32    320(SI), Z5
+	VMOVDQU32    384(SI), Z6
+	VMOVDQU32    448(SI), Z7
+	VMOVDQU32    512(SI), Z8
+	VPXORD       Z9, Z9, Z9
+	VBROADCASTSS lo+80(FP), Z10
+	VBROADCASTSS hi+84(FP), Z11
+	MOVQ         masks+72(FP), SI
+	KMOVW        SI, K1
+	SHRQ         $0x10, SI
+	KMOVW        SI, K2
+	SHRQ         $0x10, SI
+	KMOVW        SI, K3
+	SHRQ         $0x10, SI
+	KMOVW        SI, K4
+	SHRQ         $0x10, SI
+	MOVQ         inStep+56(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         outStep+64(FP), DI
+	SHLQ         $0x02, DI
+	MOVQ         nch+40(FP), R8
+	MOVQ         masks+72(FP), R9
+	MOVQ         R9, R10
+	SHRQ         $0x10, R9
+	ANDQ         $0x0000ffff, R9
+	POPCNTQ      R9, R9
+	SHRQ         $0x30, R10
+	POPCNTQ      R10, R10
+
+dwTinyCNAVX512_channel:
+	VBROADCASTSS (BX), Z12
+	MOVQ         full+48(FP), R11
+
+dwTinyCNAVX512_vector:
+	TESTQ            R11, R11
+	JE               dwTinyCNAVX512_last
+	VMOVUPS.Z        (CX), K1, Z13
+	VMOVAPS          Z12, Z14
+	VMOVAPS          Z13, Z15
+	VPERMT2PS        Z9, Z0, Z15
+	VFMADD231PS.BCST (DX), Z15, Z14
+	VMOVAPS          Z13, Z15
+	VPERMT2PS        Z9, Z1, Z15
+	VMULPS.BCST      4(DX), Z15, Z15
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z2, Z16
+	VMULPS.BCST      8(DX), Z16, Z16
+	VMOVAPS          Z13, Z17
+	VPERMT2PS        Z9, Z3, Z17
+	VFMADD231PS.BCST 12(DX), Z17, Z14
+	VMOVAPS          Z13, Z17
+	VPERMT2PS        Z9, Z4, Z17
+	VFMADD231PS.BCST 16(DX), Z17, Z15
+	VMOVAPS          Z13, Z17
+	VPERMT2PS        Z9, Z5, Z17
+	VFMADD231PS.BCST 20(DX), Z17, Z16
+	VMOVAPS          Z13, Z17
+	VPERMT2PS        Z9, Z6, Z17
+	VFMADD231PS.BCST 24(DX), Z17, Z14
+	VMOVAPS          Z13, Z17
+	VPERMT2PS        Z9, Z7, Z17
+	VFMADD231PS.BCST 28(DX), Z17, Z15
+	VMOVAPS          Z13, Z13
+	VPERMT2PS        Z9, Z8, Z13
+	VFMADD231PS.BCST 32(DX), Z13, Z16
+	VADDPS           Z15, Z14, Z14
+	VADDPS           Z16, Z14, Z14
+	VMAXPS           Z14, Z10, Z14
+	VMINPS           Z14, Z11, Z14
+	VMOVUPS          Z14, K3, (AX)
+	ADDQ             SI, CX
+	ADDQ             DI, AX
+	DECQ             R11
+	JMP              dwTinyCNAVX512_vector
+
+dwTinyCNAVX512_last:
+	TESTQ            R9, R9
+	JE               dwTinyCNAVX512_next
+	VMOVUPS.Z        (CX), K2, Z13
+	VMOVAPS          Z12, Z12
+	VMOVAPS          Z13, Z14
+	VPERMT2PS        Z9, Z0, Z14
+	VFMADD231PS.BCST (DX), Z14, Z12
+	VMOVAPS          Z13, Z14
+	VPERMT2PS        Z9, Z1, Z14
+	VMULPS.BCST      4(DX), Z14, Z14
+	VMOVAPS          Z13, Z15
+	VPERMT2PS        Z9, Z2, Z15
+	VMULPS.BCST      8(DX), Z15, Z15
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z3, Z16
+	VFMADD231PS.BCST 12(DX), Z16, Z12
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z4, Z16
+	VFMADD231PS.BCST 16(DX), Z16, Z14
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z5, Z16
+	VFMADD231PS.BCST 20(DX), Z16, Z15
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z6, Z16
+	VFMADD231PS.BCST 24(DX), Z16, Z12
+	VMOVAPS          Z13, Z16
+	VPERMT2PS        Z9, Z7, Z16
+	VFMADD231PS.BCST 28(DX), Z16, Z14
+	VMOVAPS          Z13, Z13
+	VPERMT2PS        Z9, Z8, Z13
+	VFMADD231PS.BCST 32(DX), Z13, Z15
+	VADDPS           Z14, Z12, Z12
+	VADDPS           Z15, Z12, Z12
+	VMAXPS           Z12, Z10, Z12
+	VMINPS           Z12, Z11, Z12
+	VMOVUPS          Z12, K4, (AX)
+	LEAQ             (CX)(R9*4), CX
+	LEAQ             (AX)(R10*4), AX
+
+dwTinyCNAVX512_next:
+	ADDQ $0x00000024, DX
+	ADDQ $0x00000004, BX
+	DECQ R8
+	JNE  dwTinyCNAVX512_channel
+	VZEROUPPER
+	RET
+
+// func scaleRowsAVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int, d *float32, b *float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·scaleRowsAVX512(SB), NOSPLIT, $0-64
+	MOVQ  dst+0(FP), AX
+	MOVQ  ldd+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  src+16(FP), DX
+	MOVQ  lds+24(FP), BX
+	SHLQ  $0x02, BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  cols+40(FP), DI
+	MOVQ  d+48(FP), R8
+	MOVQ  b+56(FP), R9
+	MOVQ  DI, R10
+	ANDQ  $0x0f, R10
+	MOVL  $0x00000001, R11
+	SHLXL R10, R11, R11
+	DECL  R11
+	KMOVW R11, K1
+	SHRQ  $0x04, DI
+
+scaleRowsAVX512_row:
+	VBROADCASTSS (R8), Z0
+	VBROADCASTSS (R9), Z1
+	MOVQ         AX, R11
+	MOVQ         DX, R12
+	MOVQ         DI, R13
+
+scaleRowsAVX512_block:
+	TESTQ   R13, R13
+	JE      scaleRowsAVX512_tail
+	VMULPS  (R12), Z0, Z2
+	VADDPS  Z1, Z2, Z2
+	VMOVUPS Z2, (R11)
+	ADDQ    $0x00000040, R11
+	ADDQ    $0x00000040, R12
+	DECQ    R13
+	JMP     scaleRowsAVX512_block
+
+scaleRowsAVX512_tail:
+	TESTQ     R10, R10
+	JE        scaleRowsAVX512_next
+	VMOVUPS.Z (R12), K1, Z2
+	VMULPS    Z2, Z0, Z2
+	VADDPS    Z1, Z2, Z2
+	VMOVUPS   Z2, K1, (R11)
+
+scaleRowsAVX512_next:
+	ADDQ CX, AX
+	ADDQ BX, DX
+	ADDQ $0x04, R8
+	ADDQ $0x04, R9
+	DECQ SI
+	JNE  scaleRowsAVX512_row
+	VZEROUPPER
+	RET
+
 DATA dwIota<>+0(SB)/4, $0x00000000
 DATA dwIota<>+4(SB)/4, $0x00000001
 DATA dwIota<>+8(SB)/4, $0x00000002

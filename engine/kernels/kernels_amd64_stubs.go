@@ -215,6 +215,16 @@ func dwTinyAVX512(out *float32, in *float32, wv *float32, idx *int32, n int, gro
 //go:noescape
 func dwTinyGradAVX512(acc *float32, in *float32, dout *float32, idx *int32, n int, groups int, inStep int, outStep int, masks uint64)
 
+// dwTinyCNAVX512 computes a 3x3 depthwise convolution of channel-major planes of at most 16 values.
+//
+//go:noescape
+func dwTinyCNAVX512(out *float32, in *float32, w *float32, bias *float32, idx *int32, nch int, full int, inStep int, outStep int, masks uint64, lo float32, hi float32)
+
+// scaleRowsAVX512 writes src[i][j]*d[i] + b[i] into dst[i][j].
+//
+//go:noescape
+func scaleRowsAVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int, d *float32, b *float32)
+
 // im2colS1AVX512 writes one im2col row of a stride-1 convolution.
 //
 //go:noescape

@@ -20,14 +20,7 @@ func biasActTile() {
 	rb := Load(Param("rowBias"), GP64())
 	flags := Load(Param("flags"), GP64())
 	vlo, vhi := clampBounds()
-	// tail mask
-	rem := GP64()
-	MOVQ(cols, rem)
-	ANDQ(Imm(15), rem)
-	lowLanes(rem, K1)
-	full := GP64()
-	MOVQ(cols, full)
-	SHRQ(Imm(4), full)
+	full, rem := colBlocks(cols, K1)
 
 	vrb := ZMM()
 	Label(name + "_row")

@@ -61,6 +61,19 @@ func lowLanes(n GPVirtual, k Register) {
 	KMOVW(m, k)
 }
 
+// colBlocks splits a row of cols values into full blocks of 16 (their
+// count, full) and a rest of rem values, and sets mask k to rem low lanes.
+func colBlocks(cols, k Register) (full, rem GPVirtual) {
+	rem = GP64()
+	MOVQ(cols, rem)
+	ANDQ(Imm(15), rem)
+	lowLanes(rem, k)
+	full = GP64()
+	MOVQ(cols, full)
+	SHRQ(Imm(4), full)
+	return full, rem
+}
+
 // evenLanes loads evenIndex for stride 2 and returns its register; for
 // stride 1 it emits nothing and returns nil.
 func evenLanes(s int) VecVirtual {

@@ -67,6 +67,8 @@ func main() {
 	axpyKernel()
 	dwTiny()
 	dwTinyGrad()
+	dwTinyCN()
+	scaleRows()
 	directData()
 	im2colTap(1)
 	im2colTap(2)
