@@ -48,8 +48,8 @@ type Context struct {
 	dwTiny1     dwTinyTask
 	dwTinyCN1   dwTinyCNTask // dwTinyCN (layout_amd64.go)
 	dwTinyGrad1 dwTinyGradTask
-	dwIdx       [9 * 16]int32 // lane permutations of dwTiny1
-	dwFlat      []uint16      // tap masks of the flat depthwise kernel
+	dwIdx       [9 * 16]int32       // lane permutations of dwTiny1
+	dwFlat      map[[2]int][]uint16 // masks of the flat depthwise kernel by plane height and width (dwFlatMasks)
 }
 
 // threadScratch is the private working memory of one thread.

@@ -137,7 +137,17 @@ var convGeoms = []convCase{
 	{2, 6, 37, 5, 1, [2]int{2, 2}, [4]int{2, 0, 2, 0}, [2]int{1, 1}},
 	{3, 1, 5, 1, 1, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}},
 	{4, 1, 1, 1, 5, [2]int{1, 1}, [4]int{0, 2, 0, 2}, [2]int{1, 1}}, // kernel taps entirely in the padding
-	// planes of the flat 3x3 kernel (width dividing 16, 16/W rows a vector)
+	// planes of the flat 3x3 kernel (stride 1, pads 1; rows run on across
+	// vector lanes, a masked last vector when the plane is not a multiple
+	// of 16)
+	{4, 7, 7, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 14, 14, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 5, 13, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 17, 19, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 1, 21, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{3, 23, 1, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	{2, 1, 1, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
+	// widths dividing 16 (16/W rows a vector)
 	{5, 4, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{3, 8, 4, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},
 	{2, 32, 8, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1}},

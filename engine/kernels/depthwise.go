@@ -74,10 +74,7 @@ func depthwiseForward(ctx *Context, g ConvGeom, n int, in, weight, out []float32
 			return
 		}
 	}
-	flat := dwFlatMasks(&g, ctx.dwFlat)
-	if flat != nil {
-		ctx.dwFlat = flat // keep the buffer for the next call
-	}
+	flat := ctx.dwFlatMasks(&g)
 	t := &ctx.dw
 	*t = dwTask{ctx: ctx, g: g, n: n, in: in, weight: weight, bias: bias, out: out, clip: ep.Clip, lo: ep.Min, hi: ep.Max, flat: flat}
 	t.inImg, t.inCh = planeStrides(n, g.C, plane, inCN)

@@ -8,7 +8,7 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 }
 
 // dwFlatMasks has no use in this build.
-func dwFlatMasks(g *ConvGeom, buf []uint16) []uint16 { return nil }
+func (ctx *Context) dwFlatMasks(g *ConvGeom) []uint16 { return nil }
 
 // dw3x3WeightGrad has no vectorized version in this build.
 func dw3x3WeightGrad(s *threadScratch, g *ConvGeom, in, dout, acc []float32, count, inStride, outStride int) bool {

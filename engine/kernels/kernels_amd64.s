@@ -10332,10 +10332,11 @@ dw3x3FlatAVX512_vec:
 	VFMADD231PS Z13, Z8, Z12
 	VADDPS      Z11, Z10, Z10
 	VADDPS      Z12, Z10, Z10
-	VMOVUPS     Z10, (SI)
+	KMOVW       18(DI), K1
+	VMOVUPS     Z10, K1, (SI)
 	ADDQ        $0x00000040, BX
 	ADDQ        $0x00000040, SI
-	ADDQ        $0x00000012, DI
+	ADDQ        $0x00000014, DI
 	DECQ        R8
 	JNE         dw3x3FlatAVX512_vec
 	MOVQ        inStride+64(FP), BX
@@ -10414,10 +10415,11 @@ dw3x3FlatClipAVX512_vec:
 	VADDPS      Z12, Z13, Z13
 	VMAXPS      Z13, Z10, Z13
 	VMINPS      Z13, Z11, Z13
-	VMOVUPS     Z13, (SI)
+	KMOVW       18(DI), K1
+	VMOVUPS     Z13, K1, (SI)
 	ADDQ        $0x00000040, BX
 	ADDQ        $0x00000040, SI
-	ADDQ        $0x00000012, DI
+	ADDQ        $0x00000014, DI
 	DECQ        R8
 	JNE         dw3x3FlatClipAVX512_vec
 	MOVQ        inStride+64(FP), BX

@@ -255,12 +255,12 @@ func dw3x3DirectS1ClipAVX512(out *float32, in *float32, zero *float32, w *float3
 //go:noescape
 func dw3x3DirectS2ClipAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, count int, inStride int, outStride int, lo float32, hi float32)
 
-// dw3x3FlatAVX512 computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector.
+// dw3x3FlatAVX512 computes the 3x3 stride-1 depthwise convolution of planes flattened into vectors of 16 outputs.
 //
 //go:noescape
 func dw3x3FlatAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int)
 
-// dw3x3FlatClipAVX512 computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector, clamped to [lo, hi].
+// dw3x3FlatClipAVX512 computes the 3x3 stride-1 depthwise convolution of planes flattened into vectors of 16 outputs, clamped to [lo, hi].
 //
 //go:noescape
 func dw3x3FlatClipAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)

@@ -267,17 +267,18 @@ func clampOutput(clip bool) func(v VecVirtual) {
 }
 
 // dwFlatForward emits the stride-1, pad-1 3x3 depthwise convolution of
-// planes whose width divides 16 and whose size is a multiple of 16, 16
-// outputs of the flattened plane (16/wd rows) per vector: output o (row
-// o/wd, column o%wd) is bias + sum w[ky*3+kx] * in[o + (ky-1)*wd + kx-1]
-// over the taps whose lane bit is set in masks[v*9 + ky*3+kx] (v = o/16,
-// nvec vectors per plane; the caller sets the bits of the taps inside the
-// plane). count planes inStride and outStride values apart; with clip the
-// outputs are clamped as dwDirectForward's.
+// a plane flattened into vectors of 16 consecutive outputs (rows of any
+// width wd run on from one vector lane to the next): output o (row o/wd,
+// column o%wd) is bias + sum w[ky*3+kx] * in[o + (ky-1)*wd + kx-1] over
+// the taps whose lane bit is set in masks[v*10 + ky*3+kx] (v = o/16, nvec
+// vectors per plane; the caller sets the bits of the taps inside the
+// plane), and masks[v*10+9] selects the lanes stored (the outputs inside
+// the plane). count planes inStride and outStride values apart; with clip
+// the outputs are clamped as dwDirectForward's.
 func dwFlatForward(name string, clip bool) {
 	outp, inp, w, bias, clamp := dwPrologue(name, clip,
 		"func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)",
-		"computes the 3x3 stride-1 depthwise convolution of planes 16/wd rows per vector")
+		"computes the 3x3 stride-1 depthwise convolution of planes flattened into vectors of 16 outputs")
 	wd4 := loadBytes("wd")
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	v := ZMM()
@@ -302,10 +303,11 @@ func dwFlatForward(name string, clip bool) {
 		}
 	}
 	sumRows(acc, clamp)
-	VMOVUPS(acc[0], Mem{Base: o})
+	KMOVW(Mem{Base: mp, Disp: 18}, K1)
+	VMOVUPS(acc[0], K1, Mem{Base: o})
 	ADDQ(U32(64), p)
 	ADDQ(U32(64), o)
-	ADDQ(U32(18), mp)
+	ADDQ(U32(20), mp)
 	DECQ(nv)
 	JNE(LabelRef(name + "_vec"))
 	nextPlaneOrReturn(name, inp, outp)
