@@ -274,7 +274,11 @@ func (op *GlobalPoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 		}
 		return nil
 	}
-	for p := 0; p < op.Planes; p++ {
+	p := 0
+	if !op.Max {
+		p = meanPlanes4(x, y, op.Planes, op.Inner)
+	}
+	for ; p < op.Planes; p++ {
 		row := x[p*op.Inner : (p+1)*op.Inner]
 		if op.Max {
 			m := float32(math.Inf(-1))
@@ -291,4 +295,30 @@ func (op *GlobalPoolOp) Forward(c *Ctx, in, out []*Tensor) error {
 		y[p] = s / float32(op.Inner)
 	}
 	return nil
+}
+
+// meanPlanes4 sets y[p] to the mean of plane p (inner values of x) for the
+// planes of whole groups of four and returns the number of planes done.
+// Each plane is summed in order, as the one-plane loop does (the same
+// bits), but four planes at once: four independent chains of additions
+// instead of one chain whose latency bounds the loop (MobileNetV1's pool
+// over 1024 planes of 7x7).
+func meanPlanes4(x, y []float32, planes, inner int) int {
+	n := planes / 4 * 4
+	scale := float32(inner)
+	for p := 0; p < n; p += 4 {
+		r0 := x[p*inner : (p+1)*inner]
+		r1 := x[(p+1)*inner : (p+2)*inner]
+		r2 := x[(p+2)*inner : (p+3)*inner]
+		r3 := x[(p+3)*inner : (p+4)*inner]
+		var s0, s1, s2, s3 float32
+		for j, v := range r0 {
+			s0 += v
+			s1 += r1[j]
+			s2 += r2[j]
+			s3 += r3[j]
+		}
+		y[p], y[p+1], y[p+2], y[p+3] = s0/scale, s1/scale, s2/scale, s3/scale
+	}
+	return n
 }
