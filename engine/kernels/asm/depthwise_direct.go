@@ -294,17 +294,31 @@ func dwFlatForward(name string, clip bool) {
 	MOVQ(p, rows[0])
 	SUBQ(wd4, rows[0])
 	LEAQ(Mem{Base: p, Index: wd4, Scale: 1}, rows[2])
+	// the 10 masks of the vector in three loads (the loads, not the FMAs,
+	// bound this loop): masks 4j to 4j+3 in kq[j], each shifted down to
+	// the low 16 bits for its use
+	kq := [3]Register{K1, K2, K3}
+	KMOVQ(Mem{Base: mp}, kq[0])
+	KMOVQ(Mem{Base: mp, Disp: 8}, kq[1])
+	KMOVD(Mem{Base: mp, Disp: 16}, kq[2])
+	tmp := [4]Register{K4, K5, K6, K7}
+	mask := func(k int) Register {
+		if k%4 == 0 {
+			return kq[k/4]
+		}
+		t := tmp[k%4]
+		KSHIFTRQ(Imm(uint64(16*(k%4))), kq[k/4], t)
+		return t
+	}
 	for ky := 0; ky < 3; ky++ {
 		for kx := 0; kx < 3; kx++ {
 			k := ky*3 + kx
-			KMOVW(Mem{Base: mp, Disp: 2 * k}, K1)
-			VMOVUPS_Z(Mem{Base: rows[ky], Disp: 4 * (kx - 1)}, K1, v)
+			VMOVUPS_Z(Mem{Base: rows[ky], Disp: 4 * (kx - 1)}, mask(k), v)
 			tapFMA(ky, kx, v, w, bias, acc)
 		}
 	}
 	sumRows(acc, clamp)
-	KMOVW(Mem{Base: mp, Disp: 18}, K1)
-	VMOVUPS(acc[0], K1, Mem{Base: o})
+	VMOVUPS(acc[0], mask(9), Mem{Base: o})
 	ADDQ(U32(64), p)
 	ADDQ(U32(64), o)
 	ADDQ(U32(20), mp)
