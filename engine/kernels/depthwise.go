@@ -93,6 +93,16 @@ func depthwiseForward(ctx *Context, g ConvGeom, n int, in, weight, out []float32
 func (t *dwTask) run(lo, hi, tid int) {
 	g := &t.g
 	plane, oplane, ksz := g.H*g.W, g.OH*g.OW, g.KH*g.KW
+	if t.n == 1 && t.flat != nil && hi > lo {
+		// one image: the channels [lo, hi) in one call
+		bias := t.bias
+		if bias == nil {
+			bias = t.ctx.scratch[tid].zeroRow(hi)
+		}
+		if dw3x3FlatChans(g, t.flat, t.in[lo*t.inCh:], t.weight[lo*ksz:], bias[lo:], t.out[lo*t.outCh:], hi-lo, t.inCh, t.outCh, t.clip, t.lo, t.hi) {
+			return
+		}
+	}
 	for u := lo; u < hi; {
 		c, img := u/t.n, u%t.n
 		cnt := min(hi-u, t.n-img) // images of channel c in this chunk

@@ -51,6 +51,31 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 	return true
 }
 
+// dw3x3FlatChans convolves the planes of count consecutive channels of
+// one image (in and out planes inStride and outStride values apart), each
+// with its own 3x3 filter (9 values of w) and bias, with the flat stride-1
+// kernel and the masks flat of dwFlatMasks, and with clip clamps the
+// outputs to [lo, hi]: the same bits as dw3x3Forward channel by channel,
+// without a call per channel (512 channels of 14x14 planes took 9% less,
+// 1024 of 7x7 26%; thread CPU minima in MobileNetV1 1.0). It reports
+// false when flat is nil.
+func dw3x3FlatChans(g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
+	if flat == nil || !cpu.avx512 {
+		return false
+	}
+	if count == 0 {
+		return true
+	}
+	nvec := (g.H*g.W + 15) / 16
+	_, _, _, _, _ = flat[nvec*10-1], w[count*9-1], bias[count-1], out[(count-1)*outStride+g.H*g.W-1], in[(count-1)*inStride+g.H*g.W-1]
+	if clip {
+		dw3x3FlatChansClipAVX512(&out[0], &in[0], &w[0], &bias[0], &flat[0], g.W, nvec, count, inStride, outStride, lo, hi)
+	} else {
+		dw3x3FlatChansAVX512(&out[0], &in[0], &w[0], &bias[0], &flat[0], g.W, nvec, count, inStride, outStride)
+	}
+	return true
+}
+
 // dwPairMasks returns the column masks of the paired-row stride-2 kernel:
 // bits 16*kx to 16*kx+15 select the lanes e of a 16-value load from input
 // column e+kx-pl that lie inside the plane. The kernel uses the even lanes

@@ -53,3 +53,71 @@ func TestDepthwiseFlatBits(t *testing.T) {
 		}
 	}
 }
+
+// TestDepthwiseFlatChansBits checks that the flat kernel over consecutive
+// channels (each its own filter and bias) gives the bits of the row kernel
+// run channel by channel, that DepthwiseConv2DEx with one image (which
+// uses it on planes of more than 16 values, bias or none, split over
+// threads or not) does too, and that
+// nothing past each plane is written.
+func TestDepthwiseFlatChansBits(t *testing.T) {
+	if !cpu.avx512 {
+		t.Skip("no AVX-512 on this CPU: the flat kernel is not used")
+	}
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, threads := range []int{1, 2} {
+		ctx := NewContext(threads)
+		s := &ctx.scratch[0]
+		for _, c := range []struct{ ch, h, w int }{{1, 7, 7}, {5, 14, 14}, {17, 7, 7}, {3, 5, 13}, {40, 5, 4}, {2, 28, 28}, {9, 1, 17}} {
+			g, err := NewConvGeom(c.ch, c.h, c.w, 3, 3, [2]int{1, 1}, [4]int{1, 1, 1, 1}, [2]int{1, 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			flat := ctx.dwFlatMasks(&g)
+			plane := c.h * c.w
+			in := randSlice(r, c.ch*(plane+3))
+			wt := randSlice(r, c.ch*9)
+			bias := randSlice(r, c.ch)
+			for _, clip := range []bool{false, true} {
+				name := fmt.Sprintf("%d threads %dx%dx%d clip=%v", threads, c.ch, c.h, c.w, clip)
+				want := randSlice(r, c.ch*(plane+2))
+				got := append([]float32(nil), want...)
+				for ch := 0; ch < c.ch; ch++ {
+					dw3x3Forward(s, &g, nil, in[ch*(plane+3):], wt[ch*9:], bias[ch], want[ch*(plane+2):], 1, 0, 0, clip, -0.5, 1.5)
+				}
+				if !dw3x3FlatChans(&g, flat, in, wt, bias, got, c.ch, plane+3, plane+2, clip, -0.5, 1.5) {
+					t.Fatalf("%s: flat kernel not run", name)
+				}
+				sameBits(t, name, got, want)
+				// the dense planes through DepthwiseConv2DEx, with and without a bias
+				dense := make([]float32, c.ch*plane)
+				for ch := 0; ch < c.ch; ch++ {
+					copy(dense[ch*plane:], in[ch*(plane+3):ch*(plane+3)+plane])
+				}
+				for _, b := range [][]float32{bias, nil} {
+					var bv float32
+					wantD := make([]float32, c.ch*plane)
+					for ch := 0; ch < c.ch; ch++ {
+						if b != nil {
+							bv = b[ch]
+						}
+						dw3x3Forward(s, &g, nil, dense[ch*plane:], wt[ch*9:], bv, wantD[ch*plane:], 1, 0, 0, clip, -0.5, 1.5)
+					}
+					gotD := randSlice(r, c.ch*plane)
+					DepthwiseConv2DEx(ctx, g, 1, dense, wt, gotD, Epilogue{RowBias: b, Clip: clip, Min: -0.5, Max: 1.5})
+					sameBits(t, fmt.Sprintf("%s bias=%v DepthwiseConv2DEx", name, b != nil), gotD, wantD)
+				}
+			}
+		}
+		ctx.Close()
+	}
+}
+
+func sameBits(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: value %d = %g, want %g", name, i, got[i], want[i])
+		}
+	}
+}

@@ -35,3 +35,8 @@ type dwTinyGradTask struct{}
 func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dweight []float32) bool {
 	return false
 }
+
+// dw3x3FlatChans has no vector version in this build.
+func dw3x3FlatChans(g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
+	return false
+}

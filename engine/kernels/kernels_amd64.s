@@ -10601,6 +10601,172 @@ dw3x3FlatClipAVX512_vec:
 	VZEROUPPER
 	RET
 
+// func dw3x3FlatChansAVX512(out *float32, in *float32, w *float32, bias *float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·dw3x3FlatChansAVX512(SB), NOSPLIT, $0-80
+	MOVQ out+0(FP), AX
+	MOVQ in+8(FP), CX
+	MOVQ w+16(FP), DX
+	MOVQ bias+24(FP), BX
+	MOVQ wd+40(FP), SI
+	SHLQ $0x02, SI
+
+dw3x3FlatChansAVX512_image:
+	VBROADCASTSS (DX), Z5
+	VBROADCASTSS 4(DX), Z6
+	VBROADCASTSS 8(DX), Z7
+	VBROADCASTSS 12(DX), Z8
+	VBROADCASTSS 16(DX), Z9
+	VBROADCASTSS 20(DX), Z10
+	VBROADCASTSS 24(DX), Z11
+	VBROADCASTSS 28(DX), Z12
+	VBROADCASTSS 32(DX), Z13
+	VBROADCASTSS (BX), Z0
+	ADDQ         $0x00000024, DX
+	ADDQ         $0x00000004, BX
+	MOVQ         masks+32(FP), R9
+	MOVQ         nvec+48(FP), R10
+	MOVQ         CX, DI
+	MOVQ         AX, R8
+
+dw3x3FlatChansAVX512_vec:
+	MOVQ        DI, R11
+	SUBQ        SI, R11
+	LEAQ        (DI)(SI*1), R12
+	KMOVQ       (R9), K1
+	KMOVQ       8(R9), K2
+	KMOVD       16(R9), K3
+	VMOVUPS.Z   -4(R11), K1, Z4
+	VMOVAPS     Z0, Z1
+	VFMADD231PS Z4, Z5, Z1
+	KSHIFTRQ    $0x10, K1, K5
+	VMOVUPS.Z   (R11), K5, Z4
+	VFMADD231PS Z4, Z6, Z1
+	KSHIFTRQ    $0x20, K1, K6
+	VMOVUPS.Z   4(R11), K6, Z4
+	VFMADD231PS Z4, Z7, Z1
+	KSHIFTRQ    $0x30, K1, K7
+	VMOVUPS.Z   -4(DI), K7, Z4
+	VMULPS      Z4, Z8, Z2
+	VMOVUPS.Z   (DI), K2, Z4
+	VFMADD231PS Z4, Z9, Z2
+	KSHIFTRQ    $0x10, K2, K5
+	VMOVUPS.Z   4(DI), K5, Z4
+	VFMADD231PS Z4, Z10, Z2
+	KSHIFTRQ    $0x20, K2, K6
+	VMOVUPS.Z   -4(R12), K6, Z4
+	VMULPS      Z4, Z11, Z3
+	KSHIFTRQ    $0x30, K2, K7
+	VMOVUPS.Z   (R12), K7, Z4
+	VFMADD231PS Z4, Z12, Z3
+	VMOVUPS.Z   4(R12), K3, Z4
+	VFMADD231PS Z4, Z13, Z3
+	VADDPS      Z2, Z1, Z1
+	VADDPS      Z3, Z1, Z1
+	KSHIFTRQ    $0x10, K3, K5
+	VMOVUPS     Z1, K5, (R8)
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000014, R9
+	DECQ        R10
+	JNE         dw3x3FlatChansAVX512_vec
+	MOVQ        inStride+64(FP), DI
+	SHLQ        $0x02, DI
+	ADDQ        DI, CX
+	MOVQ        outStride+72(FP), DI
+	SHLQ        $0x02, DI
+	ADDQ        DI, AX
+	DECQ        count+56(FP)
+	JNE         dw3x3FlatChansAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3FlatChansClipAVX512(out *float32, in *float32, w *float32, bias *float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·dw3x3FlatChansClipAVX512(SB), NOSPLIT, $0-88
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+16(FP), DX
+	MOVQ         bias+24(FP), BX
+	VBROADCASTSS lo+80(FP), Z0
+	VBROADCASTSS hi+84(FP), Z1
+	VPXORD       Z2, Z2, Z2
+	MOVQ         wd+40(FP), SI
+	SHLQ         $0x02, SI
+
+dw3x3FlatChansClipAVX512_image:
+	VBROADCASTSS (DX), Z8
+	VBROADCASTSS 4(DX), Z9
+	VBROADCASTSS 8(DX), Z10
+	VBROADCASTSS 12(DX), Z11
+	VBROADCASTSS 16(DX), Z12
+	VBROADCASTSS 20(DX), Z13
+	VBROADCASTSS 24(DX), Z14
+	VBROADCASTSS 28(DX), Z15
+	VBROADCASTSS 32(DX), Z16
+	VBROADCASTSS (BX), Z3
+	ADDQ         $0x00000024, DX
+	ADDQ         $0x00000004, BX
+	MOVQ         masks+32(FP), R9
+	MOVQ         nvec+48(FP), R10
+	MOVQ         CX, DI
+	MOVQ         AX, R8
+
+dw3x3FlatChansClipAVX512_vec:
+	MOVQ        DI, R11
+	SUBQ        SI, R11
+	LEAQ        (DI)(SI*1), R12
+	KMOVQ       (R9), K1
+	KMOVQ       8(R9), K2
+	KMOVD       16(R9), K3
+	VMOVUPS.Z   -4(R11), K1, Z7
+	VMOVAPS     Z3, Z4
+	VFMADD231PS Z7, Z8, Z4
+	KSHIFTRQ    $0x10, K1, K5
+	VMOVUPS.Z   (R11), K5, Z7
+	VFMADD231PS Z7, Z9, Z4
+	KSHIFTRQ    $0x20, K1, K6
+	VMOVUPS.Z   4(R11), K6, Z7
+	VFMADD231PS Z7, Z10, Z4
+	KSHIFTRQ    $0x30, K1, K7
+	VMOVUPS.Z   -4(DI), K7, Z7
+	VMULPS      Z7, Z11, Z5
+	VMOVUPS.Z   (DI), K2, Z7
+	VFMADD231PS Z7, Z12, Z5
+	KSHIFTRQ    $0x10, K2, K5
+	VMOVUPS.Z   4(DI), K5, Z7
+	VFMADD231PS Z7, Z13, Z5
+	KSHIFTRQ    $0x20, K2, K6
+	VMOVUPS.Z   -4(R12), K6, Z7
+	VMULPS      Z7, Z14, Z6
+	KSHIFTRQ    $0x30, K2, K7
+	VMOVUPS.Z   (R12), K7, Z7
+	VFMADD231PS Z7, Z15, Z6
+	VMOVUPS.Z   4(R12), K3, Z7
+	VFMADD231PS Z7, Z16, Z6
+	VADDPS      Z5, Z4, Z4
+	VADDPS      Z6, Z4, Z4
+	VADDPS      Z2, Z4, Z4
+	VMAXPS      Z4, Z0, Z4
+	VMINPS      Z4, Z1, Z4
+	KSHIFTRQ    $0x10, K3, K5
+	VMOVUPS     Z4, K5, (R8)
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	ADDQ        $0x00000014, R9
+	DECQ        R10
+	JNE         dw3x3FlatChansClipAVX512_vec
+	MOVQ        inStride+64(FP), DI
+	SHLQ        $0x02, DI
+	ADDQ        DI, CX
+	MOVQ        outStride+72(FP), DI
+	SHLQ        $0x02, DI
+	ADDQ        DI, AX
+	DECQ        count+56(FP)
+	JNE         dw3x3FlatChansClipAVX512_image
+	VZEROUPPER
+	RET
+
 // func dw3x3PairAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, BMI2, CMOV
 TEXT ·dw3x3PairAVX512(SB), NOSPLIT, $0-120

@@ -265,6 +265,16 @@ func dw3x3FlatAVX512(out *float32, in *float32, w *float32, bias float32, masks 
 //go:noescape
 func dw3x3FlatClipAVX512(out *float32, in *float32, w *float32, bias float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
 
+// dw3x3FlatChansAVX512 computes the 3x3 stride-1 depthwise convolutions of consecutive channels, their planes flattened into vectors of 16 outputs.
+//
+//go:noescape
+func dw3x3FlatChansAVX512(out *float32, in *float32, w *float32, bias *float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int)
+
+// dw3x3FlatChansClipAVX512 computes the 3x3 stride-1 depthwise convolutions of consecutive channels, their planes flattened into vectors of 16 outputs, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3FlatChansClipAVX512(out *float32, in *float32, w *float32, bias *float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+
 // dw3x3PairAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector.
 //
 //go:noescape

@@ -275,14 +275,43 @@ func clampOutput(clip bool) func(v VecVirtual) {
 // plane), and masks[v*10+9] selects the lanes stored (the outputs inside
 // the plane). count planes inStride and outStride values apart; with clip
 // the outputs are clamped as dwDirectForward's.
-func dwFlatForward(name string, clip bool) {
-	outp, inp, w, bias, clamp := dwPrologue(name, clip,
-		"func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)",
-		"computes the 3x3 stride-1 depthwise convolution of planes flattened into vectors of 16 outputs")
+//
+// With chans, the count planes are consecutive channels, each with its own
+// filter and bias: w holds 9 values per plane and bias (a pointer) one.
+func dwFlatForward(name string, clip, chans bool) {
+	var outp, inp, wp, bp Register
+	var w [9]VecVirtual
+	var bias VecVirtual
+	var clamp func(VecVirtual)
+	if chans {
+		sig := "func(out, in, w, bias *float32, masks *uint16, wd, nvec, count, inStride, outStride int)"
+		doc := name + " computes the 3x3 stride-1 depthwise convolutions of consecutive channels, their planes flattened into vectors of 16 outputs."
+		if clip {
+			sig = sig[:len(sig)-1] + ", lo, hi float32)"
+			doc = doc[:len(doc)-1] + ", clamped to [lo, hi]."
+		}
+		leaf(name, sig, doc)
+		outp = Load(Param("out"), GP64())
+		inp = Load(Param("in"), GP64())
+		wp = Load(Param("w"), GP64())
+		bp = Load(Param("bias"), GP64())
+		clamp = clampOutput(clip)
+		bias = ZMM()
+	} else {
+		outp, inp, w, bias, clamp = dwPrologue(name, clip,
+			"func(out, in, w *float32, bias float32, masks *uint16, wd, nvec, count, inStride, outStride int)",
+			"computes the 3x3 stride-1 depthwise convolution of planes flattened into vectors of 16 outputs")
+	}
 	wd4 := loadBytes("wd")
 	acc := [3]VecVirtual{ZMM(), ZMM(), ZMM()}
 	v := ZMM()
 	Label(name + "_image")
+	if chans {
+		w = broadcastTaps(wp)
+		VBROADCASTSS(Mem{Base: bp}, bias)
+		ADDQ(U32(36), wp)
+		ADDQ(U32(4), bp)
+	}
 	p := GP64()
 	o := GP64()
 	mp := Load(Param("masks"), GP64())
