@@ -49,7 +49,7 @@ type Context struct {
 	dwTinyCN1   dwTinyCNTask // dwTinyCN (layout_amd64.go)
 	dwTinyGrad1 dwTinyGradTask
 	dwIdx       [9 * 16]int32       // lane permutations of dwTiny1
-	dwFlat      map[[2]int][]uint16 // masks of the flat depthwise kernel by plane height and width (dwFlatMasks)
+	dwFlat      map[[5]int][]uint16 // masks of the flat depthwise kernels by plane shapes and stride (dwFlatMasks)
 }
 
 // threadScratch is the private working memory of one thread.

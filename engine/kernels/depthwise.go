@@ -99,7 +99,8 @@ func (t *dwTask) run(lo, hi, tid int) {
 		if bias == nil {
 			bias = t.ctx.scratch[tid].zeroRow(hi)
 		}
-		if dw3x3FlatChans(g, t.flat, t.in[lo*t.inCh:], t.weight[lo*ksz:], bias[lo:], t.out[lo*t.outCh:], hi-lo, t.inCh, t.outCh, t.clip, t.lo, t.hi) {
+		if dw3x3FlatChans(g, t.flat, t.in[lo*t.inCh:], t.weight[lo*ksz:], bias[lo:], t.out[lo*t.outCh:], hi-lo, t.inCh, t.outCh, t.clip, t.lo, t.hi) ||
+			dw3x3FlatS2Chans(&t.ctx.scratch[tid], g, t.flat, t.in[lo*t.inCh:], t.weight[lo*ksz:], bias[lo:], t.out[lo*t.outCh:], hi-lo, t.inCh, t.outCh, t.clip, t.lo, t.hi) {
 			return
 		}
 	}

@@ -17,7 +17,7 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 		return true
 	}
 	_, _, _ = w[8], out[(count-1)*outStride+g.OH*g.OW-1], in[(count-1)*inStride+g.H*g.W-1]
-	if flat != nil {
+	if flat != nil && g.Strides[0] == 1 {
 		nvec := (g.H*g.W + 15) / 16
 		_ = flat[nvec*10-1]
 		if clip {
@@ -60,7 +60,7 @@ func dw3x3Forward(s *threadScratch, g *ConvGeom, flat []uint16, in, w []float32,
 // 1024 of 7x7 26%; thread CPU minima in MobileNetV1 1.0). It reports
 // false when flat is nil.
 func dw3x3FlatChans(g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
-	if flat == nil || !cpu.avx512 {
+	if flat == nil || !cpu.avx512 || g.Strides[0] != 1 {
 		return false
 	}
 	if count == 0 {
@@ -72,6 +72,34 @@ func dw3x3FlatChans(g *ConvGeom, flat []uint16, in, w, bias, out []float32, coun
 		dw3x3FlatChansClipAVX512(&out[0], &in[0], &w[0], &bias[0], &flat[0], g.W, nvec, count, inStride, outStride, lo, hi)
 	} else {
 		dw3x3FlatChansAVX512(&out[0], &in[0], &w[0], &bias[0], &flat[0], g.W, nvec, count, inStride, outStride)
+	}
+	return true
+}
+
+// dw3x3FlatS2Chans is dw3x3FlatChans for stride 2 (masks flat of
+// dwFlatMasks for a stride-2 g): each plane is first split into the four
+// sub-planes of its even and odd rows and columns, in s.buf, so that the
+// outputs of a vector read each tap at one offset, as at stride 1 (the
+// same bits as dw3x3Forward channel by channel). It reports false when
+// flat is nil.
+func dw3x3FlatS2Chans(s *threadScratch, g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
+	if flat == nil || !cpu.avx512 || g.Strides[0] != 2 {
+		return false
+	}
+	if count == 0 {
+		return true
+	}
+	oplane := g.OH * g.OW
+	nvec := (oplane + 15) / 16
+	// a sub-plane: ceil(H/2) rows of OW values, 16 of slack, rounded to
+	// whole vectors
+	sub := roundUp((g.H+1)/2*g.OW+16, 16)
+	s.buf = grow(s.buf, 4*sub)
+	_, _, _, _, _ = flat[nvec*10-1], w[count*9-1], bias[count-1], out[(count-1)*outStride+oplane-1], in[(count-1)*inStride+g.H*g.W-1]
+	if clip {
+		dw3x3FlatS2ChansClipAVX512(&out[0], &in[0], &s.buf[0], &w[0], &bias[0], &flat[0], g.H, g.W, g.OW, sub, nvec, count, inStride, outStride, lo, hi)
+	} else {
+		dw3x3FlatS2ChansAVX512(&out[0], &in[0], &s.buf[0], &w[0], &bias[0], &flat[0], g.H, g.W, g.OW, sub, nvec, count, inStride, outStride)
 	}
 	return true
 }
@@ -100,25 +128,33 @@ func dwPairMasks(g *ConvGeom) int {
 // lanes waste none, and a plane has no per-row set-up.
 const dwFlatMaxPlane = 1 << 16
 
-// dwFlatMasks returns the masks of the flat
-// stride-1 kernel for g, 10 per vector of 16 outputs of the flattened
-// plane: bit l of mask v*10+k (k = ky*3+kx < 9) is set when output 16v+l
-// lies in the plane and reads tap k inside it, and bit l of mask v*10+9
-// when output 16v+l lies in the plane (the lanes stored). It returns nil
-// when g does not suit the kernel: 3x3, stride 1, pads 1 on every side
-// and a plane of at most dwFlatMaxPlane values. The masks depend only on
-// the plane's height and width; they are kept in ctx for the next call.
+// dwFlatMasks returns the masks of the flat kernels for g, 10 per vector
+// of 16 outputs of the flattened output plane: bit l of mask v*10+k (k =
+// ky*3+kx < 9) is set when output 16v+l lies in the plane and reads tap k
+// inside the input plane, and bit l of mask v*10+9 when output 16v+l lies
+// in the plane (the lanes stored). It returns nil when g suits neither
+// kernel: 3x3 with at most dwFlatMaxPlane outputs, and stride 1 with pads
+// 1 on every side (dw3x3FlatChans) or stride 2 with pads 1 at the top and
+// left and output rows of ceil(W/2) values (dw3x3FlatS2Chans). The masks
+// depend only on the plane shapes and the stride; they are kept in ctx for
+// the next call.
 func (ctx *Context) dwFlatMasks(g *ConvGeom) []uint16 {
-	plane := g.H * g.W
-	if !cpu.avx512 || !dw3x3Geom(g) || g.Strides[0] != 1 || g.Pads != [4]int{1, 1, 1, 1} ||
-		plane == 0 || plane > dwFlatMaxPlane {
+	oplane := g.OH * g.OW
+	if !cpu.avx512 || !dw3x3Geom(g) || oplane == 0 || oplane > dwFlatMaxPlane {
 		return nil
 	}
-	key := [2]int{g.H, g.W}
+	s := g.Strides[0]
+	switch {
+	case s == 1 && g.Pads == [4]int{1, 1, 1, 1}:
+	case s == 2 && g.Pads[0] == 1 && g.Pads[1] == 1 && g.OW == (g.W+1)/2 && g.OH <= (g.H+1)/2:
+	default:
+		return nil
+	}
+	key := [5]int{g.H, g.W, s, g.OH, g.OW}
 	if m, ok := ctx.dwFlat[key]; ok {
 		return m
 	}
-	nvec := (plane + 15) / 16
+	nvec := (oplane + 15) / 16
 	buf := make([]uint16, nvec*10)
 	for v := 0; v < nvec; v++ {
 		for k := 0; k < 10; k++ {
@@ -126,10 +162,10 @@ func (ctx *Context) dwFlatMasks(g *ConvGeom) []uint16 {
 			var m uint16
 			for l := 0; l < 16; l++ {
 				o := 16*v + l
-				if o >= plane {
+				if o >= oplane {
 					break
 				}
-				iy, ix := o/g.W+ky-1, o%g.W+kx-1
+				iy, ix := s*(o/g.OW)+ky-1, s*(o%g.OW)+kx-1
 				if k == 9 || iy >= 0 && iy < g.H && ix >= 0 && ix < g.W {
 					m |= 1 << l
 				}
@@ -138,7 +174,7 @@ func (ctx *Context) dwFlatMasks(g *ConvGeom) []uint16 {
 		}
 	}
 	if ctx.dwFlat == nil {
-		ctx.dwFlat = map[[2]int][]uint16{}
+		ctx.dwFlat = map[[5]int][]uint16{}
 	}
 	ctx.dwFlat[key] = buf
 	return buf

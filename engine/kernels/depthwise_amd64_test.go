@@ -121,3 +121,66 @@ func sameBits(t *testing.T, name string, got, want []float32) {
 		}
 	}
 }
+
+// TestDepthwiseFlatS2Bits checks that the stride-2 flat kernel (planes
+// split into even and odd rows and columns) gives the bits of the direct
+// stride-2 kernels run channel by channel, on even and odd plane sizes,
+// with bottom and right pads 1 and 0, several channels per call, and
+// writes nothing past each plane; and that DepthwiseConv2DEx with one
+// image (which uses it) does too.
+func TestDepthwiseFlatS2Bits(t *testing.T) {
+	if !cpu.avx512 {
+		t.Skip("no AVX-512 on this CPU: the flat kernel is not used")
+	}
+	r := rand.New(rand.NewPCG(45, 46))
+	ctx := NewContext(2)
+	defer ctx.Close()
+	s := &ctx.scratch[0]
+	for _, c := range []struct {
+		ch, h, w int
+		pads     [4]int
+	}{
+		{3, 14, 14, [4]int{1, 1, 1, 1}}, {2, 7, 7, [4]int{1, 1, 1, 1}}, {5, 28, 28, [4]int{1, 1, 1, 1}},
+		{2, 13, 9, [4]int{1, 1, 1, 1}}, {3, 2, 3, [4]int{1, 1, 1, 1}}, {2, 1, 1, [4]int{1, 1, 1, 1}},
+		{2, 56, 56, [4]int{1, 1, 1, 1}}, {2, 5, 66, [4]int{1, 1, 1, 1}}, {4, 33, 5, [4]int{1, 1, 1, 1}},
+		{3, 14, 14, [4]int{1, 1, 0, 0}}, {2, 9, 10, [4]int{1, 1, 0, 0}}, {2, 112, 112, [4]int{1, 1, 1, 1}},
+	} {
+		g, err := NewConvGeom(c.ch, c.h, c.w, 3, 3, [2]int{2, 2}, c.pads, [2]int{1, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flat := ctx.dwFlatMasks(&g)
+		if flat == nil {
+			t.Fatalf("%+v: no flat masks", c)
+		}
+		plane, oplane := c.h*c.w, g.OH*g.OW
+		in := randSlice(r, c.ch*(plane+3))
+		wt := randSlice(r, c.ch*9)
+		bias := randSlice(r, c.ch)
+		for _, clip := range []bool{false, true} {
+			name := fmt.Sprintf("%+v clip=%v", c, clip)
+			want := randSlice(r, c.ch*(oplane+2))
+			got := append([]float32(nil), want...)
+			for ch := 0; ch < c.ch; ch++ {
+				if !dw3x3Forward(s, &g, nil, in[ch*(plane+3):], wt[ch*9:], bias[ch], want[ch*(oplane+2):], 1, 0, 0, clip, -0.5, 1.5) {
+					t.Fatalf("%s: direct kernel not run", name)
+				}
+			}
+			if !dw3x3FlatS2Chans(s, &g, flat, in, wt, bias, got, c.ch, plane+3, oplane+2, clip, -0.5, 1.5) {
+				t.Fatalf("%s: flat kernel not run", name)
+			}
+			sameBits(t, name, got, want)
+			dense := make([]float32, c.ch*plane)
+			for ch := 0; ch < c.ch; ch++ {
+				copy(dense[ch*plane:], in[ch*(plane+3):ch*(plane+3)+plane])
+			}
+			if oplane > 16 {
+				gotD := randSlice(r, c.ch*oplane)
+				DepthwiseConv2DEx(ctx, g, 1, dense, wt, gotD, Epilogue{RowBias: bias, Clip: clip, Min: -0.5, Max: 1.5})
+				for ch := 0; ch < c.ch; ch++ {
+					sameBits(t, name+" DepthwiseConv2DEx", gotD[ch*oplane:(ch+1)*oplane], want[ch*(oplane+2):ch*(oplane+2)+oplane])
+				}
+			}
+		}
+	}
+}

@@ -40,3 +40,8 @@ func (ctx *Context) dwTinyBackward(g *ConvGeom, n int, in, weight, dout, din, dw
 func dw3x3FlatChans(g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
 	return false
 }
+
+// dw3x3FlatS2Chans has no vector version in this build.
+func dw3x3FlatS2Chans(s *threadScratch, g *ConvGeom, flat []uint16, in, w, bias, out []float32, count, inStride, outStride int, clip bool, lo, hi float32) bool {
+	return false
+}

@@ -10767,6 +10767,292 @@ dw3x3FlatChansClipAVX512_vec:
 	VZEROUPPER
 	RET
 
+DATA dwOddIndex<>+0(SB)/4, $0x00000001
+DATA dwOddIndex<>+4(SB)/4, $0x00000003
+DATA dwOddIndex<>+8(SB)/4, $0x00000005
+DATA dwOddIndex<>+12(SB)/4, $0x00000007
+DATA dwOddIndex<>+16(SB)/4, $0x00000009
+DATA dwOddIndex<>+20(SB)/4, $0x0000000b
+DATA dwOddIndex<>+24(SB)/4, $0x0000000d
+DATA dwOddIndex<>+28(SB)/4, $0x0000000f
+DATA dwOddIndex<>+32(SB)/4, $0x00000011
+DATA dwOddIndex<>+36(SB)/4, $0x00000013
+DATA dwOddIndex<>+40(SB)/4, $0x00000015
+DATA dwOddIndex<>+44(SB)/4, $0x00000017
+DATA dwOddIndex<>+48(SB)/4, $0x00000019
+DATA dwOddIndex<>+52(SB)/4, $0x0000001b
+DATA dwOddIndex<>+56(SB)/4, $0x0000001d
+DATA dwOddIndex<>+60(SB)/4, $0x0000001f
+GLOBL dwOddIndex<>(SB), RODATA|NOPTR, $64
+
+// func dw3x3FlatS2ChansAVX512(out *float32, in *float32, scratch *float32, w *float32, bias *float32, masks *uint16, h int, wd int, ow int, sub int, nvec int, count int, inStride int, outStride int)
+// Requires: AVX, AVX512BW, AVX512F, BMI2, CMOV
+TEXT ·dw3x3FlatS2ChansAVX512(SB), NOSPLIT, $0-112
+	MOVQ    out+0(FP), AX
+	MOVQ    in+8(FP), CX
+	MOVQ    w+24(FP), DX
+	MOVQ    bias+32(FP), BX
+	VMOVUPS dwEvenIndex<>+0(SB), Z5
+	VMOVUPS dwOddIndex<>+0(SB), Z6
+
+dw3x3FlatS2ChansAVX512_image:
+	XORQ SI, SI
+	MOVQ CX, DI
+
+dw3x3FlatS2ChansAVX512_split_row:
+	MOVQ  SI, R9
+	ANDQ  $0x01, R9
+	IMULQ sub+72(FP), R9
+	SHLQ  $0x01, R9
+	MOVQ  SI, R10
+	SHRQ  $0x01, R10
+	IMULQ ow+64(FP), R10
+	ADDQ  R10, R9
+	MOVQ  scratch+16(FP), R8
+	LEAQ  (R8)(R9*4), R8
+	MOVQ  sub+72(FP), R10
+	LEAQ  (R8)(R10*4), R10
+	MOVQ  wd+56(FP), R9
+
+dw3x3FlatS2ChansAVX512_split_block:
+	MOVQ      $0x00000001, R11
+	SHLXQ     R9, R11, R11
+	DECQ      R11
+	MOVQ      $0xffffffff, R12
+	CMPQ      R9, $0x20
+	CMOVQCC   R12, R11
+	KMOVD     R11, K1
+	KSHIFTRD  $0x10, K1, K2
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVUPS.Z 64(DI), K2, Z1
+	VMOVAPS   Z0, Z2
+	VPERMT2PS Z1, Z5, Z2
+	VPERMT2PS Z1, Z6, Z0
+	VMOVUPS   Z2, (R8)
+	VMOVUPS   Z0, (R10)
+	ADDQ      $0x00000040, R8
+	ADDQ      $0x00000040, R10
+	CMPQ      R9, $0x20
+	JLE       dw3x3FlatS2ChansAVX512_split_rowdone
+	ADDQ      $0x00000080, DI
+	SUBQ      $0x20, R9
+	JMP       dw3x3FlatS2ChansAVX512_split_block
+
+dw3x3FlatS2ChansAVX512_split_rowdone:
+	LEAQ         (DI)(R9*4), DI
+	INCQ         SI
+	CMPQ         SI, h+48(FP)
+	JL           dw3x3FlatS2ChansAVX512_split_row
+	VBROADCASTSS (DX), Z7
+	VBROADCASTSS 4(DX), Z8
+	VBROADCASTSS 8(DX), Z9
+	VBROADCASTSS 12(DX), Z10
+	VBROADCASTSS 16(DX), Z11
+	VBROADCASTSS 20(DX), Z12
+	VBROADCASTSS 24(DX), Z13
+	VBROADCASTSS 28(DX), Z14
+	VBROADCASTSS 32(DX), Z15
+	VBROADCASTSS (BX), Z0
+	ADDQ         $0x00000024, DX
+	ADDQ         $0x00000004, BX
+	MOVQ         masks+40(FP), R8
+	MOVQ         nvec+80(FP), R9
+	MOVQ         sub+72(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         scratch+16(FP), SI
+	MOVQ         AX, DI
+
+dw3x3FlatS2ChansAVX512_vec:
+	LEAQ        (SI)(R10*2), R12
+	MOVQ        R12, R11
+	MOVQ        ow+64(FP), R13
+	SHLQ        $0x02, R13
+	SUBQ        R13, R11
+	KMOVQ       (R8), K1
+	KMOVQ       8(R8), K2
+	KMOVD       16(R8), K3
+	VMOVUPS.Z   -4(R11)(R10*1), K1, Z4
+	VMOVAPS     Z0, Z1
+	VFMADD231PS Z4, Z7, Z1
+	KSHIFTRQ    $0x10, K1, K5
+	VMOVUPS.Z   (R11), K5, Z4
+	VFMADD231PS Z4, Z8, Z1
+	KSHIFTRQ    $0x20, K1, K6
+	VMOVUPS.Z   (R11)(R10*1), K6, Z4
+	VFMADD231PS Z4, Z9, Z1
+	KSHIFTRQ    $0x30, K1, K7
+	VMOVUPS.Z   -4(SI)(R10*1), K7, Z4
+	VMULPS      Z4, Z10, Z2
+	VMOVUPS.Z   (SI), K2, Z4
+	VFMADD231PS Z4, Z11, Z2
+	KSHIFTRQ    $0x10, K2, K5
+	VMOVUPS.Z   (SI)(R10*1), K5, Z4
+	VFMADD231PS Z4, Z12, Z2
+	KSHIFTRQ    $0x20, K2, K6
+	VMOVUPS.Z   -4(R12)(R10*1), K6, Z4
+	VMULPS      Z4, Z13, Z3
+	KSHIFTRQ    $0x30, K2, K7
+	VMOVUPS.Z   (R12), K7, Z4
+	VFMADD231PS Z4, Z14, Z3
+	VMOVUPS.Z   (R12)(R10*1), K3, Z4
+	VFMADD231PS Z4, Z15, Z3
+	VADDPS      Z2, Z1, Z1
+	VADDPS      Z3, Z1, Z1
+	KSHIFTRQ    $0x10, K3, K5
+	VMOVUPS     Z1, K5, (DI)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000014, R8
+	DECQ        R9
+	JNE         dw3x3FlatS2ChansAVX512_vec
+	MOVQ        inStride+96(FP), SI
+	SHLQ        $0x02, SI
+	ADDQ        SI, CX
+	MOVQ        outStride+104(FP), SI
+	SHLQ        $0x02, SI
+	ADDQ        SI, AX
+	DECQ        count+88(FP)
+	JNE         dw3x3FlatS2ChansAVX512_image
+	VZEROUPPER
+	RET
+
+// func dw3x3FlatS2ChansClipAVX512(out *float32, in *float32, scratch *float32, w *float32, bias *float32, masks *uint16, h int, wd int, ow int, sub int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+// Requires: AVX, AVX512BW, AVX512F, BMI2, CMOV
+TEXT ·dw3x3FlatS2ChansClipAVX512(SB), NOSPLIT, $0-120
+	MOVQ         out+0(FP), AX
+	MOVQ         in+8(FP), CX
+	MOVQ         w+24(FP), DX
+	MOVQ         bias+32(FP), BX
+	VBROADCASTSS lo+112(FP), Z0
+	VBROADCASTSS hi+116(FP), Z1
+	VPXORD       Z2, Z2, Z2
+	VMOVUPS      dwEvenIndex<>+0(SB), Z8
+	VMOVUPS      dwOddIndex<>+0(SB), Z9
+
+dw3x3FlatS2ChansClipAVX512_image:
+	XORQ SI, SI
+	MOVQ CX, DI
+
+dw3x3FlatS2ChansClipAVX512_split_row:
+	MOVQ  SI, R9
+	ANDQ  $0x01, R9
+	IMULQ sub+72(FP), R9
+	SHLQ  $0x01, R9
+	MOVQ  SI, R10
+	SHRQ  $0x01, R10
+	IMULQ ow+64(FP), R10
+	ADDQ  R10, R9
+	MOVQ  scratch+16(FP), R8
+	LEAQ  (R8)(R9*4), R8
+	MOVQ  sub+72(FP), R10
+	LEAQ  (R8)(R10*4), R10
+	MOVQ  wd+56(FP), R9
+
+dw3x3FlatS2ChansClipAVX512_split_block:
+	MOVQ      $0x00000001, R11
+	SHLXQ     R9, R11, R11
+	DECQ      R11
+	MOVQ      $0xffffffff, R12
+	CMPQ      R9, $0x20
+	CMOVQCC   R12, R11
+	KMOVD     R11, K1
+	KSHIFTRD  $0x10, K1, K2
+	VMOVUPS.Z (DI), K1, Z3
+	VMOVUPS.Z 64(DI), K2, Z4
+	VMOVAPS   Z3, Z5
+	VPERMT2PS Z4, Z8, Z5
+	VPERMT2PS Z4, Z9, Z3
+	VMOVUPS   Z5, (R8)
+	VMOVUPS   Z3, (R10)
+	ADDQ      $0x00000040, R8
+	ADDQ      $0x00000040, R10
+	CMPQ      R9, $0x20
+	JLE       dw3x3FlatS2ChansClipAVX512_split_rowdone
+	ADDQ      $0x00000080, DI
+	SUBQ      $0x20, R9
+	JMP       dw3x3FlatS2ChansClipAVX512_split_block
+
+dw3x3FlatS2ChansClipAVX512_split_rowdone:
+	LEAQ         (DI)(R9*4), DI
+	INCQ         SI
+	CMPQ         SI, h+48(FP)
+	JL           dw3x3FlatS2ChansClipAVX512_split_row
+	VBROADCASTSS (DX), Z10
+	VBROADCASTSS 4(DX), Z11
+	VBROADCASTSS 8(DX), Z12
+	VBROADCASTSS 12(DX), Z13
+	VBROADCASTSS 16(DX), Z14
+	VBROADCASTSS 20(DX), Z15
+	VBROADCASTSS 24(DX), Z16
+	VBROADCASTSS 28(DX), Z17
+	VBROADCASTSS 32(DX), Z18
+	VBROADCASTSS (BX), Z3
+	ADDQ         $0x00000024, DX
+	ADDQ         $0x00000004, BX
+	MOVQ         masks+40(FP), R8
+	MOVQ         nvec+80(FP), R9
+	MOVQ         sub+72(FP), R10
+	SHLQ         $0x02, R10
+	MOVQ         scratch+16(FP), SI
+	MOVQ         AX, DI
+
+dw3x3FlatS2ChansClipAVX512_vec:
+	LEAQ        (SI)(R10*2), R12
+	MOVQ        R12, R11
+	MOVQ        ow+64(FP), R13
+	SHLQ        $0x02, R13
+	SUBQ        R13, R11
+	KMOVQ       (R8), K1
+	KMOVQ       8(R8), K2
+	KMOVD       16(R8), K3
+	VMOVUPS.Z   -4(R11)(R10*1), K1, Z7
+	VMOVAPS     Z3, Z4
+	VFMADD231PS Z7, Z10, Z4
+	KSHIFTRQ    $0x10, K1, K5
+	VMOVUPS.Z   (R11), K5, Z7
+	VFMADD231PS Z7, Z11, Z4
+	KSHIFTRQ    $0x20, K1, K6
+	VMOVUPS.Z   (R11)(R10*1), K6, Z7
+	VFMADD231PS Z7, Z12, Z4
+	KSHIFTRQ    $0x30, K1, K7
+	VMOVUPS.Z   -4(SI)(R10*1), K7, Z7
+	VMULPS      Z7, Z13, Z5
+	VMOVUPS.Z   (SI), K2, Z7
+	VFMADD231PS Z7, Z14, Z5
+	KSHIFTRQ    $0x10, K2, K5
+	VMOVUPS.Z   (SI)(R10*1), K5, Z7
+	VFMADD231PS Z7, Z15, Z5
+	KSHIFTRQ    $0x20, K2, K6
+	VMOVUPS.Z   -4(R12)(R10*1), K6, Z7
+	VMULPS      Z7, Z16, Z6
+	KSHIFTRQ    $0x30, K2, K7
+	VMOVUPS.Z   (R12), K7, Z7
+	VFMADD231PS Z7, Z17, Z6
+	VMOVUPS.Z   (R12)(R10*1), K3, Z7
+	VFMADD231PS Z7, Z18, Z6
+	VADDPS      Z5, Z4, Z4
+	VADDPS      Z6, Z4, Z4
+	VADDPS      Z2, Z4, Z4
+	VMAXPS      Z4, Z0, Z4
+	VMINPS      Z4, Z1, Z4
+	KSHIFTRQ    $0x10, K3, K5
+	VMOVUPS     Z4, K5, (DI)
+	ADDQ        $0x00000040, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000014, R8
+	DECQ        R9
+	JNE         dw3x3FlatS2ChansClipAVX512_vec
+	MOVQ        inStride+96(FP), SI
+	SHLQ        $0x02, SI
+	ADDQ        SI, CX
+	MOVQ        outStride+104(FP), SI
+	SHLQ        $0x02, SI
+	ADDQ        SI, AX
+	DECQ        count+88(FP)
+	JNE         dw3x3FlatS2ChansClipAVX512_image
+	VZEROUPPER
+	RET
+
 // func dw3x3PairAVX512(out *float32, in *float32, zero *float32, w *float32, bias float32, h int, wd int, oh int, ow int, pt int, pl int, masks int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512F, BMI2, CMOV
 TEXT ·dw3x3PairAVX512(SB), NOSPLIT, $0-120

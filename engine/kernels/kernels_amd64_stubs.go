@@ -275,6 +275,16 @@ func dw3x3FlatChansAVX512(out *float32, in *float32, w *float32, bias *float32, 
 //go:noescape
 func dw3x3FlatChansClipAVX512(out *float32, in *float32, w *float32, bias *float32, masks *uint16, wd int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
 
+// dw3x3FlatS2ChansAVX512 computes the 3x3 stride-2 depthwise convolutions of consecutive channels through four sub-planes of their inputs.
+//
+//go:noescape
+func dw3x3FlatS2ChansAVX512(out *float32, in *float32, scratch *float32, w *float32, bias *float32, masks *uint16, h int, wd int, ow int, sub int, nvec int, count int, inStride int, outStride int)
+
+// dw3x3FlatS2ChansClipAVX512 computes the 3x3 stride-2 depthwise convolutions of consecutive channels through four sub-planes of their inputs, clamped to [lo, hi].
+//
+//go:noescape
+func dw3x3FlatS2ChansClipAVX512(out *float32, in *float32, scratch *float32, w *float32, bias *float32, masks *uint16, h int, wd int, ow int, sub int, nvec int, count int, inStride int, outStride int, lo float32, hi float32)
+
 // dw3x3PairAVX512 computes a 3x3 stride-2 depthwise convolution of planes, two output rows per vector.
 //
 //go:noescape
