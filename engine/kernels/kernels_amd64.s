@@ -8714,6 +8714,24 @@ DATA dwEvenIndex<>+56(SB)/4, $0x0000001c
 DATA dwEvenIndex<>+60(SB)/4, $0x0000001e
 GLOBL dwEvenIndex<>(SB), RODATA|NOPTR, $64
 
+DATA dwOddIndex<>+0(SB)/4, $0x00000001
+DATA dwOddIndex<>+4(SB)/4, $0x00000003
+DATA dwOddIndex<>+8(SB)/4, $0x00000005
+DATA dwOddIndex<>+12(SB)/4, $0x00000007
+DATA dwOddIndex<>+16(SB)/4, $0x00000009
+DATA dwOddIndex<>+20(SB)/4, $0x0000000b
+DATA dwOddIndex<>+24(SB)/4, $0x0000000d
+DATA dwOddIndex<>+28(SB)/4, $0x0000000f
+DATA dwOddIndex<>+32(SB)/4, $0x00000011
+DATA dwOddIndex<>+36(SB)/4, $0x00000013
+DATA dwOddIndex<>+40(SB)/4, $0x00000015
+DATA dwOddIndex<>+44(SB)/4, $0x00000017
+DATA dwOddIndex<>+48(SB)/4, $0x00000019
+DATA dwOddIndex<>+52(SB)/4, $0x0000001b
+DATA dwOddIndex<>+56(SB)/4, $0x0000001d
+DATA dwOddIndex<>+60(SB)/4, $0x0000001f
+GLOBL dwOddIndex<>(SB), RODATA|NOPTR, $64
+
 // func dw3x3s1AVX512(out *float32, p *float32, ldp int, w *float32, bias float32, ow int, oh int)
 // Requires: AVX, AVX512F, BMI2
 TEXT ·dw3x3s1AVX512(SB), NOSPLIT, $0-56
@@ -10766,24 +10784,6 @@ dw3x3FlatChansClipAVX512_vec:
 	JNE         dw3x3FlatChansClipAVX512_image
 	VZEROUPPER
 	RET
-
-DATA dwOddIndex<>+0(SB)/4, $0x00000001
-DATA dwOddIndex<>+4(SB)/4, $0x00000003
-DATA dwOddIndex<>+8(SB)/4, $0x00000005
-DATA dwOddIndex<>+12(SB)/4, $0x00000007
-DATA dwOddIndex<>+16(SB)/4, $0x00000009
-DATA dwOddIndex<>+20(SB)/4, $0x0000000b
-DATA dwOddIndex<>+24(SB)/4, $0x0000000d
-DATA dwOddIndex<>+28(SB)/4, $0x0000000f
-DATA dwOddIndex<>+32(SB)/4, $0x00000011
-DATA dwOddIndex<>+36(SB)/4, $0x00000013
-DATA dwOddIndex<>+40(SB)/4, $0x00000015
-DATA dwOddIndex<>+44(SB)/4, $0x00000017
-DATA dwOddIndex<>+48(SB)/4, $0x00000019
-DATA dwOddIndex<>+52(SB)/4, $0x0000001b
-DATA dwOddIndex<>+56(SB)/4, $0x0000001d
-DATA dwOddIndex<>+60(SB)/4, $0x0000001f
-GLOBL dwOddIndex<>(SB), RODATA|NOPTR, $64
 
 // func dw3x3FlatS2ChansAVX512(out *float32, in *float32, scratch *float32, w *float32, bias *float32, masks *uint16, h int, wd int, ow int, sub int, nvec int, count int, inStride int, outStride int)
 // Requires: AVX, AVX512BW, AVX512F, BMI2, CMOV

@@ -8,14 +8,16 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// evenIndex is the VPERMT2PS index that picks the even lanes of two
-// concatenated zmm registers (stride-2 deinterleave).
-var evenIndex Mem
+// evenIndex and oddIndex are the VPERMT2PS indices that pick the even and
+// the odd lanes of two concatenated zmm registers (stride-2 deinterleave).
+var evenIndex, oddIndex Mem
 
 func depthwiseData() {
-	evenIndex = GLOBL("dwEvenIndex", RODATA|NOPTR)
-	for i := 0; i < 16; i++ {
-		DATA(4*i, U32(uint32(2*i)))
+	for odd, m := range []*Mem{&evenIndex, &oddIndex} {
+		*m = GLOBL([]string{"dwEvenIndex", "dwOddIndex"}[odd], RODATA|NOPTR)
+		for i := 0; i < 16; i++ {
+			DATA(4*i, U32(uint32(2*i+odd)))
+		}
 	}
 }
 

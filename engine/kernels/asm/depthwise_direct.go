@@ -323,9 +323,21 @@ func dwFlatForward(name string, clip, chans bool) {
 	MOVQ(p, rows[0])
 	SUBQ(wd4, rows[0])
 	LEAQ(Mem{Base: p, Index: wd4, Scale: 1}, rows[2])
-	// the 10 masks of the vector in three loads (the loads, not the FMAs,
-	// bound this loop): masks 4j to 4j+3 in kq[j], each shifted down to
-	// the low 16 bits for its use
+	flatVector(name, func(ky, kx int) Mem { return Mem{Base: rows[ky], Disp: 4 * (kx - 1)} },
+		w, bias, acc, v, clamp, p, o, mp, nv)
+	nextPlaneOrReturn(name, inp, outp)
+}
+
+// flatVector emits the body of the flat kernels' loop over vectors of 16
+// outputs, from its label name_vec on: the 10 masks of the vector at mp
+// (see dwFlatForward), the 9 taps read at tap(ky, kx) under their masks
+// and summed by tapFMA, the clamped sum stored at o under the last mask;
+// then p and o move to the next vector, mp to its masks, and the loop
+// repeats while nv (decremented) is not 0.
+func flatVector(name string, tap func(ky, kx int) Mem, w [9]VecVirtual, bias VecVirtual, acc [3]VecVirtual, v VecVirtual, clamp func(VecVirtual), p, o, mp, nv Register) {
+	// the 10 masks in three loads (the loads, not the FMAs, bound this
+	// loop): masks 4j to 4j+3 in kq[j], each shifted down to the low 16
+	// bits for its use
 	kq := [3]Register{K1, K2, K3}
 	KMOVQ(Mem{Base: mp}, kq[0])
 	KMOVQ(Mem{Base: mp, Disp: 8}, kq[1])
@@ -341,8 +353,7 @@ func dwFlatForward(name string, clip, chans bool) {
 	}
 	for ky := 0; ky < 3; ky++ {
 		for kx := 0; kx < 3; kx++ {
-			k := ky*3 + kx
-			VMOVUPS_Z(Mem{Base: rows[ky], Disp: 4 * (kx - 1)}, mask(k), v)
+			VMOVUPS_Z(tap(ky, kx), mask(ky*3+kx), v)
 			tapFMA(ky, kx, v, w, bias, acc)
 		}
 	}
@@ -353,7 +364,6 @@ func dwFlatForward(name string, clip, chans bool) {
 	ADDQ(U32(20), mp)
 	DECQ(nv)
 	JNE(LabelRef(name + "_vec"))
-	nextPlaneOrReturn(name, inp, outp)
 }
 
 // dwDirectWeightGrad emits the lane-wise partial sums of the weight

@@ -6,17 +6,6 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// oddIndex is the VPERMT2PS index that picks the odd lanes of two
-// vectors (1, 3, ..., 31).
-var oddIndex Mem
-
-func flatS2Data() {
-	oddIndex = GLOBL("dwOddIndex", RODATA|NOPTR)
-	for i := 0; i < 16; i++ {
-		DATA(4*i, U32(uint32(2*i+1)))
-	}
-}
-
 // dwFlatS2Forward emits the stride-2 3x3 depthwise convolution, pads 1 at
 // the top and left, of the planes of count consecutive channels (in and
 // out planes inStride and outStride values apart, each channel with its
@@ -137,41 +126,15 @@ func dwFlatS2Forward(name string, clip bool) {
 	MOVQ(paramAddr("ow"), ow4)
 	SHLQ(Imm(2), ow4)
 	SUBQ(ow4, rows[0]) // odd row oy-1
-	kq := [3]Register{K1, K2, K3}
-	KMOVQ(Mem{Base: mp}, kq[0])
-	KMOVQ(Mem{Base: mp, Disp: 8}, kq[1])
-	KMOVD(Mem{Base: mp, Disp: 16}, kq[2])
-	tmp := [4]Register{K4, K5, K6, K7}
-	mask := func(k int) Register {
-		if k%4 == 0 {
-			return kq[k/4]
+	flatVector(name, func(ky, kx int) Mem {
+		switch kx {
+		case 0: // odd column ox-1
+			return Mem{Base: rows[ky], Index: sub4, Scale: 1, Disp: -4}
+		case 1: // even column ox
+			return Mem{Base: rows[ky]}
+		default: // odd column ox
+			return Mem{Base: rows[ky], Index: sub4, Scale: 1}
 		}
-		t := tmp[k%4]
-		KSHIFTRQ(Imm(uint64(16*(k%4))), kq[k/4], t)
-		return t
-	}
-	for ky := 0; ky < 3; ky++ {
-		for kx := 0; kx < 3; kx++ {
-			k := ky*3 + kx
-			var m Mem
-			switch kx {
-			case 0: // odd column ox-1
-				m = Mem{Base: rows[ky], Index: sub4, Scale: 1, Disp: -4}
-			case 1: // even column ox
-				m = Mem{Base: rows[ky]}
-			case 2: // odd column ox
-				m = Mem{Base: rows[ky], Index: sub4, Scale: 1}
-			}
-			VMOVUPS_Z(m, mask(k), v)
-			tapFMA(ky, kx, v, w, bias, acc)
-		}
-	}
-	sumRows(acc, clamp)
-	VMOVUPS(acc[0], mask(9), Mem{Base: o})
-	ADDQ(U32(64), p)
-	ADDQ(U32(64), o)
-	ADDQ(U32(20), mp)
-	DECQ(nv)
-	JNE(LabelRef(name + "_vec"))
+	}, w, bias, acc, v, clamp, p, o, mp, nv)
 	nextPlaneOrReturn(name, inp, outp)
 }

@@ -80,7 +80,6 @@ func main() {
 	dwFlatForward("dw3x3FlatClipAVX512", true, false)
 	dwFlatForward("dw3x3FlatChansAVX512", false, true)
 	dwFlatForward("dw3x3FlatChansClipAVX512", true, true)
-	flatS2Data()
 	dwFlatS2Forward("dw3x3FlatS2ChansAVX512", false)
 	dwFlatS2Forward("dw3x3FlatS2ChansClipAVX512", true)
 	dwPairForward("dw3x3PairAVX512", false)
