@@ -60,7 +60,7 @@ import (
 // slice size or yields an output whose first dimension is not the slice,
 // and then CompileBatched falls back to one op-level Program).
 //
-// A Batched serializes calls to Forward, Backward and Run.
+// A Batched serializes calls to Forward, Backward, Run and Parallel.
 type Batched struct {
 	mu      sync.Mutex
 	batch   int
@@ -70,8 +70,14 @@ type Batched struct {
 	outs    map[string]*Tensor // gathered outputs and observed values (W > 1)
 	params  []string
 	reduce  [][2]int // per worker: its element range of the flat parameter list (training)
-	team    *team
-	err     []error
+	team    *team    // shared with other programs after ShareWorkers
+	// teamCleanup releases team when the Batched becomes unreachable
+	// without Close.
+	teamCleanup runtime.Cleanup
+	err         []error
+	// fn and fnN are the items of the Parallel call in progress.
+	fn  func(i int)
+	fnN int
 }
 
 // batchSlice is one worker's program and the views of its slice.
@@ -134,9 +140,9 @@ func CompileBatched(m *onnxpb.ModelProto, opts Options, workers int) (*Batched, 
 	if err != nil {
 		return nil, err
 	}
-	b := &Batched{batch: batch, slices: []*batchSlice{{p: p, n: batch}}, params: p.ParamNames()}
+	b := &Batched{batch: batch, slices: []*batchSlice{{p: p, n: batch}}, params: p.ParamNames(), workers: 1}
 	b.err = make([]error, 1)
-	b.team = newTeam(b, 1)
+	b.useTeam(newTeam(1))
 	return b, nil
 }
 
@@ -220,7 +226,7 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 	}
 	b.params = first.ParamNames()
 	b.err = make([]error, slices)
-	b.team = newTeam(b, workers)
+	b.useTeam(newTeam(workers))
 	return b, nil
 }
 
@@ -234,7 +240,11 @@ func (b *Batched) closeWorkers() {
 func (b *Batched) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.team.close()
+	if b.team != nil {
+		b.teamCleanup.Stop()
+		b.team.release()
+		b.team = nil
+	}
 	b.closeWorkers()
 }
 

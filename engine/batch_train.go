@@ -2,101 +2,16 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 )
-
-// Phases a team runs on every worker goroutine.
-const (
-	phaseForward = iota
-	phaseBackward
-	phaseReduce
-)
-
-// team wakes the workers of a Batched: worker 0 runs on the caller's
-// goroutine, worker k > 0 on a long-lived goroutine reading its own
-// channel. Waking a worker sends a small struct; nothing is allocated and
-// no lock is shared beyond the one WaitGroup that ends a phase. Wake-ups
-// go down a binary tree (worker k wakes 2k+1 and 2k+2 before it works), so
-// starting W workers takes about log2(W) wake-up latencies, not W.
-type team struct {
-	wake    []chan teamItem
-	wg      sync.WaitGroup
-	cleanup runtime.Cleanup
-}
-
-type teamItem struct {
-	b     *Batched
-	k     int
-	phase int
-	wg    *sync.WaitGroup
-}
-
-func newTeam(b *Batched, n int) *team {
-	t := &team{}
-	for range n - 1 {
-		ch := make(chan teamItem, 1)
-		t.wake = append(t.wake, ch)
-		go func() {
-			for it := range ch {
-				it.b.wakeChildren(it)
-				it.b.work(it.k, it.phase)
-				wg := it.wg
-				it = teamItem{} // hold no reference to the Batched while idle
-				wg.Done()
-			}
-		}()
-	}
-	if len(t.wake) > 0 {
-		t.cleanup = runtime.AddCleanup(b, func(w []chan teamItem) {
-			for _, ch := range w {
-				close(ch)
-			}
-		}, t.wake)
-	}
-	return t
-}
-
-// close stops the goroutines; it is safe to call more than once.
-func (t *team) close() {
-	if t.wake != nil {
-		t.cleanup.Stop()
-		for _, ch := range t.wake {
-			close(ch)
-		}
-		t.wake = nil
-	}
-}
-
-// do runs phase on every worker goroutine and returns the first error in
-// slice order.
-func (b *Batched) do(phase int) error {
-	t := b.team
-	b.next.Store(0)
-	t.wg.Add(len(t.wake))
-	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
-	b.work(0, phase)
-	t.wg.Wait()
-	for _, err := range b.err {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// wakeChildren wakes workers 2k+1 and 2k+2 (those that exist) for its
-// phase.
-func (b *Batched) wakeChildren(it teamItem) {
-	for c := 2*it.k + 1; c <= 2*it.k+2 && c <= len(b.team.wake); c++ {
-		b.team.wake[c-1] <- teamItem{b: b, k: c, phase: it.phase, wg: it.wg}
-	}
-}
 
 // work runs goroutine g's part of a phase: the reduction of its range of
 // parameters, or slices claimed one at a time until none is left (which
 // goroutine runs which slice does not change any result).
 func (b *Batched) work(g, phase int) {
+	if phase == phaseFunc {
+		b.runFunc()
+		return
+	}
 	if phase == phaseReduce {
 		b.reduceRange(g)
 		return
