@@ -5,22 +5,21 @@ import (
 )
 
 // work runs goroutine g's part of a phase: the reduction of its range of
-// parameters, or slices claimed one at a time until none is left (which
-// goroutine runs which slice does not change any result).
+// parameters, its block of Parallel items, or its slices g, g+W, g+2W, ...
+// The same goroutine runs the same slices in every phase, so that a
+// slice's activations, gradients and inputs stay in the cache of the core
+// that last touched them (which goroutine runs which slice does not
+// change any result).
 func (b *Batched) work(g, phase int) {
 	if phase == phaseFunc {
-		b.runFunc()
+		b.runFunc(g)
 		return
 	}
 	if phase == phaseReduce {
 		b.reduceRange(g)
 		return
 	}
-	for {
-		k := int(b.next.Add(1)) - 1
-		if k >= len(b.slices) {
-			return
-		}
+	for k := g; k < len(b.slices); k += b.workers {
 		b.runPhase(k, phase)
 	}
 }
@@ -52,7 +51,7 @@ func (b *Batched) runPhase(k, phase int) {
 // trainable initializer in Grad.
 //
 // The backward pass of every slice runs with the rows of dOutputs of its
-// images (on whichever worker claims it), giving the parameter gradient
+// images (on worker k mod W), giving the parameter gradient
 // g_k of slice k. A loss that is a mean over the batch already carries its
 // 1/B in dOutputs, so the slices are weighted correctly and
 //

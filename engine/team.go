@@ -197,7 +197,6 @@ func (b *Batched) do(phase int) error {
 	t := b.team
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b.next.Store(0)
 	t.wg.Add(b.workers - 1)
 	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
 	b.work(0, phase)
@@ -218,15 +217,18 @@ func (b *Batched) wakeChildren(it teamItem) {
 	}
 }
 
-// Parallel runs f(i) for every i in [0, n) on the program's worker
-// goroutines (the caller's included), each claiming the next unclaimed
-// index, and returns when all are done: per-item work between the passes
-// (an optimizer update, a loss over many tensors) then runs on workers
-// that are awake instead of on goroutines started for it. Every f(i) must
-// touch only its own data; what f writes to slot i does not depend on
-// which goroutine ran it, so a caller that combines the slots in index
-// order gets the same bits whatever the number of workers. With one worker
-// f runs on the caller's goroutine, in index order.
+// Parallel runs f(i) for every i in [0, n) on the program's W worker
+// goroutines (the caller's included), worker g the indices [g*n/W,
+// (g+1)*n/W) in order, and returns when all are done: per-item work
+// between the passes (an optimizer update, a loss over many tensors) then
+// runs on workers that are awake instead of on goroutines started for it,
+// and a caller that hands the same items to every call (an update of the
+// same tensors at every step) finds each item's data in the cache of the
+// core that last touched it. Every f(i) must touch only its own data;
+// what f writes to slot i does not depend on which goroutine ran it, so a
+// caller that combines the slots in index order gets the same bits
+// whatever the number of workers. With one worker f runs on the caller's
+// goroutine, in index order.
 func (b *Batched) Parallel(n int, f func(i int)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -241,13 +243,9 @@ func (b *Batched) Parallel(n int, f func(i int)) {
 	b.fn = nil
 }
 
-// runFunc runs the items of a Parallel call that goroutine g claims.
-func (b *Batched) runFunc() {
-	for {
-		i := int(b.next.Add(1)) - 1
-		if i >= b.fnN {
-			return
-		}
+// runFunc runs goroutine g's block of the items of a Parallel call.
+func (b *Batched) runFunc(g int) {
+	for i := g * b.fnN / b.workers; i < (g+1)*b.fnN/b.workers; i++ {
 		b.fn(i)
 	}
 }
