@@ -52,22 +52,41 @@ func forEach(workers, n int, f func(i int)) {
 }
 
 // chunkFloats is the size of the work items of an optimizer update: small
-// enough that two workers share a step's few tensors evenly, large enough
-// that claiming an item costs nothing beside its work.
+// enough that the workers share a step's parameters evenly, large enough
+// that an item's bookkeeping costs nothing beside its work.
 const chunkFloats = 4096
 
-// paramChunk is the elements [lo, hi) of trained tensor t.
-type paramChunk struct{ t, lo, hi int }
+// paramChunk is a work item of an update: chunk c of the trained
+// parameters laid end to end (in names order), the elements [c*chunkFloats,
+// (c+1)*chunkFloats) of that list, as segments of one tensor each.
+type paramChunk []paramSegment
 
-// paramChunks cuts the trained tensors into chunks of at most chunkFloats
-// elements, in tensor and element order, and returns them with a slot per
-// chunk for its sum of squares.
+// paramSegment is the elements [lo, hi) of trained tensor t.
+type paramSegment struct{ t, lo, hi int }
+
+// paramChunks cuts the trained parameters, laid end to end, into chunks
+// of chunkFloats elements (the last may be shorter), and returns them with
+// a slot per chunk for its sum of squares. Chunks of equal size let
+// Parallel's equal blocks of chunks give the workers equal work, and the
+// worker that reduced a range of the gradients (engine.Batched.Backward
+// splits them the same way) updates about the same range.
 func paramChunks(params [][]float32) ([]paramChunk, []float64) {
 	var cs []paramChunk
+	var cur paramChunk
+	n := 0
 	for t, p := range params {
-		for lo := 0; lo < len(p); lo += chunkFloats {
-			cs = append(cs, paramChunk{t, lo, min(lo+chunkFloats, len(p))})
+		for lo := 0; lo < len(p); {
+			hi := min(len(p), lo+chunkFloats-n)
+			cur = append(cur, paramSegment{t, lo, hi})
+			n += hi - lo
+			lo = hi
+			if n == chunkFloats {
+				cs, cur, n = append(cs, cur), nil, 0
+			}
 		}
+	}
+	if n > 0 {
+		cs = append(cs, cur)
 	}
 	return cs, make([]float64, len(cs))
 }
@@ -89,21 +108,24 @@ func (r *trainer) parallel(n, floats int, f func(i int)) {
 
 // update applies one optimizer step at rate lr to every trained tensor
 // and returns the L2 norm of the trained parameters after it (NaN or +Inf
-// when one of them is not finite). The tensors are updated in chunks
+// when one of them is not finite). The parameters are updated in chunks
 // (paramChunks), each chunk's sum of squares computed right after its
 // update; every element's update is independent of the others and the
 // sums are added in chunk order, so neither the parameters nor the norm
-// depend on which goroutine ran which chunk.
+// depend on which goroutine ran which chunk, or on the number of workers.
 func (r *trainer) update(lr float64) float64 {
 	r.opt.begin()
 	for i, name := range r.names {
 		r.grads[i] = r.sp.Grad(name)
 	}
 	r.parallel(len(r.chunks), r.rep.Params, func(c int) {
-		ch := r.chunks[c]
-		p := r.params[ch.t][ch.lo:ch.hi]
-		r.opt.updateRange(r.names[ch.t], ch.lo, p, r.grads[ch.t][ch.lo:ch.hi], lr)
-		r.sq[c] = sumSquares(p)
+		s := 0.0
+		for _, sg := range r.chunks[c] {
+			p := r.params[sg.t][sg.lo:sg.hi]
+			r.opt.updateRange(r.names[sg.t], sg.lo, p, r.grads[sg.t][sg.lo:sg.hi], lr)
+			s += sumSquares(p)
+		}
+		r.sq[c] = s
 	})
 	return r.norm()
 }
@@ -112,7 +134,10 @@ func (r *trainer) update(lr float64) float64 {
 // computes it.
 func (r *trainer) paramNorm() float64 {
 	for c, ch := range r.chunks {
-		r.sq[c] = sumSquares(r.params[ch.t][ch.lo:ch.hi])
+		r.sq[c] = 0
+		for _, sg := range ch {
+			r.sq[c] += sumSquares(r.params[sg.t][sg.lo:sg.hi])
+		}
 	}
 	return r.norm()
 }

@@ -58,10 +58,12 @@ func TestDistillThreadsAgreeAndAreDeterministic(t *testing.T) {
 	}
 }
 
-// TestChunkedUpdateMatchesWholeTensor checks that updating tensors chunk
-// by chunk (paramChunks, updateRange), in any order, gives the bits of
-// updating each tensor whole, for Adam and SGD with momentum, over a few
-// steps, with tensors shorter than, equal to and longer than a chunk.
+// TestChunkedUpdateMatchesWholeTensor checks that paramChunks cuts the
+// parameters laid end to end into full chunks of consecutive segments
+// (chunks spanning tensors included), and that updating them chunk by
+// chunk (updateRange), in any order, gives the bits of updating each
+// tensor whole, for Adam and SGD with momentum, over a few steps, with
+// tensors shorter than, equal to and longer than a chunk.
 func TestChunkedUpdateMatchesWholeTensor(t *testing.T) {
 	sizes := []int{1, chunkFloats - 1, chunkFloats, chunkFloats + 1, 3*chunkFloats + 17}
 	for _, cfg := range []OptimizerConfig{
@@ -83,8 +85,26 @@ func TestChunkedUpdateMatchesWholeTensor(t *testing.T) {
 			chunked.prepare(name, n)
 		}
 		chunks, _ := paramChunks(pc)
-		if len(chunks) != 1+1+1+2+4 {
-			t.Fatalf("%d chunks, want 9", len(chunks))
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if want := (total + chunkFloats - 1) / chunkFloats; len(chunks) != want {
+			t.Fatalf("%d chunks, want %d", len(chunks), want)
+		}
+		seen := 0
+		for c, ch := range chunks {
+			n := 0
+			for _, sg := range ch {
+				n += sg.hi - sg.lo
+				if sg.lo != seen-offsetOf(sizes, sg.t) {
+					t.Fatalf("chunk %d: segment %+v does not continue the previous one", c, sg)
+				}
+				seen += sg.hi - sg.lo
+			}
+			if n != chunkFloats && c != len(chunks)-1 {
+				t.Fatalf("chunk %d holds %d values, want %d", c, n, chunkFloats)
+			}
 		}
 		for step := range 3 {
 			whole.begin()
@@ -93,8 +113,9 @@ func TestChunkedUpdateMatchesWholeTensor(t *testing.T) {
 				whole.update(name, pw[i], grads[i], 1e-2)
 			}
 			for c := len(chunks) - 1; c >= 0; c-- {
-				ch := chunks[c]
-				chunked.updateRange(names[ch.t], ch.lo, pc[ch.t][ch.lo:ch.hi], grads[ch.t][ch.lo:ch.hi], 1e-2)
+				for _, sg := range chunks[c] {
+					chunked.updateRange(names[sg.t], sg.lo, pc[sg.t][sg.lo:sg.hi], grads[sg.t][sg.lo:sg.hi], 1e-2)
+				}
 			}
 			for i := range names {
 				if !slices.Equal(pw[i], pc[i]) {
@@ -103,4 +124,13 @@ func TestChunkedUpdateMatchesWholeTensor(t *testing.T) {
 			}
 		}
 	}
+}
+
+// offsetOf returns where tensor t starts in sizes laid end to end.
+func offsetOf(sizes []int, t int) int {
+	o := 0
+	for _, n := range sizes[:t] {
+		o += n
+	}
+	return o
 }
