@@ -27,7 +27,11 @@ const (
 // next phase within about a microsecond. Polling only ever runs on a core
 // that would otherwise be idle, and calls runtime.Gosched, so other
 // goroutines of the process (data loading) run in between; a worker that
-// stays idle longer than the budget blocks and costs nothing.
+// stays idle longer than the budget blocks and costs nothing. The cost
+// does not grow with the core count: with W workers each polls on its own
+// core for at most the budget after a phase, touching only its own
+// mailbox (no shared cache line), and a phase still wakes blocked workers
+// down a tree in about log2(W) latencies.
 const spinBudget = 500 * time.Microsecond
 
 // team is the set of long-lived goroutines that run the phases of one or
@@ -60,12 +64,16 @@ type teamItem struct {
 	wg    *sync.WaitGroup
 }
 
-// teamWorker is the mailbox of one team goroutine.
+// teamWorker is the mailbox of one team goroutine. The padding keeps
+// other data (another worker's mailbox) off the cache lines that the
+// worker polls.
 type teamWorker struct {
+	_       [64]byte
 	item    teamItem     // written by the waker before pending is set
 	pending atomic.Int32 // 1: item holds a phase to run
 	parked  atomic.Int32 // 1: the worker blocks on wake (or is about to)
 	wake    chan struct{}
+	_       [64]byte
 }
 
 func newTeam(n int) *team {
