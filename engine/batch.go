@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -12,13 +13,10 @@ import (
 // Batched runs a graph on a batch with batch-level parallelism: the batch
 // of B images is cut into K contiguous slices, images [lo_k, lo_{k+1}) with
 // lo_k = k*B/K, each with its own Program compiled for its images, and W
-// long-lived goroutines (W <= K) run the slices, worker g the slices g,
-// g+W, g+2W, ... in every phase, so that a slice's activations and
-// gradients stay in the cache of the core that computed them (measured on
-// the 2-core test machine, fine-tuning MobileNetV1 at 2 threads against 1:
-// when slices and update chunks were claimed dynamically instead, the
-// optimizer update was no faster than at 1 thread, against 1.4x now, and
-// the student's forward pass 1.3-1.45x faster, against 1.6x). For inference K is
+// long-lived goroutines (W <= K) run the slices, worker g those of its
+// block [g*K/W, (g+1)*K/W) in every phase, so that a slice's activations
+// and gradients stay in the cache of the core that computed them, and
+// then any slice of another block not yet started (see claim). For inference K is
 // a multiple of W chosen so that a slice's activations fit in about one
 // core's L2 cache (see slicesFor), so even one thread may run a batch as
 // several slices, one after the other, which is faster than one large
@@ -54,7 +52,7 @@ import (
 // The hot path takes no shared lock and allocates nothing: workers are
 // long-lived goroutines that poll for their next phase and are woken
 // through their own channels once they have stopped polling (see team),
-// slices are assigned by worker number, each slice writes only its own rows of the gathered
+// slices are claimed with one atomic flag each, each slice writes only its own rows of the gathered
 // outputs, and the gradient reduction splits the parameters, not the
 // slices, across goroutines (see Backward).
 //
@@ -78,6 +76,9 @@ type Batched struct {
 	// without Close.
 	teamCleanup runtime.Cleanup
 	err         []error
+	// taken flags the slices (or Parallel items) claimed in the current
+	// phase.
+	taken []atomic.Int32
 	// fn and fnN are the items of the Parallel call in progress.
 	fn  func(i int)
 	fnN int
@@ -229,6 +230,7 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 	}
 	b.params = first.ParamNames()
 	b.err = make([]error, slices)
+	b.taken = make([]atomic.Int32, slices)
 	b.useTeam(newTeam(workers))
 	return b, nil
 }

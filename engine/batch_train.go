@@ -5,23 +5,21 @@ import (
 )
 
 // work runs goroutine g's part of a phase: the reduction of its range of
-// parameters, its block of Parallel items, or its slices g, g+W, g+2W, ...
-// The same goroutine runs the same slices in every phase, so that a
-// slice's activations, gradients and inputs stay in the cache of the core
-// that last touched them (which goroutine runs which slice does not
-// change any result).
+// parameters, or its block of the slices (or Parallel items) and then any
+// of the others' that are still unclaimed (see claim). Which goroutine
+// runs which slice does not change any result.
 func (b *Batched) work(g, phase int) {
 	if phase == phaseFunc {
-		b.runFunc(g)
+		b.claim(g, b.fnN, b.fn)
 		return
 	}
 	if phase == phaseReduce {
 		b.reduceRange(g)
 		return
 	}
-	for k := g; k < len(b.slices); k += b.workers {
+	b.claim(g, len(b.slices), func(k int) {
 		b.runPhase(k, phase)
-	}
+	})
 }
 
 // runPhase runs the forward or backward phase of slice k, recording its
@@ -174,4 +172,33 @@ func (b *Batched) Grad(name string) []float32 {
 		return gs.grad[v.id].F
 	}
 	return nil
+}
+
+// claim runs run(i) for the items i of [0, n) that goroutine g claims:
+// first those of its own block [g*n/W, (g+1)*n/W), in order, then, from
+// the end backwards, those of the other workers' blocks that nobody has
+// claimed yet. Every phase gives a worker the same block, so that its
+// slices' activations and gradients (or its chunks of the parameters)
+// stay in the cache of the core that last touched them (measured on the
+// 2-core test machine, fine-tuning MobileNetV1 at 2 threads against 1:
+// with every slice and item claimed first come, first served instead, the
+// optimizer update was no faster than at 1 thread, against 1.4x, and the
+// student's forward pass 1.3-1.45x faster, against 1.6x); a worker that
+// starts late, or that the operating system preempts, still has its
+// unstarted items taken over by the others.
+func (b *Batched) claim(g, n int, run func(i int)) {
+	w := b.workers
+	for i := g * n / w; i < (g+1)*n/w; i++ {
+		if b.taken[i].CompareAndSwap(0, 1) {
+			run(i)
+		}
+	}
+	for j := 1; j < w; j++ {
+		h := (g + j) % w
+		for i := (h+1)*n/w - 1; i >= h*n/w; i-- {
+			if b.taken[i].CompareAndSwap(0, 1) {
+				run(i)
+			}
+		}
+	}
 }

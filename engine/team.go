@@ -205,6 +205,13 @@ func (b *Batched) do(phase int) error {
 	t := b.team
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n := len(b.slices)
+	if phase == phaseFunc {
+		n = b.fnN
+	}
+	for i := range n {
+		b.taken[i].Store(0)
+	}
 	t.wg.Add(b.workers - 1)
 	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
 	b.work(0, phase)
@@ -227,12 +234,13 @@ func (b *Batched) wakeChildren(it teamItem) {
 
 // Parallel runs f(i) for every i in [0, n) on the program's W worker
 // goroutines (the caller's included), worker g the indices [g*n/W,
-// (g+1)*n/W) in order, and returns when all are done: per-item work
-// between the passes (an optimizer update, a loss over many tensors) then
-// runs on workers that are awake instead of on goroutines started for it,
-// and a caller that hands the same items to every call (an update of the
-// same tensors at every step) finds each item's data in the cache of the
-// core that last touched it. Every f(i) must touch only its own data;
+// (g+1)*n/W) in order unless another worker takes some over (see claim),
+// and returns when all are done: per-item work between the passes (an
+// optimizer update, a loss over many tensors) then runs on workers that
+// are awake instead of on goroutines started for it, and a caller that
+// hands the same items to every call (an update of the same tensors at
+// every step) finds each item's data in the cache of the core that last
+// touched it. The first call with more items than any before allocates. Every f(i) must touch only its own data;
 // what f writes to slot i does not depend on which goroutine ran it, so a
 // caller that combines the slots in index order gets the same bits
 // whatever the number of workers. With one worker f runs on the caller's
@@ -246,14 +254,10 @@ func (b *Batched) Parallel(n int, f func(i int)) {
 		}
 		return
 	}
+	if len(b.taken) < n {
+		b.taken = make([]atomic.Int32, n)
+	}
 	b.fn, b.fnN = f, n
 	_ = b.do(phaseFunc) // f reports no errors
 	b.fn = nil
-}
-
-// runFunc runs goroutine g's block of the items of a Parallel call.
-func (b *Batched) runFunc(g int) {
-	for i := g * b.fnN / b.workers; i < (g+1)*b.fnN/b.workers; i++ {
-		b.fn(i)
-	}
 }
