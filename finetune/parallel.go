@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// minParallelFloats is the least number of floats a step's per-tensor
-// work (feature losses, optimizer updates) must touch for forEach to use
+// minParallelFloats is the least number of floats a step's per-item
+// work (feature losses, optimizer updates) must touch for it to use
 // more than one goroutine: below it, starting goroutines costs more than
 // the work (a few microseconds against about 1e4 floats per microsecond).
 const minParallelFloats = 1 << 15
@@ -18,9 +18,10 @@ const minParallelFloats = 1 << 15
 // that f writes to slot i are the same whichever goroutine ran it, so a
 // caller that combines them in index order gets the same bits as a loop.
 //
-// The fine-tuning step runs its per-tensor work through it (the feature
-// terms of the loss, the optimizer updates), which would otherwise run on
-// one core between the engine's parallel passes.
+// The fine-tuning step runs its per-item work (the feature terms of the
+// loss, the optimizer update) through it when the student runs on one
+// batch worker (op-level threads only); with several, the workers run it
+// (see trainer.parallel).
 func forEach(workers, n int, f func(i int)) {
 	workers = min(workers, n)
 	if workers <= 1 {
