@@ -13,9 +13,10 @@ import (
 // Batched runs a graph on a batch with batch-level parallelism: the batch
 // of B images is cut into K contiguous slices, images [lo_k, lo_{k+1}) with
 // lo_k = k*B/K, each with its own Program compiled for its images, and W
-// long-lived goroutines (W <= K) run the slices, each claiming the next
-// unclaimed slice until none is left (a worker that the operating system
-// runs more, or that finishes early, takes more slices). For inference K is
+// long-lived goroutines (W <= K) run the slices, worker g those of its
+// block [g*K/W, (g+1)*K/W) in every phase, so that a slice's activations
+// and gradients stay in the cache of the core that computed them, and
+// then any slice of another block not yet started (see claim). For inference K is
 // a multiple of W chosen so that a slice's activations fit in about one
 // core's L2 cache (see slicesFor), so even one thread may run a batch as
 // several slices, one after the other, which is faster than one large
@@ -48,9 +49,10 @@ import (
 // output size); and in training one gradient buffer per trainable tensor
 // and slice (K*P floats for P trainable parameters).
 //
-// The hot path takes no lock and allocates nothing: workers are long-lived
-// goroutines woken through their own channels, slices are claimed with one
-// atomic counter, each slice writes only its own rows of the gathered
+// The hot path takes no shared lock and allocates nothing: workers are
+// long-lived goroutines that poll for their next phase and are woken
+// through their own channels once they have stopped polling (see team),
+// slices are claimed with one atomic flag each, each slice writes only its own rows of the gathered
 // outputs, and the gradient reduction splits the parameters, not the
 // slices, across goroutines (see Backward).
 //
@@ -60,18 +62,26 @@ import (
 // slice size or yields an output whose first dimension is not the slice,
 // and then CompileBatched falls back to one op-level Program).
 //
-// A Batched serializes calls to Forward, Backward and Run.
+// A Batched serializes calls to Forward, Backward, Run and Parallel.
 type Batched struct {
 	mu      sync.Mutex
 	batch   int
 	slices  []*batchSlice
 	workers int                // goroutines W that run the slices
-	next    atomic.Int64       // next slice to claim in the current phase
 	outs    map[string]*Tensor // gathered outputs and observed values (W > 1)
 	params  []string
 	reduce  [][2]int // per worker: its element range of the flat parameter list (training)
-	team    *team
-	err     []error
+	team    *team    // shared with other programs after ShareWorkers
+	// teamCleanup releases team when the Batched becomes unreachable
+	// without Close.
+	teamCleanup runtime.Cleanup
+	err         []error
+	// taken flags the slices (or Parallel items) claimed in the current
+	// phase.
+	taken []atomic.Int32
+	// fn and fnN are the items of the Parallel call in progress.
+	fn  func(i int)
+	fnN int
 }
 
 // batchSlice is one worker's program and the views of its slice.
@@ -134,9 +144,9 @@ func CompileBatched(m *onnxpb.ModelProto, opts Options, workers int) (*Batched, 
 	if err != nil {
 		return nil, err
 	}
-	b := &Batched{batch: batch, slices: []*batchSlice{{p: p, n: batch}}, params: p.ParamNames()}
+	b := &Batched{batch: batch, slices: []*batchSlice{{p: p, n: batch}}, params: p.ParamNames(), workers: 1}
 	b.err = make([]error, 1)
-	b.team = newTeam(b, 1)
+	b.useTeam(newTeam(1))
 	return b, nil
 }
 
@@ -220,7 +230,8 @@ func compileWorkers(m *onnxpb.ModelProto, opts Options, batch int, shapes map[st
 	}
 	b.params = first.ParamNames()
 	b.err = make([]error, slices)
-	b.team = newTeam(b, workers)
+	b.taken = make([]atomic.Int32, slices)
+	b.useTeam(newTeam(workers))
 	return b, nil
 }
 
@@ -234,7 +245,11 @@ func (b *Batched) closeWorkers() {
 func (b *Batched) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.team.close()
+	if b.team != nil {
+		b.teamCleanup.Stop()
+		b.team.release()
+		b.team = nil
+	}
 	b.closeWorkers()
 }
 

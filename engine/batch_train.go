@@ -2,112 +2,24 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 )
-
-// Phases a team runs on every worker goroutine.
-const (
-	phaseForward = iota
-	phaseBackward
-	phaseReduce
-)
-
-// team wakes the workers of a Batched: worker 0 runs on the caller's
-// goroutine, worker k > 0 on a long-lived goroutine reading its own
-// channel. Waking a worker sends a small struct; nothing is allocated and
-// no lock is shared beyond the one WaitGroup that ends a phase. Wake-ups
-// go down a binary tree (worker k wakes 2k+1 and 2k+2 before it works), so
-// starting W workers takes about log2(W) wake-up latencies, not W.
-type team struct {
-	wake    []chan teamItem
-	wg      sync.WaitGroup
-	cleanup runtime.Cleanup
-}
-
-type teamItem struct {
-	b     *Batched
-	k     int
-	phase int
-	wg    *sync.WaitGroup
-}
-
-func newTeam(b *Batched, n int) *team {
-	t := &team{}
-	for range n - 1 {
-		ch := make(chan teamItem, 1)
-		t.wake = append(t.wake, ch)
-		go func() {
-			for it := range ch {
-				it.b.wakeChildren(it)
-				it.b.work(it.k, it.phase)
-				wg := it.wg
-				it = teamItem{} // hold no reference to the Batched while idle
-				wg.Done()
-			}
-		}()
-	}
-	if len(t.wake) > 0 {
-		t.cleanup = runtime.AddCleanup(b, func(w []chan teamItem) {
-			for _, ch := range w {
-				close(ch)
-			}
-		}, t.wake)
-	}
-	return t
-}
-
-// close stops the goroutines; it is safe to call more than once.
-func (t *team) close() {
-	if t.wake != nil {
-		t.cleanup.Stop()
-		for _, ch := range t.wake {
-			close(ch)
-		}
-		t.wake = nil
-	}
-}
-
-// do runs phase on every worker goroutine and returns the first error in
-// slice order.
-func (b *Batched) do(phase int) error {
-	t := b.team
-	b.next.Store(0)
-	t.wg.Add(len(t.wake))
-	b.wakeChildren(teamItem{b: b, k: 0, phase: phase, wg: &t.wg})
-	b.work(0, phase)
-	t.wg.Wait()
-	for _, err := range b.err {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// wakeChildren wakes workers 2k+1 and 2k+2 (those that exist) for its
-// phase.
-func (b *Batched) wakeChildren(it teamItem) {
-	for c := 2*it.k + 1; c <= 2*it.k+2 && c <= len(b.team.wake); c++ {
-		b.team.wake[c-1] <- teamItem{b: b, k: c, phase: it.phase, wg: it.wg}
-	}
-}
 
 // work runs goroutine g's part of a phase: the reduction of its range of
-// parameters, or slices claimed one at a time until none is left (which
-// goroutine runs which slice does not change any result).
+// parameters, or its block of the slices (or Parallel items) and then any
+// of the others' that are still unclaimed (see claim). Which goroutine
+// runs which slice does not change any result.
 func (b *Batched) work(g, phase int) {
+	if phase == phaseFunc {
+		b.claim(g, b.fnN, b.fn)
+		return
+	}
 	if phase == phaseReduce {
 		b.reduceRange(g)
 		return
 	}
-	for {
-		k := int(b.next.Add(1)) - 1
-		if k >= len(b.slices) {
-			return
-		}
+	b.claim(g, len(b.slices), func(k int) {
 		b.runPhase(k, phase)
-	}
+	})
 }
 
 // runPhase runs the forward or backward phase of slice k, recording its
@@ -137,7 +49,7 @@ func (b *Batched) runPhase(k, phase int) {
 // trainable initializer in Grad.
 //
 // The backward pass of every slice runs with the rows of dOutputs of its
-// images (on whichever worker claims it), giving the parameter gradient
+// images (on worker k mod W), giving the parameter gradient
 // g_k of slice k. A loss that is a mean over the batch already carries its
 // 1/B in dOutputs, so the slices are weighted correctly and
 //
@@ -260,4 +172,33 @@ func (b *Batched) Grad(name string) []float32 {
 		return gs.grad[v.id].F
 	}
 	return nil
+}
+
+// claim runs run(i) for the items i of [0, n) that goroutine g claims:
+// first those of its own block [g*n/W, (g+1)*n/W), in order, then, from
+// the end backwards, those of the other workers' blocks that nobody has
+// claimed yet. Every phase gives a worker the same block, so that its
+// slices' activations and gradients (or its chunks of the parameters)
+// stay in the cache of the core that last touched them (measured on the
+// 2-core test machine, fine-tuning MobileNetV1 at 2 threads against 1:
+// with every slice and item claimed first come, first served instead, the
+// optimizer update was no faster than at 1 thread, against 1.4x, and the
+// student's forward pass 1.3-1.45x faster, against 1.6x); a worker that
+// starts late, or that the operating system preempts, still has its
+// unstarted items taken over by the others.
+func (b *Batched) claim(g, n int, run func(i int)) {
+	w := b.workers
+	for i := g * n / w; i < (g+1)*n/w; i++ {
+		if b.taken[i].CompareAndSwap(0, 1) {
+			run(i)
+		}
+	}
+	for j := 1; j < w; j++ {
+		h := (g + j) % w
+		for i := (h+1)*n/w - 1; i >= h*n/w; i-- {
+			if b.taken[i].CompareAndSwap(0, 1) {
+				run(i)
+			}
+		}
+	}
 }

@@ -119,5 +119,11 @@
 // with many images go to batch slices (op-level splits of them cost more
 // in dispatch than they save), a batch of one or a few large images keeps
 // op-level splitting. Model, package evaluate and the fine-tuning loop run
-// through it.
+// through it. Worker g starts with the same slices in every phase (their data
+// stays in its core's cache); idle workers poll for their next phase for
+// a short while before they block, so that the several phases of a
+// training step do not each pay the operating system's wake-up latency;
+// two programs run one after the other (the teacher and the student of a
+// fine-tuning step) can share one set of workers (Batched.ShareWorkers),
+// which also run per-item work between the passes (Batched.Parallel).
 package engine

@@ -261,6 +261,11 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 		return nil, nil, fmt.Errorf("distill: teacher: %w", err)
 	}
 	defer tp.Close()
+	// one set of worker goroutines runs the phases of both programs, so
+	// that each phase finds its workers still polling
+	if err := sp.ShareWorkers(tp); err != nil {
+		return nil, nil, fmt.Errorf("distill: %w", err)
+	}
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
@@ -317,12 +322,16 @@ type trainer struct {
 	// per-tensor work (Options.Threads).
 	params, grads [][]float32
 	workers       int
-	total         int
-	opt           *optimizer
-	sched         Schedule
-	rep           *Report
-	obj           *objective
-	aug           *dataset.Augmenter
+	// chunks are the work items of an update, sq their sums of squares
+	// after it (see update).
+	chunks []paramChunk
+	sq     []float64
+	total  int
+	opt    *optimizer
+	sched  Schedule
+	rep    *Report
+	obj    *objective
+	aug    *dataset.Augmenter
 	// best holds the parameters of the best validated epoch.
 	best     [][]float32
 	bestAgr  float64
@@ -367,6 +376,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		r.params[i] = r.sp.Param(name).F
 		r.opt.prepare(name, len(r.params[i]))
 	}
+	r.chunks, r.sq = paramChunks(r.params)
 	// the norm of the parameters before an update is the one checked
 	// after the previous update
 	before := r.paramNorm()
@@ -428,7 +438,7 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if r.obj.logits > 0 {
 			seeds[outName] = grad
 		}
-		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.workers)
+		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.parallel)
 		if err != nil {
 			return fmt.Errorf("distill: %w", err)
 		}
@@ -444,8 +454,8 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 			return fmt.Errorf("distill: backward: %w", err)
 		}
 		lr := r.sched.At(r.step)
-		r.update(lr)
-		after, err := r.checkParams(before, lr, &ck)
+		after := r.update(lr)
+		after, err = r.checkParams(before, after, lr, &ck)
 		if err != nil {
 			return err
 		}
@@ -522,30 +532,18 @@ func (r *trainer) checkLoss(loss float64, ck *checkpointer) error {
 // are caught by the parameter check whatever the loss.
 const minDivergedLoss = 1.0
 
-// paramNorm returns the L2 norm of all trained parameters together (NaN or
-// +Inf when one of them is not finite).
-func (r *trainer) paramNorm() float64 {
-	var s float64
-	for _, n := range r.names {
-		for _, v := range r.sp.Param(n).F {
-			s += float64(v) * float64(v)
-		}
-	}
-	return math.Sqrt(s)
-}
-
 // checkParams stops the run when the update just made (at rate lr) left a
 // parameter NaN or infinite, or grew the trained parameters' L2 norm from
 // before to more than DivergeFactor·max(before, 1). A sane step changes
 // the norm by a small fraction; this catches a learning rate that blows the
 // weights up on the very first step, which the loss can only show one step
-// later (or never, when the run ends first).
-func (r *trainer) checkParams(before, lr float64, ck *checkpointer) (float64, error) {
+// later (or never, when the run ends first). after is the norm after the
+// update (see update).
+func (r *trainer) checkParams(before, after, lr float64, ck *checkpointer) (float64, error) {
 	f := r.opts.DivergeFactor
 	if f <= 0 {
 		f = 50
 	}
-	after := r.paramNorm()
 	if !math.IsNaN(after) && !math.IsInf(after, 0) && after <= f*max(before, 1) {
 		return after, nil
 	}
@@ -554,25 +552,6 @@ func (r *trainer) checkParams(before, lr float64, ck *checkpointer) (float64, er
 		msg += "; the last good checkpoint is kept in " + ck.dir
 	}
 	return after, fmt.Errorf("distill: %w %s", ErrDiverged, msg)
-}
-
-// update applies one optimizer step at rate lr to every trained tensor,
-// the tensors on up to r.workers goroutines (each tensor's update is
-// independent of the others, so the result does not depend on workers).
-func (r *trainer) update(lr float64) {
-	r.opt.begin()
-	size := 0
-	for i, name := range r.names {
-		r.grads[i] = r.sp.Grad(name)
-		size += len(r.grads[i])
-	}
-	workers := r.workers
-	if size < minParallelFloats {
-		workers = 1
-	}
-	forEach(workers, len(r.names), func(i int) {
-		r.opt.update(r.names[i], r.params[i], r.grads[i], lr)
-	})
 }
 
 func (r *trainer) endEpoch(ctx context.Context, val dataset.Batches, ck *checkpointer) error {

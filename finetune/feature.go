@@ -211,10 +211,10 @@ func (o *objective) names() []string {
 }
 
 // eval adds the feature terms of the last forward passes of sp (student)
-// and tp (teacher) to seeds and returns their loss, computing the terms on
-// up to workers goroutines (the sum is taken in feature order, so the
-// result does not depend on workers).
-func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor, workers int) (float64, error) {
+// and tp (teacher) to seeds and returns their loss, computing the terms
+// through par (see trainer.parallel; the sum is taken in feature order, so
+// the result does not depend on how par spreads the terms).
+func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor, par func(n, floats int, f func(i int))) (float64, error) {
 	if len(o.losses) != len(o.features) {
 		o.losses = make([]float64, len(o.features))
 		o.vals = make([][2][]float32, len(o.features))
@@ -233,10 +233,7 @@ func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor, workers
 		seeds[f.name] = f.grad
 		size += len(s.F)
 	}
-	if size < minParallelFloats {
-		workers = 1
-	}
-	forEach(workers, len(o.features), func(i int) {
+	par(len(o.features), size, func(i int) {
 		f := &o.features[i]
 		o.losses[i] = FeatureLoss(o.vals[i][0], o.vals[i][1], f.weight, f.grad.F)
 	})

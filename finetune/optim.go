@@ -87,19 +87,21 @@ func (o *optimizer) prepare(name string, n int) {
 
 // update applies one step of learning rate lr to param from grad.
 func (o *optimizer) update(name string, param, grad []float32, lr float64) {
-	m := o.m[name]
-	if m == nil {
-		m = make([]float32, len(param))
-		o.m[name] = m
-	}
+	o.prepare(name, len(param))
+	o.updateRange(name, 0, param, grad, lr)
+}
+
+// updateRange applies one step of learning rate lr to the elements
+// [lo, lo+len(param)) of the prepared parameter name, param and grad
+// being those elements. Every element's update reads only its own state,
+// so updating a tensor in ranges, on any goroutines, gives the bits of
+// one update of the whole tensor.
+func (o *optimizer) updateRange(name string, lo int, param, grad []float32, lr float64) {
+	m := o.m[name][lo : lo+len(param)]
 	c := o.cfg
 	switch c.Kind {
 	case Adam:
-		v := o.v[name]
-		if v == nil {
-			v = make([]float32, len(param))
-			o.v[name] = v
-		}
+		v := o.v[name][lo : lo+len(param)]
 		b1, b2 := float32(c.Beta1), float32(c.Beta2)
 		bc1 := 1 - math.Pow(c.Beta1, float64(o.step))
 		bc2 := 1 - math.Pow(c.Beta2, float64(o.step))

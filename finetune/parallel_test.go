@@ -57,3 +57,80 @@ func TestDistillThreadsAgreeAndAreDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkedUpdateMatchesWholeTensor checks that paramChunks cuts the
+// parameters laid end to end into full chunks of consecutive segments
+// (chunks spanning tensors included), and that updating them chunk by
+// chunk (updateRange), in any order, gives the bits of updating each
+// tensor whole, for Adam and SGD with momentum, over a few steps, with
+// tensors shorter than, equal to and longer than a chunk.
+func TestChunkedUpdateMatchesWholeTensor(t *testing.T) {
+	sizes := []int{1, chunkFloats - 1, chunkFloats, chunkFloats + 1, 3*chunkFloats + 17}
+	for _, cfg := range []OptimizerConfig{
+		{Kind: Adam, WeightDecay: 0.01},
+		{Kind: SGD, Momentum: 0.9, Nesterov: true, WeightDecay: 1e-4},
+	} {
+		whole, chunked := newOptimizer(cfg), newOptimizer(cfg)
+		var pw, pc, grads [][]float32
+		var names []string
+		for i, n := range sizes {
+			name := string(rune('a' + i))
+			names = append(names, name)
+			p, g := make([]float32, n), make([]float32, n)
+			for j := range p {
+				p[j] = float32(math.Sin(float64(j+i))) * 0.1
+				g[j] = float32(math.Cos(float64(3*j+i))) * 0.01
+			}
+			pw, pc, grads = append(pw, p), append(pc, slices.Clone(p)), append(grads, g)
+			chunked.prepare(name, n)
+		}
+		chunks, _ := paramChunks(pc)
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if want := (total + chunkFloats - 1) / chunkFloats; len(chunks) != want {
+			t.Fatalf("%d chunks, want %d", len(chunks), want)
+		}
+		seen := 0
+		for c, ch := range chunks {
+			n := 0
+			for _, sg := range ch {
+				n += sg.hi - sg.lo
+				if sg.lo != seen-offsetOf(sizes, sg.t) {
+					t.Fatalf("chunk %d: segment %+v does not continue the previous one", c, sg)
+				}
+				seen += sg.hi - sg.lo
+			}
+			if n != chunkFloats && c != len(chunks)-1 {
+				t.Fatalf("chunk %d holds %d values, want %d", c, n, chunkFloats)
+			}
+		}
+		for step := range 3 {
+			whole.begin()
+			chunked.begin()
+			for i, name := range names {
+				whole.update(name, pw[i], grads[i], 1e-2)
+			}
+			for c := len(chunks) - 1; c >= 0; c-- {
+				for _, sg := range chunks[c] {
+					chunked.updateRange(names[sg.t], sg.lo, pc[sg.t][sg.lo:sg.hi], grads[sg.t][sg.lo:sg.hi], 1e-2)
+				}
+			}
+			for i := range names {
+				if !slices.Equal(pw[i], pc[i]) {
+					t.Fatalf("%v, step %d: tensor of %d values differs when updated in chunks", cfg.Kind, step, sizes[i])
+				}
+			}
+		}
+	}
+}
+
+// offsetOf returns where tensor t starts in sizes laid end to end.
+func offsetOf(sizes []int, t int) int {
+	o := 0
+	for _, n := range sizes[:t] {
+		o += n
+	}
+	return o
+}
