@@ -73,11 +73,17 @@ func (f *fineTuner) split() error {
 }
 
 // loader reads idx in batches, shuffled (and dropping the last partial
-// batch) for training.
+// batch) for training. A training loader prefetches nothing itself:
+// finetune reads it one batch ahead on a goroutine of its own, and a
+// second buffer would only add a copy of every batch.
 func (f *fineTuner) loader(idx []int, shuffle bool) (*dataset.Loader, error) {
 	t := f.ft.Train
+	prefetch := dataset.DefaultPrefetch
+	if shuffle {
+		prefetch = 0
+	}
 	return dataset.NewLoader(t.Source, idx, t.Pre, dataset.LoaderOptions{BatchSize: f.ft.Options.Batch, Shuffle: shuffle, Reshuffle: shuffle,
-		Seed: f.ft.Seed, DropLast: shuffle, Workers: dataset.DefaultWorkers, Prefetch: dataset.DefaultPrefetch})
+		Seed: f.ft.Seed, DropLast: shuffle, Workers: dataset.DefaultWorkers, Prefetch: prefetch})
 }
 
 // initialize replaces the data-free factors of the plan's replaced layers
