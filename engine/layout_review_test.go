@@ -36,7 +36,7 @@ func (b *graphBuilder) dw(x string, c, mult, k, stride, dil int, pads [4]int64) 
 // names intermediate values read as Options.Outputs.
 type reviewGraph struct {
 	name    string
-	c, h, w int
+	c, h, w int // h 0: 1-D
 	build   func(b *graphBuilder, x string) (outs, extra []string)
 	cn      bool // the layouts must be used at batch > 1
 }
@@ -122,6 +122,26 @@ func reviewGraphs() []reviewGraph {
 			g := b.node("GlobalAveragePool", []string{d})
 			return []string{b.node("Add", []string{f, g})}, nil
 		}},
+		{name: "depthwise chains (tiny and 5x5), one dw read by two", c: 6, h: 3, w: 4, cn: true, build: func(b *graphBuilder, x string) ([]string, []string) {
+			y := b.pw(x, 6, 10, 1, true)
+			y = b.dw(b.dw(y, 10, 1, 3, 1, 1, p1), 10, 1, 3, 1, 1, [4]int64{0, 1, 2, 1})
+			y = b.dw(b.dw(y, 10, 1, 5, 1, 1, p2), 10, 1, 5, 1, 1, p2)
+			a, c := b.dw(y, 10, 1, 3, 1, 1, p1), b.dw(y, 10, 1, 5, 1, 1, p2)
+			return []string{b.pw(a, 10, 4, 1, true), b.pw(c, 10, 4, 1, false)}, nil
+		}},
+		{name: "1-D convolutions", c: 5, h: 0, w: 12, cn: true, build: func(b *graphBuilder, x string) ([]string, []string) {
+			pw1 := func(x string, cin, cout int) string {
+				return b.node("Conv", []string{x, b.weight(float32(1/math.Sqrt(float64(cin))), cout, cin, 1), b.weight(0.1, cout)})
+			}
+			dw1 := func(x string, c, k int, pads ...int64) string {
+				return b.node("Conv", []string{x, b.weight(0.4, c, 1, k), b.weight(0.1, c)}, attrInt("group", int64(c)), attrInts("pads", pads...))
+			}
+			y := pw1(x, 5, 8)
+			y = dw1(y, 8, 3, 1, 1)
+			y = pw1(y, 8, 8)
+			y = dw1(y, 8, 5, 2, 1)
+			return []string{pw1(y, 8, 3)}, nil
+		}},
 		{name: "LPR modules (identity, diag Mul, diag conv, dw3x3) with BN", c: 8, h: 4, w: 4, cn: true, build: func(b *graphBuilder, x string) ([]string, []string) {
 			y := b.node("Relu", []string{b.pw(x, 8, 8, 1, true)})
 			for _, kind := range []string{"identity", "diag", "diagconv", "dw3x3", "diag"} {
@@ -153,7 +173,11 @@ func reviewGraphs() []reviewGraph {
 func (g reviewGraph) model() (*onnxpb.ModelProto, []string) {
 	b := newGraph(13)
 	b.rng = rand.New(rand.NewPCG(11, uint64(len(g.name))))
-	outs, extra := g.build(b, b.input("input", -1, g.c, g.h, g.w))
+	shape := []int{-1, g.c, g.h, g.w}
+	if g.h == 0 { // 1-D
+		shape = []int{-1, g.c, g.w}
+	}
+	outs, extra := g.build(b, b.input("input", shape...))
 	for _, o := range outs {
 		b.output(o)
 	}
@@ -162,13 +186,20 @@ func (g reviewGraph) model() (*onnxpb.ModelProto, []string) {
 
 // runReview runs m on x through one Program (workers < 0) or CompileBatched
 // and returns every graph output and extra value, and the number of
-// convolutions using CNHW; chunk > 0 bounds the images per GEMM of the
+// convolutions using CNHW, after a first run on NaNs; chunk > 0 bounds the images per GEMM of the
 // batched path of one Program.
 func runReview(t *testing.T, m *onnxpb.ModelProto, extra []string, x *Tensor, threads, workers, chunk int, nchw bool) (map[string][]float32, int) {
 	t.Helper()
 	opts := Options{Threads: threads, InputShapes: map[string][]int{"input": x.Shape}, Outputs: extra, nchwOnly: nchw}
 	res := map[string][]float32{}
 	in := map[string]*Tensor{"input": x}
+	// a first run on NaNs leaves them in every buffer: the run on x must
+	// not read any of them
+	nan := NewTensor(x.Shape...)
+	for i := range nan.F {
+		nan.F[i] = float32(math.NaN())
+	}
+	stale := map[string]*Tensor{"input": nan}
 	if workers < 0 {
 		p, err := Compile(m, opts)
 		if err != nil {
@@ -179,6 +210,9 @@ func runReview(t *testing.T, m *onnxpb.ModelProto, extra []string, x *Tensor, th
 			if op, ok := st.Op.(*ConvOp); ok && op.Chunk > 0 && chunk > 0 {
 				op.Chunk = min(op.Chunk, chunk)
 			}
+		}
+		if _, err := p.Run(stale); err != nil {
+			t.Fatal(err)
 		}
 		out, err := p.Run(in)
 		if err != nil {
@@ -197,6 +231,9 @@ func runReview(t *testing.T, m *onnxpb.ModelProto, extra []string, x *Tensor, th
 		t.Fatal(err)
 	}
 	defer b.Close()
+	if _, err := b.Run(stale); err != nil {
+		t.Fatal(err)
+	}
 	out, err := b.Run(in)
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +266,9 @@ func TestChannelMajorReviewGraphs(t *testing.T) {
 		m, extra := g.model()
 		for _, batch := range []int{2, 3, 5, 17, 65} {
 			x := randTensor(rng, batch, g.c, g.h, g.w)
+			if g.h == 0 {
+				x = randTensor(rng, batch, g.c, g.w)
+			}
 			for _, threads := range []int{1, 2, 3} {
 				for _, run := range [][2]int{{-1, 0}, {-1, 2}, {-1, 3}, {0, 0}, {2, 0}, {3, 0}} {
 					workers, chunk := run[0], run[1]
@@ -253,6 +293,9 @@ func TestChannelMajorReviewGraphs(t *testing.T) {
 							t.Fatalf("%s: %s has %d values with CNHW, %d without", name, k, len(gv), len(w))
 						}
 						for i := range w {
+							if math.IsNaN(float64(w[i])) || math.IsInf(float64(w[i]), 0) {
+								t.Fatalf("%s: %s[%d] = %g without CNHW (a value of the NaN run left behind)", name, k, i, w[i])
+							}
 							if math.Float32bits(gv[i]) != math.Float32bits(w[i]) {
 								t.Fatalf("%s: %s[%d] = %g with CNHW, %g without", name, k, i, gv[i], w[i])
 							}
