@@ -142,6 +142,17 @@ func reviewGraphs() []reviewGraph {
 			y = dw1(y, 8, 5, 2, 1)
 			return []string{pw1(y, 8, 3)}, nil
 		}},
+		{name: "graph outputs through Identity, Dropout, Reshape, Flatten", c: 4, h: 4, w: 3, cn: true, build: func(b *graphBuilder, x string) ([]string, []string) {
+			a := b.pw(x, 4, 8, 1, true)
+			d := b.dw(a, 8, 1, 5, 1, 1, p2)
+			e := b.pw(d, 8, 8, 1, true)
+			f := b.dw(e, 8, 1, 5, 1, 1, p2)
+			g := b.pw(f, 8, 8, 1, true)
+			h := b.dw(g, 8, 1, 5, 1, 1, p2)
+			k := b.pw(h, 8, 8, 1, true)
+			return []string{b.node("Identity", []string{a}), b.node("Dropout", []string{d}),
+				b.node("Reshape", []string{e, b.initI([]int64{0, -1}, 2)}), b.node("Flatten", []string{f}), k}, nil
+		}},
 		{name: "LPR modules (identity, diag Mul, diag conv, dw3x3) with BN", c: 8, h: 4, w: 4, cn: true, build: func(b *graphBuilder, x string) ([]string, []string) {
 			y := b.node("Relu", []string{b.pw(x, 8, 8, 1, true)})
 			for _, kind := range []string{"identity", "diag", "diagconv", "dw3x3", "diag"} {
