@@ -345,3 +345,44 @@ func TestChannelMajorReviewORT(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelMajorReviewModel runs the review graphs through Model (one
+// program per batch size, as evaluate uses it) at batches 5, 2, 17 and 5
+// again, with the layouts on and off, and checks every output bit for bit.
+func TestChannelMajorReviewModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, g := range reviewGraphs() {
+		m, _ := g.model()
+		var mds [2]*Model
+		for k, nchw := range []bool{true, false} {
+			md, err := NewModel(m, Options{Threads: 2, nchwOnly: nchw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer md.Close()
+			mds[k] = md
+		}
+		for _, batch := range []int{5, 2, 17, 5} {
+			shape := []int{batch, g.c, g.h, g.w}
+			if g.h == 0 {
+				shape = []int{batch, g.c, g.w}
+			}
+			in := map[string]*Tensor{"input": randTensor(rng, shape...)}
+			want, err := mds[0].Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := mds[1].Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, w := range want {
+				for i, v := range w.F {
+					if math.Float32bits(got[name].F[i]) != math.Float32bits(v) {
+						t.Fatalf("%s batch %d: %s[%d] = %g with CNHW, %g without", g.name, batch, name, i, got[name].F[i], v)
+					}
+				}
+			}
+		}
+	}
+}
