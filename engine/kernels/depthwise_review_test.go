@@ -257,3 +257,38 @@ func reviewSameBits(t *testing.T, name string, got, want []float32) {
 		}
 	}
 }
+
+// TestNewConvGeomWindowTooLarge checks NewConvGeom's output size against
+// ONNX's floor((in + pads - dilation*(k-1) - 1)/stride) + 1 on every small
+// geometry, and that it refuses a window larger than the padded input at
+// every stride (truncating division once made a 3-tap window over 2
+// values at stride 2 a 1-value output).
+func TestNewConvGeomWindowTooLarge(t *testing.T) {
+	floorDiv := func(a, b int) int { return int(math.Floor(float64(a) / float64(b))) }
+	for h := 1; h <= 6; h++ {
+		for k := 1; k <= 5; k++ {
+			for s := 1; s <= 3; s++ {
+				for d := 1; d <= 2; d++ {
+					for p := 0; p <= 2; p++ {
+						pads := [4]int{p, 0, 0, p}
+						g, err := NewConvGeom(1, h, h, k, k, [2]int{s, s}, pads, [2]int{d, d})
+						oh := floorDiv(h+p-d*(k-1)-1, s) + 1
+						name := fmt.Sprintf("h=%d k=%d stride %d dilation %d pad %d", h, k, s, d, p)
+						if oh < 1 {
+							if err == nil {
+								t.Fatalf("%s: no error for a window larger than the padded input (output %dx%d)", name, g.OH, g.OW)
+							}
+							continue
+						}
+						if err != nil {
+							t.Fatalf("%s: %v", name, err)
+						}
+						if g.OH != oh || g.OW != oh {
+							t.Fatalf("%s: output %dx%d, want %dx%d", name, g.OH, g.OW, oh, oh)
+						}
+					}
+				}
+			}
+		}
+	}
+}
