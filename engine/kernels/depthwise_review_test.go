@@ -170,7 +170,7 @@ func TestDepthwiseReviewThreads(t *testing.T) {
 // and 2, pads 0 to 2, also asymmetric) with batches 1 to 40 (every
 // remainder of the images packed per vector) and channel counts 1, 5 and
 // 16: bit for bit against DepthwiseConv2DEx on NCHW data, for both layouts
-// equal, and against the float64 reference.
+// equal, and against the float64 reference (also the mixed layouts).
 func TestDepthwiseReviewTinyCN(t *testing.T) {
 	r := rand.New(rand.NewPCG(55, 56))
 	ctx := NewContext(1)
@@ -196,6 +196,14 @@ func TestDepthwiseReviewTinyCN(t *testing.T) {
 					DepthwiseConv2DLayout(ctx, g, n, toCN(in, n, c, plane), w, got[:n*c*oplane], ep, true, true)
 					reviewSameBits(t, name+": CNHW", got[:n*c*oplane], toCN(want, n, c, oplane))
 					reviewSameBits(t, name+": values past the output", got[n*c*oplane:], tail)
+					if n%13 == 1 {
+						// mixed layouts run other kernels (other bits): the reference
+						mixed := make([]float32, n*c*oplane)
+						DepthwiseConv2DLayout(ctx, g, n, toCN(in, n, c, plane), w, mixed, ep, true, false)
+						checkDwRef(t, name+": CNHW to NCHW", g, n, in, w, ep.RowBias, mixed, ep.Clip, ep.Min, ep.Max)
+						DepthwiseConv2DLayout(ctx, g, n, in, w, mixed, ep, false, true)
+						checkDwRef(t, name+": NCHW to CNHW", g, n, in, w, ep.RowBias, fromCN(mixed, n, c, oplane), ep.Clip, ep.Min, ep.Max)
+					}
 				}
 			}
 		}
@@ -291,4 +299,16 @@ func TestNewConvGeomWindowTooLarge(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fromCN returns the CNHW activation x (n images, c channels of plane
+// values) stored NCHW.
+func fromCN(x []float32, n, c, plane int) []float32 {
+	y := make([]float32, len(x))
+	for i := 0; i < n; i++ {
+		for ch := 0; ch < c; ch++ {
+			copy(y[(i*c+ch)*plane:(i*c+ch+1)*plane], x[(ch*n+i)*plane:(ch*n+i+1)*plane])
+		}
+	}
+	return y
 }
