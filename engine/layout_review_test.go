@@ -386,3 +386,44 @@ func TestChannelMajorReviewModel(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelMajorReviewFixtures runs the fixtures and their LPR rewrites
+// with the layouts on and off at the batches and thread counts the
+// original test leaves out (5 and 17 images, 3 threads, slices over 2 and
+// 3 workers), comparing every bit of the output and of observed values
+// (the last six Conv outputs, in the small planes where the layouts apply,
+// read as fine-tuning reads intermediate values).
+func TestChannelMajorReviewFixtures(t *testing.T) {
+	rng := rand.New(rand.NewPCG(25, 26))
+	for _, file := range []string{"mobilenetv1.onnx", "shufflenetv2.onnx"} {
+		for _, res := range append([]string{""}, lprResiduals...) {
+			m := lprFixture(t, file, res)
+			var extra []string
+			nodes := m.Graph.Node
+			for i := len(nodes) - 1; i >= 0 && len(extra) < 6; i-- {
+				if n := nodes[i]; n.OpType == "Conv" && len(n.Output) == 1 {
+					extra = append(extra, n.Output[0])
+				}
+			}
+			for _, batch := range []int{5, 17} {
+				x := randTensor(rng, batch, 3, 32, 32)
+				for _, run := range [][2]int{{3, -1}, {1, 2}, {3, 3}} {
+					threads, workers := run[0], run[1]
+					name := fmt.Sprintf("%s/%s/batch%d/threads%d/workers%d", file, res, batch, threads, workers)
+					want, _ := runReview(t, m, extra, x, threads, workers, 0, false, true)
+					got, on := runReview(t, m, extra, x, threads, workers, 0, false, false)
+					if workers < 0 && on == 0 {
+						t.Errorf("%s: no convolution uses CNHW", name)
+					}
+					for k, w := range want {
+						for i := range w {
+							if math.Float32bits(got[k][i]) != math.Float32bits(w[i]) {
+								t.Fatalf("%s: %s[%d] = %g with CNHW, %g without", name, k, i, got[k][i], w[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
