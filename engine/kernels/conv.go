@@ -35,9 +35,12 @@ func NewConvGeom(c, h, w, kh, kw int, strides [2]int, pads [4]int, dilations [2]
 			return g, fmt.Errorf("conv geometry: pad[%d]=%d must be >= 0", i, p)
 		}
 	}
-	g.OH = (h+pads[0]+pads[2]-dilations[0]*(kh-1)-1)/strides[0] + 1
-	g.OW = (w+pads[1]+pads[3]-dilations[1]*(kw-1)-1)/strides[1] + 1
-	if g.OH < 1 || g.OW < 1 {
+	// the spans left after the first window position; negative when the
+	// window does not fit (division would round them up to 0)
+	sh := h + pads[0] + pads[2] - dilations[0]*(kh-1) - 1
+	sw := w + pads[1] + pads[3] - dilations[1]*(kw-1) - 1
+	g.OH, g.OW = sh/strides[0]+1, sw/strides[1]+1
+	if sh < 0 || sw < 0 {
 		return g, fmt.Errorf("conv geometry: kernel %dx%d (dilations %v) larger than padded input %dx%d", kh, kw, dilations, h+pads[0]+pads[2], w+pads[1]+pads[3])
 	}
 	return g, nil
