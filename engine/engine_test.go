@@ -489,3 +489,39 @@ func arith[T float32 | int64](op string, x, z T) T {
 	}
 	return x / z
 }
+
+// TestModelCacheEvictionKeepsHeldPrograms: compiling more shapes than the
+// cache holds clears it, and a program handed out before (held by a
+// caller, or running in another goroutine) must keep running, with the
+// same outputs, instead of having been closed under it.
+func TestModelCacheEvictionKeepsHeldPrograms(t *testing.T) {
+	m := mobileNetV1(0.25, 32, 10)
+	md, err := NewModel(m, Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.Close()
+	rng := rand.New(rand.NewPCG(9, 10))
+	x := randTensor(rng, 2, 3, 32, 32)
+	held, err := md.Batched(map[string][]int{"input": {2, 3, 32, 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := held.Run(map[string]*Tensor{"input": x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 3; n < 3+maxCachedPrograms+1; n++ {
+		if _, err := md.Run(map[string]*Tensor{"input": randTensor(rng, n, 3, 32, 32)}); err != nil {
+			t.Fatalf("batch %d: %v", n, err)
+		}
+	}
+	got, err := held.Run(map[string]*Tensor{"input": x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := m.Graph.Output[0].Name
+	if msg := compareTensors(got[name], want[name], 0, 0); msg != "" {
+		t.Fatalf("held program after eviction: %s", msg)
+	}
+}

@@ -20,7 +20,10 @@ type Model struct {
 }
 
 // maxCachedPrograms bounds the per-shape cache; the oldest entries are not
-// tracked, so the cache is simply cleared when full.
+// tracked, so the cache is simply cleared when full. Clearing it does not
+// close the programs: one a caller still holds (from Batched, or running
+// in another goroutine's Run) stays valid, and the threads of the others
+// are released by their cleanups once nothing reaches them.
 const maxCachedPrograms = 8
 
 // NewModel checks that m compiles with opts (its default input shapes) and
@@ -82,10 +85,7 @@ func (md *Model) Batched(shapes map[string][]int) (*Batched, error) {
 		return nil, err
 	}
 	if len(md.progs) >= maxCachedPrograms {
-		for k, old := range md.progs {
-			old.Close()
-			delete(md.progs, k)
-		}
+		clear(md.progs)
 	}
 	md.progs[key] = p
 	return p, nil
