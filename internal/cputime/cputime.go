@@ -5,20 +5,8 @@
 // oversubscribed machine CPU time per image moves less than wall time.
 package cputime
 
-import "time"
-
 // Seconds returns Process in seconds, and false where it is unknown.
 func Seconds() (float64, bool) {
 	d, ok := Process()
 	return d.Seconds(), ok
-}
-
-// Since returns the CPU time used since start (a value Process returned),
-// 0 where it is unknown.
-func Since(start time.Duration) time.Duration {
-	d, ok := Process()
-	if !ok {
-		return 0
-	}
-	return d - start
 }
