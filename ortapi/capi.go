@@ -20,6 +20,7 @@ const (
 	fnRun                             = 9
 	fnCreateSessionOptions            = 10
 	fnSetOptimizedModelFilePath       = 11
+	fnEnableProfiling                 = 14
 	fnSetSessionGraphOptimizationLvl  = 23
 	fnSetIntraOpNumThreads            = 24
 	fnSetInterOpNumThreads            = 25

@@ -1,6 +1,7 @@
 package ortapi
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -404,5 +405,64 @@ func TestTimeModels(t *testing.T) {
 		if _, err := rt.TimeModels(tc.models, LatencyOptions{Batch: 2}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("TimeModels(%v): %v, want an error with %q", tc.models, err, tc.want)
 		}
+	}
+}
+
+// TestProfile: with ProfilePrefix, closing the session writes a trace with
+// one kernel-time event per node run, each naming its operator.
+func TestProfile(t *testing.T) {
+	rt := loadRuntime(t)
+	prefix := filepath.Join(t.TempDir(), "prof")
+	s, err := rt.NewSessionFromFile(testutil.Fixture(t, "mobilenetv1.onnx"), Options{Optimization: OptDisabled, ProfilePrefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.Inputs()[0]
+	shape := []int64{2, in.Shape[1], in.Shape[2], in.Shape[3]}
+	x := Tensor{Shape: shape, Data: make([]float32, shape[0]*shape[1]*shape[2]*shape[3])}
+	const runs = 3
+	for i := 0; i < runs; i++ {
+		if _, err := s.Run(map[string]Tensor{in.Name: x}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(prefix + "*.json")
+	if len(files) != 1 {
+		t.Fatalf("profile files %v, want one", files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []struct {
+		Cat, Name string
+		Args      struct {
+			OpName string `json:"op_name"`
+		}
+	}
+	if err := json.Unmarshal(data, &events); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Load(testutil.Fixture(t, "mobilenetv1.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	convs := 0
+	for _, e := range events {
+		if e.Cat == "Node" && strings.HasSuffix(e.Name, "_kernel_time") && e.Args.OpName == "Conv" {
+			convs++
+		}
+	}
+	want := 0
+	for _, n := range m.Graph.Node {
+		if n.GetOpType() == "Conv" {
+			want++
+		}
+	}
+	if convs != runs*want {
+		t.Errorf("%d Conv kernel events, want %d runs x %d Convs", convs, runs, want)
 	}
 }

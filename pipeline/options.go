@@ -32,6 +32,11 @@ type Options struct {
 	// by default it is folded into constants after fine-tuning (package
 	// shapefold), which changes no floating-point computation.
 	KeepShapeOps bool
+	// KeepForms writes channel shuffles and diag residuals as the rewrite
+	// left them; by default they are rewritten into the forms ONNX Runtime
+	// runs faster (package fastform: bit-identical shuffles, diag
+	// residuals folded into their input's producer to float32 round-off).
+	KeepForms bool
 	// Precision, when set to fp16 or int8, converts the compressed model
 	// before it is written (package quantize).
 	Precision *Precision

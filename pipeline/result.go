@@ -6,6 +6,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/shapefold"
 )
 
@@ -50,6 +51,9 @@ type Result struct {
 	// ShapeFold reports the folding of run-time shape arithmetic (nil with
 	// Options.KeepShapeOps).
 	ShapeFold *shapefold.Report `json:"shape_fold,omitempty"`
+	// Forms reports the rewrite into faster forms (nil with
+	// Options.KeepForms).
+	Forms *fastform.Report `json:"forms,omitempty"`
 	// Quantize reports the conversion of the written model to fp16 or
 	// int8 (nil at fp32). Verification and the parameter and MAC counts
 	// are those of the float32 model; FileBytesAfter is the converted file.

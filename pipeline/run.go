@@ -13,6 +13,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/rankalloc"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
 )
@@ -96,6 +97,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := r.foldShapes(&opts); err != nil {
 		return nil, err
 	}
+	if err := r.rewriteForms(&opts); err != nil {
+		return nil, err
+	}
 	if err := ver.after(ctx); err != nil {
 		return nil, err
 	}
@@ -116,14 +120,49 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 }
 
 // asWritten returns a rewritten model as Run writes it when nothing is
-// fine-tuned: with its shape arithmetic folded unless KeepShapeOps, so that
-// whole-model latency checks time what will be written.
+// fine-tuned: with its shape arithmetic folded unless KeepShapeOps and in
+// its faster forms unless KeepForms, so that whole-model latency checks
+// time what will be written.
 func asWritten(opts *Options, m *onnxpb.ModelProto) (*onnxpb.ModelProto, error) {
-	if opts.KeepShapeOps {
-		return m, nil
+	if !opts.KeepShapeOps {
+		f, _, err := shapefold.Fold(m)
+		if err != nil {
+			return nil, err
+		}
+		m = f
 	}
-	f, _, err := shapefold.Fold(m)
-	return f, err
+	if !opts.KeepForms {
+		f, _, err := fastform.Rewrite(m, formOptions(opts))
+		if err != nil {
+			return nil, err
+		}
+		m = f
+	}
+	return m, nil
+}
+
+// formOptions are the fastform rewrites Run applies: a quantized export
+// keeps its diag residuals, since a folded V has columns of very
+// different scales.
+func formOptions(opts *Options) fastform.Options {
+	return fastform.Options{NoDiagFold: opts.Precision.active()}
+}
+
+// rewriteForms rewrites the model into the forms ONNX Runtime runs faster
+// (fastform), unless Options.KeepForms.
+func (r *Result) rewriteForms(opts *Options) error {
+	if opts.KeepForms {
+		return nil
+	}
+	m, rep, err := fastform.Rewrite(r.Model, formOptions(opts))
+	if err != nil {
+		return err
+	}
+	r.Model, r.Forms = m, &rep
+	if rep.Changed() {
+		opts.logf(StageSave, "faster forms: %d channel shuffles as one Concat, %d diag residuals folded into their input's producer", rep.Shuffles, len(rep.DiagFolds))
+	}
+	return nil
 }
 
 // foldShapes replaces the model's run-time shape arithmetic by constants

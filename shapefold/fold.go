@@ -57,7 +57,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 			}
 		}
 	}
-	samples, err := inferAt(out)
+	samples, err := InferAt(out)
 	if err != nil {
 		return skip(err.Error())
 	}
@@ -129,9 +129,9 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 	return out, rep, nil
 }
 
-// inferAt runs shape inference once per FoldSizes size, with every dynamic
+// InferAt runs shape inference once per FoldSizes size, with every dynamic
 // dimension of every graph input at that size.
-func inferAt(m *onnxpb.ModelProto) ([]*shapeinfer.Shapes, error) {
+func InferAt(m *onnxpb.ModelProto) ([]*shapeinfer.Shapes, error) {
 	g := m.GetGraph()
 	inits := map[string]bool{}
 	for _, t := range g.GetInitializer() {

@@ -100,6 +100,7 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "external-data", Usage: "store tensors in a data file next to OUT"},
 		&cli.BoolFlag{Name: "overwrite", Usage: "replace OUT if it exists (never the input)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "plan and report only; write nothing"},
+		&cli.BoolFlag{Name: "keep-forms", Usage: "write channel shuffles and diag residuals as they are; by default a shuffle's Concat + Reshape + Transpose becomes one Concat (bit-identical) and a diag residual whose input comes from a Conv or BatchNormalization is folded into it (equal to float32 round-off), forms ONNX Runtime runs faster"},
 		&cli.BoolFlag{Name: "keep-shape-ops", Usage: "keep the model's run-time shape arithmetic (Shape, Gather, ... feeding Reshape and Slice); by default it is folded into constants, which changes no computed value"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
@@ -303,6 +304,7 @@ func compressOptionsFrom(c *cli.Context, in string) (opts pipeline.Options, clos
 	}
 	opts.Overwrite = c.Bool("overwrite")
 	opts.KeepShapeOps = c.Bool("keep-shape-ops")
+	opts.KeepForms = c.Bool("keep-forms")
 	if opts.Original, opts.Inputs, err = onnxio.LoadFiles(in); err != nil {
 		return opts, closeData, fmt.Errorf("compress: %w", err)
 	}
@@ -418,6 +420,9 @@ func printCompress(w io.Writer, r compressOutput) error {
 	fmt.Fprintf(w, "file:      %s -> %s (%.3fx)%s\n", bytesText(r.FileBytesBefore), bytesText(r.FileBytesAfter), r.FileRatio, fileNote)
 	if f := r.ShapeFold; f != nil && f.Removed() > 0 {
 		fmt.Fprintf(w, "graph:     %d -> %d nodes (shape arithmetic folded into constants; --keep-shape-ops keeps it)\n", f.NodesBefore, f.NodesAfter)
+	}
+	if f := r.Forms; f != nil && f.Changed() {
+		fmt.Fprintf(w, "forms:     %d channel shuffles as one Concat, %d diag residuals folded into their input's producer (--keep-forms keeps them)\n", f.Shuffles, len(f.DiagFolds))
 	}
 	if q := r.Quantize; q != nil {
 		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)

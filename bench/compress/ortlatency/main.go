@@ -49,6 +49,8 @@ func main() {
 	diagMul := flag.Bool("diag-mul", false, "also time each candidate with its diag residuals written as Mul")
 	flag.IntVar(&warmup, "warmup", 5, "untimed runs of each model per session set")
 	flag.IntVar(&minRounds, "min-rounds", 15, "timed rounds per session set at least")
+	profile := flag.Int("profile", 0, "instead of timing, run each model this many times per batch size with ONNX Runtime's profiler and print the node time by operator type")
+	topNodes := flag.Int("profile-nodes", 0, "with -profile, also list this many nodes that took the most time")
 	isolated := flag.Bool("isolated", false, "time each candidate layer of the one MODEL alone against its LPR module alone")
 	flag.Parse()
 	if *isolated {
@@ -66,7 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: ortlatency [flags] ORIG CANDIDATE [CANDIDATE...]")
 		os.Exit(2)
 	}
-	if err := run(*lib, *batches, *clock, *budget, *sessions, *optimized, *diagMul, flag.Args()); err != nil {
+	if err := run(*lib, *batches, *clock, *budget, *sessions, *optimized, *diagMul, *profile, *topNodes, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "ortlatency:", err)
 		os.Exit(1)
 	}
@@ -114,7 +116,7 @@ func isolatedMain(lib, batchList, clockName string, budget time.Duration, sessio
 	return runIsolated(rt, path, bs, ortapi.TimingConfig{Warmup: max(warmup, -1), MinRounds: minRounds, MaxRounds: 100000, Budget: budget, Tolerance: 0.01, Clock: clk}, sessions)
 }
 
-func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, paths []string) error {
+func run(lib, batchList, clockName string, budget time.Duration, sessions int, optimized, diagMul bool, profile, topNodes int, paths []string) error {
 	rt, bs, clk, err := setup(lib, batchList, clockName)
 	if err != nil {
 		return err
@@ -150,6 +152,9 @@ func run(lib, batchList, clockName string, budget time.Duration, sessions int, o
 			}
 			fmt.Printf("optimized %s: %s\n", names[i], ops)
 		}
+	}
+	if profile > 0 {
+		return profileModels(rt, paths, bs, profile, topNodes, tmp)
 	}
 	fmt.Printf("%-44s %5s %12s %8s %22s %7s\n", "model", "batch", "median", "rounds", "ratio to first [95%]", "verdict")
 	models := make([]ortapi.Model, len(paths))

@@ -1,0 +1,35 @@
+// Package fastform rewrites a model's graph into forms that ONNX Runtime
+// executes faster, without changing what the graph computes. It runs on the
+// model lprconv writes, after fine-tuning and shape folding (package
+// shapefold), and knows two patterns:
+//
+//   - Channel shuffle as one Concat. ShuffleNet exporters write the shuffle
+//     of g tensors x₁…x_g of c channels each as Concat(axis 1) → Reshape to
+//     [N, g, c, H, W] → Transpose(0, 2, 1, 3, 4), i.e. two copies of the
+//     data. The transposed tensor is T[n, j, i, h, w] = x_i[n, j, h, w], which
+//     is exactly Concat(axis 2) of the x_i unsqueezed at axis 2: one copy.
+//     The values are moved, never computed, so outputs are bit-identical.
+//     ONNX Runtime spends one full-tensor copy less per shuffle (16 on
+//     ShuffleNetV2).
+//
+//   - A diag residual folded into the producer of its input. An LPR module
+//     with a diag residual computes y = U(V x) + D x + b, and writes D x as a
+//     group-C 1×1 Conv: a pass over memory of its own. Where x = P(z) comes
+//     from a Conv or BatchNormalization P whose output goes only into the
+//     module, and every d_c is non-zero, the module is rewritten with
+//     x̃ = D x (P's weight rows and bias, or its scale and shift, times d_c)
+//     and V' = V D⁻¹ (column c of V divided by d_c):
+//
+//     U(V' x̃) + x̃ + b = U(V D⁻¹ D x) + D x + b = y,
+//
+//     so the residual is the module's input itself, which ONNX Runtime
+//     adds inside the U convolution (its fused Conv + Sum). The outputs
+//     agree to float32 round-off; x̃ differs from x, but nothing else reads
+//     it. ShuffleNetV2's second pointwise convolution of every branch (after
+//     a depthwise convolution and its BatchNorm, with no activation between)
+//     has this form; MobileNet's pointwise convolutions, which follow a ReLU,
+//     do not (a negative d_c cannot pass through the ReLU).
+//
+// Rewrite applies both and says what it did in a Report, also recorded in
+// the model's metadata under MetadataKey.
+package fastform

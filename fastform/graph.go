@@ -1,0 +1,138 @@
+package fastform
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// graphIndex answers the questions the rewrites ask about one graph: who
+// produces and who consumes a value, which values are graph outputs, and
+// which tensors are initializers.
+type graphIndex struct {
+	g         *onnxpb.GraphProto
+	producer  map[string]*onnxpb.NodeProto
+	consumers map[string][]*onnxpb.NodeProto
+	outputs   map[string]bool
+	inits     map[string]*onnxpb.TensorProto
+	names     map[string]bool // every value and node name, for fresh names
+}
+
+func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
+	ix := &graphIndex{
+		g:         g,
+		producer:  map[string]*onnxpb.NodeProto{},
+		consumers: map[string][]*onnxpb.NodeProto{},
+		outputs:   map[string]bool{},
+		inits:     map[string]*onnxpb.TensorProto{},
+		names:     map[string]bool{},
+	}
+	for _, t := range g.GetInitializer() {
+		ix.inits[t.GetName()] = t
+		ix.names[t.GetName()] = true
+	}
+	for _, v := range g.GetInput() {
+		ix.names[v.GetName()] = true
+	}
+	for _, v := range g.GetOutput() {
+		ix.outputs[v.GetName()] = true
+		ix.names[v.GetName()] = true
+	}
+	for _, n := range g.GetNode() {
+		ix.names[n.GetName()] = true
+		for _, o := range n.GetOutput() {
+			ix.producer[o] = n
+			ix.names[o] = true
+		}
+		seen := map[string]bool{}
+		for _, in := range n.GetInput() {
+			if in != "" && !seen[in] {
+				seen[in] = true
+				ix.consumers[in] = append(ix.consumers[in], n)
+			}
+		}
+	}
+	return ix
+}
+
+// only reports whether value v is read by exactly the nodes want (in any
+// order, each once) and is not a graph output.
+func (ix *graphIndex) only(v string, want ...*onnxpb.NodeProto) bool {
+	if ix.outputs[v] {
+		return false
+	}
+	cs := ix.consumers[v]
+	if len(cs) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		found := false
+		for _, c := range cs {
+			if c == w {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// fresh returns a name not used in the graph, based on base.
+func (ix *graphIndex) fresh(base string) string {
+	name := base
+	for i := 1; ix.names[name]; i++ {
+		name = fmt.Sprintf("%s_%d", base, i)
+	}
+	ix.names[name] = true
+	return name
+}
+
+// floats returns the float32 contents of initializer name, or false when
+// it is not a float initializer stored in the model.
+func (ix *graphIndex) floats(name string) ([]float32, []int64, bool) {
+	t := ix.inits[name]
+	if t == nil || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+		return nil, nil, false
+	}
+	v, err := onnxio.Float32s(t)
+	if err != nil {
+		return nil, nil, false
+	}
+	return v, t.GetDims(), true
+}
+
+// usedElsewhere reports whether initializer name is an input of any node
+// other than n.
+func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto) bool {
+	for _, c := range ix.consumers[name] {
+		if c != n {
+			return true
+		}
+	}
+	return ix.outputs[name]
+}
+
+// setFloats makes input i of node n an initializer holding v (with n's
+// old dims): in place when no other node reads the old one, else as a new
+// initializer.
+func (ix *graphIndex) setFloats(n *onnxpb.NodeProto, i int, v []float32) {
+	old := n.GetInput()[i]
+	t := ix.inits[old]
+	if ix.usedElsewhere(old, n) {
+		name := ix.fresh(old + "_folded")
+		nt := onnxio.NewFloat32(name, t.GetDims(), v)
+		ix.g.Initializer = append(ix.g.Initializer, nt)
+		ix.inits[name] = nt
+		n.Input[i] = name
+		ix.consumers[name] = []*onnxpb.NodeProto{n}
+		return
+	}
+	nt := onnxio.NewFloat32(old, t.GetDims(), v)
+	proto.Reset(t)
+	proto.Merge(t, nt)
+}

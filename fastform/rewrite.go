@@ -1,0 +1,149 @@
+package fastform
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/shapefold"
+)
+
+// MetadataKey is the metadata_props key under which Rewrite records its
+// Report, as JSON.
+const MetadataKey = "lprconv_forms"
+
+// Options select the rewrites.
+type Options struct {
+	// NoShuffle keeps channel shuffles as Concat → Reshape → Transpose.
+	NoShuffle bool
+	// NoDiagFold keeps diag residuals as group-C 1×1 convolutions (as
+	// quantized exports need: a folded V has columns of very different
+	// scales).
+	NoDiagFold bool
+}
+
+// Report says what Rewrite changed.
+type Report struct {
+	// Shuffles is the number of channel shuffles written as one Concat.
+	Shuffles int `json:"shuffles"`
+	// DiagFolds lists the diag residuals folded, each as the name of the
+	// module's Add and of the node that now scales its input.
+	DiagFolds []Fold `json:"diag_folds,omitempty"`
+	// Skipped, when not empty, says why the model was left unchanged.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Fold is one folded diag residual.
+type Fold struct {
+	Add  string `json:"add"`
+	Into string `json:"into"`
+}
+
+// Changed reports whether anything was rewritten.
+func (r Report) Changed() bool { return r.Shuffles > 0 || len(r.DiagFolds) > 0 }
+
+// Rewrite returns a copy of m with its channel shuffles and foldable diag
+// residuals in their faster forms (see the package documentation); m is
+// not modified. Graphs with subgraphs are left alone.
+func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, error) {
+	var rep Report
+	out := proto.Clone(m).(*onnxpb.ModelProto)
+	g := out.GetGraph()
+	if g == nil {
+		return nil, rep, fmt.Errorf("fastform: model has no graph")
+	}
+	for _, n := range g.GetNode() {
+		for _, a := range n.GetAttribute() {
+			if a.GetG() != nil || len(a.GetGraphs()) > 0 {
+				rep.Skipped = fmt.Sprintf("node %q has a subgraph", n.GetName())
+				return proto.Clone(m).(*onnxpb.ModelProto), rep, nil
+			}
+		}
+	}
+	remove := map[*onnxpb.NodeProto]bool{}
+	replace := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
+	if !opts.NoShuffle {
+		shapes, err := shapefold.InferAt(out)
+		if err != nil {
+			rep.Skipped = fmt.Sprintf("shape inference: %v", err)
+		} else {
+			ix := newGraphIndex(g)
+			for _, s := range findShuffles(ix, shapes) {
+				replace[s.transpose] = rewriteShuffle(ix, s, onnxio.OpsetVersion(out))
+				remove[s.concat], remove[s.reshape] = true, true
+				rep.Shuffles++
+			}
+		}
+	}
+	if !opts.NoDiagFold {
+		ix := newGraphIndex(g)
+		for _, f := range findDiagFolds(ix) {
+			applyDiagFold(ix, f)
+			remove[f.d] = true
+			rep.DiagFolds = append(rep.DiagFolds, Fold{Add: f.add.GetName(), Into: f.producer.GetName()})
+		}
+	}
+	if !rep.Changed() {
+		return out, rep, nil
+	}
+	var nodes []*onnxpb.NodeProto
+	for _, n := range g.GetNode() {
+		if r, ok := replace[n]; ok {
+			nodes = append(nodes, r...)
+		} else if !remove[n] {
+			nodes = append(nodes, n)
+		}
+	}
+	g.Node = nodes
+	dropUnused(g)
+	if err := onnxio.SetMetadataJSON(out, MetadataKey, rep); err != nil {
+		return nil, rep, fmt.Errorf("fastform: %w", err)
+	}
+	return out, rep, nil
+}
+
+// dropUnused removes initializers (and their graph-input entries) that no
+// node reads and that are not graph outputs.
+func dropUnused(g *onnxpb.GraphProto) {
+	used := map[string]bool{}
+	for _, n := range g.GetNode() {
+		for _, in := range n.GetInput() {
+			used[in] = true
+		}
+	}
+	for _, o := range g.GetOutput() {
+		used[o.GetName()] = true
+	}
+	var inits []*onnxpb.TensorProto
+	dropped := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		if used[t.GetName()] {
+			inits = append(inits, t)
+		} else {
+			dropped[t.GetName()] = true
+		}
+	}
+	g.Initializer = inits
+	var ins []*onnxpb.ValueInfoProto
+	for _, v := range g.GetInput() {
+		if !dropped[v.GetName()] {
+			ins = append(ins, v)
+		}
+	}
+	g.Input = ins
+	produced := map[string]bool{}
+	for _, n := range g.GetNode() {
+		for _, o := range n.GetOutput() {
+			produced[o] = true
+		}
+	}
+	var vis []*onnxpb.ValueInfoProto
+	for _, v := range g.GetValueInfo() {
+		if used[v.GetName()] || produced[v.GetName()] {
+			vis = append(vis, v)
+		}
+	}
+	g.ValueInfo = vis
+}
