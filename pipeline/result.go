@@ -2,11 +2,11 @@ package pipeline
 
 import (
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/finetune"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/quantize"
 	"github.com/lprconv/lprconv/rankalloc"
-	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/shapefold"
 )
 

@@ -10,10 +10,10 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/rankalloc"
-	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
 )
