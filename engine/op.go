@@ -151,13 +151,6 @@ func (b *nodeBuild) attrFloat(name string, def float32) float32 {
 	return def
 }
 
-func (b *nodeBuild) attrString(name, def string) string {
-	if a := b.attrs[name]; a != nil {
-		return string(a.S)
-	}
-	return def
-}
-
 func (b *nodeBuild) attrInts(name string) []int64 {
 	if a := b.attrs[name]; a != nil {
 		return a.Ints
