@@ -17,6 +17,7 @@ type graphIndex struct {
 	producer  map[string]*onnxpb.NodeProto
 	consumers map[string][]*onnxpb.NodeProto
 	outputs   map[string]bool
+	inputs    map[string]bool
 	inits     map[string]*onnxpb.TensorProto
 	names     map[string]bool // every value and node name, for fresh names
 }
@@ -27,6 +28,7 @@ func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
 		producer:  map[string]*onnxpb.NodeProto{},
 		consumers: map[string][]*onnxpb.NodeProto{},
 		outputs:   map[string]bool{},
+		inputs:    map[string]bool{},
 		inits:     map[string]*onnxpb.TensorProto{},
 		names:     map[string]bool{},
 	}
@@ -35,6 +37,7 @@ func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
 		ix.names[t.GetName()] = true
 	}
 	for _, v := range g.GetInput() {
+		ix.inputs[v.GetName()] = true
 		ix.names[v.GetName()] = true
 	}
 	for _, v := range g.GetOutput() {
@@ -93,10 +96,11 @@ func (ix *graphIndex) fresh(base string) string {
 }
 
 // floats returns the float32 contents of initializer name, or false when
-// it is not a float initializer stored in the model.
+// it is not a float initializer stored in the model or is also a graph
+// input (whose value a caller may replace at run time).
 func (ix *graphIndex) floats(name string) ([]float32, []int64, bool) {
 	t := ix.inits[name]
-	if t == nil || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+	if t == nil || ix.inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
 		return nil, nil, false
 	}
 	v, err := onnxio.Float32s(t)

@@ -73,6 +73,7 @@ type shuffleCase struct {
 	perm      []int64
 	opset     int64
 	concatOut bool // the Concat's output is also a graph output
+	targetIn  bool // the Reshape target is also a graph input
 	transOut  bool // the Transpose's output is also a graph output
 	want      int
 }
@@ -97,6 +98,10 @@ func (c shuffleCase) model() *onnxpb.ModelProto {
 	if c.concatOut {
 		b.output("cat")
 	}
+	if c.targetIn {
+		b.g.Input = append(b.g.Input, &onnxpb.ValueInfoProto{Name: "target", Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: int32(onnxio.Int64), Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 5}}}}}}}})
+	}
 	if c.transOut {
 		b.output("tr")
 	}
@@ -115,6 +120,7 @@ func TestShuffleRules(t *testing.T) {
 		{name: "negative axis, -1 batch", channels: []int64{4, 4}, axis: -3, target: []int64{-1, 2, 4, 3, 3}, perm: shuffle, want: 1},
 		{name: "opset 11 (axes attribute)", channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: shuffle, opset: 11, want: 1},
 		{name: "transposed value is a graph output", channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: shuffle, transOut: true, want: 1},
+		{name: "target overridable (a graph input)", channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: shuffle, targetIn: true},
 		{name: "concat read elsewhere", channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: shuffle, concatOut: true},
 		{name: "other permutation", channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: []int64{0, 1, 2, 4, 3}},
 		{name: "unequal inputs", channels: []int64{4, 2}, axis: 1, target: []int64{0, 2, 3, 3, 3}, perm: shuffle},
@@ -163,6 +169,7 @@ type diagCase struct {
 	xOut     bool // x is also a graph output
 	shareW   bool // another Conv reads the producer's weight
 	resBias  bool // the residual Conv has a bias
+	weightIn bool // the producer's weight is also a graph input
 	want     int
 }
 
@@ -209,6 +216,12 @@ func (c diagCase) model() *onnxpb.ModelProto {
 	if c.xOut {
 		b.output("x")
 	}
+	if c.weightIn {
+		b.g.Input = append(b.g.Input, &onnxpb.ValueInfoProto{Name: "pw", Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: int32(onnxio.Float), Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: C}}, {Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1}},
+				{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 3}}, {Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 3}}}}}}}})
+	}
 	if c.shareW {
 		b.input("in2", C)
 		b.node("Conv", "other", []string{"in2", "pw"}, aInt("group", C), aInts("pads", 1, 1, 1, 1))
@@ -230,6 +243,7 @@ func TestDiagFoldRules(t *testing.T) {
 		{name: "tiny scale", producer: "dwconv", diag: []float32{0.8, 1e-6, 0.25, 1}},
 		{name: "input read elsewhere", producer: "dwconv", diag: d, xOut: true},
 		{name: "residual with bias", producer: "dwconv", diag: d, resBias: true},
+		{name: "producer weight overridable (a graph input)", producer: "dwconv", diag: d, weightIn: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,7 +27,7 @@ func findShuffles(ix *graphIndex, shapes []*shapeinfer.Shapes) []shuffle {
 			continue
 		}
 		r := ix.producer[t.GetInput()[0]]
-		if r == nil || r.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(r) || len(r.GetInput()) != 2 || ix.inits[r.GetInput()[1]] == nil {
+		if r == nil || r.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(r) || len(r.GetInput()) != 2 || ix.inits[r.GetInput()[1]] == nil || ix.inputs[r.GetInput()[1]] {
 			continue
 		}
 		c := ix.producer[r.GetInput()[0]]
