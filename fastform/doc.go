@@ -30,6 +30,17 @@
 //     has this form; MobileNet's pointwise convolutions, which follow a ReLU,
 //     do not (a negative d_c cannot pass through the ReLU).
 //
-// Rewrite applies both and says what it did in a Report, also recorded in
+//   - Narrow depthwise chains padded. ONNX Runtime runs a convolution in its
+//     blocked (NCHWc) layout only when its channel counts are multiples of
+//     4 (PadMultiple); ShuffleNetV2 x1.0's 58-channel branches (pointwise →
+//     depthwise → pointwise) run outside it, their depthwise convolutions
+//     several times slower. The inner width of a group-1 Conv → group-C
+//     Conv → group-1 Conv chain (with Relu or BatchNormalization between)
+//     is padded with zero channels: zero weight rows and bias in the first,
+//     zero channels in the depthwise one, zero input columns in the last.
+//     The padded channels stay zero, so every original output is the same
+//     sum with exact zeros added; the extra multiply-adds are counted.
+//
+// Rewrite applies all three and says what it did in a Report, also recorded in
 // the model's metadata under MetadataKey.
 package fastform

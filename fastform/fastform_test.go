@@ -269,3 +269,83 @@ func maxRel(a, b []float32) float64 {
 	}
 	return d / s
 }
+
+// TestImageNetShuffleNetInORT: on ImageNet-shaped ShuffleNetV2 x1.0 (shape
+// arithmetic folded, no LPR module), Rewrite turns every channel shuffle
+// into one Concat and pads the four 58-channel branches of stage 2 to 60,
+// after which ONNX Runtime runs every convolution in its blocked layout
+// but the three that make 58 channels for a Concat; its outputs agree with
+// the original's in ONNX Runtime.
+func TestImageNetShuffleNetInORT(t *testing.T) {
+	path := testutil.ImageNetModel(t, "shufflenetv2_x1.0.onnx")
+	rt, err := ortapi.Load(testutil.RequireORT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded, _, err := shapefold.Fold(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, rep, err := Rewrite(folded, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Shuffles != 16 || len(rep.Padded) != 4 || len(rep.DiagFolds) != 0 {
+		t.Fatalf("report %s, want 16 shuffles and 4 padded chains", rep)
+	}
+	for _, p := range rep.Padded {
+		if p.From != 58 || p.To != 60 {
+			t.Errorf("padded %+v, want 58 -> 60", p)
+		}
+	}
+	dir := t.TempDir()
+	fast := filepath.Join(dir, "fast.onnx")
+	if err := onnxio.Save(fast, f, onnxio.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	plainConvs := func(p string) int {
+		opt := filepath.Join(dir, "opt.onnx")
+		s, err := rt.NewSessionFromFile(p, ortapi.Options{IntraOpThreads: 1, OptimizedModelPath: opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		om, err := onnxio.Load(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, nd := range om.GetGraph().GetNode() {
+			if (nd.GetOpType() == "Conv" || nd.GetOpType() == "FusedConv") && !strings.Contains(nd.GetDomain(), "nchwc") {
+				n++
+			}
+		}
+		return n
+	}
+	if before, after := plainConvs(path), plainConvs(fast); after != 3 || before <= after {
+		t.Errorf("convolutions outside the blocked layout: %d before, %d after; want 3 after", before, after)
+	}
+	names, shapes := testutil.GraphInputs(m, 2)
+	in := map[string]ortapi.Tensor{}
+	for _, n := range names {
+		in[n] = ortapi.Tensor{Shape: testutil.Int64s(shapes[n]), Data: fill(shapes[n], 3)}
+	}
+	want, err := ortRun(rt, path, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ortRun(rt, fast, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range want {
+		if e := maxRel(w.Data, got[k].Data); e > 1e-5 {
+			t.Errorf("%s: relative difference %.3g", k, e)
+		}
+	}
+}

@@ -121,22 +121,28 @@ func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto) bool {
 	return ix.outputs[name]
 }
 
-// setFloats makes input i of node n an initializer holding v (with n's
-// old dims): in place when no other node reads the old one, else as a new
-// initializer.
+// setFloats makes input i of node n an initializer holding v with the old
+// one's dims (see setTensor).
 func (ix *graphIndex) setFloats(n *onnxpb.NodeProto, i int, v []float32) {
+	ix.setTensor(n, i, ix.inits[n.GetInput()[i]].GetDims(), v)
+}
+
+// setTensor makes input i of node n an initializer holding v with dims:
+// in place when no other node reads the old one, else as a new
+// initializer.
+func (ix *graphIndex) setTensor(n *onnxpb.NodeProto, i int, dims []int64, v []float32) {
 	old := n.GetInput()[i]
 	t := ix.inits[old]
 	if ix.usedElsewhere(old, n) {
-		name := ix.fresh(old + "_folded")
-		nt := onnxio.NewFloat32(name, t.GetDims(), v)
+		name := ix.fresh(old + "_rewritten")
+		nt := onnxio.NewFloat32(name, dims, v)
 		ix.g.Initializer = append(ix.g.Initializer, nt)
 		ix.inits[name] = nt
 		n.Input[i] = name
 		ix.consumers[name] = []*onnxpb.NodeProto{n}
 		return
 	}
-	nt := onnxio.NewFloat32(old, t.GetDims(), v)
+	nt := onnxio.NewFloat32(old, dims, v)
 	proto.Reset(t)
 	proto.Merge(t, nt)
 }

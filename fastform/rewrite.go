@@ -2,6 +2,7 @@ package fastform
 
 import (
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +23,9 @@ type Options struct {
 	// quantized exports need: a folded V has columns of very different
 	// scales).
 	NoDiagFold bool
+	// NoPad keeps depthwise chains whose width is not a multiple of
+	// PadMultiple as they are.
+	NoPad bool
 }
 
 // Report says what Rewrite changed.
@@ -31,6 +35,9 @@ type Report struct {
 	// DiagFolds lists the diag residuals folded, each as the name of the
 	// module's Add and of the node that now scales its input.
 	DiagFolds []Fold `json:"diag_folds,omitempty"`
+	// Padded lists the Conv → depthwise Conv → Conv chains whose inner
+	// width was padded with zero channels to a multiple of PadMultiple.
+	Padded []Pad `json:"padded,omitempty"`
 	// Skipped, when not empty, says why the model was left unchanged.
 	Skipped string `json:"skipped,omitempty"`
 }
@@ -41,8 +48,37 @@ type Fold struct {
 	Into string `json:"into"`
 }
 
+// Pad is one padded chain, named by its depthwise Conv.
+type Pad struct {
+	Depthwise string `json:"depthwise"`
+	From      int    `json:"from"`
+	To        int    `json:"to"`
+}
+
+// String says what was rewritten, e.g. "16 channel shuffles as one
+// Concat, 13 diag residuals folded into their input's producer, 4
+// depthwise chains padded to a multiple of 4 channels".
+func (r Report) String() string {
+	var parts []string
+	if r.Shuffles > 0 {
+		parts = append(parts, fmt.Sprintf("%d channel shuffles as one Concat", r.Shuffles))
+	}
+	if n := len(r.DiagFolds); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d diag residuals folded into their input's producer", n))
+	}
+	if n := len(r.Padded); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d depthwise chains padded to a multiple of %d channels", n, PadMultiple))
+	}
+	if len(parts) == 0 {
+		return "nothing rewritten"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Changed reports whether anything was rewritten.
-func (r Report) Changed() bool { return r.Shuffles > 0 || len(r.DiagFolds) > 0 }
+func (r Report) Changed() bool {
+	return r.Shuffles > 0 || len(r.DiagFolds) > 0 || len(r.Padded) > 0
+}
 
 // Rewrite returns a copy of m with its channel shuffles and foldable diag
 // residuals in their faster forms (see the package documentation); m is
@@ -84,6 +120,24 @@ func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, er
 			remove[f.d] = true
 			rep.DiagFolds = append(rep.DiagFolds, Fold{Add: f.add.GetName(), Into: f.producer.GetName()})
 		}
+	}
+	if !opts.NoPad {
+		ix := newGraphIndex(g)
+		stale := map[string]bool{}
+		for _, ch := range findPadChains(ix) {
+			applyPad(ix, ch)
+			for _, v := range ch.values {
+				stale[v] = true
+			}
+			rep.Padded = append(rep.Padded, Pad{Depthwise: ch.dw.GetName(), From: ch.channels, To: ch.padded})
+		}
+		var vis []*onnxpb.ValueInfoProto
+		for _, v := range g.GetValueInfo() {
+			if !stale[v.GetName()] {
+				vis = append(vis, v)
+			}
+		}
+		g.ValueInfo = vis
 	}
 	if !rep.Changed() {
 		return out, rep, nil

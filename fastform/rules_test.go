@@ -1,6 +1,7 @@
 package fastform
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/lprconv/lprconv/onnxio"
@@ -286,5 +287,124 @@ func TestRewriteOptions(t *testing.T) {
 	s := shuffleCase{channels: []int64{4, 4}, axis: 1, target: []int64{0, 2, 4, 3, 3}, perm: []int64{0, 2, 1, 3, 4}}.model()
 	if _, rep, err := Rewrite(s, Options{NoShuffle: true}); err != nil || rep.Changed() {
 		t.Errorf("NoShuffle: %+v, %v", rep, err)
+	}
+}
+
+// padCase builds in → head Conv (4 → C) → between1 → depthwise Conv (C)
+// → between2 → tail Conv (C → 5) → y.
+type padCase struct {
+	name    string
+	C       int64
+	before  []string // "relu", "bn", "sigmoid" between head and depthwise
+	after   []string // the same between depthwise and tail
+	dwOut   bool     // the depthwise output is also a graph output
+	tailGrp bool     // the tail is a grouped Conv
+	shareW  bool     // another Conv reads the head's weight
+	noBias  bool
+	want    int
+}
+
+func (c padCase) model() *onnxpb.ModelProto {
+	b := newBuilder()
+	b.input("in", 4)
+	C := c.C
+	b.floats("hw", []int64{C, 4, 1, 1}, ramp(int(C)*4, 0.6))
+	head := []string{"in", "hw"}
+	dw := []string{"", "dw"}
+	if !c.noBias {
+		b.floats("hb", []int64{C}, ramp(int(C), 0.2))
+		b.floats("db", []int64{C}, ramp(int(C), 0.1))
+		head = append(head, "hb")
+		dw = append(dw, "db")
+	}
+	b.node("Conv", "h", head)
+	v := "h"
+	chain := func(ops []string, tag string) {
+		for i, op := range ops {
+			out := fmt.Sprintf("%s%d", tag, i)
+			switch op {
+			case "relu":
+				b.node("Relu", out, []string{v})
+			case "sigmoid":
+				b.node("Sigmoid", out, []string{v})
+			case "bn":
+				p := func(k string, s float32) string {
+					name := out + k
+					v := ramp(int(C), s)
+					if k == "var" {
+						for j := range v {
+							v[j] = 1 + v[j]*v[j]
+						}
+					}
+					b.floats(name, []int64{C}, v)
+					return name
+				}
+				b.node("BatchNormalization", out, []string{v, p("scale", 1.2), p("shift", 0.3), p("mean", 0.2), p("var", 0.5)})
+			}
+			v = out
+		}
+	}
+	chain(c.before, "a")
+	b.floats("dw", []int64{C, 1, 3, 3}, ramp(int(C)*9, 0.4))
+	dw[0] = v
+	b.node("Conv", "d", dw, aInt("group", C), aInts("pads", 1, 1, 1, 1))
+	v = "d"
+	chain(c.after, "b")
+	if c.tailGrp {
+		b.floats("tw", []int64{5, 1, 1, 1}, ramp(5, 0.5))
+		b.node("Conv", "y", []string{v, "tw"}, aInt("group", C))
+	} else {
+		b.floats("tw", []int64{5, C, 1, 1}, ramp(5*int(C), 0.5))
+		b.node("Conv", "y", []string{v, "tw"})
+	}
+	b.output("y")
+	if c.dwOut {
+		b.output("d")
+	}
+	if c.shareW {
+		b.input("in2", 4)
+		b.node("Conv", "other", []string{"in2", "hw"})
+		b.output("other")
+	}
+	return b.model(13)
+}
+
+func TestPadRules(t *testing.T) {
+	cases := []padCase{
+		{name: "relu between", C: 6, before: []string{"relu"}, want: 1},
+		{name: "batch norms and relu", C: 6, before: []string{"bn", "relu"}, after: []string{"bn"}, want: 1},
+		{name: "no biases", C: 7, noBias: true, want: 1},
+		{name: "shared head weight", C: 6, before: []string{"relu"}, shareW: true, want: 1},
+		{name: "already a multiple of 4", C: 8, before: []string{"relu"}},
+		{name: "depthwise output read elsewhere", C: 6, dwOut: true},
+		{name: "sigmoid between (not zero at zero)", C: 6, before: []string{"sigmoid"}},
+		{name: "grouped tail", C: 5, tailGrp: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := c.model()
+			if err := onnxio.Check(m); err != nil {
+				t.Fatal(err)
+			}
+			f, rep, err := Rewrite(m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Padded) != c.want {
+				t.Fatalf("%d chains padded, want %d", len(rep.Padded), c.want)
+			}
+			if c.want > 0 && rep.Padded[0].To%PadMultiple != 0 {
+				t.Errorf("padded to %d", rep.Padded[0].To)
+			}
+			if err := onnxio.Check(f); err != nil {
+				t.Fatal(err)
+			}
+			for _, batch := range []int{1, 3} {
+				want, got := runEngine(t, m, batch), runEngine(t, f, batch)
+				if e := relErr(t, want, got); e > 1e-6 {
+					t.Errorf("batch %d: relative error %.3g", batch, e)
+				}
+			}
+		})
 	}
 }

@@ -160,7 +160,7 @@ func (r *Result) rewriteForms(opts *Options) error {
 	}
 	r.Model, r.Forms = m, &rep
 	if rep.Changed() {
-		opts.logf(StageSave, "faster forms: %d channel shuffles as one Concat, %d diag residuals folded into their input's producer", rep.Shuffles, len(rep.DiagFolds))
+		opts.logf(StageSave, "faster forms: %s", rep)
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ func compressCommand() *cli.Command {
 		&cli.BoolFlag{Name: "external-data", Usage: "store tensors in a data file next to OUT"},
 		&cli.BoolFlag{Name: "overwrite", Usage: "replace OUT if it exists (never the input)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "plan and report only; write nothing"},
-		&cli.BoolFlag{Name: "keep-forms", Usage: "write channel shuffles and diag residuals as they are; by default a shuffle's Concat + Reshape + Transpose becomes one Concat (bit-identical) and a diag residual whose input comes from a Conv or BatchNormalization is folded into it (equal to float32 round-off), forms ONNX Runtime runs faster; keep them to fine-tune the written file again with the diag scales as LPR tensors"},
+		&cli.BoolFlag{Name: "keep-forms", Usage: "write channel shuffles and diag residuals as they are; by default a shuffle's Concat + Reshape + Transpose becomes one Concat (bit-identical), a diag residual whose input comes from a Conv or BatchNormalization is folded into it (equal to float32 round-off), and a Conv -> depthwise Conv -> Conv chain whose width is not a multiple of 4 is padded with zero channels, forms ONNX Runtime runs faster; keep them to fine-tune the written file again with the diag scales as LPR tensors"},
 		&cli.BoolFlag{Name: "keep-shape-ops", Usage: "keep the model's run-time shape arithmetic (Shape, Gather, ... feeding Reshape and Slice); by default it is folded into constants, which changes no computed value"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the randomized SVD"},
@@ -422,7 +422,7 @@ func printCompress(w io.Writer, r compressOutput) error {
 		fmt.Fprintf(w, "graph:     %d -> %d nodes (shape arithmetic folded into constants; --keep-shape-ops keeps it)\n", f.NodesBefore, f.NodesAfter)
 	}
 	if f := r.Forms; f != nil && f.Changed() {
-		fmt.Fprintf(w, "forms:     %d channel shuffles as one Concat, %d diag residuals folded into their input's producer (--keep-forms keeps them)\n", f.Shuffles, len(f.DiagFolds))
+		fmt.Fprintf(w, "forms:     %s (--keep-forms keeps them)\n", f)
 	}
 	if q := r.Quantize; q != nil {
 		fmt.Fprintf(w, "precision: %s (parameters, MACs and any accuracy above are the float32 model's; run the file in ONNX Runtime for its own)\n", q.Precision)
