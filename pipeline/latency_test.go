@@ -361,3 +361,49 @@ func TestLayerVerdict(t *testing.T) {
 		}
 	}
 }
+
+// flukeTimer is costTimer, except that its first whole-model comparison
+// reads slower than the tolerance by its median while its interval reaches
+// below it, as one slow round out of two does on a busy machine.
+type flukeTimer struct {
+	costTimer
+	wholeCalls int
+}
+
+func (f *flukeTimer) time(base, cand []byte, req timing) (pairTiming, error) {
+	t, err := f.costTimer.time(base, cand, req)
+	if err != nil {
+		return t, err
+	}
+	m, err := onnxio.Decode(cand)
+	if err != nil {
+		return t, err
+	}
+	if m.GetGraph().GetName() != "one layer" {
+		f.wholeCalls++
+		if f.wholeCalls == 1 {
+			t.Ratio = ortapi.Ratio{Median: 1.09, Low: t.Ratio.Median, High: 1.45, N: 2}
+		}
+	}
+	return t, nil
+}
+
+// TestLatencyPlanFlukeWholeModel: a whole-model ratio that is slower only
+// by its median is measured again, and the second measurement decides: no
+// layer is kept for one slow round when every module pays.
+func TestLatencyPlanFlukeWholeModel(t *testing.T) {
+	timer := &flukeTimer{costTimer: costTimer{perNode: 0, perWeight: 1}}
+	r, _ := runLatency(t, &Latency{Batches: []int64{1, 64}, timer: timer})
+	l := r.Latency
+	if !l.Measured || !l.Planned {
+		t.Fatalf("latency %+v", l)
+	}
+	for _, x := range l.Layers {
+		if x.Kept {
+			t.Errorf("%s kept: %s", x.Name, x.Reason)
+		}
+	}
+	if timer.wholeCalls < 2 {
+		t.Errorf("%d whole-model comparisons, want the fluke measured again", timer.wholeCalls)
+	}
+}
