@@ -44,9 +44,10 @@ func isolatedBatch(macs, b int64) int64 {
 // faster at every batch size (see layerVerdict). Then it times the whole compressed model against
 // the original; while it is slower than 1 + latencyTolerance at a batch
 // size, it keeps the replaced layer whose module saved the least and
-// measures again. A whole-model ratio above the tolerance whose 95%
-// interval reaches down to it is measured a second time, and the second
-// measurement decides. Kept layers are decided through the plan's Selection (a
+// measures again. Only a clearly slower whole model (the low end of the
+// ratio's 95% interval above the tolerance too) overrides the layers' own
+// measurements; one slower by its median alone is measured a second time,
+// and kept as planned unless that one is clearly slower. Kept layers are decided through the plan's Selection (a
 // rank of 0 with the measured reason), so that the plan shows them. On a
 // measuring error the plan stays as it was and r.Latency says why.
 func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rule svd.Policy, po convert.PlanOptions, plan *convert.Plan) (*convert.Plan, error) {
@@ -110,10 +111,10 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 			return cur, nil
 		}
 		worst := slowest(whole)
-		if worst.Ratio > 1+latencyTolerance && worst.RatioLow <= 1+latencyTolerance {
+		if worst.Ratio > 1+latencyTolerance && !clearlySlower(worst) {
 			// Slower by the median but not clearly (a big model at batch
 			// 64 is timed in 2 rounds, and a busy machine can slow one):
-			// a second measurement decides.
+			// measure again.
 			o.logf(StagePlan, "whole model %.3fx [%.3f, %.3f] the original at batch %d, not clearly slower: measuring again", worst.Ratio, worst.RatioLow, worst.RatioHigh, worst.Batch)
 			if whole, err = lr.compareWhole(enc, cur.MACsBefore); err != nil {
 				lr.fail(err)
@@ -121,7 +122,9 @@ func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rul
 			}
 			worst = slowest(whole)
 		}
-		if worst.Ratio <= 1+latencyTolerance {
+		if !clearlySlower(worst) {
+			// The layers alone measured faster; only a clearly slower
+			// whole model overrides them.
 			break
 		}
 		if time.Since(started) > maxPlanningTime {

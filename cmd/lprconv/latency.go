@@ -22,6 +22,7 @@ func latencyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library `FILE` to measure latency with (default: $" + ortapi.EnvVar + ", then the .ci/run cache)"},
 		&cli.StringFlag{Name: "latency-batch", Usage: fmt.Sprintf("measure latency at these batch `SIZES`, comma-separated (default: 1 and %d, or 1 and --batch with --data)", defaultLatencyBatch)},
 		&cli.IntFlag{Name: "latency-threads", Value: 1, Usage: "ONNX Runtime intra-op `THREADS` for latency"},
+		&cli.DurationFlag{Name: "latency-time", Value: pipeline.DefaultLatencyBudget, Usage: "time to spend timing models in ONNX Runtime (half on whole models, 30% on single layers; each measurement still takes its least number of rounds); more gives steadier ratios on a busy machine"},
 		&cli.BoolFlag{Name: "no-latency", Usage: "do not measure latency (nor plan by it)"},
 		&cli.BoolFlag{Name: "keep-slower", Usage: "replace layers even where ONNX Runtime measures the module slower (latency is still reported)"},
 	}
@@ -33,7 +34,7 @@ func latencyFlags() []cli.Flag {
 func latencyFrom(c *cli.Context) (lat *pipeline.Latency, closeRT func(), err error) {
 	closeRT = func() {}
 	if c.Bool("no-latency") {
-		for _, f := range []string{"ort-lib", "latency-batch", "latency-threads", "keep-slower"} {
+		for _, f := range []string{"ort-lib", "latency-batch", "latency-threads", "latency-time", "keep-slower"} {
 			if c.IsSet(f) {
 				return nil, closeRT, fmt.Errorf("--%s has no effect with --no-latency", f)
 			}
@@ -52,7 +53,10 @@ func latencyFrom(c *cli.Context) (lat *pipeline.Latency, closeRT func(), err err
 	if c.Int("latency-threads") < 1 {
 		return nil, closeRT, fmt.Errorf("--latency-threads %d must be at least 1", c.Int("latency-threads"))
 	}
-	lat = &pipeline.Latency{Batches: batches, Threads: c.Int("latency-threads"), KeepSlower: c.Bool("keep-slower")}
+	if c.Duration("latency-time") <= 0 {
+		return nil, closeRT, fmt.Errorf("--latency-time %s must be positive", c.Duration("latency-time"))
+	}
+	lat = &pipeline.Latency{Batches: batches, Threads: c.Int("latency-threads"), KeepSlower: c.Bool("keep-slower"), Budget: c.Duration("latency-time")}
 	rt, err := ortapi.Open(c.String("ort-lib"))
 	if err != nil {
 		lat.Unavailable = err.Error()
