@@ -1,6 +1,7 @@
 package torchexport
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -11,12 +12,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/evaluate"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/shapefold"
+	"github.com/lprconv/lprconv/svd"
 )
 
 // runModulesScript loads each exported model.py (a job: folder, input file,
@@ -80,7 +85,44 @@ func allModels(t *testing.T) []modelCase {
 	for _, n := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx"} {
 		cases = append(cases, modelCase{"imagenet/" + n, testutil.ImageNetModel(t, n)})
 	}
+	cases = append(cases, modelCase{"imagenet/shufflenetv2_x1.0 as compress writes it", compressedShuffleNet(t, cases[len(cases)-1].path)})
 	return cases
+}
+
+// compressedShuffleNet writes the model at path as data-free compress does
+// (diag modules at ratio 1/4, multiple 16, channel alignment 4; shape
+// arithmetic folded; every fastform rewrite: shuffles as one Concat, diag
+// residuals folded, 58-channel branches padded) and returns the file.
+func compressedShuffleNet(t *testing.T, path string) string {
+	t.Helper()
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 16}, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := convert.Apply(m, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded, _, err := shapefold.Fold(rw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, rep, err := fastform.Rewrite(folded, fastform.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Shuffles == 0 || len(rep.DiagFolds) == 0 || len(rep.Padded) == 0 {
+		t.Fatalf("fastform rewrote %s; want every kind of rewrite", rep)
+	}
+	out := filepath.Join(t.TempDir(), "shufflenetv2_x1.0_compressed.onnx")
+	if err := onnxio.Save(out, f, onnxio.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestModuleMatchesORT is the generated-module goal: on every fixture and
