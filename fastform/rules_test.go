@@ -131,18 +131,9 @@ func TestShuffleRules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := c.model()
-			if err := onnxio.Check(m); err != nil {
-				t.Fatal(err)
-			}
-			f, rep, err := Rewrite(m, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			f, rep := checkedRewrite(t, m)
 			if rep.Shuffles != c.want {
 				t.Fatalf("%d shuffles rewritten, want %d", rep.Shuffles, c.want)
-			}
-			if err := onnxio.Check(f); err != nil {
-				t.Fatal(err)
 			}
 			for _, batch := range []int{1, 4} {
 				want, got := runEngine(t, m, batch), runEngine(t, f, batch)
@@ -249,18 +240,9 @@ func TestDiagFoldRules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := c.model()
-			if err := onnxio.Check(m); err != nil {
-				t.Fatal(err)
-			}
-			f, rep, err := Rewrite(m, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			f, rep := checkedRewrite(t, m)
 			if len(rep.DiagFolds) != c.want {
 				t.Fatalf("%d diag folds, want %d", len(rep.DiagFolds), c.want)
-			}
-			if err := onnxio.Check(f); err != nil {
-				t.Fatal(err)
 			}
 			if c.want > 0 && opCount(f, "Conv") != opCount(m, "Conv")-1 {
 				t.Errorf("Conv %d -> %d", opCount(m, "Conv"), opCount(f, "Conv"))
@@ -383,21 +365,12 @@ func TestPadRules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := c.model()
-			if err := onnxio.Check(m); err != nil {
-				t.Fatal(err)
-			}
-			f, rep, err := Rewrite(m, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			f, rep := checkedRewrite(t, m)
 			if len(rep.Padded) != c.want {
 				t.Fatalf("%d chains padded, want %d", len(rep.Padded), c.want)
 			}
 			if c.want > 0 && rep.Padded[0].To%PadMultiple != 0 {
 				t.Errorf("padded to %d", rep.Padded[0].To)
-			}
-			if err := onnxio.Check(f); err != nil {
-				t.Fatal(err)
 			}
 			for _, batch := range []int{1, 3} {
 				want, got := runEngine(t, m, batch), runEngine(t, f, batch)
@@ -407,4 +380,21 @@ func TestPadRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkedRewrite checks m, rewrites it with every rewrite on and checks
+// the result.
+func checkedRewrite(t *testing.T, m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report) {
+	t.Helper()
+	if err := onnxio.Check(m); err != nil {
+		t.Fatal(err)
+	}
+	f, rep, err := Rewrite(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := onnxio.Check(f); err != nil {
+		t.Fatalf("rewritten model: %v", err)
+	}
+	return f, rep
 }
