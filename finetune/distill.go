@@ -133,6 +133,19 @@ type Options struct {
 	// the step number) before both models see it; the zero value trains
 	// on the images as loaded.
 	Augment dataset.Augment
+	// Freeze lists substrings of tensor names (ParseFreeze): the tensors
+	// of Train whose names contain one of them are not trained, such as
+	// "lpr_a.weight" (every module's first factor) or "lpr_res.weight"
+	// (the diagonal residual).
+	Freeze []string
+	// L2SP, when positive, adds the L2-SP penalty λ·Σ (θ − θ₀)² over the
+	// trained parameters θ to the loss, pulling them towards θ₀: their
+	// values in L2SPAnchor, or in the student given to Distill when it is
+	// nil (so that a run after Reconstruct can still be anchored to the
+	// data-aware initialization). Its gradient 2λ(θ − θ₀) is added to the
+	// loss's before the optimizer step; Report.FinalLoss leaves it out.
+	L2SP       float64
+	L2SPAnchor *onnxpb.ModelProto
 
 	// fullStudent turns off the shared prefix (see sharedPrefix): the
 	// student then computes its frozen front itself. Tests compare both.
@@ -227,9 +240,18 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	if opts.LR <= 0 || math.IsNaN(opts.LR) {
 		return nil, nil, fmt.Errorf("distill: learning rate %v must be positive", opts.LR)
 	}
-	names := TrainableTensors(student, opts.Train)
+	names := withoutFrozen(TrainableTensors(student, opts.Train), opts.Freeze)
 	if len(names) == 0 {
-		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train", opts.Train)
+		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train (freeze %q)", opts.Train, opts.Freeze)
+	}
+	if opts.L2SP < 0 || math.IsNaN(opts.L2SP) || math.IsInf(opts.L2SP, 0) {
+		return nil, nil, fmt.Errorf("distill: L2-SP weight %v must be finite and not negative", opts.L2SP)
+	}
+	var anchors [][]float32
+	if opts.L2SP > 0 {
+		if anchors, err = l2spAnchors(student, opts.L2SPAnchor, names); err != nil {
+			return nil, nil, fmt.Errorf("distill: %w", err)
+		}
 	}
 	obj, err := resolveMatch(teacher, student, opts.Match)
 	if err != nil {
@@ -268,7 +290,7 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	}
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
-		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}, anchors: anchors}
 	r.workers = opts.Threads
 	if r.workers <= 0 {
 		r.workers = runtime.NumCPU()
@@ -337,6 +359,10 @@ type trainer struct {
 	bestAgr  float64
 	step     int
 	lossMean float64
+
+	// anchors are the L2-SP anchors θ₀ of the trained tensors (nil when
+	// Options.L2SP is 0), spGrads the gradients with the penalty's added.
+	anchors, spGrads [][]float32
 }
 
 func (r *trainer) run(ctx context.Context, data Data) error {

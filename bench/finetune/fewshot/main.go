@@ -62,6 +62,10 @@ type config struct {
 	InitOnly     bool    `json:"init_only,omitempty"`
 	Anneal       string  `json:"anneal,omitempty"`
 	AnnealFrac   float64 `json:"anneal_frac,omitempty"`
+	L2SP         float64 `json:"l2sp,omitempty"`
+	L2SPAnchor   string  `json:"l2sp_anchor,omitempty"`
+	Freeze       string  `json:"freeze,omitempty"`
+	WeightDecay  float64 `json:"weight_decay,omitempty"`
 }
 
 type result struct {
@@ -107,6 +111,10 @@ func main() {
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
 	flag.StringVar(&c.Anneal, "anneal", "", "rank ratios `R1,R2,...` of stages trained before -rank-ratio; each stage starts from the data-aware factorization of the previous stage's trained weights")
 	flag.Float64Var(&c.AnnealFrac, "anneal-frac", 0.5, "fraction of the distillation steps spent in the -anneal stages (equal shares)")
+	flag.Float64Var(&c.L2SP, "l2sp", 0, "L2-SP penalty `λ`·Σ(θ−θ₀)² on the trained tensors (finetune.Options.L2SP), in every stage")
+	flag.StringVar(&c.L2SPAnchor, "l2sp-anchor", "init", "θ₀ of -l2sp: init (the data-aware initialization, for every stage) or stage (each stage's starting point)")
+	flag.StringVar(&c.Freeze, "freeze", "", "tensors not trained, finetune.ParseFreeze: v (lpr_a.weight), res (lpr_res.weight) or name substrings, comma-separated")
+	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -207,6 +215,13 @@ func run(ctx context.Context, c config) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	freeze, err := finetune.ParseFreeze(c.Freeze)
+	if err != nil {
+		return nil, err
+	}
+	if c.L2SPAnchor != "init" && c.L2SPAnchor != "stage" {
+		return nil, fmt.Errorf("-l2sp-anchor %q: want init or stage", c.L2SPAnchor)
+	}
 	train, val := idx, []int(nil)
 	if c.ValFraction > 0 {
 		if train, val, err = dataset.SplitFraction(idx, c.ValFraction, c.DataSeed); err != nil {
@@ -278,8 +293,12 @@ func run(ctx context.Context, c config) (*result, error) {
 		data.Val = vl
 	}
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
-		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
-		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet}
+		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay},
+		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet,
+		Freeze: freeze, L2SP: c.L2SP}
+	if c.L2SP > 0 && c.L2SPAnchor == "init" {
+		opts.L2SPAnchor = student
+	}
 	preSteps, preSecs := 0, 0.0
 	if c.PreSteps > 0 {
 		pl, err := loader(train, true)

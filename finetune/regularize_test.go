@@ -1,0 +1,216 @@
+package finetune
+
+import (
+	"context"
+	"math"
+	"math/rand"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
+)
+
+// TestL2SPGradient checks the L2-SP penalty's value and the gradient it
+// adds against central finite differences in float64.
+func TestL2SPGradient(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	const n = 17
+	p, a, g := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range p {
+		p[i] = float32(rng.NormFloat64())
+		a[i] = float32(rng.NormFloat64())
+		g[i] = float32(rng.NormFloat64())
+	}
+	for _, lambda := range []float64{0.01, 0.7, 5} {
+		penalty := func(p []float32) float64 {
+			s := 0.0
+			for i := range p {
+				d := float64(p[i]) - float64(a[i])
+				s += d * d
+			}
+			return lambda * s
+		}
+		out := make([]float32, n)
+		if v, want := l2sp(lambda, p, a, g, out), penalty(p); math.Abs(v-want) > 1e-9*math.Max(1, want) {
+			t.Errorf("λ=%v: penalty %v, want %v", lambda, v, want)
+		}
+		for i := range p {
+			const h = 1e-2
+			orig := p[i]
+			p[i] = orig + h
+			up := penalty(p)
+			p[i] = orig - h
+			down := penalty(p)
+			p[i] = orig
+			fd := (up - down) / (2 * h)
+			got := float64(out[i] - g[i])
+			if math.Abs(fd-got) > 1e-4*math.Max(1, math.Abs(fd)) {
+				t.Errorf("λ=%v: added gradient [%d] = %v, finite difference %v", lambda, i, got, fd)
+			}
+		}
+	}
+	// In place (out = g), as the update may call it.
+	gg := append([]float32(nil), g...)
+	want := make([]float32, n)
+	l2sp(0.3, p, a, g, want)
+	l2sp(0.3, p, a, gg, gg)
+	if !reflect.DeepEqual(gg, want) {
+		t.Error("l2sp in place differs")
+	}
+}
+
+func TestParseFreeze(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"none", nil},
+		{"v", []string{"lpr_a.weight"}},
+		{"v,res", []string{"lpr_a.weight", "lpr_res.weight"}},
+		{"lpr_b.bias, V", []string{"lpr_b.bias", "lpr_a.weight"}},
+	} {
+		got, err := ParseFreeze(tc.in)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseFreeze(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := ParseFreeze("v,,res"); err == nil {
+		t.Error("empty name accepted")
+	}
+}
+
+// TestFreezeKeepsTensors checks that frozen tensors come out bit-unchanged
+// while the others of the trained set learn.
+func TestFreezeKeepsTensors(t *testing.T) {
+	teacher, plan := lprFixture(t)
+	student, err := convert.Apply(teacher, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := TrainableTensors(student, TrainLPR)
+	for _, spec := range []string{"v", "v,res", "lpr_b"} {
+		freeze, err := ParseFreeze(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := distillOpts(4)
+		o.Freeze = freeze
+		tuned, rep, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 200, 50, true)}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trained := map[string]bool{}
+		for _, n := range rep.Trainable {
+			trained[n] = true
+		}
+		nFrozen := 0
+		for _, n := range all {
+			isFrozen := false
+			for _, f := range freeze {
+				isFrozen = isFrozen || strings.Contains(n, f)
+			}
+			before, after := initializer(t, student, n), initializer(t, tuned, n)
+			switch {
+			case isFrozen:
+				nFrozen++
+				if trained[n] || !reflect.DeepEqual(before, after) {
+					t.Errorf("freeze %q: %s trained (reported %v) or changed", spec, n, trained[n])
+				}
+			case !trained[n] || reflect.DeepEqual(before, after):
+				t.Errorf("freeze %q: %s not trained (reported %v) or unchanged", spec, n, trained[n])
+			}
+		}
+		if nFrozen == 0 || nFrozen == len(all) {
+			t.Errorf("freeze %q froze %d of %d tensors", spec, nFrozen, len(all))
+		}
+	}
+	o := distillOpts(1)
+	o.Freeze = []string{"/lpr_"}
+	if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
+		t.Error("freezing every trainable tensor accepted")
+	}
+}
+
+// TestL2SPPullsToAnchor trains from a student whose trained tensors are
+// offset from an anchor model's: a strong L2-SP penalty brings them most
+// of the way to the anchor, none leaves them about as far.
+func TestL2SPPullsToAnchor(t *testing.T) {
+	teacher, plan := lprFixture(t)
+	student, err := convert.Apply(teacher, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := TrainableTensors(student, TrainLPR)
+	anchor := proto.Clone(student).(*onnxpb.ModelProto)
+	isTrained := map[string]bool{}
+	for _, n := range names {
+		isTrained[n] = true
+	}
+	rng := rand.New(rand.NewSource(4))
+	for i, ti := range anchor.Graph.Initializer {
+		if !isTrained[ti.GetName()] {
+			continue
+		}
+		v, err := onnxio.Float32s(ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range v {
+			if rng.Intn(2) == 0 {
+				v[k] += 0.02
+			} else {
+				v[k] -= 0.02
+			}
+		}
+		anchor.Graph.Initializer[i] = onnxio.NewFloat32(ti.GetName(), ti.GetDims(), v)
+	}
+	dist := func(m *onnxpb.ModelProto) float64 {
+		s := 0.0
+		for _, n := range names {
+			a, b := initializer(t, m, n), initializer(t, anchor, n)
+			for k := range a {
+				d := float64(a[k] - b[k])
+				s += d * d
+			}
+		}
+		return math.Sqrt(s)
+	}
+	start := dist(student)
+	for _, tc := range []struct {
+		lambda  float64
+		lo, hi  float64 // bounds of the distance after, as fractions of start
+		comment string
+	}{
+		{0, 0.8, 2, "no penalty"},
+		{100, 0, 0.5, "strong penalty"},
+	} {
+		o := distillOpts(20)
+		o.LR = 2e-3
+		o.L2SP, o.L2SPAnchor = tc.lambda, anchor
+		tuned, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 200, 50, true)}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := dist(tuned)
+		t.Logf("%s: distance to the anchor %.4f -> %.4f", tc.comment, start, d)
+		if d < tc.lo*start || d > tc.hi*start {
+			t.Errorf("%s (λ=%v): distance to the anchor %.4f from %.4f, want %.2f-%.2f of it", tc.comment, tc.lambda, d, start, tc.lo, tc.hi)
+		}
+	}
+	// An anchor without the trained tensors is refused.
+	o := distillOpts(1)
+	o.L2SP, o.L2SPAnchor = 1, teacher
+	if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
+		t.Error("an anchor without the trained tensors accepted")
+	}
+	o.L2SP, o.L2SPAnchor = -1, nil
+	if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
+		t.Error("a negative L2-SP weight accepted")
+	}
+}
