@@ -146,6 +146,12 @@ type Options struct {
 	// loss's before the optimizer step; Report.FinalLoss leaves it out.
 	L2SP       float64
 	L2SPAnchor *onnxpb.ModelProto
+	// SAMRho, when positive, takes every step with sharpness-aware
+	// minimization (SAM, Foret et al. 2021): the gradient is taken at
+	// θ + ρ·g/‖g‖, g the gradient at θ (over all trained tensors), and
+	// applied at θ. Each step then costs two forward and backward passes
+	// of the student (the teacher's are shared).
+	SAMRho float64
 
 	// fullStudent turns off the shared prefix (see sharedPrefix): the
 	// student then computes its frozen front itself. Tests compare both.
@@ -363,13 +369,15 @@ type trainer struct {
 	// anchors are the L2-SP anchors θ₀ of the trained tensors (nil when
 	// Options.L2SP is 0), spGrads the gradients with the penalty's added.
 	anchors, spGrads [][]float32
+	// logitGrad is the gradient of the loss at the logits; samSaved the
+	// parameters SAM's ascent step moved away from (see samGrad).
+	logitGrad *engine.Tensor
+	samSaved  [][]float32
 }
 
 func (r *trainer) run(ctx context.Context, data Data) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
-	outName := r.in.Output
-	var grad *engine.Tensor
 	start := time.Now()
 	seenImages := 0
 	ck := checkpointer{dir: o.CheckpointDir, fingerprint: o.Fingerprint}
@@ -448,27 +456,10 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return fmt.Errorf("distill: teacher: %w", err)
 		}
-		if err := r.forwardStudent(batch); err != nil {
-			return fmt.Errorf("distill: student: %w", err)
-		}
-		s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
-		if grad == nil {
-			grad = engine.NewTensor(s.Shape...)
-		}
-		classes := len(s.F) / o.Batch
-		seeds := map[string]*engine.Tensor{}
-		loss, err := r.obj.evalLogits(&r.opts.Loss, s.F, t.F, labels, classes, grad.F)
+		loss, seeds, err := r.studentLoss(batch, labels)
 		if err != nil {
-			return fmt.Errorf("distill: %w", err)
+			return err
 		}
-		if r.obj.logits > 0 {
-			seeds[outName] = grad
-		}
-		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.parallel)
-		if err != nil {
-			return fmt.Errorf("distill: %w", err)
-		}
-		loss += fl
 		if err := r.checkLoss(loss, &ck); err != nil {
 			return err
 		}
@@ -478,6 +469,11 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 		if err := r.sp.Backward(seeds); err != nil {
 			return fmt.Errorf("distill: backward: %w", err)
+		}
+		if o.SAMRho > 0 {
+			if err := r.samGrad(batch, labels); err != nil {
+				return err
+			}
 		}
 		lr := r.sched.At(r.step)
 		after := r.update(lr)
@@ -519,6 +515,34 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 	}
 	return nil
+}
+
+// studentLoss runs the student on batch, after the teacher's forward
+// pass on the same batch, and returns the loss with the seeds of its
+// gradient for Backward.
+func (r *trainer) studentLoss(batch *engine.Tensor, labels []int) (float64, map[string]*engine.Tensor, error) {
+	if err := r.forwardStudent(batch); err != nil {
+		return 0, nil, fmt.Errorf("distill: student: %w", err)
+	}
+	outName := r.in.Output
+	s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
+	if r.logitGrad == nil {
+		r.logitGrad = engine.NewTensor(s.Shape...)
+	}
+	classes := len(s.F) / r.opts.Batch
+	seeds := map[string]*engine.Tensor{}
+	loss, err := r.obj.evalLogits(&r.opts.Loss, s.F, t.F, labels, classes, r.logitGrad.F)
+	if err != nil {
+		return 0, nil, fmt.Errorf("distill: %w", err)
+	}
+	if r.obj.logits > 0 {
+		seeds[outName] = r.logitGrad
+	}
+	fl, err := r.obj.eval(r.sp, r.tp, seeds, r.parallel)
+	if err != nil {
+		return 0, nil, fmt.Errorf("distill: %w", err)
+	}
+	return loss + fl, seeds, nil
 }
 
 // checkLoss stops the run on a NaN, infinite or exploding loss, keeping

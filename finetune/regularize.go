@@ -2,7 +2,10 @@ package finetune
 
 import (
 	"fmt"
+	"math"
 	"strings"
+
+	"github.com/lprconv/lprconv/engine"
 
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -104,4 +107,39 @@ func l2sp(lambda float64, p, a, g, out []float32) float64 {
 		out[i] = g[i] + l*(v-a[i])
 	}
 	return lambda * s
+}
+
+// samGrad replaces the gradients of the last Backward, g at θ, with those
+// at θ + ρ·g/‖g‖ on the same batch (ρ = Options.SAMRho), and restores θ:
+// SAM's ascent step, after the teacher's and the student's passes on
+// batch. A zero gradient leaves the gradients as they are.
+func (r *trainer) samGrad(batch *engine.Tensor, labels []int) error {
+	if r.samSaved == nil {
+		r.samSaved = make([][]float32, len(r.names))
+	}
+	sq := 0.0
+	for _, n := range r.names {
+		sq += sumSquares(r.sp.Grad(n))
+	}
+	if sq == 0 || math.IsNaN(sq) || math.IsInf(sq, 0) {
+		return nil
+	}
+	scale := float32(r.opts.SAMRho / math.Sqrt(sq))
+	for i, n := range r.names {
+		p, g := r.sp.Param(n).F, r.sp.Grad(n)
+		r.samSaved[i] = append(r.samSaved[i][:0], p...)
+		for k := range p {
+			p[k] += scale * g[k]
+		}
+	}
+	_, seeds, err := r.studentLoss(batch, labels)
+	if err == nil {
+		if err = r.sp.Backward(seeds); err != nil {
+			err = fmt.Errorf("distill: SAM backward: %w", err)
+		}
+	}
+	for i, n := range r.names {
+		copy(r.sp.Param(n).F, r.samSaved[i])
+	}
+	return err
 }

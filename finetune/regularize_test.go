@@ -214,3 +214,79 @@ func TestL2SPPullsToAnchor(t *testing.T) {
 		t.Error("a negative L2-SP weight accepted")
 	}
 }
+
+// TestSAMStep checks one SGD step with SAM against its definition, built
+// from plain steps: g₀ = ∇L(θ₀) from a plain step, θ₁ = θ₀ + ρ·g₀/‖g₀‖,
+// and the SAM step θ₀ − η·∇L(θ₁), with ∇L(θ₁) from a plain step at θ₁.
+func TestSAMStep(t *testing.T) {
+	teacher, plan := lprFixture(t)
+	student, err := convert.Apply(teacher, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := TrainableTensors(student, TrainLPR)
+	const lr, rho = 1e-2, 0.5
+	step := func(m *onnxpb.ModelProto, rho float64) [][]float32 {
+		o := distillOpts(1)
+		o.LR, o.Optimizer, o.SAMRho = lr, OptimizerConfig{Kind: SGD}, rho
+		out, _, err := Distill(context.Background(), teacher, m, Data{Train: loader(t, "train", 100, 50, true)}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals := make([][]float32, len(names))
+		for i, n := range names {
+			vals[i] = initializer(t, out, n)
+		}
+		return vals
+	}
+	theta0 := make([][]float32, len(names))
+	for i, n := range names {
+		theta0[i] = initializer(t, student, n)
+	}
+	// grad returns (θ − after)/lr, the gradient a plain SGD step used.
+	grad := func(theta, after [][]float32) [][]float32 {
+		g := make([][]float32, len(theta))
+		for i := range theta {
+			g[i] = make([]float32, len(theta[i]))
+			for k := range theta[i] {
+				g[i][k] = (theta[i][k] - after[i][k]) / lr
+			}
+		}
+		return g
+	}
+	g0 := grad(theta0, step(student, 0))
+	sq := 0.0
+	for _, g := range g0 {
+		sq += sumSquares(g)
+	}
+	moved := proto.Clone(student).(*onnxpb.ModelProto)
+	theta1 := make([][]float32, len(names))
+	for i, n := range names {
+		theta1[i] = make([]float32, len(theta0[i]))
+		for k := range theta0[i] {
+			theta1[i][k] = theta0[i][k] + float32(rho/math.Sqrt(sq))*g0[i][k]
+		}
+		for j, ti := range moved.Graph.Initializer {
+			if ti.GetName() == n {
+				moved.Graph.Initializer[j] = onnxio.NewFloat32(n, ti.GetDims(), theta1[i])
+			}
+		}
+	}
+	want := grad(theta1, step(moved, 0))
+	got := grad(theta0, step(student, rho))
+	var diff, norm, plain float64
+	for i := range want {
+		for k := range want[i] {
+			d := float64(got[i][k] - want[i][k])
+			diff += d * d
+			norm += float64(want[i][k]) * float64(want[i][k])
+			e := float64(g0[i][k] - want[i][k])
+			plain += e * e
+		}
+	}
+	diff, norm, plain = math.Sqrt(diff), math.Sqrt(norm), math.Sqrt(plain)
+	t.Logf("‖g_SAM − ∇L(θ₁)‖ = %.3g, ‖∇L(θ₁)‖ = %.3g, ‖∇L(θ₀) − ∇L(θ₁)‖ = %.3g", diff, norm, plain)
+	if diff > 0.02*norm || plain < 10*diff {
+		t.Errorf("SAM's gradient is off the gradient at the ascent point by %.3g (its norm %.3g; the plain gradient is off by %.3g)", diff, norm, plain)
+	}
+}

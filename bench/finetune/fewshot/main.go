@@ -66,6 +66,7 @@ type config struct {
 	L2SPAnchor   string  `json:"l2sp_anchor,omitempty"`
 	Freeze       string  `json:"freeze,omitempty"`
 	WeightDecay  float64 `json:"weight_decay,omitempty"`
+	SAMRho       float64 `json:"sam_rho,omitempty"`
 }
 
 type result struct {
@@ -115,6 +116,7 @@ func main() {
 	flag.StringVar(&c.L2SPAnchor, "l2sp-anchor", "init", "θ₀ of -l2sp: init (the data-aware initialization, for every stage) or stage (each stage's starting point)")
 	flag.StringVar(&c.Freeze, "freeze", "", "tensors not trained, finetune.ParseFreeze: v (lpr_a.weight), res (lpr_res.weight) or name substrings, comma-separated")
 	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
+	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -295,7 +297,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
 		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay},
 		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet,
-		Freeze: freeze, L2SP: c.L2SP}
+		Freeze: freeze, L2SP: c.L2SP, SAMRho: c.SAMRho}
 	if c.L2SP > 0 && c.L2SPAnchor == "init" {
 		opts.L2SPAnchor = student
 	}
