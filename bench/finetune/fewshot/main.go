@@ -67,6 +67,7 @@ type config struct {
 	Freeze       string  `json:"freeze,omitempty"`
 	WeightDecay  float64 `json:"weight_decay,omitempty"`
 	SAMRho       float64 `json:"sam_rho,omitempty"`
+	PreLR        float64 `json:"pre_lr,omitempty"`
 }
 
 type result struct {
@@ -117,6 +118,7 @@ func main() {
 	flag.StringVar(&c.Freeze, "freeze", "", "tensors not trained, finetune.ParseFreeze: v (lpr_a.weight), res (lpr_res.weight) or name substrings, comma-separated")
 	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
 	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
+	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -309,7 +311,11 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		defer pl.Close()
 		var prep *finetune.Report
-		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, opts, c.PreSteps); err != nil {
+		po := opts
+		if c.PreLR > 0 {
+			po.LR = c.PreLR
+		}
+		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, po, c.PreSteps); err != nil {
 			return nil, err
 		}
 		preSteps, preSecs = prep.Steps, prep.Seconds
