@@ -85,14 +85,22 @@ func TestParseFreeze(t *testing.T) {
 	}
 }
 
-// TestFreezeKeepsTensors checks that frozen tensors come out bit-unchanged
-// while the others of the trained set learn.
-func TestFreezeKeepsTensors(t *testing.T) {
+// lprStudent returns the MobileNetV1 fixture and its data-free LPR
+// student (lprFixture).
+func lprStudent(t *testing.T) (teacher, student *onnxpb.ModelProto) {
+	t.Helper()
 	teacher, plan := lprFixture(t)
 	student, err := convert.Apply(teacher, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return teacher, student
+}
+
+// TestFreezeKeepsTensors checks that frozen tensors come out bit-unchanged
+// while the others of the trained set learn.
+func TestFreezeKeepsTensors(t *testing.T) {
+	teacher, student := lprStudent(t)
 	all := TrainableTensors(student, TrainLPR)
 	for _, spec := range []string{"v", "v,res", "lpr_b"} {
 		freeze, err := ParseFreeze(spec)
@@ -141,11 +149,7 @@ func TestFreezeKeepsTensors(t *testing.T) {
 // offset from an anchor model's: a strong L2-SP penalty brings them most
 // of the way to the anchor, none leaves them about as far.
 func TestL2SPPullsToAnchor(t *testing.T) {
-	teacher, plan := lprFixture(t)
-	student, err := convert.Apply(teacher, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	teacher, student := lprStudent(t)
 	names := TrainableTensors(student, TrainLPR)
 	anchor := proto.Clone(student).(*onnxpb.ModelProto)
 	isTrained := map[string]bool{}
@@ -219,11 +223,7 @@ func TestL2SPPullsToAnchor(t *testing.T) {
 // from plain steps: g₀ = ∇L(θ₀) from a plain step, θ₁ = θ₀ + ρ·g₀/‖g₀‖,
 // and the SAM step θ₀ − η·∇L(θ₁), with ∇L(θ₁) from a plain step at θ₁.
 func TestSAMStep(t *testing.T) {
-	teacher, plan := lprFixture(t)
-	student, err := convert.Apply(teacher, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	teacher, student := lprStudent(t)
 	names := TrainableTensors(student, TrainLPR)
 	const lr, rho = 1e-2, 0.5
 	step := func(m *onnxpb.ModelProto, rho float64) [][]float32 {
