@@ -152,6 +152,11 @@ type Options struct {
 	// applied at θ. Each step then costs two forward and backward passes
 	// of the student (the teacher's are shared).
 	SAMRho float64
+	// RankLRRef, when positive, scales the learning rate of every tensor
+	// of an LPR module of rank r by (RankLRRef/r)^RankLRPower (see
+	// rankLRScales): low-rank modules, whose output moves less for a
+	// given step of each factor entry, take larger steps.
+	RankLRRef, RankLRPower float64
 
 	// fullStudent turns off the shared prefix (see sharedPrefix): the
 	// student then computes its frozen front itself. Tests compare both.
@@ -297,6 +302,11 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}, anchors: anchors}
+	if opts.RankLRRef > 0 {
+		if r.lrScale, err = rankLRScales(student, names, opts.RankLRRef, opts.RankLRPower); err != nil {
+			return nil, nil, fmt.Errorf("distill: %w", err)
+		}
+	}
 	r.workers = opts.Threads
 	if r.workers <= 0 {
 		r.workers = runtime.NumCPU()
@@ -373,6 +383,9 @@ type trainer struct {
 	// parameters SAM's ascent step moved away from (see samGrad).
 	logitGrad *engine.Tensor
 	samSaved  [][]float32
+	// lrScale multiplies the learning rate of each trained tensor (nil:
+	// 1 for all; see Options.RankLRRef).
+	lrScale []float64
 }
 
 func (r *trainer) run(ctx context.Context, data Data) error {

@@ -135,7 +135,11 @@ func (r *trainer) update(lr float64) float64 {
 				l2sp(r.opts.L2SP, p, r.anchors[sg.t][sg.lo:sg.hi], g, out)
 				g = out
 			}
-			r.opt.updateRange(r.names[sg.t], sg.lo, p, g, lr)
+			tlr := lr
+			if r.lrScale != nil {
+				tlr *= r.lrScale[sg.t]
+			}
+			r.opt.updateRange(r.names[sg.t], sg.lo, p, g, tlr)
 			s += sumSquares(p)
 		}
 		r.sq[c] = s

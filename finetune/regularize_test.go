@@ -290,3 +290,58 @@ func TestSAMStep(t *testing.T) {
 		t.Errorf("SAM's gradient is off the gradient at the ascent point by %.3g (its norm %.3g; the plain gradient is off by %.3g)", diff, norm, plain)
 	}
 }
+
+// TestRankLR checks that one SGD step with the rank-scaled learning rate
+// moves every trained tensor (ref/r)^power times as far as a plain step,
+// r the rank of its module.
+func TestRankLR(t *testing.T) {
+	teacher, student := lprStudent(t)
+	names := TrainableTensors(student, TrainLPR)
+	step := func(ref, power float64) [][]float32 {
+		o := distillOpts(1)
+		o.LR, o.Optimizer, o.RankLRRef, o.RankLRPower = 1e-2, OptimizerConfig{Kind: SGD}, ref, power
+		out, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := make([][]float32, len(names))
+		for i, n := range names {
+			a, b := initializer(t, student, n), initializer(t, out, n)
+			d[i] = make([]float32, len(a))
+			for k := range a {
+				d[i][k] = b[k] - a[k]
+			}
+		}
+		return d
+	}
+	plain := step(0, 0)
+	const ref, power = 16, 0.5
+	scaled := step(ref, power)
+	ranks := map[float64]bool{}
+	for i, n := range names {
+		mod, _, _ := strings.Cut(n, "/lpr_")
+		r := 0
+		for _, ti := range student.Graph.Initializer {
+			if ti.GetName() == mod+"/lpr_a.weight" {
+				r = int(ti.GetDims()[0])
+			}
+		}
+		want := math.Pow(ref/float64(r), power)
+		ranks[want] = true
+		for k := range plain[i] {
+			// steps above 1e-4 are exact to a few float32 ulps of the
+			// parameter (a few 1e-8 relative)
+			if p := float64(plain[i][k]); math.Abs(p) > 1e-4 && math.Abs(float64(scaled[i][k])/p-want) > 1e-3*want {
+				t.Fatalf("%s[%d] (rank %d): step %g, plain %g, want factor %g", n, k, r, scaled[i][k], p, want)
+			}
+		}
+	}
+	if len(ranks) < 2 {
+		t.Errorf("the fixture's modules have one rank only (%v): the test cannot tell scaling per module", ranks)
+	}
+	o := distillOpts(1)
+	o.RankLRRef, o.RankLRPower = 16, math.NaN()
+	if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
+		t.Error("a NaN power accepted")
+	}
+}

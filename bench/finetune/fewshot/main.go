@@ -68,6 +68,8 @@ type config struct {
 	WeightDecay  float64 `json:"weight_decay,omitempty"`
 	SAMRho       float64 `json:"sam_rho,omitempty"`
 	PreLR        float64 `json:"pre_lr,omitempty"`
+	RankLRRef    float64 `json:"rank_lr_ref,omitempty"`
+	RankLRPower  float64 `json:"rank_lr_power,omitempty"`
 }
 
 type result struct {
@@ -119,6 +121,8 @@ func main() {
 	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
 	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
 	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
+	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale each LPR module's learning rate by (`R0`/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
+	flag.Float64Var(&c.RankLRPower, "rank-lr-power", 1, "power of -rank-lr")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -300,6 +304,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay},
 		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet,
 		Freeze: freeze, L2SP: c.L2SP, SAMRho: c.SAMRho}
+	if c.RankLRRef > 0 {
+		opts.RankLRRef, opts.RankLRPower = c.RankLRRef, c.RankLRPower
+	}
 	if c.L2SP > 0 && c.L2SPAnchor == "init" {
 		opts.L2SPAnchor = student
 	}

@@ -99,6 +99,9 @@ func extras(c config) string {
 	if c.WeightDecay > 0 {
 		out += fmt.Sprintf(", weight decay %g", c.WeightDecay)
 	}
+	if c.RankLRRef > 0 {
+		out += fmt.Sprintf(", lr x (%g/rank)^%g", c.RankLRRef, c.RankLRPower)
+	}
 	if c.SAMRho > 0 {
 		out += fmt.Sprintf(", SAM %g (two passes per step)", c.SAMRho)
 	}
