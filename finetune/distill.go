@@ -153,9 +153,10 @@ type Options struct {
 	// of the student (the teacher's are shared).
 	SAMRho float64
 	// RankLRRef, when positive, scales the learning rate of every tensor
-	// of an LPR module of rank r by (RankLRRef/r)^RankLRPower (see
-	// rankLRScales): low-rank modules, whose output moves less for a
-	// given step of each factor entry, take larger steps.
+	// of an LPR module of rank r below RankLRRef by
+	// (RankLRRef/r)^RankLRPower (see rankLRScales): low-rank modules,
+	// whose output B·A·x moves less for a given step of each factor
+	// entry, take larger steps; the others keep LR.
 	RankLRRef, RankLRPower float64
 
 	// fullStudent turns off the shared prefix (see sharedPrefix): the

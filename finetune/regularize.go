@@ -144,10 +144,11 @@ func (r *trainer) samGrad(batch *engine.Tensor, labels []int) error {
 	return err
 }
 
-// rankLRScales returns the learning-rate factor (ref/r)^power of each
-// tensor of names: r is the rank of the LPR module the tensor belongs to
-// (the output channels of its "<module>/lpr_a.weight", the name up to
-// "/lpr_" naming the module); tensors outside LPR modules keep factor 1.
+// rankLRScales returns the learning-rate factor max(1, (ref/r)^power) of
+// each tensor of names: r is the rank of the LPR module the tensor
+// belongs to (the output channels of its "<module>/lpr_a.weight", the
+// name up to "/lpr_" naming the module); modules of rank ref and above,
+// and tensors outside LPR modules, keep factor 1.
 func rankLRScales(student *onnxpb.ModelProto, names []string, ref, power float64) ([]float64, error) {
 	if !(ref > 0) || math.IsInf(ref, 0) || math.IsNaN(power) || math.IsInf(power, 0) {
 		return nil, fmt.Errorf("rank-scaled lr: reference rank %v and power %v must be finite, the rank positive", ref, power)
@@ -169,7 +170,7 @@ func rankLRScales(student *onnxpb.ModelProto, names []string, ref, power float64
 		if r == 0 {
 			return nil, fmt.Errorf("rank-scaled lr: no %s/lpr_a.weight gives the rank of %q", mod, n)
 		}
-		out[i] = math.Pow(ref/float64(r), power)
+		out[i] = max(1, math.Pow(ref/float64(r), power))
 	}
 	return out, nil
 }

@@ -121,7 +121,7 @@ func main() {
 	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
 	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
 	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
-	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale each LPR module's learning rate by (`R0`/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
+	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale the learning rate of each LPR module of rank below `R0` by (R0/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
 	flag.Float64Var(&c.RankLRPower, "rank-lr-power", 1, "power of -rank-lr")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
