@@ -205,6 +205,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		if !set["init"] && rc.Init == finetune.InitSequential {
 			c.Init = "seq"
 		}
+		if !set["rank-lr"] && !set["rank-lr-power"] {
+			c.RankLRRef, c.RankLRPower = rc.RankLRRef, rc.RankLRPower
+		}
 	}
 	lossKind, err := finetune.ParseLoss(c.Loss)
 	if err != nil {
