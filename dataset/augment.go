@@ -15,7 +15,7 @@ import (
 //
 // The zero value applies nothing. Transforms run in this order: crop,
 // flip (both per image), then mixing two images of the batch (mixup or
-// cutmix, one of them per batch when both are on).
+// cutmix, one of them per batch when both are on), then noise.
 type Augment struct {
 	// CropPad, when positive, shifts every image by a random offset in
 	// [-CropPad, CropPad] on both axes (a random crop of the image padded
@@ -32,6 +32,12 @@ type Augment struct {
 	// of x_j covering the fraction 1−λ of its area, λ ~ Beta(α, α), at a
 	// uniformly random centre (clipped to the image).
 	CutMixAlpha float64 `json:"cutmix_alpha,omitempty"`
+	// Noise, when positive, adds independent Gaussian noise of standard
+	// deviation Noise to every value of every image, in the units of the
+	// preprocessed input (after mean and std normalization). It draws
+	// from its own random stream, so the other transforms' choices are
+	// those of the same spec without noise.
+	Noise float64 `json:"noise,omitempty"`
 	// Seed makes every choice deterministic: batch k of a run with seed s
 	// is transformed the same way whatever the loader's worker count.
 	Seed int64 `json:"seed,omitempty"`
@@ -42,11 +48,14 @@ const (
 	DefaultCropPad     = 4
 	DefaultMixupAlpha  = 0.4
 	DefaultCutMixAlpha = 1.0
+	DefaultNoise       = 0.1
 )
 
 // ParseAugment parses an --augment value: "none" (or ""), or transforms
 // joined by '+': crop[N] (random shift of up to N pixels, default 4),
-// flip, mixup[=A] (Beta(A,A), default 0.4) and cutmix[=A] (default 1).
+// flip, mixup[=A] (Beta(A,A), default 0.4), cutmix[=A] (default 1) and
+// noise[=SIGMA] (Gaussian noise of standard deviation SIGMA in normalized
+// units, default 0.1).
 // Example: "crop+flip+mixup". The seed is left zero.
 func ParseAugment(s string) (Augment, error) {
 	var a Augment
@@ -62,7 +71,7 @@ func ParseAugment(s string) (Augment, error) {
 			}
 			v, err := strconv.ParseFloat(val, 64)
 			if err != nil || !(v > 0) || math.IsInf(v, 0) {
-				return 0, fmt.Errorf("augment %q: %s wants a positive alpha, got %q", s, name, val)
+				return 0, fmt.Errorf("augment %q: %s wants a positive value, got %q", s, name, val)
 			}
 			return v, nil
 		}
@@ -74,6 +83,8 @@ func ParseAugment(s string) (Augment, error) {
 			a.MixupAlpha, err = alpha(DefaultMixupAlpha)
 		case name == "cutmix":
 			a.CutMixAlpha, err = alpha(DefaultCutMixAlpha)
+		case name == "noise":
+			a.Noise, err = alpha(DefaultNoise)
 		case strings.HasPrefix(name, "crop") && !hasVal:
 			a.CropPad = DefaultCropPad
 			if n := name[len("crop"):]; n != "" {
@@ -84,7 +95,7 @@ func ParseAugment(s string) (Augment, error) {
 				a.CropPad = p
 			}
 		default:
-			return Augment{}, fmt.Errorf("augment %q: unknown transform %q (want none, or crop[N], flip, mixup[=A], cutmix[=A] joined by +)", s, term)
+			return Augment{}, fmt.Errorf("augment %q: unknown transform %q (want none, or crop[N], flip, mixup[=A], cutmix[=A], noise[=SIGMA] joined by +)", s, term)
 		}
 		if err != nil {
 			return Augment{}, err
@@ -95,7 +106,7 @@ func ParseAugment(s string) (Augment, error) {
 
 // Enabled reports whether a transforms anything.
 func (a Augment) Enabled() bool {
-	return a.CropPad > 0 || a.Flip || a.MixupAlpha > 0 || a.CutMixAlpha > 0
+	return a.CropPad > 0 || a.Flip || a.MixupAlpha > 0 || a.CutMixAlpha > 0 || a.Noise > 0
 }
 
 // String returns the ParseAugment spelling (without the seed).
@@ -123,6 +134,7 @@ func (a Augment) String() string {
 	}
 	add("mixup", a.MixupAlpha, DefaultMixupAlpha)
 	add("cutmix", a.CutMixAlpha, DefaultCutMixAlpha)
+	add("noise", a.Noise, DefaultNoise)
 	return strings.Join(terms, "+")
 }
 
@@ -140,8 +152,9 @@ func NewAugmenter(spec Augment, c, h, w int) (*Augmenter, error) {
 	if c < 1 || h < 1 || w < 1 {
 		return nil, fmt.Errorf("augment: sample shape %dx%dx%d", c, h, w)
 	}
-	if spec.CropPad < 0 || spec.MixupAlpha < 0 || spec.CutMixAlpha < 0 || math.IsNaN(spec.MixupAlpha) || math.IsNaN(spec.CutMixAlpha) {
-		return nil, fmt.Errorf("augment: negative or NaN strength in %+v", spec)
+	if spec.CropPad < 0 || spec.MixupAlpha < 0 || spec.CutMixAlpha < 0 || math.IsNaN(spec.MixupAlpha) || math.IsNaN(spec.CutMixAlpha) ||
+		!(spec.Noise >= 0) || math.IsInf(spec.Noise, 0) {
+		return nil, fmt.Errorf("augment: negative, NaN or infinite strength in %+v", spec)
 	}
 	return &Augmenter{spec: spec, c: c, h: h, w: w, img: make([]float32, c*h*w)}, nil
 }
@@ -158,6 +171,20 @@ func (g *Augmenter) Apply(x []float32, labels []int, n int, batch int64) error {
 	if !g.spec.Enabled() || n == 0 {
 		return nil
 	}
+	g.transform(x, labels, n, batch)
+	if g.spec.Noise > 0 {
+		r := newRand(g.spec.Seed, 0x4015e<<32|uint64(batch))
+		sd := g.spec.Noise
+		for i := range x[:n*size] {
+			x[i] += float32(sd * r.NormFloat64())
+		}
+	}
+	return nil
+}
+
+// transform applies the crops, flips and mixing of Apply.
+func (g *Augmenter) transform(x []float32, labels []int, n int, batch int64) {
+	size := g.c * g.h * g.w
 	r := newRand(g.spec.Seed, 0xa06e<<32|uint64(batch))
 	for i := 0; i < n; i++ {
 		s := x[i*size : (i+1)*size]
@@ -172,7 +199,7 @@ func (g *Augmenter) Apply(x []float32, labels []int, n int, batch int64) error {
 	}
 	mix, cut := g.spec.MixupAlpha > 0, g.spec.CutMixAlpha > 0
 	if (!mix && !cut) || n < 2 {
-		return nil
+		return
 	}
 	if mix && cut {
 		mix = r.IntN(2) == 0
@@ -197,7 +224,6 @@ func (g *Augmenter) Apply(x []float32, labels []int, n int, batch int64) error {
 			labels[i] = -1
 		}
 	}
-	return nil
 }
 
 // shift moves the image by (dy, dx), replicating border pixels.

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"path/filepath"
@@ -22,6 +23,8 @@ func TestParseAugment(t *testing.T) {
 		{"crop+flip+mixup", Augment{CropPad: 4, Flip: true, MixupAlpha: 0.4}, "crop+flip+mixup"},
 		{"Flip + cutmix=0.5", Augment{Flip: true, CutMixAlpha: 0.5}, "flip+cutmix=0.5"},
 		{"mixup=1+cutmix", Augment{MixupAlpha: 1, CutMixAlpha: 1}, "mixup=1+cutmix"},
+		{"noise", Augment{Noise: 0.1}, "noise"},
+		{"flip+noise=0.05", Augment{Flip: true, Noise: 0.05}, "flip+noise=0.05"},
 	} {
 		got, err := ParseAugment(tc.in)
 		if err != nil || got != tc.want {
@@ -35,7 +38,7 @@ func TestParseAugment(t *testing.T) {
 			t.Errorf("ParseAugment(%q) does not round-trip: %+v, %v", got.String(), back, err)
 		}
 	}
-	for _, bad := range []string{"rotate", "crop0", "cropx", "flip=1", "mixup=0", "mixup=-1", "cutmix=nan", "crop+"} {
+	for _, bad := range []string{"rotate", "crop0", "cropx", "flip=1", "mixup=0", "mixup=-1", "cutmix=nan", "crop+", "noise=0", "noise=-0.1", "noise=inf"} {
 		if _, err := ParseAugment(bad); err == nil {
 			t.Errorf("ParseAugment(%q) accepted", bad)
 		}
@@ -257,12 +260,67 @@ func TestAugmentTransforms(t *testing.T) {
 	}
 }
 
+// TestAugmentNoise checks that noise is deterministic by seed and batch,
+// leaves the other transforms' choices unchanged, and adds zero-mean
+// values of the requested standard deviation.
+func TestAugmentNoise(t *testing.T) {
+	const n = 32
+	run := func(spec string, seed, batch int64) []float32 {
+		a, err := ParseAugment(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Seed = seed
+		g, err := NewAugmenter(a, 3, 32, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, labels := fixtureBatch(t, n, 1)
+		if err := g.Apply(x, labels, n, batch); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, sigma := range []float64{0.05, 0.3} {
+		spec := fmt.Sprintf("crop1+flip+noise=%g", sigma)
+		x := run(spec, 7, 3)
+		if !reflect.DeepEqual(x, run(spec, 7, 3)) {
+			t.Fatalf("%s: the same seed and batch give other bytes", spec)
+		}
+		if reflect.DeepEqual(x, run(spec, 8, 3)) || reflect.DeepEqual(x, run(spec, 7, 4)) {
+			t.Errorf("%s: another seed or batch gives the same bytes", spec)
+		}
+		// The difference to the same crops and flips without noise is the
+		// noise alone.
+		base := run("crop1+flip", 7, 3)
+		var sum, sq float64
+		for i := range x {
+			d := float64(x[i] - base[i])
+			sum += d
+			sq += d * d
+		}
+		cnt := float64(len(x))
+		mean := sum / cnt
+		sd := math.Sqrt(sq/cnt - mean*mean)
+		// 98,304 draws: the standard error of the mean is sigma/313 and
+		// that of the standard deviation sigma/443.
+		if math.Abs(mean) > 5*sigma/313 || math.Abs(sd-sigma) > 5*sigma/443 {
+			t.Errorf("%s: noise mean %.5f, standard deviation %.5f; want 0 and %g", spec, mean, sd, sigma)
+		}
+	}
+}
+
 func TestAugmentErrors(t *testing.T) {
 	if _, err := NewAugmenter(Augment{}, 0, 32, 32); err == nil {
 		t.Error("zero channels accepted")
 	}
 	if _, err := NewAugmenter(Augment{CropPad: -1}, 3, 32, 32); err == nil {
 		t.Error("negative crop accepted")
+	}
+	for _, sd := range []float64{-0.1, math.NaN(), math.Inf(1)} {
+		if _, err := NewAugmenter(Augment{Noise: sd}, 3, 32, 32); err == nil {
+			t.Errorf("noise %v accepted", sd)
+		}
 	}
 	g, err := NewAugmenter(Augment{Flip: true}, 3, 4, 4)
 	if err != nil {

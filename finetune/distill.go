@@ -133,6 +133,31 @@ type Options struct {
 	// the step number) before both models see it; the zero value trains
 	// on the images as loaded.
 	Augment dataset.Augment
+	// Freeze lists substrings of tensor names (ParseFreeze): the tensors
+	// of Train whose names contain one of them are not trained, such as
+	// "lpr_a.weight" (every module's first factor) or "lpr_res.weight"
+	// (the diagonal residual).
+	Freeze []string
+	// L2SP, when positive, adds the L2-SP penalty λ·Σ (θ − θ₀)² over the
+	// trained parameters θ to the loss, pulling them towards θ₀: their
+	// values in L2SPAnchor, or in the student given to Distill when it is
+	// nil (so that a run after Reconstruct can still be anchored to the
+	// data-aware initialization). Its gradient 2λ(θ − θ₀) is added to the
+	// loss's before the optimizer step; Report.FinalLoss leaves it out.
+	L2SP       float64
+	L2SPAnchor *onnxpb.ModelProto
+	// SAMRho, when positive, takes every step with sharpness-aware
+	// minimization (SAM, Foret et al. 2021): the gradient is taken at
+	// θ + ρ·g/‖g‖, g the gradient at θ (over all trained tensors), and
+	// applied at θ. Each step then costs two forward and backward passes
+	// of the student (the teacher's are shared).
+	SAMRho float64
+	// RankLRRef, when positive, scales the learning rate of every tensor
+	// of an LPR module of rank r below RankLRRef by
+	// (RankLRRef/r)^RankLRPower (see rankLRScales): low-rank modules,
+	// whose output B·A·x moves less for a given step of each factor
+	// entry, take larger steps; the others keep LR.
+	RankLRRef, RankLRPower float64
 
 	// fullStudent turns off the shared prefix (see sharedPrefix): the
 	// student then computes its frozen front itself. Tests compare both.
@@ -227,9 +252,18 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	if opts.LR <= 0 || math.IsNaN(opts.LR) {
 		return nil, nil, fmt.Errorf("distill: learning rate %v must be positive", opts.LR)
 	}
-	names := TrainableTensors(student, opts.Train)
+	names := withoutFrozen(TrainableTensors(student, opts.Train), opts.Freeze)
 	if len(names) == 0 {
-		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train", opts.Train)
+		return nil, nil, fmt.Errorf("distill: the student has no %s tensors to train (freeze %q)", opts.Train, opts.Freeze)
+	}
+	if opts.L2SP < 0 || math.IsNaN(opts.L2SP) || math.IsInf(opts.L2SP, 0) {
+		return nil, nil, fmt.Errorf("distill: L2-SP weight %v must be finite and not negative", opts.L2SP)
+	}
+	var anchors [][]float32
+	if opts.L2SP > 0 {
+		if anchors, err = l2spAnchors(student, opts.L2SPAnchor, names); err != nil {
+			return nil, nil, fmt.Errorf("distill: %w", err)
+		}
 	}
 	obj, err := resolveMatch(teacher, student, opts.Match)
 	if err != nil {
@@ -268,7 +302,12 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 	}
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
-		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}}
+		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}, anchors: anchors}
+	if opts.RankLRRef > 0 {
+		if r.lrScale, err = rankLRScales(student, names, opts.RankLRRef, opts.RankLRPower); err != nil {
+			return nil, nil, fmt.Errorf("distill: %w", err)
+		}
+	}
 	r.workers = opts.Threads
 	if r.workers <= 0 {
 		r.workers = runtime.NumCPU()
@@ -337,13 +376,22 @@ type trainer struct {
 	bestAgr  float64
 	step     int
 	lossMean float64
+
+	// anchors are the L2-SP anchors θ₀ of the trained tensors (nil when
+	// Options.L2SP is 0), spGrads the gradients with the penalty's added.
+	anchors, spGrads [][]float32
+	// logitGrad is the gradient of the loss at the logits; samSaved the
+	// parameters SAM's ascent step moved away from (see samGrad).
+	logitGrad *engine.Tensor
+	samSaved  [][]float32
+	// lrScale multiplies the learning rate of each trained tensor (nil:
+	// 1 for all; see Options.RankLRRef).
+	lrScale []float64
 }
 
 func (r *trainer) run(ctx context.Context, data Data) error {
 	o := r.opts
 	size := r.in.Channels * r.in.Height * r.in.Width
-	outName := r.in.Output
-	var grad *engine.Tensor
 	start := time.Now()
 	seenImages := 0
 	ck := checkpointer{dir: o.CheckpointDir, fingerprint: o.Fingerprint}
@@ -422,27 +470,10 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		if err := r.tp.Forward(map[string]*engine.Tensor{r.tin.Name: batch}); err != nil {
 			return fmt.Errorf("distill: teacher: %w", err)
 		}
-		if err := r.forwardStudent(batch); err != nil {
-			return fmt.Errorf("distill: student: %w", err)
-		}
-		s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
-		if grad == nil {
-			grad = engine.NewTensor(s.Shape...)
-		}
-		classes := len(s.F) / o.Batch
-		seeds := map[string]*engine.Tensor{}
-		loss, err := r.obj.evalLogits(&r.opts.Loss, s.F, t.F, labels, classes, grad.F)
+		loss, seeds, err := r.studentLoss(batch, labels)
 		if err != nil {
-			return fmt.Errorf("distill: %w", err)
+			return err
 		}
-		if r.obj.logits > 0 {
-			seeds[outName] = grad
-		}
-		fl, err := r.obj.eval(r.sp, r.tp, seeds, r.parallel)
-		if err != nil {
-			return fmt.Errorf("distill: %w", err)
-		}
-		loss += fl
 		if err := r.checkLoss(loss, &ck); err != nil {
 			return err
 		}
@@ -452,6 +483,11 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 		if err := r.sp.Backward(seeds); err != nil {
 			return fmt.Errorf("distill: backward: %w", err)
+		}
+		if o.SAMRho > 0 {
+			if err := r.samGrad(batch, labels); err != nil {
+				return err
+			}
 		}
 		lr := r.sched.At(r.step)
 		after := r.update(lr)
@@ -493,6 +529,34 @@ func (r *trainer) run(ctx context.Context, data Data) error {
 		}
 	}
 	return nil
+}
+
+// studentLoss runs the student on batch, after the teacher's forward
+// pass on the same batch, and returns the loss with the seeds of its
+// gradient for Backward.
+func (r *trainer) studentLoss(batch *engine.Tensor, labels []int) (float64, map[string]*engine.Tensor, error) {
+	if err := r.forwardStudent(batch); err != nil {
+		return 0, nil, fmt.Errorf("distill: student: %w", err)
+	}
+	outName := r.in.Output
+	s, t := r.sp.Value(outName), r.tp.Value(r.tin.Output)
+	if r.logitGrad == nil {
+		r.logitGrad = engine.NewTensor(s.Shape...)
+	}
+	classes := len(s.F) / r.opts.Batch
+	seeds := map[string]*engine.Tensor{}
+	loss, err := r.obj.evalLogits(&r.opts.Loss, s.F, t.F, labels, classes, r.logitGrad.F)
+	if err != nil {
+		return 0, nil, fmt.Errorf("distill: %w", err)
+	}
+	if r.obj.logits > 0 {
+		seeds[outName] = r.logitGrad
+	}
+	fl, err := r.obj.eval(r.sp, r.tp, seeds, r.parallel)
+	if err != nil {
+		return 0, nil, fmt.Errorf("distill: %w", err)
+	}
+	return loss + fl, seeds, nil
 }
 
 // checkLoss stops the run on a NaN, infinite or exploding loss, keeping

@@ -116,14 +116,30 @@ func (r *trainer) parallel(n, floats int, f func(i int)) {
 // depend on which goroutine ran which chunk, or on the number of workers.
 func (r *trainer) update(lr float64) float64 {
 	r.opt.begin()
+	if r.anchors != nil && r.spGrads == nil {
+		r.spGrads = make([][]float32, len(r.names))
+	}
 	for i, name := range r.names {
 		r.grads[i] = r.sp.Grad(name)
+		if r.anchors != nil && len(r.spGrads[i]) != len(r.grads[i]) {
+			r.spGrads[i] = make([]float32, len(r.grads[i]))
+		}
 	}
 	r.parallel(len(r.chunks), r.rep.Params, func(c int) {
 		s := 0.0
 		for _, sg := range r.chunks[c] {
 			p := r.params[sg.t][sg.lo:sg.hi]
-			r.opt.updateRange(r.names[sg.t], sg.lo, p, r.grads[sg.t][sg.lo:sg.hi], lr)
+			g := r.grads[sg.t][sg.lo:sg.hi]
+			if r.anchors != nil {
+				out := r.spGrads[sg.t][sg.lo:sg.hi]
+				l2sp(r.opts.L2SP, p, r.anchors[sg.t][sg.lo:sg.hi], g, out)
+				g = out
+			}
+			tlr := lr
+			if r.lrScale != nil {
+				tlr *= r.lrScale[sg.t]
+			}
+			r.opt.updateRange(r.names[sg.t], sg.lo, p, g, tlr)
 			s += sumSquares(p)
 		}
 		r.sq[c] = s

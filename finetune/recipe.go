@@ -36,6 +36,10 @@ type Recipe struct {
 	// ReconstructSteps of the Steps are spent first in Reconstruct
 	// (module outputs only); the rest distill with Match.
 	ReconstructSteps int `json:"reconstruct_steps"`
+	// RankLRRef and RankLRPower scale the learning rate of the LPR
+	// modules of rank below RankLRRef (Options.RankLRRef; 0: none).
+	RankLRRef   float64 `json:"rank_lr_ref,omitempty"`
+	RankLRPower float64 `json:"rank_lr_power,omitempty"`
 }
 
 // Recipe rules (RecipeFor documents the measurements behind them).
@@ -72,6 +76,10 @@ const (
 	RecipeLargeLR     = 5e-3
 	// InitSequential is the Recipe.Init that runs SequentialInit.
 	InitSequential = "sequential"
+	// RecipeRankLRRef and RecipeRankLRPower: below RecipeLargeFrom
+	// images, a module of rank r < 24 learns at LR·24/r (rank 6: 4·LR).
+	RecipeRankLRRef   = 24
+	RecipeRankLRPower = 1
 )
 
 // RecipeFor returns the fine-tuning recipe for numImages training images
@@ -81,6 +89,11 @@ const (
 //     one pass over 60,000 images, 937), LR 2e-3, loss kd (label-free),
 //     and a third of the steps in Reconstruct first. Few images are
 //     revisited many times rather than trained for a fixed epoch count.
+//     Modules of rank r below RecipeRankLRRef (24) learn at LR·24/r in
+//     both stages: a factor entry of a low-rank module moves its output
+//     less, and at 1,000 images this took ShuffleNetV2 with exact ranks
+//     (r = 6, 12, 24) from 87.52 to 87.84 over 3 seeds, MobileNetV1 and
+//     ShuffleNetV2 with default ranks (r ≥ 16) unchanged within 0.02.
 //   - From 5,000 images: RecipeLargePasses times the steps (2,811 of 64:
 //     180,000 images processed), one pass over the data where that is
 //     more; LR 5e-3; loss kd+ce (cross-entropy with the labels where the
@@ -106,6 +119,9 @@ func RecipeFor(numImages int) Recipe {
 	if numImages < RecipeReconstructBelow {
 		r.ReconstructSteps = r.Steps / 3
 	}
+	if numImages < RecipeLargeFrom {
+		r.RankLRRef, r.RankLRPower = RecipeRankLRRef, RecipeRankLRPower
+	}
 	if float64(numImages)*RecipeValFraction >= RecipeMinHoldout {
 		r.ValFraction = RecipeValFraction
 	}
@@ -126,12 +142,17 @@ func (r Recipe) String() string {
 	if r.Init != "" {
 		init = ", init " + r.Init
 	}
-	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g, loss %s, match %s, temperature %g, augment %s%s, hold-out %s",
-		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, r.Loss, r.Match, r.Temperature, r.Augment, init, hold)
+	rankLR := ""
+	if r.RankLRRef > 0 {
+		rankLR = fmt.Sprintf(" (x (%g/rank)^%g below rank %g)", r.RankLRRef, r.RankLRPower, r.RankLRRef)
+	}
+	return fmt.Sprintf("recipe for %d images: %d steps of %d%s (%d images processed), lr %g%s, loss %s, match %s, temperature %g, augment %s%s, hold-out %s",
+		r.Images, r.Steps, r.Batch, recon, r.ImagesProcessed, r.LR, rankLR, r.Loss, r.Match, r.Temperature, r.Augment, init, hold)
 }
 
 // Apply sets the recipe's schedule and objective on opts (Steps, Batch,
-// LR, Loss kind and temperature, Match, Augment with the given seed).
+// LR and its rank scaling, Loss kind and temperature, Match, Augment with
+// the given seed).
 // Steps is the whole run: the caller runs Reconstruct for
 // ReconstructSteps first and then Distill for the remaining Steps −
 // ReconstructSteps, and SequentialInit before both when Init says so.
@@ -155,5 +176,6 @@ func (r Recipe) Apply(opts *Options, seed int64) error {
 	opts.Steps, opts.Batch, opts.LR = r.Steps, r.Batch, r.LR
 	opts.Loss.Kind, opts.Loss.Temperature = lk, r.Temperature
 	opts.Match, opts.Augment = m, a
+	opts.RankLRRef, opts.RankLRPower = r.RankLRRef, r.RankLRPower
 	return nil
 }

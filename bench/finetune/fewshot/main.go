@@ -62,6 +62,14 @@ type config struct {
 	InitOnly     bool    `json:"init_only,omitempty"`
 	Anneal       string  `json:"anneal,omitempty"`
 	AnnealFrac   float64 `json:"anneal_frac,omitempty"`
+	L2SP         float64 `json:"l2sp,omitempty"`
+	L2SPAnchor   string  `json:"l2sp_anchor,omitempty"`
+	Freeze       string  `json:"freeze,omitempty"`
+	WeightDecay  float64 `json:"weight_decay,omitempty"`
+	SAMRho       float64 `json:"sam_rho,omitempty"`
+	PreLR        float64 `json:"pre_lr,omitempty"`
+	RankLRRef    float64 `json:"rank_lr_ref,omitempty"`
+	RankLRPower  float64 `json:"rank_lr_power,omitempty"`
 }
 
 type result struct {
@@ -107,6 +115,14 @@ func main() {
 	flag.BoolVar(&c.Recipe, "recipe", false, "start from finetune.RecipeFor(images)")
 	flag.StringVar(&c.Anneal, "anneal", "", "rank ratios `R1,R2,...` of stages trained before -rank-ratio; each stage starts from the data-aware factorization of the previous stage's trained weights")
 	flag.Float64Var(&c.AnnealFrac, "anneal-frac", 0.5, "fraction of the distillation steps spent in the -anneal stages (equal shares)")
+	flag.Float64Var(&c.L2SP, "l2sp", 0, "L2-SP penalty `λ`·Σ(θ−θ₀)² on the trained tensors (finetune.Options.L2SP), in every stage")
+	flag.StringVar(&c.L2SPAnchor, "l2sp-anchor", "init", "θ₀ of -l2sp: init (the data-aware initialization, for every stage) or stage (each stage's starting point)")
+	flag.StringVar(&c.Freeze, "freeze", "", "tensors not trained, finetune.ParseFreeze: v (lpr_a.weight), res (lpr_res.weight) or name substrings, comma-separated")
+	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
+	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
+	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
+	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale the learning rate of each LPR module of rank below `R0` by (R0/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
+	flag.Float64Var(&c.RankLRPower, "rank-lr-power", 1, "power of -rank-lr")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -189,6 +205,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		if !set["init"] && rc.Init == finetune.InitSequential {
 			c.Init = "seq"
 		}
+		if !set["rank-lr"] && !set["rank-lr-power"] {
+			c.RankLRRef, c.RankLRPower = rc.RankLRRef, rc.RankLRPower
+		}
 	}
 	lossKind, err := finetune.ParseLoss(c.Loss)
 	if err != nil {
@@ -206,6 +225,13 @@ func run(ctx context.Context, c config) (*result, error) {
 	trainSet, err := finetune.ParseTrainSet(c.Train)
 	if err != nil {
 		return nil, err
+	}
+	freeze, err := finetune.ParseFreeze(c.Freeze)
+	if err != nil {
+		return nil, err
+	}
+	if c.L2SPAnchor != "init" && c.L2SPAnchor != "stage" {
+		return nil, fmt.Errorf("-l2sp-anchor %q: want init or stage", c.L2SPAnchor)
 	}
 	train, val := idx, []int(nil)
 	if c.ValFraction > 0 {
@@ -278,8 +304,15 @@ func run(ctx context.Context, c config) (*result, error) {
 		data.Val = vl
 	}
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
-		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam},
-		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet}
+		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay},
+		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet,
+		Freeze: freeze, L2SP: c.L2SP, SAMRho: c.SAMRho}
+	if c.RankLRRef > 0 {
+		opts.RankLRRef, opts.RankLRPower = c.RankLRRef, c.RankLRPower
+	}
+	if c.L2SP > 0 && c.L2SPAnchor == "init" {
+		opts.L2SPAnchor = student
+	}
 	preSteps, preSecs := 0, 0.0
 	if c.PreSteps > 0 {
 		pl, err := loader(train, true)
@@ -288,7 +321,11 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		defer pl.Close()
 		var prep *finetune.Report
-		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, opts, c.PreSteps); err != nil {
+		po := opts
+		if c.PreLR > 0 {
+			po.LR = c.PreLR
+		}
+		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, po, c.PreSteps); err != nil {
 			return nil, err
 		}
 		preSteps, preSecs = prep.Steps, prep.Seconds

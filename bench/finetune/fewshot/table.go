@@ -56,6 +56,7 @@ func printTable(w io.Writer, path string) error {
 			setting := fmt.Sprintf("%s %g, %d images, %d steps (%d reconstruct), loss %s, match %s, augment %s, T %g, lr %g, train %s, init %s, hold-out %g",
 				ranks, r.RankRatio, r.TrainImages+r.ValImages, r.Steps, r.PreSteps, orDefault(r.Loss, "kd"), r.Match, r.Augment, r.Temperature, r.LR,
 				orDefault(r.Train, "lpr"), orDefault(r.Init, "data"), r.ValFraction)
+			setting += extras(r.config)
 			g = &group{name: name, model: model, setting: setting, images: r.ImagesProcessed}
 			groups[key] = g
 			order = append(order, key)
@@ -81,6 +82,30 @@ func printTable(w io.Writer, path string) error {
 		fmt.Fprintf(w, "| %s | %s | %s | %d | %.2f | %.2f-%.2f | %s | %d | %.0f |\n", g.name, g.model, g.setting, g.n, mean, lo, hi, drop, g.images, smean)
 	}
 	return nil
+}
+
+// extras lists the options of the fourth round that a run set.
+func extras(c config) string {
+	var out string
+	if c.PreLR > 0 {
+		out += fmt.Sprintf(", reconstruct lr %g", c.PreLR)
+	}
+	if c.L2SP > 0 {
+		out += fmt.Sprintf(", L2-SP %g to %s", c.L2SP, c.L2SPAnchor)
+	}
+	if c.Freeze != "" {
+		out += ", freeze " + c.Freeze
+	}
+	if c.WeightDecay > 0 {
+		out += fmt.Sprintf(", weight decay %g", c.WeightDecay)
+	}
+	if c.RankLRRef > 0 {
+		out += fmt.Sprintf(", lr x (%g/rank)^%g", c.RankLRRef, c.RankLRPower)
+	}
+	if c.SAMRho > 0 {
+		out += fmt.Sprintf(", SAM %g (two passes per step)", c.SAMRho)
+	}
+	return out
 }
 
 func orDefault(s, def string) string {
