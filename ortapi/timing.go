@@ -1,9 +1,11 @@
 package ortapi
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -37,6 +39,12 @@ type TimingConfig struct {
 	Tolerance float64
 	// Clock measures each run (nil means WallClock).
 	Clock Clock
+	// ConcurrentWarmup, when above 1, runs the warm-up of up to this many
+	// candidates at once (each candidate's own runs in order). Warm-up runs
+	// are not timed, so on a machine with spare cores this only saves wall
+	// time; a big model's first runs at a new batch size are the slowest
+	// (ONNX Runtime allocating and touching its buffers).
+	ConcurrentWarmup int
 }
 
 func (c TimingConfig) withDefaults() TimingConfig {
@@ -94,12 +102,8 @@ func Interleave(cfg TimingConfig, runs ...func() error) (*Timings, error) {
 		return nil, fmt.Errorf("interleave: no candidates")
 	}
 	cfg = cfg.withDefaults()
-	for i, run := range runs {
-		for w := 0; w < cfg.Warmup; w++ {
-			if err := run(); err != nil {
-				return nil, fmt.Errorf("warm-up of candidate %d: %w", i, err)
-			}
-		}
+	if err := warmUp(cfg, runs); err != nil {
+		return nil, err
 	}
 	t := &Timings{Samples: make([][]time.Duration, len(runs))}
 	var spent time.Duration
@@ -127,6 +131,29 @@ func Interleave(cfg TimingConfig, runs ...func() error) (*Timings, error) {
 		}
 	}
 	return t, nil
+}
+
+// warmUp runs each candidate cfg.Warmup times, up to cfg.ConcurrentWarmup
+// candidates at once.
+func warmUp(cfg TimingConfig, runs []func() error) error {
+	errs := make([]error, len(runs))
+	sem := make(chan struct{}, max(cfg.ConcurrentWarmup, 1))
+	var wg sync.WaitGroup
+	for i, run := range runs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for w := 0; w < cfg.Warmup; w++ {
+				if err := run(); err != nil {
+					errs[i] = fmt.Errorf("warm-up of candidate %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // clear reports whether every candidate's ratio to candidate 0 is clearly

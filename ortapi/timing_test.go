@@ -3,6 +3,7 @@ package ortapi
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -164,4 +165,42 @@ func TestInterleave(t *testing.T) {
 			t.Error("Interleave with no candidates succeeded")
 		}
 	})
+}
+
+// TestConcurrentWarmup: with ConcurrentWarmup 2 the two candidates' warm-up
+// runs overlap (each first run waits until the other has started), each
+// candidate still warms up Warmup times before any timed round, and a
+// failing warm-up is reported.
+func TestConcurrentWarmup(t *testing.T) {
+	started := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var counts [2]atomic.Int32
+	timedBeforeWarm := atomic.Bool{}
+	run := func(i int) func() error {
+		return func() error {
+			n := counts[i].Add(1)
+			if n == 1 {
+				close(started[i])
+				select {
+				case <-started[1-i]:
+				case <-time.After(5 * time.Second):
+					return errors.New("the other candidate's warm-up did not start alongside")
+				}
+			}
+			if n > 2 && counts[1-i].Load() < 2 {
+				timedBeforeWarm.Store(true)
+			}
+			return nil
+		}
+	}
+	tm, err := Interleave(TimingConfig{Warmup: 2, MinRounds: 3, MaxRounds: 3, ConcurrentWarmup: 2}, run(0), run(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tm.Samples[0]) != 3 || counts[0].Load() != 5 || counts[1].Load() != 5 || timedBeforeWarm.Load() {
+		t.Errorf("samples %d, runs %d and %d, timed before warm %v", len(tm.Samples[0]), counts[0].Load(), counts[1].Load(), timedBeforeWarm.Load())
+	}
+	fail := func() error { return errors.New("boom") }
+	if _, err := Interleave(TimingConfig{Warmup: 1, MinRounds: 1, ConcurrentWarmup: 2}, func() error { return nil }, fail); err == nil || !strings.Contains(err.Error(), "warm-up of candidate 1: boom") {
+		t.Errorf("error %v, want the failing warm-up", err)
+	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -180,6 +181,16 @@ func newORTTimer(rt *ortapi.Runtime, threads int) *ortTimer {
 	return t
 }
 
+// warmupParallel is how many models warm up at once: both of a pair when
+// each runs on one thread and the machine has a core for each (warm-up
+// runs are not timed).
+func (t *ortTimer) warmupParallel() int {
+	if t.threads == 1 && runtime.NumCPU() >= 2 {
+		return 2
+	}
+	return 1
+}
+
 func (t *ortTimer) describe() (string, string) {
 	return "ONNX Runtime " + t.rt.Version(), t.clockName
 }
@@ -201,7 +212,8 @@ func (t *ortTimer) time(base, cand []byte, req timing) (pairTiming, error) {
 	for set := 0; set < maxSets; set++ {
 		tm, err := t.rt.TimeModels([]ortapi.Model{{Bytes: base}, {Bytes: cand}}, ortapi.LatencyOptions{
 			Batch: req.Batch, Threads: t.threads, Sessions: 1,
-			Timing: ortapi.TimingConfig{Warmup: req.Warmup, MinRounds: rounds, MaxRounds: 2000, Budget: req.Budget, Tolerance: latencyTolerance, Clock: t.clock},
+			Timing: ortapi.TimingConfig{Warmup: req.Warmup, MinRounds: rounds, MaxRounds: 2000, Budget: req.Budget, Tolerance: latencyTolerance, Clock: t.clock,
+				ConcurrentWarmup: t.warmupParallel()},
 		})
 		if err != nil {
 			return pairTiming{}, err
