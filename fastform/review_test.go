@@ -398,7 +398,7 @@ func TestReviewShuffle(t *testing.T) {
 			}
 			return b.model(13)
 		}},
-		{name: "dynamic height and width, target copying a dimension", shuffles: -1,
+		{name: "dynamic height and width, target copying a dimension", shuffles: 0,
 			shapes: []map[string][]int{{"a": {2, 4, 3, 5}, "b": {2, 4, 3, 5}}, {"a": {1, 4, 5, 2}, "b": {1, 4, 5, 2}}},
 			model: func() *onnxpb.ModelProto {
 				b := newBuilder()
@@ -410,6 +410,14 @@ func TestReviewShuffle(t *testing.T) {
 				b.output("tr")
 				return b.model(13)
 			}},
+		{name: "target copying a fixed dimension", shuffles: 1, model: func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("a", 4)
+			b.input("b", 4)
+			shuffleGraph(b, []string{"a", "b"}, []int64{0, 2, 4, 0, -1})
+			b.output("tr")
+			return b.model(13)
+		}},
 		{name: "dynamic height and width, target from Shape", shuffles: 0,
 			shapes: []map[string][]int{{"a": {2, 4, 3, 5}, "b": {2, 4, 3, 5}}},
 			model: func() *onnxpb.ModelProto {
@@ -512,10 +520,10 @@ func TestReviewDiagFold(t *testing.T) {
 	}
 	const tol = 2e-6
 	cases := []reviewCase{
-		{name: "batch norm, scale and variance one tensor", folds: -1, tol: tol, model: bnModel("s", "t", "m", "s")},
-		{name: "batch norm, scale and shift one tensor", folds: -1, tol: tol, model: bnModel("s", "s", "m", "v")},
-		{name: "batch norm, shift and mean one tensor", folds: -1, tol: tol, model: bnModel("s", "t", "t", "v")},
-		{name: "batch norm, scale and mean one tensor", folds: -1, tol: tol, model: bnModel("s", "t", "s", "v")},
+		{name: "batch norm, scale and variance one tensor", folds: 1, tol: tol, model: bnModel("s", "t", "m", "s")},
+		{name: "batch norm, scale and shift one tensor", folds: 1, tol: tol, model: bnModel("s", "s", "m", "v")},
+		{name: "batch norm, shift and mean one tensor", folds: 1, tol: tol, model: bnModel("s", "t", "t", "v")},
+		{name: "batch norm, scale and mean one tensor", folds: 1, tol: tol, model: bnModel("s", "t", "s", "v")},
 		{name: "batch norm, distinct parameters", folds: 1, tol: tol, model: bnModel("s", "t", "m", "v")},
 		{name: "grouped strided dilated conv producer", folds: 1, tol: tol,
 			model: convModel([]int64{4, 2, 3, 3}, aInt("group", 2), aInts("strides", 2, 2), aInts("dilations", 2, 2), aInts("pads", 2, 2, 2, 2))},
@@ -568,8 +576,8 @@ func TestReviewDiagFold(t *testing.T) {
 			b.output("y1", "y2")
 			return b.model(13)
 		}},
-		{name: "producer weights overflow when scaled", folds: -1, tol: tol, model: scaled(1e-10, 1e20, 1, []float32{1e20, 2e20, -1e20, 1.5e20})},
-		{name: "V columns overflow when divided", folds: -1, tol: tol, model: scaled(1, 1, 1e30, []float32{1e-9, 2e-9, -1e-9, 1.5e-9})},
+		{name: "producer weights overflow when scaled", folds: 0, tol: tol, model: scaled(1e-10, 1e20, 1, []float32{1e20, 2e20, -1e20, 1.5e20})},
+		{name: "V columns overflow when divided", folds: 0, tol: tol, model: scaled(1, 1, 1e30, []float32{1e-9, 2e-9, -1e-9, 1.5e-9})},
 		{name: "subnormal diag", folds: 0, model: scaled(1, 1, 1, []float32{1e-39, 2e-39, -1e-39, 1.5e-39})},
 		{name: "NaN in diag", folds: 0, tol: tol, model: scaled(1, 1, 1, []float32{1, float32(math.NaN()), 1, 1})},
 		{name: "Inf in diag", folds: 0, tol: tol, model: scaled(1, 1, 1, []float32{1, float32(math.Inf(-1)), 1, 1})},
@@ -599,7 +607,7 @@ func TestReviewDiagFold(t *testing.T) {
 			b.output("y")
 			return b.model(13)
 		}},
-		{name: "depthwise producer in a chain of width 6", folds: -1, pads: -1, tol: tol, model: func() *onnxpb.ModelProto {
+		{name: "depthwise conv and batch norm producer (ShuffleNet form)", folds: 1, pads: 0, tol: tol, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
 			b.floats("hw", []int64{4, 4, 1, 1}, ramp(16, 0.6))
@@ -644,7 +652,7 @@ func TestReviewPad(t *testing.T) {
 		}
 	}
 	cases := []reviewCase{
-		{name: "one channel, no group attribute", pads: -1, model: func() *onnxpb.ModelProto {
+		{name: "one channel, no group attribute", pads: 0, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
 			b.floats("hw", []int64{1, 4, 1, 1}, ramp(4, 0.6))
@@ -656,7 +664,7 @@ func TestReviewPad(t *testing.T) {
 			b.output("y")
 			return b.model(13)
 		}},
-		{name: "one channel, two single-channel convs", pads: -1, model: func() *onnxpb.ModelProto {
+		{name: "one channel, two single-channel convs", pads: 0, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
 			b.floats("hw", []int64{1, 4, 1, 1}, ramp(4, 0.6))
