@@ -230,8 +230,13 @@ func runReview(t *testing.T, cases []reviewCase) {
 			if err != nil {
 				t.Fatalf("second Rewrite: %v", err)
 			}
-			if rep2.Changed() && !proto.Equal(again, f) {
+			if rep2.Changed() || !proto.Equal(again, f) {
 				t.Errorf("second Rewrite changed the model again: %s", rep2)
+			}
+			if !slices.Equal(valueNames(m.GetGraph().GetInput()), valueNames(f.GetGraph().GetInput())) ||
+				!slices.Equal(valueNames(m.GetGraph().GetOutput()), valueNames(f.GetGraph().GetOutput())) {
+				t.Errorf("graph inputs %v outputs %v, were %v %v", valueNames(f.GetGraph().GetInput()), valueNames(f.GetGraph().GetOutput()),
+					valueNames(m.GetGraph().GetInput()), valueNames(m.GetGraph().GetOutput()))
 			}
 			orig, fast := filepath.Join(dir, fmt.Sprintf("orig%d.onnx", ci)), filepath.Join(dir, fmt.Sprintf("fast%d.onnx", ci))
 			for p, mm := range map[string]*onnxpb.ModelProto{orig: m, fast: f} {
@@ -271,6 +276,14 @@ func runReview(t *testing.T, cases []reviewCase) {
 		})
 	}
 	checkAllONNX(t, written)
+}
+
+func valueNames(vs []*onnxpb.ValueInfoProto) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.GetName())
+	}
+	return out
 }
 
 // shapeOutputs gives every graph output of m without a shape one of
@@ -454,6 +467,13 @@ func TestReviewShuffle(t *testing.T) {
 			b.g.Node[1].Attribute = append(b.g.Node[1].Attribute, aInt("allowzero", 1))
 			b.output("tr")
 			return b.model(14)
+		}},
+		{name: "unused initializer listed as a graph input", shuffles: 1, model: func() *onnxpb.ModelProto {
+			m := plain(13)()
+			b := &builder{g: m.GetGraph()}
+			b.floats("extra", []int64{1}, []float32{1})
+			b.inputDims("extra", 1)
+			return m
 		}},
 		{name: "value_info on every value", shuffles: 1, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
