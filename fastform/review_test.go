@@ -587,6 +587,16 @@ func TestReviewDiagFold(t *testing.T) {
 			b.output("y")
 			return b.model(13)
 		}},
+		{name: "V with a 3x3 kernel of its weight (no kernel_shape)", folds: 0, tol: tol, model: func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.bn("in", "x", 4, "s", "t", "m", "v")
+			// V makes [N, 2, 1, 1], broadcast in the Add.
+			b.floats("V", []int64{2, 4, 3, 3}, ramp(72, 1))
+			b.module("x", "y", "V", "U", "D", d)
+			b.output("y")
+			return b.model(13)
+		}},
 		{name: "producer read by a second module", folds: 0, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
