@@ -65,7 +65,9 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 		return f, false
 	}
 	vw, vd, ok := ix.floats(f.v.GetInput()[1])
-	if !ok || len(vd) != 4 || vd[1] != C {
+	// isPointwiseConv checked V's attributes; its kernel is also its
+	// weight's [kh, kw] (column c of V is every C-th value only then).
+	if !ok || len(vd) != 4 || vd[1] != C || vd[2] != 1 || vd[3] != 1 {
 		return f, false
 	}
 	if !foldableDiag(diag) || !representable(vw, func(i int, x float32) float32 { return x / diag[i%int(C)] }) {
