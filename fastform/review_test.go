@@ -393,6 +393,13 @@ func TestReviewShuffle(t *testing.T) {
 			b.output("tr", "y")
 			return b.model(13)
 		}},
+		{name: "fresh name taken by a stray value_info", shuffles: 1, model: func() *onnxpb.ModelProto {
+			m := plain(13)()
+			b := &builder{g: m.GetGraph()}
+			b.valueInfo("tr/unsqueeze_out", 9)
+			b.valueInfo("tr/unsqueeze_out_1", 9)
+			return m
+		}},
 		{name: "nodes without names", shuffles: 2, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("a", 4)
