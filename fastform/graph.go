@@ -44,6 +44,9 @@ func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
 		ix.outputs[v.GetName()] = true
 		ix.names[v.GetName()] = true
 	}
+	for _, v := range g.GetValueInfo() {
+		ix.names[v.GetName()] = true // a fresh value must not inherit its shape
+	}
 	for _, n := range g.GetNode() {
 		ix.names[n.GetName()] = true
 		for _, o := range n.GetOutput() {
