@@ -15,6 +15,7 @@ import (
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/ortapi"
+	"github.com/lprconv/lprconv/shapefold"
 )
 
 // This file holds adversarial cases: graphs built to catch a rewrite that
@@ -822,4 +823,50 @@ func TestReviewPad(t *testing.T) {
 		}},
 	}
 	runReview(t, cases)
+}
+
+// TestReviewImageNetModels: on every ImageNet-shaped model as compress
+// hands it over (shape arithmetic folded), Rewrite's output passes ONNX's
+// checker, a second Rewrite changes nothing, and ONNX Runtime loads it and
+// gives the original's outputs.
+func TestReviewImageNetModels(t *testing.T) {
+	lib := testutil.RequireORT(t)
+	rt, err := ortapi.Load(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	dir := t.TempDir()
+	var written []string
+	for _, name := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := onnxio.Load(testutil.ImageNetModel(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			folded, _, err := shapefold.Fold(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, rep, err := Rewrite(folded, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s", rep)
+			if twice, rep2, err := Rewrite(f, Options{}); err != nil || rep2.Changed() || !proto.Equal(twice, f) {
+				t.Errorf("Rewrite of its own output: %s, %v", rep2, err)
+			}
+			orig, fast := filepath.Join(dir, "orig_"+name), filepath.Join(dir, "fast_"+name)
+			for p, mm := range map[string]*onnxpb.ModelProto{orig: m, fast: f} {
+				if err := onnxio.Save(p, mm, onnxio.SaveOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			written = append(written, fast)
+			if e := ortDiff(t, rt, m, orig, fast, 1); e > 1e-5 {
+				t.Errorf("relative difference %.3g", e)
+			}
+		})
+	}
+	checkAllONNX(t, written)
 }
