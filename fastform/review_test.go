@@ -1,21 +1,25 @@
 package fastform
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/ortapi"
 	"github.com/lprconv/lprconv/shapefold"
+	"github.com/lprconv/lprconv/svd"
 )
 
 // This file holds adversarial cases: graphs built to catch a rewrite that
@@ -826,7 +830,8 @@ func TestReviewPad(t *testing.T) {
 }
 
 // TestReviewImageNetModels: on every ImageNet-shaped model as compress
-// hands it over (shape arithmetic folded), Rewrite's output passes ONNX's
+// hands it over (shape arithmetic folded), and on ShuffleNetV2 x1.0 with
+// LPR modules (shuffles, folds and their producers in one model), Rewrite's output passes ONNX's
 // checker, a second Rewrite changes nothing, and ONNX Runtime loads it and
 // gives the original's outputs.
 func TestReviewImageNetModels(t *testing.T) {
@@ -838,11 +843,21 @@ func TestReviewImageNetModels(t *testing.T) {
 	defer rt.Close()
 	dir := t.TempDir()
 	var written []string
-	for _, name := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx"} {
+	for _, name := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx", "compressed shufflenetv2_x1.0.onnx"} {
 		t.Run(name, func(t *testing.T) {
-			m, err := onnxio.Load(testutil.ImageNetModel(t, name))
+			file, lpr := strings.CutPrefix(name, "compressed ")
+			m, err := onnxio.Load(testutil.ImageNetModel(t, file))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if lpr {
+				plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 1}, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m, err = convert.Apply(m, plan); err != nil {
+					t.Fatal(err)
+				}
 			}
 			folded, _, err := shapefold.Fold(m)
 			if err != nil {
@@ -856,7 +871,15 @@ func TestReviewImageNetModels(t *testing.T) {
 			if twice, rep2, err := Rewrite(f, Options{}); err != nil || rep2.Changed() || !proto.Equal(twice, f) {
 				t.Errorf("Rewrite of its own output: %s, %v", rep2, err)
 			}
-			orig, fast := filepath.Join(dir, "orig_"+name), filepath.Join(dir, "fast_"+name)
+			// With LPR modules the 58-channel chains end in a module's
+			// input, which its residual also reads: folded, not padded.
+			if lpr && (rep.Shuffles != 16 || len(rep.DiagFolds) == 0) {
+				t.Errorf("report %s: want 16 shuffles and diag folds", rep)
+			}
+			orig, fast := filepath.Join(dir, "orig_"+file), filepath.Join(dir, "fast_"+file)
+			if lpr {
+				orig, fast = filepath.Join(dir, "orig_lpr_"+file), filepath.Join(dir, "fast_lpr_"+file)
+			}
 			for p, mm := range map[string]*onnxpb.ModelProto{orig: m, fast: f} {
 				if err := onnxio.Save(p, mm, onnxio.SaveOptions{}); err != nil {
 					t.Fatal(err)
