@@ -893,3 +893,59 @@ func TestReviewImageNetModels(t *testing.T) {
 	}
 	checkAllONNX(t, written)
 }
+
+// TestReviewMalformed: Rewrite never panics on a malformed graph (it runs
+// on user-supplied models): nodes without outputs, missing inputs, empty
+// names.
+func TestReviewMalformed(t *testing.T) {
+	cases := []struct {
+		name  string
+		model func() *onnxpb.ModelProto
+	}{
+		{"transpose without outputs", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("a", 4)
+			b.input("b", 4)
+			shuffleGraph(b, []string{"a", "b"}, []int64{0, 2, 4, 3, 3})
+			b.g.Node[2].Output, b.g.Node[2].Name = nil, ""
+			return b.model(13)
+		}},
+		{"depthwise conv without outputs", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.floats("hw", []int64{6, 4, 1, 1}, ramp(24, 0.6))
+			b.node("Conv", "h", []string{"in", "hw"})
+			b.floats("dw", []int64{6, 1, 3, 3}, ramp(54, 0.4))
+			b.node("Conv", "d", []string{"h", "dw"}, aInt("group", 6))
+			b.g.Node[1].Output = nil
+			return b.model(13)
+		}},
+		{"module nodes with missing inputs", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.bn("in", "x", 4, "s", "t", "m", "v")
+			b.module("x", "y", "V", "U", "D", []float32{1, 2, 3, 4})
+			for _, n := range b.g.Node {
+				if n.GetOpType() == "Conv" {
+					n.Input = n.Input[:1]
+				}
+			}
+			b.g.Node = append(b.g.Node, &onnxpb.NodeProto{OpType: "Add", Input: []string{"y"}, Output: []string{"z"}})
+			b.g.Node = append(b.g.Node, &onnxpb.NodeProto{OpType: "Transpose", Output: []string{"w"}, Attribute: []*onnxpb.AttributeProto{aInts("perm", 0, 2, 1, 3, 4)}})
+			b.output("y")
+			return b.model(13)
+		}},
+		{"empty graph", func() *onnxpb.ModelProto { return newBuilder().model(13) }},
+		{"no graph", func() *onnxpb.ModelProto { return &onnxpb.ModelProto{} }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("Rewrite panics: %v", r)
+				}
+			}()
+			_, _, _ = Rewrite(c.model(), Options{})
+		})
+	}
+}
