@@ -31,7 +31,7 @@ type padChain struct {
 func findPadChains(ix *graphIndex) []padChain {
 	var out []padChain
 	for _, dw := range ix.g.GetNode() {
-		if dw.GetOpType() != "Conv" || !onnxio.IsDefaultDomain(dw) {
+		if dw.GetOpType() != "Conv" || !onnxio.IsDefaultDomain(dw) || len(dw.GetOutput()) != 1 {
 			continue
 		}
 		w, wd, ok := ix.floats(onnxio.Input(dw, 1))

@@ -20,7 +20,7 @@ type shuffle struct {
 func findShuffles(ix *graphIndex, shapes []*shapeinfer.Shapes) []shuffle {
 	var out []shuffle
 	for _, t := range ix.g.GetNode() {
-		if t.GetOpType() != "Transpose" || !onnxio.IsDefaultDomain(t) || len(t.GetInput()) != 1 {
+		if t.GetOpType() != "Transpose" || !onnxio.IsDefaultDomain(t) || len(t.GetInput()) != 1 || len(t.GetOutput()) != 1 {
 			continue
 		}
 		if perm, _ := onnxio.AttrInts(t, "perm"); !slices.Equal(perm, []int64{0, 2, 1, 3, 4}) {
