@@ -443,6 +443,16 @@ func TestReviewShuffle(t *testing.T) {
 			b.output("tr")
 			return b.model(13)
 		}},
+		{name: "dynamic height, -1 for it", shuffles: 1,
+			shapes: []map[string][]int{{"a": {2, 4, 5, 3}, "b": {2, 4, 5, 3}}, {"a": {1, 4, 2, 3}, "b": {1, 4, 2, 3}}},
+			model: func() *onnxpb.ModelProto {
+				b := newBuilder()
+				b.inputDims("a", "N", 4, "H", 3)
+				b.inputDims("b", "N", 4, "H", 3)
+				shuffleGraph(b, []string{"a", "b"}, []int64{0, 2, 4, -1, 3})
+				b.output("tr")
+				return b.model(13)
+			}},
 		{name: "dynamic height and width, target from Shape", shuffles: 0,
 			shapes: []map[string][]int{{"a": {2, 4, 3, 5}, "b": {2, 4, 3, 5}}},
 			model: func() *onnxpb.ModelProto {

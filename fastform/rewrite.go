@@ -38,7 +38,8 @@ type Report struct {
 	// Padded lists the Conv → depthwise Conv → Conv chains whose inner
 	// width was padded with zero channels to a multiple of PadMultiple.
 	Padded []Pad `json:"padded,omitempty"`
-	// Skipped, when not empty, says why the model was left unchanged.
+	// Skipped, when not empty, says why the model was left unchanged, or
+	// (shape inference failing) why its channel shuffles were.
 	Skipped string `json:"skipped,omitempty"`
 }
 
