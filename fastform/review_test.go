@@ -905,8 +905,9 @@ func TestReviewImageNetModels(t *testing.T) {
 }
 
 // TestReviewMalformed: Rewrite never panics on a malformed graph (it runs
-// on user-supplied models): nodes without outputs, missing inputs, empty
-// names.
+// on user-supplied models) and rewrites nothing it cannot read or that
+// fails at run time: nodes without outputs, missing inputs, a Reshape that
+// cannot run, a BatchNorm in training mode, weights in external data.
 func TestReviewMalformed(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -945,6 +946,39 @@ func TestReviewMalformed(t *testing.T) {
 			b.output("y")
 			return b.model(13)
 		}},
+		{"allowzero with a 0 in the target (fails at run time)", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("a", 4)
+			b.input("b", 4)
+			shuffleGraph(b, []string{"a", "b"}, []int64{0, 2, 4, 3, 3})
+			b.g.Node[1].Attribute = append(b.g.Node[1].Attribute, aInt("allowzero", 1))
+			b.output("tr")
+			return b.model(14)
+		}},
+		{"batch norm producer in training mode", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.bn("in", "x", 4, "s", "t", "m", "v")
+			b.g.Node[0].Attribute = append(b.g.Node[0].Attribute, aInt("training_mode", 1))
+			b.module("x", "y", "V", "U", "D", []float32{1, 2, 3, 4})
+			b.output("y")
+			return b.model(15)
+		}},
+		{"residual weight in external data", func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.bn("in", "x", 4, "s", "t", "m", "v")
+			b.module("x", "y", "V", "U", "D", []float32{1, 2, 3, 4})
+			b.output("y")
+			for _, ts := range b.g.Initializer {
+				if ts.GetName() == "D" {
+					ts.RawData = nil
+					ts.DataLocation = onnxpb.TensorProto_EXTERNAL
+					ts.ExternalData = []*onnxpb.StringStringEntryProto{{Key: "location", Value: "d.bin"}}
+				}
+			}
+			return b.model(13)
+		}},
 		{"empty graph", func() *onnxpb.ModelProto { return newBuilder().model(13) }},
 		{"no graph", func() *onnxpb.ModelProto { return &onnxpb.ModelProto{} }},
 	}
@@ -955,7 +989,9 @@ func TestReviewMalformed(t *testing.T) {
 					t.Fatalf("Rewrite panics: %v", r)
 				}
 			}()
-			_, _, _ = Rewrite(c.model(), Options{})
+			if _, rep, _ := Rewrite(c.model(), Options{}); rep.Changed() {
+				t.Errorf("rewrote %s", rep)
+			}
 		})
 	}
 }
