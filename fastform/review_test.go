@@ -861,7 +861,8 @@ func TestReviewImageNetModels(t *testing.T) {
 				t.Fatal(err)
 			}
 			if lpr {
-				plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 1}, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}})
+				// As data-free compress does by default.
+				plan, err := convert.NewPlan(context.Background(), m, svd.Policy{Ratio: 0.25, Multiple: 16}, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -881,10 +882,8 @@ func TestReviewImageNetModels(t *testing.T) {
 			if twice, rep2, err := Rewrite(f, Options{}); err != nil || rep2.Changed() || !proto.Equal(twice, f) {
 				t.Errorf("Rewrite of its own output: %s, %v", rep2, err)
 			}
-			// With LPR modules the 58-channel chains end in a module's
-			// input, which its residual also reads: folded, not padded.
-			if lpr && (rep.Shuffles != 16 || len(rep.DiagFolds) == 0) {
-				t.Errorf("report %s: want 16 shuffles and diag folds", rep)
+			if lpr && (rep.Shuffles != 16 || len(rep.DiagFolds) == 0 || len(rep.Padded) == 0) {
+				t.Errorf("report %s: want 16 shuffles, diag folds and padded chains", rep)
 			}
 			orig, fast := filepath.Join(dir, "orig_"+file), filepath.Join(dir, "fast_"+file)
 			if lpr {
