@@ -584,6 +584,18 @@ func TestReviewDiagFold(t *testing.T) {
 			b.output("y1", "y2")
 			return b.model(13)
 		}},
+		{name: "two batch norm producers share their parameters", folds: 2, tol: tol, model: func() *onnxpb.ModelProto {
+			b := newBuilder()
+			b.input("in", 4)
+			b.input("in2", 4)
+			b.bn("in", "x1", 4, "s", "t", "m", "v")
+			b.bn("in2", "x2", 4, "s", "t", "m", "v")
+			b.bn("in2", "x3", 4, "s", "t", "m", "v") // and a third, not folded
+			b.module("x1", "y1", "V", "U", "D", d)
+			b.module("x2", "y2", "V", "U", "D2", []float32{-2, 0.5, 3, 1})
+			b.output("y1", "y2", "x3")
+			return b.model(13)
+		}},
 		{name: "producer weight is the residual's weight", folds: 1, tol: tol, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
