@@ -696,6 +696,32 @@ func TestReviewDiagFold(t *testing.T) {
 	runReview(t, cases)
 }
 
+// layer is one Conv of convs: its weight's dims and its attributes.
+type layer struct {
+	w     []int64
+	attrs []*onnxpb.AttributeProto
+}
+
+// convs builds in (4 channels) → one Conv per layer, without biases → y.
+func convs(layers ...layer) func() *onnxpb.ModelProto {
+	return func() *onnxpb.ModelProto {
+		b := newBuilder()
+		b.input("in", 4)
+		v := "in"
+		for i, l := range layers {
+			w, out := fmt.Sprintf("w%d", i), fmt.Sprintf("c%d", i)
+			if i == len(layers)-1 {
+				out = "y"
+			}
+			b.floats(w, l.w, ramp(int(l.w[0]*l.w[1]*l.w[2]*l.w[3]), 0.6-0.1*float32(i)))
+			b.node("Conv", out, []string{v, w}, l.attrs...)
+			v = out
+		}
+		b.output("y")
+		return b.model(13)
+	}
+}
+
 func TestReviewPad(t *testing.T) {
 	// chain: in(4) → head Conv(4 → C, kernel hk) → Relu → depthwise
 	// Conv(C) → tail Conv(C → 5).
@@ -716,58 +742,25 @@ func TestReviewPad(t *testing.T) {
 		}
 	}
 	cases := []reviewCase{
-		{name: "one channel, no group attribute", pads: 0, model: func() *onnxpb.ModelProto {
-			b := newBuilder()
-			b.input("in", 4)
-			b.floats("hw", []int64{1, 4, 1, 1}, ramp(4, 0.6))
-			b.node("Conv", "h", []string{"in", "hw"})
-			b.floats("dw", []int64{1, 1, 3, 3}, ramp(9, 0.4))
-			b.node("Conv", "d", []string{"h", "dw"}, aInts("pads", 1, 1, 1, 1))
-			b.floats("tw", []int64{5, 1, 1, 1}, ramp(5, 0.5))
-			b.node("Conv", "y", []string{"d", "tw"})
-			b.output("y")
-			return b.model(13)
-		}},
-		{name: "one channel, two single-channel convs", pads: 0, model: func() *onnxpb.ModelProto {
-			b := newBuilder()
-			b.input("in", 4)
-			b.floats("hw", []int64{1, 4, 1, 1}, ramp(4, 0.6))
-			b.node("Conv", "h", []string{"in", "hw"})
-			b.floats("dw", []int64{1, 1, 3, 3}, ramp(9, 0.4))
-			b.node("Conv", "d1", []string{"h", "dw"}, aInt("group", 1), aInts("pads", 1, 1, 1, 1))
-			b.floats("dw2", []int64{1, 1, 3, 3}, ramp(9, 0.3))
-			b.node("Conv", "d2", []string{"d1", "dw2"}, aInt("group", 1), aInts("pads", 1, 1, 1, 1))
-			b.floats("tw", []int64{5, 1, 1, 1}, ramp(5, 0.5))
-			b.node("Conv", "y", []string{"d2", "tw"})
-			b.output("y")
-			return b.model(13)
-		}},
+		{name: "one channel, no group attribute", pads: 0, model: convs(
+			layer{w: []int64{1, 4, 1, 1}},
+			layer{w: []int64{1, 1, 3, 3}, attrs: []*onnxpb.AttributeProto{aInts("pads", 1, 1, 1, 1)}},
+			layer{w: []int64{5, 1, 1, 1}})},
+		{name: "one channel, two single-channel convs", pads: 0, model: convs(
+			layer{w: []int64{1, 4, 1, 1}},
+			layer{w: []int64{1, 1, 3, 3}, attrs: []*onnxpb.AttributeProto{aInt("group", 1), aInts("pads", 1, 1, 1, 1)}},
+			layer{w: []int64{1, 1, 3, 3}, attrs: []*onnxpb.AttributeProto{aInt("group", 1), aInts("pads", 1, 1, 1, 1)}},
+			layer{w: []int64{5, 1, 1, 1}})},
 		{name: "3x3 head with padding", pads: 1, tol: 1e-6, model: chain(6, 3, aInts("pads", 1, 1, 1, 1))},
 		{name: "strided head", pads: 1, tol: 1e-6, model: chain(7, 1, aInts("strides", 2, 2))},
-		{name: "grouped head", pads: 0, model: func() *onnxpb.ModelProto {
-			b := newBuilder()
-			b.input("in", 4)
-			b.floats("hw", []int64{6, 2, 1, 1}, ramp(12, 0.6))
-			b.node("Conv", "h", []string{"in", "hw"}, aInt("group", 2))
-			b.floats("dw", []int64{6, 1, 3, 3}, ramp(54, 0.4))
-			b.node("Conv", "d", []string{"h", "dw"}, aInt("group", 6), aInts("pads", 1, 1, 1, 1))
-			b.floats("tw", []int64{5, 6, 1, 1}, ramp(30, 0.5))
-			b.node("Conv", "y", []string{"d", "tw"})
-			b.output("y")
-			return b.model(13)
-		}},
-		{name: "channel multiplier 2", pads: 0, model: func() *onnxpb.ModelProto {
-			b := newBuilder()
-			b.input("in", 4)
-			b.floats("hw", []int64{3, 4, 1, 1}, ramp(12, 0.6))
-			b.node("Conv", "h", []string{"in", "hw"})
-			b.floats("dw", []int64{6, 1, 3, 3}, ramp(54, 0.4))
-			b.node("Conv", "d", []string{"h", "dw"}, aInt("group", 3), aInts("pads", 1, 1, 1, 1))
-			b.floats("tw", []int64{5, 6, 1, 1}, ramp(30, 0.5))
-			b.node("Conv", "y", []string{"d", "tw"})
-			b.output("y")
-			return b.model(13)
-		}},
+		{name: "grouped head", pads: 0, model: convs(
+			layer{w: []int64{6, 2, 1, 1}, attrs: []*onnxpb.AttributeProto{aInt("group", 2)}},
+			layer{w: []int64{6, 1, 3, 3}, attrs: []*onnxpb.AttributeProto{aInt("group", 6), aInts("pads", 1, 1, 1, 1)}},
+			layer{w: []int64{5, 6, 1, 1}})},
+		{name: "channel multiplier 2", pads: 0, model: convs(
+			layer{w: []int64{3, 4, 1, 1}},
+			layer{w: []int64{6, 1, 3, 3}, attrs: []*onnxpb.AttributeProto{aInt("group", 3), aInts("pads", 1, 1, 1, 1)}},
+			layer{w: []int64{5, 6, 1, 1}})},
 		{name: "batch norm parameters shared with biases and another chain", pads: 2, tol: 1e-6, model: func() *onnxpb.ModelProto {
 			b := newBuilder()
 			b.input("in", 4)
