@@ -64,10 +64,13 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 	if !ix.only(f.v.GetOutput()[0], f.u) || !ix.only(x, f.v, f.d) {
 		return f, false
 	}
-	if _, vd, ok := ix.floats(f.v.GetInput()[1]); !ok || len(vd) != 4 || vd[1] != C {
+	vw, vd, ok := ix.floats(f.v.GetInput()[1])
+	// isPointwiseConv checked V's attributes; its kernel is also its
+	// weight's [kh, kw] (column c of V is every C-th value only then).
+	if !ok || len(vd) != 4 || vd[1] != C || vd[2] != 1 || vd[3] != 1 {
 		return f, false
 	}
-	if !foldableDiag(diag) {
+	if !foldableDiag(diag) || !representable(vw, func(i int, x float32) float32 { return x / diag[i%int(C)] }) {
 		return f, false
 	}
 	f.diag = diag
@@ -75,14 +78,20 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 	if f.producer == nil || len(f.producer.GetOutput()) != 1 || !onnxio.IsDefaultDomain(f.producer) {
 		return f, false
 	}
+	// rows reports whether the rows of v (C of them) times d stay
+	// representable.
+	rows := func(v []float32) bool {
+		per := len(v) / int(C)
+		return representable(v, func(i int, x float32) float32 { return x * diag[i/per] })
+	}
 	switch f.producer.GetOpType() {
 	case "Conv":
 		w, wd, ok := ix.floats(onnxio.Input(f.producer, 1))
-		if !ok || len(wd) < 3 || wd[0] != C || len(w) == 0 {
+		if !ok || len(wd) < 3 || wd[0] != C || len(w) == 0 || !rows(w) {
 			return f, false
 		}
 		if b := onnxio.Input(f.producer, 2); b != "" {
-			if _, bd, ok := ix.floats(b); !ok || !slices.Equal(bd, []int64{C}) {
+			if bv, bd, ok := ix.floats(b); !ok || !slices.Equal(bd, []int64{C}) || !rows(bv) {
 				return f, false
 			}
 		}
@@ -91,7 +100,7 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 			return f, false
 		}
 		for i := 1; i <= 2; i++ {
-			if _, sd, ok := ix.floats(f.producer.GetInput()[i]); !ok || !slices.Equal(sd, []int64{C}) {
+			if sv, sd, ok := ix.floats(f.producer.GetInput()[i]); !ok || !slices.Equal(sd, []int64{C}) || !rows(sv) {
 				return f, false
 			}
 		}
@@ -134,6 +143,24 @@ func foldableDiag(d []float32) bool {
 	}
 	for _, v := range d {
 		if a := math.Abs(float64(v)); a == 0 || a < MinDiagRatio*hi || a < 1e-30 {
+			return false
+		}
+	}
+	return true
+}
+
+// representable reports whether op maps every non-zero value of v to a
+// finite, normal float32: a rescaled weight that overflowed or lost
+// precision in the subnormal range would change what the model computes
+// by more than round-off. Zeros stay zero under any scaling.
+func representable(v []float32, op func(i int, x float32) float32) bool {
+	const minNormal = 0x1p-126
+	for i, x := range v {
+		if x == 0 {
+			continue
+		}
+		a := math.Abs(float64(op(i, x)))
+		if math.IsNaN(a) || math.IsInf(a, 0) || a < minNormal {
 			return false
 		}
 	}

@@ -16,7 +16,8 @@
 //     with a diag residual computes y = U(V x) + D x + b, and writes D x as a
 //     group-C 1×1 Conv: a pass over memory of its own. Where x = P(z) comes
 //     from a Conv or BatchNormalization P whose output goes only into the
-//     module, and every d_c is non-zero, the module is rewritten with
+//     module, every d_c is non-zero, and every rescaled weight stays a
+//     finite, normal float32, the module is rewritten with
 //     x̃ = D x (P's weight rows and bias, or its scale and shift, times d_c)
 //     and V' = V D⁻¹ (column c of V divided by d_c):
 //

@@ -157,6 +157,9 @@ func TestRewriteFixtures(t *testing.T) {
 			if !proto.Equal(f, again) {
 				t.Error("Rewrite is not deterministic")
 			}
+			if twice, rep2, err := Rewrite(f, Options{}); err != nil || rep2.Changed() || !proto.Equal(twice, f) {
+				t.Errorf("Rewrite of its own output: %s, %v", rep2, err)
+			}
 			folds := len(rep.DiagFolds)
 			t.Logf("%d shuffles, %d diag folds", rep.Shuffles, folds)
 			if shuffleNet {

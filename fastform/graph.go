@@ -44,6 +44,9 @@ func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
 		ix.outputs[v.GetName()] = true
 		ix.names[v.GetName()] = true
 	}
+	for _, v := range g.GetValueInfo() {
+		ix.names[v.GetName()] = true // a fresh value must not inherit its shape
+	}
 	for _, n := range g.GetNode() {
 		ix.names[n.GetName()] = true
 		for _, o := range n.GetOutput() {
@@ -110,11 +113,18 @@ func (ix *graphIndex) floats(name string) ([]float32, []int64, bool) {
 	return v, t.GetDims(), true
 }
 
-// usedElsewhere reports whether initializer name is an input of any node
-// other than n.
-func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto) bool {
+// usedElsewhere reports whether initializer name is read other than as
+// input i of node n: by another node, as another input of n (a
+// BatchNormalization may read one tensor as scale and variance), or as a
+// graph output.
+func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto, i int) bool {
 	for _, c := range ix.consumers[name] {
 		if c != n {
+			return true
+		}
+	}
+	for j, in := range n.GetInput() {
+		if j != i && in == name {
 			return true
 		}
 	}
@@ -128,12 +138,12 @@ func (ix *graphIndex) setFloats(n *onnxpb.NodeProto, i int, v []float32) {
 }
 
 // setTensor makes input i of node n an initializer holding v with dims:
-// in place when no other node reads the old one, else as a new
-// initializer.
+// in place when nothing else reads the old one (usedElsewhere), else as a
+// new initializer.
 func (ix *graphIndex) setTensor(n *onnxpb.NodeProto, i int, dims []int64, v []float32) {
 	old := n.GetInput()[i]
 	t := ix.inits[old]
-	if ix.usedElsewhere(old, n) {
+	if ix.usedElsewhere(old, n, i) {
 		name := ix.fresh(old + "_rewritten")
 		nt := onnxio.NewFloat32(name, dims, v)
 		ix.g.Initializer = append(ix.g.Initializer, nt)

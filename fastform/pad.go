@@ -31,7 +31,7 @@ type padChain struct {
 func findPadChains(ix *graphIndex) []padChain {
 	var out []padChain
 	for _, dw := range ix.g.GetNode() {
-		if dw.GetOpType() != "Conv" || !onnxio.IsDefaultDomain(dw) {
+		if dw.GetOpType() != "Conv" || !onnxio.IsDefaultDomain(dw) || len(dw.GetOutput()) != 1 {
 			continue
 		}
 		w, wd, ok := ix.floats(onnxio.Input(dw, 1))
@@ -39,7 +39,9 @@ func findPadChains(ix *graphIndex) []padChain {
 			continue
 		}
 		C := wd[0]
-		if onnxio.AttrInt(dw, "group", 1) != C || C%PadMultiple == 0 || !constVector(ix, onnxio.Input(dw, 2), C) {
+		// C = 1 is no depthwise convolution: a 1-channel group-1 Conv
+		// could also be the head or tail of another chain.
+		if C < 2 || onnxio.AttrInt(dw, "group", 1) != C || C%PadMultiple == 0 || !constVector(ix, onnxio.Input(dw, 2), C) {
 			continue
 		}
 		ch := padChain{dw: dw, channels: int(C), padded: int((C + PadMultiple - 1) / PadMultiple * PadMultiple)}

@@ -38,7 +38,8 @@ type Report struct {
 	// Padded lists the Conv → depthwise Conv → Conv chains whose inner
 	// width was padded with zero channels to a multiple of PadMultiple.
 	Padded []Pad `json:"padded,omitempty"`
-	// Skipped, when not empty, says why the model was left unchanged.
+	// Skipped, when not empty, says why the model was left unchanged, or
+	// (shape inference failing) why its channel shuffles were.
 	Skipped string `json:"skipped,omitempty"`
 }
 
@@ -158,10 +159,15 @@ func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, er
 	return out, rep, nil
 }
 
-// dropUnused removes initializers (and their graph-input entries) that no
-// node reads and that are not graph outputs.
+// dropUnused removes initializers that no node reads and that are not
+// graph outputs. Initializers that are also graph inputs stay: they are
+// part of the model's interface (a caller may feed them), and no rewrite
+// replaces one.
 func dropUnused(g *onnxpb.GraphProto) {
 	used := map[string]bool{}
+	for _, v := range g.GetInput() {
+		used[v.GetName()] = true
+	}
 	for _, n := range g.GetNode() {
 		for _, in := range n.GetInput() {
 			used[in] = true
@@ -171,22 +177,12 @@ func dropUnused(g *onnxpb.GraphProto) {
 		used[o.GetName()] = true
 	}
 	var inits []*onnxpb.TensorProto
-	dropped := map[string]bool{}
 	for _, t := range g.GetInitializer() {
 		if used[t.GetName()] {
 			inits = append(inits, t)
-		} else {
-			dropped[t.GetName()] = true
 		}
 	}
 	g.Initializer = inits
-	var ins []*onnxpb.ValueInfoProto
-	for _, v := range g.GetInput() {
-		if !dropped[v.GetName()] {
-			ins = append(ins, v)
-		}
-	}
-	g.Input = ins
 	produced := map[string]bool{}
 	for _, n := range g.GetNode() {
 		for _, o := range n.GetOutput() {
