@@ -24,6 +24,9 @@
 // That is exact for every polynomial of degree at most 3 in a dynamic size
 // (it takes one value at four points only when constant) and for floor
 // divisions of one by any constant up to 1031 (N/k is 0 at N = 2 and at
-// least 1 at N = 1031), which covers what CNN exporters emit. Graphs with
+// least 1 at N = 1031), which covers what CNN exporters emit. When the inputs have
+// more than one distinct dynamic dimension, two more samples give each its
+// own size (primes from 5 and from 101), so that a dimension is never
+// written as a copy of another that only had the same size. Graphs with
 // subgraphs (If, Loop, Scan) are left alone.
 package shapefold

@@ -130,41 +130,103 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 }
 
 // InferAt runs shape inference once per FoldSizes size, with every dynamic
-// dimension of every graph input at that size.
+// dimension of every graph input at that size. When the inputs have more
+// than one distinct dynamic dimension (dims sharing a name count as one),
+// it adds two samples in which each distinct dimension has its own size
+// (splitSizes), so that a value that only looks like a copy of one
+// dimension because every dimension had the same size (a Reshape target
+// [N, 2, c, H, W] read as "copy position 3" when H and W are both free) is
+// not taken as one. Extra samples only make folding stricter.
 func InferAt(m *onnxpb.ModelProto) ([]*shapeinfer.Shapes, error) {
 	g := m.GetGraph()
 	inits := map[string]bool{}
 	for _, t := range g.GetInitializer() {
 		inits[t.GetName()] = true
 	}
-	var out []*shapeinfer.Shapes
-	for _, size := range FoldSizes() {
-		shapes := map[string][]int64{}
-		for _, in := range g.GetInput() {
-			if inits[in.GetName()] {
+	// key names each dynamic dimension: its dim_param, or its position.
+	type dyn struct {
+		input string
+		index int
+		key   string
+	}
+	var dyns []dyn
+	keys := map[string]int{}
+	fixedDims := map[string][]int64{}
+	for _, in := range g.GetInput() {
+		if inits[in.GetName()] {
+			continue
+		}
+		st := in.GetType().GetTensorType().GetShape()
+		if st == nil {
+			return nil, fmt.Errorf("input %q has no shape", in.GetName())
+		}
+		dims := make([]int64, len(st.GetDim()))
+		for i, d := range st.GetDim() {
+			if _, fixed := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); fixed && d.GetDimValue() > 0 {
+				dims[i] = d.GetDimValue()
 				continue
 			}
-			st := in.GetType().GetTensorType().GetShape()
-			if st == nil {
-				return nil, fmt.Errorf("input %q has no shape", in.GetName())
+			key := d.GetDimParam()
+			if key == "" {
+				key = fmt.Sprintf("%s[%d]", in.GetName(), i)
 			}
-			dims := make([]int64, len(st.GetDim()))
-			for i, d := range st.GetDim() {
-				if _, fixed := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); fixed && d.GetDimValue() > 0 {
-					dims[i] = d.GetDimValue()
-				} else {
-					dims[i] = size
-				}
+			if _, ok := keys[key]; !ok {
+				keys[key] = len(keys)
 			}
-			shapes[in.GetName()] = dims
+			dyns = append(dyns, dyn{in.GetName(), i, key})
+		}
+		fixedDims[in.GetName()] = dims
+	}
+	// Each sample gives the k-th distinct dynamic dimension size(k).
+	samples := []func(k int) int64{}
+	for _, size := range FoldSizes() {
+		samples = append(samples, func(int) int64 { return size })
+	}
+	if len(keys) > 1 {
+		for _, split := range splitSizes(len(keys)) {
+			samples = append(samples, func(k int) int64 { return split[k] })
+		}
+	}
+	var out []*shapeinfer.Shapes
+	for j, size := range samples {
+		shapes := map[string][]int64{}
+		for name, dims := range fixedDims {
+			shapes[name] = slices.Clone(dims)
+		}
+		for _, d := range dyns {
+			shapes[d.input][d.index] = size(keys[d.key])
 		}
 		s, err := shapeinfer.Infer(m, shapeinfer.Options{InputShapes: shapes})
 		if err != nil {
-			return nil, fmt.Errorf("shape inference at size %d: %w", size, err)
+			return nil, fmt.Errorf("shape inference at sample %d (%v): %w", j, shapes, err)
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// splitSizes returns two assignments of distinct sizes to n distinct
+// dynamic dimensions: the primes from 5 and the primes from 101, so that
+// no two dimensions share a size and no size is a multiple of another.
+func splitSizes(n int) [2][]int64 {
+	var out [2][]int64
+	for i, from := range []int64{5, 101} {
+		for p := from; len(out[i]) < n; p++ {
+			if prime(p) {
+				out[i] = append(out[i], p)
+			}
+		}
+	}
+	return out
+}
+
+func prime(p int64) bool {
+	for d := int64(2); d*d <= p; d++ {
+		if p%d == 0 {
+			return false
+		}
+	}
+	return p > 1
 }
 
 // constantAcross returns name's value as an initializer when it is an

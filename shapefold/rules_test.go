@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -100,5 +101,51 @@ func TestReshapeTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFoldDistinctDynamicDims: x[N,4,H,W] reshaped to [N,2,2,H,W] by a
+// target computed from Shape. With H and W both free, the target's H must
+// not be written as "copy position 3" (which holds W): the folded model
+// keeps [N,2,2,H,W] at H != W, in the engine.
+func TestFoldDistinctDynamicDims(t *testing.T) {
+	dim := func(p string, v int64) *onnxpb.TensorShapeProto_Dimension {
+		if p != "" {
+			return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: p}}
+		}
+		return &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: v}}
+	}
+	node := func(op string, in []string, out string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+		return &onnxpb.NodeProto{OpType: op, Input: in, Output: []string{out}, Name: out, Attribute: attrs}
+	}
+	axis0 := &onnxpb.AttributeProto{Name: "axis", Type: onnxpb.AttributeProto_INT, I: 0}
+	g := &onnxpb.GraphProto{
+		Name: "hw",
+		Input: []*onnxpb.ValueInfoProto{{Name: "x", Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
+			ElemType: int32(onnxio.Float), Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{dim("N", 0), dim("", 4), dim("H", 0), dim("W", 0)}}}}}}},
+		Output: []*onnxpb.ValueInfoProto{{Name: "y", Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: int32(onnxio.Float)}}}}},
+		Initializer: []*onnxpb.TensorProto{
+			onnxio.NewInt64("i0", []int64{1}, []int64{0}),
+			onnxio.NewInt64("hw", []int64{2}, []int64{2, 3}),
+			onnxio.NewInt64("mid", []int64{2}, []int64{2, 2}),
+		},
+		Node: []*onnxpb.NodeProto{
+			node("Shape", []string{"x"}, "s"),
+			node("Gather", []string{"s", "i0"}, "n", axis0),
+			node("Gather", []string{"s", "hw"}, "h_w", axis0),
+			node("Concat", []string{"n", "mid", "h_w"}, "target", axis0),
+			node("Reshape", []string{"x", "target"}, "y"),
+		},
+	}
+	m := &onnxpb.ModelProto{IrVersion: 8, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: 13}}, Graph: g}
+	f, _, err := Fold(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := map[string][]int{"x": {2, 4, 3, 5}}
+	in := map[string]*engine.Tensor{"x": engine.NewTensorF(fill([]int{2, 4, 3, 5}, 1), 2, 4, 3, 5)}
+	want, got := run(t, m, shapes, in)["y"], run(t, f, shapes, in)["y"]
+	if !slices.Equal(want.Shape, []int{2, 2, 2, 3, 5}) || !slices.Equal(got.Shape, want.Shape) || !slices.Equal(got.F, want.F) {
+		t.Errorf("folded output shape %v, original %v", got.Shape, want.Shape)
 	}
 }
