@@ -40,7 +40,11 @@
 //     is padded with zero channels: zero weight rows and bias in the first,
 //     zero channels in the depthwise one, zero input columns in the last.
 //     The padded channels stay zero, so every original output is the same
-//     sum with exact zeros added; the extra multiply-adds are counted.
+//     sum with exact zeros added; the extra multiply-adds are counted. This
+//     assumes finite activations: an infinite value entering the chain
+//     would make a padded channel 0·∞ = NaN, which the zero columns then
+//     spread to every output (the unpadded model is already non-finite
+//     there in all but contrived cases).
 //
 // Rewrite applies all three and says what it did in a Report, also recorded in
 // the model's metadata under MetadataKey.
