@@ -81,9 +81,10 @@ func (r Report) Changed() bool {
 	return r.Shuffles > 0 || len(r.DiagFolds) > 0 || len(r.Padded) > 0
 }
 
-// Rewrite returns a copy of m with its channel shuffles and foldable diag
-// residuals in their faster forms (see the package documentation); m is
-// not modified. Graphs with subgraphs are left alone.
+// Rewrite returns a copy of m with its channel shuffles, foldable diag
+// residuals and narrow depthwise chains in their faster forms (see the
+// package documentation), in that order; m is not modified. Graphs with
+// subgraphs are left alone.
 func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, error) {
 	var rep Report
 	out := proto.Clone(m).(*onnxpb.ModelProto)
@@ -99,28 +100,32 @@ func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, er
 			}
 		}
 	}
-	remove := map[*onnxpb.NodeProto]bool{}
-	replace := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
+	// Each pass indexes the graph as the passes before it left it.
 	if !opts.NoShuffle {
 		shapes, err := shapefold.InferAt(out)
 		if err != nil {
 			rep.Skipped = fmt.Sprintf("shape inference: %v", err)
 		} else {
 			ix := newGraphIndex(g)
+			remove := map[*onnxpb.NodeProto]bool{}
+			replace := map[*onnxpb.NodeProto][]*onnxpb.NodeProto{}
 			for _, s := range findShuffles(ix, shapes) {
 				replace[s.transpose] = rewriteShuffle(ix, s, onnxio.OpsetVersion(out))
 				remove[s.concat], remove[s.reshape] = true, true
 				rep.Shuffles++
 			}
+			editNodes(g, remove, replace)
 		}
 	}
 	if !opts.NoDiagFold {
 		ix := newGraphIndex(g)
+		remove := map[*onnxpb.NodeProto]bool{}
 		for _, f := range findDiagFolds(ix) {
 			applyDiagFold(ix, f)
 			remove[f.d] = true
 			rep.DiagFolds = append(rep.DiagFolds, Fold{Add: f.add.GetName(), Into: f.producer.GetName()})
 		}
+		editNodes(g, remove, nil)
 	}
 	if !opts.NoPad {
 		ix := newGraphIndex(g)
@@ -143,6 +148,19 @@ func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, er
 	if !rep.Changed() {
 		return out, rep, nil
 	}
+	dropUnused(g)
+	if err := onnxio.SetMetadataJSON(out, MetadataKey, rep); err != nil {
+		return nil, rep, fmt.Errorf("fastform: %w", err)
+	}
+	return out, rep, nil
+}
+
+// editNodes removes the nodes in remove and puts replace[n]'s nodes where
+// n was, keeping the graph's order otherwise.
+func editNodes(g *onnxpb.GraphProto, remove map[*onnxpb.NodeProto]bool, replace map[*onnxpb.NodeProto][]*onnxpb.NodeProto) {
+	if len(remove) == 0 && len(replace) == 0 {
+		return
+	}
 	var nodes []*onnxpb.NodeProto
 	for _, n := range g.GetNode() {
 		if r, ok := replace[n]; ok {
@@ -152,11 +170,6 @@ func Rewrite(m *onnxpb.ModelProto, opts Options) (*onnxpb.ModelProto, Report, er
 		}
 	}
 	g.Node = nodes
-	dropUnused(g)
-	if err := onnxio.SetMetadataJSON(out, MetadataKey, rep); err != nil {
-		return nil, rep, fmt.Errorf("fastform: %w", err)
-	}
-	return out, rep, nil
 }
 
 // dropUnused removes initializers that no node reads and that are not
