@@ -389,9 +389,9 @@ func (lr *latencyRun) measureFinal(r *Result) {
 		return
 	}
 	lr.resume()
-	if r.Replaced == 0 {
+	if r.Replaced == 0 && !r.graphRewritten() {
 		lr.res.Measured, lr.res.Batches = false, nil
-		lr.res.Reason = "no layer is replaced: the output runs as the original does"
+		lr.res.Reason = "no layer is replaced and the graph is not rewritten: the output runs as the original does"
 		lr.finish()
 		return
 	}

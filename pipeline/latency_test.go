@@ -407,3 +407,36 @@ func TestLatencyPlanFlukeWholeModel(t *testing.T) {
 		t.Errorf("%d whole-model comparisons, want the fluke measured again", timer.wholeCalls)
 	}
 }
+
+// TestLatencyMeasuredWhenOnlyTheGraphChanges: with every layer kept (a
+// cost model in which each module costs more than its layer), the
+// ShuffleNetV2 fixture's output still differs from the original (shape
+// folding, the shuffle rewrite), so its latency is measured and reported;
+// the MobileNetV1 fixture's output runs as the original does and is not
+// measured.
+func TestLatencyMeasuredWhenOnlyTheGraphChanges(t *testing.T) {
+	for _, tc := range []struct {
+		fixture      string
+		wantMeasured bool
+	}{
+		{"shufflenetv2.onnx", true},
+		{"mobilenetv1.onnx", false},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			path := testutil.Fixture(t, tc.fixture)
+			timer := &costTimer{perNode: 1e9, perWeight: 1}
+			r, err := Run(context.Background(), Options{In: path, Rule: svd.Policy{Ratio: 0.25, Multiple: 16}, Residual: svd.KindDiag,
+				Plan: convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}, Tool: "test",
+				Latency: &Latency{Batches: []int64{1, 8}, timer: timer}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Replaced != 0 {
+				t.Fatalf("%d layers replaced, want every layer kept", r.Replaced)
+			}
+			if l := r.Latency; l.Measured != tc.wantMeasured || len(l.Batches) == 0 == tc.wantMeasured {
+				t.Errorf("measured %v (%s), %d batch sizes; want measured %v", l.Measured, l.Reason, len(l.Batches), tc.wantMeasured)
+			}
+		})
+	}
+}

@@ -245,3 +245,34 @@ func TestLatencyBudgetCorrects(t *testing.T) {
 		t.Errorf("allocation budget %q", r.Allocation.BudgetText)
 	}
 }
+
+// TestLatencyBudgetRaises: when the whole model measures well under what
+// the layers alone predict (the cost model credits every module's Add in a
+// whole model, as fastform's rewrites make the written model faster), the
+// allocation is made again for a higher fraction, and the result is the
+// allocation for the largest fraction that measured within the budget.
+func TestLatencyBudgetRaises(t *testing.T) {
+	const f = 0.85
+	timer := &costTimer{perNode: 20, perWeight: 1, perModule: -9000}
+	r, err := runLatencyBudget(t, f, &Latency{Batches: []int64{1}, timer: timer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := r.Latency.Budget
+	if len(lb.Checks) < 2 || lb.Checks[0].Measured >= f-budgetRaise {
+		t.Fatalf("checks %+v: want a first allocation measured more than %g under %g, then another", lb.Checks, budgetRaise, f)
+	}
+	best := -1.0
+	for _, c := range lb.Checks {
+		if c.Measured <= f+budgetSlack {
+			best = math.Max(best, c.Predicted)
+		}
+	}
+	if r.Allocation.Fraction != best || best <= lb.Checks[0].Predicted {
+		t.Errorf("allocation for %.4f; checks %+v: want the largest fraction measured within the budget, above the first", r.Allocation.Fraction, lb.Checks)
+	}
+	if !lb.Measured || lb.Achieved > f+budgetSlack {
+		t.Errorf("achieved %.4f (measured %v), budget %g", lb.Achieved, lb.Measured, f)
+	}
+	t.Logf("checks %+v, kept the allocation for %.4f", lb.Checks, r.Allocation.Fraction)
+}

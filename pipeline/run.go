@@ -148,6 +148,13 @@ func formOptions(opts *Options) fastform.Options {
 	return fastform.Options{NoDiagFold: opts.Precision.active()}
 }
 
+// graphRewritten reports whether folding or the faster forms changed the
+// written graph (so that it may run differently from the original even
+// with no layer replaced).
+func (r *Result) graphRewritten() bool {
+	return r.ShapeFold != nil && r.ShapeFold.Removed() > 0 || r.Forms != nil && r.Forms.Changed()
+}
+
 // rewriteForms rewrites the model into the forms ONNX Runtime runs faster
 // (fastform), unless Options.KeepForms.
 func (r *Result) rewriteForms(opts *Options) error {
