@@ -41,13 +41,14 @@ func isolatedBatch(macs, b int64) int64 {
 // measured batch size (two one-layer models, Conv -> Relu and the module,
 // at the layer's input shape; large layers at a smaller batch size, see
 // isolatedBatch) and keeps the layers whose module is not measurably
-// faster at every batch size (see layerVerdict). Then it times the whole compressed model against
-// the original; while it is slower than 1 + latencyTolerance at a batch
-// size, it keeps the replaced layer whose module saved the least and
-// measures again. Only a clearly slower whole model (the low end of the
-// ratio's 95% interval above the tolerance too) overrides the layers' own
-// measurements; one slower by its median alone is measured a second time,
-// and kept as planned unless that one is clearly slower. Kept layers are decided through the plan's Selection (a
+// faster at every batch size (see layerVerdict). Then it times the whole
+// compressed model against the original; while it is clearly slower than
+// 1 + latencyTolerance at a batch size (the low end of the ratio's 95%
+// interval above it too), it keeps the replaced layer whose module saved
+// the least and measures again. A whole model slower by its median alone
+// is measured a second time and kept as planned unless that measurement
+// is clearly slower: only clear evidence overrides the layers' own
+// measurements. Kept layers are decided through the plan's Selection (a
 // rank of 0 with the measured reason), so that the plan shows them. On a
 // measuring error the plan stays as it was and r.Latency says why.
 func planLatency(ctx context.Context, lr *latencyRun, o *Options, r *Result, rule svd.Policy, po convert.PlanOptions, plan *convert.Plan) (*convert.Plan, error) {
