@@ -16,7 +16,9 @@ type shuffle struct {
 
 // findShuffles returns the channel shuffles whose intermediate values are
 // read by nothing else and whose Reshape splits the channel axis into
-// [g, c] at every sampled size (shapes, one inference per size).
+// [g, c] at every sampled size (shapes, from shapefold.InferAt: distinct
+// free dimensions get distinct sizes in some samples, so a target that
+// copies W into H's place does not match).
 func findShuffles(ix *graphIndex, shapes []*shapeinfer.Shapes) []shuffle {
 	var out []shuffle
 	for _, t := range ix.g.GetNode() {
@@ -37,7 +39,7 @@ func findShuffles(ix *graphIndex, shapes []*shapeinfer.Shapes) []shuffle {
 		if !ix.only(c.GetOutput()[0], r) || !ix.only(r.GetOutput()[0], t) {
 			continue
 		}
-		if !shuffleShapes(c, r, shapes) || !copiesStatic(ix, r, shapes) {
+		if !shuffleShapes(c, r, shapes) {
 			continue
 		}
 		out = append(out, shuffle{concat: c, reshape: r, transpose: t})
@@ -73,35 +75,6 @@ func shuffleShapes(c, r *onnxpb.NodeProto, shapes []*shapeinfer.Shapes) bool {
 		v := s.Get(r.GetOutput()[0])
 		if v == nil || !v.Known || !slices.Equal(v.Shape, want) {
 			return false
-		}
-	}
-	return true
-}
-
-// copiesStatic reports whether every 0 in the Reshape's target past the
-// batch position copies a dimension that is the same at every sampled size.
-// A 0 at position i copies the input's dimension i, so [0, g, c, 0, −1]
-// makes [N, g, c, W, H]: the shuffle's [N, g, c, H, W] at the samples
-// (which give every free dimension one size) but not where H ≠ W.
-func copiesStatic(ix *graphIndex, r *onnxpb.NodeProto, shapes []*shapeinfer.Shapes) bool {
-	target, err := onnxio.Int64s(ix.inits[r.GetInput()[1]])
-	if err != nil {
-		return false
-	}
-	if onnxio.AttrInt(r, "allowzero", 0) != 0 {
-		return true // a 0 is a size, which shuffleShapes checked
-	}
-	for i, t := range target {
-		if t != 0 || i == 0 {
-			continue
-		}
-		var size int64 = -1
-		for _, s := range shapes {
-			v := s.Get(r.GetInput()[0])
-			if v == nil || !v.Known || i >= len(v.Shape) || size >= 0 && v.Shape[i] != size {
-				return false
-			}
-			size = v.Shape[i]
 		}
 	}
 	return true
