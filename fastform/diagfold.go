@@ -78,6 +78,18 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 	if f.producer == nil || len(f.producer.GetOutput()) != 1 || !onnxio.IsDefaultDomain(f.producer) {
 		return f, false
 	}
+	if homogeneous[f.producer.GetOpType()] {
+		// act(d·a) = d·act(a) for d > 0: scale the activation's input.
+		act := f.producer
+		if len(act.GetInput()) != 1 || slices.ContainsFunc(diag, func(v float32) bool { return !(v > 0) }) {
+			return f, false
+		}
+		a := act.GetInput()[0]
+		f.producer = ix.producer[a]
+		if f.producer == nil || len(f.producer.GetOutput()) != 1 || !onnxio.IsDefaultDomain(f.producer) || !ix.only(a, act) {
+			return f, false
+		}
+	}
 	// rows reports whether the rows of v (C of them) times d stay
 	// representable.
 	rows := func(v []float32) bool {
@@ -109,6 +121,10 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 	}
 	return f, true
 }
+
+// homogeneous lists the activations that commute with a positive
+// per-channel scale: act(d·a) = d·act(a) for every d > 0.
+var homogeneous = map[string]bool{"Relu": true, "LeakyRelu": true}
 
 // isPointwiseConv reports whether n is a default-domain 1×1 Conv with unit
 // strides and dilations, no padding and a constant weight.

@@ -28,8 +28,13 @@
 //     agree to float32 round-off; x̃ differs from x, but nothing else reads
 //     it. ShuffleNetV2's second pointwise convolution of every branch (after
 //     a depthwise convolution and its BatchNorm, with no activation between)
-//     has this form; MobileNet's pointwise convolutions, which follow a ReLU,
-//     do not (a negative d_c cannot pass through the ReLU).
+//     has this form. Where P is a ReLU or LeakyReLU of such a Conv or
+//     BatchNormalization and every d_c > 0, the scale passes through the
+//     activation (act(d·a) = d·act(a) for d > 0) and the rows of the layer
+//     before it are scaled instead: MobileNet's pointwise convolutions
+//     follow a ReLU, and package chanperm relabels channels so that their
+//     d come out positive. A negative d_c cannot pass a ReLU; such a module
+//     keeps its residual.
 //
 //   - Narrow depthwise chains padded. ONNX Runtime runs a convolution in its
 //     blocked (NCHWc) layout only when its channel counts are multiples of

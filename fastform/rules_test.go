@@ -2,6 +2,7 @@ package fastform
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/onnxio"
@@ -155,13 +156,14 @@ func TestShuffleRules(t *testing.T) {
 // diagCase builds x = producer(in) → module Add(U(V x) + b, D x) → y.
 type diagCase struct {
 	name     string
-	producer string // "dwconv", "conv-nobias", "bn", "relu"
+	producer string // "dwconv", "conv-nobias", "bn", "relu", or "dwconv" or "bn" then "-relu" or "-leaky"
 	diag     []float32
 	swapAdd  bool // Add(D x, U(V x))
 	xOut     bool // x is also a graph output
 	shareW   bool // another Conv reads the producer's weight
 	resBias  bool // the residual Conv has a bias
 	weightIn bool // the producer's weight is also a graph input
+	preOut   bool // the activation's input is also a graph output
 	want     int
 }
 
@@ -169,7 +171,15 @@ func (c diagCase) model() *onnxpb.ModelProto {
 	const C, R = 4, 2
 	b := newBuilder()
 	b.input("in", C)
-	switch c.producer {
+	base, act, _ := strings.Cut(c.producer, "-")
+	if base == "conv" {
+		base, act = c.producer, ""
+	}
+	xName := "x"
+	if act != "" {
+		xName = "pre"
+	}
+	switch base {
 	case "dwconv", "conv-nobias":
 		b.floats("pw", []int64{C, 1, 3, 3}, ramp(C*9, 0.5))
 		in := []string{"in", "pw"}
@@ -177,15 +187,24 @@ func (c diagCase) model() *onnxpb.ModelProto {
 			b.floats("pb", []int64{C}, ramp(C, 0.3))
 			in = append(in, "pb")
 		}
-		b.node("Conv", "x", in, aInt("group", C), aInts("pads", 1, 1, 1, 1))
+		b.node("Conv", xName, in, aInt("group", C), aInts("pads", 1, 1, 1, 1))
 	case "bn":
 		b.floats("scale", []int64{C}, []float32{1.5, 0.5, 2, 1})
 		b.floats("shift", []int64{C}, []float32{0.1, -0.2, 0.3, 0})
 		b.floats("mean", []int64{C}, []float32{0.05, 0, -0.1, 0.2})
 		b.floats("var", []int64{C}, []float32{1, 2, 0.5, 1.5})
-		b.node("BatchNormalization", "x", []string{"in", "scale", "shift", "mean", "var"})
+		b.node("BatchNormalization", xName, []string{"in", "scale", "shift", "mean", "var"})
 	case "relu":
 		b.node("Relu", "x", []string{"in"})
+	}
+	switch act {
+	case "relu":
+		b.node("Relu", "x", []string{"pre"})
+	case "leaky":
+		b.node("LeakyRelu", "x", []string{"pre"}, &onnxpb.AttributeProto{Name: "alpha", Type: onnxpb.AttributeProto_FLOAT, F: 0.1})
+	}
+	if c.preOut {
+		b.output("pre")
 	}
 	b.floats("V", []int64{R, C, 1, 1}, ramp(R*C, 1))
 	b.floats("U", []int64{C, R, 1, 1}, ramp(C*R, 0.7))
@@ -224,6 +243,7 @@ func (c diagCase) model() *onnxpb.ModelProto {
 
 func TestDiagFoldRules(t *testing.T) {
 	d := []float32{0.8, -1.3, 0.25, -0.05}
+	pos := []float32{0.8, 1.3, 0.25, 0.05}
 	cases := []diagCase{
 		{name: "depthwise conv with bias", producer: "dwconv", diag: d, want: 1},
 		{name: "conv without bias", producer: "conv-nobias", diag: d, want: 1},
@@ -231,6 +251,12 @@ func TestDiagFoldRules(t *testing.T) {
 		{name: "add operands swapped", producer: "dwconv", diag: d, swapAdd: true, want: 1},
 		{name: "shared producer weight", producer: "dwconv", diag: d, shareW: true, want: 1},
 		{name: "relu producer", producer: "relu", diag: d},
+		{name: "conv then relu, positive scales", producer: "dwconv-relu", diag: pos, want: 1},
+		{name: "batch norm then relu, positive scales", producer: "bn-relu", diag: pos, want: 1},
+		{name: "conv then leaky relu, positive scales", producer: "dwconv-leaky", diag: pos, want: 1},
+		{name: "conv then relu, a negative scale", producer: "dwconv-relu", diag: d},
+		{name: "conv then relu, a zero scale", producer: "dwconv-relu", diag: []float32{0.8, 0, 0.25, 1}},
+		{name: "conv then relu, pre-activation read elsewhere", producer: "dwconv-relu", diag: pos, preOut: true},
 		{name: "zero scale", producer: "dwconv", diag: []float32{0.8, 0, 0.25, 1}},
 		{name: "tiny scale", producer: "dwconv", diag: []float32{0.8, 1e-6, 0.25, 1}},
 		{name: "input read elsewhere", producer: "dwconv", diag: d, xOut: true},

@@ -38,7 +38,7 @@ func TestRunFoldsShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test"})
+	r, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Relabel: RelabelOff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +51,14 @@ func TestRunFoldsShapes(t *testing.T) {
 	if r.Forms == nil || r.Forms.Shuffles == 0 || len(r.Forms.DiagFolds) == 0 || len(r.Forms.DiagFolds) != len(frep.DiagFolds) {
 		t.Errorf("forms report %+v, want %+v with shuffles and folds", r.Forms, frep)
 	}
-	keep, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", KeepShapeOps: true, KeepForms: true})
+	keep, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Relabel: RelabelOff, KeepShapeOps: true, KeepForms: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(keep.Model, rewritten) || keep.ShapeFold != nil || keep.Forms != nil {
 		t.Error("KeepShapeOps and KeepForms changed the rewritten model or reported a rewrite")
 	}
-	half, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Precision: &Precision{Precision: quantize.FP16}})
+	half, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Relabel: RelabelOff, Precision: &Precision{Precision: quantize.FP16}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func TestRunDataFree(t *testing.T) {
 	plan, want := rewrite(t, m, rule, po)
 	out := filepath.Join(t.TempDir(), "small.onnx")
 	var events []Event
-	r, err := Run(ctx, Options{In: path, Out: out, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test",
+	r, err := Run(ctx, Options{In: path, Out: out, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Relabel: RelabelOff,
 		Progress: func(e Event) { events = append(events, e) }})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestRunDataFree(t *testing.T) {
 		t.Errorf("messages %q", msgs)
 	}
 
-	dry, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test"})
+	dry, err := Run(ctx, Options{In: path, Original: m, Rule: rule, Residual: svd.KindDiag, Plan: po, Tool: "test", Relabel: RelabelOff})
 	if err != nil {
 		t.Fatal(err)
 	}

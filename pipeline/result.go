@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"github.com/lprconv/lprconv/chanperm"
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/finetune"
@@ -20,8 +21,12 @@ type Result struct {
 	// written.
 	Residual string `json:"residual"`
 	DryRun   bool   `json:"dry_run"`
-	// Original is the loaded model, Model the compressed one and Plan the
-	// decisions that made it.
+	// Given is the model as loaded; Original is the model the plan and
+	// fine-tuning start from: Given with its hidden channels relabeled
+	// (see Relabel), the same function to float32 round-off, or Given
+	// itself. Model is the compressed one and Plan the decisions that
+	// made it. Verification compares Model with Given.
+	Given    *onnxpb.ModelProto `json:"-"`
 	Original *onnxpb.ModelProto `json:"-"`
 	Model    *onnxpb.ModelProto `json:"-"`
 	Plan     *convert.Plan      `json:"-"`
@@ -51,6 +56,9 @@ type Result struct {
 	// ShapeFold reports the folding of run-time shape arithmetic (nil with
 	// Options.KeepShapeOps).
 	ShapeFold *shapefold.Report `json:"shape_fold,omitempty"`
+	// Relabel reports the relabeling of hidden channels (nil when
+	// Options.Relabel left the order, or for a residual it does not serve).
+	Relabel *chanperm.Report `json:"relabel,omitempty"`
 	// Forms reports the rewrite into faster forms (nil with
 	// Options.KeepForms).
 	Forms *fastform.Report `json:"forms,omitempty"`

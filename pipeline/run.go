@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/chanperm"
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/fastform"
@@ -42,11 +43,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		r.Original, opts.Inputs = m, inputs
 	}
+	r.Given = r.Original
 	saveOpts := onnxio.SaveOptions{ExternalData: opts.ExternalData}
 	if opts.Out != "" {
 		if _, err := onnxio.CheckOutput(opts.Out, nil, saveOpts, opts.Inputs, opts.Overwrite); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.relabel(ctx, &opts); err != nil {
+		return nil, err
 	}
 	rule, po := opts.Rule, opts.Plan
 	var lat *latencyRun // latency: measure and plan (latency.go)
@@ -244,4 +249,38 @@ func writtenBytes(path string, external bool) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// relabel relabels the original's hidden channels for the diag residual
+// (chanperm.Permute) as Options.Relabel says (auto: when nothing is
+// fine-tuned), and only for residual kinds with per-channel scales.
+// Everything after it (teacher, plan, latency) sees the relabeled
+// original, which computes the same function to float32 round-off;
+// verification compares with the given model.
+func (r *Result) relabel(ctx context.Context, opts *Options) error {
+	on := opts.Relabel == RelabelOn || (opts.Relabel == RelabelAuto && opts.FineTune == nil)
+	if !on || (opts.Residual.Type != svd.Diag && opts.Residual.Type != svd.Depthwise) {
+		return nil
+	}
+	rule := opts.Rule
+	rank := func(c int) int {
+		if !rule.HasRule() || rule.NeedsSpectrum() {
+			return 0
+		}
+		k, _, err := rule.Choose(c, c, nil)
+		if err != nil {
+			return 0
+		}
+		return k
+	}
+	opts.logf(StageRelabel, "relabeling hidden channels for the diag residuals")
+	m, rep, err := chanperm.Permute(ctx, r.Original, chanperm.Options{Rank: rank, SVD: opts.Plan.SVD})
+	if err != nil {
+		return fmt.Errorf("relabel channels: %w", err)
+	}
+	if rep.Groups > 0 {
+		r.Original = m
+	}
+	r.Relabel = rep
+	return nil
 }

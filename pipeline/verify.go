@@ -83,7 +83,7 @@ func (v *verifier) after(ctx context.Context) error {
 	out := v.r.Verification
 	v.opts.logf(StageVerify, "measuring fidelity on %s", v.v.Fidelity)
 	o := v.evalOptions()
-	models := []*onnxpb.ModelProto{v.r.Original, v.r.Model}
+	models := []*onnxpb.ModelProto{v.r.Given, v.r.Model}
 	if v.v.Reference != nil {
 		o.Against = v.v.Reference
 		models = models[1:]

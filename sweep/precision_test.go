@@ -126,8 +126,13 @@ func TestSweepPrecisions(t *testing.T) {
 			t.Errorf("%s: row says %d bytes, file has %d", r.Config, r.FileBytes, st.Size())
 		}
 		sizes = append(sizes, st.Size())
-		if r.Params != rows[0].Params || r.MACs != rows[0].MACs {
-			t.Errorf("%s: %d params %d MACs, want the float32 graph's %d %d", r.Config, r.Params, r.MACs, rows[0].Params, rows[0].MACs)
+		// Quantized rows count their own float32 graph, which keeps the
+		// diag residuals that the float32 row folds into the layers
+		// before (fastform): the same counts for both, and at most one
+		// scale per channel of each module more than the float32 row's.
+		if i > 0 && (r.Params != rows[1].Params || r.MACs != rows[1].MACs || r.Params < rows[0].Params || r.MACs < rows[0].MACs ||
+			float64(r.Params-rows[0].Params) > 0.01*float64(rows[0].Params)) {
+			t.Errorf("%s: %d params %d MACs, float32 row %d %d", r.Config, r.Params, r.MACs, rows[0].Params, rows[0].MACs)
 		}
 		if r.AccBefore != nil || r.AccAfter != nil {
 			t.Errorf("%s: accuracy %v %v without labelled data", r.Config, r.AccBefore, r.AccAfter)

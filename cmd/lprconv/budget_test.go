@@ -94,7 +94,7 @@ func TestCompressBudgetErrors(t *testing.T) {
 	// The smallest fraction a budget can reach puts every layer at its
 	// smallest offered rank, 16 (--multiple 16), and keeps the layers that
 	// rank 16 does not shrink: what a uniform --rank 16 plans.
-	code, stdout, stderr := runCLI("compress", in, "--dry-run", "--multiple", "16", "--rank", "16", "--json")
+	code, stdout, stderr := runCLI("compress", in, "--dry-run", "--multiple", "16", "--rank", "16", "--keep-forms", "--json")
 	if code != 0 {
 		t.Fatalf("compress --rank 16: exit %d: %s", code, stderr)
 	}

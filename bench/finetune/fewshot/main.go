@@ -20,9 +20,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
+	"github.com/lprconv/lprconv/chanperm"
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/dataset"
 	"github.com/lprconv/lprconv/evaluate"
@@ -70,6 +72,12 @@ type config struct {
 	PreLR        float64 `json:"pre_lr,omitempty"`
 	RankLRRef    float64 `json:"rank_lr_ref,omitempty"`
 	RankLRPower  float64 `json:"rank_lr_power,omitempty"`
+	Beta1        float64 `json:"beta1,omitempty"`
+	Beta2        float64 `json:"beta2,omitempty"`
+	MinLRRatio   float64 `json:"min_lr_ratio,omitempty"`
+	Warmup       int     `json:"warmup,omitempty"`
+	Balance      float64 `json:"balance,omitempty"`
+	Permute      bool    `json:"permute,omitempty"`
 }
 
 type result struct {
@@ -123,6 +131,12 @@ func main() {
 	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
 	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale the learning rate of each LPR module of rank below `R0` by (R0/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
 	flag.Float64Var(&c.RankLRPower, "rank-lr-power", 1, "power of -rank-lr")
+	flag.Float64Var(&c.Beta1, "beta1", 0, "Adam β1 (0: finetune's default, 0.9)")
+	flag.Float64Var(&c.Beta2, "beta2", 0, "Adam β2 (0: finetune's default, 0.999)")
+	flag.Float64Var(&c.MinLRRatio, "min-lr-ratio", 0, "the cosine decays to this fraction of the peak learning rate")
+	flag.IntVar(&c.Warmup, "warmup", 0, "linear warm-up steps of each stage (0: finetune's default, 5% of the stage)")
+	flag.Float64Var(&c.Balance, "balance", 0, "rescale each rank component k of the initial factors, B[:,k]·s and A[k,:]/s with s = (‖A[k,:]‖/‖B[:,k]‖)^(`P`/2): 1 equalizes the norms, 0 keeps them")
+	flag.BoolVar(&c.Permute, "permute", false, "relabel hidden channels first (chanperm.Permute) so that each layer's diag residual pairs the largest remainder entries")
 	table := flag.String("table", "", "print the Markdown table of fewshot.sh's results `FILE` and exit")
 	flag.Parse()
 	if *table != "" {
@@ -155,6 +169,15 @@ func run(ctx context.Context, c config) (*result, error) {
 	m, err := onnxio.Load(c.Model)
 	if err != nil {
 		return nil, err
+	}
+	if c.Permute {
+		rank := func(ch int) int {
+			r, _, _ := svd.Policy{Ratio: c.RankRatio, Multiple: c.Multiple}.Choose(ch, ch, nil)
+			return r
+		}
+		if m, _, err = chanperm.Permute(ctx, m, chanperm.Options{Rank: rank, SVD: svd.Options{Seed: 1}}); err != nil {
+			return nil, err
+		}
 	}
 	in, err := evaluate.ModelInput(m)
 	if err != nil {
@@ -281,6 +304,9 @@ func run(ctx context.Context, c config) (*result, error) {
 			return nil, err
 		}
 	}
+	if c.Balance != 0 {
+		balance(plan, c.Balance)
+	}
 	student, err := convert.Apply(m, plan)
 	if err != nil {
 		return nil, err
@@ -304,7 +330,8 @@ func run(ctx context.Context, c config) (*result, error) {
 		data.Val = vl
 	}
 	opts := finetune.Options{Epochs: c.Epochs, Steps: c.Steps, StepsPerEpoch: tl.Batches(), Batch: c.Batch, LR: c.LR,
-		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay},
+		Threads: c.Threads, Optimizer: finetune.OptimizerConfig{Kind: finetune.Adam, WeightDecay: c.WeightDecay, Beta1: c.Beta1, Beta2: c.Beta2},
+		MinLRRatio: c.MinLRRatio, WarmupSteps: c.Warmup,
 		Loss: finetune.Loss{Kind: lossKind, Temperature: c.Temperature, CEWeight: c.CEWeight}, Match: match, Augment: aug, Train: trainSet,
 		Freeze: freeze, L2SP: c.L2SP, SAMRho: c.SAMRho}
 	if c.RankLRRef > 0 {
@@ -377,4 +404,37 @@ func run(ctx context.Context, c config) (*result, error) {
 	res.TotalSeconds = time.Since(start).Seconds()
 	res.BestEpoch = rep.BestEpoch
 	return res, nil
+}
+
+// balance rescales every replaced layer's rank components so that
+// ‖B[:,k]‖/‖A[k,:]‖ moves towards 1 by the power p (1: equal norms); B·A is
+// unchanged up to round-off.
+func balance(plan *convert.Plan, p float64) {
+	for i := range plan.Layers {
+		f := plan.Layers[i].Factors
+		if !plan.Layers[i].Replace || f == nil {
+			continue
+		}
+		for k := 0; k < f.Rank; k++ {
+			var na, nb float64
+			for j := 0; j < f.In; j++ {
+				v := float64(f.A[k*f.In+j])
+				na += v * v
+			}
+			for o := 0; o < f.Out; o++ {
+				v := float64(f.B[o*f.Rank+k])
+				nb += v * v
+			}
+			if na == 0 || nb == 0 {
+				continue
+			}
+			s := math.Pow(math.Sqrt(na)/math.Sqrt(nb), p/2)
+			for j := 0; j < f.In; j++ {
+				f.A[k*f.In+j] = float32(float64(f.A[k*f.In+j]) / s)
+			}
+			for o := 0; o < f.Out; o++ {
+				f.B[o*f.Rank+k] = float32(float64(f.B[o*f.Rank+k]) * s)
+			}
+		}
+	}
 }
