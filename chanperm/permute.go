@@ -121,8 +121,9 @@ func diagStats(r []float64, c int) (float64, int) {
 // Permute returns a copy of m whose hidden channels are relabeled so that
 // every square pointwise convolution (C×C, 1×1, group 1: a layer an LPR
 // module replaces) has a large non-negative diagonal in the remainder
-// R = W − [W]_r of its rank-r truncation, which the module's diag
-// residual then captures. The copy computes what m computes (to float32
+// R = W − [W]_r of its rank-r truncation (W with a BatchNormalization that
+// follows folded in, as the LPR plan factorizes it), which the module's
+// diag residual then captures. The copy computes what m computes (to float32
 // round-off: only summation orders change).
 //
 // Where a dense Conv's output reaches dense Convs through per-channel
@@ -186,6 +187,7 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		if err != nil {
 			return nil, nil, err
 		}
+		v = ix.foldBatchNorm(n, v)
 		if c := int(d[0]); rankOf[n] < c {
 			jobs = append(jobs, svd.Job{Name: n.GetName(), W: v, Out: c, In: c, Rank: rankOf[n], Kind: svd.KindNone})
 			jobOf = append(jobOf, n)
@@ -370,4 +372,48 @@ func relabel64(v []float64, d []int64, axis int, sigma []int) []float64 {
 		}
 	}
 	return out
+}
+
+// foldBatchNorm returns the C×C weight v of the square layer n as the LPR
+// plan factorizes it: with a BatchNormalization that alone reads n's output
+// folded in, W' = diag(s) W with s = γ / sqrt(var + ε) (package convert
+// does the same), so that the remainder and its diagonal are the ones the
+// module will see. Without one, v itself.
+func (ix *index) foldBatchNorm(n *onnxpb.NodeProto, v []float32) []float32 {
+	out := n.GetOutput()[0]
+	cs := ix.consumers[out]
+	if len(cs) != 1 || ix.outputs[out] {
+		return v
+	}
+	bn := cs[0]
+	ins := bn.GetInput()
+	if bn.GetOpType() != "BatchNormalization" || !onnxio.IsDefaultDomain(bn) || len(ins) != 5 || ins[0] != out {
+		return v
+	}
+	c := int(math.Sqrt(float64(len(v))))
+	read := func(name string) ([]float32, bool) {
+		t := ix.inits[name]
+		if t == nil || ix.inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+			return nil, false
+		}
+		x, err := onnxio.Float32s(t)
+		return x, err == nil && len(x) == c
+	}
+	gamma, ok1 := read(ins[1])
+	variance, ok2 := read(ins[4])
+	if !ok1 || !ok2 {
+		return v
+	}
+	eps := float64(onnxio.AttrFloat(bn, "epsilon", 1e-5))
+	out2 := make([]float32, len(v))
+	for i := 0; i < c; i++ {
+		s := float64(gamma[i]) / math.Sqrt(float64(variance[i])+eps)
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return v
+		}
+		for j := 0; j < c; j++ {
+			out2[i*c+j] = float32(float64(v[i*c+j]) * s)
+		}
+	}
+	return out2
 }

@@ -217,7 +217,7 @@ func (lr *latencyRun) latencyTable(ctx context.Context, o *Options, base *conver
 		var layerTimes []time.Duration
 		slower := 0
 		for _, r := range ranks {
-			layer, module, err := isolatedPair(lr.original, base.Residual, rankalloc.AtRank(*l, r), h, w)
+			layer, module, err := isolatedPair(lr.original, base.Residual, rankalloc.AtRank(*l, r), h, w, false)
 			if err != nil {
 				return nil, fmt.Errorf("layer %q alone at rank %d: %w", l.Name, r, err)
 			}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/internal/checked"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -203,13 +205,17 @@ func (lr *latencyRun) timeLayers(o *Options, plan *convert.Plan) ([]LayerLatency
 	}
 	n := plan.Replaced()
 	budget := max(lr.budget()*3/10/time.Duration(n*len(lr.batches)), 100*time.Millisecond)
+	folded, err := foldedLayers(o, lr.original, plan)
+	if err != nil {
+		return nil, err
+	}
 	var out []LayerLatency
 	for _, l := range plan.Layers {
 		if !l.Replace {
 			continue
 		}
 		h, w := inputHW(shapes.Get(l.Input).Shape, l.Pixels)
-		layer, module, err := isolatedPair(lr.original, plan.Residual, l, h, w)
+		layer, module, err := isolatedPair(lr.original, plan.Residual, l, h, w, folded[l.Name])
 		if err != nil {
 			return nil, fmt.Errorf("layer %q alone: %w", l.Name, err)
 		}
@@ -261,11 +267,41 @@ func inputHW(shape []int64, pixels int64) (int64, int64) {
 	return max(pixels, 1), 1
 }
 
+// foldedLayers returns the replaced layers whose diag residual the written
+// model folds into the layer before it (fastform, as asWritten applies
+// it), so that timing each alone can time the module as it will run.
+func foldedLayers(o *Options, original *onnxpb.ModelProto, plan *convert.Plan) (map[string]bool, error) {
+	if o.KeepForms || plan.Residual.Type != svd.Diag {
+		return nil, nil
+	}
+	m, err := convert.Apply(original, plan)
+	if err != nil {
+		return nil, err
+	}
+	_, rep, err := fastform.Rewrite(m, formOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("faster forms: %w", err)
+	}
+	out := map[string]bool{}
+	for _, f := range rep.DiagFolds {
+		for _, l := range plan.Layers {
+			if l.Replace && strings.HasPrefix(f.Add, l.Name+"/lpr_add") {
+				out[l.Name] = true
+			}
+		}
+	}
+	return out, nil
+}
+
 // isolatedPair returns two one-layer models with m's opsets over an input
 // x of shape [N, C_in, h, w]: Conv(x; W, b) -> Relu with the layer's
 // folded weights, and the same with the Conv replaced by the layer's LPR
-// module (as convert.Apply writes it).
-func isolatedPair(m *onnxpb.ModelProto, residual svd.ResidualKind, l convert.LayerPlan, h, w int64) (layer, module []byte, err error) {
+// module (as convert.Apply writes it). With folded (the written model
+// folds the module's diag residual into the layer before it), both read x
+// through a group-C 1x1 Conv, into which the module's residual is folded
+// as fastform does it: the module is then timed as it will run, its
+// residual added inside its second convolution.
+func isolatedPair(m *onnxpb.ModelProto, residual svd.ResidualKind, l convert.LayerPlan, h, w int64, folded bool) (layer, module []byte, err error) {
 	cin, cout := int64(l.InputChannels()), int64(l.Channels)
 	tensor := func(c int64) *onnxpb.TypeProto {
 		dim := func(v int64) *onnxpb.TensorShapeProto_Dimension {
@@ -294,12 +330,30 @@ func isolatedPair(m *onnxpb.ModelProto, residual svd.ResidualKind, l convert.Lay
 			},
 		},
 	}
+	node := 0
+	if folded {
+		g := one.Graph
+		ones := make([]float32, cin)
+		for i := range ones {
+			ones[i] = 1
+		}
+		g.Input[0].Name = "x0"
+		g.Initializer = append(g.Initializer, onnxio.NewFloat32("P", []int64{cin, 1, 1, 1}, ones))
+		g.Node = append([]*onnxpb.NodeProto{{OpType: "Conv", Name: "producer", Input: []string{"x0", "P"}, Output: []string{"x"},
+			Attribute: []*onnxpb.AttributeProto{{Name: "group", Type: onnxpb.AttributeProto_INT, I: cin}}}}, g.Node...)
+		node = 1
+	}
 	lp := l
-	lp.Candidate = convert.Candidate{Name: l.Name, Node: 0, Input: "x", Output: "y", Channels: l.Channels,
+	lp.Candidate = convert.Candidate{Name: l.Name, Node: node, Input: "x", Output: "y", Channels: l.Channels,
 		InChannels: l.InChannels, Weight: "W", Bias: "B", BatchNorm: -1, Pixels: h * w}
 	mod, err := convert.Apply(one, &convert.Plan{Residual: residual, Layers: []convert.LayerPlan{lp}})
 	if err != nil {
 		return nil, nil, err
+	}
+	if folded {
+		if mod, _, err = fastform.Rewrite(mod, fastform.Options{}); err != nil {
+			return nil, nil, err
+		}
 	}
 	if layer, err = onnxio.Encode(one); err != nil {
 		return nil, nil, err
