@@ -2,7 +2,7 @@
 # Relabeled channels (package chanperm) against the given channel order:
 # data-free compress of each Fashion-MNIST fixture at rank ratios 1/4 and
 # 1/8, with the default ranks and with exact ranks (--multiple 1
-# --channel-align 1), once with --keep-order and once without; each output
+# --channel-align 1), once with --relabel off and once without; each output
 # is scored by ONNX Runtime on the 10,000 test images (top-1, %), next to
 # what relabeling reports. Latency planning is off (--no-latency) so that
 # both runs replace the same layers.
@@ -29,12 +29,12 @@ for m in ${MODELS:-mobilenetv1 shufflenetv2 mobilenetv1_bn shufflenetv2_bn}; do
 		for ratio in 0.25 0.125; do
 			id="$m.$ranks.$ratio"
 			# shellcheck disable=SC2086
-			"$out/lprconv" compress "testdata/models/$m.onnx" -o "$out/$id.keep.onnx" --overwrite --no-latency --rank-ratio "$ratio" $flags --keep-order >"$out/$id.keep.txt"
+			"$out/lprconv" compress "testdata/models/$m.onnx" -o "$out/$id.keep.onnx" --overwrite --no-latency --rank-ratio "$ratio" $flags --relabel off >"$out/$id.keep.txt"
 			# shellcheck disable=SC2086
 			"$out/lprconv" compress "testdata/models/$m.onnx" -o "$out/$id.perm.onnx" --overwrite --no-latency --rank-ratio "$ratio" $flags >"$out/$id.perm.txt"
 			a=$("$out/orteval" "$out/$id.keep.onnx" | cut -f1)
 			b=$("$out/orteval" "$out/$id.perm.onnx" | cut -f1)
-			note=$(grep '^channels:' "$out/$id.perm.txt" | sed 's/^channels: *//; s/ (--keep-order.*//')
+			note=$(grep '^channels:' "$out/$id.perm.txt" | sed 's/^channels: *//; s/ (--relabel off.*//')
 			echo "| $m | $ranks | $ratio | $orig | $a | $b | $(echo "$b - $a" | bc) | $note |"
 		done
 	done
