@@ -444,6 +444,32 @@ func TestReviewPermute(t *testing.T) {
 			check: unchanged("a_w", "a_b", "s_w")},
 		{name: "If subgraph reads the producer output", groups: 0, noEngine: true, model: base(13, nil, func(b *rb) { b.ifReading("ifo", "a") }),
 			check: unchanged("a_w", "a_b", "s_w")},
+		{name: "If nested in an If branch reads the group value", groups: 0, noEngine: true, model: base(13, relu, func(b *rb) {
+			inner := &rb{builder: builder{g: &onnxpb.GraphProto{Name: "inner"}}}
+			inner.ifReading("deep", "r")
+			b.g.Initializer = append(b.g.Initializer, inner.g.Initializer...)
+			inner.g.Initializer = nil
+			inner.g.Node[0].Output[0] = "mid_y"
+			inner.g.Output = []*onnxpb.ValueInfoProto{tensorInfo("mid_y", onnxio.Float, -1, -1, -1, -1)}
+			b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{Name: "outer_cond", DataType: int32(onnxio.Bool), Int32Data: []int32{1}})
+			b.g.Node = append(b.g.Node, &onnxpb.NodeProto{OpType: "If", Name: "outer", Input: []string{"outer_cond"}, Output: []string{"outer"},
+				Attribute: []*onnxpb.AttributeProto{{Name: "then_branch", Type: onnxpb.AttributeProto_GRAPH, G: inner.g},
+					{Name: "else_branch", Type: onnxpb.AttributeProto_GRAPH, G: &onnxpb.GraphProto{Name: "plain",
+						Node:   []*onnxpb.NodeProto{{OpType: "Identity", Name: "pass", Input: []string{"in"}, Output: []string{"pass_y"}}},
+						Output: []*onnxpb.ValueInfoProto{tensorInfo("pass_y", onnxio.Float, -1, -1, -1, -1)}}}}})
+			b.out("outer")
+		}), check: unchanged("a_w", "a_b", "s_w")},
+		{name: "If branch returns the group value itself", groups: 0, noEngine: true, noORT: true, model: base(13, relu, func(b *rb) {
+			b.ifReading("ifo", "r")
+			n := b.g.Node[len(b.g.Node)-1]
+			for _, a := range n.Attribute {
+				a.G.Node = nil
+				a.G.Output[0].Name = "r"
+			}
+		}), check: unchanged("a_w", "a_b", "s_w")},
+		{name: "dead end: a Relu on the way read by nothing", groups: 1, model: base(13, relu, func(b *rb) {
+			b.node("Sigmoid", "dead", []string{"r"})
+		})},
 		{name: "If subgraph reads the sink weight", groups: 0, noEngine: true, noORT: true, model: base(13, relu, func(b *rb) { b.ifReading("ifo", "s_w") }),
 			check: unchanged("a_w", "a_b", "s_w")},
 		{name: "weights in float_data, one sink square one not", groups: 1, model: base(13, relu, func(b *rb) {
