@@ -404,6 +404,14 @@ func TestReviewPermute(t *testing.T) {
 			b.out("dw2")
 			return "dw"
 		}, nil)},
+		{name: "sink weight also a graph input (overridable)", groups: 0, model: base(13, relu, func(b *rb) {
+			b.g.Input = append(b.g.Input, tensorInfo("s_w", onnxio.Float, C, C, 1, 1))
+		}), check: unchanged("a_w", "s_w")},
+		{name: "BN mean also a graph input (overridable)", groups: 0, model: base(13, func(b *rb, x string) string {
+			b.bn("bn", x, C)
+			b.g.Input = append(b.g.Input, tensorInfo("bn_m", onnxio.Float, C))
+			return "bn"
+		}, nil), check: unchanged("a_w", "bn_m", "s_w")},
 		{name: "weight also a graph output", groups: 0, model: base(13, relu, func(b *rb) {
 			b.g.Output = append(b.g.Output, tensorInfo("a_w", onnxio.Float, C, C, 1, 1))
 		})},
