@@ -29,7 +29,9 @@ type group struct {
 	sinks    []*onnxpb.NodeProto
 }
 
-// index answers who produces and reads each value of one graph.
+// index answers who produces and reads each value of one graph. A node
+// with subgraphs counts as a reader of every name they use (see
+// subgraphReads).
 type index struct {
 	g         *onnxpb.GraphProto
 	producer  map[string]*onnxpb.NodeProto
@@ -55,7 +57,7 @@ func newIndex(g *onnxpb.GraphProto) *index {
 		for _, o := range n.GetOutput() {
 			ix.producer[o] = n
 		}
-		for _, in := range append(n.GetInput(), subgraphReads(n, nil)...) {
+		for _, in := range slices.Concat(n.GetInput(), subgraphReads(n, nil)) {
 			if in != "" && !slices.Contains(ix.consumers[in], n) {
 				ix.consumers[in] = append(ix.consumers[in], n)
 			}

@@ -550,6 +550,21 @@ func TestReviewPermuteBadWeights(t *testing.T) {
 				b.g.Initializer[i] = onnxio.NewFloat32(x.GetName(), x.GetDims(), w)
 			}
 		})},
+		{"all-zero square weights", base(13, nil, func(b *rb) {
+			for i, x := range b.g.Initializer {
+				w, _ := onnxio.Float32s(x)
+				b.g.Initializer[i] = onnxio.NewFloat32(x.GetName(), x.GetDims(), make([]float32, len(w)))
+			}
+		})},
+		{"subnormal weights", base(13, nil, func(b *rb) {
+			for i, x := range b.g.Initializer {
+				w, _ := onnxio.Float32s(x)
+				for j := range w {
+					w[j] *= 1e-39
+				}
+				b.g.Initializer[i] = onnxio.NewFloat32(x.GetName(), x.GetDims(), w)
+			}
+		})},
 		{"Conv without a weight", base(13, nil, func(b *rb) { b.g.Node[0].Input = b.g.Node[0].Input[:1] })},
 		{"BN with three inputs", base(13, func(b *rb, x string) string {
 			b.pos("bs", C)
