@@ -4,6 +4,9 @@ import (
 	"math"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
@@ -78,6 +81,19 @@ func TestReviewReluFold(t *testing.T) {
 		{name: "an Inf scale", folds: 0, tol: tol, model: actModel("dw", "Relu", []float32{0.8, inf, 0.25, 1}, nil)},
 		{name: "subnormal scales", folds: 0, tol: tol, model: actModel("dw", "Relu", []float32{1e-39, 2e-39, 1e-39, 3e-39}, nil)},
 		{name: "ratio below MinDiagRatio", folds: 0, tol: tol, model: actModel("dw", "Relu", []float32{1, 1e-5, 1, 1}, nil)},
+		{name: "producer rows times d overflow", folds: 0, tol: tol, model: actModel("conv", "Relu", []float32{1e10, 1e10, 1e10, 1e10}, func(b *builder) {
+			for _, x := range b.g.Initializer {
+				if x.GetName() == "pw" || x.GetName() == "pb" {
+					v, _ := onnxio.Float32s(x)
+					for i := range v {
+						v[i] *= 1e30
+					}
+					nt := onnxio.NewFloat32(x.GetName(), x.GetDims(), v)
+					proto.Reset(x)
+					proto.Merge(x, nt)
+				}
+			}
+		})},
 		{name: "relu6 as Clip(0, 6) is not homogeneous", folds: 0, tol: tol, model: actModel("dw", "relu6", pos, nil)},
 		{name: "sigmoid is not homogeneous", folds: 0, tol: tol, model: actModel("dw", "Sigmoid", pos, nil)},
 		{name: "activation input read by another node", folds: 0, tol: tol, model: actModel("dw", "Relu", pos, func(b *builder) {
@@ -169,4 +185,36 @@ func TestReviewReluFold(t *testing.T) {
 		{name: "folds off", opts: Options{NoDiagFold: true}, folds: 0, pads: -1, shuffles: -1, model: actModel("dw", "Relu", pos, nil)},
 	}
 	runReview(t, cases)
+}
+
+// TestReviewReluFoldMalformed: an activation with two outputs or two
+// inputs (not valid ONNX, so no runtime runs it) is not folded through,
+// and Rewrite does not panic.
+func TestReviewReluFoldMalformed(t *testing.T) {
+	pos := []float32{0.8, 1.3, 0.25, 0.05}
+	for _, c := range []struct {
+		name string
+		edit func(act *onnxpb.NodeProto)
+	}{
+		{"relu with two outputs", func(act *onnxpb.NodeProto) { act.Output = append(act.Output, "x_extra") }},
+		{"relu with two inputs", func(act *onnxpb.NodeProto) { act.Input = append(act.Input, "a") }},
+		{"relu with an empty input", func(act *onnxpb.NodeProto) { act.Input[0] = "" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := actModel("dw", "Relu", pos, nil)()
+			for _, n := range m.GetGraph().GetNode() {
+				if n.GetOpType() == "Relu" {
+					c.edit(n)
+				}
+			}
+			_, rep, err := Rewrite(m, Options{})
+			if err != nil {
+				t.Logf("error: %v", err)
+				return
+			}
+			if len(rep.DiagFolds) != 0 {
+				t.Errorf("%d diag folds through a malformed activation", len(rep.DiagFolds))
+			}
+		})
+	}
 }
