@@ -675,3 +675,49 @@ func TestReviewPermuteCancelled(t *testing.T) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
 }
+
+// TestReviewPermuteImageNet relabels the ImageNet-shaped models
+// (MobileNetV2's linear bottlenecks, MobileNetV3's squeeze-excite Mul and
+// HardSwish, ShuffleNetV2's channel shuffles) and compares them with the
+// originals in ONNX Runtime; ONNX's checker sees each relabeled model.
+func TestReviewPermuteImageNet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ImageNet-shaped models: not in -short")
+	}
+	lib := testutil.RequireORT(t)
+	if lib == "" {
+		return
+	}
+	rt, err := ortapi.Load(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	dir := t.TempDir()
+	var written []string
+	for _, name := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx"} {
+		t.Run(name, func(t *testing.T) {
+			path := testutil.ImageNetModel(t, name)
+			m, err := onnxio.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, rep, err := Permute(context.Background(), m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d groups relabeled", rep.Groups)
+			if rep.Groups == 0 && len(rep.Layers) > 0 {
+				// MobileNetV2 has no square pointwise layer to pair.
+				t.Errorf("nothing relabeled, %d square layers", len(rep.Layers))
+			}
+			out := filepath.Join(dir, "perm_"+name)
+			if err := onnxio.Save(out, p, onnxio.SaveOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			written = append(written, out)
+			ortCompare(t, rt, m, path, out)
+		})
+	}
+	checkAll(t, written)
+}

@@ -1,13 +1,20 @@
 package fastform
 
 import (
+	"context"
 	"math"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/lprconv/lprconv/chanperm"
+	"github.com/lprconv/lprconv/convert"
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/ortapi"
+	"github.com/lprconv/lprconv/svd"
 )
 
 // Adversarial cases for folding a diag residual through a ReLU:
@@ -217,4 +224,85 @@ func TestReviewReluFoldMalformed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReviewReluFoldImageNet: on ImageNet-shaped models relabeled and
+// compressed as data-free compress does it, residuals fold through ReLUs,
+// and the rewritten model computes what the compressed one computes in
+// ONNX Runtime.
+func TestReviewReluFoldImageNet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ImageNet-shaped models: not in -short")
+	}
+	lib := testutil.RequireORT(t)
+	if lib == "" {
+		return
+	}
+	rt, err := ortapi.Load(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	dir := t.TempDir()
+	var written []string
+	for _, name := range []string{"mobilenetv1_1.0.onnx", "shufflenetv2_x1.0.onnx"} {
+		t.Run(name, func(t *testing.T) {
+			m, err := onnxio.Load(testutil.ImageNetModel(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			rule := svd.Policy{Ratio: 0.25, Multiple: 16}
+			rank := func(c int) int { k, _, _ := rule.Choose(c, c, nil); return k }
+			if m, _, err = chanperm.Permute(ctx, m, chanperm.Options{Rank: rank}); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := convert.NewPlan(ctx, m, rule, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, err = convert.Apply(m, plan); err != nil {
+				t.Fatal(err)
+			}
+			f, rep, err := Rewrite(m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Folds through an activation: the node folded into is not the
+			// Add's input's producer.
+			through := 0
+			producer := map[string]*onnxpb.NodeProto{}
+			for _, n := range m.GetGraph().GetNode() {
+				for _, o := range n.GetOutput() {
+					producer[o] = n
+				}
+			}
+			for _, n := range m.GetGraph().GetNode() {
+				if homogeneous[n.GetOpType()] && producer[n.GetInput()[0]] != nil {
+					for _, fd := range rep.DiagFolds {
+						if fd.Into == producer[n.GetInput()[0]].GetName() {
+							through++
+						}
+					}
+				}
+			}
+			t.Logf("%d diag folds, %d through an activation", len(rep.DiagFolds), through)
+			// MobileNetV1's modules all read a ReLU's output; ShuffleNetV2's
+			// read depthwise convolutions.
+			if through == 0 && name == "mobilenetv1_1.0.onnx" || len(rep.DiagFolds) == 0 {
+				t.Errorf("%d folds, %d through an activation", len(rep.DiagFolds), through)
+			}
+			a, b := filepath.Join(dir, "lpr_"+name), filepath.Join(dir, "fast_"+name)
+			for p, mm := range map[string]*onnxpb.ModelProto{a: m, b: f} {
+				if err := onnxio.Save(p, mm, onnxio.SaveOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			written = append(written, b)
+			if e := ortDiff(t, rt, m, a, b, 2); e > 1e-4 {
+				t.Errorf("ONNX Runtime: rewritten differs by %g", e)
+			}
+		})
+	}
+	checkAllONNX(t, written)
 }
