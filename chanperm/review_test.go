@@ -177,15 +177,7 @@ func unchanged(names ...string) func(t *testing.T, orig, perm *onnxpb.ModelProto
 
 func runPermCases(t *testing.T, cases []permCase) {
 	t.Helper()
-	var rt *ortapi.Runtime
-	if lib := testutil.RequireORT(t); lib != "" {
-		r, err := ortapi.Load(lib)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		rt = r
-	}
+	rt := loadORT(t)
 	dir := t.TempDir()
 	var written []string
 	for ci, c := range cases {
@@ -239,6 +231,22 @@ func runPermCases(t *testing.T, cases []permCase) {
 		})
 	}
 	checkAll(t, written)
+}
+
+// loadORT loads ONNX Runtime for the test (closed at its end), or returns
+// nil where it is missing outside CI.
+func loadORT(t *testing.T) *ortapi.Runtime {
+	t.Helper()
+	lib := testutil.RequireORT(t)
+	if lib == "" {
+		return nil
+	}
+	rt, err := ortapi.Load(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
 }
 
 // ortCompare runs the models at paths a and b in ONNX Runtime on the same
@@ -609,15 +617,10 @@ func TestReviewPermuteBadWeights(t *testing.T) {
 // TestReviewPermuteExternal: a weight whose data lives in an external file
 // is left alone, and the relabeled model still loads it.
 func TestReviewPermuteExternal(t *testing.T) {
-	lib := testutil.RequireORT(t)
-	if lib == "" {
+	rt := loadORT(t)
+	if rt == nil {
 		return
 	}
-	rt, err := ortapi.Load(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
 	m := base(13, nil, nil)()
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "orig.onnx")
@@ -684,15 +687,10 @@ func TestReviewPermuteImageNet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("ImageNet-shaped models: not in -short")
 	}
-	lib := testutil.RequireORT(t)
-	if lib == "" {
+	rt := loadORT(t)
+	if rt == nil {
 		return
 	}
-	rt, err := ortapi.Load(lib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
 	dir := t.TempDir()
 	var written []string
 	for _, name := range []string{"mobilenetv1_1.0.onnx", "mobilenetv2.onnx", "mobilenetv3_small.onnx", "shufflenetv2_x1.0.onnx"} {

@@ -1,12 +1,10 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
 
-	"github.com/lprconv/lprconv/chanperm"
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/internal/testutil"
@@ -14,7 +12,6 @@ import (
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/ortapi"
 	"github.com/lprconv/lprconv/quantize"
-	"github.com/lprconv/lprconv/svd"
 )
 
 // TestReviewFoldedLayers checks foldedLayers against the written model
@@ -23,18 +20,7 @@ import (
 // computes, and ONNX's checker accepts it. A quantized export keeps its
 // residuals, so no layer is folded for fp16 or int8.
 func TestReviewFoldedLayers(t *testing.T) {
-	_, m := fixture(t)
-	ctx := context.Background()
-	rule := svd.Policy{Ratio: 0.25, Multiple: 16}
-	rank := func(c int) int { k, _, _ := rule.Choose(c, c, nil); return k }
-	pm, _, err := chanperm.Permute(ctx, m, chanperm.Options{Rank: rank})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := convert.NewPlan(ctx, pm, rule, svd.KindDiag, convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm, plan := relabeledPlan(t)
 	for _, p := range []quantize.Precision{quantize.FP16, quantize.INT8} {
 		if f, err := foldedLayers(&Options{Precision: &Precision{Precision: p}}, pm, plan); err != nil || len(f) != 0 {
 			t.Errorf("%s: %d layers folded (%v), want none", p, len(f), err)
