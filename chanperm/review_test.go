@@ -420,6 +420,9 @@ func TestReviewPermute(t *testing.T) {
 			b.g.Input = append(b.g.Input, tensorInfo("bn_m", onnxio.Float, C))
 			return "bn"
 		}, nil), check: unchanged("a_w", "bn_m", "s_w")},
+		{name: "producer output a graph output", groups: 0, model: base(13, relu, func(b *rb) { b.out("a") }),
+			check: unchanged("a_w", "a_b", "s_w")},
+		{name: "sink output a graph output", groups: 1, model: base(13, relu, func(b *rb) { b.out("s") })},
 		{name: "weight also a graph output", groups: 0, model: base(13, relu, func(b *rb) {
 			b.g.Output = append(b.g.Output, tensorInfo("a_w", onnxio.Float, C, C, 1, 1))
 		})},
