@@ -29,7 +29,9 @@ type group struct {
 	sinks    []*onnxpb.NodeProto
 }
 
-// index answers who produces and reads each value of one graph.
+// index answers who produces and reads each value of one graph. A node
+// with subgraphs counts as a reader of every name they use (see
+// subgraphReads).
 type index struct {
 	g         *onnxpb.GraphProto
 	producer  map[string]*onnxpb.NodeProto
@@ -55,13 +57,37 @@ func newIndex(g *onnxpb.GraphProto) *index {
 		for _, o := range n.GetOutput() {
 			ix.producer[o] = n
 		}
-		for _, in := range n.GetInput() {
+		for _, in := range slices.Concat(n.GetInput(), subgraphReads(n, nil)) {
 			if in != "" && !slices.Contains(ix.consumers[in], n) {
 				ix.consumers[in] = append(ix.consumers[in], n)
 			}
 		}
 	}
 	return ix
+}
+
+// subgraphReads appends to names every value that the subgraphs of node
+// n (If branches, Loop and Scan bodies, at any depth) read or return. A
+// subgraph may read an outer value without n listing it as an input; the
+// index counts n as a reader of each such name, so that no value or
+// initializer a subgraph sees is relabeled. Names the subgraph defines
+// itself are included too, which only makes the index more cautious.
+func subgraphReads(n *onnxpb.NodeProto, names []string) []string {
+	for _, a := range n.GetAttribute() {
+		for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
+			if sg == nil {
+				continue
+			}
+			for _, o := range sg.GetOutput() {
+				names = append(names, o.GetName())
+			}
+			for _, sn := range sg.GetNode() {
+				names = append(names, sn.GetInput()...)
+				names = subgraphReads(sn, names)
+			}
+		}
+	}
+	return names
 }
 
 // floatInit returns the dims of initializer name when it is a float

@@ -108,7 +108,8 @@ func compressed(t *testing.T, name string) *onnxpb.ModelProto {
 // TestRewriteFixtures: on every fixture's compressed model, the shuffle
 // rewrite alone is bit-identical and removes every channel-shuffle
 // Transpose; with the diag folds the outputs agree to float32 round-off;
-// MobileNets (ReLU before every module) fold nothing; the input model is
+// MobileNets fold nothing (ReLU before every module, and without
+// relabeling each module has a negative scale); the input model is
 // not modified and the result is deterministic.
 func TestRewriteFixtures(t *testing.T) {
 	for _, path := range testutil.Fixtures(t) {

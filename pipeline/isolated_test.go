@@ -7,6 +7,7 @@ import (
 	"github.com/lprconv/lprconv/chanperm"
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/svd"
 )
 
@@ -16,19 +17,7 @@ import (
 // the residual is folded (no residual Conv left), and computes what the
 // unfolded module computes.
 func TestIsolatedPairFolded(t *testing.T) {
-	_, m := fixture(t)
-	ctx := context.Background()
-	rule := svd.Policy{Ratio: 0.25, Multiple: 16}
-	rank := func(c int) int { k, _, _ := rule.Choose(c, c, nil); return k }
-	pm, _, err := chanperm.Permute(ctx, m, chanperm.Options{Rank: rank})
-	if err != nil {
-		t.Fatal(err)
-	}
-	po := convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}
-	plan, err := convert.NewPlan(ctx, pm, rule, svd.KindDiag, po)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm, plan := relabeledPlan(t)
 	folded, err := foldedLayers(&Options{}, pm, plan)
 	if err != nil {
 		t.Fatal(err)
@@ -75,4 +64,24 @@ func TestIsolatedPairFolded(t *testing.T) {
 	if tested == 0 {
 		t.Fatal("no layer folds after relabeling")
 	}
+}
+
+// relabeledPlan returns the MobileNetV1 fixture relabeled (chanperm) and
+// its data-free diag-residual plan at rank ratio 1/4.
+func relabeledPlan(t *testing.T) (*onnxpb.ModelProto, *convert.Plan) {
+	t.Helper()
+	_, m := fixture(t)
+	ctx := context.Background()
+	rule := svd.Policy{Ratio: 0.25, Multiple: 16}
+	rank := func(c int) int { k, _, _ := rule.Choose(c, c, nil); return k }
+	pm, _, err := chanperm.Permute(ctx, m, chanperm.Options{Rank: rank})
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4}
+	plan, err := convert.NewPlan(ctx, pm, rule, svd.KindDiag, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pm, plan
 }
