@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/lprconv/lprconv/convert"
@@ -282,10 +281,18 @@ func foldedLayers(o *Options, original *onnxpb.ModelProto, plan *convert.Plan) (
 	if err != nil {
 		return nil, fmt.Errorf("faster forms: %w", err)
 	}
+	// A module's Add writes the layer's output (convert.Apply); the report
+	// names the Add node.
+	addOut := map[string]string{}
+	for _, n := range m.GetGraph().GetNode() {
+		if n.GetOpType() == "Add" && len(n.GetOutput()) == 1 {
+			addOut[n.GetName()] = n.GetOutput()[0]
+		}
+	}
 	out := map[string]bool{}
 	for _, f := range rep.DiagFolds {
 		for _, l := range plan.Layers {
-			if l.Replace && strings.HasPrefix(f.Add, l.Name+"/lpr_add") {
+			if l.Replace && addOut[f.Add] == l.Output {
 				out[l.Name] = true
 			}
 		}
