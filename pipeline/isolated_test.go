@@ -85,3 +85,27 @@ func relabeledPlan(t *testing.T) (*onnxpb.ModelProto, *convert.Plan) {
 	}
 	return pm, plan
 }
+
+// TestUnitScales: a latency budget's zero factors get unit diag scales
+// where the written model folds the residual (so that the timed model
+// folds it too), in a copy; other layers come back as they were.
+func TestUnitScales(t *testing.T) {
+	l := convert.LayerPlan{Replace: true, Factors: &svd.Factors{Diag: make([]float32, 4)}}
+	l.Name = "a"
+	got := unitScales(l, map[string]bool{"a": true})
+	for _, v := range got.Factors.Diag {
+		if v != 1 {
+			t.Fatalf("scales %v", got.Factors.Diag)
+		}
+	}
+	if l.Factors.Diag[0] != 0 {
+		t.Error("the input's factors were changed")
+	}
+	if u := unitScales(l, map[string]bool{"b": true}); u.Factors != l.Factors {
+		t.Error("a layer that does not fold was changed")
+	}
+	l.Replace = false
+	if u := unitScales(l, map[string]bool{"a": true}); u.Factors != l.Factors {
+		t.Error("a kept layer was changed")
+	}
+}

@@ -244,6 +244,9 @@ type latencyRun struct {
 	// the same.
 	measured []byte
 	whole    []BatchLatency
+	// folded lists the layers whose diag residual a latency budget's
+	// written model is expected to fold (foldedLayers of its base plan).
+	folded map[string]bool
 	// paused, when set, is when a latency budget's table was done (and
 	// cpuPaused the CPU clock then): the work until the final
 	// measurement is not counted in the time measuring took.

@@ -107,7 +107,11 @@ func (lr *latencyRun) correct(ctx context.Context, o *Options, base *convert.Pla
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		m, err := convert.Apply(lr.original, a.ShapedPlan(base))
+		shaped := a.ShapedPlan(base)
+		for i := range shaped.Layers {
+			shaped.Layers[i] = unitScales(shaped.Layers[i], lr.folded)
+		}
+		m, err := convert.Apply(lr.original, shaped)
 		if err != nil {
 			return nil, fmt.Errorf("check the allocation: %w", err)
 		}
@@ -200,6 +204,14 @@ func (lr *latencyRun) latencyTable(ctx context.Context, o *Options, base *conver
 	}
 	tab := &rankalloc.LatencyTable{Whole: int64((whole.Base + whole.Cand) / 2), Layers: map[string]map[int]int64{}}
 	per := max(lr.budget()*3/10/time.Duration(max(n, 1)), minLayerTiming)
+	// Modules whose residual the written model folds into the layer before
+	// are timed folded (isolatedPair); truncating the base factors keeps
+	// their scales, so a layer folds at every rank or at none.
+	folded, err := foldedLayers(o, lr.original, base)
+	if err != nil {
+		return nil, err
+	}
+	lr.folded = folded
 	rep := &LatencyBudget{Target: o.Budget.Target.Fraction, Batch: b, OriginalMs: float64(tab.Whole) / 1e6}
 	for i := range base.Layers {
 		l := &base.Layers[i]
@@ -217,7 +229,7 @@ func (lr *latencyRun) latencyTable(ctx context.Context, o *Options, base *conver
 		var layerTimes []time.Duration
 		slower := 0
 		for _, r := range ranks {
-			layer, module, err := isolatedPair(lr.original, base.Residual, rankalloc.AtRank(*l, r), h, w, false)
+			layer, module, err := isolatedPair(lr.original, base.Residual, unitScales(rankalloc.AtRank(*l, r), folded), h, w, folded[l.Name])
 			if err != nil {
 				return nil, fmt.Errorf("layer %q alone at rank %d: %w", l.Name, r, err)
 			}
@@ -268,4 +280,21 @@ func (lr *latencyRun) reportBudget(a *rankalloc.Allocation) {
 	if rep.Measured && rep.Achieved > rep.Target+latencyTolerance {
 		lr.res.Notes = append(lr.res.Notes, fmt.Sprintf("--budget latency=%g: the whole model measured %.3fx the original at batch %d, over the budget (predicted %.3f)", rep.Target, rep.Achieved, rep.Batch, rep.Predicted))
 	}
+}
+
+// unitScales gives a replaced layer of rankalloc's zero factors (AtRank,
+// ShapedPlan: shapes for timing, not values) diag scales of 1 where folded
+// says the written model folds its residual, so that fastform folds it in
+// the timed model too (a zero scale does not fold).
+func unitScales(l convert.LayerPlan, folded map[string]bool) convert.LayerPlan {
+	if !l.Replace || !folded[l.Name] || l.Factors == nil || l.Factors.Diag == nil {
+		return l
+	}
+	f := *l.Factors
+	f.Diag = make([]float32, len(l.Factors.Diag))
+	for i := range f.Diag {
+		f.Diag[i] = 1
+	}
+	l.Factors = &f
+	return l
 }

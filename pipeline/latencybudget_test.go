@@ -26,11 +26,12 @@ func runLatencyBudget(t *testing.T, f float64, lat *Latency) (*Result, error) {
 		Plan:   convert.PlanOptions{SVD: svd.Options{Seed: 1}, ChannelAlign: 4},
 		Budget: &BudgetOptions{Target: Budget{Resource: LatencyResource, Fraction: f}, Multiple: 16},
 		Tool:   "test", Latency: lat,
-		// The cost model's checks time allocations built from the budget's
-		// truncated base factors; with relabeled channels the written
-		// model's forms fold the residuals whose scales came out positive,
-		// which the truncated factors need not share. Relabel off keeps the
-		// checked and the written graphs alike.
+		// The cost model's checks time allocations with the residual folds
+		// that the budget's base factors allow; with relabeled channels the
+		// written model's own factors (at the allocated ranks) can fold a
+		// different set, which this exact cost model would see. The given
+		// order (no fold on this fixture) keeps checked and written graphs
+		// alike.
 		Relabel: RelabelOff})
 }
 
