@@ -2,57 +2,22 @@ package chanperm
 
 import (
 	"context"
-	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
-func fill(shape []int, seed uint64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 7))
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = r.Float32()*2 - 1
-	}
-	return x
-}
-
 // run runs m in the engine at batch 2 on fixed inputs.
 func run(t *testing.T, m *onnxpb.ModelProto) map[string]*engine.Tensor {
 	t.Helper()
-	_, shapes := testutil.GraphInputs(m, 2)
-	in := map[string]*engine.Tensor{}
-	for name, s := range shapes {
-		in[name] = engine.NewTensorF(fill(s, 5), s...)
-	}
-	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Run(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return enginetest.Run(t, m, 2, 5)
 }
 
-func relErr(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / max(den, 1e-30))
-}
+func relErr(a, b []float32) float64 { return enginetest.RelL2(a, b) }
 
 func TestPermuteFixtures(t *testing.T) {
 	for _, name := range []string{"mobilenetv1", "mobilenetv1_bn", "mobilenetv1_op9", "shufflenetv2", "shufflenetv2_bn", "shufflenetv2_op9"} {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -67,14 +68,14 @@ func (b *rb) w(name string, dims ...int64) {
 	for i, d := range dims {
 		s[i] = int(d)
 	}
-	b.g.Initializer = append(b.g.Initializer, onnxio.NewFloat32(name, dims, fill(s, b.seed*31)))
+	b.g.Initializer = append(b.g.Initializer, onnxio.NewFloat32(name, dims, enginetest.Fill(s, b.seed*31)))
 }
 
 // pos adds a float initializer of values in [0.5, 1.5) (BN scales and
 // variances).
 func (b *rb) pos(name string, n int64) {
 	b.seed++
-	v := fill([]int{int(n)}, b.seed*31)
+	v := enginetest.Fill([]int{int(n)}, b.seed*31)
 	for i := range v {
 		v[i] = 1 + v[i]/2
 	}
@@ -256,7 +257,7 @@ func ortCompare(t *testing.T, rt *ortapi.Runtime, m *onnxpb.ModelProto, a, b str
 	_, shapes := testutil.GraphInputs(m, 2)
 	in := map[string]ortapi.Tensor{}
 	for name, s := range shapes {
-		in[name] = ortapi.Tensor{Shape: testutil.Int64s(s), Data: fill(s, 5)}
+		in[name] = ortapi.Tensor{Shape: testutil.Int64s(s), Data: enginetest.Fill(s, 5)}
 	}
 	res := make([]map[string]ortapi.Tensor, 2)
 	for i, path := range []string{a, b} {
@@ -503,7 +504,7 @@ func TestReviewPermute(t *testing.T) {
 		{name: "float16 producer weight left alone", groups: 0, model: func() *onnxpb.ModelProto {
 			b, model := newRB(13)
 			b.node("Cast", "h", []string{"in"}, &onnxpb.AttributeProto{Name: "to", Type: onnxpb.AttributeProto_INT, I: int64(onnxio.Float16)})
-			w := fill([]int{C * C}, 9)
+			w := enginetest.Fill([]int{C * C}, 9)
 			half := make([]int32, len(w))
 			for i, v := range w {
 				half[i] = int32(f16(v))

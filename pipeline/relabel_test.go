@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"math"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -12,7 +11,7 @@ import (
 	"github.com/lprconv/lprconv/engine"
 	"github.com/lprconv/lprconv/fastform"
 	"github.com/lprconv/lprconv/finetune"
-	"github.com/lprconv/lprconv/internal/testutil"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
@@ -105,36 +104,7 @@ func TestRunRelabels(t *testing.T) {
 // runBatch runs m in the engine at batch 2 on fixed inputs.
 func runBatch(t *testing.T, m *onnxpb.ModelProto) map[string]*engine.Tensor {
 	t.Helper()
-	_, shapes := testutil.GraphInputs(m, 2)
-	in := map[string]*engine.Tensor{}
-	for name, s := range shapes {
-		n := 1
-		for _, d := range s {
-			n *= d
-		}
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(math.Sin(float64(i) * 0.37))
-		}
-		in[name] = engine.NewTensorF(x, s...)
-	}
-	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Run(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return enginetest.Run(t, m, 2, 5)
 }
 
-func relL2(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / max(den, 1e-30))
-}
+func relL2(a, b []float32) float64 { return enginetest.RelL2(a, b) }
