@@ -209,7 +209,6 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		before[n] = Layer{Name: n.GetName(), Channels: c, Rank: rankOf[n], DiagShareBefore: share, NegativeBefore: neg}
 	}
 	touched := map[*onnxpb.NodeProto]bool{}
-	after := map[*onnxpb.NodeProto]Layer{}
 	for _, n := range g.GetNode() {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
@@ -221,12 +220,6 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		c := gr.c
 		a := make([]float64, c*c)
 		terms := 0
-		type settled struct {
-			n         *onnxpb.NodeProto
-			r         []float64
-			transpose bool
-		}
-		var settle []settled
 		add := func(r []float64, transpose bool) {
 			var s float64
 			for _, v := range r {
@@ -249,7 +242,6 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		}
 		if r, isSquare := rems[n]; isSquare {
 			add(r, false)
-			settle = append(settle, settled{n, r, false})
 		}
 		for _, s := range gr.sinks {
 			if _, isSquare := rankOf[s]; !isSquare {
@@ -258,9 +250,7 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 			if _, free := groups[s]; free {
 				continue // settled by its own output group, later
 			}
-			r := rems[s]
-			add(r, true)
-			settle = append(settle, settled{s, r, true})
+			add(rems[s], true)
 		}
 		if terms == 0 {
 			continue
@@ -284,36 +274,10 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 			w.vals[pr.node.GetInput()[pr.in]] = relabel(v, d, pr.axis, sigma)
 			touched[pr.node] = true
 			if r, ok := rems[pr.node]; ok && pr.in == 1 {
-				rems[pr.node] = relabel64(r, []int64{int64(c), int64(c)}, pr.axis, sigma)
+				rems[pr.node] = relabel(r, []int64{int64(c), int64(c)}, pr.axis, sigma)
 			}
 		}
 		rep.Groups++
-		for _, st := range settle {
-			// Diagonal entry σ(h) is R[h, σ(h)] for relabeled rows and
-			// R[σ(h), h] for relabeled columns; ‖R‖ does not change.
-			var all, diag float64
-			neg := 0
-			for _, v := range st.r {
-				all += v * v
-			}
-			for h, p := range sigma {
-				v := st.r[h*c+p]
-				if st.transpose {
-					v = st.r[p*c+h]
-				}
-				if v < 0 {
-					neg++
-				} else {
-					diag += v * v
-				}
-			}
-			l := before[st.n]
-			l.DiagShareAfter, l.NegativeAfter = 0, neg
-			if all > 0 {
-				l.DiagShareAfter = diag / all
-			}
-			after[st.n] = l
-		}
 	}
 	for name, v := range w.vals {
 		t := ix.inits[name]
@@ -321,49 +285,27 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		proto.Reset(t)
 		proto.Merge(t, nt)
 	}
+	// rems now holds every square layer's remainder as relabeled.
 	for _, n := range square {
-		l, ok := after[n]
-		if !ok {
-			l = before[n]
-			l.DiagShareAfter, l.NegativeAfter = l.DiagShareBefore, l.NegativeBefore
+		l := before[n]
+		l.DiagShareAfter, l.NegativeAfter, l.Relabeled = l.DiagShareBefore, l.NegativeBefore, touched[n]
+		if touched[n] {
+			l.DiagShareAfter, l.NegativeAfter = diagStats(rems[n], l.Channels)
 		}
-		l.Relabeled = touched[n]
 		rep.Layers = append(rep.Layers, l)
 	}
 	return out, rep, nil
 }
 
 // relabel returns v (of dims d) with index h of axis moved to sigma[h].
-func relabel(v []float32, d []int64, axis int, sigma []int) []float32 {
-	outer := 1
-	for _, x := range d[:axis] {
-		outer *= int(x)
-	}
-	inner := 1
-	for _, x := range d[axis+1:] {
-		inner *= int(x)
-	}
-	c := len(sigma)
-	out := make([]float32, len(v))
-	for o := 0; o < outer; o++ {
-		for h := 0; h < c; h++ {
-			src := (o*c + h) * inner
-			dst := (o*c + sigma[h]) * inner
-			copy(out[dst:dst+inner], v[src:src+inner])
-		}
-	}
-	return out
-}
-
-// relabel64 is relabel for float64 values.
-func relabel64(v []float64, d []int64, axis int, sigma []int) []float64 {
+func relabel[T float32 | float64](v []T, d []int64, axis int, sigma []int) []T {
 	outer := 1
 	for _, x := range d[:axis] {
 		outer *= int(x)
 	}
 	c := len(sigma)
-	out := make([]float64, len(v))
-	inner := len(v) / (outer * c)
+	inner := len(v) / max(outer*c, 1)
+	out := make([]T, len(v))
 	for o := 0; o < outer; o++ {
 		for h := 0; h < c; h++ {
 			src := (o*c + h) * inner
