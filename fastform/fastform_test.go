@@ -3,7 +3,6 @@ package fastform
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/internal/ortweb"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
@@ -21,19 +21,6 @@ import (
 	"github.com/lprconv/lprconv/shapefold"
 	"github.com/lprconv/lprconv/svd"
 )
-
-func fill(shape []int, seed uint64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 7))
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = r.Float32()*2 - 1
-	}
-	return x
-}
 
 func opCount(m *onnxpb.ModelProto, op string) int {
 	n := 0
@@ -48,20 +35,7 @@ func opCount(m *onnxpb.ModelProto, op string) int {
 // runEngine runs m in the engine on deterministic inputs at one batch size.
 func runEngine(t *testing.T, m *onnxpb.ModelProto, batch int) map[string]*engine.Tensor {
 	t.Helper()
-	_, shapes := testutil.GraphInputs(m, batch)
-	in := map[string]*engine.Tensor{}
-	for name, s := range shapes {
-		in[name] = engine.NewTensorF(fill(s, uint64(batch)+3), s...)
-	}
-	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Run(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return enginetest.Run(t, m, batch, uint64(batch)+3)
 }
 
 // relErr is max |a−b| / max |a| over two output sets.
@@ -221,7 +195,7 @@ func TestRewriteRunsInORT(t *testing.T) {
 				testutil.Skip(t, err.Error())
 			}
 			_, shapes := testutil.GraphInputs(m, 3)
-			x := fill(shapes["input"], 5)
+			x := enginetest.Fill(shapes["input"], 5)
 			web, err := ortweb.Run(fast, x, shapes["input"][1:], 3)
 			if err != nil {
 				t.Fatal(err)
@@ -332,7 +306,7 @@ func ortDiff(t *testing.T, rt *ortapi.Runtime, m *onnxpb.ModelProto, a, b string
 	names, shapes := testutil.GraphInputs(m, batch)
 	in := map[string]ortapi.Tensor{}
 	for _, n := range names {
-		in[n] = ortapi.Tensor{Shape: testutil.Int64s(shapes[n]), Data: fill(shapes[n], uint64(batch)+11)}
+		in[n] = ortapi.Tensor{Shape: testutil.Int64s(shapes[n]), Data: enginetest.Fill(shapes[n], uint64(batch)+11)}
 	}
 	want, err := ortRun(rt, a, in)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
@@ -126,7 +127,7 @@ func runShapes(t *testing.T, m *onnxpb.ModelProto, shapes map[string][]int, seed
 	t.Helper()
 	in := map[string]*engine.Tensor{}
 	for name, s := range shapes {
-		in[name] = engine.NewTensorF(fill(s, seed), s...)
+		in[name] = engine.NewTensorF(enginetest.Fill(s, seed), s...)
 	}
 	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
 	if err != nil {
@@ -259,7 +260,7 @@ func runReview(t *testing.T, cases []reviewCase) {
 				}
 				in := map[string]ortapi.Tensor{}
 				for name, sh := range s {
-					in[name] = ortapi.Tensor{Shape: testutil.Int64s(sh), Data: fill(sh, uint64(si)+1)}
+					in[name] = ortapi.Tensor{Shape: testutil.Int64s(sh), Data: enginetest.Fill(sh, uint64(si)+1)}
 				}
 				ow, err := ortRun(rt, orig, in)
 				if err != nil {
