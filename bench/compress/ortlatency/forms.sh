@@ -9,6 +9,9 @@
 #
 #   bash bench/compress/ortlatency/forms.sh [OUTDIR]
 #
+# BEFORE replaces the "before" flags (default --keep-forms; relabel/latency.sh
+# sets --relabel off), MODELS the list of models.
+#
 # Needs $ONNXRUNTIME_LIB (or the .ci/run cache) and the ImageNet-shaped
 # exports (testdata/gen/export_imagenet.py).
 set -euo pipefail
@@ -22,7 +25,8 @@ go build -o "$out/ortlatency" ./bench/compress/ortlatency
 echo "# $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) commit $(git rev-parse --short HEAD)"
 for m in ${MODELS:-testdata/models/*.onnx "$imagenet/mobilenetv1_1.0.onnx" "$imagenet/shufflenetv2_x1.0.onnx"}; do
 	b=$(basename "$m" .onnx)
-	"$out/lprconv" compress "$m" -o "$out/$b.before.onnx" --overwrite --keep-forms >"$out/$b.before.txt"
+	# shellcheck disable=SC2086
+	"$out/lprconv" compress "$m" -o "$out/$b.before.onnx" --overwrite ${BEFORE:---keep-forms} >"$out/$b.before.txt"
 	"$out/lprconv" compress "$m" -o "$out/$b.after.onnx" --overwrite >"$out/$b.after.txt"
 	for v in before after; do
 		echo "== $b $v: $(grep -E '^(MACs|forms)' "$out/$b.$v.txt" | tr -s ' ' | tr '\n' ';') $(grep 'planned by latency' "$out/$b.$v.txt" | sed 's/^ *//')"
