@@ -78,6 +78,9 @@ type config struct {
 	Warmup       int     `json:"warmup,omitempty"`
 	Balance      float64 `json:"balance,omitempty"`
 	Permute      bool    `json:"permute,omitempty"`
+	// Prototype describes, in a recorded result, an option of a prototype
+	// that was measured and not kept (so no flag sets it).
+	Prototype string `json:"prototype,omitempty"`
 }
 
 type result struct {

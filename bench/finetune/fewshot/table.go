@@ -84,7 +84,7 @@ func printTable(w io.Writer, path string) error {
 	return nil
 }
 
-// extras lists the options of the fourth round that a run set.
+// extras lists the options from the fourth round on that a run set.
 func extras(c config) string {
 	var out string
 	if c.PreLR > 0 {
@@ -104,6 +104,24 @@ func extras(c config) string {
 	}
 	if c.SAMRho > 0 {
 		out += fmt.Sprintf(", SAM %g (two passes per step)", c.SAMRho)
+	}
+	if c.Beta1 > 0 || c.Beta2 > 0 {
+		out += fmt.Sprintf(", Adam β %g/%g (0: default)", c.Beta1, c.Beta2)
+	}
+	if c.MinLRRatio > 0 {
+		out += fmt.Sprintf(", cosine floor %g", c.MinLRRatio)
+	}
+	if c.Warmup > 0 {
+		out += fmt.Sprintf(", warm-up %d steps", c.Warmup)
+	}
+	if c.Balance != 0 {
+		out += fmt.Sprintf(", factors balanced P %g", c.Balance)
+	}
+	if c.Permute {
+		out += ", relabeled channels"
+	}
+	if c.Prototype != "" {
+		out += ", prototype: " + c.Prototype
 	}
 	return out
 }
