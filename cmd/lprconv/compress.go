@@ -64,7 +64,7 @@ func progressPrinter(w io.Writer) func(pipeline.Event) {
 				if e.Stage == pipeline.StageBudget {
 					unit = "runs"
 				}
-				p = newProgress(w, string(e.Stage), unit, e.Total)
+				p = newProgressFrom(w, string(e.Stage), unit, e.Total, e.Done)
 				bars[e.Stage] = p
 			}
 			p.update(e.Done, e.Status)
