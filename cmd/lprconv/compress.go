@@ -406,7 +406,11 @@ func openData(c *cli.Context, m *onnxpb.ModelProto) (*dataset.Subset, error) {
 
 func printCompress(w io.Writer, r compressOutput) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "layer\tC\trank\trel.err\tparams before\tafter\tdecision")
+	if len(r.Layers) == 0 {
+		fmt.Fprintln(w, "no candidates: no convolution of this model is a square pointwise one (1x1, one group, as many output channels as input channels), so nothing can be replaced; `lprconv inspect MODEL` lists every layer with the reason")
+	} else {
+		fmt.Fprintln(tw, "layer\tC\trank\trel.err\tparams before\tafter\tdecision")
+	}
 	for _, l := range r.Layers {
 		rank, relErr, dec := "-", "-", "keep: "+l.Reason
 		if l.Rank > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/lprconv/lprconv/internal/ortrun"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
+	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
 
 type compressJSON struct {
@@ -387,4 +388,37 @@ func ortTop1(t *testing.T, path string, x []float32, n int) []int {
 		}
 	}
 	return top
+}
+
+// TestCompressNoCandidates checks that a model without a square pointwise
+// convolution (MobileNetV2's 1x1 layers all change width) gets a sentence
+// saying why nothing is replaced instead of an empty layer table.
+func TestCompressNoCandidates(t *testing.T) {
+	dir := t.TempDir()
+	m, err := onnxio.Load(pointwiseModel(t, dir, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := make([]float32, 8*16)
+	for i := range w {
+		w[i] = float32(i%5) - 2
+	}
+	m.Graph.Initializer = []*onnxpb.TensorProto{onnxio.NewFloat32("w", []int64{8, 16, 1, 1}, w), onnxio.NewFloat32("b", []int64{8}, make([]float32, 8))}
+	m.Graph.Output[0].GetType().GetTensorType().GetShape().Dim[1].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 8}
+	in := filepath.Join(dir, "narrow.onnx")
+	if err := onnxio.Save(in, m, onnxio.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI("compress", in, "--dry-run", "--rank-ratio", "0.25")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"no candidates: ", "lprconv inspect", "replaced:  0 of 0"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "rel.err") {
+		t.Errorf("output has an empty layer table:\n%s", stdout)
+	}
 }
