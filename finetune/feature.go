@@ -120,6 +120,23 @@ type featureTarget struct {
 	name   string
 	weight float64
 	grad   *engine.Tensor
+	// chw weighs the value's channels (nil: all 1).
+	chw []float32
+}
+
+// weighChannels gives the matched values found in w their channel
+// weights (Options.ChannelWeights).
+func (o *objective) weighChannels(w map[string][]float64) {
+	for i := range o.features {
+		f := &o.features[i]
+		f.chw = nil
+		if phi := w[f.name]; phi != nil {
+			f.chw = make([]float32, len(phi))
+			for c, v := range phi {
+				f.chw[c] = float32(v)
+			}
+		}
+	}
 }
 
 // objective is the resolved distillation objective of a run.
@@ -229,12 +246,20 @@ func (o *objective) eval(sp, tp valuer, seeds map[string]*engine.Tensor, par fun
 		if f.grad == nil {
 			f.grad = engine.NewTensor(s.Shape...)
 		}
+		if f.chw != nil && (len(s.Shape) < 2 || s.Shape[1] != len(f.chw)) {
+			return 0, fmt.Errorf("match: value %q has shape %v; its %d channel weights need NCHW with %d channels", f.name, s.Shape, len(f.chw), len(f.chw))
+		}
 		o.vals[i] = [2][]float32{s.F, t.F}
 		seeds[f.name] = f.grad
 		size += len(s.F)
 	}
 	par(len(o.features), size, func(i int) {
 		f := &o.features[i]
+		if f.chw != nil {
+			hw := len(o.vals[i][0]) / (f.grad.Shape[0] * len(f.chw))
+			o.losses[i] = ChannelFeatureLoss(o.vals[i][0], o.vals[i][1], f.weight, f.chw, hw, f.grad.F)
+			return
+		}
 		o.losses[i] = FeatureLoss(o.vals[i][0], o.vals[i][1], f.weight, f.grad.F)
 	})
 	total := 0.0
@@ -269,6 +294,35 @@ func FeatureLoss(s, t []float32, w float64, grad []float32) float64 {
 		d := float64(v) - float64(t[i])
 		sum += d * d
 		grad[i] = float32(k * d)
+	}
+	return w * sum / energy
+}
+
+// ChannelFeatureLoss is FeatureLoss with the squared error of channel c
+// weighed by chw[c]: for NCHW values s and t of len(chw) channels of hw
+// values each, it returns
+//
+//	w · Σ_{n,c,p} chw[c]·(s − t)² / Σ t²
+//
+// (the denominator taken as 1 when t is all zero) and writes the gradient
+// with respect to s, 2w·chw[c]·(s − t)/Σ t², into grad. With every chw[c]
+// = 1 it is FeatureLoss.
+func ChannelFeatureLoss(s, t []float32, w float64, chw []float32, hw int, grad []float32) float64 {
+	energy := 0.0
+	for _, v := range t {
+		energy += float64(v) * float64(v)
+	}
+	if energy == 0 {
+		energy = 1
+	}
+	c := len(chw)
+	sum := 0.0
+	k := 2 * w / energy
+	for i, v := range s {
+		cw := float64(chw[(i/hw)%c])
+		d := float64(v) - float64(t[i])
+		sum += cw * d * d
+		grad[i] = float32(k * cw * d)
 	}
 	return w * sum / energy
 }

@@ -40,6 +40,8 @@ type fineTuner struct {
 	r          *Result
 	train, val []int
 	summary    FineTuneResult
+	// weights are the channel weights of FineTune.Weigh (nil: none).
+	weights map[string][]float64
 }
 
 // newFineTuner prepares the fine-tuning of r (inactive without
@@ -152,6 +154,9 @@ func (f *fineTuner) distill(ctx context.Context) error {
 	if !f.active() {
 		return nil
 	}
+	if err := f.weigh(ctx); err != nil {
+		return err
+	}
 	if err := f.reconstruct(ctx); err != nil {
 		return err
 	}
@@ -173,6 +178,7 @@ func (f *fineTuner) distill(ctx context.Context) error {
 		}
 	}
 	o := f.ft.Options
+	o.ChannelWeights = f.weights
 	o.StepsPerEpoch = train.Batches()
 	total := o.Steps
 	if total <= 0 {
@@ -223,6 +229,7 @@ func (f *fineTuner) reconstruct(ctx context.Context) error {
 	}
 	defer l.Close()
 	o := f.ft.Options
+	o.ChannelWeights = f.weights
 	o.StepsPerEpoch = l.Batches()
 	o.Progress = func(s finetune.Status) {
 		f.opts.emit(Event{Stage: StageReconstruct, Done: s.Step, Total: n, Loss: s.Loss, Status: fmt.Sprintf("loss %.4f", s.Loss)})

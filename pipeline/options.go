@@ -162,6 +162,14 @@ type FineTune struct {
 	// before distillation; Options.Steps counts the distillation steps
 	// after it.
 	ReconstructSteps int
+	// Weigh, when finetune.WeighFisher, weighs the channels of the matched
+	// feature values (the Match terms and, with ReconstructSteps, every
+	// LPR module's output, less modules of a rank above
+	// finetune.FisherMaxRankFraction of their channels) by the original's
+	// Fisher information (finetune.ChannelFisher) on the calibration
+	// images, computed once before training and used by both stages; ""
+	// weighs none.
+	Weigh string
 	// Recipe, when set, is the data-size recipe (finetune.RecipeFor) the
 	// options were chosen from; it is reported, not applied, here.
 	Recipe *finetune.Recipe

@@ -261,6 +261,36 @@ func TestRunFineTuneVerify(t *testing.T) {
 	t.Logf("agreement on the test images: data-aware init %.4f, with the sequential refit %.4f (%d of %d layers refitted, 6 steps)",
 		v.Agreement, rs.Verification.Agreement, refitted, r.Replaced)
 
+	// Channel weights: measured once on the calibration images (Calib 64:
+	// two batches of 30) for every matched value, reported, and used (the
+	// student differs from the unweighted one); an unknown method fails.
+	fw := *opts.FineTune
+	fw.Weigh, fw.Options.Match = finetune.WeighFisher, []finetune.MatchSpec{{Kind: finetune.MatchLogits, Weight: 1}, {Kind: finetune.MatchModules, Weight: 1}}
+	plain := fw
+	plain.Weigh = ""
+	fo, po := opts, opts
+	fo.FineTune, fo.Out = &fw, filepath.Join(dir, "fisher.onnx")
+	po.FineTune, po.Out = &plain, filepath.Join(dir, "plain.onnx")
+	rf, err := Run(ctx, fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := Run(ctx, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := rf.FineTune.ChannelWeights; w == nil || w.Method != finetune.WeighFisher || w.Values != r.Replaced || w.Images != 60 || rp.FineTune.ChannelWeights != nil {
+		t.Errorf("channel weights %+v (unweighted run: %+v), want fisher on %d values and 60 images", w, rp.FineTune.ChannelWeights, r.Replaced)
+	}
+	if rf.Verification.Cosine == rp.Verification.Cosine {
+		t.Error("the channel weights did not change the student")
+	}
+	fw.Weigh = "hessian"
+	fo.Out = filepath.Join(dir, "bad.onnx")
+	if _, err := Run(ctx, fo); err == nil || !strings.Contains(err.Error(), "hessian") {
+		t.Errorf("unknown channel weights: %v", err)
+	}
+
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	opts.Out = filepath.Join(dir, "cancelled.onnx")

@@ -97,11 +97,23 @@ type FineTuneResult struct {
 	TeacherTop1 *float64 `json:"val_teacher_top1,omitempty"`
 	BeforeAgree *float64 `json:"val_agreement_before,omitempty"`
 	BeforeTop1  *float64 `json:"val_top1_before,omitempty"`
+	// ChannelWeights says how the matched values' channels were weighted
+	// (nil: not weighted).
+	ChannelWeights *ChannelWeights `json:"channel_weights,omitempty"`
 	// Report is finetune.Distill's report.
 	Report *finetune.Report `json:"training"`
 	// PeakRSSBytes is the peak resident set size after training (0 when
 	// not measured).
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+}
+
+// ChannelWeights summarizes FineTune.Weigh's weights.
+type ChannelWeights struct {
+	// Method is the FineTune.Weigh that made them; Values the number of
+	// weighted values, Images the number of images they were measured on.
+	Method string `json:"method"`
+	Values int    `json:"values"`
+	Images int    `json:"images"`
 }
 
 // Verification is the compressed model measured against the original.

@@ -310,13 +310,26 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		Seed                                int64
 		Data                                string
 		ValFraction                         float64 `json:",omitempty"`
+		// The objective and its extras, left out when unset so that
+		// sweeps of logit-only distillation keep their fingerprints.
+		Match, Augment, Weigh string  `json:",omitempty"`
+		ReconstructSteps      int     `json:",omitempty"`
+		Sequential            bool    `json:",omitempty"`
+		RankLRRef, RankLRPow  float64 `json:",omitempty"`
 	}
 	var ft *fineTune
 	if f := o.FineTune; f != nil {
 		fo := f.Options
 		ft = &fineTune{fo.Epochs, fo.Steps, fo.Batch, fo.WarmupSteps, f.Calib, fo.LR, fo.MinLRRatio, fo.Optimizer,
 			fo.Loss.Kind.String(), fo.Loss.Temperature, fo.Loss.CEWeight, fo.Train.String(), f.Init != pipeline.InitWeights, f.Seed,
-			fmt.Sprintf("%s split=%s labels=%s limit=%d", o.Data, o.Split, o.Labels, o.Limit), f.ValFraction}
+			fmt.Sprintf("%s split=%s labels=%s limit=%d", o.Data, o.Split, o.Labels, o.Limit), f.ValFraction,
+			"", "", f.Weigh, f.ReconstructSteps, f.Sequential, fo.RankLRRef, fo.RankLRPower}
+		if len(fo.Match) > 0 {
+			ft.Match = fmt.Sprintf("%+v", fo.Match)
+		}
+		if fo.Augment.Enabled() {
+			ft.Augment = fmt.Sprintf("%s seed=%d", fo.Augment, fo.Augment.Seed)
+		}
 	}
 	data, err := json.Marshal(struct {
 		Model, Fidelity, Eval, Version, Fit string

@@ -321,3 +321,48 @@ func TestPipelineFineTune(t *testing.T) {
 		t.Errorf("checkpoint left behind: %v", err)
 	}
 }
+
+// TestFingerprintFineTuneObjective checks that the fine-tuning objective
+// (match, augmentation, channel weights, stages) is part of the
+// fingerprint, so that a sweep re-run with another objective does not
+// reuse recorded results, and that an unset objective keeps the
+// fingerprint of a logit-only sweep.
+func TestFingerprintFineTuneObjective(t *testing.T) {
+	base := PipelineOptions{FineTune: &pipeline.FineTune{Seed: 1, Options: finetune.Options{Steps: 3, Batch: 8, LR: 1e-3}}}
+	fp := func(change func(f *pipeline.FineTune)) string {
+		o := base
+		f := *base.FineTune
+		if change != nil {
+			change(&f)
+		}
+		o.FineTune = &f
+		s, err := fingerprint("model", o, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	plain := fp(nil)
+	if again := fp(func(f *pipeline.FineTune) { f.Options.Match = nil }); again != plain {
+		t.Error("an unset objective changes the fingerprint")
+	}
+	modules, err := finetune.ParseMatch("logits+modules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{plain: "plain"}
+	for name, change := range map[string]func(f *pipeline.FineTune){
+		"match":       func(f *pipeline.FineTune) { f.Options.Match = modules },
+		"augment":     func(f *pipeline.FineTune) { f.Options.Augment = dataset.Augment{Flip: true} },
+		"weigh":       func(f *pipeline.FineTune) { f.Weigh = finetune.WeighFisher },
+		"reconstruct": func(f *pipeline.FineTune) { f.ReconstructSteps = 2 },
+		"sequential":  func(f *pipeline.FineTune) { f.Sequential = true },
+		"rank lr":     func(f *pipeline.FineTune) { f.Options.RankLRRef, f.Options.RankLRPower = 24, 1 },
+	} {
+		s := fp(change)
+		if other, ok := seen[s]; ok {
+			t.Errorf("%s gives the fingerprint of %s", name, other)
+		}
+		seen[s] = name
+	}
+}

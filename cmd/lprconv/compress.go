@@ -180,12 +180,15 @@ input activations, then the model is distilled from the original. Without --epoc
     data-aware initialization each replaced layer is refitted in order to
     the original's output given the compressed model's own input;
   - objective: KD on the logits at temperature 2 plus every LPR module's
-    output matched to the original's (--match logits+modules);
+    output matched to the original's (--match logits+modules), the
+    channels of modules of rank at most C/4 weighed by how much the
+    original's output depends on them (its Fisher information on the
+    calibration images; --channel-weights none turns it off);
   - hold-out: 10% with best-epoch selection only from 20,000 images (2,000
     held out); fewer would select by noise, so the last step is kept;
   - no augmentation (it did not pay at 1,000 or 5,000 images).
-Any of --batch, --lr, --loss, --temperature, --match, --augment,
---val-fraction given explicitly overrides the recipe (--init weights drops
+Any of --batch, --lr, --loss, --temperature, --match, --channel-weights,
+--augment, --val-fraction given explicitly overrides the recipe (--init weights drops
 the refit); --epochs or --steps replaces it. The chosen recipe is printed
 and is in --json (finetune.recipe).
 

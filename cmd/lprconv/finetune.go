@@ -61,6 +61,7 @@ func finetuneFlags(d finetuneDefaults) []cli.Flag {
 		&cli.StringFlag{Name: "loss", Value: "kd", Usage: "kd (KL divergence to the original at --temperature), kd+ce (plus cross-entropy with labels) or mse (on logits)"},
 		&cli.Float64Flag{Name: "temperature", Value: defaultTemperature, Usage: "softmax temperature of the kd loss"},
 		&cli.StringFlag{Name: "match", Usage: "what the student matches: logits, penultimate (the map before the final pooling), modules (every LPR module's output) or tensor NAMEs, joined by + with optional =WEIGHT (default: logits, or the recipe's)"},
+		&cli.StringFlag{Name: "channel-weights", Usage: "weigh each channel of the matched feature maps by how much the original's output depends on it (its Fisher information on the calibration images): fisher or none (default: fisher with the data-size recipe, none with --epochs or --steps)"},
 		&cli.StringFlag{Name: "augment", Usage: "input transforms for distillation: none, crop[N], flip, mixup[=A], cutmix[=A], noise[=SIGMA], joined by + (default: none, or the recipe's)"},
 		&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
 		&cli.Float64Flag{Name: "val-fraction", Value: d.ValFraction, Usage: "fraction of --data held out to measure agreement after each epoch and keep the best student (0: none)"},
@@ -123,6 +124,13 @@ func finetuneFrom(c *cli.Context, batch int) (*pipeline.FineTune, error) {
 			return nil, fmt.Errorf("--match: %w", err)
 		}
 	}
+	switch v := c.String("channel-weights"); v {
+	case "", "none":
+	case finetune.WeighFisher:
+		ft.Weigh = v
+	default:
+		return nil, fmt.Errorf("--channel-weights %q: want fisher or none", v)
+	}
 	if v := c.String("augment"); v != "" {
 		if ft.Options.Augment, err = dataset.ParseAugment(v); err != nil {
 			return nil, fmt.Errorf("--augment: %w", err)
@@ -135,8 +143,8 @@ func finetuneFrom(c *cli.Context, batch int) (*pipeline.FineTune, error) {
 // applyRecipe chooses the schedule from the amount of data when neither
 // --epochs nor --steps was given: finetune.RecipeFor(images) sets the
 // steps (about 60,000 images' worth of training however few are given),
-// batch, learning rate, temperature, --match, --augment, the
-// reconstruction stage and the hold-out; any of these flags the user gave
+// batch, learning rate, temperature, --match, --channel-weights,
+// --augment, the reconstruction stage and the hold-out; any of these flags the user gave
 // keeps its value. The recipe as applied is recorded in ft.Recipe.
 func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
 	if c.IsSet("epochs") || c.IsSet("steps") {
@@ -165,6 +173,10 @@ func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
 	if !c.IsSet("val-fraction") {
 		ft.ValFraction = rec.ValFraction
 	}
+	if !c.IsSet("channel-weights") {
+		ft.Weigh = rec.Weigh
+	}
+	rec.Weigh = ft.Weigh
 	o.Steps, o.Epochs = total-recon, 0
 	ft.Options, ft.ReconstructSteps = o, recon
 	rec.Steps, rec.Batch, rec.ImagesProcessed, rec.ReconstructSteps = total, o.Batch, total*o.Batch, recon
@@ -216,6 +228,9 @@ func finetuneNotes(s *pipeline.FineTuneResult, train finetune.TrainSet) []string
 	if s.Recipe != nil {
 		out = append(out, "", s.Recipe.String())
 	}
+	if w := s.ChannelWeights; w != nil {
+		out = append(out, fmt.Sprintf("channel weights: %s information of the original's output for the channels of %d matched values, measured on %d images", fisherWord(w.Method), w.Values, w.Images))
+	}
 	if n := len(s.Sequential); n > 0 {
 		kept, before, after := 0, 0.0, 0.0
 		for _, l := range s.Sequential {
@@ -253,4 +268,12 @@ func finetuneNotes(s *pipeline.FineTuneResult, train finetune.TrainSet) []string
 		out = append(out, fmt.Sprintf("peak RSS:    %s", bytesText(s.PeakRSSBytes)))
 	}
 	return out
+}
+
+// fisherWord names a channel-weight method in a sentence.
+func fisherWord(m string) string {
+	if m == finetune.WeighFisher {
+		return "Fisher"
+	}
+	return m
 }

@@ -141,6 +141,17 @@ func TestCompressRecipe(t *testing.T) {
 	if r.FineTune.ValImages != 0 {
 		t.Errorf("held out %d of 100 images; the recipe holds out none", r.FineTune.ValImages)
 	}
+	// The recipe weighs the module outputs' channels by the original's
+	// Fisher information, on the calibration images (at least one batch).
+	if w := r.FineTune.ChannelWeights; rec.Weigh != finetune.WeighFisher || w == nil || w.Method != finetune.WeighFisher || w.Values != 1 || w.Images != 64 {
+		t.Errorf("recipe weigh %q, channel weights %+v; want fisher on 1 module output and 64 images", rec.Weigh, w)
+	}
+	if r := decode("--channel-weights", "none"); r.FineTune.ChannelWeights != nil || r.FineTune.Recipe.Weigh != "" {
+		t.Errorf("--channel-weights none: %+v, recipe %q", r.FineTune.ChannelWeights, r.FineTune.Recipe.Weigh)
+	}
+	if code, _, stderr := runCLI(append(append([]string{}, base...), "--channel-weights", "hessian")...); code == 0 || !strings.Contains(stderr, "--channel-weights") {
+		t.Errorf("--channel-weights hessian: exit %d, %s", code, stderr)
+	}
 
 	// Explicit flags override the recipe's values and keep its compute.
 	r = decode("--batch", "50", "--lr", "0.001", "--match", "logits", "--val-fraction", "0.2", "--loss", "kd+ce")
@@ -154,7 +165,12 @@ func TestCompressRecipe(t *testing.T) {
 
 	// --steps replaces the recipe.
 	r = decode("--steps", "3")
-	if r.FineTune.Recipe != nil || r.FineTune.Reconstruct != nil || r.FineTune.Report.Steps != 3 {
-		t.Errorf("--steps 3: recipe %+v, reconstruct %v, steps %d", r.FineTune.Recipe, r.FineTune.Reconstruct != nil, r.FineTune.Report.Steps)
+	if r.FineTune.Recipe != nil || r.FineTune.Reconstruct != nil || r.FineTune.Report.Steps != 3 || r.FineTune.ChannelWeights != nil {
+		t.Errorf("--steps 3: recipe %+v, reconstruct %v, steps %d, channel weights %+v", r.FineTune.Recipe, r.FineTune.Reconstruct != nil, r.FineTune.Report.Steps, r.FineTune.ChannelWeights)
+	}
+	// Without the recipe, --channel-weights fisher weighs what --match matches.
+	r = decode("--steps", "2", "--match", "logits+modules", "--channel-weights", "fisher")
+	if w := r.FineTune.ChannelWeights; w == nil || w.Values != 1 {
+		t.Errorf("--steps 2 --channel-weights fisher: %+v", w)
 	}
 }

@@ -268,7 +268,7 @@ func TestFineTuneFlagsShared(t *testing.T) {
 		}
 	}
 	want := []string{"epochs", "steps", "lr", "warmup", "optimizer", "momentum", "nesterov", "weight-decay", "loss",
-		"temperature", "match", "augment", "train", "val-fraction", "init", "calib", "data-seed"}
+		"temperature", "match", "channel-weights", "augment", "train", "val-fraction", "init", "calib", "data-seed"}
 	if got := finetuneFlagNames(); !slices.Equal(got, want) {
 		t.Errorf("fine-tuning flags %v, want %v", got, want)
 	}

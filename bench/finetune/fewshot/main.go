@@ -80,7 +80,9 @@ type config struct {
 	Permute      bool    `json:"permute,omitempty"`
 	// Prototype describes, in a recorded result, an option of a prototype
 	// that was measured and not kept (so no flag sets it).
-	Prototype string `json:"prototype,omitempty"`
+	Prototype   string `json:"prototype,omitempty"`
+	Weigh       string `json:"weigh,omitempty"`
+	WeighImages int    `json:"weigh_images,omitempty"`
 }
 
 type result struct {
@@ -130,6 +132,8 @@ func main() {
 	flag.StringVar(&c.L2SPAnchor, "l2sp-anchor", "init", "θ₀ of -l2sp: init (the data-aware initialization, for every stage) or stage (each stage's starting point)")
 	flag.StringVar(&c.Freeze, "freeze", "", "tensors not trained, finetune.ParseFreeze: v (lpr_a.weight), res (lpr_res.weight) or name substrings, comma-separated")
 	flag.Float64Var(&c.WeightDecay, "wd", 0, "AdamW decoupled weight decay (towards 0)")
+	flag.IntVar(&c.WeighImages, "weigh-images", 0, "images for -weigh fisher (0: -calib's)")
+	flag.StringVar(&c.Weigh, "weigh", "", "channel weights of the module-output terms: fisher (finetune.ChannelFisher on the calibration images) or none (default: the recipe's with -recipe, else none)")
 	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
 	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
 	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale the learning rate of each LPR module of rank below `R0` by (R0/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
@@ -218,6 +222,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		if !set["val-fraction"] {
 			c.ValFraction = rc.ValFraction
+		}
+		if !set["weigh"] {
+			c.Weigh = rc.Weigh
 		}
 		if !set["pre-steps"] {
 			c.PreSteps = rc.ReconstructSteps
@@ -342,6 +349,27 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	if c.L2SP > 0 && c.L2SPAnchor == "init" {
 		opts.L2SPAnchor = student
+	}
+	if c.Weigh == finetune.WeighFisher {
+		n := n
+		if c.WeighImages > 0 {
+			n = min(c.WeighImages, len(train))
+		}
+		fl, err := loader(dataset.First(train, n), false)
+		if err != nil {
+			return nil, err
+		}
+		names, err := finetune.MatchedValues(m, student, match)
+		names = finetune.FisherValues(plan, names)
+		if err == nil {
+			opts.ChannelWeights, err = finetune.ChannelFisher(ctx, m, names, fl, finetune.FisherOptions{Batch: c.Batch, Batches: n / c.Batch, Seed: uint64(c.DataSeed), Threads: c.Threads})
+		}
+		fl.Close()
+		if err != nil {
+			return nil, err
+		}
+	} else if c.Weigh != "" && c.Weigh != "none" {
+		return nil, fmt.Errorf("-weigh %q: want fisher or none", c.Weigh)
 	}
 	preSteps, preSecs := 0, 0.0
 	if c.PreSteps > 0 {

@@ -120,6 +120,12 @@ func extras(c config) string {
 	if c.Permute {
 		out += ", relabeled channels"
 	}
+	if c.Weigh != "" {
+		out += ", channel weights " + c.Weigh
+		if c.WeighImages > 0 {
+			out += fmt.Sprintf(" on %d images", c.WeighImages)
+		}
+	}
 	if c.Prototype != "" {
 		out += ", prototype: " + c.Prototype
 	}

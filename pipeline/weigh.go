@@ -1,0 +1,54 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/lprconv/lprconv/dataset"
+	"github.com/lprconv/lprconv/finetune"
+)
+
+// weigh computes the channel weights of FineTune.Weigh on the first
+// calibration images (at least one batch): the values the distillation
+// matches and, when the reconstruction stage runs, every LPR module's
+// output, less the modules of a rank above
+// finetune.FisherMaxRankFraction of their channels (finetune.FisherValues).
+func (f *fineTuner) weigh(ctx context.Context) error {
+	switch f.ft.Weigh {
+	case "":
+		return nil
+	case finetune.WeighFisher:
+	default:
+		return fmt.Errorf("fine-tune: unknown channel weights %q (want %q or none)", f.ft.Weigh, finetune.WeighFisher)
+	}
+	specs := f.ft.Options.Match
+	if len(specs) == 0 {
+		specs = []finetune.MatchSpec{{Kind: finetune.MatchLogits, Weight: 1}}
+	}
+	if f.ft.ReconstructSteps > 0 {
+		specs = append(append([]finetune.MatchSpec(nil), specs...), finetune.MatchSpec{Kind: finetune.MatchModules, Weight: 1})
+	}
+	matched, err := finetune.MatchedValues(f.r.Original, f.r.Model, specs)
+	if err != nil {
+		return fmt.Errorf("fine-tune: channel weights: %w", err)
+	}
+	names := finetune.FisherValues(f.r.Plan, matched)
+	if len(names) == 0 {
+		return nil
+	}
+	batch := f.ft.Options.Batch
+	batches := max(min(max(f.ft.Calib, 1), len(f.train))/batch, 1)
+	l, err := f.loader(dataset.First(f.train, batches*batch), false)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	f.opts.logf(StageCalibrate, "weighing the channels of %d matched values by the original's Fisher information on %d images", len(names), batches*batch)
+	w, err := finetune.ChannelFisher(ctx, f.r.Original, names, l, finetune.FisherOptions{Batch: batch, Batches: batches, Seed: uint64(f.ft.Seed), Threads: f.ft.Options.Threads})
+	if err != nil {
+		return fmt.Errorf("fine-tune: channel weights: %w", err)
+	}
+	f.weights = w
+	f.summary.ChannelWeights = &ChannelWeights{Method: f.ft.Weigh, Values: len(names), Images: batches * batch}
+	return nil
+}
