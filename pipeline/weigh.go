@@ -32,7 +32,18 @@ func (f *fineTuner) weigh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fine-tune: channel weights: %w", err)
 	}
-	names := finetune.FisherValues(f.r.Plan, matched)
+	// A graph output has no reader to probe (ChannelFisher refuses it);
+	// its term stays unweighted.
+	outs := map[string]bool{}
+	for _, o := range f.r.Original.GetGraph().GetOutput() {
+		outs[o.GetName()] = true
+	}
+	var names []string
+	for _, v := range finetune.FisherValues(f.r.Plan, matched) {
+		if !outs[v] {
+			names = append(names, v)
+		}
+	}
 	if len(names) == 0 {
 		return nil
 	}

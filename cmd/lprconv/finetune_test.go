@@ -9,6 +9,7 @@ import (
 
 	"github.com/lprconv/lprconv/evaluate"
 	"github.com/lprconv/lprconv/finetune"
+	"github.com/lprconv/lprconv/onnxio"
 )
 
 const fixtureTrain = "../../testdata/images/train"
@@ -172,5 +173,34 @@ func TestCompressRecipe(t *testing.T) {
 	r = decode("--steps", "2", "--match", "logits+modules", "--channel-weights", "fisher")
 	if w := r.FineTune.ChannelWeights; w == nil || w.Values != 1 {
 		t.Errorf("--steps 2 --channel-weights fisher: %+v", w)
+	}
+}
+
+// TestCompressRecipeModuleIsOutput checks that the recipe's channel
+// weights leave alone a module whose output is the graph's output (there
+// is nothing downstream to measure), instead of failing.
+func TestCompressRecipeModuleIsOutput(t *testing.T) {
+	dir := t.TempDir()
+	m, err := onnxio.Load(pointwiseModel(t, dir, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Graph.Node = m.Graph.Node[:1] // the Conv alone
+	m.Graph.Node[0].Output[0] = "out"
+	in := filepath.Join(dir, "bare.onnx")
+	if err := onnxio.Save(in, m, onnxio.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI("compress", in, "-o", filepath.Join(dir, "out.onnx"), "--rank-ratio", "0.25", "--multiple", "1", "--channel-align", "1",
+		"--data", fixtureTrain, "--limit", "100", "--init", "weights", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r compressOutput
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.FineTune == nil || r.FineTune.Recipe == nil || r.FineTune.ChannelWeights != nil {
+		t.Errorf("fine-tune %+v: want the recipe without channel weights", r.FineTune)
 	}
 }
