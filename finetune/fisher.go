@@ -67,6 +67,9 @@ func channelFisher(ctx context.Context, teacher *onnxpb.ModelProto, values []str
 	if err != nil {
 		return nil, fmt.Errorf("fisher: %w", err)
 	}
+	if in.Batch > 0 && in.Batch != o.Batch {
+		return nil, fmt.Errorf("fisher: input %q has a fixed batch size of %d; use batch %d or export the model with a dynamic batch", in.Name, in.Batch, in.Batch)
+	}
 	produced := producedValues(teacher)
 	for _, v := range values {
 		if !produced[v] {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lprconv/lprconv/convert"
@@ -188,6 +189,11 @@ func TestChannelFisher(t *testing.T) {
 		{"not NCHW", []string{"f"}, FisherOptions{Batch: 2, Batches: 1}, imgs},
 		{"no batch", []string{"v"}, FisherOptions{Batch: 0, Batches: 1}, imgs},
 		{"too few images", []string{"v"}, FisherOptions{Batch: 8, Batches: 1}, imgs},
+	}
+	fixed, _, _ := fisherModel(t)
+	fixed.Graph.Input[0] = floatInfo("x", 1, 2, 2, 2)
+	if _, err := ChannelFisher(context.Background(), fixed, []string{"v"}, &samples{x: imgs}, FisherOptions{Batch: 2, Batches: 1}); err == nil || !strings.Contains(err.Error(), "fixed batch size of 1") {
+		t.Errorf("fixed batch 1, batch 2: %v", err)
 	}
 	for _, tc := range bad {
 		if _, err := ChannelFisher(context.Background(), m, tc.values, &samples{x: tc.data}, tc.o); err == nil {
