@@ -61,7 +61,7 @@ func finetuneFlags(d finetuneDefaults) []cli.Flag {
 		&cli.StringFlag{Name: "loss", Value: "kd", Usage: "kd (KL divergence to the original at --temperature), kd+ce (plus cross-entropy with labels) or mse (on logits)"},
 		&cli.Float64Flag{Name: "temperature", Value: defaultTemperature, Usage: "softmax temperature of the kd loss"},
 		&cli.StringFlag{Name: "match", Usage: "what the student matches: logits, penultimate (the map before the final pooling), modules (every LPR module's output) or tensor NAMEs, joined by + with optional =WEIGHT (default: logits, or the recipe's)"},
-		&cli.StringFlag{Name: "channel-weights", Usage: "weigh each channel of the matched feature maps by how much the original's output depends on it (its Fisher information on the calibration images): fisher or none (default: fisher with the data-size recipe, none with --epochs or --steps)"},
+		&cli.StringFlag{Name: "channel-weights", Usage: "weigh each channel of the matched feature maps by how much the original's output depends on it (its Fisher information on the calibration images; LPR modules of a rank above a quarter of their channels stay unweighted): fisher or none (default: fisher with the data-size recipe, none with --epochs or --steps)"},
 		&cli.StringFlag{Name: "augment", Usage: "input transforms for distillation: none, crop[N], flip, mixup[=A], cutmix[=A], noise[=SIGMA], joined by + (default: none, or the recipe's)"},
 		&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
 		&cli.Float64Flag{Name: "val-fraction", Value: d.ValFraction, Usage: "fraction of --data held out to measure agreement after each epoch and keep the best student (0: none)"},
