@@ -79,12 +79,17 @@ func (f *fineTuner) split() error {
 // finetune reads it one batch ahead on a goroutine of its own, and a
 // second buffer would only add a copy of every batch.
 func (f *fineTuner) loader(idx []int, shuffle bool) (*dataset.Loader, error) {
+	return f.loaderBatch(idx, f.ft.Options.Batch, shuffle)
+}
+
+// loaderBatch is loader with batches of the given size.
+func (f *fineTuner) loaderBatch(idx []int, batch int, shuffle bool) (*dataset.Loader, error) {
 	t := f.ft.Train
 	prefetch := dataset.DefaultPrefetch
 	if shuffle {
 		prefetch = 0
 	}
-	return dataset.NewLoader(t.Source, idx, t.Pre, dataset.LoaderOptions{BatchSize: f.ft.Options.Batch, Shuffle: shuffle, Reshuffle: shuffle,
+	return dataset.NewLoader(t.Source, idx, t.Pre, dataset.LoaderOptions{BatchSize: batch, Shuffle: shuffle, Reshuffle: shuffle,
 		Seed: f.ft.Seed, DropLast: shuffle, Workers: dataset.DefaultWorkers, Prefetch: prefetch})
 }
 

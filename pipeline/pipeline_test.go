@@ -262,7 +262,7 @@ func TestRunFineTuneVerify(t *testing.T) {
 		v.Agreement, rs.Verification.Agreement, refitted, r.Replaced)
 
 	// Channel weights: measured once on the calibration images (Calib 64:
-	// two batches of 30) for every matched value, reported, and used (the
+	// four batches of 16) for every matched value, reported, and used (the
 	// student differs from the unweighted one); an unknown method fails.
 	fw := *opts.FineTune
 	fw.Weigh, fw.Options.Match = finetune.WeighFisher, []finetune.MatchSpec{{Kind: finetune.MatchLogits, Weight: 1}, {Kind: finetune.MatchModules, Weight: 1}}
@@ -279,8 +279,8 @@ func TestRunFineTuneVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := rf.FineTune.ChannelWeights; w == nil || w.Method != finetune.WeighFisher || w.Values != r.Replaced || w.Images != 60 || rp.FineTune.ChannelWeights != nil {
-		t.Errorf("channel weights %+v (unweighted run: %+v), want fisher on %d values and 60 images", w, rp.FineTune.ChannelWeights, r.Replaced)
+	if w := rf.FineTune.ChannelWeights; w == nil || w.Method != finetune.WeighFisher || w.Values != r.Replaced || w.Images != 64 || rp.FineTune.ChannelWeights != nil {
+		t.Errorf("channel weights %+v (unweighted run: %+v), want fisher on %d values and 64 images", w, rp.FineTune.ChannelWeights, r.Replaced)
 	}
 	if rf.Verification.Cosine == rp.Verification.Cosine {
 		t.Error("the channel weights did not change the student")

@@ -143,9 +143,9 @@ func TestCompressRecipe(t *testing.T) {
 		t.Errorf("held out %d of 100 images; the recipe holds out none", r.FineTune.ValImages)
 	}
 	// The recipe weighs the module outputs' channels by the original's
-	// Fisher information, on the calibration images (at least one batch).
-	if w := r.FineTune.ChannelWeights; rec.Weigh != finetune.WeighFisher || w == nil || w.Method != finetune.WeighFisher || w.Values != 1 || w.Images != 64 {
-		t.Errorf("recipe weigh %q, channel weights %+v; want fisher on 1 module output and 64 images", rec.Weigh, w)
+	// Fisher information, on the calibration images in batches of 16.
+	if w := r.FineTune.ChannelWeights; rec.Weigh != finetune.WeighFisher || w == nil || w.Method != finetune.WeighFisher || w.Values != 1 || w.Images != 96 {
+		t.Errorf("recipe weigh %q, channel weights %+v; want fisher on 1 module output and 96 images (6 batches of 16)", rec.Weigh, w)
 	}
 	if r := decode("--channel-weights", "none"); r.FineTune.ChannelWeights != nil || r.FineTune.Recipe.Weigh != "" {
 		t.Errorf("--channel-weights none: %+v, recipe %q", r.FineTune.ChannelWeights, r.FineTune.Recipe.Weigh)

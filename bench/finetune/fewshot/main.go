@@ -355,14 +355,17 @@ func run(ctx context.Context, c config) (*result, error) {
 		if c.WeighImages > 0 {
 			n = min(c.WeighImages, len(train))
 		}
-		fl, err := loader(dataset.First(train, n), false)
+		// as pipeline/weigh.go: batches of at most 16 images
+		fb := min(c.Batch, 16)
+		n = n / fb * fb
+		fl, err := dataset.NewLoader(src, dataset.First(train, n), pre, dataset.LoaderOptions{BatchSize: fb, Seed: c.DataSeed, Workers: 2, Prefetch: 2})
 		if err != nil {
 			return nil, err
 		}
 		names, err := finetune.MatchedValues(m, student, match)
 		names = finetune.FisherValues(plan, names)
 		if err == nil {
-			opts.ChannelWeights, err = finetune.ChannelFisher(ctx, m, names, fl, finetune.FisherOptions{Batch: c.Batch, Batches: n / c.Batch, Seed: uint64(c.DataSeed), Threads: c.Threads})
+			opts.ChannelWeights, err = finetune.ChannelFisher(ctx, m, names, fl, finetune.FisherOptions{Batch: fb, Batches: n / fb, Seed: uint64(c.DataSeed), Threads: c.Threads})
 		}
 		fl.Close()
 		if err != nil {
