@@ -12,8 +12,10 @@
 // followed by SequentialInit, which refits the layers one at a time in
 // order to the teacher's outputs given the compressed student's inputs. The
 // objective can add feature mimicking (Options.Match: the penultimate
-// feature map, every LPR module's output, or named values) and train on
-// augmented inputs (Options.Augment); Reconstruct is an optional first
+// feature map, every LPR module's output, or named values), weigh the
+// channels of those values by the teacher's output Fisher information
+// (ChannelFisher, Options.ChannelWeights), and train on augmented inputs
+// (Options.Augment); Reconstruct is an optional first
 // stage on the module outputs alone; RecipeFor picks the schedule for an
 // amount of data. Models run through package engine; batches come from any
 // dataset.Batches source, such as a
