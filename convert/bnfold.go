@@ -76,7 +76,7 @@ func FoldBatchNorm(m *onnxpb.ModelProto) (*onnxpb.ModelProto, int, error) {
 		return nil, 0, fmt.Errorf("model has no graph")
 	}
 	ix := newGraphIndex(g)
-	used := newNameSet(g)
+	used := onnxio.GraphNames(g)
 	removed := map[int]bool{}
 	folded := 0
 	for i := range g.GetNode() {
@@ -89,7 +89,7 @@ func FoldBatchNorm(m *onnxpb.ModelProto) (*onnxpb.ModelProto, int, error) {
 			return nil, 0, err
 		}
 		conv := g.Node[i]
-		wName, bName := used.fresh(c.Name+"/folded.weight"), used.fresh(c.Name+"/folded.bias")
+		wName, bName := used.Fresh(c.Name+"/folded.weight"), used.Fresh(c.Name+"/folded.bias")
 		g.Initializer = append(g.Initializer,
 			onnxio.NewFloat32(wName, []int64{int64(c.Channels), int64(c.Channels), 1, 1}, w),
 			onnxio.NewFloat32(bName, []int64{int64(c.Channels)}, b))

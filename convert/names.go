@@ -1,51 +1,8 @@
 package convert
 
 import (
-	"fmt"
-
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
-
-// nameSet tracks the node, tensor and initializer names in use in a graph
-// so that new names never collide.
-type nameSet map[string]bool
-
-func newNameSet(g *onnxpb.GraphProto) nameSet {
-	s := nameSet{}
-	for _, t := range g.GetInitializer() {
-		s[t.GetName()] = true
-	}
-	for _, v := range g.GetInput() {
-		s[v.GetName()] = true
-	}
-	for _, v := range g.GetOutput() {
-		s[v.GetName()] = true
-	}
-	for _, v := range g.GetValueInfo() {
-		s[v.GetName()] = true
-	}
-	for _, n := range g.GetNode() {
-		s[n.GetName()] = true
-		for _, o := range n.GetOutput() {
-			s[o] = true
-		}
-		for _, in := range n.GetInput() {
-			s[in] = true
-		}
-	}
-	return s
-}
-
-// fresh returns name, or name with a numeric suffix when name is taken,
-// and marks it used.
-func (s nameSet) fresh(name string) string {
-	cand := name
-	for i := 1; s[cand]; i++ {
-		cand = fmt.Sprintf("%s_%d", name, i)
-	}
-	s[cand] = true
-	return cand
-}
 
 // pruneDead removes from g what the rewrite left without a consumer: nodes
 // whose outputs are all unused (when they were used in the original graph

@@ -67,7 +67,7 @@ func Apply(m *onnxpb.ModelProto, p *Plan) (*onnxpb.ModelProto, error) {
 		return nil, fmt.Errorf("apply: model has no graph")
 	}
 	ix := newGraphIndex(g)
-	names := newNameSet(g)
+	names := onnxio.GraphNames(g)
 	hints := newShapeHints(m)
 	replace := map[int][]*onnxpb.NodeProto{}
 	drop := map[int]bool{}
@@ -174,26 +174,26 @@ func convAttrs(k int64, group int64) []*onnxpb.AttributeProto {
 }
 
 // lprModule builds the nodes and initializers of one LPR module.
-func lprModule(names nameSet, l *LayerPlan, bias []float32) ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) {
+func lprModule(names onnxio.Names, l *LayerPlan, bias []float32) ([]*onnxpb.NodeProto, []*onnxpb.TensorProto) {
 	f := l.Factors
 	C, R, Cin := int64(l.Channels), int64(f.Rank), int64(l.InputChannels())
 	base := l.Name
-	aName, bName := names.fresh(base+"/lpr_a"), names.fresh(base+"/lpr_b")
-	aW, bW := names.fresh(base+"/lpr_a.weight"), names.fresh(base+"/lpr_b.weight")
-	aOut := names.fresh(base + "/lpr_a_out")
+	aName, bName := names.Fresh(base+"/lpr_a"), names.Fresh(base+"/lpr_b")
+	aW, bW := names.Fresh(base+"/lpr_a.weight"), names.Fresh(base+"/lpr_b.weight")
+	aOut := names.Fresh(base + "/lpr_a_out")
 	inits := []*onnxpb.TensorProto{
 		onnxio.NewFloat32(aW, []int64{R, Cin, 1, 1}, f.A),
 		onnxio.NewFloat32(bW, []int64{C, R, 1, 1}, f.B),
 	}
 	bIn := []string{aOut, bW}
 	if anyNonZero(bias) {
-		bB := names.fresh(base + "/lpr_b.bias")
+		bB := names.Fresh(base + "/lpr_b.bias")
 		inits = append(inits, onnxio.NewFloat32(bB, []int64{C}, bias))
 		bIn = append(bIn, bB)
 	}
 	bOut := l.Output
 	if f.Residual.Type != svd.None {
-		bOut = names.fresh(base + "/lpr_b_out")
+		bOut = names.Fresh(base + "/lpr_b_out")
 	}
 	nodes := []*onnxpb.NodeProto{
 		{OpType: "Conv", Name: aName, Input: []string{l.Input, aW}, Output: []string{aOut}, Attribute: convAttrs(1, 1)},
@@ -209,17 +209,17 @@ func lprModule(names nameSet, l *LayerPlan, bias []float32) ([]*onnxpb.NodeProto
 		// layout and fuses the Add into it, while Mul + Add stay two
 		// passes over memory (bench/compress measured Mul at 1.3-1.5x the
 		// original's latency, the Conv at 0.87x).
-		dName, dW := names.fresh(base+"/lpr_res"), names.fresh(base+"/lpr_res.weight")
-		res = names.fresh(base + "/lpr_res_out")
+		dName, dW := names.Fresh(base+"/lpr_res"), names.Fresh(base+"/lpr_res.weight")
+		res = names.Fresh(base + "/lpr_res_out")
 		inits = append(inits, onnxio.NewFloat32(dW, []int64{C, 1, 1, 1}, f.Diag))
 		nodes = append(nodes, &onnxpb.NodeProto{OpType: "Conv", Name: dName, Input: []string{l.Input, dW}, Output: []string{res}, Attribute: convAttrs(1, C)})
 	case svd.Depthwise:
 		K := int64(f.Residual.K)
-		dName, dW := names.fresh(base+"/lpr_res"), names.fresh(base+"/lpr_res.weight")
-		res = names.fresh(base + "/lpr_res_out")
+		dName, dW := names.Fresh(base+"/lpr_res"), names.Fresh(base+"/lpr_res.weight")
+		res = names.Fresh(base + "/lpr_res_out")
 		inits = append(inits, onnxio.NewFloat32(dW, []int64{C, 1, K, K}, f.Taps))
 		nodes = append(nodes, &onnxpb.NodeProto{OpType: "Conv", Name: dName, Input: []string{l.Input, dW}, Output: []string{res}, Attribute: convAttrs(K, C)})
 	}
-	nodes = append(nodes, &onnxpb.NodeProto{OpType: "Add", Name: names.fresh(base + "/lpr_add"), Input: []string{bOut, res}, Output: []string{l.Output}})
+	nodes = append(nodes, &onnxpb.NodeProto{OpType: "Add", Name: names.Fresh(base + "/lpr_add"), Input: []string{bOut, res}, Output: []string{l.Output}})
 	return nodes, inits
 }

@@ -1,8 +1,6 @@
 package fastform
 
 import (
-	"fmt"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lprconv/lprconv/onnxio"
@@ -19,7 +17,9 @@ type graphIndex struct {
 	outputs   map[string]bool
 	inputs    map[string]bool
 	inits     map[string]*onnxpb.TensorProto
-	names     map[string]bool // every value and node name, for fresh names
+	// names holds every value and node name (value_info included, so
+	// that a fresh value never inherits a recorded shape).
+	names onnxio.Names
 }
 
 func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
@@ -30,28 +30,20 @@ func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
 		outputs:   map[string]bool{},
 		inputs:    map[string]bool{},
 		inits:     map[string]*onnxpb.TensorProto{},
-		names:     map[string]bool{},
+		names:     onnxio.GraphNames(g),
 	}
 	for _, t := range g.GetInitializer() {
 		ix.inits[t.GetName()] = t
-		ix.names[t.GetName()] = true
 	}
 	for _, v := range g.GetInput() {
 		ix.inputs[v.GetName()] = true
-		ix.names[v.GetName()] = true
 	}
 	for _, v := range g.GetOutput() {
 		ix.outputs[v.GetName()] = true
-		ix.names[v.GetName()] = true
-	}
-	for _, v := range g.GetValueInfo() {
-		ix.names[v.GetName()] = true // a fresh value must not inherit its shape
 	}
 	for _, n := range g.GetNode() {
-		ix.names[n.GetName()] = true
 		for _, o := range n.GetOutput() {
 			ix.producer[o] = n
-			ix.names[o] = true
 		}
 		seen := map[string]bool{}
 		for _, in := range n.GetInput() {
@@ -89,14 +81,7 @@ func (ix *graphIndex) only(v string, want ...*onnxpb.NodeProto) bool {
 }
 
 // fresh returns a name not used in the graph, based on base.
-func (ix *graphIndex) fresh(base string) string {
-	name := base
-	for i := 1; ix.names[name]; i++ {
-		name = fmt.Sprintf("%s_%d", base, i)
-	}
-	ix.names[name] = true
-	return name
-}
+func (ix *graphIndex) fresh(base string) string { return ix.names.Fresh(base) }
 
 // floats returns the float32 contents of initializer name, or false when
 // it is not a float initializer stored in the model or is also a graph

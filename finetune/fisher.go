@@ -179,30 +179,11 @@ func valueShapes(teacher *onnxpb.ModelProto, input string, batch *engine.Tensor,
 func withProbes(m *onnxpb.ModelProto, values []string, shapes map[string][]int) (*onnxpb.ModelProto, []string) {
 	c := proto.Clone(m).(*onnxpb.ModelProto)
 	g := c.Graph
-	taken := map[string]bool{}
-	for _, n := range g.GetNode() {
-		for _, o := range n.GetOutput() {
-			taken[o] = true
-		}
-	}
-	for _, t := range g.GetInitializer() {
-		taken[t.GetName()] = true
-	}
-	for _, in := range g.GetInput() {
-		taken[in.GetName()] = true
-	}
-	fresh := func(base string) string {
-		name := base
-		for k := 1; taken[name]; k++ {
-			name = fmt.Sprintf("%s_%d", base, k)
-		}
-		taken[name] = true
-		return name
-	}
+	names := onnxio.GraphNames(g)
 	probe, sum := map[string]string{}, map[string]string{}
 	var probes []string
 	for _, v := range values {
-		probe[v], sum[v] = fresh(v+"/fisher_probe"), fresh(v+"/fisher_probed")
+		probe[v], sum[v] = names.Fresh(v+"/fisher_probe"), names.Fresh(v+"/fisher_probed")
 		probes = append(probes, probe[v])
 		s := shapes[v]
 		dims := []int64{int64(s[0]), int64(s[1]), int64(s[2]), int64(s[3])}

@@ -86,7 +86,7 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 			}
 		}
 	}
-	nm := newNamer(g)
+	nm := onnxio.GraphNames(g)
 	casts := map[string]string{} // value + "\x00" + type → cast output
 	var nodes []*onnxpb.NodeProto
 	castTo := func(v string, to onnxio.DataType) string {
@@ -98,8 +98,8 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 		if to == onnxio.Float16 {
 			suffix = "/to_fp16"
 		}
-		c := nm.fresh(v + suffix)
-		nodes = append(nodes, castNode(nm.fresh(v+suffix), v, c, to))
+		c := nm.Fresh(v + suffix)
+		nodes = append(nodes, castNode(nm.Fresh(v+suffix), v, c, to))
 		casts[key] = c
 		cur[c] = to
 		rep.Casts++
@@ -161,7 +161,7 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 		if cur[name] == orig[name] {
 			continue
 		}
-		inner := nm.fresh(name + "/fp16")
+		inner := nm.Fresh(name + "/fp16")
 		for _, n := range nodes {
 			for i, v := range n.GetInput() {
 				if v == name {
@@ -175,7 +175,7 @@ func ToFloat16(m *onnxpb.ModelProto, opts FP16Options) (*onnxpb.ModelProto, *FP1
 			}
 		}
 		cur[inner] = cur[name]
-		nodes = append(nodes, castNode(nm.fresh(name+"/to_fp32"), inner, name, orig[name]))
+		nodes = append(nodes, castNode(nm.Fresh(name+"/to_fp32"), inner, name, orig[name]))
 		cur[name] = orig[name]
 		rep.Casts++
 		for _, vi := range g.GetValueInfo() {

@@ -76,40 +76,6 @@ func elemTypes(g *onnxpb.GraphProto) (map[string]onnxio.DataType, error) {
 	return ty, nil
 }
 
-// namer hands out value and node names not yet used in the graph.
-type namer struct{ used map[string]bool }
-
-func newNamer(g *onnxpb.GraphProto) *namer {
-	u := map[string]bool{}
-	for _, v := range g.GetInput() {
-		u[v.GetName()] = true
-	}
-	for _, v := range g.GetOutput() {
-		u[v.GetName()] = true
-	}
-	for _, t := range g.GetInitializer() {
-		u[t.GetName()] = true
-	}
-	for _, n := range g.GetNode() {
-		u[n.GetName()] = true
-		for _, o := range n.GetOutput() {
-			u[o] = true
-		}
-	}
-	return &namer{used: u}
-}
-
-// fresh returns base, or base with a numeric suffix when base is taken,
-// and marks it used.
-func (nm *namer) fresh(base string) string {
-	name := base
-	for i := 1; nm.used[name]; i++ {
-		name = fmt.Sprintf("%s_%d", base, i)
-	}
-	nm.used[name] = true
-	return name
-}
-
 func castNode(name, in, out string, to onnxio.DataType) *onnxpb.NodeProto {
 	return &onnxpb.NodeProto{Name: name, OpType: "Cast", Input: []string{in}, Output: []string{out},
 		Attribute: []*onnxpb.AttributeProto{{Name: "to", Type: onnxpb.AttributeProto_INT, I: int64(to)}}}

@@ -297,7 +297,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 	}
 	g := p.model.GetGraph()
 	rep := &Int8Report{Nodes: map[string]int{}, FoldedRelu: p.folded}
-	nm := newNamer(g)
+	nm := onnxio.GraphNames(g)
 	params := map[string]qparams{}
 	grid := map[string][2]string{} // root → scale, zero point initializer names
 	var inits []*onnxpb.TensorProto
@@ -315,7 +315,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 			return nil, nil, fmt.Errorf("int8: activation %q: %w", r, err)
 		}
 		params[r] = qp
-		sn, zn := nm.fresh(r+"/scale"), nm.fresh(r+"/zero_point")
+		sn, zn := nm.Fresh(r+"/scale"), nm.Fresh(r+"/zero_point")
 		inits = append(inits, onnxio.NewFloat32(sn, nil, []float32{qp.Scale}), newInt8Tensor(zn, opts.Activations, nil, []int32{qp.Zero}))
 		grid[r] = [2]string{sn, zn}
 		rep.Calibrated++
@@ -325,7 +325,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 	var pre, nodes []*onnxpb.NodeProto
 	quantize := func(v string, dst *[]*onnxpb.NodeProto) {
 		gr := grid[p.quant[v]]
-		q, d := nm.fresh(v+"/q"), nm.fresh(v+"/dq")
+		q, d := nm.Fresh(v+"/q"), nm.Fresh(v+"/dq")
 		*dst = append(*dst,
 			&onnxpb.NodeProto{OpType: "QuantizeLinear", Input: []string{v, gr[0], gr[1]}, Output: []string{q}},
 			&onnxpb.NodeProto{OpType: "DequantizeLinear", Input: []string{q, gr[0], gr[1]}, Output: []string{d}})
@@ -369,7 +369,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 				name := in[1]
 				// ONNX Runtime's QGemm fusion wants the weight's zero
 				// point present and shaped like its scale.
-				qn, sn, zn, dn := nm.fresh(name+"/int8"), nm.fresh(name+"/scale"), nm.fresh(name+"/zero_point"), nm.fresh(name+"/dq")
+				qn, sn, zn, dn := nm.Fresh(name+"/int8"), nm.Fresh(name+"/scale"), nm.Fresh(name+"/zero_point"), nm.Fresh(name+"/dq")
 				wq.Name = qn
 				var sdims []int64
 				if len(ws) > 1 {
@@ -393,7 +393,7 @@ func ToInt8(m *onnxpb.ModelProto, ranges map[string]Range, opts Int8Options) (*o
 					bs[c] = xs * ws[min(c, len(ws)-1)]
 					bq[c] = int32(math.RoundToEven(float64(bias[c]) / float64(bs[c])))
 				}
-				qn, sn, dn := nm.fresh(name+"/int32"), nm.fresh(name+"/scale"), nm.fresh(name+"/dq")
+				qn, sn, dn := nm.Fresh(name+"/int32"), nm.Fresh(name+"/scale"), nm.Fresh(name+"/dq")
 				inits = append(inits, newInt32Tensor(qn, []int64{int64(len(bq))}, bq), onnxio.NewFloat32(sn, []int64{int64(len(bs))}, bs))
 				pre = append(pre, dqNode(qn, sn, "", dn, 0))
 				n.Input[2] = dn
