@@ -92,7 +92,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 
 	// 2. Reshape targets that still depend on the sizes.
 	var shapeInits []*onnxpb.TensorProto
-	taken := tensorNames(g)
+	taken := onnxio.GraphNames(g)
 	for _, n := range g.GetNode() {
 		if n.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(n) || len(n.GetInput()) < 2 || len(n.GetOutput()) < 1 {
 			continue
@@ -104,8 +104,7 @@ func Fold(m *onnxpb.ModelProto) (*onnxpb.ModelProto, Report, error) {
 		if !ok {
 			continue
 		}
-		name := uniqueName(taken, n.GetOutput()[0]+"_folded_shape")
-		taken[name] = true
+		name := taken.Fresh(n.GetOutput()[0] + "_folded_shape")
 		shapeInits = append(shapeInits, onnxio.NewInt64(name, []int64{int64(len(target))}, target))
 		n.Input[1] = name
 		rep.Reshapes++
@@ -407,32 +406,4 @@ func removeDead(g *onnxpb.GraphProto, live []bool) {
 		}
 	}
 	g.ValueInfo = infos
-}
-
-// tensorNames returns every tensor name the graph's nodes and
-// initializers use.
-func tensorNames(g *onnxpb.GraphProto) map[string]bool {
-	taken := map[string]bool{}
-	for _, t := range g.GetInitializer() {
-		taken[t.GetName()] = true
-	}
-	for _, n := range g.GetNode() {
-		for _, s := range n.GetInput() {
-			taken[s] = true
-		}
-		for _, s := range n.GetOutput() {
-			taken[s] = true
-		}
-	}
-	return taken
-}
-
-// uniqueName returns base, or base with a numeric suffix, so that it is not
-// in taken.
-func uniqueName(taken map[string]bool, base string) string {
-	name := base
-	for i := 1; taken[name]; i++ {
-		name = fmt.Sprintf("%s_%d", base, i)
-	}
-	return name
 }
