@@ -281,13 +281,7 @@ type valuer interface {
 // term independent of the scale of the activations, so weights of
 // different tensors are comparable.
 func FeatureLoss(s, t []float32, w float64, grad []float32) float64 {
-	energy := 0.0
-	for _, v := range t {
-		energy += float64(v) * float64(v)
-	}
-	if energy == 0 {
-		energy = 1
-	}
+	energy := featureEnergy(t)
 	sum := 0.0
 	k := 2 * w / energy
 	for i, v := range s {
@@ -296,6 +290,19 @@ func FeatureLoss(s, t []float32, w float64, grad []float32) float64 {
 		grad[i] = float32(k * d)
 	}
 	return w * sum / energy
+}
+
+// featureEnergy is Σ t², or 1 when t is all zero: the denominator of the
+// feature losses.
+func featureEnergy(t []float32) float64 {
+	e := 0.0
+	for _, v := range t {
+		e += float64(v) * float64(v)
+	}
+	if e == 0 {
+		return 1
+	}
+	return e
 }
 
 // ChannelFeatureLoss is FeatureLoss with the squared error of channel c
@@ -308,13 +315,7 @@ func FeatureLoss(s, t []float32, w float64, grad []float32) float64 {
 // with respect to s, 2w·chw[c]·(s − t)/Σ t², into grad. With every chw[c]
 // = 1 it is FeatureLoss.
 func ChannelFeatureLoss(s, t []float32, w float64, chw []float32, hw int, grad []float32) float64 {
-	energy := 0.0
-	for _, v := range t {
-		energy += float64(v) * float64(v)
-	}
-	if energy == 0 {
-		energy = 1
-	}
+	energy := featureEnergy(t)
 	c := len(chw)
 	sum := 0.0
 	k := 2 * w / energy
