@@ -29,76 +29,25 @@ type group struct {
 	sinks    []*onnxpb.NodeProto
 }
 
-// index answers who produces and reads each value of one graph. A node
-// with subgraphs counts as a reader of every name they use (see
-// subgraphReads).
+// index is the structure of the graph being relabeled (onnxio.Index,
+// which counts a node with subgraphs as a reader of every name they use,
+// so that no value or initializer a subgraph sees is relabeled).
 type index struct {
-	g         *onnxpb.GraphProto
-	producer  map[string]*onnxpb.NodeProto
-	consumers map[string][]*onnxpb.NodeProto
-	outputs   map[string]bool
-	inputs    map[string]bool
-	inits     map[string]*onnxpb.TensorProto
+	*onnxio.Index
+	g *onnxpb.GraphProto
 }
 
-func newIndex(g *onnxpb.GraphProto) *index {
-	ix := &index{g: g, producer: map[string]*onnxpb.NodeProto{}, consumers: map[string][]*onnxpb.NodeProto{},
-		outputs: map[string]bool{}, inputs: map[string]bool{}, inits: map[string]*onnxpb.TensorProto{}}
-	for _, t := range g.GetInitializer() {
-		ix.inits[t.GetName()] = t
-	}
-	for _, v := range g.GetInput() {
-		ix.inputs[v.GetName()] = true
-	}
-	for _, v := range g.GetOutput() {
-		ix.outputs[v.GetName()] = true
-	}
-	for _, n := range g.GetNode() {
-		for _, o := range n.GetOutput() {
-			ix.producer[o] = n
-		}
-		for _, in := range slices.Concat(n.GetInput(), subgraphReads(n, nil)) {
-			if in != "" && !slices.Contains(ix.consumers[in], n) {
-				ix.consumers[in] = append(ix.consumers[in], n)
-			}
-		}
-	}
-	return ix
-}
-
-// subgraphReads appends to names every value that the subgraphs of node
-// n (If branches, Loop and Scan bodies, at any depth) read or return. A
-// subgraph may read an outer value without n listing it as an input; the
-// index counts n as a reader of each such name, so that no value or
-// initializer a subgraph sees is relabeled. Names the subgraph defines
-// itself are included too, which only makes the index more cautious.
-func subgraphReads(n *onnxpb.NodeProto, names []string) []string {
-	for _, a := range n.GetAttribute() {
-		for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
-			if sg == nil {
-				continue
-			}
-			for _, o := range sg.GetOutput() {
-				names = append(names, o.GetName())
-			}
-			for _, sn := range sg.GetNode() {
-				names = append(names, sn.GetInput()...)
-				names = subgraphReads(sn, names)
-			}
-		}
-	}
-	return names
-}
+func newIndex(g *onnxpb.GraphProto) *index { return &index{Index: onnxio.NewIndex(g), g: g} }
 
 // floatInit returns the dims of initializer name when it is a float
 // tensor stored in the model, read by node n alone, once, and not a graph
 // input or output (whose value a caller may see or replace).
 func (ix *index) floatInit(n *onnxpb.NodeProto, name string) ([]int64, bool) {
-	t := ix.inits[name]
-	if name == "" || t == nil || ix.inputs[name] || ix.outputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+	t := ix.Inits[name]
+	if name == "" || t == nil || ix.Inputs[name] || ix.Outputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
 		return nil, false
 	}
-	if cs := ix.consumers[name]; len(cs) != 1 || cs[0] != n {
+	if cs := ix.Consumers[name]; len(cs) != 1 || cs[0] != n {
 		return nil, false
 	}
 	uses := 0
@@ -116,8 +65,8 @@ func (ix *index) scalarInit(name string) bool {
 	if name == "" {
 		return true
 	}
-	t := ix.inits[name]
-	if t == nil || ix.inputs[name] {
+	t := ix.Inits[name]
+	if t == nil || ix.Inputs[name] {
 		return false
 	}
 	n := int64(1)
@@ -173,10 +122,10 @@ func (ix *index) findGroup(p *onnxpb.NodeProto) (group, bool) {
 	for len(queue) > 0 {
 		v := queue[0]
 		queue = queue[1:]
-		if ix.outputs[v] {
+		if ix.Outputs[v] {
 			return group{}, false
 		}
-		for _, n := range ix.consumers[v] {
+		for _, n := range ix.Consumers[v] {
 			if seen[n] {
 				return group{}, false // read twice on the way: not a chain
 			}

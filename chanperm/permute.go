@@ -58,7 +58,7 @@ type weights struct {
 
 func (w *weights) get(n *onnxpb.NodeProto, i int) ([]float32, []int64, error) {
 	name := n.GetInput()[i]
-	t := w.ix.inits[name]
+	t := w.ix.Inits[name]
 	if v, ok := w.vals[name]; ok {
 		return v, t.GetDims(), nil
 	}
@@ -162,7 +162,7 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		if !ok || o != i {
 			continue
 		}
-		if d := ix.inits[n.GetInput()[1]].GetDims(); d[2] != 1 || d[3] != 1 {
+		if d := ix.Inits[n.GetInput()[1]].GetDims(); d[2] != 1 || d[3] != 1 {
 			continue
 		}
 		r := 0
@@ -204,7 +204,7 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 	}
 	before := map[*onnxpb.NodeProto]Layer{}
 	for _, n := range square {
-		c := int(ix.inits[n.GetInput()[1]].GetDims()[0])
+		c := int(ix.Inits[n.GetInput()[1]].GetDims()[0])
 		share, neg := diagStats(rems[n], c)
 		before[n] = Layer{Name: n.GetName(), Channels: c, Rank: rankOf[n], DiagShareBefore: share, NegativeBefore: neg}
 	}
@@ -280,7 +280,7 @@ func Permute(ctx context.Context, m *onnxpb.ModelProto, opts Options) (*onnxpb.M
 		rep.Groups++
 	}
 	for name, v := range w.vals {
-		t := ix.inits[name]
+		t := ix.Inits[name]
 		nt := onnxio.NewFloat32(name, t.GetDims(), v)
 		proto.Reset(t)
 		proto.Merge(t, nt)
@@ -323,8 +323,8 @@ func relabel[T float32 | float64](v []T, d []int64, axis int, sigma []int) []T {
 // module will see. Without one, v itself.
 func (ix *index) foldBatchNorm(n *onnxpb.NodeProto, v []float32) []float32 {
 	out := n.GetOutput()[0]
-	cs := ix.consumers[out]
-	if len(cs) != 1 || ix.outputs[out] {
+	cs := ix.Consumers[out]
+	if len(cs) != 1 || ix.Outputs[out] {
 		return v
 	}
 	bn := cs[0]
@@ -334,8 +334,8 @@ func (ix *index) foldBatchNorm(n *onnxpb.NodeProto, v []float32) []float32 {
 	}
 	c := int(math.Sqrt(float64(len(v))))
 	read := func(name string) ([]float32, bool) {
-		t := ix.inits[name]
-		if t == nil || ix.inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+		t := ix.Inits[name]
+		if t == nil || ix.Inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
 			return nil, false
 		}
 		x, err := onnxio.Float32s(t)

@@ -43,8 +43,8 @@ func findDiagFolds(ix *graphIndex) []diagFold {
 // foldable producer.
 func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (diagFold, bool) {
 	f := diagFold{add: add}
-	f.d = ix.producer[dOut]
-	f.u = ix.producer[uOut]
+	f.d = ix.Producer[dOut]
+	f.u = ix.Producer[uOut]
 	if f.d == nil || f.u == nil || f.d == f.u || !isPointwiseConv(f.d) || !isPointwiseConv(f.u) || len(f.d.GetInput()) != 2 {
 		return f, false
 	}
@@ -57,7 +57,7 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 	if !ok || !slices.Equal(dims, []int64{C, 1, 1, 1}) || onnxio.AttrInt(f.d, "group", 1) != C || C < 1 {
 		return f, false
 	}
-	f.v = ix.producer[f.u.GetInput()[0]]
+	f.v = ix.Producer[f.u.GetInput()[0]]
 	if f.v == nil || !isPointwiseConv(f.v) || onnxio.AttrInt(f.v, "group", 1) != 1 || len(f.v.GetInput()) < 2 || f.v.GetInput()[0] != x {
 		return f, false
 	}
@@ -74,7 +74,7 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 		return f, false
 	}
 	f.diag = diag
-	f.producer = ix.producer[x]
+	f.producer = ix.Producer[x]
 	if f.producer == nil || len(f.producer.GetOutput()) != 1 || !onnxio.IsDefaultDomain(f.producer) {
 		return f, false
 	}
@@ -85,7 +85,7 @@ func matchDiagFold(ix *graphIndex, add *onnxpb.NodeProto, uOut, dOut string) (di
 			return f, false
 		}
 		a := act.GetInput()[0]
-		f.producer = ix.producer[a]
+		f.producer = ix.Producer[a]
 		if f.producer == nil || len(f.producer.GetOutput()) != 1 || !onnxio.IsDefaultDomain(f.producer) || !ix.only(a, act) {
 			return f, false
 		}

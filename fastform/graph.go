@@ -11,58 +11,24 @@ import (
 // produces and who consumes a value, which values are graph outputs, and
 // which tensors are initializers.
 type graphIndex struct {
-	g         *onnxpb.GraphProto
-	producer  map[string]*onnxpb.NodeProto
-	consumers map[string][]*onnxpb.NodeProto
-	outputs   map[string]bool
-	inputs    map[string]bool
-	inits     map[string]*onnxpb.TensorProto
+	*onnxio.Index
+	g *onnxpb.GraphProto
 	// names holds every value and node name (value_info included, so
 	// that a fresh value never inherits a recorded shape).
 	names onnxio.Names
 }
 
 func newGraphIndex(g *onnxpb.GraphProto) *graphIndex {
-	ix := &graphIndex{
-		g:         g,
-		producer:  map[string]*onnxpb.NodeProto{},
-		consumers: map[string][]*onnxpb.NodeProto{},
-		outputs:   map[string]bool{},
-		inputs:    map[string]bool{},
-		inits:     map[string]*onnxpb.TensorProto{},
-		names:     onnxio.GraphNames(g),
-	}
-	for _, t := range g.GetInitializer() {
-		ix.inits[t.GetName()] = t
-	}
-	for _, v := range g.GetInput() {
-		ix.inputs[v.GetName()] = true
-	}
-	for _, v := range g.GetOutput() {
-		ix.outputs[v.GetName()] = true
-	}
-	for _, n := range g.GetNode() {
-		for _, o := range n.GetOutput() {
-			ix.producer[o] = n
-		}
-		seen := map[string]bool{}
-		for _, in := range n.GetInput() {
-			if in != "" && !seen[in] {
-				seen[in] = true
-				ix.consumers[in] = append(ix.consumers[in], n)
-			}
-		}
-	}
-	return ix
+	return &graphIndex{Index: onnxio.NewIndex(g), g: g, names: onnxio.GraphNames(g)}
 }
 
 // only reports whether value v is read by exactly the nodes want (in any
 // order, each once) and is not a graph output.
 func (ix *graphIndex) only(v string, want ...*onnxpb.NodeProto) bool {
-	if ix.outputs[v] {
+	if ix.Outputs[v] {
 		return false
 	}
-	cs := ix.consumers[v]
+	cs := ix.Consumers[v]
 	if len(cs) != len(want) {
 		return false
 	}
@@ -87,8 +53,8 @@ func (ix *graphIndex) fresh(base string) string { return ix.names.Fresh(base) }
 // it is not a float initializer stored in the model or is also a graph
 // input (whose value a caller may replace at run time).
 func (ix *graphIndex) floats(name string) ([]float32, []int64, bool) {
-	t := ix.inits[name]
-	if t == nil || ix.inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
+	t := ix.Inits[name]
+	if t == nil || ix.Inputs[name] || t.GetDataType() != int32(onnxio.Float) || onnxio.External(t) {
 		return nil, nil, false
 	}
 	v, err := onnxio.Float32s(t)
@@ -103,7 +69,7 @@ func (ix *graphIndex) floats(name string) ([]float32, []int64, bool) {
 // BatchNormalization may read one tensor as scale and variance), or as a
 // graph output.
 func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto, i int) bool {
-	for _, c := range ix.consumers[name] {
+	for _, c := range ix.Consumers[name] {
 		if c != n {
 			return true
 		}
@@ -113,13 +79,13 @@ func (ix *graphIndex) usedElsewhere(name string, n *onnxpb.NodeProto, i int) boo
 			return true
 		}
 	}
-	return ix.outputs[name]
+	return ix.Outputs[name]
 }
 
 // setFloats makes input i of node n an initializer holding v with the old
 // one's dims (see setTensor).
 func (ix *graphIndex) setFloats(n *onnxpb.NodeProto, i int, v []float32) {
-	ix.setTensor(n, i, ix.inits[n.GetInput()[i]].GetDims(), v)
+	ix.setTensor(n, i, ix.Inits[n.GetInput()[i]].GetDims(), v)
 }
 
 // setTensor makes input i of node n an initializer holding v with dims:
@@ -127,14 +93,14 @@ func (ix *graphIndex) setFloats(n *onnxpb.NodeProto, i int, v []float32) {
 // new initializer.
 func (ix *graphIndex) setTensor(n *onnxpb.NodeProto, i int, dims []int64, v []float32) {
 	old := n.GetInput()[i]
-	t := ix.inits[old]
+	t := ix.Inits[old]
 	if ix.usedElsewhere(old, n, i) {
 		name := ix.fresh(old + "_rewritten")
 		nt := onnxio.NewFloat32(name, dims, v)
 		ix.g.Initializer = append(ix.g.Initializer, nt)
-		ix.inits[name] = nt
+		ix.Inits[name] = nt
 		n.Input[i] = name
-		ix.consumers[name] = []*onnxpb.NodeProto{n}
+		ix.Consumers[name] = []*onnxpb.NodeProto{n}
 		return
 	}
 	nt := onnxio.NewFloat32(old, dims, v)

@@ -60,11 +60,11 @@ func findPadChains(ix *graphIndex) []padChain {
 func walkUp(ix *graphIndex, ch *padChain, v string, C int64) (*onnxpb.NodeProto, bool) {
 	next := ch.dw
 	for {
-		if !ix.only(v, next) || ix.inputs[v] {
+		if !ix.only(v, next) || ix.Inputs[v] {
 			return nil, false
 		}
 		ch.values = append(ch.values, v)
-		p := ix.producer[v]
+		p := ix.Producer[v]
 		if p == nil || !onnxio.IsDefaultDomain(p) || len(p.GetOutput()) != 1 {
 			return nil, false
 		}
@@ -91,8 +91,8 @@ func walkUp(ix *graphIndex, ch *padChain, v string, C int64) (*onnxpb.NodeProto,
 // the group-1 Conv that reads its C channels.
 func walkDown(ix *graphIndex, ch *padChain, v string, C int64) (*onnxpb.NodeProto, bool) {
 	for {
-		cs := ix.consumers[v]
-		if len(cs) != 1 || ix.outputs[v] {
+		cs := ix.Consumers[v]
+		if len(cs) != 1 || ix.Outputs[v] {
 			return nil, false
 		}
 		ch.values = append(ch.values, v)

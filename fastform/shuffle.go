@@ -28,11 +28,11 @@ func findShuffles(ix *graphIndex, shapes []*shapeinfer.Shapes) []shuffle {
 		if perm, _ := onnxio.AttrInts(t, "perm"); !slices.Equal(perm, []int64{0, 2, 1, 3, 4}) {
 			continue
 		}
-		r := ix.producer[t.GetInput()[0]]
-		if r == nil || r.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(r) || len(r.GetInput()) != 2 || ix.inits[r.GetInput()[1]] == nil || ix.inputs[r.GetInput()[1]] {
+		r := ix.Producer[t.GetInput()[0]]
+		if r == nil || r.GetOpType() != "Reshape" || !onnxio.IsDefaultDomain(r) || len(r.GetInput()) != 2 || ix.Inits[r.GetInput()[1]] == nil || ix.Inputs[r.GetInput()[1]] {
 			continue
 		}
-		c := ix.producer[r.GetInput()[0]]
+		c := ix.Producer[r.GetInput()[0]]
 		if c == nil || c.GetOpType() != "Concat" || !onnxio.IsDefaultDomain(c) || len(c.GetInput()) < 2 {
 			continue
 		}
@@ -94,7 +94,7 @@ func rewriteShuffle(ix *graphIndex, s shuffle, opset int64) []*onnxpb.NodeProto 
 		axes = ix.fresh(base + "/unsqueeze_axes")
 		t := onnxio.NewInt64(axes, []int64{1}, []int64{2})
 		ix.g.Initializer = append(ix.g.Initializer, t)
-		ix.inits[axes] = t
+		ix.Inits[axes] = t
 	}
 	var nodes []*onnxpb.NodeProto
 	var parts []string
