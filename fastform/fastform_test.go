@@ -22,16 +22,6 @@ import (
 	"github.com/lprconv/lprconv/svd"
 )
 
-func opCount(m *onnxpb.ModelProto, op string) int {
-	n := 0
-	for _, nd := range m.GetGraph().GetNode() {
-		if nd.GetOpType() == op {
-			n++
-		}
-	}
-	return n
-}
-
 // runEngine runs m in the engine on deterministic inputs at one batch size.
 func runEngine(t *testing.T, m *onnxpb.ModelProto, batch int) map[string]*engine.Tensor {
 	t.Helper()
@@ -104,8 +94,8 @@ func TestRewriteFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			if shuffleNet {
-				if rep.Shuffles == 0 || rep.Shuffles != opCount(m, "Transpose") || opCount(s, "Transpose") != 0 {
-					t.Errorf("shuffles %d of %d Transposes, %d left", rep.Shuffles, opCount(m, "Transpose"), opCount(s, "Transpose"))
+				if rep.Shuffles == 0 || rep.Shuffles != testutil.OpCount(m, "Transpose") || testutil.OpCount(s, "Transpose") != 0 {
+					t.Errorf("shuffles %d of %d Transposes, %d left", rep.Shuffles, testutil.OpCount(m, "Transpose"), testutil.OpCount(s, "Transpose"))
 				}
 			} else if rep.Changed() || !proto.Equal(s, m) {
 				t.Errorf("MobileNet changed: %+v", rep)
@@ -140,8 +130,8 @@ func TestRewriteFixtures(t *testing.T) {
 			if shuffleNet {
 				// Every block's second pointwise layer follows a depthwise
 				// convolution (and its BatchNorm) with no activation.
-				if folds < 10 || opCount(f, "Conv") != opCount(m, "Conv")-folds {
-					t.Errorf("%d diag folds, Conv %d -> %d", folds, opCount(m, "Conv"), opCount(f, "Conv"))
+				if folds < 10 || testutil.OpCount(f, "Conv") != testutil.OpCount(m, "Conv")-folds {
+					t.Errorf("%d diag folds, Conv %d -> %d", folds, testutil.OpCount(m, "Conv"), testutil.OpCount(f, "Conv"))
 				}
 				if md, ok := onnxio.Metadata(f, MetadataKey); !ok || !strings.Contains(md, `"shuffles"`) {
 					t.Errorf("metadata %q", md)

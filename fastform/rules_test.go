@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -270,8 +271,8 @@ func TestDiagFoldRules(t *testing.T) {
 			if len(rep.DiagFolds) != c.want {
 				t.Fatalf("%d diag folds, want %d", len(rep.DiagFolds), c.want)
 			}
-			if c.want > 0 && opCount(f, "Conv") != opCount(m, "Conv")-1 {
-				t.Errorf("Conv %d -> %d", opCount(m, "Conv"), opCount(f, "Conv"))
+			if c.want > 0 && testutil.OpCount(f, "Conv") != testutil.OpCount(m, "Conv")-1 {
+				t.Errorf("Conv %d -> %d", testutil.OpCount(m, "Conv"), testutil.OpCount(f, "Conv"))
 			}
 			if c.shareW && len(f.GetGraph().GetInitializer()) != len(m.GetGraph().GetInitializer())-1+1 {
 				// D is gone, the producer's weight is copied.

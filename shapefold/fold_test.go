@@ -1,43 +1,19 @@
 package shapefold
 
 import (
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/internal/ortweb"
 	"github.com/lprconv/lprconv/internal/testutil"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 	"github.com/lprconv/lprconv/ortapi"
 )
-
-// opCount counts the main graph's nodes of one operator type.
-func opCount(m *onnxpb.ModelProto, op string) int {
-	n := 0
-	for _, nd := range m.GetGraph().GetNode() {
-		if nd.GetOpType() == op {
-			n++
-		}
-	}
-	return n
-}
-
-func fill(shape []int, seed uint64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 7))
-	n := 1
-	for _, d := range shape {
-		n *= d
-	}
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = r.Float32()*2 - 1
-	}
-	return x
-}
 
 // TestFoldFixtures: on every fixture the folded model computes the same
 // outputs as the original, bit for bit in the engine, at batch sizes other
@@ -59,8 +35,8 @@ func TestFoldFixtures(t *testing.T) {
 			if err := onnxio.Check(f); err != nil {
 				t.Fatalf("folded model fails the structural check: %v", err)
 			}
-			if opCount(m, "Shape") > 0 {
-				if got := opCount(f, "Shape") + opCount(f, "Gather") + opCount(f, "Unsqueeze"); got != 0 {
+			if testutil.OpCount(m, "Shape") > 0 {
+				if got := testutil.OpCount(f, "Shape") + testutil.OpCount(f, "Gather") + testutil.OpCount(f, "Unsqueeze"); got != 0 {
 					t.Errorf("%d Shape/Gather/Unsqueeze nodes left", got)
 				}
 				if rep.Removed() < len(m.GetGraph().GetNode())/2 {
@@ -70,8 +46,8 @@ func TestFoldFixtures(t *testing.T) {
 					t.Errorf("no Reshape target rewritten")
 				}
 			}
-			if opCount(f, "Conv") != opCount(m, "Conv") || opCount(f, "Transpose") != opCount(m, "Transpose") {
-				t.Errorf("compute nodes changed: Conv %d -> %d", opCount(m, "Conv"), opCount(f, "Conv"))
+			if testutil.OpCount(f, "Conv") != testutil.OpCount(m, "Conv") || testutil.OpCount(f, "Transpose") != testutil.OpCount(m, "Transpose") {
+				t.Errorf("compute nodes changed: Conv %d -> %d", testutil.OpCount(m, "Conv"), testutil.OpCount(f, "Conv"))
 			}
 			batches := []int{1, 5}
 			if fixedBatch(m) {
@@ -81,7 +57,7 @@ func TestFoldFixtures(t *testing.T) {
 				_, shapes := testutil.GraphInputs(m, batch)
 				in := map[string]*engine.Tensor{}
 				for name, s := range shapes {
-					in[name] = engine.NewTensorF(fill(s, uint64(batch)), s...)
+					in[name] = engine.NewTensorF(enginetest.Fill(s, uint64(batch)), s...)
 				}
 				want := run(t, m, shapes, in)
 				got := run(t, f, shapes, in)
@@ -146,7 +122,7 @@ func TestFoldRunsInORT(t *testing.T) {
 		names, shapes := testutil.GraphInputs(m, batch)
 		in := map[string]ortapi.Tensor{}
 		for _, n := range names {
-			in[n] = ortapi.Tensor{Shape: testutil.Int64s(shapes[n]), Data: fill(shapes[n], 11)}
+			in[n] = ortapi.Tensor{Shape: testutil.Int64s(shapes[n]), Data: enginetest.Fill(shapes[n], 11)}
 		}
 		var outs []map[string]ortapi.Tensor
 		for _, name := range []string{"orig.onnx", "folded.onnx"} {
@@ -177,7 +153,7 @@ func TestFoldRunsInORT(t *testing.T) {
 		testutil.Skip(t, err.Error())
 	}
 	_, shapes := testutil.GraphInputs(m, 4)
-	x := fill(shapes["input"], 5)
+	x := enginetest.Fill(shapes["input"], 5)
 	web, err := ortweb.Run(filepath.Join(dir, "folded.onnx"), x, shapes["input"][1:], 3)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/lprconv/lprconv/engine"
+	"github.com/lprconv/lprconv/internal/enginetest"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
 )
@@ -143,7 +144,7 @@ func TestFoldDistinctDynamicDims(t *testing.T) {
 		t.Fatal(err)
 	}
 	shapes := map[string][]int{"x": {2, 4, 3, 5}}
-	in := map[string]*engine.Tensor{"x": engine.NewTensorF(fill([]int{2, 4, 3, 5}, 1), 2, 4, 3, 5)}
+	in := map[string]*engine.Tensor{"x": engine.NewTensorF(enginetest.Fill([]int{2, 4, 3, 5}, 1), 2, 4, 3, 5)}
 	want, got := run(t, m, shapes, in)["y"], run(t, f, shapes, in)["y"]
 	if !slices.Equal(want.Shape, []int{2, 2, 2, 3, 5}) || !slices.Equal(got.Shape, want.Shape) || !slices.Equal(got.F, want.F) {
 		t.Errorf("folded output shape %v, original %v", got.Shape, want.Shape)

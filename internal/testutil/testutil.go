@@ -249,3 +249,14 @@ func Int64s(dims []int) []int64 {
 	}
 	return out
 }
+
+// OpCount counts the nodes of one operator type in m's main graph.
+func OpCount(m *onnxpb.ModelProto, op string) int {
+	n := 0
+	for _, nd := range m.GetGraph().GetNode() {
+		if nd.GetOpType() == op {
+			n++
+		}
+	}
+	return n
+}
