@@ -180,8 +180,8 @@ func Distill(ctx context.Context, teacher, student *onnxpb.ModelProto, data Data
 
 	r := &trainer{opts: opts, in: in, tin: tin, sp: sp, tp: tp, pre: pre, names: names, total: total, obj: obj, aug: aug,
 		opt: newOptimizer(opts.Optimizer), rep: &Report{Trainable: names, BestEpoch: -1}, anchors: anchors}
-	if opts.RankLRRef > 0 {
-		if r.lrScale, err = rankLRScales(student, names, opts.RankLRRef, opts.RankLRPower); err != nil {
+	if opts.RankLRRef != 0 || opts.LowRankLRBoost != 0 {
+		if r.lrScale, err = rankLRScales(student, names, opts.RankLRRef, opts.RankLRPower, opts.LowRankLRBoost); err != nil {
 			return nil, nil, fmt.Errorf("distill: %w", err)
 		}
 	}
@@ -262,7 +262,7 @@ type trainer struct {
 	logitGrad *engine.Tensor
 	samSaved  [][]float32
 	// lrScale multiplies the learning rate of each trained tensor (nil:
-	// 1 for all; see Options.RankLRRef).
+	// 1 for all; see Options.RankLRRef and LowRankLRBoost).
 	lrScale []float64
 }
 

@@ -287,7 +287,8 @@ func MatchedValues(teacher, student *onnxpb.ModelProto, specs []MatchSpec) ([]st
 // (bench/finetune/RESULTS.md, seventh round: at 1,000 images,
 // ShuffleNetV2 with exact ranks r = C/4 +0.10 to +0.25 over 3 seeds,
 // MobileNetV1 (r = C/4) +0.04 to +0.11, ShuffleNetV2 with default ranks
-// (r = 2C/3 and C/3) −0.06 to −0.10 when weighted).
+// (r = 2C/3 and C/3) −0.06 to −0.10 when weighted). Options.LowRankLRBoost
+// uses the same line.
 const FisherMaxRankFraction = 0.25
 
 // FisherValues returns the values of matched that ChannelFisher's weights

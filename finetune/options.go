@@ -75,6 +75,12 @@ type Options struct {
 	// whose output B·A·x moves less for a given step of each factor
 	// entry, take larger steps; the others keep LR.
 	RankLRRef, RankLRPower float64
+	// LowRankLRBoost, when positive, multiplies the learning rate of every
+	// tensor of an LPR module whose rank r keeps at most
+	// FisherMaxRankFraction of its C output channels (r ≤ C/4) by that
+	// factor, on top of RankLRRef's. The recipe sets it for the
+	// Reconstruct stage (Recipe.ReconstructLRBoost).
+	LowRankLRBoost float64
 	// ChannelWeights weighs the channels of matched feature values: with
 	// φ = ChannelWeights[v] (one weight per channel of the NCHW value v,
 	// mean 1, see ChannelFisher), v's term becomes

@@ -36,6 +36,10 @@ type Recipe struct {
 	// ReconstructSteps of the Steps are spent first in Reconstruct
 	// (module outputs only); the rest distill with Match.
 	ReconstructSteps int `json:"reconstruct_steps"`
+	// ReconstructLRBoost multiplies, in the Reconstruct stage only, the
+	// learning rate of the LPR modules whose rank keeps at most a quarter
+	// of their channels (Options.LowRankLRBoost; 0: none).
+	ReconstructLRBoost float64 `json:"reconstruct_lr_boost,omitempty"`
 	// RankLRRef and RankLRPower scale the learning rate of the LPR
 	// modules of rank below RankLRRef (Options.RankLRRef; 0: none).
 	RankLRRef   float64 `json:"rank_lr_ref,omitempty"`
@@ -87,6 +91,10 @@ const (
 	// images, a module of rank r < 24 learns at LR·24/r (rank 6: 4·LR).
 	RecipeRankLRRef   = 24
 	RecipeRankLRPower = 1
+	// RecipeReconstructLRBoost: with a Reconstruct stage, the modules of
+	// rank r ≤ C/4 (FisherMaxRankFraction) reconstruct at 2.5 times the
+	// learning rate.
+	RecipeReconstructLRBoost = 2.5
 )
 
 // RecipeFor returns the fine-tuning recipe for numImages training images
@@ -101,6 +109,12 @@ const (
 //     less, and at 1,000 images this took ShuffleNetV2 with exact ranks
 //     (r = 6, 12, 24) from 87.52 to 87.84 over 3 seeds, MobileNetV1 and
 //     ShuffleNetV2 with default ranks (r ≥ 16) unchanged within 0.02.
+//     In the Reconstruct stage the modules of rank r ≤ C/4 learn
+//     RecipeReconstructLRBoost (2.5) times faster still: at 1,000 images
+//     ShuffleNetV2 with exact ranks (every module r = C/4) 87.94 -> 88.11
+//     over 3 seeds and MobileNetV1 (r = C/4) 89.28 -> 89.27. ShuffleNetV2
+//     with default ranks (r = 2C/3, C/3) has no such module and is
+//     unchanged; boosting all of its modules cost it 0.09 (88.88 -> 88.79).
 //   - From 5,000 images: RecipeLargePasses times the steps (2,811 of 64:
 //     180,000 images processed), one pass over the data where that is
 //     more; LR 5e-3; loss kd+ce (cross-entropy with the labels where the
@@ -131,6 +145,7 @@ func RecipeFor(numImages int) Recipe {
 	r.ImagesProcessed = r.Steps * r.Batch
 	if numImages < RecipeReconstructBelow {
 		r.ReconstructSteps = r.Steps / 3
+		r.ReconstructLRBoost = RecipeReconstructLRBoost
 	}
 	if numImages < RecipeLargeFrom {
 		r.RankLRRef, r.RankLRPower = RecipeRankLRRef, RecipeRankLRPower
@@ -149,7 +164,11 @@ func (r Recipe) String() string {
 	}
 	recon := ""
 	if r.ReconstructSteps > 0 {
-		recon = fmt.Sprintf(" (the first %d reconstructing module outputs)", r.ReconstructSteps)
+		recon = fmt.Sprintf(" (the first %d reconstructing module outputs", r.ReconstructSteps)
+		if r.ReconstructLRBoost > 0 && r.ReconstructLRBoost != 1 {
+			recon += fmt.Sprintf(", modules of rank <= C/4 at %g x lr", r.ReconstructLRBoost)
+		}
+		recon += ")"
 	}
 	match := r.Match
 	if r.Weigh == WeighFisher {
@@ -171,7 +190,8 @@ func (r Recipe) String() string {
 // LR and its rank scaling, Loss kind and temperature, Match, Augment with
 // the given seed).
 // Steps is the whole run: the caller runs Reconstruct for
-// ReconstructSteps first and then Distill for the remaining Steps −
+// ReconstructSteps first (with Options.LowRankLRBoost set to
+// ReconstructLRBoost) and then Distill for the remaining Steps −
 // ReconstructSteps, and SequentialInit before both when Init says so.
 func (r Recipe) Apply(opts *Options, seed int64) error {
 	m, err := ParseMatch(r.Match)

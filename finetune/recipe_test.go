@@ -26,7 +26,8 @@ func TestRecipeFor(t *testing.T) {
 		r := RecipeFor(tc.images)
 		if r.Steps != tc.steps || r.Batch != tc.batch || r.ReconstructSteps != tc.recon || r.Augment != tc.augment || r.ValFraction != tc.val ||
 			r.ImagesProcessed != r.Steps*r.Batch || r.Match != RecipeMatch || r.Temperature != 2 || r.Images != tc.images ||
-			r.Loss != tc.loss || r.Init != tc.init || r.LR != tc.lr || r.RankLRRef != tc.rankRef || (tc.rankRef > 0) != (r.RankLRPower == 1) {
+			r.Loss != tc.loss || r.Init != tc.init || r.LR != tc.lr || r.RankLRRef != tc.rankRef || (tc.rankRef > 0) != (r.RankLRPower == 1) ||
+			(tc.recon > 0) != (r.ReconstructLRBoost == RecipeReconstructLRBoost) || (tc.recon == 0 && r.ReconstructLRBoost != 0) {
 			t.Errorf("RecipeFor(%d) = %+v; want %d steps of %d, augment %s, loss %s, init %q, lr %g, hold-out %v", tc.images, r, tc.steps, tc.batch, tc.augment, tc.loss, tc.init, tc.lr, tc.val)
 		}
 		// Below 5,000 images (the issue's 1,000 included), no more compute
@@ -53,7 +54,7 @@ func TestRecipeFor(t *testing.T) {
 func TestRecipePrintable(t *testing.T) {
 	r := RecipeFor(1000)
 	s := r.String()
-	for _, want := range []string{"1000 images", "937 steps of 64", "59968 images processed", "first 312 reconstructing", "lr 0.002 (x (24/rank)^1 below rank 24)", "match " + RecipeMatch, "loss kd,", "augment " + RecipeAugment, "hold-out none"} {
+	for _, want := range []string{"1000 images", "937 steps of 64", "59968 images processed", "first 312 reconstructing module outputs, modules of rank <= C/4 at 2.5 x lr)", "lr 0.002 (x (24/rank)^1 below rank 24)", "match " + RecipeMatch, "loss kd,", "augment " + RecipeAugment, "hold-out none"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() = %q, lacks %q", s, want)
 		}
@@ -66,7 +67,7 @@ func TestRecipePrintable(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || back != r {
 		t.Errorf("JSON %s does not round-trip: %+v, %v", b, back, err)
 	}
-	for _, key := range []string{`"steps":937`, `"loss":"kd"`, `"match":"` + RecipeMatch + `"`, `"augment":"` + RecipeAugment + `"`, `"val_fraction":0`, `"rank_lr_ref":24`, `"rank_lr_power":1`} {
+	for _, key := range []string{`"steps":937`, `"loss":"kd"`, `"match":"` + RecipeMatch + `"`, `"augment":"` + RecipeAugment + `"`, `"val_fraction":0`, `"rank_lr_ref":24`, `"rank_lr_power":1`, `"reconstruct_lr_boost":2.5`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON %s lacks %s", b, key)
 		}
@@ -75,6 +76,9 @@ func TestRecipePrintable(t *testing.T) {
 		t.Error(err)
 	}
 	big := RecipeFor(60000)
+	if b, _ := json.Marshal(big); strings.Contains(string(b), "reconstruct_lr_boost") {
+		t.Errorf("JSON %s has a reconstruction boost without a reconstruction stage", b)
+	}
 	if s := big.String(); !strings.Contains(s, "loss kd+ce") || !strings.Contains(s, "init sequential") || !strings.Contains(s, "lr 0.005,") {
 		t.Errorf("String() = %q lacks the large-data loss, init or lr", s)
 	}

@@ -144,19 +144,30 @@ func (r *trainer) samGrad(batch *engine.Tensor, labels []int) error {
 	return err
 }
 
-// rankLRScales returns the learning-rate factor max(1, (ref/r)^power) of
-// each tensor of names: r is the rank of the LPR module the tensor
-// belongs to (the output channels of its "<module>/lpr_a.weight", the
-// name up to "/lpr_" naming the module); modules of rank ref and above,
-// and tensors outside LPR modules, keep factor 1.
-func rankLRScales(student *onnxpb.ModelProto, names []string, ref, power float64) ([]float64, error) {
-	if !(ref > 0) || math.IsInf(ref, 0) || math.IsNaN(power) || math.IsInf(power, 0) {
+// rankLRScales returns the learning-rate factor of each tensor of names
+// (Options.RankLRRef, RankLRPower and LowRankLRBoost). A tensor of the LPR
+// module of rank r and C output channels (the name up to "/lpr_" naming
+// the module; r and C are the dimensions of its "<module>/lpr_a.weight"
+// and "<module>/lpr_b.weight") gets
+//
+//	max(1, (ref/r)^power) · (boost where r ≤ FisherMaxRankFraction·C)
+//
+// (the first factor 1 when ref is 0, the second when boost is 0 or 1);
+// tensors outside LPR modules keep factor 1.
+func rankLRScales(student *onnxpb.ModelProto, names []string, ref, power, boost float64) ([]float64, error) {
+	if ref < 0 || math.IsInf(ref, 0) || math.IsNaN(ref) || math.IsNaN(power) || math.IsInf(power, 0) {
 		return nil, fmt.Errorf("rank-scaled lr: reference rank %v and power %v must be finite, the rank positive", ref, power)
 	}
-	ranks := map[string]int{}
+	if boost < 0 || math.IsInf(boost, 0) || math.IsNaN(boost) {
+		return nil, fmt.Errorf("low-rank lr boost %v must be finite and not negative", boost)
+	}
+	ranks, channels := map[string]int{}, map[string]int{}
 	for _, t := range student.GetGraph().GetInitializer() {
 		if mod, ok := strings.CutSuffix(t.GetName(), "/lpr_a.weight"); ok && len(t.GetDims()) > 0 && t.GetDims()[0] > 0 {
 			ranks[mod] = int(t.GetDims()[0])
+		}
+		if mod, ok := strings.CutSuffix(t.GetName(), "/lpr_b.weight"); ok && len(t.GetDims()) > 0 && t.GetDims()[0] > 0 {
+			channels[mod] = int(t.GetDims()[0])
 		}
 	}
 	out := make([]float64, len(names))
@@ -170,7 +181,12 @@ func rankLRScales(student *onnxpb.ModelProto, names []string, ref, power float64
 		if r == 0 {
 			return nil, fmt.Errorf("rank-scaled lr: no %s/lpr_a.weight gives the rank of %q", mod, n)
 		}
-		out[i] = max(1, math.Pow(ref/float64(r), power))
+		if ref > 0 {
+			out[i] = max(1, math.Pow(ref/float64(r), power))
+		}
+		if boost > 0 && float64(r) <= FisherMaxRankFraction*float64(channels[mod]) {
+			out[i] *= boost
+		}
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/lprconv/lprconv/convert"
 	"github.com/lprconv/lprconv/onnxio"
 	"github.com/lprconv/lprconv/onnxio/onnxpb"
+	"github.com/lprconv/lprconv/svd"
 )
 
 // TestL2SPGradient checks the L2-SP penalty's value and the gradient it
@@ -295,11 +296,31 @@ func TestSAMStep(t *testing.T) {
 // moves every trained tensor max(1, (ref/r)^power) times as far as a
 // plain step, r the rank of its module.
 func TestRankLR(t *testing.T) {
-	teacher, student := lprStudent(t)
+	teacher, err := onnxio.Load(testdata("models", "mobilenetv1.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// every module at rank C/4 but the first, at C/2
+	plan, err := convert.NewPlan(context.Background(), teacher, svd.Policy{Ratio: 0.25, Multiple: 1}, svd.KindDiag, convert.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plan.Layers {
+		if l := &plan.Layers[i]; l.Replace {
+			if l.Factors, err = svd.Factorize(l.W, l.Channels, l.InputChannels(), l.Channels/2, svd.KindDiag, svd.Options{Seed: 1}); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	student, err := convert.Apply(teacher, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
 	names := TrainableTensors(student, TrainLPR)
-	step := func(ref, power float64) [][]float32 {
+	step := func(ref, power, boost float64) [][]float32 {
 		o := distillOpts(1)
-		o.LR, o.Optimizer, o.RankLRRef, o.RankLRPower = 1e-2, OptimizerConfig{Kind: SGD}, ref, power
+		o.LR, o.Optimizer, o.RankLRRef, o.RankLRPower, o.LowRankLRBoost = 1e-2, OptimizerConfig{Kind: SGD}, ref, power, boost
 		out, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o)
 		if err != nil {
 			t.Fatal(err)
@@ -314,34 +335,47 @@ func TestRankLR(t *testing.T) {
 		}
 		return d
 	}
-	plain := step(0, 0)
-	const ref, power = 64, 0.5 // the fixture's ranks: 16, 32, 64 and 128
-	scaled := step(ref, power)
-	ranks := map[float64]bool{}
-	for i, n := range names {
-		mod, _, _ := strings.Cut(n, "/lpr_")
-		r := 0
+	dim0 := func(name string) int {
 		for _, ti := range student.Graph.Initializer {
-			if ti.GetName() == mod+"/lpr_a.weight" {
-				r = int(ti.GetDims()[0])
+			if ti.GetName() == name {
+				return int(ti.GetDims()[0])
 			}
 		}
-		want := max(1, math.Pow(ref/float64(r), power))
-		ranks[want] = true
-		for k := range plain[i] {
-			// steps above 1e-4 are exact to a few float32 ulps of the
-			// parameter (a few 1e-8 relative)
-			if p := float64(plain[i][k]); math.Abs(p) > 1e-4 && math.Abs(float64(scaled[i][k])/p-want) > 1e-3*want {
-				t.Fatalf("%s[%d] (rank %d): step %g, plain %g, want factor %g", n, k, r, scaled[i][k], p, want)
+		t.Fatalf("no initializer %s", name)
+		return 0
+	}
+	plain := step(0, 0, 0)
+	for _, tc := range []struct{ ref, power, boost float64 }{{64, 0.5, 0}, {0, 0, 3}, {64, 0.5, 2}} {
+		scaled := step(tc.ref, tc.power, tc.boost)
+		factors := map[float64]bool{}
+		for i, n := range names {
+			mod, _, _ := strings.Cut(n, "/lpr_")
+			r, c := dim0(mod+"/lpr_a.weight"), dim0(mod+"/lpr_b.weight")
+			want := 1.0
+			if tc.ref > 0 {
+				want = max(1, math.Pow(tc.ref/float64(r), tc.power))
+			}
+			if tc.boost > 0 && 4*r <= c {
+				want *= tc.boost
+			}
+			factors[want] = true
+			for k := range plain[i] {
+				// steps above 1e-4 are exact to a few float32 ulps of the
+				// parameter (a few 1e-8 relative)
+				if p := float64(plain[i][k]); math.Abs(p) > 1e-4 && math.Abs(float64(scaled[i][k])/p-want) > 1e-3*want {
+					t.Fatalf("%+v: %s[%d] (rank %d of %d channels): step %g, plain %g, want factor %g", tc, n, k, r, c, scaled[i][k], p, want)
+				}
 			}
 		}
+		if len(factors) < 2 {
+			t.Errorf("%+v: every module's factor is %v: the test cannot tell scaling per module", tc, factors)
+		}
 	}
-	if len(ranks) < 3 {
-		t.Errorf("the fixture's modules have one rank only (%v): the test cannot tell scaling per module", ranks)
-	}
-	o := distillOpts(1)
-	o.RankLRRef, o.RankLRPower = 16, math.NaN()
-	if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
-		t.Error("a NaN power accepted")
+	for _, bad := range []struct{ ref, power, boost float64 }{{16, math.NaN(), 0}, {-1, 1, 0}, {0, 0, math.Inf(1)}, {0, 0, -2}} {
+		o := distillOpts(1)
+		o.RankLRRef, o.RankLRPower, o.LowRankLRBoost = bad.ref, bad.power, bad.boost
+		if _, _, err := Distill(context.Background(), teacher, student, Data{Train: loader(t, "train", 100, 50, true)}, o); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }

@@ -235,6 +235,7 @@ func (f *fineTuner) reconstruct(ctx context.Context) error {
 	defer l.Close()
 	o := f.ft.Options
 	o.ChannelWeights = f.weights
+	o.LowRankLRBoost = f.ft.ReconstructLRBoost
 	o.StepsPerEpoch = l.Batches()
 	o.Progress = func(s finetune.Status) {
 		f.opts.emit(Event{Stage: StageReconstruct, Done: s.Step, Total: n, Loss: s.Loss, Status: fmt.Sprintf("loss %.4f", s.Loss)})

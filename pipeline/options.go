@@ -162,6 +162,10 @@ type FineTune struct {
 	// before distillation; Options.Steps counts the distillation steps
 	// after it.
 	ReconstructSteps int
+	// ReconstructLRBoost, when positive, is Options.LowRankLRBoost in the
+	// Reconstruct stage only: the modules of rank r ≤ C/4 reconstruct at
+	// that multiple of the learning rate (finetune.Recipe).
+	ReconstructLRBoost float64
 	// Weigh, when finetune.WeighFisher, weighs the channels of the matched
 	// feature values (the Match terms and, with ReconstructSteps, every
 	// LPR module's output, less modules of a rank above

@@ -291,6 +291,31 @@ func TestRunFineTuneVerify(t *testing.T) {
 		t.Errorf("unknown channel weights: %v", err)
 	}
 
+	// ReconstructLRBoost speeds up the low-rank modules in the
+	// reconstruction stage (the student differs) and nowhere else (without
+	// that stage it changes nothing).
+	recon := func(steps int, boost float64, name string) *Result {
+		t.Helper()
+		f := *opts.FineTune
+		f.ReconstructSteps, f.ReconstructLRBoost = steps, boost
+		o := opts
+		o.FineTune, o.Out = &f, filepath.Join(dir, name)
+		res, err := Run(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if steps > 0 && (res.FineTune.Reconstruct == nil || res.FineTune.Reconstruct.Steps != steps) {
+			t.Fatalf("reconstruction report %+v, want %d steps", res.FineTune.Reconstruct, steps)
+		}
+		return res
+	}
+	if a, b := recon(3, 0, "r.onnx"), recon(3, 4, "rb.onnx"); a.Verification.Cosine == b.Verification.Cosine {
+		t.Error("the reconstruction lr boost did not change the student")
+	}
+	if b := recon(0, 4, "b.onnx"); b.Verification.Cosine != v.Cosine {
+		t.Errorf("the boost changed a run without reconstruction: cosine %v, want %v", b.Verification.Cosine, v.Cosine)
+	}
+
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	opts.Out = filepath.Join(dir, "cancelled.onnx")

@@ -316,6 +316,8 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		ReconstructSteps      int     `json:",omitempty"`
 		Sequential            bool    `json:",omitempty"`
 		RankLRRef, RankLRPow  float64 `json:",omitempty"`
+		ReconstructLRBoost    float64 `json:",omitempty"`
+		LowRankLRBoost        float64 `json:",omitempty"`
 	}
 	var ft *fineTune
 	if f := o.FineTune; f != nil {
@@ -323,7 +325,7 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		ft = &fineTune{fo.Epochs, fo.Steps, fo.Batch, fo.WarmupSteps, f.Calib, fo.LR, fo.MinLRRatio, fo.Optimizer,
 			fo.Loss.Kind.String(), fo.Loss.Temperature, fo.Loss.CEWeight, fo.Train.String(), f.Init != pipeline.InitWeights, f.Seed,
 			fmt.Sprintf("%s split=%s labels=%s limit=%d", o.Data, o.Split, o.Labels, o.Limit), f.ValFraction,
-			"", "", f.Weigh, f.ReconstructSteps, f.Sequential, fo.RankLRRef, fo.RankLRPower}
+			"", "", f.Weigh, f.ReconstructSteps, f.Sequential, fo.RankLRRef, fo.RankLRPower, f.ReconstructLRBoost, fo.LowRankLRBoost}
 		if len(fo.Match) > 0 {
 			ft.Match = fmt.Sprintf("%+v", fo.Match)
 		}

@@ -358,6 +358,8 @@ func TestFingerprintFineTuneObjective(t *testing.T) {
 		"reconstruct": func(f *pipeline.FineTune) { f.ReconstructSteps = 2 },
 		"sequential":  func(f *pipeline.FineTune) { f.Sequential = true },
 		"rank lr":     func(f *pipeline.FineTune) { f.Options.RankLRRef, f.Options.RankLRPower = 24, 1 },
+		"recon boost": func(f *pipeline.FineTune) { f.ReconstructLRBoost = 2.5 },
+		"boost":       func(f *pipeline.FineTune) { f.Options.LowRankLRBoost = 2.5 },
 	} {
 		s := fp(change)
 		if other, ok := seen[s]; ok {

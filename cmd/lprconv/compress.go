@@ -173,7 +173,8 @@ input activations, then the model is distilled from the original. Without --epoc
     few images are revisited, not under-trained; label-free (--loss kd,
     --lr 2e-3); the first third of the steps fit only the modules' outputs
     (reconstruction), then distillation; modules of rank r below 24 learn
-    at lr x 24/r;
+    at lr x 24/r, and while reconstructing those of rank at most C/4 at
+    2.5 times that;
   - from 5,000 images: three times that (2,811 steps, 180,000 images), or
     one pass over more; --loss kd+ce (cross-entropy with the labels where
     the data has them; kd where it has none), --lr 5e-3; and after the

@@ -179,6 +179,11 @@ func applyRecipe(c *cli.Context, ft *pipeline.FineTune, images int) error {
 	rec.Weigh = ft.Weigh
 	o.Steps, o.Epochs = total-recon, 0
 	ft.Options, ft.ReconstructSteps = o, recon
+	if recon > 0 {
+		ft.ReconstructLRBoost = rec.ReconstructLRBoost
+	} else {
+		rec.ReconstructLRBoost = 0
+	}
 	rec.Steps, rec.Batch, rec.ImagesProcessed, rec.ReconstructSteps = total, o.Batch, total*o.Batch, recon
 	rec.LR, rec.Temperature, rec.ValFraction = o.LR, o.Loss.Temperature, ft.ValFraction
 	rec.Match, rec.Augment, rec.Loss = finetune.FormatMatch(o.Match), o.Augment.String(), o.Loss.Kind.String()

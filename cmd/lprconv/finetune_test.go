@@ -133,7 +133,7 @@ func TestCompressRecipe(t *testing.T) {
 	want := finetune.RecipeFor(100)
 	if rec.Images != 100 || rec.Steps != want.Steps || rec.Batch != 64 || rec.Match != "logits+modules" || rec.Augment != "none" || rec.Loss != "kd" || rec.Init != "" ||
 		rec.ValFraction != 0 || rec.ReconstructSteps != want.ReconstructSteps || rec.ImagesProcessed > 60000 ||
-		rec.RankLRRef != finetune.RecipeRankLRRef || rec.RankLRPower != finetune.RecipeRankLRPower {
+		rec.RankLRRef != finetune.RecipeRankLRRef || rec.RankLRPower != finetune.RecipeRankLRPower || rec.ReconstructLRBoost != finetune.RecipeReconstructLRBoost {
 		t.Errorf("recipe %+v, want the RecipeFor(100) schedule %+v", rec, want)
 	}
 	if got := r.FineTune.Report.Steps + r.FineTune.Reconstruct.Steps; got != rec.Steps {

@@ -70,6 +70,9 @@ type config struct {
 	WeightDecay  float64 `json:"weight_decay,omitempty"`
 	SAMRho       float64 `json:"sam_rho,omitempty"`
 	PreLR        float64 `json:"pre_lr,omitempty"`
+	PreBoost     float64 `json:"pre_boost,omitempty"`
+	Boost        float64 `json:"boost,omitempty"`
+	PreAugment   string  `json:"pre_augment,omitempty"`
 	RankLRRef    float64 `json:"rank_lr_ref,omitempty"`
 	RankLRPower  float64 `json:"rank_lr_power,omitempty"`
 	Beta1        float64 `json:"beta1,omitempty"`
@@ -135,6 +138,9 @@ func main() {
 	flag.IntVar(&c.WeighImages, "weigh-images", 0, "images for -weigh fisher (0: -calib's)")
 	flag.StringVar(&c.Weigh, "weigh", "", "channel weights of the module-output terms: fisher (finetune.ChannelFisher on the calibration images) or none (default: the recipe's with -recipe, else none)")
 	flag.Float64Var(&c.SAMRho, "sam", 0, "sharpness-aware minimization radius `ρ` (finetune.Options.SAMRho; two passes per step), in every stage")
+	flag.Float64Var(&c.PreBoost, "pre-boost", 0, "in the -pre-steps stage, multiply the lr of the modules of rank <= C/4 by `F` (finetune.Options.LowRankLRBoost; default: the recipe's with -recipe)")
+	flag.StringVar(&c.PreAugment, "pre-augment", "", "augmentation of the -pre-steps stage only")
+	flag.Float64Var(&c.Boost, "boost", 0, "in distillation, multiply the lr of the modules of rank <= C/4 by `F` (finetune.Options.LowRankLRBoost)")
 	flag.Float64Var(&c.PreLR, "pre-lr", 0, "peak learning rate of the -pre-steps stage (0: -lr)")
 	flag.Float64Var(&c.RankLRRef, "rank-lr", 0, "scale the learning rate of each LPR module of rank below `R0` by (R0/rank)^-rank-lr-power (finetune.Options.RankLRRef), in every stage")
 	flag.Float64Var(&c.RankLRPower, "rank-lr-power", 1, "power of -rank-lr")
@@ -228,6 +234,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		if !set["pre-steps"] {
 			c.PreSteps = rc.ReconstructSteps
+		}
+		if !set["pre-boost"] {
+			c.PreBoost = rc.ReconstructLRBoost
 		}
 		if !set["lr"] {
 			c.LR = rc.LR
@@ -386,6 +395,13 @@ func run(ctx context.Context, c config) (*result, error) {
 		if c.PreLR > 0 {
 			po.LR = c.PreLR
 		}
+		po.LowRankLRBoost = c.PreBoost
+		if c.PreAugment != "" {
+			if po.Augment, err = dataset.ParseAugment(c.PreAugment); err != nil {
+				return nil, err
+			}
+			po.Augment.Seed = c.DataSeed
+		}
 		if student, prep, err = finetune.Reconstruct(ctx, m, student, pl, po, c.PreSteps); err != nil {
 			return nil, err
 		}
@@ -421,6 +437,7 @@ func run(ctx context.Context, c config) (*result, error) {
 			return nil, err
 		}
 	}
+	opts.LowRankLRBoost = c.Boost
 	tuned, rep, err := finetune.Distill(ctx, m, student, data, opts)
 	if err != nil {
 		return nil, err

@@ -90,6 +90,12 @@ func extras(c config) string {
 	if c.PreLR > 0 {
 		out += fmt.Sprintf(", reconstruct lr %g", c.PreLR)
 	}
+	if c.Boost > 0 {
+		out += fmt.Sprintf(", distillation lr x %g where rank <= C/4", c.Boost)
+	}
+	if c.PreBoost > 0 {
+		out += fmt.Sprintf(", reconstruct lr x %g where rank <= C/4", c.PreBoost)
+	}
 	if c.L2SP > 0 {
 		out += fmt.Sprintf(", L2-SP %g to %s", c.L2SP, c.L2SPAnchor)
 	}
