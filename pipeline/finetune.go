@@ -14,8 +14,8 @@ import (
 )
 
 // Calibration caches the covariances of every candidate layer's input on
-// the first calibration images, computed once and shared by runs of the
-// same model and training images (safe for concurrent use).
+// the calibration images, computed once and shared by runs of the same
+// model, training images and seed (safe for concurrent use).
 type Calibration struct {
 	once sync.Once
 	covs map[string]*finetune.Covariance
@@ -39,7 +39,10 @@ type fineTuner struct {
 	ft         *FineTune
 	r          *Result
 	train, val []int
-	summary    FineTuneResult
+	// calib are the calibration images: FineTune.Calib of train, chosen
+	// at random for the seed and kept in train's order (see split).
+	calib   []int
+	summary FineTuneResult
 	// weights are the channel weights of FineTune.Weigh (nil: none).
 	weights map[string][]float64
 }
@@ -67,6 +70,12 @@ func (f *fineTuner) split() error {
 	if len(f.train) < f.ft.Options.Batch {
 		return fmt.Errorf("fine-tune: %d training images are fewer than one batch of %d; lower --batch", len(f.train), f.ft.Options.Batch)
 	}
+	// A random subset rather than the first images: a folder of class
+	// subfolders lists its images class by class, so its first 512 images
+	// would hold only its first classes (on the 1,000 committed images,
+	// five of ten), and the data-aware factors and channel weights would
+	// fit those classes.
+	f.calib = dataset.Random(f.train, min(max(f.ft.Calib, 1), len(f.train)), f.ft.Seed)
 	f.summary = FineTuneResult{Data: f.ft.Train.Name, TrainImages: len(f.train), ValImages: len(f.val), Init: f.ft.Init, Recipe: f.ft.Recipe}
 	if f.summary.Init == "" {
 		f.summary.Init = InitData
@@ -106,9 +115,9 @@ func (f *fineTuner) initialize(ctx context.Context) error {
 	if f.summary.Init != InitData || plan.Replaced() == 0 {
 		return nil
 	}
-	n := min(max(f.ft.Calib, 1), len(f.train))
+	n := len(f.calib)
 	calibrate := func(values []string) (map[string]*finetune.Covariance, error) {
-		l, err := f.loader(dataset.First(f.train, n), false)
+		l, err := f.loader(f.calib, false)
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +139,7 @@ func (f *fineTuner) initialize(ctx context.Context) error {
 	if f.summary.Layers, err = finetune.InitFromData(ctx, plan, covs, f.opts.Plan.SVD); err != nil || !f.ft.Sequential {
 		return err
 	}
-	l, err := f.loader(dataset.First(f.train, n), false)
+	l, err := f.loader(f.calib, false)
 	if err != nil {
 		return err
 	}

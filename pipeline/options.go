@@ -143,7 +143,9 @@ type FineTune struct {
 	// Seed shuffles the training images and splits off the validation set.
 	Seed int64
 	// Init chooses the factor initialization; Calib is the number of
-	// training images whose activations InitData fits.
+	// training images whose activations InitData fits (and on which the
+	// sequential refit and the channel weights are measured), chosen at
+	// random with Seed.
 	Init  Init
 	Calib int
 	// Sequential, with InitData, then refits the replaced layers one at a

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -342,5 +343,41 @@ func TestOptionsErrors(t *testing.T) {
 	}
 	if _, err := ParseInit("weights"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCalibrationImagesSpanClasses checks that the calibration images are
+// drawn from the whole training set: the committed images are listed class
+// by class, so the first 100 would all be T-shirts.
+func TestCalibrationImagesSpanClasses(t *testing.T) {
+	_, m := fixture(t)
+	train := images(t, m, "train", 0)
+	f := &fineTuner{ft: &FineTune{Train: *train, Calib: 100, Seed: 1, Options: finetune.Options{Batch: 10}}, r: &Result{}}
+	if err := f.split(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calib) != 100 || !slices.IsSorted(f.calib) {
+		t.Fatalf("%d calibration images, sorted %v", len(f.calib), slices.IsSorted(f.calib))
+	}
+	classes := map[int]int{}
+	for _, i := range f.calib {
+		s, err := train.Source.Sample(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		classes[s.Label]++
+	}
+	for c := range 10 {
+		if classes[c] < 4 {
+			t.Errorf("class %d has %d of the 100 calibration images (%v)", c, classes[c], classes)
+		}
+	}
+	// another seed draws other images
+	g := &fineTuner{ft: &FineTune{Train: *train, Calib: 100, Seed: 2, Options: finetune.Options{Batch: 10}}, r: &Result{}}
+	if err := g.split(); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(f.calib, g.calib) {
+		t.Error("seeds 1 and 2 calibrate on the same images")
 	}
 }

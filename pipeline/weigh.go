@@ -60,8 +60,8 @@ func (f *fineTuner) weigh(ctx context.Context) error {
 	if in, err := evaluate.ModelInput(f.r.Original); err == nil && in.Batch > 0 {
 		batch = f.ft.Options.Batch
 	}
-	batches := max(min(max(f.ft.Calib, 1), len(f.train))/batch, 1)
-	l, err := f.loaderBatch(dataset.First(f.train, batches*batch), batch, false)
+	batches := max(len(f.calib)/batch, 1)
+	l, err := f.loaderBatch(dataset.First(f.calib, batches*batch), batch, false)
 	if err != nil {
 		return err
 	}

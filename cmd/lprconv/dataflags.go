@@ -26,7 +26,7 @@ func dataFlagsSplit(dataUsage, split string) []cli.Flag {
 		&cli.StringFlag{Name: "std", Usage: "per-channel `STD` divided by after subtracting the mean"},
 		&cli.StringFlag{Name: "preset", Value: "none", Usage: "normalization preset: imagenet or none (overridden by --mean/--std)"},
 		&cli.StringFlag{Name: "fit", Value: "resize", Usage: "how images of another size reach the model's: resize (bilinear), crop (centre) or pad (zeros around, e.g. 28x28 Fashion-MNIST into 32x32)"},
-		&cli.IntFlag{Name: "limit", Usage: "use at most `N` samples (0: all)"},
+		&cli.IntFlag{Name: "limit", Usage: "use at most `N` samples, drawn at random (by --data-seed where the command has one) so that a folder listed class by class is sampled evenly (0: all)"},
 	}
 }
 
@@ -69,8 +69,13 @@ func dataSpecFrom(c *cli.Context, in evaluate.Input) (dataSpec, error) {
 	return s, nil
 }
 
-// open opens the data set and a loader over it in file order. The caller
-// closes both.
+// limitSeed draws the --limit samples of commands without --data-seed.
+const limitSeed = 1
+
+// open opens the data set and a loader over it in file order: all of it,
+// or --limit samples drawn at random (seed limitSeed; eval, compare and
+// quantize have no --data-seed) so that a folder of class subfolders is
+// not cut to its first classes. The caller closes both.
 func (s dataSpec) open(batch int) (dataset.Source, *dataset.Loader, error) {
 	src, err := dataset.Open(s.Path, dataset.OpenOptions{Split: s.Split, Labels: s.Labels})
 	if err != nil {
@@ -78,7 +83,7 @@ func (s dataSpec) open(batch int) (dataset.Source, *dataset.Loader, error) {
 	}
 	idx := dataset.Indices(src.Len())
 	if s.Limit > 0 {
-		idx = dataset.First(idx, s.Limit)
+		idx = dataset.Random(idx, s.Limit, limitSeed)
 	}
 	l, err := dataset.NewLoader(src, idx, s.Pre, dataset.LoaderOptions{BatchSize: batch, Workers: dataset.DefaultWorkers, Prefetch: dataset.DefaultPrefetch})
 	if err != nil {

@@ -66,8 +66,8 @@ func finetuneFlags(d finetuneDefaults) []cli.Flag {
 		&cli.StringFlag{Name: "train", Value: "lpr", Usage: "which tensors learn: lpr (only the new LPR tensors) or all"},
 		&cli.Float64Flag{Name: "val-fraction", Value: d.ValFraction, Usage: "fraction of --data held out to measure agreement after each epoch and keep the best student (0: none)"},
 		&cli.StringFlag{Name: "init", Usage: "factor initialization before fine-tuning: data (fit each layer's activations; the default) or weights (data-free)"},
-		&cli.IntFlag{Name: "calib", Value: defaultCalib, Usage: "calibration images for --init data"},
-		&cli.Int64Flag{Name: "data-seed", Value: 1, Usage: "seed of shuffling, the validation split and --limit's choice"},
+		&cli.IntFlag{Name: "calib", Value: defaultCalib, Usage: "calibration images (drawn at random from the training images by --data-seed) for --init data, the layer refit and --channel-weights"},
+		&cli.Int64Flag{Name: "data-seed", Value: 1, Usage: "seed of shuffling, the validation split, --limit's and --calib's choice"},
 	}
 }
 

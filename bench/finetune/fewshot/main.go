@@ -300,7 +300,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		return nil, err
 	}
 	n := min(c.Calib, len(train))
-	cl, err := loader(dataset.First(train, n), false)
+	// as the pipeline: calibration images drawn at random for the seed
+	calibSet := dataset.Random(train, n, c.DataSeed)
+	cl, err := loader(calibSet, false)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +315,7 @@ func run(ctx context.Context, c config) (*result, error) {
 		return nil, err
 	}
 	if c.Init == "seq" {
-		cl, err := loader(dataset.First(train, n), false)
+		cl, err := loader(calibSet, false)
 		if err != nil {
 			return nil, err
 		}
@@ -360,14 +362,15 @@ func run(ctx context.Context, c config) (*result, error) {
 		opts.L2SPAnchor = student
 	}
 	if c.Weigh == finetune.WeighFisher {
-		n := n
+		n, set := n, calibSet
 		if c.WeighImages > 0 {
 			n = min(c.WeighImages, len(train))
+			set = dataset.Random(train, n, c.DataSeed)
 		}
 		// as pipeline/weigh.go: batches of at most 16 images
 		fb := min(c.Batch, 16)
 		n = n / fb * fb
-		fl, err := dataset.NewLoader(src, dataset.First(train, n), pre, dataset.LoaderOptions{BatchSize: fb, Seed: c.DataSeed, Workers: 2, Prefetch: 2})
+		fl, err := dataset.NewLoader(src, dataset.First(set, n), pre, dataset.LoaderOptions{BatchSize: fb, Seed: c.DataSeed, Workers: 2, Prefetch: 2})
 		if err != nil {
 			return nil, err
 		}
