@@ -318,6 +318,10 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		RankLRRef, RankLRPow  float64 `json:",omitempty"`
 		ReconstructLRBoost    float64 `json:",omitempty"`
 		LowRankLRBoost        float64 `json:",omitempty"`
+		// CalibDraw names how the calibration images are chosen
+		// ("random" since they stopped being the first ones), so that
+		// results calibrated the old way are not reused.
+		CalibDraw string `json:",omitempty"`
 	}
 	var ft *fineTune
 	if f := o.FineTune; f != nil {
@@ -325,7 +329,7 @@ func fingerprint(modelHash string, o PipelineOptions, fid, eval dataset.Samples)
 		ft = &fineTune{fo.Epochs, fo.Steps, fo.Batch, fo.WarmupSteps, f.Calib, fo.LR, fo.MinLRRatio, fo.Optimizer,
 			fo.Loss.Kind.String(), fo.Loss.Temperature, fo.Loss.CEWeight, fo.Train.String(), f.Init != pipeline.InitWeights, f.Seed,
 			fmt.Sprintf("%s split=%s labels=%s limit=%d", o.Data, o.Split, o.Labels, o.Limit), f.ValFraction,
-			"", "", f.Weigh, f.ReconstructSteps, f.Sequential, fo.RankLRRef, fo.RankLRPower, f.ReconstructLRBoost, fo.LowRankLRBoost}
+			"", "", f.Weigh, f.ReconstructSteps, f.Sequential, fo.RankLRRef, fo.RankLRPower, f.ReconstructLRBoost, fo.LowRankLRBoost, "random"}
 		if len(fo.Match) > 0 {
 			ft.Match = fmt.Sprintf("%+v", fo.Match)
 		}
