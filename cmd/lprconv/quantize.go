@@ -36,7 +36,7 @@ func quantizeCommand() *cli.Command {
 		&cli.StringFlag{Name: "precision", Value: "int8", Usage: "int8 (QDQ: per-channel int8 weights, calibrated 8-bit activations) or fp16 (float16 weights and compute, float32 inputs and outputs)"},
 		&cli.StringFlag{Name: "method", Value: "minmax", Usage: "int8 calibration: minmax or percentile"},
 		&cli.Float64Flag{Name: "percentile", Value: quantize.DefaultPercentile, Usage: "`P` of --method percentile: the grid covers the (100-P)-th to P-th percentile"},
-		&cli.IntFlag{Name: "samples", Value: quantize.DefaultSamples, Usage: "calibrate on the first `N` samples of --data"},
+		&cli.IntFlag{Name: "samples", Value: quantize.DefaultSamples, Usage: "calibrate on `N` samples of --data, drawn at random (seed 1)"},
 		&cli.StringFlag{Name: "activations", Value: "uint8", Usage: "int8 activation type: uint8 (ONNX Runtime's fast path on x86-64) or int8"},
 		&cli.StringFlag{Name: "keep-fp32", Usage: "fp16: comma-separated operator types left in float32 (default: those ONNX Runtime's CPU provider lacks float16 kernels for, " + strings.Join(quantize.DefaultKeepFloat32(), ",") + ")"},
 		&cli.IntFlag{Name: "batch", Value: quantize.DefaultBatch, Usage: "calibration batch `SIZE`"},
@@ -148,6 +148,11 @@ func runQuantize(ctx context.Context, c *cli.Context, in string) (*quantizeRepor
 		spec, err := dataSpecFrom(c, mi)
 		if err != nil {
 			return nil, usage("%v", err)
+		}
+		// --samples of the images, drawn at random by open rather than read
+		// first: a folder of class subfolders lists its images class by class
+		if spec.Limit == 0 || spec.Limit > opts.Int8.Calibrate.Samples {
+			spec.Limit = opts.Int8.Calibrate.Samples
 		}
 		dsrc, loader, err := spec.open(opts.Int8.Calibrate.Batch)
 		if err != nil {
