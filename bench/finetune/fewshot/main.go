@@ -362,15 +362,15 @@ func run(ctx context.Context, c config) (*result, error) {
 		opts.L2SPAnchor = student
 	}
 	if c.Weigh == finetune.WeighFisher {
-		n, set := n, calibSet
+		n, imgs := n, calibSet
 		if c.WeighImages > 0 {
 			n = min(c.WeighImages, len(train))
-			set = dataset.Random(train, n, c.DataSeed)
+			imgs = dataset.Random(train, n, c.DataSeed)
 		}
 		// as pipeline/weigh.go: batches of at most 16 images
 		fb := min(c.Batch, 16)
 		n = n / fb * fb
-		fl, err := dataset.NewLoader(src, dataset.First(set, n), pre, dataset.LoaderOptions{BatchSize: fb, Seed: c.DataSeed, Workers: 2, Prefetch: 2})
+		fl, err := dataset.NewLoader(src, dataset.First(imgs, n), pre, dataset.LoaderOptions{BatchSize: fb, Seed: c.DataSeed, Workers: 2, Prefetch: 2})
 		if err != nil {
 			return nil, err
 		}
