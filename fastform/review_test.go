@@ -125,19 +125,7 @@ type reviewCase struct {
 // runShapes runs m in the engine at the given input shapes.
 func runShapes(t *testing.T, m *onnxpb.ModelProto, shapes map[string][]int, seed uint64) map[string]*engine.Tensor {
 	t.Helper()
-	in := map[string]*engine.Tensor{}
-	for name, s := range shapes {
-		in[name] = engine.NewTensorF(enginetest.Fill(s, seed), s...)
-	}
-	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Run(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return enginetest.RunShapes(t, m, shapes, seed)
 }
 
 // sameOutputs fails unless got has want's outputs with their shapes and

@@ -78,15 +78,7 @@ func fixedBatch(m *onnxpb.ModelProto) bool {
 
 func run(t *testing.T, m *onnxpb.ModelProto, shapes map[string][]int, in map[string]*engine.Tensor) map[string]*engine.Tensor {
 	t.Helper()
-	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := p.Run(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return enginetest.RunInputs(t, m, shapes, in)
 }
 
 // TestFoldRunsInORT: the folded ShuffleNetV2 fixture gives ONNX Runtime's

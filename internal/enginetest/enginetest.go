@@ -33,10 +33,24 @@ func Fill(shape []int, seed uint64) []float32 {
 func Run(t testing.TB, m *onnxpb.ModelProto, batch int, seed uint64) map[string]*engine.Tensor {
 	t.Helper()
 	_, shapes := testutil.GraphInputs(m, batch)
+	return RunShapes(t, m, shapes, seed)
+}
+
+// RunShapes runs m on one thread at the given input shapes, every graph
+// input filled by Fill(shape, seed), and returns its outputs by name.
+func RunShapes(t testing.TB, m *onnxpb.ModelProto, shapes map[string][]int, seed uint64) map[string]*engine.Tensor {
+	t.Helper()
 	in := map[string]*engine.Tensor{}
 	for name, s := range shapes {
 		in[name] = engine.NewTensorF(Fill(s, seed), s...)
 	}
+	return RunInputs(t, m, shapes, in)
+}
+
+// RunInputs compiles m on one thread for the given input shapes, runs it
+// on in and returns its outputs by name.
+func RunInputs(t testing.TB, m *onnxpb.ModelProto, shapes map[string][]int, in map[string]*engine.Tensor) map[string]*engine.Tensor {
+	t.Helper()
 	p, err := engine.Compile(m, engine.Options{InputShapes: shapes, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
