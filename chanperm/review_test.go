@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -231,7 +230,7 @@ func runPermCases(t *testing.T, cases []permCase) {
 			}
 		})
 	}
-	checkAll(t, written)
+	testutil.CheckONNXAll(t, written)
 }
 
 // loadORT loads ONNX Runtime for the test (closed at its end), or returns
@@ -275,20 +274,6 @@ func ortCompare(t *testing.T, rt *ortapi.Runtime, m *onnxpb.ModelProto, a, b str
 		if e := relErr(res[1][k].Data, w.Data); !(e <= 1e-5) {
 			t.Errorf("ONNX Runtime: output %s: relative error %g", k, e)
 		}
-	}
-}
-
-// checkAll runs ONNX's full checker on every model in paths in one Python
-// process.
-func checkAll(t *testing.T, paths []string) {
-	t.Helper()
-	if len(paths) == 0 {
-		return
-	}
-	testutil.RequirePythonONNX(t)
-	script := "import onnx,sys\nbad = False\nfor p in sys.argv[1:]:\n    try:\n        onnx.checker.check_model(onnx.load(p), full_check=True)\n    except Exception as e:\n        print(p + \": \" + str(e)); bad = True\nsys.exit(1 if bad else 0)"
-	if out, err := exec.Command(testutil.Python, append([]string{"-c", script}, paths...)...).CombinedOutput(); err != nil {
-		t.Errorf("onnx.checker rejects a model: %v\n%s", err, out)
 	}
 }
 
@@ -721,5 +706,5 @@ func TestReviewPermuteImageNet(t *testing.T) {
 			ortCompare(t, rt, m, path, out)
 		})
 	}
-	checkAll(t, written)
+	testutil.CheckONNXAll(t, written)
 }

@@ -304,5 +304,5 @@ func TestReviewReluFoldImageNet(t *testing.T) {
 			}
 		})
 	}
-	checkAllONNX(t, written)
+	testutil.CheckONNXAll(t, written)
 }

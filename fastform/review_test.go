@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -269,7 +268,7 @@ func runReview(t *testing.T, cases []reviewCase) {
 			}
 		})
 	}
-	checkAllONNX(t, written)
+	testutil.CheckONNXAll(t, written)
 }
 
 func valueNames(vs []*onnxpb.ValueInfoProto) []string {
@@ -296,20 +295,6 @@ func shapeOutputs(t *testing.T, m *onnxpb.ModelProto, shapes map[string][]int) {
 			ds = append(ds, &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: fmt.Sprintf("%s_%d", o.GetName(), i)}})
 		}
 		tt.Shape = &onnxpb.TensorShapeProto{Dim: ds}
-	}
-}
-
-// checkAllONNX runs ONNX's full checker on every model in paths in one
-// Python process.
-func checkAllONNX(t *testing.T, paths []string) {
-	t.Helper()
-	if len(paths) == 0 {
-		return
-	}
-	testutil.RequirePythonONNX(t)
-	script := "import onnx,sys\nbad = False\nfor p in sys.argv[1:]:\n    try:\n        onnx.checker.check_model(onnx.load(p), full_check=True)\n    except Exception as e:\n        print(p + \": \" + str(e)); bad = True\nsys.exit(1 if bad else 0)"
-	if out, err := exec.Command(testutil.Python, append([]string{"-c", script}, paths...)...).CombinedOutput(); err != nil {
-		t.Errorf("onnx.checker rejects a rewritten model: %v\n%s", err, out)
 	}
 }
 
@@ -894,7 +879,7 @@ func TestReviewImageNetModels(t *testing.T) {
 			}
 		})
 	}
-	checkAllONNX(t, written)
+	testutil.CheckONNXAll(t, written)
 }
 
 // TestReviewMalformed: Rewrite never panics on a malformed graph (it runs

@@ -133,6 +133,23 @@ func CheckONNX(t testing.TB, path string) {
 	}
 }
 
+// checkAllScript runs the full checker on every model named on its command
+// line, printing each rejection, and fails if any is rejected.
+const checkAllScript = "import onnx,sys\nbad = False\nfor p in sys.argv[1:]:\n    try:\n        onnx.checker.check_model(onnx.load(p), full_check=True)\n    except Exception as e:\n        print(p + \": \" + str(e)); bad = True\nsys.exit(1 if bad else 0)"
+
+// CheckONNXAll is CheckONNX for every model in paths, in one Python
+// process; it reports every rejected model and lets the test go on.
+func CheckONNXAll(t testing.TB, paths []string) {
+	t.Helper()
+	if len(paths) == 0 {
+		return
+	}
+	RequirePythonONNX(t)
+	if out, err := exec.Command(Python, append([]string{"-c", checkAllScript}, paths...)...).CombinedOutput(); err != nil {
+		t.Errorf("onnx.checker rejects a model: %v\n%s", err, out)
+	}
+}
+
 // RepoRoot returns the repository root: the nearest folder above the
 // working directory that holds go.mod.
 func RepoRoot(t testing.TB) string {
